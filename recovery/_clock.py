@@ -1,0 +1,64 @@
+"""Clocks: the one seam through which every component reads time.
+
+A clock has ``monotonic() -> float`` (seconds) and ``sleep(seconds)``. Components
+take ``clock=`` so tests can pass :class:`recovery.testing.FakeClock` and see a
+timeout, a backoff or an interval without waiting on real time. Wall-clock
+timestamps for display come from :func:`time.time` separately.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """What a component needs from time."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    """The real clock: :func:`time.monotonic` and :func:`time.sleep`."""
+
+    __slots__ = ()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        return event.wait(max(timeout, 0.0))
+
+    def __repr__(self) -> str:
+        return "MonotonicClock()"
+
+
+REAL_CLOCK = MonotonicClock()
+
+
+def wait(clock: Clock, event: threading.Event, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds of ``clock`` time, or until ``event`` is set.
+
+    Background loops (schedulers, episode backoffs) use this instead of
+    ``clock.sleep`` so that ``stop()`` can interrupt them. A clock with a
+    ``wait(event, timeout)`` method of its own (the real clock, FakeClock) is
+    asked directly; any other clock is polled.
+    """
+    own_wait = getattr(clock, "wait", None)
+    if own_wait is not None:
+        return bool(own_wait(event, timeout))
+    deadline = clock.monotonic() + timeout
+    while not event.is_set():
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return False
+        event.wait(min(left, 0.01))
+    return True
