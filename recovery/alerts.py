@@ -1,0 +1,117 @@
+"""Alerts: thresholds, the alert record, and fire-once delivery to handlers.
+
+An alert tells a person that a plugin crossed a line. It fires once when the line
+is crossed, not on every failure past it, and re-arms when the plugin recovers:
+a page per incident, not a page per failed call.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from enum import Enum
+
+import attrs
+
+from recovery import _validate as v
+
+_logger = logging.getLogger("recovery.alerts")
+
+
+class AlertKind(str, Enum):
+    """Which line was crossed; compares equal to its string value."""
+
+    CONSECUTIVE_FAILURES = "consecutive_failures"
+    FAILURE_RATE = "failure_rate"
+    RECOVERY_TIME = "recovery_time"
+    RECOVERY_EXHAUSTED = "recovery_exhausted"
+    UNRECOVERABLE = "unrecoverable"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(kw_only=True)
+class AlertThresholds:
+    """When the recovery manager raises an alert for a plugin (None disables that alert).
+
+    - ``consecutive_failures``: failures recorded since the plugin last recovered.
+    - ``failure_rate``: failures/outcomes in the breaker's sliding window, checked
+      after each failed call through ``execute_with_recovery``.
+    - ``recovery_time``: seconds a recovery episode has been running.
+
+    "recovery_exhausted" and "unrecoverable" alerts have no threshold: they fire
+    whenever a plugin is marked failed.
+    """
+
+    consecutive_failures: int | None = attrs.field(default=5, validator=v.optional_positive_int)
+    failure_rate: float | None = attrs.field(default=0.5, validator=v.optional_rate)
+    recovery_time: float | None = attrs.field(
+        default=300.0, converter=v.optional_seconds, validator=v.optional_positive_seconds
+    )
+
+
+@attrs.frozen
+class Alert:
+    """One alert: which plugin, which line (``kind``), a readable message, wall-clock time."""
+
+    plugin_name: str
+    kind: AlertKind = attrs.field(converter=AlertKind)
+    message: str
+    timestamp: float = attrs.field(factory=time.time)
+
+
+AlertHandler = Callable[[Alert], object]
+
+
+class AlertDispatcher:
+    """Fire each (plugin, kind) alert once until the plugin is re-armed.
+
+    Delivery is to the logger (at WARNING) and to every handler; a handler that
+    raises is logged and the others still run. Thread-safe; callers must not hold
+    locks that a handler might need, since handlers run on the caller's thread.
+    """
+
+    def __init__(self, logger: logging.Logger | None = None, *, enabled: bool = True) -> None:
+        self._logger = logger if logger is not None else _logger
+        self._enabled = enabled
+        self._handlers: tuple[AlertHandler, ...] = ()
+        self._fired: set[tuple[str, AlertKind]] = set()
+        self._lock = threading.Lock()
+
+    def add_handler(self, handler: AlertHandler) -> None:
+        if not callable(handler):
+            raise TypeError(f"alert handler must be callable, got {handler!r}")
+        with self._lock:
+            self._handlers = (*self._handlers, handler)
+
+    def fire_once(self, plugin_name: str, kind: AlertKind, message: str) -> Alert | None:
+        """Deliver an alert unless this (plugin, kind) already fired since the last re-arm.
+
+        Returns the alert delivered, or None when it was already fired (or alerting is off).
+        """
+        key = (plugin_name, kind)
+        with self._lock:
+            if not self._enabled or key in self._fired:
+                return None
+            self._fired.add(key)
+            handlers = self._handlers
+        alert = Alert(plugin_name, kind, message)
+        self._logger.warning("alert %s for plugin %r: %s", kind.value, plugin_name, message)
+        for handler in handlers:
+            try:
+                handler(alert)
+            except Exception:
+                _logger.exception("alert handler %r failed on %r", handler, alert)
+        return alert
+
+    def is_fired(self, plugin_name: str, kind: AlertKind) -> bool:
+        with self._lock:
+            return (plugin_name, kind) in self._fired
+
+    def rearm(self, plugin_name: str) -> None:
+        """The plugin recovered: its alerts may fire again."""
+        with self._lock:
+            self._fired = {key for key in self._fired if key[0] != plugin_name}

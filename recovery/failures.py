@@ -1,0 +1,167 @@
+"""What went wrong with a plugin: failure kinds, severities, and the default classifier.
+
+A :class:`FailureInfo` is what the recovery manager reasons about. Strategies
+choose whether they can handle one by its ``type`` and ``severity``; the audit log
+records its type. :func:`classify` turns an exception into one with the table of
+SPEC §5, and a user with other knowledge of their exceptions passes their own
+function of the same shape (:data:`Classifier`) to the manager.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from enum import Enum
+from types import TracebackType
+from typing import Any
+
+import attrs
+
+
+class FailureType(str, Enum):
+    """The kind of a failure; the value is what the audit log writes."""
+
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    RESOURCE_LIMIT = "resource_limit"
+    PANIC = "panic"
+    HEALTH_CHECK = "health_check"
+    INITIALIZATION = "initialization"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Severity(str, Enum):
+    """How bad a failure is; strategies use it to decline gentle fixes for critical ones."""
+
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _enum_member(enum: type[Enum], field: str, value: Any) -> Any:
+    """Accept a member or its string value; anything else is a ValueError naming the field."""
+    if isinstance(value, enum):
+        return value
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise ValueError(f"{field} must be one of {choices}, got {value!r}") from None
+
+
+def _failure_type(value: Any) -> FailureType:
+    return _enum_member(FailureType, "type", value)  # type: ignore[no-any-return]
+
+
+def _severity(value: Any) -> Severity:
+    return _enum_member(Severity, "severity", value)  # type: ignore[no-any-return]
+
+
+def _context(value: Any) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"context must be a mapping, got {value!r} ({type(value).__name__})")
+    return dict(value)
+
+
+def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be a bool, got {value!r}")
+
+
+def _str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, got {value!r}")
+
+
+@attrs.frozen
+class FailureInfo:
+    """One failure of a plugin.
+
+    ``type`` and ``severity`` accept the enum members or their string values
+    (``"timeout"``, ``"warning"``); an unknown value raises ``ValueError`` naming the
+    field and the value. ``timestamp`` is wall-clock (``time.time()``), for display and
+    audit. ``recoverable=False`` tells the manager not to try: the plugin is marked
+    failed until reset.
+    """
+
+    type: FailureType = attrs.field(converter=_failure_type)
+    message: str = attrs.field(default="", validator=_str)
+    timestamp: float = attrs.field(factory=time.time)
+    stack: str = attrs.field(default="", validator=_str)
+    context: dict[str, Any] = attrs.field(factory=dict, converter=_context, hash=False)
+    recoverable: bool = attrs.field(default=True, validator=_bool)
+    severity: Severity = attrs.field(default=Severity.WARNING, converter=_severity)
+
+
+Classifier = Callable[[BaseException], FailureInfo]
+"""Maps an exception to a failure; :func:`classify` is the default."""
+
+_RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
+_PANIC_TYPES = (AssertionError, AttributeError, TypeError, NameError, SystemError)
+
+
+def _raised_in_initialize(tb: TracebackType | None) -> bool:
+    """True if a frame of the traceback is a plugin's ``initialize`` method.
+
+    A plugin is recognised the way the Plugin protocol describes it: an object
+    with ``initialize`` and ``shutdown`` methods, bound as ``self`` in the frame.
+    """
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "initialize":
+            owner = frame.f_locals.get("self")
+            if callable(getattr(owner, "shutdown", None)):
+                return True
+        tb = tb.tb_next
+    return False
+
+
+def classify(exc: BaseException) -> FailureInfo:
+    """Map an exception to a :class:`FailureInfo` with the table of SPEC §5.
+
+    - ``TimeoutError`` (``socket.timeout`` is the same class) → TIMEOUT, warning.
+    - ``MemoryError``, ``RecursionError``, ``OSError`` with errno EMFILE, ENFILE,
+      ENOMEM or ENOSPC → RESOURCE_LIMIT, critical.
+    - ``AssertionError``, ``AttributeError``, ``TypeError``, ``NameError``,
+      ``SystemError`` → PANIC, critical, with the formatted traceback in ``stack``
+      (a programming error: the stack is what a person needs to fix it).
+    - raised from within a plugin's ``initialize`` → INITIALIZATION, keeping the
+      severity the table gives the exception.
+    - anything else → ERROR, warning.
+
+    ``message`` is ``str(exc)`` (the class name when that is empty); ``context``
+    holds the exception's class name, and its errno when it has one.
+    """
+    failure_type = FailureType.ERROR
+    severity = Severity.WARNING
+    stack = ""
+    if isinstance(exc, TimeoutError):
+        failure_type = FailureType.TIMEOUT
+    elif isinstance(exc, (MemoryError, RecursionError)) or (
+        isinstance(exc, OSError) and exc.errno in _RESOURCE_ERRNOS
+    ):
+        failure_type = FailureType.RESOURCE_LIMIT
+        severity = Severity.CRITICAL
+    elif isinstance(exc, _PANIC_TYPES):
+        failure_type = FailureType.PANIC
+        severity = Severity.CRITICAL
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if _raised_in_initialize(exc.__traceback__):
+        failure_type = FailureType.INITIALIZATION
+    context: dict[str, Any] = {"exception": f"{type(exc).__module__}.{type(exc).__qualname__}"}
+    if isinstance(exc, OSError) and exc.errno is not None:
+        context["errno"] = exc.errno
+    return FailureInfo(
+        type=failure_type,
+        message=str(exc) or type(exc).__name__,
+        stack=stack,
+        context=context,
+        severity=severity,
+    )
