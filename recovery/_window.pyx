@@ -1,0 +1,663 @@
+# cython: language_level=3, freethreading_compatible=True
+"""Compiled outcome window: the breaker's whole hot path.
+
+This is the C twin of :mod:`recovery._window_py`, which is the readable
+reference; both implement the same rules and pass the same tests. Here the
+bookkeeping runs inside ``cython.critical_section(self)``: on GIL builds that
+costs nothing and the GIL makes the pure-C block atomic; on free-threaded builds
+it is the object's own mutex. So the locked blocks below are kept pure C: no
+Python calls, no reference counting. When a user clock object must be read, the
+block gives up with ``NEED_CLOCK`` before changing anything, the clock is read
+outside, and the block runs again.
+"""
+
+cimport cython
+from libc.math cimport NAN, isnan, pow
+from libc.string cimport memset
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from cpython.object cimport PyObject
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
+
+import logging
+import threading
+
+from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.state import STATES
+
+cdef extern from "<time.h>":
+    enum: CLOCK_REALTIME_COARSE
+
+cdef enum:
+    CLOSED = 0
+    OPEN = 1
+    HALF_OPEN = 2
+    REPAIRING = 3
+
+cdef enum:
+    FAILED = 1
+    SLOW = 2
+
+cdef enum:
+    NORMAL = 0
+    TRIAL = 1
+    OBSERVED = 2
+
+# Results of the locked blocks besides a token or a transition.
+cdef enum:
+    NO_TRANSITION = -1
+    NEED_CLOCK = -2
+    REJECTED = -1
+
+cdef object _logger = logging.getLogger("recovery.breaker")
+
+# ``Window.call`` is a METH_FASTCALL | METH_KEYWORDS method written in C: the
+# caller's argument vector goes to ``fn`` by vectorcall, so no tuple or dict is
+# built per call (a ``def call(self, fn, *args, **kwargs)`` builds both), and
+# ``fn``'s exception passes through untouched: no frame of ours is added to its
+# traceback. The bookkeeping it calls is the Cython below, reached through
+# function pointers set at import.
+cdef extern from *:
+    """
+    typedef long long (*__pyx_recovery_admit_fn)(PyObject *);
+    typedef double (*__pyx_recovery_start_fn)(PyObject *);
+    typedef int (*__pyx_recovery_finish_fn)(PyObject *, long long, PyObject *, double);
+    static __pyx_recovery_admit_fn __pyx_recovery_admit;
+    static __pyx_recovery_start_fn __pyx_recovery_start;
+    static __pyx_recovery_finish_fn __pyx_recovery_finish;
+
+    static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames) {
+        long long token;
+        double start;
+        PyObject *result, *type, *value, *tb;
+        if (nargs < 1) {
+            PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
+            return NULL;
+        }
+        token = __pyx_recovery_admit(self);
+        if (token == -3 && PyErr_Occurred()) return NULL;
+        start = __pyx_recovery_start(self);
+        if (start == -2.0 && PyErr_Occurred()) return NULL;
+        result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+        if (result == NULL) {
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL) PyException_SetTraceback(value, tb);
+            if (__pyx_recovery_finish(self, token, value, start) < 0) {
+                /* Recording failed (a user clock raised): report it, keep fn's error. */
+                PyErr_WriteUnraisable(self);
+            }
+            PyErr_Restore(type, value, tb);
+            return NULL;
+        }
+        if (__pyx_recovery_finish(self, token, NULL, start) < 0) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        return result;
+    }
+
+    static PyMethodDef __pyx_recovery_call_def = {
+        "call", (PyCFunction)(void (*)(void))__pyx_recovery_call, METH_FASTCALL | METH_KEYWORDS,
+        "call($self, fn, /, *args, **kwargs)\\n--\\n\\n"
+        "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
+    };
+
+    static int __pyx_recovery_install_call(PyObject *type, void *admit, void *start,
+                                           void *finish) {
+        PyObject *descr;
+        __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
+        __pyx_recovery_start = (__pyx_recovery_start_fn)start;
+        __pyx_recovery_finish = (__pyx_recovery_finish_fn)finish;
+        descr = PyDescr_NewMethod((PyTypeObject *)type, &__pyx_recovery_call_def);
+        if (descr == NULL) return -1;
+        if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, "call", descr) < 0) {
+            Py_DECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+        PyType_Modified((PyTypeObject *)type);
+        return 0;
+    }
+    """
+    int _install_call "__pyx_recovery_install_call"(
+        object type, void* admit, void* start, void* finish) except -1
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef inline double _wall(int which) noexcept nogil:
+    cdef timespec ts
+    clock_gettime(which, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef inline int _transition(int old, int new) noexcept nogil:
+    return old << 4 | new
+
+
+cdef class Window:
+    """Outcome window, state machine and admission for one breaker, behind one lock."""
+
+    cdef public str name
+    cdef readonly object _config
+    cdef readonly object _clock
+    cdef object _clock_read        # the clock's bound monotonic(), or None for the C clock
+    cdef object _local
+    cdef object _record_types
+    cdef object _ignore_types
+    cdef object _observer
+
+    cdef unsigned char* _ring
+    cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
+    cdef Py_ssize_t _minimum_requests, _failure_threshold, _success_threshold, _trial_limit
+    cdef double _failure_rate, _slow_rate, _slow_duration
+    cdef double _timeout, _factor, _max_interval, _max_half_open_wait
+    cdef bint _fast_fail, _has_ignore
+
+    cdef int _state
+    cdef long long _generation
+    cdef int _backoff_level
+    cdef Py_ssize_t _trials, _trial_successes
+    cdef double _open_until, _half_open_since
+
+    cdef unsigned long long _total_requests, _total_failures, _total_successes
+    cdef unsigned long long _total_rejections, _total_slow
+    cdef double _last_failure, _last_success, _state_changed, _open_since, _open_total
+
+    def __cinit__(self, *args, **kwargs):
+        self._ring = NULL
+
+    def __init__(self, str name, config, clock=None):
+        self.name = name
+        self._config = config
+        self._clock = clock
+        self._clock_read = None if clock is None else clock.monotonic
+        self._local = threading.local()
+        self._size = config.sliding_window_size
+        self._ring = <unsigned char*>PyMem_Malloc(self._size)
+        if self._ring == NULL:
+            raise MemoryError()
+        memset(self._ring, 0, self._size)
+        self._minimum_requests = config.minimum_requests
+        self._failure_threshold = config.failure_threshold
+        self._failure_rate = config.failure_rate_threshold or 0.0
+        self._slow_rate = config.slow_call_rate_threshold or 0.0
+        slow = config.slow_call_duration
+        self._slow_duration = -1.0 if slow is None else slow
+        self._success_threshold = config.success_threshold
+        self._trial_limit = config.trial_calls
+        self._timeout = config.timeout
+        self._factor = config.retry_backoff_factor
+        self._max_interval = config.max_retry_interval
+        wait = config.max_half_open_wait
+        self._max_half_open_wait = -1.0 if wait is None else wait
+        self._fast_fail = config.enable_fast_fail
+        self._record_types = tuple(config.record_exceptions)
+        self._ignore_types = tuple(config.ignore_exceptions)
+        self._has_ignore = len(self._ignore_types) > 0
+        self._observer = None
+        self._state = CLOSED
+        self._last_failure = NAN
+        self._last_success = NAN
+        self._state_changed = _wall(CLOCK_REALTIME)
+
+    def __dealloc__(self):
+        PyMem_Free(self._ring)
+
+    # -- rules: pure C, called inside the critical section ------------------------------
+
+    @cython.final
+    cdef inline bint _read_now(self, double* now) noexcept:
+        """Fill ``now`` if it is unknown and the C clock serves; False if a user clock must."""
+        if not isnan(now[0]):
+            return True
+        if self._clock_read is not None:
+            return False
+        now[0] = _monotonic()
+        return True
+
+    @cython.final
+    cdef inline double _open_period(self) noexcept:
+        cdef double period = self._timeout * pow(self._factor, self._backoff_level)
+        return period if period < self._max_interval else self._max_interval
+
+    @cython.final
+    cdef int _move(self, int new, double now) noexcept:
+        cdef int old = self._state
+        cdef bint was_open = old == OPEN or old == REPAIRING
+        cdef bint is_open = new == OPEN or new == REPAIRING
+        if was_open and not is_open:
+            self._open_total += now - self._open_since
+        elif is_open and not was_open:
+            self._open_since = now
+        self._state = new
+        self._generation += 1
+        self._trials = 0
+        self._trial_successes = 0
+        self._state_changed = _wall(CLOCK_REALTIME)
+        self._half_open_since = now
+        memset(self._ring, 0, self._size)
+        self._pos = 0
+        self._count = 0
+        self._window_failures = 0
+        self._window_slow = 0
+        return _transition(old, new)
+
+    @cython.final
+    cdef int _open(self, double now, double period) noexcept:
+        """Open until ``now + period``; a NaN period means the current backoff period."""
+        if isnan(period):
+            period = self._open_period()
+        self._open_until = now + period
+        return self._move(OPEN, now)
+
+    @cython.final
+    cdef inline int _reopen(self, double now) noexcept:
+        self._backoff_level += 1
+        return self._open(now, NAN)
+
+    @cython.final
+    cdef long long _admit(self, double now, int* transition, double* retry_after) noexcept:
+        """Decide one call: a token, REJECTED (retry_after set) or NEED_CLOCK."""
+        cdef int state = self._state
+        transition[0] = NO_TRANSITION
+        retry_after[0] = NAN
+        if state == CLOSED:
+            return self._generation << 2
+        if state == OPEN:
+            if not self._read_now(&now):
+                return NEED_CLOCK
+            if now >= self._open_until:
+                transition[0] = self._move(HALF_OPEN, now)
+                self._trials = 1
+                return self._generation << 2 | TRIAL
+            retry_after[0] = self._open_until - now
+        elif state == HALF_OPEN:
+            if self._trials < self._trial_limit:
+                self._trials += 1
+                return self._generation << 2 | TRIAL
+            if self._max_half_open_wait >= 0:
+                if not self._read_now(&now):
+                    return NEED_CLOCK
+                if now - self._half_open_since >= self._max_half_open_wait:
+                    transition[0] = self._reopen(now)
+                    retry_after[0] = self._open_until - now
+        if not self._fast_fail:
+            return self._generation << 2 | OBSERVED
+        self._total_rejections += 1
+        return REJECTED
+
+    @cython.final
+    cdef int _record(self, long long token, int flags, double now) noexcept:
+        """Count one finished call: a transition, NO_TRANSITION or NEED_CLOCK.
+
+        The clock is needed only when the outcome causes a transition; that is
+        decided before anything changes, so NEED_CLOCK leaves no trace.
+        """
+        cdef int kind = token & 3
+        cdef bint current = (token >> 2) == self._generation
+        cdef bint failed = flags & FAILED
+        cdef Py_ssize_t pos, count, failures, slow
+        cdef unsigned char old
+        cdef int result = NO_TRANSITION
+        cdef bint fires = False
+
+        if current and kind == NORMAL:
+            pos = self._pos
+            count = self._count
+            failures = self._window_failures
+            slow = self._window_slow
+            if count == self._size:
+                old = self._ring[pos]
+                failures -= old & FAILED
+                slow -= (old & SLOW) >> 1
+            else:
+                count += 1
+            failures += flags & FAILED
+            slow += (flags & SLOW) >> 1
+            if count >= self._minimum_requests:
+                fires = (
+                    failures >= self._failure_threshold
+                    or (self._failure_rate > 0 and <double>failures / count >= self._failure_rate)
+                    or (self._slow_rate > 0 and <double>slow / count >= self._slow_rate)
+                )
+            if fires and not self._read_now(&now):
+                return NEED_CLOCK
+            self._ring[pos] = flags
+            self._pos = pos + 1 if pos + 1 < self._size else 0
+            self._count = count
+            self._window_failures = failures
+            self._window_slow = slow
+            if fires:
+                result = self._open(now, NAN)
+        elif current and kind == TRIAL:
+            if failed or (flags & SLOW and self._slow_rate > 0):
+                if not self._read_now(&now):
+                    return NEED_CLOCK
+                result = self._reopen(now)
+            elif self._trial_successes + 1 >= self._success_threshold:
+                if not self._read_now(&now):
+                    return NEED_CLOCK
+                self._backoff_level = 0
+                result = self._move(CLOSED, now)
+            else:
+                self._trials -= 1
+                self._trial_successes += 1
+
+        self._total_requests += 1
+        if failed:
+            self._total_failures += 1
+            self._last_failure = _wall(CLOCK_REALTIME_COARSE)
+        else:
+            self._total_successes += 1
+            self._last_success = _wall(CLOCK_REALTIME_COARSE)
+        if flags & SLOW:
+            self._total_slow += 1
+        return result
+
+    @cython.final
+    cdef inline void _release(self, long long token) noexcept:
+        if token & 3 == TRIAL and (token >> 2) == self._generation:
+            self._trials -= 1
+
+    # -- the Python-facing operations -----------------------------------------------------
+
+    @cython.final
+    cdef inline double _clock_now(self) except? -1.0:
+        if self._clock_read is None:
+            return _monotonic()
+        return self._clock_read()
+
+    cdef object _rejection(self, double retry_after):
+        cdef int state = self._state
+        if state == REPAIRING:
+            return CircuitRepairingError(self.name, STATES[state], None)
+        return CircuitOpenError(
+            self.name, STATES[state], None if isnan(retry_after) else retry_after
+        )
+
+    @cython.final
+    cdef long long _try_admit(self) except? -3:
+        cdef long long token
+        cdef int transition
+        cdef double retry_after
+        cdef double now = NAN
+        while True:
+            with cython.critical_section(self):
+                token = self._admit(now, &transition, &retry_after)
+                if token == REJECTED:
+                    error = self._rejection(retry_after)
+            if token != NEED_CLOCK:
+                break
+            now = self._clock_now()
+        if transition != NO_TRANSITION:
+            self._notify(transition)
+        if token == REJECTED:
+            raise error
+        return token
+
+    @cython.final
+    cdef int _record_outcome(self, long long token, int flags) except -3:
+        cdef int transition
+        cdef double now = NAN
+        while True:
+            with cython.critical_section(self):
+                transition = self._record(token, flags, now)
+            if transition != NEED_CLOCK:
+                break
+            now = self._clock_now()
+        if transition != NO_TRANSITION:
+            self._notify(transition)
+        return 0
+
+    @cython.final
+    cdef int _notify(self, int transition) except -1:
+        self._transitioned(transition >> 4, transition & 15)
+        return 0
+
+    @cython.final
+    cdef inline double _start_time(self) except? -2.0:
+        if self._slow_duration >= 0 or self._observer is not None:
+            return self._clock_now()
+        return -1.0
+
+    @cython.final
+    cdef int _finish(self, long long token, object exc, double start) except -1:
+        """Classify the end of a call (``exc`` is None on success) and record it."""
+        cdef int flags = 0
+        cdef double duration = 0.0
+        if exc is not None:
+            if not isinstance(exc, Exception) or (
+                self._has_ignore and isinstance(exc, self._ignore_types)
+            ):
+                with cython.critical_section(self):
+                    self._release(token)
+                return 0
+            if isinstance(exc, self._record_types):
+                flags = FAILED
+        if start >= 0:
+            duration = self._clock_now() - start
+            if 0 <= self._slow_duration <= duration:
+                flags |= SLOW
+        self._record_outcome(token, flags)
+        if self._observer is not None:
+            try:
+                self._observer(start, not (flags & FAILED), duration)
+            except Exception:
+                _logger.exception("trace observer of breaker %r failed", self.name)
+        return 0
+
+    def __enter__(self):
+        cdef long long token = self._try_admit()
+        local = self._local
+        try:
+            stack = local.stack
+        except AttributeError:
+            stack = local.stack = []
+        stack.append((token, self._start_time()))
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        token, start = self._local.stack.pop()
+        self._finish(token, exc, start)
+        return None
+
+    def try_admit(self):
+        """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
+        return self._try_admit()
+
+    def record(self, long long token, bint failed, double duration=0.0):
+        """Count the outcome of a call admitted with ``token``."""
+        cdef int flags = FAILED if failed else 0
+        if 0 <= self._slow_duration <= duration:
+            flags |= SLOW
+        self._record_outcome(token, flags)
+
+    def release(self, long long token):
+        """Give back a call's admission without counting an outcome (ignored exception)."""
+        with cython.critical_section(self):
+            self._release(token)
+
+    # -- manual control -------------------------------------------------------------------
+
+    @cython.final
+    cdef int _control(self, int action, double arg) except -3:
+        """Apply one manual action under the lock; returns the transition or NO_TRANSITION."""
+        cdef double now = self._clock_now()
+        cdef int transition = NO_TRANSITION
+        cdef int state
+        with cython.critical_section(self):
+            state = self._state
+            if action == 0:    # reset
+                self._backoff_level = 0
+                transition = self._move(CLOSED, now)
+                if state == CLOSED:
+                    transition = NO_TRANSITION
+            elif action == 1:  # force open; NaN arg = current period
+                transition = self._open(now, arg)
+                if state == OPEN:
+                    transition = NO_TRANSITION
+            elif action == 2:  # begin repair
+                if state != REPAIRING:
+                    transition = self._move(REPAIRING, now)
+            elif action == 3:  # end repair; arg 1 = success
+                if state == REPAIRING:
+                    transition = self._move(HALF_OPEN, now) if arg else self._open(now, NAN)
+            elif action == 4:  # allow trial
+                if state == OPEN:
+                    transition = self._move(HALF_OPEN, now)
+        if transition != NO_TRANSITION:
+            self._notify(transition)
+        return transition
+
+    def reset(self):
+        """Close the circuit: window cleared, backoff reset (totals are kept)."""
+        self._control(0, 0.0)
+
+    def force_open(self, duration=None):
+        """Open now for ``duration`` seconds (None: the current open period; inf: until reset)."""
+        if duration is not None and not duration >= 0:
+            raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
+        self._control(1, NAN if duration is None else duration)
+
+    def begin_repair(self):
+        """Reject every call with CircuitRepairingError while a strategy works on the plugin."""
+        self._control(2, 0.0)
+
+    def end_repair(self, bint success):
+        """Leave REPAIRING: to HALF_OPEN on success, else OPEN. False if it was not repairing."""
+        return self._control(3, 1.0 if success else 0.0) != NO_TRANSITION
+
+    def allow_trial(self):
+        """Move an OPEN circuit to HALF_OPEN now (a health check proved the dependency alive)."""
+        return self._control(4, 0.0) != NO_TRANSITION
+
+    # -- views ----------------------------------------------------------------------------
+
+    @property
+    def state_code(self):
+        return self._state
+
+    @property
+    def retry_after(self):
+        """Seconds until a trial call will be admitted; 0 if calls pass now; None if unknown."""
+        cdef double now = self._clock_now()
+        cdef int state
+        cdef double until
+        with cython.critical_section(self):
+            state = self._state
+            until = self._open_until
+        if state != OPEN:
+            return 0.0 if state == CLOSED else None
+        return max(until - now, 0.0)
+
+    def _snapshot(self):
+        """A consistent copy of the counters, taken under the lock."""
+        cdef double now = self._clock_now()
+        cdef int state
+        cdef unsigned long long requests, failures, successes, rejections, slow_calls
+        cdef Py_ssize_t count, window_failures, window_slow
+        cdef double last_failure, last_success, changed, open_total, retry_in
+        cdef int level
+        with cython.critical_section(self):
+            state = self._state
+            requests = self._total_requests
+            failures = self._total_failures
+            successes = self._total_successes
+            rejections = self._total_rejections
+            slow_calls = self._total_slow
+            count = self._count
+            window_failures = self._window_failures
+            window_slow = self._window_slow
+            last_failure = self._last_failure
+            last_success = self._last_success
+            changed = self._state_changed
+            open_total = self._open_total
+            if state == OPEN or state == REPAIRING:
+                open_total += now - self._open_since
+            retry_in = self._open_until - now
+            level = self._backoff_level
+        return {
+            "state": state,
+            "total_requests": requests,
+            "total_failures": failures,
+            "total_successes": successes,
+            "total_rejections": rejections,
+            "total_slow_calls": slow_calls,
+            "window_count": count,
+            "window_failures": window_failures,
+            "window_slow_calls": window_slow,
+            "last_failure": None if isnan(last_failure) else last_failure,
+            "last_success": None if isnan(last_success) else last_success,
+            "state_change_time": changed,
+            "circuit_open_time": open_total,
+            "retry_in": retry_in if state == OPEN else None,
+            "backoff_level": level,
+        }
+
+    def set_observer(self, observer):
+        """Call ``observer(start, ok, latency)`` after every executed call (None to stop)."""
+        self._observer = observer
+
+    def replay(self, const double[:] t, const unsigned char[:] ok, const double[:] latency):
+        """Run a recorded trace through this window: event ``i`` is a call at time ``t[i]``.
+
+        A rejected event does not happen; an admitted one records ``ok[i]`` with
+        ``latency[i]`` as its duration, at time ``t[i] + latency[i]``. The clock
+        object is not read and listeners are not called. Returns
+        ``(admitted, states)``: per event, 1 if it was admitted, and the state
+        after it.
+        """
+        cdef Py_ssize_t n = t.shape[0]
+        cdef Py_ssize_t i
+        cdef long long token
+        cdef int transition, flags
+        cdef double retry_after, lat
+        if ok.shape[0] != n or latency.shape[0] != n:
+            raise ValueError(
+                f"t, ok and latency must have the same length, "
+                f"got {n}, {ok.shape[0]}, {latency.shape[0]}"
+            )
+        admitted = bytearray(n)
+        states = bytearray(n)
+        cdef unsigned char[:] admitted_view = admitted
+        cdef unsigned char[:] states_view = states
+        with cython.critical_section(self):
+            for i in range(n):
+                token = self._admit(t[i], &transition, &retry_after)
+                if token >= 0:
+                    admitted_view[i] = 1
+                    lat = latency[i]
+                    flags = 0 if ok[i] else FAILED
+                    if 0 <= self._slow_duration <= lat:
+                        flags |= SLOW
+                    self._record(token, flags, t[i] + lat)
+                states_view[i] = self._state
+        return bytes(admitted), bytes(states)
+
+    def _transitioned(self, int old, int new):
+        """Called after every transition, outside the lock; the breaker tells its listeners."""
+
+
+cdef long long _admit_hook(object self) except? -3:
+    return (<Window>self)._try_admit()
+
+
+cdef double _start_hook(object self) except? -2.0:
+    return (<Window>self)._start_time()
+
+
+cdef int _finish_hook(object self, long long token, PyObject* exc, double start) except -1:
+    cdef Window window = <Window>self
+    if exc == NULL and start < 0 and token & 3 == NORMAL:
+        # The common case, inlined: a closed-state success with nothing timed.
+        return window._record_outcome(token, 0)
+    return window._finish(token, None if exc == NULL else <object>exc, start)
+
+
+_install_call(Window, <void*>_admit_hook, <void*>_start_hook, <void*>_finish_hook)

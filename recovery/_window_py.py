@@ -1,0 +1,426 @@
+"""Pure-Python twin of :mod:`recovery._window`.
+
+Same class name, same behaviour, same tests; used when the extension is not
+built or ``RECOVERY_NO_EXTENSIONS=1``. It is also the readable reference for the
+compiled module: every rule the breaker applies is written here once in Python.
+
+Vocabulary:
+
+- The *window* is a ring buffer of the last ``sliding_window_size`` outcomes, one
+  byte each (bit 0 failure, bit 1 slow), with running counts so rates are O(1).
+- A *token* is what admission hands a call: ``generation << 2 | kind``. The
+  generation counts transitions, so an outcome that arrives after the state moved
+  on (a call admitted while CLOSED that ends after the circuit opened) still counts
+  in the lifetime totals but cannot disturb the new state. The kind says whether
+  the call was a normal closed-state call, a half-open trial holding a slot, or an
+  *observed* call (admitted only because fast-fail is off).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.state import STATES
+
+CLOSED, OPEN, HALF_OPEN, REPAIRING = 0, 1, 2, 3
+_FAILED, _SLOW = 1, 2
+_NORMAL, _TRIAL, _OBSERVED = 0, 1, 2
+_logger = logging.getLogger("recovery.breaker")
+
+Transition = tuple[int, int] | None
+
+
+class Window:
+    """Outcome window, state machine and admission for one breaker, behind one lock."""
+
+    def __init__(self, name: str, config: Any, clock: Any = None) -> None:
+        self.name = name
+        self._config = config
+        self._clock = clock
+        self._now: Callable[[], float] = time.monotonic if clock is None else clock.monotonic
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+        self._size: int = config.sliding_window_size
+        self._ring = bytearray(self._size)
+        self._pos = 0
+        self._count = 0
+        self._window_failures = 0
+        self._window_slow = 0
+
+        self._minimum_requests: int = config.minimum_requests
+        self._failure_threshold: int = config.failure_threshold
+        self._failure_rate: float = config.failure_rate_threshold or 0.0
+        self._slow_rate: float = config.slow_call_rate_threshold or 0.0
+        slow = config.slow_call_duration
+        self._slow_duration: float = -1.0 if slow is None else slow
+        self._success_threshold: int = config.success_threshold
+        self._trial_limit: int = config.trial_calls
+        self._timeout: float = config.timeout
+        self._factor: float = config.retry_backoff_factor
+        self._max_interval: float = config.max_retry_interval
+        wait = config.max_half_open_wait
+        self._max_half_open_wait: float = -1.0 if wait is None else wait
+        self._fast_fail: bool = config.enable_fast_fail
+        self._record_types: tuple[type[BaseException], ...] = config.record_exceptions
+        self._ignore_types: tuple[type[BaseException], ...] = config.ignore_exceptions
+
+        self._state = CLOSED
+        self._generation = 0
+        self._open_until = 0.0
+        self._backoff_level = 0
+        self._trials = 0
+        self._trial_successes = 0
+        self._half_open_since = 0.0
+
+        self._total_requests = 0
+        self._total_failures = 0
+        self._total_successes = 0
+        self._total_rejections = 0
+        self._total_slow = 0
+        self._last_failure: float | None = None
+        self._last_success: float | None = None
+        self._state_changed = time.time()
+        self._open_since = 0.0
+        self._open_total = 0.0
+        self._observer: Callable[[float, bool, float], object] | None = None
+
+    # -- rules, called with the lock held -------------------------------------------
+
+    def _open_period(self) -> float:
+        return min(self._timeout * self._factor**self._backoff_level, self._max_interval)
+
+    def _clear_window(self) -> None:
+        self._ring[:] = bytes(self._size)
+        self._pos = self._count = self._window_failures = self._window_slow = 0
+
+    def _move(self, new: int, now: float) -> tuple[int, int]:
+        """Enter state ``new`` at monotonic time ``now``; returns the transition.
+
+        Every transition starts a new generation with an empty window and no
+        trials: outcomes from before it cannot leak into the new state.
+        """
+        old = self._state
+        if old in (OPEN, REPAIRING) and new not in (OPEN, REPAIRING):
+            self._open_total += now - self._open_since
+        elif new in (OPEN, REPAIRING) and old not in (OPEN, REPAIRING):
+            self._open_since = now
+        self._state = new
+        self._generation += 1
+        self._trials = 0
+        self._trial_successes = 0
+        self._state_changed = time.time()
+        self._half_open_since = now
+        self._clear_window()
+        return (old, new)
+
+    def _open(self, now: float, period: float | None = None) -> tuple[int, int]:
+        self._open_until = now + (self._open_period() if period is None else period)
+        return self._move(OPEN, now)
+
+    def _reopen(self, now: float) -> tuple[int, int]:
+        """A half-open trial failed (or was lost): open again for a longer period."""
+        self._backoff_level += 1
+        return self._open(now)
+
+    def _admit(self, now: float | None) -> tuple[int, Transition, float | None]:
+        """Decide one call. Returns (token or -1 if rejected, transition, retry_after)."""
+        state = self._state
+        if state == CLOSED:
+            return self._generation << 2, None, None
+        transition: Transition = None
+        retry_after: float | None = None
+        if state == OPEN:
+            if now is None:
+                now = self._now()
+            if now >= self._open_until:
+                transition = self._move(HALF_OPEN, now)
+                self._trials = 1
+                return self._generation << 2 | _TRIAL, transition, None
+            retry_after = self._open_until - now
+        elif state == HALF_OPEN:
+            if self._trials < self._trial_limit:
+                self._trials += 1
+                return self._generation << 2 | _TRIAL, None, None
+            if self._max_half_open_wait >= 0:
+                if now is None:
+                    now = self._now()
+                if now - self._half_open_since >= self._max_half_open_wait:
+                    transition = self._reopen(now)
+                    retry_after = self._open_until - now
+        if not self._fast_fail:
+            return self._generation << 2 | _OBSERVED, transition, None
+        self._total_rejections += 1
+        return -1, transition, retry_after
+
+    def _record(self, token: int, flags: int, now: float | None) -> Transition:
+        """Count one finished call; apply the rules of the state it was admitted in."""
+        self._total_requests += 1
+        if flags & _FAILED:
+            self._total_failures += 1
+            self._last_failure = time.time()
+        else:
+            self._total_successes += 1
+            self._last_success = time.time()
+        if flags & _SLOW:
+            self._total_slow += 1
+        if token >> 2 != self._generation:
+            return None  # admitted before the last transition: totals only
+        kind = token & 3
+        if kind == _NORMAL:
+            return self._record_closed(flags, now)
+        if kind == _TRIAL:
+            self._trials -= 1
+            if flags & _FAILED or (flags & _SLOW and self._slow_rate > 0):
+                return self._reopen(self._now() if now is None else now)
+            self._trial_successes += 1
+            if self._trial_successes >= self._success_threshold:
+                self._backoff_level = 0
+                return self._move(CLOSED, self._now() if now is None else now)
+        return None
+
+    def _record_closed(self, flags: int, now: float | None) -> Transition:
+        size = self._size
+        pos = self._pos
+        if self._count == size:
+            old = self._ring[pos]
+            self._window_failures -= old & _FAILED
+            self._window_slow -= (old & _SLOW) >> 1
+        else:
+            self._count += 1
+        self._ring[pos] = flags
+        self._window_failures += flags & _FAILED
+        self._window_slow += (flags & _SLOW) >> 1
+        self._pos = pos + 1 if pos + 1 < size else 0
+        count = self._count
+        if count < self._minimum_requests:
+            return None
+        failures = self._window_failures
+        if (
+            failures >= self._failure_threshold
+            or (self._failure_rate > 0 and failures / count >= self._failure_rate)
+            or (self._slow_rate > 0 and self._window_slow / count >= self._slow_rate)
+        ):
+            return self._open(self._now() if now is None else now)
+        return None
+
+    def _release(self, token: int) -> None:
+        if token & 3 == _TRIAL and token >> 2 == self._generation:
+            self._trials -= 1
+
+    # -- public low-level API ---------------------------------------------------------
+
+    def _reject(self, retry_after: float | None) -> CircuitOpenError:
+        state = self._state
+        if state == REPAIRING:
+            return CircuitRepairingError(self.name, STATES[state], None)
+        return CircuitOpenError(self.name, STATES[state], retry_after)
+
+    def try_admit(self) -> int:
+        """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
+        with self._lock:
+            token, transition, retry_after = self._admit(None)
+            error = self._reject(retry_after) if token < 0 else None
+        if transition is not None:
+            self._transitioned(*transition)
+        if error is not None:
+            raise error
+        return token
+
+    def record(self, token: int, failed: bool, duration: float = 0.0) -> None:
+        """Count the outcome of a call admitted with ``token``."""
+        flags = _FAILED if failed else 0
+        if 0 <= self._slow_duration <= duration:
+            flags |= _SLOW
+        with self._lock:
+            transition = self._record(token, flags, None)
+        if transition is not None:
+            self._transitioned(*transition)
+
+    def release(self, token: int) -> None:
+        """Give back a call's admission without counting an outcome (ignored exception)."""
+        with self._lock:
+            self._release(token)
+
+    def _finish(self, token: int, exc: BaseException | None, start: float) -> None:
+        """Classify the end of a call (``exc`` is None on success) and record it."""
+        if exc is not None and (
+            not isinstance(exc, Exception) or isinstance(exc, self._ignore_types)
+        ):
+            with self._lock:
+                self._release(token)
+            return
+        failed = exc is not None and isinstance(exc, self._record_types)
+        duration = 0.0
+        if start >= 0:
+            duration = self._now() - start
+        self.record(token, failed, duration)
+        observer = self._observer
+        if observer is not None:
+            try:
+                observer(start, not failed, duration)
+            except Exception:
+                _logger.exception("trace observer of breaker %r failed", self.name)
+
+    def _start_time(self) -> float:
+        if self._slow_duration >= 0 or self._observer is not None:
+            return self._now()
+        return -1.0
+
+    def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` through the breaker; return its value or re-raise."""
+        token = self.try_admit()
+        start = self._start_time()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._finish(token, exc, start)
+            raise
+        self._finish(token, None, start)
+        return result
+
+    def __enter__(self) -> Any:
+        token = self.try_admit()
+        stack = getattr(self._local, "stack", None)
+        if stack is None:
+            stack = self._local.stack = []
+        stack.append((token, self._start_time()))
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        token, start = self._local.stack.pop()
+        self._finish(token, exc, start)
+
+    # -- manual control ----------------------------------------------------------------
+
+    def _control(self, change: Callable[[float], Transition]) -> Transition:
+        with self._lock:
+            transition = change(self._now())
+        if transition is not None:
+            self._transitioned(*transition)
+        return transition
+
+    def reset(self) -> None:
+        """Close the circuit: window cleared, backoff reset (totals are kept)."""
+
+        def change(now: float) -> Transition:
+            self._backoff_level = 0
+            transition = self._move(CLOSED, now)
+            return transition if transition[0] != CLOSED else None
+
+        self._control(change)
+
+    def force_open(self, duration: float | None = None) -> None:
+        """Open now for ``duration`` seconds (None: the current open period; inf: until reset)."""
+        if duration is not None and not duration >= 0:
+            raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
+
+        def change(now: float) -> Transition:
+            transition = self._open(now, duration)
+            return transition if transition[0] != OPEN else None
+
+        self._control(change)
+
+    def begin_repair(self) -> None:
+        """Reject every call with CircuitRepairingError while a strategy works on the plugin."""
+        self._control(
+            lambda now: self._move(REPAIRING, now) if self._state != REPAIRING else None
+        )
+
+    def end_repair(self, success: bool) -> bool:
+        """Leave REPAIRING: to HALF_OPEN on success, else OPEN. False if it was not repairing."""
+
+        def change(now: float) -> Transition:
+            if self._state != REPAIRING:
+                return None
+            return self._move(HALF_OPEN, now) if success else self._open(now)
+
+        return self._control(change) is not None
+
+    def allow_trial(self) -> bool:
+        """Move an OPEN circuit to HALF_OPEN now (a health check proved the dependency alive)."""
+        return self._control(
+            lambda now: self._move(HALF_OPEN, now) if self._state == OPEN else None
+        ) is not None
+
+    # -- views ---------------------------------------------------------------------------
+
+    @property
+    def state_code(self) -> int:
+        return self._state
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a trial call will be admitted; 0 if calls pass now; None if unknown."""
+        with self._lock:
+            if self._state != OPEN:
+                return 0.0 if self._state == CLOSED else None
+            return max(self._open_until - self._now(), 0.0)
+
+    def _snapshot(self) -> dict[str, Any]:
+        """A consistent copy of the counters, taken under the lock."""
+        with self._lock:
+            now = self._now()
+            open_total = self._open_total
+            if self._state in (OPEN, REPAIRING):
+                open_total += now - self._open_since
+            return {
+                "state": self._state,
+                "total_requests": self._total_requests,
+                "total_failures": self._total_failures,
+                "total_successes": self._total_successes,
+                "total_rejections": self._total_rejections,
+                "total_slow_calls": self._total_slow,
+                "window_count": self._count,
+                "window_failures": self._window_failures,
+                "window_slow_calls": self._window_slow,
+                "last_failure": self._last_failure,
+                "last_success": self._last_success,
+                "state_change_time": self._state_changed,
+                "circuit_open_time": open_total,
+                "retry_in": self._open_until - now if self._state == OPEN else None,
+                "backoff_level": self._backoff_level,
+            }
+
+    def set_observer(self, observer: Callable[[float, bool, float], object] | None) -> None:
+        """Call ``observer(start, ok, latency)`` after every executed call (None to stop)."""
+        self._observer = observer
+
+    def replay(self, t: Any, ok: Any, latency: Any) -> tuple[bytes, bytes]:
+        """Run a recorded trace through this window: event ``i`` is a call at time ``t[i]``.
+
+        A rejected event does not happen; an admitted one records ``ok[i]`` with
+        ``latency[i]`` as its duration, at time ``t[i] + latency[i]``. The clock
+        object is not read and listeners are not called. Returns
+        ``(admitted, states)``: per event, 1 if it was admitted, and the state
+        after it.
+        """
+        n = len(t)
+        if len(ok) != n or len(latency) != n:
+            raise ValueError(
+                f"t, ok and latency must have the same length, got {n}, {len(ok)}, {len(latency)}"
+            )
+        admitted = bytearray(n)
+        states = bytearray(n)
+        slow_duration = self._slow_duration
+        with self._lock:
+            for i in range(n):
+                now = t[i]
+                token = self._admit(now)[0]
+                if token >= 0:
+                    admitted[i] = 1
+                    lat = latency[i]
+                    flags = 0 if ok[i] else _FAILED
+                    if 0 <= slow_duration <= lat:
+                        flags |= _SLOW
+                    self._record(token, flags, now + lat)
+                states[i] = self._state
+        return bytes(admitted), bytes(states)
+
+    def _transitioned(self, old: int, new: int) -> None:
+        """Called after every transition, outside the lock; the breaker tells its listeners."""
