@@ -2,8 +2,10 @@
 
 :class:`CircuitBreaker` subclasses the live window class (compiled or twin), so
 ``breaker.call`` *is* the window's ``call``: no Python frame stands between the
-caller and the hot path. What this module adds is what is not hot: listeners,
-metrics, the decorator, and naming of states.
+caller and the hot path. What this module adds is what is not hot
+(:class:`BreakerMixin`): listeners, metrics, the decorator, and naming of
+states. The tests combine the same mixin with each window to run one suite on
+both.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
@@ -25,7 +27,8 @@ from recovery.state import STATES, CircuitBreakerState
 
 P = ParamSpec("P")
 R = TypeVar("R")
-Listener = Callable[["CircuitBreaker", CircuitBreakerState, CircuitBreakerState], object]
+# The first argument is the breaker (typed Any so a listener may annotate it as CircuitBreaker).
+Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
 _logger = logging.getLogger("recovery.breaker")
 
 
@@ -65,14 +68,14 @@ class CircuitBreakerMetrics:
         return data
 
 
-class CircuitBreaker(Window):
-    """Cut a failing dependency off, probe it carefully, and let it back in.
+if TYPE_CHECKING:
+    _WindowBase = Window
+else:
+    _WindowBase = object
 
-    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` or ``with breaker:``.
-    ``fn``'s value is returned and its exception re-raised unchanged; while the
-    circuit is open calls are rejected with :class:`~recovery.CircuitOpenError`.
-    See ``CircuitBreakerConfig`` for the rules.
-    """
+
+class BreakerMixin(_WindowBase):
+    """Everything of a breaker that is not the hot path; combine with a window class."""
 
     def __init__(
         self,
@@ -172,3 +175,13 @@ class CircuitBreaker(Window):
 
     def __repr__(self) -> str:
         return f"CircuitBreaker({self.name!r}, state={self.state.value})"
+
+
+class CircuitBreaker(BreakerMixin, Window):
+    """Cut a failing dependency off, probe it carefully, and let it back in.
+
+    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` or ``with breaker:``.
+    ``fn``'s value is returned and its exception re-raised unchanged; while the
+    circuit is open calls are rejected with :class:`~recovery.CircuitOpenError`.
+    See :class:`~recovery.CircuitBreakerConfig` for the rules.
+    """
