@@ -604,7 +604,7 @@ cdef class Window:
         """Call ``observer(start, ok, latency)`` after every executed call (None to stop)."""
         self._observer = observer
 
-    def replay(self, const double[:] t, const unsigned char[:] ok, const double[:] latency):
+    def replay(self, const double[:] t, ok, const double[:] latency):
         """Run a recorded trace through this window: event ``i`` is a call at time ``t[i]``.
 
         A rejected event does not happen; an admitted one records ``ok[i]`` with
@@ -618,10 +618,12 @@ cdef class Window:
         cdef long long token
         cdef int transition, flags
         cdef double retry_after, lat
-        if ok.shape[0] != n or latency.shape[0] != n:
+        # Accept bytes, bytearray or array('b'/'B'): any one-byte-per-item buffer.
+        cdef const unsigned char[:] oks = memoryview(ok).cast("B")
+        if oks.shape[0] != n or latency.shape[0] != n:
             raise ValueError(
                 f"t, ok and latency must have the same length, "
-                f"got {n}, {ok.shape[0]}, {latency.shape[0]}"
+                f"got {n}, {oks.shape[0]}, {latency.shape[0]}"
             )
         admitted = bytearray(n)
         states = bytearray(n)
@@ -633,7 +635,7 @@ cdef class Window:
                 if token >= 0:
                     admitted_view[i] = 1
                     lat = latency[i]
-                    flags = 0 if ok[i] else FAILED
+                    flags = 0 if oks[i] else FAILED
                     if 0 <= self._slow_duration <= lat:
                         flags |= SLOW
                     self._record(token, flags, t[i] + lat)

@@ -1,0 +1,297 @@
+"""Both windows and a small reference model, driven by one random sequence, must agree.
+
+The model is written independently of the windows, from the rules in SPEC §4.2:
+a plain list for the window, no ring buffer, no tokens with generations. Ops:
+admit/finish (so trials overlap and outcomes arrive after transitions), whole
+calls (some slow), clock moves and the manual controls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    initialize,
+    invariant,
+    rule,
+)
+
+from recovery import CircuitBreakerConfig, CircuitOpenError
+from recovery.testing import FakeClock
+from tests.conftest import WINDOWS, breaker_class
+
+if WINDOWS["compiled"] is None:  # pragma: no cover - CI fails the build instead
+    pytest.skip("the compiled window is not built", allow_module_level=True)
+
+Compiled = breaker_class(WINDOWS["compiled"])
+Twin = breaker_class(WINDOWS["python"])
+
+
+class Model:
+    """The breaker's rules, written as plainly as possible."""
+
+    def __init__(self, config: CircuitBreakerConfig) -> None:
+        self.c = config
+        self.now = 0.0
+        self.state = "closed"
+        self.window: list[tuple[bool, bool]] = []
+        self.level = 0
+        self.open_until = 0.0
+        self.half_open_since = 0.0
+        self.trials: set[int] = set()  # ids of calls holding a trial slot
+        self.trial_successes = 0
+        self.epoch = 0  # calls admitted in an earlier epoch only count in totals
+        self.totals = {"requests": 0, "failures": 0, "successes": 0, "rejections": 0, "slow": 0}
+        self.next_id = 0
+
+    def enter(self, state: str, open_for: float | None = None) -> None:
+        if state == "open":
+            period = min(self.c.timeout * self.c.retry_backoff_factor**self.level,
+                         self.c.max_retry_interval)
+            self.open_until = self.now + (period if open_for is None else open_for)
+        self.state = state
+        self.window = []
+        self.trials = set()
+        self.trial_successes = 0
+        self.half_open_since = self.now
+        self.epoch += 1
+
+    def admit(self) -> tuple[int, int, str] | float | None:
+        """A call's ticket (id, epoch, kind), or the rejection's retry_after."""
+        self.next_id += 1
+        ticket = self.next_id
+        retry: float | None = None
+        if self.state == "closed":
+            return (ticket, self.epoch, "normal")
+        if self.state == "open":
+            if self.now >= self.open_until:
+                self.enter("half_open")
+                self.trials.add(ticket)
+                return (ticket, self.epoch, "trial")
+            retry = self.open_until - self.now
+        elif self.state == "half_open":
+            if len(self.trials) < self.c.trial_calls:
+                self.trials.add(ticket)
+                return (ticket, self.epoch, "trial")
+            wait = self.c.max_half_open_wait
+            if wait is not None and self.now - self.half_open_since >= wait:
+                self.level += 1
+                self.enter("open")
+                retry = self.open_until - self.now
+        if not self.c.enable_fast_fail:
+            return (ticket, self.epoch, "observed")
+        self.totals["rejections"] += 1
+        return retry
+
+    def finish(self, ticket: tuple[int, int, str], outcome: str, duration: float) -> None:
+        ident, epoch, kind = ticket
+        if outcome == "ignored":
+            if epoch == self.epoch:
+                self.trials.discard(ident)
+            return
+        failed = outcome == "fail"
+        slow = self.c.slow_call_duration is not None and duration >= self.c.slow_call_duration
+        self.totals["requests"] += 1
+        self.totals["failures" if failed else "successes"] += 1
+        self.totals["slow"] += slow
+        if epoch != self.epoch:
+            return
+        if kind == "normal":
+            self.window = [*self.window, (failed, slow)][-self.c.sliding_window_size :]
+            n = len(self.window)
+            fails = sum(f for f, _ in self.window)
+            slows = sum(s for _, s in self.window)
+            rate = self.c.failure_rate_threshold
+            slow_rate = self.c.slow_call_rate_threshold
+            if n >= self.c.minimum_requests and (
+                fails >= self.c.failure_threshold
+                or (rate is not None and fails / n >= rate)
+                or (slow_rate is not None and slows / n >= slow_rate)
+            ):
+                self.enter("open")
+        elif kind == "trial":
+            self.trials.discard(ident)
+            if failed or (slow and self.c.slow_call_rate_threshold is not None):
+                self.level += 1
+                self.enter("open")
+            else:
+                self.trial_successes += 1
+                if self.trial_successes >= self.c.success_threshold:
+                    self.level = 0
+                    self.enter("closed")
+
+    def retry_after(self) -> float | None:
+        if self.state == "open":
+            return max(self.open_until - self.now, 0.0)
+        return 0.0 if self.state == "closed" else None
+
+
+configs = st.builds(
+    lambda size, **kw: CircuitBreakerConfig(
+        sliding_window_size=size,
+        failure_threshold=min(kw.pop("failure_threshold"), size),
+        minimum_requests=min(kw.pop("minimum_requests"), size),
+        **kw,
+    ),
+    size=st.integers(1, 12),
+    failure_threshold=st.integers(1, 12),
+    minimum_requests=st.integers(1, 12),
+    success_threshold=st.integers(1, 4),
+    half_open_max_calls=st.none() | st.integers(1, 4),
+    timeout=st.sampled_from([1.0, 2.5, 10.0]),
+    retry_backoff_factor=st.sampled_from([1.0, 1.5, 2.0]),
+    max_retry_interval=st.sampled_from([5.0, 40.0]),
+    failure_rate_threshold=st.none() | st.sampled_from([0.25, 0.5, 1.0]),
+    slow_call_duration=st.none() | st.just(1.0),
+    max_half_open_wait=st.none() | st.sampled_from([3.0, 20.0]),
+    enable_fast_fail=st.booleans(),
+)
+slow_rates = st.none() | st.sampled_from([0.5, 1.0])
+outcomes = st.sampled_from(["ok", "fail", "ignored"])
+
+
+class Boom(Exception):
+    pass
+
+
+class Agreement(RuleBasedStateMachine):
+    tickets = Bundle("tickets")
+
+    @initialize(config=configs, slow_rate=slow_rates)
+    def setup(self, config: CircuitBreakerConfig, slow_rate: float | None) -> None:
+        if config.slow_call_duration is not None and slow_rate is not None:
+            import attrs
+
+            config = attrs.evolve(config, slow_call_rate_threshold=slow_rate)
+        self.clocks = [FakeClock(0.0), FakeClock(0.0)]
+        self.breakers = [
+            Compiled("a", config, clock=self.clocks[0]),
+            Twin("a", config, clock=self.clocks[1]),
+        ]
+        self.model = Model(config)
+
+    def admit_all(self) -> list[Any]:
+        results: list[Any] = []
+        for breaker in self.breakers:
+            try:
+                results.append(("token", breaker.try_admit()))
+            except CircuitOpenError as error:
+                results.append(("rejected", error.retry_after))
+        return results
+
+    @rule(target=tickets)
+    def admit(self) -> Any:
+        results = self.admit_all()
+        expected = self.model.admit()
+        assert results[0] == results[1]
+        if isinstance(expected, tuple):
+            assert results[0][0] == "token"
+            return (results[0][1], results[1][1], expected)
+        assert results[0] == ("rejected", expected)
+        return None
+
+    @rule(ticket=consumes(tickets), outcome=outcomes, slow=st.booleans())
+    def finish(self, ticket: Any, outcome: str, slow: bool) -> None:
+        if ticket is None:
+            return
+        duration = 1.0 if slow else 0.0
+        for breaker, token in zip(self.breakers, ticket[:2], strict=True):
+            if outcome == "ignored":
+                breaker.release(token)
+            else:
+                breaker.record(token, failed=outcome == "fail", duration=duration)
+        self.model.finish(ticket[2], outcome, duration)
+
+    @rule(outcome=outcomes, slow=st.booleans())
+    def call(self, outcome: str, slow: bool) -> None:
+        duration = 1.0 if slow else 0.0
+        expected = self.model.admit()
+        seen = []
+        for breaker, clock in zip(self.breakers, self.clocks, strict=True):
+
+            def work(clock: FakeClock = clock) -> str:
+                clock.advance(duration)
+                if outcome == "fail":
+                    raise Boom()
+                if outcome == "ignored":
+                    raise KeyboardInterrupt()
+                return "done"
+
+            try:
+                seen.append(breaker.call(work))
+            except CircuitOpenError as error:
+                seen.append(("rejected", error.retry_after))
+            except (Boom, KeyboardInterrupt):
+                seen.append("raised")
+        assert seen[0] == seen[1]
+        if isinstance(expected, tuple):
+            self.model.now += duration
+            self.model.finish(expected, outcome, duration)
+            assert seen[0] == ("done" if outcome == "ok" else "raised")
+        else:
+            assert seen[0] == ("rejected", expected)
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 2.5, 5.0, 30.0]))
+    def advance(self, seconds: float) -> None:
+        for clock in self.clocks:
+            clock.advance(seconds)
+        self.model.now += seconds
+
+    @rule()
+    def reset(self) -> None:
+        for breaker in self.breakers:
+            breaker.reset()
+        self.model.level = 0
+        self.model.enter("closed")
+
+    @rule(duration=st.none() | st.sampled_from([0.0, 3.0]))
+    def force_open(self, duration: float | None) -> None:
+        for breaker in self.breakers:
+            breaker.force_open(duration)
+        self.model.enter("open", duration)
+
+    @rule()
+    def begin_repair(self) -> None:
+        for breaker in self.breakers:
+            breaker.begin_repair()
+        if self.model.state != "repairing":
+            self.model.enter("repairing")
+
+    @rule(success=st.booleans())
+    def end_repair(self, success: bool) -> None:
+        ended = {breaker.end_repair(success) for breaker in self.breakers}
+        assert ended == {self.model.state == "repairing"}
+        if self.model.state == "repairing":
+            self.model.enter("half_open" if success else "open")
+
+    @rule()
+    def allow_trial(self) -> None:
+        moved = {breaker.allow_trial() for breaker in self.breakers}
+        assert moved == {self.model.state == "open"}
+        if self.model.state == "open":
+            self.model.enter("half_open")
+
+    @invariant()
+    def agree(self) -> None:
+        if not hasattr(self, "model"):
+            return
+        m = self.model
+        for breaker in self.breakers:
+            assert breaker.state.value == m.state
+            metrics = breaker.metrics()
+            assert (
+                metrics.total_requests, metrics.total_failures, metrics.total_successes,
+                metrics.total_rejections, metrics.total_slow_calls,
+            ) == tuple(m.totals[k] for k in ("requests", "failures", "successes",
+                                             "rejections", "slow"))
+            assert breaker.retry_after == m.retry_after()
+
+
+Agreement.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestAgreement = Agreement.TestCase
