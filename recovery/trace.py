@@ -1,0 +1,415 @@
+"""Outcome traces: record a breaker's calls to CSV, and load them back for replay.
+
+A trace is a CSV file whose header names at least the columns ``t`` (seconds, the
+monotonic time the call started), ``ok`` (1 if the call succeeded, 0 if it failed)
+and ``latency`` (seconds the call took), one row per call, in time order. An
+optional ``healthy`` column (1/0) says whether the dependency was truly healthy at
+that moment: known for synthetic traces, or labelled by hand from an incident log.
+Columns may come in any order; other columns are ignored. Values are plain
+numbers (no quoting); blank lines at the end of the file are ignored.
+
+``python -m recovery tune TRACE`` replays a trace through candidate configs (see
+:mod:`recovery.tune`). The loader keeps each column in one flat array
+(``array('d')`` or ``bytearray``) because that is what the compiled window's
+``replay`` reads without a per-event Python object.
+"""
+
+from __future__ import annotations
+
+import array
+import itertools
+import math
+import operator
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import Any, Protocol, TextIO
+
+import attrs
+
+COLUMNS = ("t", "ok", "latency")
+LABEL = "healthy"
+_CHUNK_CHARS = 1 << 22  # read ~4 MB at a time: bounded memory, few Python-level steps
+_ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be replayed; the message names the file and the line."""
+
+    def __init__(self, source: str, line: int | None, problem: str) -> None:
+        where = source if line is None else f"{source}, line {line}"
+        super().__init__(f"{where}: {problem}")
+        self.source = source
+        self.line = line
+        self.problem = problem
+
+
+@attrs.frozen(eq=False)
+class Trace:
+    """One trace in columns: event ``i`` is ``t[i], ok[i], latency[i]`` (and ``healthy[i]``).
+
+    ``ok`` and ``healthy`` hold one byte per event, 1 or 0. ``healthy`` is None
+    when the trace carries no labels.
+    """
+
+    t: array.array[float]
+    ok: bytearray
+    latency: array.array[float]
+    healthy: bytearray | None = None
+    source: str = "<trace>"
+
+    def __attrs_post_init__(self) -> None:
+        lengths = {len(self.t), len(self.ok), len(self.latency)}
+        if self.healthy is not None:
+            lengths.add(len(self.healthy))
+        if len(lengths) != 1:
+            raise ValueError(
+                f"trace columns must have the same length, got t={len(self.t)}, "
+                f"ok={len(self.ok)}, latency={len(self.latency)}"
+                + ("" if self.healthy is None else f", healthy={len(self.healthy)}")
+            )
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @property
+    def labelled(self) -> bool:
+        """True when the trace says when the dependency was truly healthy."""
+        return self.healthy is not None
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[Sequence[float]], source: str = "<trace>") -> Trace:
+        """Build a trace from ``(t, ok, latency)`` or ``(t, ok, latency, healthy)`` rows.
+
+        The rows get the same checks as a file; an error's "line" is the row's
+        1-based position.
+        """
+        rows = list(rows)
+        widths = {len(row) for row in rows}
+        if not widths <= {3} and not widths <= {4}:
+            raise ValueError(f"rows must all be (t, ok, latency) or all add healthy, got {widths}")
+        names = [*COLUMNS, LABEL] if widths == {4} else list(COLUMNS)
+        columns = [
+            [str(int(value)) if isinstance(value, bool) else str(value) for value in column]
+            for column in zip(*rows, strict=True)
+        ] or [[] for _ in names]
+        parsed = _parse_columns(dict(zip(names, columns, strict=True)), source, first_line=1)
+        _check_order(parsed["t"], source, first_line=1, previous=-math.inf)
+        return cls(**parsed, source=source)
+
+    def sorted_by_time(self) -> Trace:
+        """The same events ordered by ``t`` (stable: equal times keep their order)."""
+        order = sorted(range(len(self.t)), key=self.t.__getitem__)
+
+        def times(column: array.array[float]) -> array.array[float]:
+            return array.array("d", map(column.__getitem__, order))
+
+        def flags(column: bytearray) -> bytearray:
+            return bytearray(map(column.__getitem__, order))
+
+        healthy = None if self.healthy is None else flags(self.healthy)
+        return Trace(
+            times(self.t), flags(self.ok), times(self.latency), healthy, self.source
+        )
+
+
+def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
+    """Read a trace file; raise :class:`TraceError` naming the first bad line.
+
+    Rows must be in time order unless ``sort`` is true, in which case they are
+    sorted by ``t`` after loading (a recording of concurrent calls is written in
+    completion order, so it can be slightly out of order; see
+    :class:`TraceRecorder`).
+    """
+    source = os.fspath(path)
+    t: array.array[float] = array.array("d")
+    ok = bytearray()
+    latency: array.array[float] = array.array("d")
+    healthy: bytearray | None = None
+    with open(source, encoding="utf-8-sig") as file:
+        names = _read_header(file.readline(), source)
+        if LABEL in names:
+            healthy = bytearray()
+        line = 2  # the line number of the next row
+        previous = -math.inf
+        for lines in _line_chunks(file):
+            parsed = _parse_columns(_split(lines, names, source, line), source, line)
+            if not sort:
+                previous = _check_order(parsed["t"], source, line, previous)
+            t.extend(parsed["t"])
+            ok.extend(parsed["ok"])
+            latency.extend(parsed["latency"])
+            if healthy is not None:
+                healthy.extend(parsed[LABEL])
+            line += len(lines)
+    trace = Trace(t, ok, latency, healthy, source)
+    return trace.sorted_by_time() if sort else trace
+
+
+def _line_chunks(file: TextIO) -> Iterator[list[str]]:
+    """The file's remaining lines, a few MB at a time; blank lines at its end dropped.
+
+    Blank lines at the end of a chunk are held back and put in front of the next
+    one, so a blank line between rows is still seen (and reported) at its place.
+    """
+    tail = ""
+    held = 0
+    while True:
+        block = file.read(_CHUNK_CHARS)
+        if block:
+            head, newline, tail = (tail + block).rpartition("\n")
+            if not newline:
+                continue  # no complete line yet
+            lines = [""] * held + head.split("\n")
+        else:
+            lines = [""] * held + [tail]
+        kept = len(lines)
+        while kept and not lines[kept - 1].strip():
+            kept -= 1
+        held = len(lines) - kept
+        if kept:
+            yield lines[:kept]
+        if not block:
+            return
+
+
+def _read_header(header: str, source: str) -> list[str]:
+    if not header.strip():
+        raise TraceError(source, 1, f"empty file; expected a header {','.join(COLUMNS)}")
+    names = [name.strip() for name in header.rstrip("\r\n").split(",")]
+    missing = [name for name in COLUMNS if name not in names]
+    if missing:
+        raise TraceError(
+            source, 1,
+            f"header {header.strip()!r} lacks column(s) {', '.join(missing)}; "
+            f"expected {','.join(COLUMNS)}[,{LABEL}]",
+        )
+    wanted = [*COLUMNS, LABEL]
+    repeated = sorted({name for name in names if name in wanted and names.count(name) > 1})
+    if repeated:
+        raise TraceError(source, 1, f"column(s) {', '.join(repeated)} appear more than once")
+    return names
+
+
+def _split(
+    lines: list[str], names: list[str], source: str, first_line: int
+) -> dict[str, list[str]]:
+    """Cut lines into the wanted columns (strings), checking every line's field count."""
+    commas = len(names) - 1
+    if set(map(operator.methodcaller("count", ","), lines)) != {commas}:
+        for index, text in enumerate(lines):
+            found = text.count(",") + 1
+            if found != len(names):
+                raise TraceError(
+                    source, first_line + index,
+                    f"expected {len(names)} comma-separated fields ({','.join(names)}), "
+                    f"found {found}: {text.strip()!r}",
+                )
+    fields = ",".join(lines).split(",")
+    return {
+        name: fields[position :: len(names)]
+        for position, name in enumerate(names)
+        if name in (*COLUMNS, LABEL)
+    }
+
+
+def _parse_columns(
+    columns: dict[str, list[str]], source: str, first_line: int
+) -> dict[str, Any]:
+    """Turn string columns into arrays; the first bad value raises naming its line."""
+    parsed: dict[str, Any] = {}
+    for name, column in columns.items():
+        if name in ("t", "latency"):
+            parsed[name] = _numbers(name, column, source, first_line)
+        else:
+            parsed[name] = _zero_ones(name, column, source, first_line)
+    latency = parsed["latency"]
+    if latency and min(latency) < 0:
+        negative = _first(lambda value: value < 0, latency)
+        assert negative is not None
+        raise TraceError(
+            source, first_line + negative,
+            f"latency must be >= 0 seconds, got {parsed['latency'][negative]!r}",
+        )
+    return parsed
+
+
+def _numbers(name: str, column: list[str], source: str, first_line: int) -> array.array[float]:
+    try:
+        values = array.array("d", map(float, column))
+    except ValueError:
+        for index, text in enumerate(column):
+            try:
+                float(text)
+            except ValueError:
+                raise TraceError(
+                    source, first_line + index, f"{name} is not a number: {text.strip()!r}"
+                ) from None
+        raise  # pragma: no cover - float() failed on the whole column but on no value
+    if not all(map(math.isfinite, values)):
+        bad = _first(lambda value: not math.isfinite(value), values)
+        assert bad is not None
+        raise TraceError(
+            source, first_line + bad, f"{name} must be a finite number, got {values[bad]!r}"
+        )
+    return values
+
+
+def _zero_ones(name: str, column: list[str], source: str, first_line: int) -> bytearray:
+    # Fast path for the canonical "0"/"1": one join, one translate, no per-value int().
+    joined = "".join(column)
+    if len(joined) == len(column) and not joined.strip("01"):
+        return bytearray(joined, "ascii").translate(_ZERO_ONE)
+    values = bytearray()
+    for index, text in enumerate(column):
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value not in (0, 1):
+            raise TraceError(
+                source, first_line + index, f"{name} must be 0 or 1, got {text.strip()!r}"
+            )
+        values.append(value)
+    return values
+
+
+def _check_order(
+    t: array.array[float], source: str, first_line: int, previous: float
+) -> float:
+    """Raise naming the first row whose ``t`` is before the one above it; return the last t."""
+    if not t:
+        return previous
+    if t[0] >= previous and all(map(operator.le, t, itertools.islice(t, 1, None))):
+        return t[-1]
+    before = previous
+    for index, value in enumerate(t):
+        if value < before:
+            raise TraceError(
+                source, first_line + index,
+                f"t goes back in time ({value!r} after {before!r}); rows must be sorted by t "
+                "(tune --sort sorts them)",
+            )
+        before = value
+    raise AssertionError("unreachable: an out-of-order row was detected but not found")
+
+
+def _first(test: Callable[[float], bool], values: Iterable[float]) -> int | None:
+    return next((index for index, value in enumerate(values) if test(value)), None)
+
+
+class _Observed(Protocol):
+    def set_observer(self, observer: Callable[[float, bool, float], object] | None) -> None: ...
+
+
+class TraceRecorder:
+    """Append one CSV row ``t,ok,latency`` per call of the breakers it is attached to.
+
+    ``recorder.attach(breaker)`` makes every executed call of ``breaker`` a row
+    (rejected calls never ran, so they are not rows: replay decides rejections
+    itself). ``record`` is cheap and thread-safe: it appends a tuple to a buffer
+    under a lock; every ``buffer_rows`` rows the buffer is written out, sorted by
+    ``t``, by the thread whose call filled it.
+
+    Durability trade-off: rows still in the buffer are lost if the process dies
+    without :meth:`close` (or :meth:`flush`, or leaving the ``with`` block), and
+    written rows are handed to the OS, not fsync'ed. That keeps a recording at a
+    list append per call; call :meth:`flush` when you need the rows on disk.
+
+    Rows are sorted within each written batch; a call that ends a whole batch
+    after a later call started can still land out of order, which
+    ``load_trace(..., sort=True)`` / ``tune --sort`` accept. ``t`` is the monotonic
+    clock, comparable only within one boot: record one trace per process run.
+    Appending to an existing trace file is allowed when its header is ``t,ok,latency``.
+    Rows recorded after :meth:`close` are dropped (a call still in flight when
+    the recorder was closed).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, buffer_rows: int = 4096) -> None:
+        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
+            raise ValueError(f"buffer_rows must be a positive int, got {buffer_rows!r}")
+        self.path = os.fspath(path)
+        self._buffer_rows = buffer_rows
+        self._rows: list[tuple[float, bool, float]] = []
+        self._lock = threading.Lock()
+        self._attached: list[_Observed] = []
+        self._file = open(self.path, "a+", encoding="utf-8", newline="")  # noqa: SIM115
+        try:
+            self._file.seek(0)
+            header = self._file.readline()
+            if not header:
+                self._file.write(",".join(COLUMNS) + "\n")
+            elif header.rstrip("\r\n") != ",".join(COLUMNS):
+                raise ValueError(
+                    f"{self.path} already holds something else (header {header.strip()!r}); "
+                    f"a trace starts with {','.join(COLUMNS)}"
+                )
+        except BaseException:
+            self._file.close()
+            raise
+        self._open = True
+
+    def record(self, t: float, ok: bool, latency: float) -> None:
+        """Add one call: started at monotonic ``t``, succeeded if ``ok``, took ``latency`` s."""
+        with self._lock:
+            if not self._open:
+                return
+            self._rows.append((t, ok, latency))
+            if len(self._rows) >= self._buffer_rows:
+                self._write()
+
+    def _write(self) -> None:
+        """Write the buffered rows (lock held)."""
+        if not self._rows:
+            return
+        rows = sorted(self._rows, key=operator.itemgetter(0))
+        self._rows = []
+        self._file.write(
+            "".join(f"{t!r},{1 if ok else 0},{latency!r}\n" for t, ok, latency in rows)
+        )
+        self._file.flush()
+
+    def flush(self) -> None:
+        """Hand every buffered row to the OS now."""
+        with self._lock:
+            if self._open:
+                self._write()
+
+    def attach(self, breaker: _Observed) -> None:
+        """Record every call of ``breaker`` (replaces any observer it had)."""
+        breaker.set_observer(self.record)
+        with self._lock:
+            self._attached.append(breaker)
+
+    def detach(self, breaker: _Observed | None = None) -> None:
+        """Stop recording ``breaker`` (None: every attached breaker)."""
+        with self._lock:
+            if breaker is None:
+                detached, self._attached = self._attached, []
+            else:
+                self._attached.remove(breaker)
+                detached = [breaker]
+        for each in detached:
+            each.set_observer(None)
+
+    def close(self) -> None:
+        """Detach every breaker, write the buffered rows and close the file."""
+        self.detach()
+        with self._lock:
+            if not self._open:
+                return
+            self._write()
+            self._open = False
+            self._file.close()
+
+    def __enter__(self) -> TraceRecorder:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
