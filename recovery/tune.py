@@ -83,9 +83,15 @@ DEFAULT_GRID: tuple[Mapping[str, Any], ...] = (
     {"failure_threshold": 10},
     {"timeout": 5.0},
     {"timeout": 60.0},
-    {"failure_threshold": 3, "timeout": 5.0, "success_threshold": 1},
-    {"failure_rate_threshold": 0.5, "sliding_window_size": 20, "minimum_requests": 10},
-    {"failure_rate_threshold": 0.25, "sliding_window_size": 50, "minimum_requests": 20},
+    {"timeout": 5.0, "retry_backoff_factor": 1.0},
+    # Rate rule alone: the count rule is pushed out of reach (threshold = window).
+    {
+        "failure_rate_threshold": 0.5,
+        "failure_threshold": 20,
+        "sliding_window_size": 20,
+        "minimum_requests": 10,
+    },
+    {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
 )
 
 # Exception types are not trace data: a trace already says which calls failed.
