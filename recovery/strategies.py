@@ -103,8 +103,11 @@ class RecoveryContext:
 class RecoveryStrategy(Protocol):
     """What the manager needs from a strategy."""
 
-    name: str
-    priority: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def priority(self) -> int: ...
 
     def can_handle(self, failure: FailureInfo) -> bool: ...
 
@@ -349,7 +352,14 @@ class CustomStrategy:
         return f"CustomStrategy({self.name!r}, priority={self.priority})"
 
 
-BUILTIN_STRATEGIES: Mapping[str, type[_BuiltinStrategy]] = {
+Builtin = (
+    RestartStrategy
+    | ReloadStrategy
+    | ResetStrategy
+    | GracefulDegradationStrategy
+    | BackoffStrategy
+)
+BUILTIN_STRATEGIES: Mapping[str, type[Builtin]] = {
     cls.name: cls
     for cls in (
         RestartStrategy,
@@ -362,7 +372,7 @@ BUILTIN_STRATEGIES: Mapping[str, type[_BuiltinStrategy]] = {
 """The built-ins by the name they are registered (and audited) under."""
 
 
-def builtin_strategy(name: str, options: Mapping[str, Any]) -> _BuiltinStrategy:
+def builtin_strategy(name: str, options: Mapping[str, Any]) -> Builtin:
     """Build the built-in ``name`` with its knobs from ``options`` (a strategy config entry).
 
     An unknown knob raises ``ValueError`` naming the strategy, the knob and the knobs

@@ -1,0 +1,861 @@
+"""The recovery manager (SPEC §7), driven by a FakeClock: no test waits on real time.
+
+Episodes run on the manager's worker threads. Back-off waits between attempts and
+strategy timeouts are on the manager's clock, so a test moves an episode along by
+advancing the FakeClock (``settle``) and checks a timeout by advancing past it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from recovery.alerts import Alert, AlertThresholds
+from recovery.breaker import CircuitBreaker
+from recovery.config import CircuitBreakerConfig
+from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.failures import FailureInfo, FailureType
+from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.state import CircuitBreakerState
+from recovery.strategies import CustomStrategy, RecoveryContext
+from recovery.testing import FakeClock
+
+CLOSED = CircuitBreakerState.CLOSED
+OPEN = CircuitBreakerState.OPEN
+HALF_OPEN = CircuitBreakerState.HALF_OPEN
+REPAIRING = CircuitBreakerState.REPAIRING
+
+
+class Plugin:
+    """A plugin whose initialize fails while ``broken`` is set."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.broken = False
+        self.initialized = 0
+        self.shutdowns = 0
+
+    def initialize(self, config: Any) -> None:
+        if self.broken:
+            raise ConnectionError(f"{self.name} cannot start")
+        self.initialized += 1
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+class Plugins:
+    def __init__(self, *names: str) -> None:
+        self.plugins = {name: Plugin(name) for name in names}
+
+    def get_plugin(self, name: str) -> Plugin | None:
+        return self.plugins.get(name)
+
+    def list_plugins(self) -> list[str]:
+        return list(self.plugins)
+
+    def load_plugin(self, plugin: Plugin, config: Any) -> None:
+        plugin.initialize(config)
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, str, bool]] = []
+        self._lock = threading.Lock()
+
+    def log_failure_recovery(
+        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
+    ) -> None:
+        with self._lock:
+            self.records.append((plugin_name, str(failure_type), recovery_action, success))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def audit() -> Audit:
+    return Audit()
+
+
+Make = Callable[..., RecoveryManager]
+
+
+@pytest.fixture
+def make(clock: FakeClock, audit: Audit) -> Iterator[Make]:
+    """Build a started manager over plugins "p" and "q"; stopped at the end of the test."""
+    managers: list[RecoveryManager] = []
+
+    def build(plugins: Plugins | None = None, **config: Any) -> RecoveryManager:
+        config.setdefault("enable_health_checking", False)
+        rm = RecoveryManager(
+            plugins if plugins is not None else Plugins("p", "q"),
+            audit,
+            RecoveryConfig(**config),
+            clock=clock,
+        )
+        managers.append(rm)
+        rm.start()
+        return rm
+
+    yield build
+    for rm in managers:
+        rm.stop(timeout=5.0)
+
+
+def settle(rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0) -> None:
+    """Advance the clock in small steps until no episode runs (bounded in real time)."""
+    deadline = time.monotonic() + limit
+    while not rm.wait_idle(0.002):
+        assert time.monotonic() < deadline, "episode did not finish"
+        if clock.waiting:
+            clock.advance(step)
+
+
+def fail(kind: str = "timeout", **kwargs: Any) -> FailureInfo:
+    return FailureInfo(kind, **kwargs)
+
+
+def succeeding(log: list[str], name: str) -> CustomStrategy:
+    return CustomStrategy(name, 1, lambda f: True, lambda n, f, c: log.append(n))
+
+
+def failing(name: str = "bad") -> CustomStrategy:
+    def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
+        raise RuntimeError(f"{name} cannot fix {plugin_name}")
+
+    return CustomStrategy(name, 1, lambda f: True, recover)
+
+
+def blocking(release: threading.Event, started: threading.Event) -> CustomStrategy:
+    def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
+        started.set()
+        release.wait(30)
+
+    return CustomStrategy("blocking", 1, lambda f: True, recover)
+
+
+# -- the chain ------------------------------------------------------------------------------
+
+
+def test_chain_falls_through_in_priority_order_audited_at_each_step(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    plugins = Plugins("p")
+    plugins.plugins["p"].broken = True  # restart and reload (initialize) fail
+    rm = make(plugins)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("timeout", severity="warning"))
+    settle(rm, clock)
+    assert audit.records == [
+        ("p", "timeout", "restart", False),
+        ("p", "timeout", "reload", False),
+        ("p", "timeout", "reset", True),
+    ]
+    assert rm.breaker("p").state is CLOSED  # reset closed it; the manager left it so
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert recovery["last_action"] == "reset"
+    assert recovery["attempts"] == 1
+    assert recovery["in_progress"] is False
+
+
+def test_each_strategy_run_is_audited_before_the_next_starts(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    seen_by_second: list[list[tuple[str, str, str, bool]]] = []
+
+    def second(name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
+        seen_by_second.append(list(audit.records))
+
+    rm = make()
+    rm.register_strategy("first", CustomStrategy("first", 1000, lambda f: True,
+                                                 failing().recover))
+    rm.register_strategy("second", CustomStrategy("second", 900, lambda f: True, second))
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert seen_by_second == [[("p", "error", "first", False)]]
+    assert audit.records[-1] == ("p", "error", "second", True)
+
+
+def test_custom_strategy_outranks_the_builtins(make: Make, clock: FakeClock, audit: Audit
+                                               ) -> None:
+    log: list[str] = []
+    rm = make()
+    rm.register_strategy("custom-recovery", CustomStrategy(
+        "custom-recovery", 150, lambda f: f.type is FailureType.ERROR,
+        lambda n, f, c: log.append(n)))
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert log == ["p"]
+    assert audit.records == [("p", "error", "custom-recovery", True)]
+
+
+def test_priority_override_from_recovery_strategy_configs(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    rm = make(recovery_strategy_configs={"backoff": {"priority": 500, "jitter": 0.0}})
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert audit.records == [("p", "error", "backoff", True)]
+    assert rm.breaker("p").state is OPEN  # backoff holds it open; the manager left it so
+
+
+def test_configured_strategy_is_used_alone(make: Make, clock: FakeClock, audit: Audit) -> None:
+    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=2)
+    rm.register_strategy("bad", failing())
+    rm.register_plugin("p")
+    rm.register_plugin("q")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert audit.records == [("p", "error", "bad", False), ("p", "error", "bad", False)]
+    # q has no configured strategy: it gets the chain, which skips "bad"'s low priority
+    # only because restart (priority 100) succeeds first.
+    rm.record_failure("q", fail("error"))
+    settle(rm, clock)
+    assert audit.records[2:] == [("q", "error", "restart", True)]
+
+
+def test_default_recovery_strategy_applies_to_plugins_without_their_own(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    log: list[str] = []
+    rm = make(default_recovery_strategy="mine", plugin_recovery_strategies={"q": "reset"})
+    rm.register_strategy("mine", succeeding(log, "mine"))
+    rm.register_plugin("p")
+    rm.register_plugin("q")
+    rm.record_failure("p", fail("error"))
+    rm.record_failure("q", fail("error"))
+    settle(rm, clock)
+    assert sorted(audit.records) == [("p", "error", "mine", True), ("q", "error", "reset", True)]
+
+
+def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    rm = make(strategy_timeout=5.0)
+    rm.register_strategy("hang", CustomStrategy("hang", 1000, lambda f: True,
+                                                blocking(release, started).recover))
+    rm.register_plugin("p")
+    try:
+        rm.record_failure("p", fail("error"))
+        assert started.wait(5)
+        assert clock.wait_for_waiters(1)
+        clock.advance(4.9)
+        assert not rm.wait_idle(0.05)  # not yet
+        clock.advance(0.1)
+        assert rm.wait_idle(5)
+        assert audit.records == [("p", "error", "hang", False), ("p", "error", "restart", True)]
+        stuck = rm.get_recovery_status()["stuck_strategies"]
+        assert [entry["label"] for entry in stuck] == ["hang p"]
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while rm.get_recovery_status()["stuck_strategies"]:
+        assert time.monotonic() < deadline
+        release.wait(0.005)
+
+
+# -- attempts, exhaustion, intensity ------------------------------------------------------------
+
+
+def test_attempts_wait_on_the_clock_with_growing_backoff(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    second_attempt = threading.Event()
+    third_attempt = threading.Event()
+    attempts: list[float] = []
+
+    def recover(name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
+        attempts.append(ctx.clock.monotonic())
+        if len(attempts) == 2:
+            second_attempt.set()
+        if len(attempts) == 3:
+            third_attempt.set()
+        raise RuntimeError("still broken")
+
+    rm = make(plugin_recovery_strategies={"p": "s"}, recovery_backoff_base=2.0,
+              recovery_backoff_factor=3.0)
+    rm.register_strategy("s", CustomStrategy("s", 1, lambda f: True, recover))
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    deadline = time.monotonic() + 5
+    while len(audit.records) < 1:
+        assert time.monotonic() < deadline
+        second_attempt.wait(0.002)
+    assert clock.wait_for_waiters(1)  # the back-off wait
+    clock.advance(1.9)
+    assert not second_attempt.wait(0.05)
+    clock.advance(0.1)
+    assert second_attempt.wait(5)
+    while len(audit.records) < 2:
+        assert time.monotonic() < deadline
+        third_attempt.wait(0.002)
+    assert clock.wait_for_waiters(1)
+    clock.advance(5.9)
+    assert not third_attempt.wait(0.05)
+    clock.advance(0.1)
+    assert third_attempt.wait(5)
+    assert rm.wait_idle(5)
+    assert attempts == [0.0, 2.0, 8.0]
+
+
+def test_exhausted_attempts_open_the_breaker_mark_failed_and_alert_once(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    alerts: list[Alert] = []
+    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3)
+    rm.add_alert_handler(alerts.append)
+    rm.register_strategy("bad", failing())
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert audit.records == [("p", "error", "bad", False)] * 3
+    breaker = rm.breaker("p")
+    assert breaker.state is OPEN
+    status = rm.get_recovery_status()
+    assert status["plugins"]["p"]["recovery"]["failed"] is True
+    assert status["plugins"]["p"]["recovery"]["failed_reason"] == "exhausted"
+    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+    json.dumps(status)
+
+    # Held open: no amount of time lets a trial through, no new episode starts.
+    clock.advance(1e6)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: None)
+    rm.record_failure("p", fail("error"))
+    assert rm.wait_idle(0)
+    assert len(audit.records) == 3
+    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+
+    rm.reset_plugin("p")
+    assert breaker.state is CLOSED
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is False
+    assert breaker.call(lambda: 42) == 42
+
+
+def test_restart_intensity_exceeded_marks_failed_without_a_new_episode(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    alerts: list[Alert] = []
+    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p")
+    for _ in range(2):
+        rm.record_failure("p", fail("error"))
+        settle(rm, clock)
+        clock.advance(10.0)
+    assert [r[2] for r in audit.records] == ["restart", "restart"]
+    rm.record_failure("p", fail("error"))
+    assert rm.wait_idle(0)  # no episode was started
+    assert [r[2] for r in audit.records] == ["restart", "restart"]
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["failed"], recovery["failed_reason"]) == (True, "restart_intensity")
+    assert rm.breaker("p").state is OPEN
+    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+
+
+def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeClock,
+                                                     audit: Audit) -> None:
+    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
+    rm.register_plugin("p")
+    for _ in range(5):
+        rm.record_failure("p", fail("error"))
+        settle(rm, clock)
+        clock.advance(60.0)
+    assert len(audit.records) == 5
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is False
+
+
+def test_stable_period_forgets_the_episode_history(make: Make, clock: FakeClock,
+                                                   audit: Audit) -> None:
+    rm = make(max_episodes_per_period=1, episode_period=1000.0, stable_period=30.0)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    clock.advance(30.0)  # healthy for the stable period
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert len(audit.records) == 2
+    clock.advance(29.0)  # not long enough: intensity applies
+    rm.record_failure("p", fail("error"))
+    assert rm.wait_idle(0)
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is True
+
+
+def test_eight_threads_recording_at_once_start_exactly_one_episode(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    rm = make(plugin_recovery_strategies={"p": "blocking"})
+    rm.register_strategy("blocking", blocking(release, started))
+    rm.register_plugin("p")
+    barrier = threading.Barrier(8, timeout=5)
+
+    def record() -> None:
+        barrier.wait()
+        rm.record_failure("p", fail("error"))
+
+    threads = [threading.Thread(target=record) for _ in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(5)
+        assert started.wait(5)
+        recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+        assert recovery["in_progress"] is True
+        assert recovery["episode_failures"] == 8
+        assert rm.get_recovery_status()["episodes_in_progress"] == 1
+    finally:
+        release.set()
+    assert rm.wait_idle(5)
+    assert audit.records == [("p", "error", "blocking", True)]
+
+
+def test_failures_do_not_start_episodes_when_auto_recovery_is_off(
+    make: Make, audit: Audit
+) -> None:
+    rm = make(enable_auto_recovery=False)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    assert rm.wait_idle(0)
+    assert audit.records == []
+    assert rm.breaker("p").state is CLOSED
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["consecutive_failures"] == 1
+
+
+def test_unrecoverable_failure_holds_the_breaker_open_until_reset(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    alerts: list[Alert] = []
+    rm = make()
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("panic", recoverable=False, severity="critical"))
+    rm.record_failure("p", fail("panic", recoverable=False, severity="critical"))
+    assert rm.wait_idle(0)
+    assert audit.records == []
+    breaker = rm.breaker("p")
+    assert breaker.state is OPEN
+    clock.advance(1e9)
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: None)
+    assert [a.kind for a in alerts] == ["unrecoverable"]
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["failed"], recovery["failed_reason"]) == (True, "unrecoverable")
+    rm.reset_plugin("p")
+    assert breaker.state is CLOSED
+    rm.record_failure("p", fail("panic", recoverable=False))
+    assert [a.kind for a in alerts] == ["unrecoverable", "unrecoverable"]
+
+
+def test_unrecoverable_failure_during_an_episode_ends_it(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    rm = make()
+    rm.register_strategy("blocking", CustomStrategy("blocking", 1000, lambda f: True,
+                                                    blocking(release, started).recover))
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    assert started.wait(5)
+    rm.record_failure("p", fail("error", recoverable=False))
+    release.set()
+    assert rm.wait_idle(5)
+    assert audit.records == [("p", "error", "blocking", True)]  # the chain went no further
+    assert rm.breaker("p").state is OPEN
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is True
+
+
+# -- the call path ------------------------------------------------------------------------------
+
+
+def test_execute_with_recovery_returns_and_raises_like_the_call(make: Make) -> None:
+    rm = make()
+    rm.register_plugin("p")
+    assert rm.execute_with_recovery("p", lambda a, b=0: a + b, 1, b=2) == 3
+    with pytest.raises(ValueError, match="boom"):
+        rm.execute_with_recovery("p", _raise, ValueError("boom"))
+    metrics = rm.breaker("p").metrics()
+    assert (metrics.total_requests, metrics.total_failures) == (2, 1)
+
+
+def _raise(exc: BaseException) -> None:
+    raise exc
+
+
+def test_rejected_while_repairing_or_served_by_the_fallback(make: Make) -> None:
+    release, started = threading.Event(), threading.Event()
+    rm = make(plugin_recovery_strategies={"p": "blocking", "q": "blocking"})
+    rm.register_strategy("blocking", blocking(release, started))
+    rm.register_plugin("p")
+    rm.register_plugin("q", fallback=lambda x, scale=1: f"cached {x * scale}")
+    ran: list[str] = []
+    try:
+        rm.record_failure("p", fail("error"))
+        rm.record_failure("q", fail("error"))
+        assert started.wait(5)
+        assert rm.breaker("p").state is REPAIRING
+        assert rm.breaker("q").state is REPAIRING
+        with pytest.raises(CircuitRepairingError):
+            rm.execute_with_recovery("p", ran.append, "p")
+        assert rm.execute_with_recovery("q", ran.append, 21, scale=2) == "cached 42"
+        assert ran == []
+    finally:
+        release.set()
+    assert rm.wait_idle(5)
+    assert rm.breaker("p").state is HALF_OPEN
+
+
+def test_a_trip_inside_execute_with_recovery_records_the_classified_failure(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    seen: list[FailureInfo] = []
+    rm = make(plugin_recovery_strategies={"p": "spy"})
+    rm.register_strategy("spy", CustomStrategy("spy", 1, lambda f: True,
+                                               lambda n, f, c: seen.append(f)))
+    rm.register_plugin("p", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2))
+    with pytest.raises(ValueError):
+        rm.execute_with_recovery("p", _raise, ValueError("first"))
+    assert rm.breaker("p").state is CLOSED
+    with pytest.raises(TimeoutError, match="too slow"):
+        rm.execute_with_recovery("p", _raise, TimeoutError("too slow"))
+    settle(rm, clock)
+    assert len(seen) == 1
+    assert seen[0].type is FailureType.TIMEOUT
+    assert seen[0].message == "too slow"
+    assert audit.records == [("p", "timeout", "spy", True)]
+
+
+def test_a_trip_uses_the_managers_classifier_and_with_blocks_count_too(
+    clock: FakeClock, audit: Audit
+) -> None:
+    def classifier(exc: BaseException) -> FailureInfo:
+        return FailureInfo("resource_limit", message=f"mine: {exc}", severity="critical")
+
+    rm = RecoveryManager(
+        Plugins("p"), audit,
+        RecoveryConfig(enable_health_checking=False, plugin_recovery_strategies={"p": "reset"}),
+        clock=clock, classifier=classifier,
+    )
+    with rm:
+        breaker = rm.register_plugin(
+            "p", CircuitBreakerConfig(failure_threshold=1, minimum_requests=1)
+        )
+        with pytest.raises(KeyError):
+            rm.execute_with_recovery("p", _raise, KeyError("gone"))
+        assert rm.wait_idle(5)
+        assert audit.records == [("p", "resource_limit", "reset", True)]
+        # A thread-pool worker using the breaker directly as a context manager.
+        with pytest.raises(KeyError), breaker:
+            raise KeyError("gone again")
+        assert rm.wait_idle(5)
+        assert audit.records[1:] == [("p", "resource_limit", "reset", True)]
+        # Opening by hand is not a failure of the plugin.
+        breaker.force_open()
+        assert rm.wait_idle(0)
+        assert len(audit.records) == 2
+        assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["in_progress"] is False
+
+
+def test_fallback_serves_while_open_and_errors_pass_through(make: Make) -> None:
+    rm = make(enable_auto_recovery=False)
+    rm.register_plugin("p", CircuitBreakerConfig(failure_threshold=1, minimum_requests=1),
+                       fallback=lambda: "fallback")
+    with pytest.raises(OSError):
+        rm.execute_with_recovery("p", _raise, OSError("down"))
+    assert rm.breaker("p").state is OPEN
+    assert rm.execute_with_recovery("p", lambda: "live") == "fallback"
+
+
+def test_degraded_plugin_serves_its_fallback_until_the_hold_ends(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    rm = make(recovery_strategy_configs={"degrade": {"hold": 60.0}})
+    rm.register_plugin("p", CircuitBreakerConfig(success_threshold=1), fallback=lambda: "lite")
+    rm.record_failure("p", fail("resource_limit", severity="critical"))
+    settle(rm, clock)
+    assert audit.records == [("p", "resource_limit", "degrade", True)]
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["degraded"] is True
+    assert rm.execute_with_recovery("p", lambda: "full") == "lite"
+    clock.advance(60.0)
+    assert rm.execute_with_recovery("p", lambda: "full") == "full"
+    assert rm.breaker("p").state is CLOSED
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["degraded"] is False
+
+
+def test_a_nested_breakers_rejection_is_not_served_by_this_plugins_fallback(make: Make) -> None:
+    rm = make()
+    rm.register_plugin("p", fallback=lambda: "fallback")
+    inner = CircuitBreaker("inner")
+    inner.force_open()
+    with pytest.raises(CircuitOpenError) as info:
+        rm.execute_with_recovery("p", inner.call, lambda: None)
+    assert info.value.name == "inner"
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+
+
+def test_consecutive_failures_alert_fires_once_and_rearms_after_recovery(make: Make) -> None:
+    alerts: list[Alert] = []
+    rm = make(enable_auto_recovery=False,
+              alert_thresholds=AlertThresholds(consecutive_failures=3))
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p")
+    for _ in range(6):
+        rm.record_failure("p", fail("error"))
+    assert [(a.plugin_name, a.kind) for a in alerts] == [("p", "consecutive_failures")]
+    assert "3 consecutive failures" in alerts[0].message
+    rm.breaker("p").force_open()
+    rm.breaker("p").reset()  # the plugin recovered: alerts re-armed, count restarted
+    for _ in range(2):
+        rm.record_failure("p", fail("error"))
+    assert len(alerts) == 1
+    rm.record_failure("p", fail("error"))
+    assert len(alerts) == 2
+
+
+def test_failure_rate_alert_uses_the_breakers_window(make: Make) -> None:
+    alerts: list[Alert] = []
+    rm = make(alert_thresholds=AlertThresholds(failure_rate=0.5, consecutive_failures=None))
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p", CircuitBreakerConfig(minimum_requests=4, failure_threshold=10))
+    outcomes = [True, False, True, False, False, False]
+    for ok in outcomes[:3]:
+        _call(rm, ok)
+    assert alerts == []  # 1 failure in 3: too few calls to judge, and below the rate
+    _call(rm, outcomes[3])  # 2 of 4
+    assert [a.kind for a in alerts] == ["failure_rate"]
+    for ok in outcomes[4:]:
+        _call(rm, ok)
+    assert len(alerts) == 1
+
+
+def _call(rm: RecoveryManager, ok: bool) -> None:
+    with contextlib.suppress(OSError):
+        rm.execute_with_recovery("p", lambda: None if ok else _raise(OSError("x")))
+
+
+def test_recovery_time_alert_for_a_long_episode(make: Make, clock: FakeClock) -> None:
+    alerts: list[Alert] = []
+    rm = make(plugin_recovery_strategies={"p": "bad"}, recovery_backoff_base=10.0,
+              alert_thresholds=AlertThresholds(recovery_time=15.0))
+    rm.add_alert_handler(alerts.append)
+    rm.register_strategy("bad", failing())
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock, step=5.0)
+    assert [a.kind for a in alerts] == ["recovery_time", "recovery_exhausted"]
+
+
+def test_a_raising_alert_handler_is_contained(make: Make, caplog: pytest.LogCaptureFixture
+                                             ) -> None:
+    alerts: list[Alert] = []
+
+    def broken(alert: Alert) -> None:
+        raise RuntimeError("pager down")
+
+    rm = make()
+    rm.add_alert_handler(broken)
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p")
+    with caplog.at_level(logging.WARNING):
+        rm.record_failure("p", fail("error", recoverable=False))
+    assert [a.kind for a in alerts] == ["unrecoverable"]
+    assert "pager down" in caplog.text
+    assert "alert unrecoverable for plugin 'p'" in caplog.text
+
+
+def test_alerting_off_sends_nothing(make: Make) -> None:
+    alerts: list[Alert] = []
+    rm = make(enable_alerting=False)
+    rm.add_alert_handler(alerts.append)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error", recoverable=False))
+    assert alerts == []
+
+
+# -- status, lifecycle, errors ----------------------------------------------------------------
+
+
+def test_status_is_json_serialisable_and_of_the_spec_shape(make: Make, clock: FakeClock) -> None:
+    rm = make(enable_health_checking=True)
+    rm.register_plugin("p", health_check=lambda: True)
+    rm.register_plugin("q")
+    rm.execute_with_recovery("p", lambda: None)
+    rm.record_failure("q", fail("error", recoverable=False))  # breaker held open: inf retry
+    status = json.loads(json.dumps(rm.get_recovery_status()))
+    assert status["running"] is True
+    assert status["auto_recovery"] is True
+    assert status["health_checking"] is True
+    assert status["stuck_strategies"] == []
+    assert isinstance(status["stuck_health_checks"], int)
+    p = status["plugins"]["p"]
+    assert {"state", "total_requests", "total_failures", "failure_rate"} <= set(
+        p["circuit_breaker"])
+    assert p["circuit_breaker"]["state"] == "closed"
+    assert p["circuit_breaker"]["total_requests"] == 1
+    assert {"last_check", "last_result", "consecutive_fails"} <= set(p["health_check"])
+    assert {"in_progress", "attempts", "last_action", "degraded", "failed"} <= set(p["recovery"])
+    assert status["plugins"]["q"]["circuit_breaker"]["state"] == "open"
+    assert status["plugins"]["q"]["health_check"] is None
+    rm.stop()
+    assert rm.get_recovery_status()["running"] is False
+
+
+def _our_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("recovery")}
+
+
+def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
+    clock: FakeClock, audit: Audit
+) -> None:
+    before = _our_threads()
+    release, started = threading.Event(), threading.Event()
+    rm = RecoveryManager(Plugins("p", "q"), audit, RecoveryConfig(
+        enable_health_checking=False, plugin_recovery_strategies={"p": "blocking"},
+        strategy_timeout=1000.0, recovery_workers=3))
+    rm.register_strategy("blocking", blocking(release, started))
+    rm.start()
+    rm.register_plugin("p")
+    rm.register_plugin("q")
+    try:
+        rm.record_failure("p", fail("error"))
+        assert started.wait(5)
+        t0 = time.monotonic()
+        rm.stop(timeout=5.0)
+        assert time.monotonic() - t0 < 5.0
+        status = rm.get_recovery_status()
+        stuck = {entry["label"] for entry in status["stuck_strategies"]}
+        assert stuck == {"blocking p"}
+        assert {t.name for t in _our_threads() - before} == {"recovery blocking p"}
+        assert status["running"] is False
+        assert rm.breaker("p").state is OPEN  # the episode ended unrecovered
+        assert rm.wait_idle(0)
+        assert audit.records == [("p", "error", "blocking", False)]
+        # Stopped: failures are counted, no episode starts.
+        rm.record_failure("q", fail("error"))
+        assert rm.wait_idle(0)
+    finally:
+        release.set()
+    for thread in _our_threads() - before:
+        thread.join(5)
+    assert _our_threads() - before == set()
+    assert rm.get_recovery_status()["stuck_strategies"] == []
+
+
+def test_stop_interrupts_a_backoff_wait_and_the_manager_restarts(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    rm = make(plugin_recovery_strategies={"p": "bad"}, recovery_backoff_base=1000.0)
+    rm.register_strategy("bad", failing())
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    deadline = time.monotonic() + 5
+    while not audit.records:
+        assert time.monotonic() < deadline
+        clock.wait_for_waiters(1, 0.01)
+    assert clock.wait_for_waiters(1)
+    rm.stop(timeout=5.0)
+    assert rm.wait_idle(0)
+    assert rm.breaker("p").state is OPEN
+    rm.start()
+    rm.reset_plugin("p")
+    rm.record_failure("p", fail("error"))
+    deadline = time.monotonic() + 5
+    while len(audit.records) < 2:
+        assert time.monotonic() < deadline
+        clock.wait_for_waiters(1, 0.01)
+
+
+def test_context_manager_starts_and_stops(clock: FakeClock, audit: Audit) -> None:
+    before = _our_threads()
+    with RecoveryManager(Plugins("p"), audit, RecoveryConfig(enable_health_checking=False),
+                         clock=clock) as rm:
+        assert rm.get_recovery_status()["running"] is True
+        assert len(_our_threads() - before) == 2
+    assert rm.get_recovery_status()["running"] is False
+    assert _our_threads() - before == set()
+
+
+def test_bad_input_gets_clear_errors(make: Make) -> None:
+    rm = make()
+    rm.register_plugin("p")
+    for call in (
+        lambda: rm.execute_with_recovery("nope", lambda: None),
+        lambda: rm.record_failure("nope", fail("error")),
+        lambda: rm.breaker("nope"),
+        lambda: rm.reset_plugin("nope"),
+    ):
+        with pytest.raises(KeyError, match="nope"):
+            call()
+    with pytest.raises(ValueError, match="'p' is already registered"):
+        rm.register_plugin("p")
+    with pytest.raises(ValueError, match="'restart' is already registered"):
+        rm.register_strategy("restart", failing())
+    with pytest.raises(TypeError, match="strategy must have"):
+        rm.register_strategy("x", object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="FailureInfo"):
+        rm.record_failure("p", "timeout")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="severity"):
+        rm.record_failure("p", FailureInfo("timeout", severity="mild"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"max_recovery_attempts": 0}, ValueError, "max_recovery_attempts"),
+        ({"recovery_backoff_factor": 0.5}, ValueError, "recovery_backoff_factor"),
+        ({"strategy_timeout": -1}, ValueError, "strategy_timeout"),
+        ({"episode_period": math.inf}, ValueError, "episode_period"),
+        ({"enable_auto_recovery": "yes"}, TypeError, "enable_auto_recovery"),
+        ({"default_circuit_breaker": {}}, TypeError, "default_circuit_breaker"),
+        ({"alert_thresholds": None}, TypeError, "alert_thresholds"),
+        ({"plugin_recovery_strategies": {"p": ""}}, ValueError, "plugin_recovery_strategies"),
+        ({"recovery_strategy_configs": {"backoff": {"priority": "hi"}}}, TypeError, "priority"),
+        ({"recovery_strategy_configs": {"restart": {"bogus": 1}}}, ValueError, "bogus"),
+        ({"recovery_strategy_configs": {"backoff": {"cap": 0}}}, ValueError, "cap"),
+        ({"default_recovery_strategy": 3}, ValueError, "default_recovery_strategy"),
+    ],
+)
+def test_recovery_config_validates(kwargs: dict[str, Any], error: type[Exception], match: str
+                                   ) -> None:
+    with pytest.raises(error, match=match):
+        RecoveryConfig(**kwargs)
+
+
+def test_recovery_config_defaults_and_timedelta() -> None:
+    import datetime
+
+    config = RecoveryConfig(episode_period=datetime.timedelta(minutes=2))
+    assert config.episode_period == 120.0
+    assert RecoveryConfig().max_recovery_attempts == 3
+    assert RecoveryConfig(recovery_backoff_base=1.0, max_recovery_backoff=5.0).backoff(4) == 5.0
+    assert RecoveryConfig().backoff(2) == 2.0
+    with pytest.raises(AttributeError):
+        config.max_recovery_attempts = 5  # type: ignore[misc]
+
+
+def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock,
+                                                    audit: Audit) -> None:
+    rm = make()
+    rm.register_plugin("p")
+    rm.record_failure("p", FailureInfo(type="timeout", recoverable=True, severity="critical"))
+    settle(rm, clock)
+    # critical timeout: reload, reset and degrade decline it; restart takes it.
+    assert audit.records == [("p", "timeout", "restart", True)]
