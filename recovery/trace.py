@@ -340,6 +340,7 @@ class TraceRecorder:
             header = self._file.readline()
             if not header:
                 self._file.write(",".join(COLUMNS) + "\n")
+                self._file.flush()  # an empty recording is already a valid trace
             elif header.rstrip("\r\n") != ",".join(COLUMNS):
                 raise ValueError(
                     f"{self.path} already holds something else (header {header.strip()!r}); "

@@ -1,0 +1,274 @@
+"""Trace files: loading with line-numbered errors; the recorder round-tripping through replay."""
+
+from __future__ import annotations
+
+import array
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery import trace as trace_module
+from recovery.breaker import CircuitBreaker
+from recovery.config import CircuitBreakerConfig
+from recovery.testing import FakeClock
+from recovery.trace import Trace, TraceError, TraceRecorder, load_trace
+
+
+def write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def test_load_reads_columns_into_flat_arrays(tmp_path: Path) -> None:
+    path = write(tmp_path, "t,ok,latency\n0.5,1,0.01\n1.25,0,2\n1.25,1,0\n")
+    loaded = load_trace(path)
+    assert loaded.t == array.array("d", [0.5, 1.25, 1.25])
+    assert loaded.ok == bytearray([1, 0, 1])
+    assert loaded.latency == array.array("d", [0.01, 2.0, 0.0])
+    assert loaded.healthy is None
+    assert not loaded.labelled
+    assert len(loaded) == 3
+    assert loaded.source == str(path)
+
+
+def test_load_takes_columns_in_any_order_ignores_others_and_reads_labels(tmp_path: Path) -> None:
+    path = write(tmp_path, "healthy, note ,latency,ok,t\n1,x,0.1,1,3\n0,y,0.2,0,4\n\n\n")
+    loaded = load_trace(path)
+    assert loaded.t == array.array("d", [3.0, 4.0])
+    assert loaded.ok == bytearray([1, 0])
+    assert loaded.latency == array.array("d", [0.1, 0.2])
+    assert loaded.healthy == bytearray([1, 0])
+    assert loaded.labelled
+
+
+def test_load_accepts_windows_line_ends_a_bom_and_no_final_newline(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_bytes(b"\xef\xbb\xbft,ok,latency\r\n1,1,0.5\r\n2, 0 ,0.25")
+    loaded = load_trace(path)
+    assert loaded.t == array.array("d", [1.0, 2.0])
+    assert loaded.ok == bytearray([1, 0])
+    assert loaded.latency == array.array("d", [0.5, 0.25])
+
+
+def test_a_header_only_trace_is_empty(tmp_path: Path) -> None:
+    loaded = load_trace(write(tmp_path, "t,ok,latency,healthy\n"))
+    assert len(loaded) == 0
+    assert loaded.labelled
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("", 1, "empty file"),
+        ("t,ok\n1,1\n", 1, "lacks column(s) latency"),
+        ("time,ok,latency\n", 1, "lacks column(s) t"),
+        ("t,ok,latency,t\n", 1, "t appear more than once"),
+        ("t,ok,latency\n1,1,0\n2,1\n", 3, "expected 3 comma-separated fields"),
+        ("t,ok,latency\n1,1,0\n2,1,0,9\n", 3, "found 4"),
+        ("t,ok,latency\n1,1,0\n\n2,1,0\n", 3, "found 1"),
+        ("t,ok,latency\n1,1,0\nabc,1,0\n", 3, "t is not a number: 'abc'"),
+        ("t,ok,latency\n1,1,0\n2,1,\n", 3, "latency is not a number: ''"),
+        ("t,ok,latency\n1,1,0\nnan,1,0\n", 3, "t must be a finite number"),
+        ("t,ok,latency\n1,1,inf\n", 2, "latency must be a finite number"),
+        ("t,ok,latency\n1,1,0\n2,1,-0.5\n", 3, "latency must be >= 0 seconds, got -0.5"),
+        ("t,ok,latency\n1,1,0\n2,2,0\n", 3, "ok must be 0 or 1, got '2'"),
+        ("t,ok,latency\n1,yes,0\n", 2, "ok must be 0 or 1, got 'yes'"),
+        ("t,ok,latency,healthy\n1,1,0,1\n2,1,0,0.5\n", 3, "healthy must be 0 or 1, got '0.5'"),
+        ("t,ok,latency\n1,1,0\n3,1,0\n2,1,0\n", 4, "t goes back in time (2.0 after 3.0)"),
+    ],
+)
+def test_a_bad_trace_is_rejected_naming_the_line(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(TraceError) as raised:
+        load_trace(path)
+    assert raised.value.line == line
+    assert problem in str(raised.value)
+    assert str(raised.value).startswith(f"{path}, line {line}: ")
+
+
+def test_errors_and_values_are_the_same_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = "".join(f"{i}.5,{i % 2},0.{i}\n" for i in range(40))
+    good = write(tmp_path, "t,ok,latency\n" + rows + "\n\n", "good.csv")
+    whole = load_trace(good)
+    monkeypatch.setattr(trace_module, "_CHUNK_CHARS", 7)  # chunks end inside lines
+    chunked = load_trace(good)
+    assert (chunked.t, chunked.ok, chunked.latency) == (whole.t, whole.ok, whole.latency)
+    assert len(chunked) == 40
+
+    unsorted = write(tmp_path, "t,ok,latency\n" + rows + "1,1,0\n", "unsorted.csv")
+    with pytest.raises(TraceError, match=r"line 42: t goes back in time \(1.0 after 39.5\)"):
+        load_trace(unsorted)
+    blank = write(tmp_path, "t,ok,latency\n" + rows + "\n\n" + rows, "blank.csv")
+    with pytest.raises(TraceError, match="line 42: expected 3"):
+        load_trace(blank)
+
+
+def test_sort_orders_events_by_time_keeping_ties_in_file_order(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "t,ok,latency,healthy\n3,1,0.3,1\n1,0,0.1,0\n3,0,0.4,1\n2,1,0.2,0\n"
+    )
+    loaded = load_trace(path, sort=True)
+    assert loaded.t == array.array("d", [1.0, 2.0, 3.0, 3.0])
+    assert loaded.ok == bytearray([0, 1, 1, 0])
+    assert loaded.latency == array.array("d", [0.1, 0.2, 0.3, 0.4])
+    assert loaded.healthy == bytearray([0, 0, 1, 1])
+
+
+def test_from_rows_checks_like_a_file() -> None:
+    built = Trace.from_rows([(0, True, 0.5, 1), (1.5, 0, 0.25, 0)])
+    assert built.t == array.array("d", [0.0, 1.5])
+    assert built.ok == bytearray([1, 0])
+    assert built.healthy == bytearray([1, 0])
+    with pytest.raises(TraceError, match="line 2: t goes back"):
+        Trace.from_rows([(2, 1, 0), (1, 1, 0)])
+    with pytest.raises(ValueError, match="rows must all be"):
+        Trace.from_rows([(1, 1, 0), (2, 1, 0, 1)])
+    with pytest.raises(ValueError, match="same length"):
+        Trace(array.array("d", [1.0]), bytearray(), array.array("d", [0.0]))
+
+
+# -- recorder --------------------------------------------------------------------------
+
+
+def test_recorder_writes_a_header_once_and_rows_that_load_back_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "rec.csv"
+    with TraceRecorder(path) as recorder:
+        recorder.record(1.0000000001, True, 0.1)
+        recorder.record(2.5, False, 1e-7)
+    with TraceRecorder(path) as recorder:  # appending to an existing trace
+        recorder.record(3.0, True, 0.0)
+    assert path.read_text().count("t,ok,latency") == 1
+    loaded = load_trace(path)
+    assert loaded.t == array.array("d", [1.0000000001, 2.5, 3.0])
+    assert loaded.ok == bytearray([1, 0, 1])
+    assert loaded.latency == array.array("d", [0.1, 1e-7, 0.0])
+
+
+def test_recorder_refuses_a_file_that_is_not_a_trace(tmp_path: Path) -> None:
+    path = write(tmp_path, "name,age\n")
+    with pytest.raises(ValueError, match="already holds something else"):
+        TraceRecorder(path)
+    with pytest.raises(ValueError, match="buffer_rows must be a positive int, got 0"):
+        TraceRecorder(tmp_path / "other.csv", buffer_rows=0)
+
+
+def test_recorder_buffers_until_full_or_flushed_and_sorts_each_batch(tmp_path: Path) -> None:
+    path = tmp_path / "rec.csv"
+    recorder = TraceRecorder(path, buffer_rows=3)
+    recorder.record(2.0, True, 0.0)
+    recorder.record(1.0, True, 0.0)
+    assert path.read_text() == "t,ok,latency\n"  # still buffered: lost if the process died now
+    recorder.record(1.5, False, 0.0)  # fills the buffer: written, in time order
+    assert path.read_text() == "t,ok,latency\n1.0,1,0.0\n1.5,0,0.0\n2.0,1,0.0\n"
+    recorder.record(0.5, True, 0.25)
+    recorder.flush()
+    assert path.read_text().endswith("2.0,1,0.0\n0.5,1,0.25\n")
+    recorder.close()
+    recorder.record(9.0, True, 0.0)  # after close: dropped
+    recorder.close()  # closing twice is harmless
+    assert "9.0" not in path.read_text()
+    with pytest.raises(TraceError, match="line 5: t goes back in time"):
+        load_trace(path)
+    assert load_trace(path, sort=True).t == array.array("d", [0.5, 1.0, 1.5, 2.0])
+
+
+def test_recorder_round_trips_a_breaker_through_replay(
+    tmp_path: Path, breaker_cls: type[CircuitBreaker]
+) -> None:
+    """What a live breaker did on recorded calls, replay does again from the file."""
+    config = CircuitBreakerConfig(
+        failure_threshold=3,
+        minimum_requests=3,
+        sliding_window_size=5,
+        timeout=2.0,
+        success_threshold=2,
+        slow_call_duration=0.4,
+        slow_call_rate_threshold=0.6,
+    )
+    clock = FakeClock(100.0)
+    live = breaker_cls("live", config, clock=clock)
+    live_states = []
+    live.add_listener(lambda _cb, _old, new: live_states.append(new))
+    # (outcome, latency, pause after): failures open it, trials and slow calls move it on.
+    script = [(True, 0.1, 0.2)] * 3 + [(False, 0.05, 0.1)] * 3 + [(True, 0.1, 0.5)] * 6
+    script += [(False, 0.2, 0.3)] * 2 + [(True, 0.5, 0.1)] * 8 + [(True, 0.01, 1.0)] * 5
+
+    def work(ok: bool, latency: float) -> None:
+        clock.advance(latency)
+        if not ok:
+            raise ConnectionError("down")
+
+    path = tmp_path / "live.csv"
+    executed = 0
+    with TraceRecorder(path, buffer_rows=4) as recorder:
+        recorder.attach(live)
+        for ok, latency, pause in script:
+            try:
+                live.call(work, ok, latency)
+                executed += 1
+            except ConnectionError:
+                executed += 1
+            except Exception:  # rejected: the call did not run
+                pass
+            clock.advance(pause)
+        recorder.detach(live)
+        live.call(work, True, 0.1)  # detached: not recorded
+    assert executed < len(script)  # some calls were rejected, so not in the trace
+
+    loaded = load_trace(path)
+    assert len(loaded) == executed
+    replayed = breaker_cls("replay", config)
+    admitted, states = replayed.replay(loaded.t, loaded.ok, loaded.latency)
+    assert admitted == b"\x01" * executed  # every recorded call was admitted live, and again
+    changes = [code for i, code in enumerate(states) if code != (states[i - 1] if i else 0)]
+    names = ["closed", "open", "half_open", "repairing"]
+    assert [names[code] for code in changes] == [state.value for state in live_states]
+    assert len(live_states) >= 4
+
+
+def test_recorder_is_thread_safe(tmp_path: Path) -> None:
+    path = tmp_path / "threads.csv"
+    threads_count, per_thread = 4, 500
+    barrier = threading.Barrier(threads_count, timeout=10)
+    recorder = TraceRecorder(path, buffer_rows=64)
+
+    def record(offset: int) -> None:
+        barrier.wait()
+        for i in range(per_thread):
+            recorder.record(float(i * threads_count + offset), i % 3 != 0, 0.001)
+
+    threads = [threading.Thread(target=record, args=(n,)) for n in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    recorder.close()
+    loaded = load_trace(path, sort=True)
+    assert loaded.t == array.array("d", [float(i) for i in range(threads_count * per_thread)])
+    assert loaded.ok.count(0) == threads_count * len(range(0, per_thread, 3))
+
+
+def test_detach_all_and_context_exit_stop_recording(tmp_path: Path) -> None:
+    clock = FakeClock()
+    breakers = [CircuitBreaker(name, clock=clock) for name in ("a", "b")]
+    seen: list[Any] = []
+    with TraceRecorder(tmp_path / "two.csv") as recorder:
+        for breaker in breakers:
+            recorder.attach(breaker)
+        for breaker in breakers:
+            breaker.call(seen.append, 1)
+    for breaker in breakers:
+        breaker.call(seen.append, 2)  # after the with block: not recorded
+    assert len(load_trace(tmp_path / "two.csv")) == 2
+    assert len(seen) == 4
