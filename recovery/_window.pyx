@@ -42,6 +42,14 @@ cdef enum:
     TRIAL = 1
     OBSERVED = 2
 
+# Marks a ``with`` block's saved token as timed (generations never reach 2**60).
+# A C macro, not a module variable: those are looked up through module state.
+cdef extern from *:
+    """
+    #define __pyx_recovery_TIMED_BIT (1LL << 62)
+    """
+    long long TIMED_BIT "__pyx_recovery_TIMED_BIT"
+
 # Results of the locked blocks besides a token or a transition.
 cdef enum:
     NO_TRANSITION = -1
@@ -454,18 +462,44 @@ cdef class Window:
 
     def __enter__(self):
         cdef long long token = self._try_admit()
+        cdef double start = self._start_time()
+        cdef list stack
+        cdef Py_ssize_t depth
         local = self._local
         try:
             stack = local.stack
         except AttributeError:
-            stack = local.stack = []
-        stack.append((token, self._start_time()))
+            stack = local.stack = [0]
+        # Each thread keeps its own admissions, so nested and concurrent blocks
+        # each record against the token they were admitted with. stack[0] is
+        # the depth; slots above it are reused, never popped, because a list
+        # reallocates on every push to and pop from empty. A timed entry takes
+        # a slot for its start time first; the token's TIMED_BIT says so.
+        depth = stack[0]
+        if start >= 0:
+            depth += 1
+            _put(stack, depth, start)
+            token |= TIMED_BIT
+        depth += 1
+        _put(stack, depth, token)
+        stack[0] = depth
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        token, start = self._local.stack.pop()
-        self._finish(token, exc, start)
-        return None
+        cdef list stack = self._local.stack
+        cdef Py_ssize_t depth = stack[0]
+        cdef long long token = stack[depth]
+        cdef double start = -1.0
+        depth -= 1
+        if token & TIMED_BIT:
+            token &= ~TIMED_BIT
+            start = stack[depth]
+            depth -= 1
+        stack[0] = depth
+        if exc is None and start < 0 and token & 3 == NORMAL:
+            self._record_outcome(token, 0)
+        else:
+            self._finish(token, exc, start)
 
     def try_admit(self):
         """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
@@ -644,6 +678,13 @@ cdef class Window:
 
     def _transitioned(self, int old, int new):
         """Called after every transition, outside the lock; the breaker tells its listeners."""
+
+
+cdef inline void _put(list stack, Py_ssize_t index, object value):
+    if index == len(stack):
+        stack.append(value)
+    else:
+        stack[index] = value
 
 
 cdef long long _admit_hook(object self) except? -3:
