@@ -1,5 +1,11 @@
 """Helpers that the library's tests and its users' tests share."""
 
 from recovery.testing.clock import FakeClock
+from recovery.testing.plugins import (
+    FlakyError,
+    FlakyPlugin,
+    InitializationCrash,
+    PluginNotRunningError,
+)
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "FlakyError", "FlakyPlugin", "InitializationCrash", "PluginNotRunningError"]
