@@ -23,10 +23,13 @@ from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError, CircuitRepairingError
 from recovery.failures import FailureInfo, FailureType
+from recovery.health import HealthCheckConfig
 from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.plugins import PluginRegistry
 from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock
+from recovery.testing.plugins import FlakyPlugin
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -96,7 +99,7 @@ def make(clock: FakeClock, audit: Audit) -> Iterator[Make]:
     """Build a started manager over plugins "p" and "q"; stopped at the end of the test."""
     managers: list[RecoveryManager] = []
 
-    def build(plugins: Plugins | None = None, **config: Any) -> RecoveryManager:
+    def build(plugins: Any = None, **config: Any) -> RecoveryManager:
         config.setdefault("enable_health_checking", False)
         rm = RecoveryManager(
             plugins if plugins is not None else Plugins("p", "q"),
@@ -859,3 +862,98 @@ def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock
     settle(rm, clock)
     # critical timeout: reload, reset and degrade decline it; restart takes it.
     assert audit.records == [("p", "timeout", "restart", True)]
+
+
+# -- with the real plugin registry, FlakyPlugin and the health monitor -------------------------
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        pause.wait(0.002)
+
+
+def test_flaky_plugin_tripping_is_restarted_and_closes_again(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    registry = PluginRegistry()
+    plugin = FlakyPlugin("p", recover_after_restarts=1, error=TimeoutError, clock=clock)
+    registry.register(plugin, {"pool": 4})
+    alerts: list[Alert] = []
+    rm = make(registry, alert_thresholds=AlertThresholds(consecutive_failures=1))
+    rm.add_alert_handler(alerts.append)
+    breaker = rm.register_plugin(
+        "p", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2, success_threshold=2)
+    )
+    for _ in range(2):
+        with pytest.raises(TimeoutError):
+            rm.execute_with_recovery("p", plugin.do_work)
+    settle(rm, clock)
+    # A critical-free timeout: restart (priority 100) is tried first and works.
+    assert audit.records == [("p", "timeout", "restart", True)]
+    assert (plugin.shutdowns, plugin.restarts, plugin.config) == (1, 1, {"pool": 4})
+    assert breaker.state is HALF_OPEN
+    assert [a.kind for a in alerts] == ["consecutive_failures"]
+    assert rm.execute_with_recovery("p", plugin.do_work) == "p"
+    assert rm.execute_with_recovery("p", plugin.do_work) == "p"
+    assert breaker.state is CLOSED
+    # Recovered: the alert is armed again.
+    rm.record_failure("p", fail("error"))
+    assert [a.kind for a in alerts] == ["consecutive_failures", "consecutive_failures"]
+    settle(rm, clock)
+
+
+def test_initialize_crash_during_restart_falls_through_the_chain(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    registry = PluginRegistry()
+    plugin = FlakyPlugin("p", clock=clock)
+    registry.register(plugin, None)
+    plugin.crash_next_initializations(1)
+    rm = make(registry)
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    # restart's load crashed in initialize; reload (in place) found it not running
+    # and failed; backoff, the last resort, held the breaker open.
+    assert audit.records == [
+        ("p", "error", "restart", False),
+        ("p", "error", "reload", False),
+        ("p", "error", "backoff", True),
+    ]
+    assert rm.breaker("p").state is OPEN
+
+
+def test_failing_health_checks_start_an_episode_and_a_healthy_one_allows_a_trial(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    registry = PluginRegistry()
+    plugin = FlakyPlugin("p", clock=clock)
+    registry.register(plugin, None)
+    plugin.fail_until_restarted(1)  # its health check fails until a restart
+    rm = make(registry, enable_health_checking=True, enable_auto_recovery=True)
+    breaker = rm.register_plugin(
+        "p", health_check_config=HealthCheckConfig(interval=10.0, timeout=5.0, max_failures=2)
+    )
+
+    def fails() -> int:
+        return int(rm.get_recovery_status()["plugins"]["p"]["health_check"]["consecutive_fails"])
+
+    clock.advance(10.0)
+    eventually(lambda: fails() == 1)
+    assert audit.records == []
+    clock.advance(10.0)
+    eventually(lambda: len(audit.records) == 1)
+    assert rm.wait_idle(5)
+    assert audit.records == [("p", "health_check", "restart", True)]
+    assert plugin.restarts == 1
+    assert breaker.state is HALF_OPEN
+
+    # An OPEN breaker is moved to HALF_OPEN by the next healthy check.
+    breaker.force_open()
+    checks = plugin.health_checks
+    clock.advance(10.0)
+    eventually(lambda: plugin.health_checks > checks and breaker.state is HALF_OPEN)
+    assert breaker.metrics().health_check_success is True
