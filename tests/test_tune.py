@@ -1,0 +1,384 @@
+"""Tuning: every score on tiny hand-made traces, the ranking cost, candidates and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery import tune
+from recovery.breaker import CircuitBreaker
+from recovery.config import CircuitBreakerConfig
+from recovery.trace import Trace
+from recovery.tune import Scores, cost, make_candidate, parse_config_args, score
+
+CL, OP, HO = 0, 1, 2  # closed, open, half-open: state codes after each event
+
+
+def hand_trace(healthy: list[int] | None, latency: list[float] | None = None) -> Trace:
+    """Events one second apart from t=0, all ok; latencies 0.25 s unless given."""
+    n = len(healthy) if healthy is not None else len(latency or [])
+    latencies = latency or [0.25] * n
+    if healthy is None:
+        return Trace.from_rows([(float(i), 1, latencies[i]) for i in range(n)])
+    return Trace.from_rows([(float(i), 1, latencies[i], healthy[i]) for i in range(n)])
+
+
+# -- scores on hand-written replays ------------------------------------------------------
+
+
+def test_opens_count_closed_to_open_only_and_need_no_labels() -> None:
+    trace = hand_trace(None, [0.0] * 7)
+    # open at the first event (CLOSED before it), a reopen from half-open, a close, an open.
+    states = bytes([OP, OP, HO, OP, CL, CL, OP])
+    admitted = bytes([1, 0, 1, 1, 1, 1, 1])
+    assert score(trace, admitted, states) == Scores(events=7, rejected=1, opens=2)
+
+
+def test_false_opens_are_opens_at_healthy_events() -> None:
+    trace = hand_trace([1, 1, 1, 0, 1, 1, 1])
+    states = bytes([CL, OP, HO, OP, OP, CL, OP])
+    admitted = bytes([1, 1, 1, 1, 0, 1, 1])
+    scores = score(trace, admitted, states)
+    assert scores.opens == 2  # events 1 and 6; 2 -> 3 is a reopen
+    assert scores.false_opens == 2  # both opens happened while healthy
+
+
+def test_every_labelled_score_on_a_hand_made_replay() -> None:
+    # event:   0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13
+    healthy = [1,  0,  0,  0,  1,  0,  0,  1,  1,  0,  0,  0,  1,  1]
+    states = [CL, CL, OP, OP, OP, OP, OP, HO, CL, CL, CL, CL, CL, CL]
+    admitted = [1, 1,  1,  0,  0,  0,  0,  1,  1,  1,  1,  1,  1,  1]
+    latency = [0.25] * 14
+    latency[8] = 0.5  # the trial call that closed it took 0.5 s
+    trace = hand_trace(healthy, latency)
+    scores = score(trace, bytes(admitted), bytes(states))
+    assert scores == Scores(
+        events=14,
+        rejected=4,
+        opens=1,  # at event 2 (unhealthy: not false)
+        false_opens=0,
+        # Outages: events 1-3 detected when event 2 ended (2.25 - 1 = 1.25 s);
+        # events 5-6 began with the breaker already open (0 s); events 9-11 missed.
+        outages=3,
+        missed_outages=1,
+        detection_delay_mean=0.625,
+        detection_delay_max=1.25,
+        rejected_healthy=1,  # event 4
+        passed_unhealthy=5,  # events 1, 2, 9, 10, 11
+        # After outages: event 4 alone never sees it closed (unrecovered); events 7-8
+        # close when event 8 ends (8.5 - 7 = 1.5 s); events 12-13 start closed (0 s).
+        recoveries=3,
+        unrecovered=1,
+        recovery_delay_mean=0.75,
+        recovery_delay_max=1.5,
+    )
+
+
+def test_a_trace_starting_unhealthy_and_an_all_healthy_trace() -> None:
+    starting_down = score(hand_trace([0, 0, 1]), bytes([1, 1, 1]), bytes([CL, OP, CL]))
+    assert starting_down.outages == 1
+    assert starting_down.detection_delay_max == 1.25  # opened when event 1 ended
+    assert starting_down.recovery_delay_max == 0.25  # closed when event 2 ended
+    healthy = score(hand_trace([1, 1, 1]), bytes([1, 1, 1]), bytes([CL, CL, CL]))
+    assert healthy.outages == healthy.recoveries == healthy.missed_outages == 0
+    assert healthy.detection_delay_mean is None
+    assert healthy.recovery_delay_mean is None
+    assert healthy.rejected_healthy == healthy.passed_unhealthy == 0
+
+
+def test_score_rejects_arrays_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError, match=r"one entry per event \(3\), got 2 and 3"):
+        score(hand_trace([1, 1, 1]), bytes(2), bytes(3))
+
+
+# -- replay through real windows --------------------------------------------------------
+
+
+def outage_then_recovery() -> Trace:
+    """Six failing calls (dead dependency) then ten good ones, one per second, 0.1 s each."""
+    rows = [(float(i), 0, 0.1, 0) for i in range(6)]
+    rows += [(float(i), 1, 0.1, 1) for i in range(6, 16)]
+    return Trace.from_rows(rows)
+
+
+def test_replay_and_score_a_known_outage(
+    breaker_cls: type[CircuitBreaker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tune, "CircuitBreaker", breaker_cls)
+    config = CircuitBreakerConfig(
+        failure_threshold=3, minimum_requests=3, sliding_window_size=3,
+        timeout=5.0, success_threshold=1,
+    )
+    trace = outage_then_recovery()
+    admitted, states = tune.replay(trace, config)
+    # Opens when event 2 ends (2.1), open until 7.1: events 3-7 rejected, 8 is the trial.
+    assert admitted == bytes([1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    assert states == bytes([CL, CL, OP, OP, OP, OP, OP, OP, CL, CL, CL, CL, CL, CL, CL, CL])
+    scores = score(trace, admitted, states)
+    assert scores.opens == 1
+    assert scores.false_opens == 0
+    assert scores.detection_delay_mean == pytest.approx(2.1)
+    assert scores.passed_unhealthy == 3
+    assert scores.rejected_healthy == 2  # events 6 and 7
+    assert scores.recovery_delay_max == pytest.approx(2.1)  # closed at 8.1, healthy from 6
+    assert scores.unrecovered == scores.missed_outages == 0
+
+
+def test_observe_only_config_rejects_nothing_but_still_opens(
+    breaker_cls: type[CircuitBreaker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tune, "CircuitBreaker", breaker_cls)
+    config = CircuitBreakerConfig(
+        failure_threshold=3, minimum_requests=3, sliding_window_size=3, enable_fast_fail=False
+    )
+    scores = score(outage_then_recovery(), *tune.replay(outage_then_recovery(), config))
+    assert scores.rejected == 0
+    assert scores.passed_unhealthy == 6
+    assert scores.opens == 1
+
+
+# -- cost and ranking -------------------------------------------------------------------
+
+
+def test_cost_is_the_weighted_sum_with_missing_scores_adding_nothing() -> None:
+    scores = Scores(
+        events=10, rejected=4, opens=2, false_opens=1, outages=1, missed_outages=0,
+        detection_delay_mean=None, detection_delay_max=None,
+        rejected_healthy=3, passed_unhealthy=5, recoveries=1, unrecovered=0,
+        recovery_delay_mean=2.5, recovery_delay_max=2.5,
+    )
+    assert cost(scores, tune.DEFAULT_WEIGHTS) == 8.0
+    assert cost(scores, {"false_opens": 10, "recovery_delay_max": 2, "opens": 0}) == 15.0
+    assert cost(scores, {"detection_delay_mean": 100, "opens": 1}) == 2.0
+    unlabelled = Scores(events=10, rejected=4, opens=2)
+    assert cost(unlabelled, tune.DEFAULT_WEIGHTS) is None
+    assert cost(unlabelled, {**tune.DEFAULT_WEIGHTS, "rejected": 0.5}) == 2.0
+
+
+def test_tune_ranks_by_cost_keeping_ties_in_order() -> None:
+    trace = outage_then_recovery()
+    small = dict(failure_threshold=3, minimum_requests=3, sliding_window_size=3)
+    candidates = [
+        # Defaults: 10 outcomes needed, so it opens at event 9 (a false open), open 30 s:
+        # 6 dead calls sent + events 10-15 rejected = 12.
+        make_candidate({}),
+        # Opens at 2.1 until 7.1, trial at 8 closes it: 3 sent + events 6, 7 rejected = 5.
+        make_candidate({**small, "timeout": 5.0, "success_threshold": 1}),
+        # Opens at 2.1 until 3.1; trial at 4 fails, reopens until 6.1 (backoff x2);
+        # trial at 7 closes it: 4 sent (0, 1, 2, 4) + event 6 rejected = 5, a tie.
+        make_candidate({**small, "timeout": 1.0, "success_threshold": 1}),
+        # Never reaches 10 failures: 6 sent, nothing rejected = 6.
+        make_candidate({"failure_threshold": 10, "minimum_requests": 10}),
+    ]
+    results = tune.tune(trace, candidates)
+    assert [r.cost for r in results] == [5.0, 5.0, 6.0, 12.0]
+    assert [r.rank for r in results] == [1, 2, 3, 4]
+    assert [r.candidate for r in results] == [candidates[i] for i in (1, 2, 3, 0)]
+    assert [r.scores.opens for r in results] == [1, 1, 0, 1]  # the reopen is not an open
+    assert results[3].scores.false_opens == 1
+    assert all(r.replay_seconds >= 0 for r in results)
+    reweighted = tune.tune(trace, candidates, {"opens": 1.0})
+    assert [r.candidate for r in reweighted] == [candidates[i] for i in (3, 0, 1, 2)]
+    with pytest.raises(ValueError, match="unknown score"):
+        tune.tune(trace, candidates, {"speed": 1.0})
+
+
+def test_unlabelled_traces_are_scored_but_not_ranked_by_default() -> None:
+    trace = hand_trace(None, [0.1] * 3)
+    results = tune.tune(trace, [make_candidate({}), make_candidate({"timeout": 1})])
+    assert [r.rank for r in results] == [None, None]
+    assert [r.cost for r in results] == [None, None]
+    assert results[0].scores == Scores(events=3, rejected=0, opens=0)
+
+
+# -- candidates -------------------------------------------------------------------------
+
+
+def test_config_values_are_parsed_to_the_field_type() -> None:
+    parsed = parse_config_args(
+        ["failure_threshold=3,timeout=2.5", "enable_fast_fail=no", "failure_rate_threshold=none"]
+    )
+    assert parsed.overrides == {
+        "failure_threshold": 3, "timeout": 2.5, "enable_fast_fail": False,
+        "failure_rate_threshold": None,
+    }
+    assert parsed.config == CircuitBreakerConfig(
+        failure_threshold=3, timeout=2.5, enable_fast_fail=False
+    )
+    assert parsed.label == (
+        "failure_threshold=3,timeout=2.5,enable_fast_fail=False,failure_rate_threshold=None"
+    )
+    assert make_candidate({}).label == "defaults"
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["speed=3"], "unknown config field 'speed'; one of: enable_fast_fail"),
+        (["record_exceptions=ValueError"], "unknown config field 'record_exceptions'"),
+        (["trace.csv"], "expects key=value, got 'trace.csv'"),
+        (["failure_threshold=3.5"], "failure_threshold must be int, got '3.5'"),
+        (["enable_fast_fail=maybe"], "enable_fast_fail must be bool"),
+        (["timeout=none"], "timeout must be float, got 'none'"),
+        (["failure_threshold=0"], "failure_threshold"),
+    ],
+)
+def test_bad_config_values_are_named(items: list[str], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        parse_config_args(items)
+
+
+def test_grid_file_as_list_or_as_cartesian_product(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listed = tmp_path / "list.json"
+    listed.write_text(json.dumps([{"timeout": 5}, {"failure_threshold": 2, "timeout": "7"}]))
+    assert [c.overrides for c in tune.load_grid(str(listed))] == [
+        {"timeout": 5}, {"failure_threshold": 2, "timeout": 7.0}
+    ]
+    product = tmp_path / "product.json"
+    product.write_text(json.dumps(
+        {"failure_threshold": [5, 20], "sliding_window_size": [10, 50], "timeout": 3}
+    ))
+    grid = tune.load_grid(str(product))
+    assert [c.overrides for c in grid] == [
+        {"failure_threshold": 5, "sliding_window_size": 10, "timeout": 3},
+        {"failure_threshold": 5, "sliding_window_size": 50, "timeout": 3},
+        {"failure_threshold": 20, "sliding_window_size": 50, "timeout": 3},
+    ]
+    assert "skipped {'failure_threshold': 20, 'sliding_window_size': 10" in capsys.readouterr().err
+    for text, message in [
+        ('{"speed": [1]}', "unknown config field 'speed'"),
+        ("[1, 2]", "a grid is a JSON list of objects"),
+        ("{", "not JSON"),
+        ('{"failure_threshold": [0, -1]}', "every combination of the grid is an invalid config"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=message):
+            tune.load_grid(str(bad))
+
+
+# -- command line -----------------------------------------------------------------------
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="recovery tune")
+    tune.add_arguments(parser)
+    return tune.run(parser.parse_args(list(argv)))
+
+
+def write_trace(tmp_path: Path, trace: Trace, name: str = "trace.csv") -> str:
+    path = tmp_path / name
+    lines = ["t,ok,latency" + (",healthy" if trace.healthy is not None else "")]
+    for i in range(len(trace)):
+        row = [repr(trace.t[i]), str(trace.ok[i]), repr(trace.latency[i])]
+        if trace.healthy is not None:
+            row.append(str(trace.healthy[i]))
+        lines.append(",".join(row))
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+SMALL = "failure_threshold=3,minimum_requests=3,sliding_window_size=3,success_threshold=1"
+
+
+def test_cli_prints_a_ranked_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    never_opens = "failure_threshold=10,timeout=1"
+    assert run_cli(path, "--config", never_opens, "--config", SMALL, "timeout=5") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{path}: 16 events, 1 outages"
+    assert out[1].split()[:4] == ["rank", "cost", "opens", "rejected"]
+    assert out[2].split()[:2] == ["1", "5"]  # the small window: 3 sent to dead + 2 good rejected
+    assert out[2].endswith(SMALL + ",timeout=5.0")
+    assert out[3].split()[:2] == ["2", "6"]  # all 6 dead calls sent
+    assert out[3].endswith("failure_threshold=10,timeout=1.0")
+    assert out[4].startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
+
+
+def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    code = run_cli(
+        path, "--config", "failure_threshold=10,timeout=1", "--config", SMALL, "timeout=5",
+        "--json",
+        "--weight", "passed_unhealthy=0", "--weight", "rejected_healthy=2",
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["events"] == 16
+    assert report["labelled"] is True
+    assert report["weights"] == {"rejected_healthy": 2.0, "passed_unhealthy": 0.0}
+    first, second = report["results"]
+    assert (first["rank"], first["config"], first["cost"]) == (
+        1, {"failure_threshold": 10, "timeout": 1.0}, 0.0
+    )
+    assert second["cost"] == 4.0  # 2 good calls rejected, weighted 2
+    assert second["scores"]["detection_delay_max"] == pytest.approx(2.1)
+    assert set(first["scores"]) == set(tune.SCORE_NAMES)
+
+
+def test_cli_uses_the_default_grid_and_a_grid_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    assert run_cli(path, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["config"] for r in report["results"]] != []
+    assert sorted(map(json.dumps, (r["config"] for r in report["results"]))) == sorted(
+        json.dumps(dict(make_candidate(grid).overrides)) for grid in tune.DEFAULT_GRID
+    )
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"timeout": [1, 2, 3]}))
+    assert run_cli(path, "--grid", str(grid), "--json") == 0
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+
+
+def test_cli_on_an_unlabelled_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_trace(tmp_path, hand_trace(None, [0.1] * 4))
+    assert run_cli(path, "--config", "timeout=1") == 0
+    out = capsys.readouterr().out
+    assert "no healthy column: label-free scores only" in out
+    assert "not ranked" in out
+    assert "false opens" not in out
+    assert run_cli(path, "--config", "timeout=1", "--weight", "opens=1") == 0
+    assert "not ranked" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("content", "argv", "message"),
+    [
+        ("t,ok,latency\n1,1,0\n0,1,0\n", [], "trace.csv, line 3: t goes back in time"),
+        ("t,ok\n", [], "line 1: header 't,ok' lacks column(s) latency"),
+        ("t,ok,latency\n1,1,x\n", [], "line 2: latency is not a number: 'x'"),
+        ("t,ok,latency\n", ["--config", "speed=1"], "unknown config field 'speed'"),
+        ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: speed"),
+        ("t,ok,latency\n", ["--weight", "opens"], "--weight expects score=number"),
+        ("t,ok,latency\n", ["--grid", "missing.json"], "No such file"),
+    ],
+)
+def test_cli_errors_exit_2_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, argv: list[str],
+    message: str,
+) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(content)
+    assert run_cli(str(path), *argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("tune: ")
+    assert message in captured.err
+
+
+def test_cli_sort_accepts_an_out_of_order_recording(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text("t,ok,latency\n2,1,0\n1,0,0\n")
+    assert run_cli(str(path), "--sort", "--config", "timeout=1", "--json") == 0
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    assert report["events"] == 2
