@@ -18,7 +18,7 @@ script cannot rot.
 from __future__ import annotations
 
 import argparse
-import statistics
+import logging
 import sys
 import threading
 import time
@@ -139,7 +139,7 @@ def test_health_monitor_load(benchmark: Any) -> None:
     assert report.stuck_threads == 5
     # Loose bounds: a shared CI machine may be slow, but a broken scheduler is far off.
     assert report.checks >= 0.7 * report.expected_checks
-    assert statistics.median([report.p50_lag_ms]) < 50.0
+    assert report.p50_lag_ms < 50.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=1.0)
     parser.add_argument("--timeout", type=float, default=0.1)
     args = parser.parse_args(argv)
+    logging.getLogger("recovery.health").setLevel(logging.ERROR)  # one line per hung check
     ok = True
     for hung in (0, args.hung):
         report = run(

