@@ -66,24 +66,35 @@ cdef object _logger = logging.getLogger("recovery.breaker")
 # function pointers set at import.
 cdef extern from *:
     """
-    typedef long long (*__pyx_recovery_admit_fn)(PyObject *);
+    typedef long long (*__pyx_recovery_admit_fn)(PyObject *, int *, double *);
+    typedef PyObject *(*__pyx_recovery_reject_fn)(PyObject *, int, double);
     typedef double (*__pyx_recovery_start_fn)(PyObject *);
     typedef int (*__pyx_recovery_finish_fn)(PyObject *, long long, PyObject *, double);
     static __pyx_recovery_admit_fn __pyx_recovery_admit;
+    static __pyx_recovery_reject_fn __pyx_recovery_reject;
     static __pyx_recovery_start_fn __pyx_recovery_start;
     static __pyx_recovery_finish_fn __pyx_recovery_finish;
 
     static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
                                          Py_ssize_t nargs, PyObject *kwnames) {
         long long token;
-        double start;
+        int state;
+        double start, retry_after;
         PyObject *result, *type, *value, *tb;
         if (nargs < 1) {
             PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
             return NULL;
         }
-        token = __pyx_recovery_admit(self);
+        token = __pyx_recovery_admit(self, &state, &retry_after);
         if (token == -3 && PyErr_Occurred()) return NULL;
+        if (token == -1) {
+            /* Rejected: raise a fresh error with no frame of ours in its traceback. */
+            value = __pyx_recovery_reject(self, state, retry_after);
+            if (value == NULL) return NULL;
+            PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+            Py_DECREF(value);
+            return NULL;
+        }
         start = __pyx_recovery_start(self);
         if (start == -2.0 && PyErr_Occurred()) return NULL;
         result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
@@ -111,10 +122,11 @@ cdef extern from *:
         "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
     };
 
-    static int __pyx_recovery_install_call(PyObject *type, void *admit, void *start,
-                                           void *finish) {
+    static int __pyx_recovery_install_call(PyObject *type, void *admit, void *reject,
+                                           void *start, void *finish) {
         PyObject *descr;
         __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
+        __pyx_recovery_reject = (__pyx_recovery_reject_fn)reject;
         __pyx_recovery_start = (__pyx_recovery_start_fn)start;
         __pyx_recovery_finish = (__pyx_recovery_finish_fn)finish;
         descr = PyDescr_NewMethod((PyTypeObject *)type, &__pyx_recovery_call_def);
@@ -129,7 +141,7 @@ cdef extern from *:
     }
     """
     int _install_call "__pyx_recovery_install_call"(
-        object type, void* admit, void* start, void* finish) except -1
+        object type, void* admit, void* reject, void* start, void* finish) except -1
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -381,32 +393,30 @@ cdef class Window:
             return _monotonic()
         return self._clock_read()
 
-    cdef object _rejection(self, double retry_after):
-        cdef int state = self._state
-        if state == REPAIRING:
-            return CircuitRepairingError(self.name, STATES[state], None)
-        return CircuitOpenError(
-            self.name, STATES[state], None if isnan(retry_after) else retry_after
-        )
-
     @cython.final
-    cdef long long _try_admit(self) except? -3:
+    cdef long long _admit_call(self, int* state, double* retry_after) except? -3:
+        """Admit one call: its token, or REJECTED with the deciding state and retry_after."""
         cdef long long token
         cdef int transition
-        cdef double retry_after
         cdef double now = NAN
         while True:
             with cython.critical_section(self):
-                token = self._admit(now, &transition, &retry_after)
-                if token == REJECTED:
-                    error = self._rejection(retry_after)
+                token = self._admit(now, &transition, retry_after)
+                state[0] = self._state
             if token != NEED_CLOCK:
                 break
             now = self._clock_now()
         if transition != NO_TRANSITION:
             self._notify(transition)
+        return token
+
+    @cython.final
+    cdef long long _try_admit(self) except? -3:
+        cdef int state
+        cdef double retry_after
+        cdef long long token = self._admit_call(&state, &retry_after)
         if token == REJECTED:
-            raise error
+            raise _rejection(self.name, state, retry_after)
         return token
 
     @cython.final
@@ -680,6 +690,13 @@ cdef class Window:
         """Called after every transition, outside the lock; the breaker tells its listeners."""
 
 
+cdef object _rejection(str name, int state, double retry_after):
+    """The error for a rejected call; built outside the lock, raised by the caller."""
+    if state == REPAIRING:
+        return CircuitRepairingError(name, STATES[state], None)
+    return CircuitOpenError(name, STATES[state], None if isnan(retry_after) else retry_after)
+
+
 cdef inline void _put(list stack, Py_ssize_t index, object value):
     if index == len(stack):
         stack.append(value)
@@ -687,8 +704,12 @@ cdef inline void _put(list stack, Py_ssize_t index, object value):
         stack[index] = value
 
 
-cdef long long _admit_hook(object self) except? -3:
-    return (<Window>self)._try_admit()
+cdef long long _admit_hook(object self, int* state, double* retry_after) except? -3:
+    return (<Window>self)._admit_call(state, retry_after)
+
+
+cdef object _reject_hook(object self, int state, double retry_after):
+    return _rejection((<Window>self).name, state, retry_after)
 
 
 cdef double _start_hook(object self) except? -2.0:
@@ -703,4 +724,5 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
-_install_call(Window, <void*>_admit_hook, <void*>_start_hook, <void*>_finish_hook)
+_install_call(Window, <void*>_admit_hook, <void*>_reject_hook, <void*>_start_hook,
+              <void*>_finish_hook)

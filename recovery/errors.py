@@ -8,18 +8,27 @@ from typing import Any
 class CircuitOpenError(Exception):
     """The breaker rejected the call without running it.
 
-    ``retry_after`` is the number of seconds until a trial call will be admitted,
-    or ``None`` when that is not known (half-open with all trial slots taken, or
-    a repair in progress). The message is built lazily in ``__str__``, so raising
-    costs one small object and no formatting.
+    Construct it as ``CircuitOpenError(name, state, retry_after)``. ``retry_after``
+    is the number of seconds until a trial call will be admitted, or ``None``
+    when that is not known (half-open with all trial slots taken, or a repair in
+    progress).
+
+    Rejection is a hot path, so the error has no ``__init__`` of its own: the
+    three values live in ``args`` (set by ``BaseException`` in C) and are read
+    through properties, and the message is built only when ``str()`` asks.
     """
 
-    def __init__(self, name: str, state: Any, retry_after: float | None) -> None:
-        # BaseException.__new__ has already stored the arguments in ``args``,
-        # which keeps the error picklable.
-        self.name = name
-        self.state = state
-        self.retry_after = retry_after
+    @property
+    def name(self) -> str:
+        return self.args[0] if self.args else ""  # type: ignore[no-any-return]
+
+    @property
+    def state(self) -> Any:
+        return self.args[1] if len(self.args) > 1 else None
+
+    @property
+    def retry_after(self) -> float | None:
+        return self.args[2] if len(self.args) > 2 else None  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         state = getattr(self.state, "value", self.state)

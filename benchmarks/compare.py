@@ -1,0 +1,154 @@
+"""Per-call cost of the breaker against a bare call and against its peers, in one process.
+
+    python benchmarks/compare.py            # full run (about a minute)
+    python benchmarks/compare.py --quick    # a smoke run
+
+Prints the median ns per call of each case, the overhead over the matching bare
+case, and the ratio to pybreaker and circuitbreaker; then thread scaling. All
+numbers come from this one process, so they are comparable with each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import threading
+import time
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import circuitbreaker
+import pybreaker
+
+import recovery
+from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+
+
+class Boom(Exception):
+    pass
+
+
+def work() -> int:
+    return 1
+
+
+def fail() -> None:
+    raise Boom()
+
+
+def median_ns(stmt: str, namespace: dict[str, Any], number: int, repeat: int,
+              setup: str = "pass") -> float:
+    times = timeit.repeat(stmt, setup, globals=namespace, number=number, repeat=repeat)
+    return statistics.median(times) / number * 1e9
+
+
+# The failure case resets its breaker before each timing batch and keeps the
+# batch shorter than the window, so the circuit never opens while it is timed.
+FAILURE_WINDOW = 1_000
+FAILURE_BATCH = 900
+
+
+def never_opening(size: int = 100) -> CircuitBreaker:
+    """A breaker whose rules cannot fire, so every case measures the closed path."""
+    return CircuitBreaker(
+        "bench", CircuitBreakerConfig(failure_threshold=size, minimum_requests=size,
+                                      sliding_window_size=size),
+    )
+
+
+def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """name -> (statement, bare statement it is compared with, namespace)."""
+    failing = never_opening(FAILURE_WINDOW)
+    open_breaker = CircuitBreaker("open", CircuitBreakerConfig(timeout=1e6))
+    open_breaker.force_open()
+    py_breaker = pybreaker.CircuitBreaker(fail_max=10**9)
+    cb_decorated = circuitbreaker.circuit(failure_threshold=10**9)(work)
+    ns: dict[str, Any] = {
+        "work": work, "fail": fail, "Boom": Boom, "CircuitOpenError": CircuitOpenError,
+        "cb": never_opening(), "small": never_opening(10), "large": never_opening(10_000),
+        "opened": open_breaker, "failing": failing, "pyb": py_breaker, "cbd": cb_decorated,
+    }
+    catch_fail = "try:\n    {}\nexcept Boom:\n    pass"
+    return {
+        "bare call": ("work()", "work()", ns),
+        "breaker.call (success)": ("cb.call(work)", "work()", ns),
+        "breaker.call, window 10": ("small.call(work)", "work()", ns),
+        "breaker.call, window 10,000": ("large.call(work)", "work()", ns),
+        "with breaker: (success)": ("with cb:\n    work()", "work()", ns),
+        "breaker.call (failure)": (catch_fail.format("failing.call(fail)"), catch_fail.format("fail()"),
+                                   ns),
+        "rejection while open": (
+            "try:\n    opened.call(work)\nexcept CircuitOpenError:\n    pass", "pass", ns),
+        "pybreaker.call (success)": ("pyb.call(work)", "work()", ns),
+        "circuitbreaker (success)": ("cbd()", "work()", ns),
+    }
+
+
+def calls_per_second(breaker: CircuitBreaker, fn: Callable[[], object], threads: int,
+                     seconds: float) -> float:
+    stop = threading.Event()
+    counts = [0] * threads
+    start = threading.Barrier(threads + 1)
+
+    def worker(index: int) -> None:
+        call = breaker.call
+        start.wait()
+        n = 0
+        while not stop.is_set():
+            for _ in range(100):
+                call(fn)
+            n += 100
+        counts[index] = n
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    start.wait()
+    began = time.perf_counter()
+    stop.wait(seconds)
+    stop.set()
+    for thread in pool:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - began)
+
+
+def io_wait() -> None:
+    time.sleep(0.0005)  # releases the GIL, as a blocking socket or driver call does
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
+    args = parser.parse_args()
+    number, repeat, seconds = (2_000, 3, 0.05) if args.quick else (300_000, 15, 2.0)
+
+    print(f"recovery compiled window: {recovery.EXTENSION_ACTIVE}")
+    results: dict[str, float] = {}
+    bare: dict[str, float] = {}
+    for name, (stmt, bare_stmt, ns) in cases().items():
+        if "failing" in stmt:
+            batches = max(number // FAILURE_BATCH, 1) * repeat
+            results[name] = median_ns(stmt, ns, FAILURE_BATCH, batches, setup="failing.reset()")
+        else:
+            results[name] = median_ns(stmt, ns, number, repeat)
+        bare[name] = median_ns(bare_stmt, ns, number, repeat)
+    print(f"{'case':32} {'ns/call':>9} {'over bare':>10}")
+    for name, value in results.items():
+        print(f"{name:32} {value:9.1f} {value - bare[name]:10.1f}")
+    ours = results["breaker.call (success)"] - bare["breaker.call (success)"]
+    for peer in ("pybreaker.call (success)", "circuitbreaker (success)"):
+        theirs = results[peer] - bare[peer]
+        print(f"overhead ratio {peer.split()[0]}/recovery: {theirs / ours:.1f}x")
+
+    cb = never_opening()
+    one = calls_per_second(cb, work, 1, seconds)
+    two = calls_per_second(cb, work, 2, seconds)
+    print(f"threads, CPU-bound fn: 1 -> {one:,.0f}/s, 2 -> {two:,.0f}/s ({two / one:.2f}x)")
+    one = calls_per_second(cb, io_wait, 1, seconds)
+    four = calls_per_second(cb, io_wait, 4, seconds)
+    print(f"threads, GIL-releasing fn: 1 -> {one:,.0f}/s, 4 -> {four:,.0f}/s ({four / one:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
