@@ -76,8 +76,8 @@ def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
         "breaker.call, window 10": ("small.call(work)", "work()", ns),
         "breaker.call, window 10,000": ("large.call(work)", "work()", ns),
         "with breaker: (success)": ("with cb:\n    work()", "work()", ns),
-        "breaker.call (failure)": (catch_fail.format("failing.call(fail)"), catch_fail.format("fail()"),
-                                   ns),
+        "breaker.call (failure)": (
+            catch_fail.format("failing.call(fail)"), catch_fail.format("fail()"), ns),
         "rejection while open": (
             "try:\n    opened.call(work)\nexcept CircuitOpenError:\n    pass", "pass", ns),
         "pybreaker.call (success)": ("pyb.call(work)", "work()", ns),

@@ -1,0 +1,126 @@
+"""pytest-benchmark suites for the breaker's hot path, with the peers run in the same process.
+
+    pytest benchmarks/bench_breaker.py                      # measure
+    pytest benchmarks/bench_breaker.py --benchmark-disable  # run once, untimed (CI)
+
+Compare a group's rows: each ``breaker`` row against its ``bare`` row. For one
+table of overheads and ratios, run ``python benchmarks/compare.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import circuitbreaker
+import pybreaker
+import pytest
+
+from benchmarks.compare import (
+    FAILURE_BATCH,
+    FAILURE_WINDOW,
+    Boom,
+    calls_per_second,
+    fail,
+    io_wait,
+    never_opening,
+    work,
+)
+from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+
+
+@pytest.mark.benchmark(group="success")
+def test_bare_call(benchmark: Any) -> None:
+    assert benchmark(work) == 1
+
+
+@pytest.mark.benchmark(group="success")
+def test_breaker_call(benchmark: Any) -> None:
+    cb = never_opening()
+    assert benchmark(cb.call, work) == 1
+
+
+@pytest.mark.benchmark(group="success")
+def test_pybreaker_call(benchmark: Any) -> None:
+    breaker = pybreaker.CircuitBreaker(fail_max=10**9)
+    assert benchmark(breaker.call, work) == 1
+
+
+@pytest.mark.benchmark(group="success")
+def test_circuitbreaker_call(benchmark: Any) -> None:
+    guarded = circuitbreaker.circuit(failure_threshold=10**9)(work)
+    assert benchmark(guarded) == 1
+
+
+@pytest.mark.benchmark(group="window size")
+@pytest.mark.parametrize("size", [10, 10_000])
+def test_breaker_call_window_size(benchmark: Any, size: int) -> None:
+    cb = never_opening(size)
+    assert benchmark(cb.call, work) == 1
+
+
+@pytest.mark.benchmark(group="with")
+def test_bare_body(benchmark: Any) -> None:
+    def body() -> None:
+        work()
+
+    benchmark(body)
+
+
+@pytest.mark.benchmark(group="with")
+def test_with_breaker(benchmark: Any) -> None:
+    cb = never_opening()
+
+    def body() -> None:
+        with cb:
+            work()
+
+    benchmark(body)
+
+
+@pytest.mark.benchmark(group="failure")
+def test_bare_raise_and_catch(benchmark: Any) -> None:
+    def body() -> None:
+        try:
+            fail()
+        except Boom:
+            pass
+
+    benchmark(body)
+
+
+@pytest.mark.benchmark(group="failure")
+def test_breaker_failure(benchmark: Any) -> None:
+    cb = never_opening(FAILURE_WINDOW)
+
+    def body() -> None:
+        for _ in range(FAILURE_BATCH):
+            try:
+                cb.call(fail)
+            except Boom:
+                pass
+
+    # One round is a batch that cannot open the circuit; reset between rounds.
+    benchmark.pedantic(body, setup=cb.reset, rounds=50)
+    assert cb.state.value == "closed"
+
+
+@pytest.mark.benchmark(group="rejection")
+def test_rejection_while_open(benchmark: Any) -> None:
+    cb = CircuitBreaker("open", CircuitBreakerConfig(timeout=1e6))
+    cb.force_open()
+
+    def body() -> None:
+        try:
+            cb.call(work)
+        except CircuitOpenError:
+            pass
+
+    benchmark(body)
+    assert cb.metrics().total_rejections > 0
+
+
+@pytest.mark.parametrize(("fn", "threads"), [(work, 2), (io_wait, 4)])
+def test_thread_scaling_runs(fn: Any, threads: int) -> None:
+    """Smoke-runs the scaling measurement of compare.py (its numbers come from that script)."""
+    cb = never_opening()
+    assert calls_per_second(cb, fn, threads, 0.05) > 0
