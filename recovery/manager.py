@@ -23,6 +23,14 @@ threads:
   another; ``stable_period`` seconds without a failure forget the history.
 
 A failed plugin stays failed (breaker held open) until :meth:`reset_plugin`.
+
+Time: back-off waits between attempts and strategy timeouts are waits on the
+manager's clock that ``stop()`` interrupts. With
+:class:`recovery.testing.FakeClock` they end only when the test advances the
+clock (``clock.wait_for_waiters(1)`` tells when an episode is parked), so a test
+decides exactly when the next attempt runs or a strategy times out, and never
+waits on real time. A strategy itself may use ``ctx.clock.sleep``, which a
+FakeClock turns into an instant advance.
 """
 
 from __future__ import annotations
@@ -224,6 +232,7 @@ class _Plugin:
     __slots__ = (
         "attempts",
         "breaker",
+        "call",
         "consecutive_failures",
         "degraded",
         "degraded_until",
@@ -243,6 +252,7 @@ class _Plugin:
     ) -> None:
         self.name = name
         self.breaker = breaker
+        self.call = breaker.call  # bound once: execute_with_recovery's hot path
         self.fallback = fallback
         self.degraded = False
         self.degraded_until: float | None = None
@@ -526,7 +536,7 @@ class RecoveryManager:
         if plugin.degraded and plugin.fallback is not None and self._still_degraded(plugin):
             return plugin.fallback(*args, **kwargs)  # type: ignore[no-any-return]
         try:
-            return plugin.breaker.call(fn, *args, **kwargs)  # type: ignore[no-any-return]
+            return plugin.call(fn, *args, **kwargs)  # type: ignore[no-any-return]
         except CircuitOpenError as exc:
             if exc.name == plugin_name:
                 # A rejection never trips; drop a flag left by a lost half-open trial.
