@@ -56,7 +56,7 @@ def transitions(cb: CircuitBreaker) -> list[tuple[str, str]]:
     return seen
 
 
-# -- calls pass through unchanged ----------------------------------------------------------
+# -- calls pass through unchanged -----------------------------------------------------------------
 
 
 def test_call_returns_value_and_forwards_arguments(make: Any) -> None:
@@ -97,7 +97,7 @@ def test_decorator_preserves_metadata_and_counts(make: Any) -> None:
     assert cb.metrics().total_successes == 1
 
 
-# -- the CLOSED -> OPEN -> HALF_OPEN -> CLOSED cycle ------------------------------------------
+# -- the CLOSED -> OPEN -> HALF_OPEN -> CLOSED cycle ----------------------------------------------
 
 
 def test_opens_only_once_minimum_requests_are_in_the_window(make: Any) -> None:
@@ -233,7 +233,7 @@ def test_outcome_admitted_before_a_transition_counts_only_in_totals(
     assert cb.metrics().total_failures == 3
 
 
-# -- the window and the trip rules --------------------------------------------------------
+# -- the window and the trip rules ----------------------------------------------------------------
 
 
 def test_window_slides_old_failures_out(make: Any) -> None:
@@ -299,7 +299,7 @@ def test_slow_trial_reopens_when_the_slow_rule_is_on(make: Any, clock: FakeClock
     assert cb.state is OPEN
 
 
-# -- what counts as a failure -----------------------------------------------------------------
+# -- what counts as a failure ---------------------------------------------------------------------
 
 
 def test_exceptions_outside_record_exceptions_count_as_successes(make: Any) -> None:
@@ -386,7 +386,7 @@ def test_metaclass_exceptions_in_ignore_list(make: Any) -> None:
     assert cb.metrics().total_requests == 0
 
 
-# -- observe-only, context manager, listeners ------------------------------------------------
+# -- observe-only, context manager, listeners -----------------------------------------------------
 
 
 def test_observe_only_changes_state_but_never_rejects(make: Any, clock: FakeClock) -> None:
@@ -433,9 +433,8 @@ def test_with_block_counts_and_rejects_while_open(make: Any, clock: FakeClock) -
 
 def test_with_blocks_nest(make: Any) -> None:
     cb = make(failure_threshold=5, minimum_requests=5)
-    with cb:
-        with pytest.raises(Boom), cb:
-            raise Boom()
+    with cb, pytest.raises(Boom), cb:
+        raise Boom()
     m = cb.metrics()
     assert (m.total_successes, m.total_failures) == (1, 1)
 
@@ -481,7 +480,7 @@ def test_add_listener_rejects_non_callables(make: Any) -> None:
         make().add_listener(42)
 
 
-# -- manual control -----------------------------------------------------------------------------
+# -- manual control -------------------------------------------------------------------------------
 
 
 def test_reset_closes_clears_window_and_backoff(make: Any, clock: FakeClock) -> None:
@@ -544,7 +543,7 @@ def test_allow_trial_moves_open_to_half_open_only(make: Any) -> None:
     succeed(cb)
 
 
-# -- metrics ----------------------------------------------------------------------------------------
+# -- metrics --------------------------------------------------------------------------------------
 
 
 def test_metrics_are_json_ready_and_track_open_time(make: Any, clock: FakeClock) -> None:
@@ -581,7 +580,7 @@ def test_error_is_cheap_and_picklable() -> None:
     assert str(copy) == "circuit 'dep' is open; retry after 1.500s"
 
 
-# -- config validation -------------------------------------------------------------------------------
+# -- config validation ----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
