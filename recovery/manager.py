@@ -56,6 +56,7 @@ from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError
 from recovery.failures import Classifier, FailureInfo, FailureType, classify
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
+from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
 from recovery.strategies import (
     BUILTIN_STRATEGIES,
@@ -300,7 +301,7 @@ class RecoveryManager:
 
     def __init__(
         self,
-        plugin_manager: Any,
+        plugin_manager: PluginManager,
         audit_logger: AuditLogger,
         config: RecoveryConfig | None = None,
         logger: logging.Logger | None = None,
@@ -318,6 +319,7 @@ class RecoveryManager:
         self.audit_logger = audit_logger
         self.config = config
         self.logger = logger if logger is not None else _logger
+        self._health_logger = logger  # None: the monitor logs to "recovery.health"
         self.clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
         self._classifier = classifier
         self._thresholds = config.alert_thresholds
@@ -370,7 +372,7 @@ class RecoveryManager:
             monitor = HealthMonitor(
                 concurrency=self.config.health_check_concurrency,
                 clock=self.clock,
-                logger=self.logger,
+                logger=self._health_logger,
             )
             with self._lock:
                 self._monitor = monitor
@@ -482,7 +484,7 @@ class RecoveryManager:
             current = self.plugin_manager.get_plugin(name)
             if current is None:
                 raise LookupError(f"plugin {name!r} is not loaded")
-            return current.health_check()
+            return current.health_check()  # type: ignore[attr-defined]  # optional in Plugin
 
         return check
 

@@ -37,6 +37,7 @@ import attrs
 from recovery._clock import Clock
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo, FailureType, Severity
+from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
 
 _logger = logging.getLogger("recovery.strategies")
@@ -76,7 +77,7 @@ class RecoveryContext:
     A strategy that leaves the plugin serving a fallback calls :meth:`mark_degraded`.
     """
 
-    plugin_manager: Any
+    plugin_manager: PluginManager
     breaker: CircuitBreaker
     clock: Clock
     logger: logging.Logger = _logger

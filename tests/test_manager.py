@@ -65,7 +65,7 @@ class Plugins:
     def list_plugins(self) -> list[str]:
         return list(self.plugins)
 
-    def load_plugin(self, plugin: Plugin, config: Any) -> None:
+    def load_plugin(self, plugin: Any, config: Any) -> None:
         plugin.initialize(config)
 
 

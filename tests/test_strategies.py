@@ -63,7 +63,7 @@ class Plugins:
     def list_plugins(self) -> list[str]:
         return list(self.plugins)
 
-    def load_plugin(self, plugin: Plugin, config: Any) -> None:
+    def load_plugin(self, plugin: Any, config: Any) -> None:
         self.loaded.append((plugin.name, config))
         plugin.initialize(config)
 
