@@ -73,6 +73,14 @@ def million(million_rows: Path) -> Trace:
     return load_trace(million_rows)
 
 
+def test_committed_traces_are_what_the_generator_makes(tmp_path: Path) -> None:
+    generator = _generator()
+    generator.main(["--out", str(tmp_path)])
+    for name in SCENARIOS:
+        assert (tmp_path / f"{name}.csv").read_bytes() == (TRACES / f"{name}.csv").read_bytes()
+        assert (TRACES / f"{name}.csv").stat().st_size <= MILLION
+
+
 # What each scenario is there to show, checked on every run (config -> score -> test).
 EXPECT: Mapping[str, Callable[[Mapping[str, Any]], bool]] = {
     "steady/rate": lambda s: s["opens"] == 0,  # 2% errors never reach a 50% rate

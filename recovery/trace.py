@@ -308,9 +308,12 @@ class TraceRecorder:
 
     ``recorder.attach(breaker)`` makes every executed call of ``breaker`` a row
     (rejected calls never ran, so they are not rows: replay decides rejections
-    itself). ``record`` is cheap and thread-safe: it appends a tuple to a buffer
-    under a lock; every ``buffer_rows`` rows the buffer is written out, sorted by
-    ``t``, by the thread whose call filled it.
+    itself). For a recovery manager's plugin, attach ``rm.breaker(name)``; keep one
+    trace per dependency, since a replay stands for one breaker.
+
+    ``record`` is cheap and thread-safe: it appends a tuple to a buffer under a
+    lock; every ``buffer_rows`` rows the buffer is written out, sorted by ``t``,
+    by the thread whose call filled it.
 
     Durability trade-off: rows still in the buffer are lost if the process dies
     without :meth:`close` (or :meth:`flush`, or leaving the ``with`` block), and
