@@ -1016,9 +1016,7 @@ class RecoveryManager:
             plugin.name: {
                 "circuit_breaker": _breaker_view(plugin.breaker),
                 "health_check": (
-                    monitor.status(plugin.name)
-                    if monitor is not None and plugin.name in watched
-                    else None
+                    _health_view(monitor, plugin.name) if plugin.name in watched else None
                 ),
                 "recovery": recovery[plugin.name],
             }
@@ -1041,6 +1039,16 @@ class RecoveryManager:
             "episode_started": _iso(episode.wall_started) if episode is not None else None,
             "recent_episodes": len(plugin.history),
         }
+
+
+def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any] | None:
+    """The monitor's view of the plugin; None before the first start() watched it."""
+    if monitor is None:
+        return None
+    try:
+        return monitor.status(name)
+    except KeyError:  # registered after the last stop(): watched from the next start()
+        return None
 
 
 def _breaker_view(breaker: CircuitBreaker) -> dict[str, Any]:
