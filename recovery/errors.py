@@ -20,7 +20,7 @@ class CircuitOpenError(Exception):
 
     @property
     def name(self) -> str:
-        return self.args[0] if self.args else ""  # type: ignore[no-any-return]
+        return self.args[0] if self.args else ""
 
     @property
     def state(self) -> Any:
@@ -28,7 +28,7 @@ class CircuitOpenError(Exception):
 
     @property
     def retry_after(self) -> float | None:
-        return self.args[2] if len(self.args) > 2 else None  # type: ignore[no-any-return]
+        return self.args[2] if len(self.args) > 2 else None
 
     def __str__(self) -> str:
         state = getattr(self.state, "value", self.state)
