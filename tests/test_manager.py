@@ -957,3 +957,16 @@ def test_failing_health_checks_start_an_episode_and_a_healthy_one_allows_a_trial
     clock.advance(10.0)
     eventually(lambda: plugin.health_checks > checks and breaker.state is HALF_OPEN)
     assert breaker.metrics().health_check_success is True
+
+
+def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
+    make: Make,
+) -> None:
+    rm = make(enable_health_checking=True)
+    rm.stop()
+    rm.register_plugin("p", health_check=lambda: True)
+    assert rm.get_recovery_status()["plugins"]["p"]["health_check"] is None
+    rm.start()
+    health = rm.get_recovery_status()["plugins"]["p"]["health_check"]
+    assert health is not None
+    assert health["consecutive_fails"] == 0
