@@ -322,9 +322,9 @@ class TraceRecorder:
 
     Rows are sorted within each written batch; a call that ends a whole batch
     after a later call started can still land out of order, which
-    ``load_trace(..., sort=True)`` / ``tune --sort`` accept. ``t`` is the monotonic
-    clock, comparable only within one boot: record one trace per process run.
-    Appending to an existing trace file is allowed when its header is ``t,ok,latency``.
+    ``load_trace(..., sort=True)`` / ``tune --sort`` accept. Appending to an
+    existing trace is allowed when its header is ``t,ok,latency``; ``t`` is the
+    monotonic clock, which restarts at boot, so start a new file after a reboot.
     Rows recorded after :meth:`close` are dropped (a call still in flight when
     the recorder was closed).
     """
