@@ -450,6 +450,8 @@ class HealthMonitor:
                 self._jobs.put(job)
             self._deliver(deliveries)
             with self._lock:
+                if self._stopping.is_set():  # stop() set both under this lock: not lost
+                    return
                 self._wake.clear()
                 while self._deadlines and self._deadlines[0][2].state != _RUNNING:
                     heapq.heappop(self._deadlines)
