@@ -1,6 +1,6 @@
-"""Pick the outcome window: the compiled one, or its pure-Python twin.
+"""Pick the hot-path classes: the compiled ones, or their pure-Python twins.
 
-The twin is used when the extension was not built or when the environment sets
+The twins are used when the extension was not built or when the environment sets
 ``RECOVERY_NO_EXTENSIONS=1`` (the convention of aio-libs' multidict/frozenlist).
 """
 
@@ -9,19 +9,21 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-__all__ = ["EXTENSION_ACTIVE", "Window"]
+__all__ = ["EXTENSION_ACTIVE", "Dispatcher", "Route", "Window"]
 
 EXTENSION_ACTIVE = False
 
 if TYPE_CHECKING:
+    from recovery._window_py import Dispatcher as Dispatcher
+    from recovery._window_py import Route as Route
     from recovery._window_py import Window as Window
 else:
-    from recovery._window_py import Window
+    from recovery._window_py import Dispatcher, Route, Window
 
     if os.environ.get("RECOVERY_NO_EXTENSIONS", "") != "1":
         try:
-            from recovery._window import Window
-        except ImportError:  # not built: the twin serves
+            from recovery._window import Dispatcher, Route, Window
+        except ImportError:  # not built: the twins serve
             pass
         else:
             EXTENSION_ACTIVE = True

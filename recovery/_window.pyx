@@ -16,6 +16,7 @@ from libc.math cimport NAN, isnan, pow
 from libc.string cimport memset
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 import logging
@@ -58,7 +59,8 @@ cdef enum:
 
 cdef object _logger = logging.getLogger("recovery.breaker")
 
-# ``Window.call`` is a METH_FASTCALL | METH_KEYWORDS method written in C: the
+# ``Window.call`` (and ``Dispatcher.execute_with_recovery``, which routes a plugin
+# name to a breaker first) is a METH_FASTCALL | METH_KEYWORDS method written in C: the
 # caller's argument vector goes to ``fn`` by vectorcall, so no tuple or dict is
 # built per call (a ``def call(self, fn, *args, **kwargs)`` builds both), and
 # ``fn``'s exception passes through untouched: no frame of ours is added to its
@@ -75,63 +77,106 @@ cdef extern from *:
     static __pyx_recovery_start_fn __pyx_recovery_start;
     static __pyx_recovery_finish_fn __pyx_recovery_finish;
 
-    static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
-                                         Py_ssize_t nargs, PyObject *kwnames) {
+    typedef int (*__pyx_recovery_route_fn)(PyObject *, PyObject *, PyObject **, PyObject **);
+    typedef PyObject *(*__pyx_recovery_fallback_fn)(PyObject *);
+    typedef PyObject *(*__pyx_recovery_divert_fn)(PyObject *, PyObject *const *, Py_ssize_t,
+                                                  PyObject *);
+    static __pyx_recovery_route_fn __pyx_recovery_route;
+    static __pyx_recovery_fallback_fn __pyx_recovery_fallback;
+    static __pyx_recovery_divert_fn __pyx_recovery_divert;
+
+    /* Admit, run args[0](*args[1:]) outside the lock, record. ``route`` (or NULL)
+       gives the fallback that answers a rejected call. */
+    static PyObject *__pyx_recovery_guarded(PyObject *breaker, PyObject *route,
+                                            PyObject *const *args, Py_ssize_t nargs,
+                                            PyObject *kwnames) {
         long long token;
         int state;
         double start, retry_after;
-        PyObject *result, *type, *value, *tb;
-        if (nargs < 1) {
-            PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
-            return NULL;
-        }
-        token = __pyx_recovery_admit(self, &state, &retry_after);
+        PyObject *result, *type, *value, *tb, *fallback;
+        token = __pyx_recovery_admit(breaker, &state, &retry_after);
         if (token == -3 && PyErr_Occurred()) return NULL;
         if (token == -1) {
+            if (route != NULL && (fallback = __pyx_recovery_fallback(route)) != NULL) {
+                return PyObject_Vectorcall(fallback, args + 1, (size_t)(nargs - 1), kwnames);
+            }
             /* Rejected: raise a fresh error with no frame of ours in its traceback. */
-            value = __pyx_recovery_reject(self, state, retry_after);
+            value = __pyx_recovery_reject(breaker, state, retry_after);
             if (value == NULL) return NULL;
             PyErr_SetObject((PyObject *)Py_TYPE(value), value);
             Py_DECREF(value);
             return NULL;
         }
-        start = __pyx_recovery_start(self);
+        start = __pyx_recovery_start(breaker);
         if (start == -2.0 && PyErr_Occurred()) return NULL;
         result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
         if (result == NULL) {
             PyErr_Fetch(&type, &value, &tb);
             PyErr_NormalizeException(&type, &value, &tb);
             if (tb != NULL) PyException_SetTraceback(value, tb);
-            if (__pyx_recovery_finish(self, token, value, start) < 0) {
+            if (__pyx_recovery_finish(breaker, token, value, start) < 0) {
                 /* Recording failed (a user clock raised): report it, keep fn's error. */
-                PyErr_WriteUnraisable(self);
+                PyErr_WriteUnraisable(breaker);
             }
             PyErr_Restore(type, value, tb);
             return NULL;
         }
-        if (__pyx_recovery_finish(self, token, NULL, start) < 0) {
+        if (__pyx_recovery_finish(breaker, token, NULL, start) < 0) {
             Py_DECREF(result);
             return NULL;
         }
         return result;
     }
 
+    static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
+                                         Py_ssize_t nargs, PyObject *kwnames) {
+        if (nargs < 1) {
+            PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
+            return NULL;
+        }
+        return __pyx_recovery_guarded(self, NULL, args, nargs, kwnames);
+    }
+
+    static PyObject *__pyx_recovery_execute(PyObject *self, PyObject *const *args,
+                                            Py_ssize_t nargs, PyObject *kwnames) {
+        PyObject *breaker, *route, *result;
+        int diverted;
+        if (nargs < 2) {
+            PyErr_SetString(PyExc_TypeError,
+                            "execute_with_recovery() needs plugin_name and fn");
+            return NULL;
+        }
+        diverted = __pyx_recovery_route(self, args[0], &breaker, &route);
+        if (diverted < 0) return NULL;
+        if (diverted) {
+            result = __pyx_recovery_divert(self, args, nargs, kwnames);
+        } else {
+            result = __pyx_recovery_guarded(breaker, route, args + 1, nargs - 1, kwnames);
+        }
+        Py_DECREF(breaker);
+        Py_DECREF(route);
+        return result;
+    }
+
+    static PyMethodDef __pyx_recovery_execute_def = {
+        "execute_with_recovery", (PyCFunction)(void (*)(void))__pyx_recovery_execute,
+        METH_FASTCALL | METH_KEYWORDS,
+        "execute_with_recovery($self, plugin_name, fn, /, *args, **kwargs)\\n--\\n\\n"
+        "Run fn(*args, **kwargs) through the plugin's breaker; a rejected call is answered "
+        "by the plugin's fallback if it has one."
+    };
+
     static PyMethodDef __pyx_recovery_call_def = {
-        "call", (PyCFunction)(void (*)(void))__pyx_recovery_call, METH_FASTCALL | METH_KEYWORDS,
+        "call", (PyCFunction)(void (*)(void))__pyx_recovery_call,
+        METH_FASTCALL | METH_KEYWORDS,
         "call($self, fn, /, *args, **kwargs)\\n--\\n\\n"
         "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
     };
 
-    static int __pyx_recovery_install_call(PyObject *type, void *admit, void *reject,
-                                           void *start, void *finish) {
-        PyObject *descr;
-        __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
-        __pyx_recovery_reject = (__pyx_recovery_reject_fn)reject;
-        __pyx_recovery_start = (__pyx_recovery_start_fn)start;
-        __pyx_recovery_finish = (__pyx_recovery_finish_fn)finish;
-        descr = PyDescr_NewMethod((PyTypeObject *)type, &__pyx_recovery_call_def);
+    static int __pyx_recovery_install(PyObject *type, PyMethodDef *def) {
+        PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
         if (descr == NULL) return -1;
-        if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, "call", descr) < 0) {
+        if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
             Py_DECREF(descr);
             return -1;
         }
@@ -139,9 +184,25 @@ cdef extern from *:
         PyType_Modified((PyTypeObject *)type);
         return 0;
     }
+
+    static int __pyx_recovery_install_methods(PyObject *window, PyObject *dispatcher,
+                                              void *admit, void *reject, void *start,
+                                              void *finish, void *route, void *fallback,
+                                              void *divert) {
+        __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
+        __pyx_recovery_reject = (__pyx_recovery_reject_fn)reject;
+        __pyx_recovery_start = (__pyx_recovery_start_fn)start;
+        __pyx_recovery_finish = (__pyx_recovery_finish_fn)finish;
+        __pyx_recovery_route = (__pyx_recovery_route_fn)route;
+        __pyx_recovery_fallback = (__pyx_recovery_fallback_fn)fallback;
+        __pyx_recovery_divert = (__pyx_recovery_divert_fn)divert;
+        if (__pyx_recovery_install(window, &__pyx_recovery_call_def) < 0) return -1;
+        return __pyx_recovery_install(dispatcher, &__pyx_recovery_execute_def);
+    }
     """
-    int _install_call "__pyx_recovery_install_call"(
-        object type, void* admit, void* reject, void* start, void* finish) except -1
+    int _install_methods "__pyx_recovery_install_methods"(
+        object window, object dispatcher, void* admit, void* reject, void* start,
+        void* finish, void* route, void* fallback, void* divert) except -1
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -171,6 +232,7 @@ cdef class Window:
     cdef object _record_types
     cdef object _ignore_types
     cdef object _observer
+    cdef public object _failure_hook   # called as hook(exc, tripped) after a failure
 
     cdef unsigned char* _ring
     cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
@@ -221,6 +283,7 @@ cdef class Window:
         self._ignore_types = tuple(config.ignore_exceptions)
         self._has_ignore = len(self._ignore_types) > 0
         self._observer = None
+        self._failure_hook = None
         self._state = CLOSED
         self._last_failure = NAN
         self._last_success = NAN
@@ -420,7 +483,8 @@ cdef class Window:
         return token
 
     @cython.final
-    cdef int _record_outcome(self, long long token, int flags) except -3:
+    cdef int _record_outcome(self, long long token, int flags, object exc) except -3:
+        """Record under the lock; then, outside it, tell listeners and the failure hook."""
         cdef int transition
         cdef double now = NAN
         while True:
@@ -431,6 +495,8 @@ cdef class Window:
             now = self._clock_now()
         if transition != NO_TRANSITION:
             self._notify(transition)
+        if flags & FAILED and self._failure_hook is not None:
+            self._failure_hook(exc, transition != NO_TRANSITION and (transition & 15) == OPEN)
         return 0
 
     @cython.final
@@ -462,7 +528,7 @@ cdef class Window:
             duration = self._clock_now() - start
             if 0 <= self._slow_duration <= duration:
                 flags |= SLOW
-        self._record_outcome(token, flags)
+        self._record_outcome(token, flags, exc)
         if self._observer is not None:
             try:
                 self._observer(start, not (flags & FAILED), duration)
@@ -507,7 +573,7 @@ cdef class Window:
             depth -= 1
         stack[0] = depth
         if exc is None and start < 0 and token & 3 == NORMAL:
-            self._record_outcome(token, 0)
+            self._record_outcome(token, 0, None)
         else:
             self._finish(token, exc, start)
 
@@ -520,7 +586,7 @@ cdef class Window:
         cdef int flags = FAILED if failed else 0
         if 0 <= self._slow_duration <= duration:
             flags |= SLOW
-        self._record_outcome(token, flags)
+        self._record_outcome(token, flags, None)
 
     def release(self, long long token):
         """Give back a call's admission without counting an outcome (ignored exception)."""
@@ -690,6 +756,88 @@ cdef class Window:
         """Called after every transition, outside the lock; the breaker tells its listeners."""
 
 
+cdef class Route:
+    """One plugin's way through ``execute_with_recovery``: its breaker and fallback.
+
+    ``diverted`` sends every call to the dispatcher's ``_diverted_call`` instead
+    (the manager sets it while the plugin is degraded). ``fallbacks_served``
+    counts the calls the fallback answered.
+    """
+
+    cdef readonly Window breaker
+    cdef readonly object fallback
+    cdef public bint diverted
+    cdef unsigned long long _served
+
+    def __init__(self, Window breaker not None, fallback=None):
+        self.breaker = breaker
+        self.fallback = fallback
+        self.diverted = False
+
+    @property
+    def fallbacks_served(self):
+        return self._served
+
+    def serve_fallback(self, args, kwargs):
+        """Answer a call with the fallback (which must exist), counting it."""
+        with cython.critical_section(self):
+            self._served += 1
+        return self.fallback(*args, **kwargs)
+
+
+cdef class Dispatcher:
+    """Routes ``execute_with_recovery(plugin_name, fn, ...)`` to the plugin's breaker, in C.
+
+    The recovery manager subclasses it, as the breaker subclasses ``Window``, so
+    the per-call path from plugin name to ``fn`` has no Python frame in it.
+    """
+
+    cdef dict _routes
+
+    def __cinit__(self, *args, **kwargs):
+        self._routes = {}
+
+    def _add_route(self, str name, Route route not None):
+        self._routes[name] = route
+
+    def _diverted_call(self, plugin_name, fn, args, kwargs):
+        """Serve a call of a diverted route; the manager decides what that means."""
+        raise NotImplementedError
+
+
+cdef int _route_hook(object self, object name, PyObject** breaker, PyObject** route) except -1:
+    """Find the route of ``name``: new references in *breaker and *route; 1 if diverted."""
+    found = (<Dispatcher>self)._routes.get(name)
+    if found is None:
+        raise KeyError(f"unknown plugin {name!r}")
+    cdef Route r = <Route>found
+    Py_INCREF(r)
+    Py_INCREF(r.breaker)
+    route[0] = <PyObject*>r
+    breaker[0] = <PyObject*>r.breaker
+    return 1 if r.diverted else 0
+
+
+cdef PyObject* _fallback_hook(object route) noexcept:
+    """The route's fallback, counted as served (borrowed; the route holds it), or NULL."""
+    cdef Route r = <Route>route
+    if r.fallback is None:
+        return NULL
+    with cython.critical_section(r):
+        r._served += 1
+    return <PyObject*>r.fallback
+
+
+cdef object _divert_hook(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef Py_ssize_t i
+    positional = tuple([<object>args[i] for i in range(2, nargs)])
+    keywords = {}
+    if kwnames != NULL:
+        for i, key in enumerate(<tuple>kwnames):
+            keywords[key] = <object>args[nargs + i]
+    return self._diverted_call(<object>args[0], <object>args[1], positional, keywords)
+
+
 cdef object _rejection(str name, int state, double retry_after):
     """The error for a rejected call; built outside the lock, raised by the caller."""
     if state == REPAIRING:
@@ -720,9 +868,10 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     cdef Window window = <Window>self
     if exc == NULL and start < 0 and token & 3 == NORMAL:
         # The common case, inlined: a closed-state success with nothing timed.
-        return window._record_outcome(token, 0)
+        return window._record_outcome(token, 0, None)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
-_install_call(Window, <void*>_admit_hook, <void*>_reject_hook, <void*>_start_hook,
-              <void*>_finish_hook)
+_install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
+                 <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
+                 <void*>_fallback_hook, <void*>_divert_hook)

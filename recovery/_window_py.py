@@ -89,6 +89,8 @@ class Window:
         self._open_since = 0.0
         self._open_total = 0.0
         self._observer: Callable[[float, bool, float], object] | None = None
+        # Called as hook(exc, tripped) after every recorded failure.
+        self._failure_hook: Callable[[BaseException | None, bool], object] | None = None
 
     # -- rules, called with the lock held -------------------------------------------
 
@@ -223,6 +225,10 @@ class Window:
 
     def try_admit(self) -> int:
         """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
+        if self._state == CLOSED:  # unlocked peek; confirmed under the lock
+            with self._lock:
+                if self._state == CLOSED:
+                    return self._generation << 2
         with self._lock:
             token, transition, retry_after = self._admit(None)
             error = self._reject(retry_after) if token < 0 else None
@@ -237,10 +243,16 @@ class Window:
         flags = _FAILED if failed else 0
         if 0 <= self._slow_duration <= duration:
             flags |= _SLOW
+        self._record_outcome(token, flags, None)
+
+    def _record_outcome(self, token: int, flags: int, exc: BaseException | None) -> None:
+        """Record under the lock; then, outside it, tell listeners and the failure hook."""
         with self._lock:
             transition = self._record(token, flags, None)
         if transition is not None:
             self._transitioned(*transition)
+        if flags & _FAILED and self._failure_hook is not None:
+            self._failure_hook(exc, transition is not None and transition[1] == OPEN)
 
     def release(self, token: int) -> None:
         """Give back a call's admission without counting an outcome (ignored exception)."""
@@ -256,10 +268,13 @@ class Window:
                 self._release(token)
             return
         failed = exc is not None and isinstance(exc, self._record_types)
+        flags = _FAILED if failed else 0
         duration = 0.0
         if start >= 0:
             duration = self._now() - start
-        self.record(token, failed, duration)
+            if 0 <= self._slow_duration <= duration:
+                flags |= _SLOW
+        self._record_outcome(token, flags, exc)
         observer = self._observer
         if observer is not None:
             try:
@@ -276,6 +291,15 @@ class Window:
         """Run ``fn(*args, **kwargs)`` through the breaker; return its value or re-raise."""
         token = self.try_admit()
         start = self._start_time()
+        if start < 0:
+            # The common case, untimed, with the success path inlined.
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish(token, exc, start)
+                raise
+            self._record_outcome(token, 0, None)
+            return result
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -424,3 +448,76 @@ class Window:
 
     def _transitioned(self, old: int, new: int) -> None:
         """Called after every transition, outside the lock; the breaker tells its listeners."""
+
+
+class Route:
+    """One plugin's way through ``execute_with_recovery``: its breaker and fallback.
+
+    ``diverted`` sends every call to the dispatcher's ``_diverted_call`` instead
+    (the manager sets it while the plugin is degraded). ``fallbacks_served``
+    counts the calls the fallback answered.
+    """
+
+    def __init__(self, breaker: Window, fallback: Callable[..., Any] | None = None) -> None:
+        self.breaker = breaker
+        self.fallback = fallback
+        self.diverted = False
+        self._served = 0
+        self._lock = threading.Lock()
+
+    @property
+    def fallbacks_served(self) -> int:
+        return self._served
+
+    def serve_fallback(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Answer a call with the fallback (which must exist), counting it."""
+        with self._lock:
+            self._served += 1
+        assert self.fallback is not None
+        return self.fallback(*args, **kwargs)
+
+
+class Dispatcher:
+    """Routes ``execute_with_recovery(plugin_name, fn, ...)`` to the plugin's breaker.
+
+    The recovery manager subclasses it, as the breaker subclasses ``Window``.
+    """
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+
+    def _add_route(self, name: str, route: Route) -> None:
+        self._routes[name] = route
+
+    def _diverted_call(
+        self, plugin_name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """Serve a call of a diverted route; the manager decides what that means."""
+        raise NotImplementedError
+
+    def execute_with_recovery(
+        self, plugin_name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """Run fn(*args, **kwargs) through the plugin's breaker; a rejected call is
+        answered by the plugin's fallback if it has one."""
+        route = self._routes.get(plugin_name)
+        if route is None:
+            raise KeyError(f"unknown plugin {plugin_name!r}")
+        if route.diverted:
+            return self._diverted_call(plugin_name, fn, args, kwargs)
+        breaker = route.breaker
+        try:
+            token = breaker.try_admit()
+        except CircuitOpenError:
+            if route.fallback is None:
+                raise
+            return route.serve_fallback(args, kwargs)
+        start = breaker._start_time()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            breaker._finish(token, exc, start)
+            raise
+        breaker._finish(token, None, start)
+        return result

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import functools
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 # The first argument is the breaker (typed Any so a listener may annotate it as CircuitBreaker).
 Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
+FailureListener = Callable[[Any, BaseException | None, bool], object]
 _logger = logging.getLogger("recovery.breaker")
 
 
@@ -92,6 +94,7 @@ class BreakerMixin(_WindowBase):
             raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
         super().__init__(name, config, clock)
         self._listeners: tuple[Listener, ...] = ()
+        self._failure_listeners: tuple[FailureListener, ...] = ()
         self._listeners_lock = threading.Lock()
         self._health_check_success: bool | None = None
 
@@ -146,6 +149,28 @@ class BreakerMixin(_WindowBase):
                     listener, self.name, old_state.value, new_state.value,
                 )
 
+    def add_failure_listener(self, listener: FailureListener) -> None:
+        """Call ``listener(breaker, exc, tripped)`` after each recorded failure.
+
+        ``exc`` is the exception that failed the call (None for ``record(token,
+        failed=True)``); ``tripped`` is True when this failure opened the circuit.
+        It runs on the failing thread, before the caller sees the exception, so
+        the recovery manager learns which exception tripped a breaker. Exceptions
+        it raises are logged and never reach the caller.
+        """
+        if not callable(listener):
+            raise TypeError(f"listener must be callable, got {listener!r}")
+        with self._listeners_lock:
+            self._failure_listeners = (*self._failure_listeners, listener)
+            self._failure_hook = self._failed
+
+    def _failed(self, exc: BaseException | None, tripped: bool) -> None:
+        for listener in self._failure_listeners:
+            try:
+                listener(self, exc, tripped)
+            except Exception:
+                _logger.exception("failure listener %r of breaker %r failed", listener, self.name)
+
     def record_health_check(self, healthy: bool) -> None:
         """Note the latest active health check result (shown in metrics)."""
         self._health_check_success = bool(healthy)
@@ -170,7 +195,11 @@ class BreakerMixin(_WindowBase):
             state_change_time=raw["state_change_time"],
             circuit_open_time=raw["circuit_open_time"],
             health_check_success=self._health_check_success,
-            next_retry_time=None if retry_in is None else time.time() + max(retry_in, 0.0),
+            # None when unknown, and when held open until reset (an infinite period).
+            next_retry_time=(
+                None if retry_in is None or math.isinf(retry_in)
+                else time.time() + max(retry_in, 0.0)
+            ),
         )
 
     def __repr__(self) -> str:

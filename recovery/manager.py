@@ -39,7 +39,6 @@ import collections
 import functools
 import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -49,11 +48,11 @@ import attrs
 
 from recovery import _clock
 from recovery import _validate as v
+from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.errors import CircuitOpenError
 from recovery.failures import Classifier, FailureInfo, FailureType, classify
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.plugins import PluginManager
@@ -69,7 +68,6 @@ _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
 _OPEN = CircuitBreakerState.OPEN
 _CLOSED = CircuitBreakerState.CLOSED
-_TRIPPED_FROM = (CircuitBreakerState.CLOSED, CircuitBreakerState.HALF_OPEN)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -231,11 +229,10 @@ class _Plugin:
     """The manager's bookkeeping for one plugin; guarded by the manager's lock."""
 
     __slots__ = (
+        "_degraded",
         "attempts",
         "breaker",
-        "call",
         "consecutive_failures",
-        "degraded",
         "degraded_until",
         "episode",
         "failed",
@@ -246,6 +243,7 @@ class _Plugin:
         "last_action_success",
         "last_trouble",
         "name",
+        "route",
     )
 
     def __init__(
@@ -253,8 +251,8 @@ class _Plugin:
     ) -> None:
         self.name = name
         self.breaker = breaker
-        self.call = breaker.call  # bound once: execute_with_recovery's hot path
         self.fallback = fallback
+        self.route = Route(breaker, fallback)
         self.degraded = False
         self.degraded_until: float | None = None
         self.failed = False
@@ -266,6 +264,17 @@ class _Plugin:
         self.last_action: str | None = None
         self.last_action_success: bool | None = None
         self.attempts = 0
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    @degraded.setter
+    def degraded(self, value: bool) -> None:
+        # A degraded plugin with a fallback has its calls diverted off the C path to
+        # _diverted_call, which serves the fallback while the degradation lasts.
+        self._degraded = value
+        self.route.diverted = value and self.fallback is not None
 
 
 class _Run:
@@ -285,8 +294,17 @@ class _Run:
 _COUNTED, _START, _UNRECOVERABLE, _INTENSITY = range(4)
 
 
-class RecoveryManager:
+class RecoveryManager(Dispatcher):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
+
+    ``execute_with_recovery(plugin_name, fn, *args, **kwargs)`` is inherited from
+    the hot-path ``Dispatcher`` (compiled when the extension is built): it runs
+    ``fn`` through the plugin's breaker and returns its value or re-raises its
+    exception; while the breaker rejects (open, half-open full, repairing) or the
+    plugin is degraded, the plugin's fallback answers instead, if it has one, else
+    the ``CircuitOpenError`` is raised. A call that trips the breaker records the
+    failure, classified from its exception, which may start an episode. An
+    unknown plugin name is a ``KeyError``.
 
     ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`);
     ``audit_logger`` receives every strategy run; ``logger`` (default
@@ -315,6 +333,7 @@ class RecoveryManager:
             raise TypeError(f"config must be a RecoveryConfig, got {config!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        super().__init__()
         self.plugin_manager = plugin_manager
         self.audit_logger = audit_logger
         self.config = config
@@ -446,7 +465,9 @@ class RecoveryManager:
             breaker = CircuitBreaker(name, breaker_config, clock=self.clock)
             plugin = _Plugin(name, breaker, fallback)
             self._plugins[name] = plugin
+            self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
+        breaker.add_failure_listener(self._on_failure)
         check = health_check if health_check is not None else self._plugin_health_check(name)
         if self.config.enable_health_checking and check is not None:
             if health_check_config is None:
@@ -520,43 +541,30 @@ class RecoveryManager:
 
     # -- the call path ----------------------------------------------------------------------
 
-    def execute_with_recovery(
-        self, plugin_name: str, fn: Callable[..., R], /, *args: Any, **kwargs: Any
-    ) -> R:
-        """Run ``fn(*args, **kwargs)`` through the plugin's breaker.
+    def _diverted_call(
+        self, plugin_name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """A degraded plugin's call: its fallback answers while the degradation lasts."""
+        plugin = self._plugins[plugin_name]
+        if self._still_degraded(plugin):
+            return plugin.route.serve_fallback(args, kwargs)
+        return self.execute_with_recovery(plugin_name, fn, *args, **kwargs)
 
-        Returns its value or re-raises its exception. While the plugin is degraded, or
-        its breaker rejects the call (open, half-open full, repairing), the plugin's
-        fallback is called with the same arguments instead, if it has one; without one
-        the ``CircuitOpenError`` is raised. A call that trips the breaker open records
-        the failure, classified from its exception, which may start an episode.
+    def _on_failure(self, breaker: CircuitBreaker, exc: BaseException | None,
+                    tripped: bool) -> None:
+        """Failure listener of every breaker: a trip records a failure; check the rate.
+
+        It runs on the failing thread before the caller sees the exception, so the
+        failure that opened the breaker is classified from the very exception.
         """
-        try:
-            plugin = self._plugins[plugin_name]
-        except KeyError:
-            raise KeyError(f"unknown plugin {plugin_name!r}") from None
-        if plugin.degraded and plugin.fallback is not None and self._still_degraded(plugin):
-            return plugin.fallback(*args, **kwargs)  # type: ignore[no-any-return]
-        try:
-            return plugin.call(fn, *args, **kwargs)  # type: ignore[no-any-return]
-        except CircuitOpenError as exc:
-            if exc.name == plugin_name:
-                # A rejection never trips; drop a flag left by a lost half-open trial.
-                self._local.tripped = None
-                if plugin.fallback is None:
-                    raise
-                return plugin.fallback(*args, **kwargs)  # type: ignore[no-any-return]
-            self._failed_call(plugin, exc)  # fn's own dependency rejected it
-            raise
-        except Exception as exc:
-            self._failed_call(plugin, exc)
-            raise
-
-    def _failed_call(self, plugin: _Plugin, exc: Exception) -> None:
-        """After a failed call through execute_with_recovery: record a trip, check the rate."""
-        if getattr(self._local, "tripped", None) == plugin.name:
-            self._local.tripped = None
-            self.record_failure(plugin.name, self._classify(exc))
+        plugin = self._plugins[breaker.name]
+        if tripped:
+            failure = (
+                self._classify(exc) if exc is not None
+                else FailureInfo(FailureType.ERROR, message="call recorded as failed")
+            )
+            self.record_failure(plugin.name, failure)
         if self._thresholds.failure_rate is not None:
             self._check_failure_rate(plugin)
 
@@ -602,42 +610,12 @@ class RecoveryManager:
     def _on_transition(
         self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
     ) -> None:
-        """Breaker listener: a trip records a failure; a close means the plugin recovered.
-
-        A trip (closed or half-open → open) runs this synchronously on the tripping
-        thread before the breaker re-raises the exception. Inside
-        :meth:`execute_with_recovery` it leaves a flag, and the failure is recorded
-        there, classified from the exception that tripped the breaker. A trip by
-        direct use of the breaker is recorded here when the exception being handled
-        is visible (``with breaker:`` blocks, the pure-Python window); opening by hand
-        (``force_open``) is not a failure. Transitions the manager makes are ignored.
-        """
+        """Breaker listener: a close means the plugin recovered (trips are failures,
+        seen by :meth:`_on_failure`). Transitions the manager makes are ignored."""
         if getattr(self._local, "controlling", False):
             return
-        if new is _OPEN and old in _TRIPPED_FROM:
-            if self._inside_execute(breaker.name):
-                self._local.tripped = breaker.name
-                return
-            exc = sys.exc_info()[1]
-            if exc is not None:
-                self.record_failure(breaker.name, self._classify(exc))
-        elif new is _CLOSED:
+        if new is _CLOSED:
             self._recovered(breaker.name)
-
-    def _inside_execute(self, name: str) -> bool:
-        """True if this thread is in :meth:`execute_with_recovery` for plugin ``name``.
-
-        Walks the stack, which only happens when a breaker trips (rare), so that the
-        call path pays nothing for it.
-        """
-        frame = sys._getframe(1)
-        while frame is not None:
-            if frame.f_code is _EXECUTE_CODE:
-                local = frame.f_locals
-                if local.get("self") is self and local.get("plugin_name") == name:
-                    return True
-            frame = frame.f_back  # type: ignore[assignment]
-        return False
 
     def _recovered(self, name: str) -> None:
         plugin = self._plugins[name]
@@ -1032,6 +1010,7 @@ class RecoveryManager:
             "last_action": plugin.last_action,
             "last_action_success": plugin.last_action_success,
             "degraded": plugin.degraded,
+            "fallbacks_served": plugin.route.fallbacks_served,
             "failed": plugin.failed,
             "failed_reason": plugin.failed_reason,
             "consecutive_failures": plugin.consecutive_failures,
@@ -1059,5 +1038,3 @@ def _breaker_view(breaker: CircuitBreaker) -> dict[str, Any]:
         metrics = attrs.evolve(metrics, next_retry_time=None)
     return metrics.to_dict()
 
-
-_EXECUTE_CODE = RecoveryManager.execute_with_recovery.__code__

@@ -1,0 +1,157 @@
+"""execute_with_recovery's hot path (Dispatcher, Route) and failure listeners, both windows."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import pytest
+
+from recovery import CircuitBreakerConfig, CircuitOpenError, CircuitRepairingError, _window_py
+from recovery.testing import FakeClock
+from tests.conftest import WINDOWS, breaker_class
+
+MODULES = {"compiled": WINDOWS["compiled"] and importlib.import_module("recovery._window"),
+           "python": _window_py}
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom("down")
+
+
+@pytest.fixture(params=sorted(MODULES))
+def module(request: pytest.FixtureRequest) -> Any:
+    if MODULES[request.param] is None:
+        pytest.skip("the compiled window is not built (CI fails the build instead)")
+    return MODULES[request.param]
+
+
+@pytest.fixture
+def setup(module: Any) -> Any:
+    """A dispatcher subclass that records diverted calls, and a breaker factory."""
+
+    class Recorder(module.Dispatcher):
+        def __init__(self) -> None:
+            super().__init__()
+            self.diverted: list[Any] = []
+
+        def _diverted_call(self, plugin_name: str, fn: Any, args: Any, kwargs: Any) -> Any:
+            self.diverted.append((plugin_name, fn, args, kwargs))
+            return "diverted"
+
+    breaker_cls = breaker_class(module.Window)
+    clock = FakeClock()
+
+    def breaker(**fields: Any) -> Any:
+        return breaker_cls("p", CircuitBreakerConfig(**fields), clock=clock)
+
+    return Recorder(), breaker, module.Route
+
+
+def test_routes_to_the_breaker_and_forwards_arguments(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    cb = breaker()
+    dispatcher._add_route("p", Route(cb))
+    assert dispatcher.execute_with_recovery("p", lambda a, *, b: (a, b), 1, b=2) == (1, 2)
+    assert cb.metrics().total_successes == 1
+
+
+def test_unknown_plugin_is_a_key_error_naming_it(setup: Any) -> None:
+    dispatcher, _, _ = setup
+    with pytest.raises(KeyError, match="nope"):
+        dispatcher.execute_with_recovery("nope", int)
+
+
+def test_too_few_arguments_is_a_type_error(setup: Any) -> None:
+    dispatcher, _, _ = setup
+    with pytest.raises(TypeError):
+        dispatcher.execute_with_recovery("p")
+
+
+def test_exception_passes_through_unchanged(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    cb = breaker(failure_threshold=5, minimum_requests=5)
+    dispatcher._add_route("p", Route(cb))
+    with pytest.raises(Boom, match="down"):
+        dispatcher.execute_with_recovery("p", boom)
+    assert cb.metrics().total_failures == 1
+
+
+def test_rejection_is_answered_by_the_fallback_and_counted(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    cb = breaker(timeout=60.0)
+    route = Route(cb, lambda *a, **k: ("fallback", a, k))
+    dispatcher._add_route("p", route)
+    cb.force_open()
+    assert dispatcher.execute_with_recovery("p", boom, 1, x=2) == ("fallback", (1,), {"x": 2})
+    cb.begin_repair()
+    assert dispatcher.execute_with_recovery("p", boom)[0] == "fallback"
+    assert route.fallbacks_served == 2
+    assert cb.metrics().total_rejections == 2
+
+
+def test_rejection_without_fallback_raises(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    cb = breaker()
+    dispatcher._add_route("p", Route(cb))
+    cb.begin_repair()
+    with pytest.raises(CircuitRepairingError):
+        dispatcher.execute_with_recovery("p", int)
+    cb.end_repair(False)
+    with pytest.raises(CircuitOpenError):
+        dispatcher.execute_with_recovery("p", int)
+
+
+def test_diverted_route_goes_to_the_slow_path(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    cb = breaker()
+    route = Route(cb, lambda: "fallback")
+    dispatcher._add_route("p", route)
+    route.diverted = True
+    assert dispatcher.execute_with_recovery("p", int, "7", base=8) == "diverted"
+    assert dispatcher.diverted == [("p", int, ("7",), {"base": 8})]
+    assert cb.metrics().total_requests == 0
+    route.diverted = False
+    assert dispatcher.execute_with_recovery("p", int, "7", base=8) == 7
+
+
+def test_serve_fallback_counts(setup: Any) -> None:
+    _, breaker, Route = setup
+    route = Route(breaker(), lambda x: x + 1)
+    assert route.serve_fallback((1,), {}) == 2
+    assert route.fallbacks_served == 1
+
+
+def test_failure_listener_sees_the_exception_and_the_trip(make: Any) -> None:
+    cb = make(failure_threshold=2, minimum_requests=2)
+    seen: list[tuple[Any, bool]] = []
+    cb.add_failure_listener(lambda b, exc, tripped: seen.append((exc, tripped)))
+    errors = [Boom("one"), Boom("two")]
+    for error in errors:
+        def raise_it(error: Exception = error) -> None:
+            raise error
+        with pytest.raises(Boom):
+            cb.call(raise_it)
+    assert seen == [(errors[0], False), (errors[1], True)]
+    cb.reset()
+    token = cb.try_admit()
+    cb.record(token, failed=True)
+    assert seen[-1] == (None, False)
+
+
+def test_failure_listener_errors_are_contained(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = make()
+
+    def bad(b: Any, exc: Any, tripped: bool) -> None:
+        raise RuntimeError("listener bug")
+
+    cb.add_failure_listener(bad)
+    with pytest.raises(Boom):
+        cb.call(boom)
+    assert "listener bug" in caplog.text
