@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import json
 import logging
 import os
@@ -272,6 +273,12 @@ class _Reporter:
         self._out = out
         self._started = started
         self._lock = threading.Lock()
+        self._gone = False
+
+    def _write(self, text: str) -> None:
+        """Write now; once the reader has gone (``| head``), the rest of the run is silent."""
+        if not self._gone:
+            self._gone = not _write(self._out, text)
 
     def _line(self, plugin: str, text: str) -> str:
         return f"{time.monotonic() - self._started:7.2f}s  {plugin:<11} {text}"
@@ -297,8 +304,7 @@ class _Reporter:
 class _EventLines(_Reporter):
     def event(self, plugin: str, text: str) -> None:
         with self._lock:
-            self._out.write(self._line(plugin, text) + "\n")
-            self._out.flush()
+            self._write(self._line(plugin, text) + "\n")
 
 
 class _LiveTable(_Reporter):
@@ -311,7 +317,7 @@ class _LiveTable(_Reporter):
         self._duration = duration
         self._recent: collections.deque[str] = collections.deque(maxlen=self.RECENT)
         self._drawn = 0
-        self._out.write("\x1b[?25l")  # hide the cursor while redrawing
+        self._write("\x1b[?25l")  # hide the cursor while redrawing
 
     def event(self, plugin: str, text: str) -> None:
         with self._lock:
@@ -331,13 +337,29 @@ class _LiveTable(_Reporter):
         width = max(shutil.get_terminal_size().columns - 1, 20)
         text = f"\x1b[{self._drawn}A\r" if self._drawn else ""
         text += "".join(f"{line[:width]}\x1b[K\n" for line in lines) + "\x1b[J"
-        self._out.write(text)
-        self._out.flush()
+        self._write(text)
         self._drawn = len(lines)
 
     def close(self) -> None:
-        self._out.write("\x1b[?25h\n")
-        self._out.flush()
+        self._write("\x1b[?25h\n")
+
+
+def _write(stream: TextIO, text: str) -> bool:
+    """Write and flush; False if the reader has gone (a closed pipe), which is no error.
+
+    The stream's descriptor is then pointed at the null device, so that the flush at
+    exit does not complain about the closed pipe either.
+    """
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):  # no descriptor (a StringIO)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, stream.fileno())
+            os.close(null)
+        return False
+    return True
 
 
 def _flags(recovery: dict[str, Any]) -> str:
@@ -503,8 +525,8 @@ def run(args: argparse.Namespace) -> int:
     calls["slow"] = _with_deadline(plugins["slow"].do_work, CALL_DEADLINE)
     faults = _timeline(plugins, duration)
 
-    print(f"recovery demo: {len(PLUGINS)} plugins, {args.workers} workers, {duration:g}s, "
-          f"seed {seed}", file=notes, flush=True)
+    _write(notes, f"recovery demo: {len(PLUGINS)} plugins, {args.workers} workers, "
+                  f"{duration:g}s, seed {seed}\n")
     stop = threading.Event()
     interrupted = False
     pool = concurrent.futures.ThreadPoolExecutor(args.workers, thread_name_prefix="demo-worker")
@@ -543,13 +565,11 @@ def run(args: argparse.Namespace) -> int:
 
     status = rm.get_recovery_status()
     if args.json:
-        json.dump(status, out, indent=2)
-        out.write("\n")
-        out.flush()
+        _write(out, json.dumps(status, indent=2) + "\n")
     summary = _summary(status, tally.snapshot(), elapsed, interrupted)
     records = sum(1 for _ in JsonlAuditLogger.read(audit_path))
     summary += ["", f"audit trail: {audit_path} ({records} records)"]
     left = _join_leftovers(before, THREAD_GRACE)
     summary.append(f"threads left: {len(left)}" + "".join(f" {t.name!r}" for t in left))
-    print("\n".join(summary), file=notes, flush=True)
+    _write(notes, "\n".join(summary) + "\n")
     return 0
