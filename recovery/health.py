@@ -272,6 +272,13 @@ class HealthMonitor:
 
     ``clock`` drives the schedule, the timeouts and the measured durations (see the
     module docstring). ``watch`` may be called before or after :meth:`start`.
+
+    Sizing: a check that hangs holds its worker until its timeout, and only then is
+    the worker replaced. Checks that start hanging together can therefore occupy
+    the whole pool for up to ``hanging / concurrency * timeout`` seconds (50 hung
+    plugins, 8 threads, a 1 s timeout: about 6 s of late checks; with a 0.1 s
+    timeout, under 30 ms). Keep timeouts well below intervals, or the pool larger
+    than the number of plugins expected to hang at once.
     """
 
     def __init__(
