@@ -151,12 +151,22 @@ class RestartStrategy(_BuiltinStrategy):
     A shutdown that raises or hangs does not stop the restart: a plugin that cannot
     shut down cleanly is the usual reason to restart it. Loading is the step that
     must succeed.
+
+    Beyond SPEC §6's list it also handles ``initialization``: a plugin whose
+    ``initialize`` failed is not running, and loading it again is the only
+    built-in action that can bring it back (backoff alone would wait forever).
     """
 
     name = "restart"
     default_priority = 100
     _handles = frozenset(
-        {FailureType.TIMEOUT, FailureType.ERROR, FailureType.PANIC, FailureType.HEALTH_CHECK}
+        {
+            FailureType.TIMEOUT,
+            FailureType.ERROR,
+            FailureType.PANIC,
+            FailureType.HEALTH_CHECK,
+            FailureType.INITIALIZATION,
+        }
     )
 
     def __init__(self, *, priority: int | None = None, shutdown_timeout: float = 5.0) -> None:
