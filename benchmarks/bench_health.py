@@ -10,6 +10,12 @@ and the process CPU per wall second. Goals: p99 lag <= 50 ms, CPU <= 10% of one
 core. Then again with 50 plugins whose check hangs for the whole run (timeout
 0.1 s): the other 950 must keep the same p99, and ``stuck_threads`` must be 50.
 
+Why a 0.1 s timeout: a hung check holds its worker until its timeout, so the 50
+hung checks, which all start within the first interval, hold 50 x timeout worker
+seconds before every one of them has been abandoned and replaced. At 0.1 s that is
+5 worker-seconds (a few late checks in the first second); at 1 s it is ~6 s of a
+saturated 8-thread pool, and p99 misses the goal (``--timeout 1`` shows it).
+
 Collected by pytest too (``pytest benchmarks/bench_health.py --benchmark-disable``):
 a run of a fraction of a second that checks the same properties loosely, so the
 script cannot rot.

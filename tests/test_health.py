@@ -224,6 +224,9 @@ def test_start_twice_fails_stop_is_idempotent() -> None:
     monitor = HealthMonitor(clock=FakeClock())
     monitor.stop()  # never started: nothing to do
     monitor.start()
+    names = sorted(t.name for t in _monitor_threads())
+    workers = [f"recovery-health-worker-{i}" for i in range(1, 5)]
+    assert names == ["recovery-health-scheduler", *workers]  # the default pool of 4
     with pytest.raises(RuntimeError, match="once"):
         monitor.start()
     monitor.stop(timeout=2.0)
