@@ -1,20 +1,71 @@
 """recovery: keep thread-based programs running when the things they call fail.
 
-Public names are re-exported here; the implementation lives in one module per concern.
+Public names are re-exported here; the implementation lives in one module per
+concern. ``recovery.prometheus`` (extra ``prometheus``) and ``recovery.testing``
+are imported on their own.
 """
 
 from recovery._impl import EXTENSION_ACTIVE
+from recovery.alerts import Alert, AlertKind, AlertThresholds
+from recovery.audit import AuditLogger, JsonlAuditLogger, LoggingAuditLogger, SqliteAuditLogger
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.failures import Classifier, FailureInfo, FailureType, Severity, classify
+from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
+from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.plugins import Plugin, PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState
+from recovery.strategies import (
+    BackoffStrategy,
+    CustomStrategy,
+    GracefulDegradationStrategy,
+    RecoveryContext,
+    RecoveryStrategy,
+    ReloadStrategy,
+    ResetStrategy,
+    RestartStrategy,
+)
+from recovery.trace import Trace, TraceError, TraceRecorder, load_trace
 
 __all__ = [
     "EXTENSION_ACTIVE",
+    "Alert",
+    "AlertKind",
+    "AlertThresholds",
+    "AuditLogger",
+    "BackoffStrategy",
     "CircuitBreaker",
     "CircuitBreakerConfig",
     "CircuitBreakerMetrics",
     "CircuitBreakerState",
     "CircuitOpenError",
     "CircuitRepairingError",
+    "Classifier",
+    "CustomStrategy",
+    "FailureInfo",
+    "FailureType",
+    "GracefulDegradationStrategy",
+    "HealthCheckConfig",
+    "HealthCheckResult",
+    "HealthMonitor",
+    "JsonlAuditLogger",
+    "LoggingAuditLogger",
+    "Plugin",
+    "PluginManager",
+    "PluginRegistry",
+    "RecoveryConfig",
+    "RecoveryContext",
+    "RecoveryManager",
+    "RecoveryStrategy",
+    "ReloadStrategy",
+    "ResetStrategy",
+    "RestartStrategy",
+    "Severity",
+    "SqliteAuditLogger",
+    "Trace",
+    "TraceError",
+    "TraceRecorder",
+    "classify",
+    "load_trace",
 ]

@@ -14,11 +14,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Each command's module is imported only when that command runs.
     from recovery import demo, tune
 
-    demo.add_arguments(commands.add_parser("demo", help=demo.__doc__))
-    tune.add_arguments(commands.add_parser("tune", help=tune.__doc__))
+    for name, module in (("demo", demo), ("tune", tune)):
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        module.add_arguments(commands.add_parser(name, help=summary, description=module.__doc__))
     args = parser.parse_args(argv)
     command = demo if args.command == "demo" else tune
-    return command.run(args)
+    return int(command.run(args))
 
 
 if __name__ == "__main__":
