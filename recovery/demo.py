@@ -19,8 +19,8 @@ per breaker state change, recovery action, alert and scripted fault. It ends by
 itself after --duration seconds (Ctrl-C ends it early, just as cleanly: exit
 status 0 either way), then prints a summary, the path of the JSONL audit trail
 (JsonlAuditLogger.read reads it), and "threads left: 0" once every thread it
-started has been joined. --json prints get_recovery_status() on stdout instead
-of the table and the summary (which go to stderr).
+started has been joined. --json shows no table or event lines, prints the final
+get_recovery_status() as JSON on stdout, and the summary on stderr.
 """
 
 from __future__ import annotations
@@ -90,8 +90,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--duration", type=_positive_float, default=15.0, metavar="SECONDS",
                         help="how long the demo runs (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the simulated failures and the workers' choices "
-                             "(default: random; the seed used is printed)")
+                        help="seed of the random choices (which plugin each worker calls "
+                             "next; default: random, and the seed used is printed)")
     parser.add_argument("--workers", type=_positive_int, default=8,
                         help="threads calling the plugins (default: %(default)s)")
     parser.add_argument("--audit", metavar="PATH", default=None,
