@@ -289,17 +289,13 @@ class Window:
 
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` through the breaker; return its value or re-raise."""
-        token = self.try_admit()
+        return self._run(self.try_admit(), fn, args, kwargs)
+
+    def _run(
+        self, token: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Run an admitted call outside the lock and record how it ended."""
         start = self._start_time()
-        if start < 0:
-            # The common case, untimed, with the success path inlined.
-            try:
-                result = fn(*args, **kwargs)
-            except BaseException as exc:
-                self._finish(token, exc, start)
-                raise
-            self._record_outcome(token, 0, None)
-            return result
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -513,11 +509,4 @@ class Dispatcher:
             if route.fallback is None:
                 raise
             return route.serve_fallback(args, kwargs)
-        start = breaker._start_time()
-        try:
-            result = fn(*args, **kwargs)
-        except BaseException as exc:
-            breaker._finish(token, exc, start)
-            raise
-        breaker._finish(token, None, start)
-        return result
+        return breaker._run(token, fn, args, kwargs)
