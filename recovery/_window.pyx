@@ -232,7 +232,7 @@ cdef class Window:
     cdef object _record_types
     cdef object _ignore_types
     cdef object _observer
-    cdef public object _failure_hook   # called as hook(exc, tripped) after a failure
+    cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
 
     cdef unsigned char* _ring
     cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
@@ -495,8 +495,9 @@ cdef class Window:
             now = self._clock_now()
         if transition != NO_TRANSITION:
             self._notify(transition)
-        if flags & FAILED and self._failure_hook is not None:
-            self._failure_hook(exc, transition != NO_TRANSITION and (transition & 15) == OPEN)
+        cdef bint tripped = transition != NO_TRANSITION and (transition & 15) == OPEN
+        if (flags & FAILED or tripped) and self._failure_hook is not None:
+            self._failure_hook(exc, tripped)
         return 0
 
     @cython.final

@@ -89,7 +89,8 @@ class Window:
         self._open_since = 0.0
         self._open_total = 0.0
         self._observer: Callable[[float, bool, float], object] | None = None
-        # Called as hook(exc, tripped) after every recorded failure.
+        # Called as hook(exc, tripped) after every recorded failure, and after a slow
+        # call that opened the circuit.
         self._failure_hook: Callable[[BaseException | None, bool], object] | None = None
 
     # -- rules, called with the lock held -------------------------------------------
@@ -251,8 +252,9 @@ class Window:
             transition = self._record(token, flags, None)
         if transition is not None:
             self._transitioned(*transition)
-        if flags & _FAILED and self._failure_hook is not None:
-            self._failure_hook(exc, transition is not None and transition[1] == OPEN)
+        tripped = transition is not None and transition[1] == OPEN
+        if (flags & _FAILED or tripped) and self._failure_hook is not None:
+            self._failure_hook(exc, tripped)
 
     def release(self, token: int) -> None:
         """Give back a call's admission without counting an outcome (ignored exception)."""

@@ -152,8 +152,9 @@ class BreakerMixin(_WindowBase):
     def add_failure_listener(self, listener: FailureListener) -> None:
         """Call ``listener(breaker, exc, tripped)`` after each recorded failure.
 
-        ``exc`` is the exception that failed the call (None for ``record(token,
-        failed=True)``); ``tripped`` is True when this failure opened the circuit.
+        ``exc`` is the exception that failed the call; ``tripped`` is True when this
+        outcome opened the circuit. A slow call that opened it is reported too, as
+        is ``record(token, failed=True)``: both with ``exc`` None.
         It runs on the failing thread, before the caller sees the exception, so
         the recovery manager learns which exception tripped a breaker. Exceptions
         it raises are logged and never reach the caller.

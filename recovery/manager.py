@@ -230,6 +230,7 @@ class _Plugin:
 
     __slots__ = (
         "_degraded",
+        "actions",
         "attempts",
         "breaker",
         "consecutive_failures",
@@ -253,6 +254,8 @@ class _Plugin:
         self.breaker = breaker
         self.fallback = fallback
         self.route = Route(breaker, fallback)
+        # Strategy runs by (action, success), for status and the Prometheus collector.
+        self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
         self.degraded = False
         self.degraded_until: float | None = None
         self.failed = False
@@ -560,10 +563,12 @@ class RecoveryManager(Dispatcher):
         """
         plugin = self._plugins[breaker.name]
         if tripped:
-            failure = (
-                self._classify(exc) if exc is not None
-                else FailureInfo(FailureType.ERROR, message="call recorded as failed")
-            )
+            if exc is not None:
+                failure = self._classify(exc)
+            elif breaker.config.slow_call_rate_threshold is not None:
+                failure = FailureInfo(FailureType.TIMEOUT, message="slow calls opened the circuit")
+            else:
+                failure = FailureInfo(FailureType.ERROR, message="a call was recorded as failed")
             self.record_failure(plugin.name, failure)
         if self._thresholds.failure_rate is not None:
             self._check_failure_rate(plugin)
@@ -903,6 +908,7 @@ class RecoveryManager(Dispatcher):
             with self._lock:
                 plugin.last_action = strategy_name
                 plugin.last_action_success = success
+                plugin.actions[strategy_name, success] += 1
                 if success and ctx.degraded:
                     plugin.degraded = True
                     plugin.degraded_until = (
@@ -1017,6 +1023,11 @@ class RecoveryManager(Dispatcher):
             "episode_failures": episode.failures if episode is not None else 0,
             "episode_started": _iso(episode.wall_started) if episode is not None else None,
             "recent_episodes": len(plugin.history),
+            "actions": {
+                action: {"success": plugin.actions[action, True],
+                         "failure": plugin.actions[action, False]}
+                for action in sorted({action for action, _ in plugin.actions})
+            },
         }
 
 

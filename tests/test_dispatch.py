@@ -155,3 +155,13 @@ def test_failure_listener_errors_are_contained(
     with pytest.raises(Boom):
         cb.call(boom)
     assert "listener bug" in caplog.text
+
+
+def test_failure_listener_hears_a_slow_call_that_trips(make: Any, clock: FakeClock) -> None:
+    cb = make(minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=1.0)
+    seen: list[tuple[Any, bool]] = []
+    cb.add_failure_listener(lambda b, exc, tripped: seen.append((exc, tripped)))
+    cb.call(clock.advance, 1.0)
+    assert seen == []  # a slow success that does not trip is not a failure
+    cb.call(clock.advance, 1.0)
+    assert seen == [(None, True)]

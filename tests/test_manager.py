@@ -970,3 +970,20 @@ def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
     health = rm.get_recovery_status()["plugins"]["p"]["health_check"]
     assert health is not None
     assert health["consecutive_fails"] == 0
+
+
+
+def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
+    make: Make, clock: FakeClock, audit: Audit
+) -> None:
+    seen: list[FailureInfo] = []
+    rm = make(plugin_recovery_strategies={"p": "spy"})
+    rm.register_strategy("spy", CustomStrategy("spy", 1, lambda f: True,
+                                               lambda n, f, c: seen.append(f)))
+    rm.register_plugin("p", CircuitBreakerConfig(
+        minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=0.5))
+    for _ in range(2):
+        assert rm.execute_with_recovery("p", clock.advance, 2.0) == clock.monotonic()
+    settle(rm, clock)
+    assert [failure.type for failure in seen] == [FailureType.TIMEOUT]
+    assert audit.records == [("p", "timeout", "spy", True)]
