@@ -28,7 +28,7 @@ from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
-from recovery.testing import FakeClock
+from recovery.testing import FakeClock, RecordingAuditLogger
 from recovery.testing.plugins import FlakyPlugin
 
 CLOSED = CircuitBreakerState.CLOSED
@@ -69,33 +69,21 @@ class Plugins:
         plugin.initialize(config)
 
 
-class Audit:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, str, bool]] = []
-        self._lock = threading.Lock()
-
-    def log_failure_recovery(
-        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
-    ) -> None:
-        with self._lock:
-            self.records.append((plugin_name, str(failure_type), recovery_action, success))
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def audit() -> Audit:
-    return Audit()
+def audit() -> RecordingAuditLogger:
+    return RecordingAuditLogger()
 
 
 Make = Callable[..., RecoveryManager]
 
 
 @pytest.fixture
-def make(clock: FakeClock, audit: Audit) -> Iterator[Make]:
+def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
     """Build a started manager over plugins "p" and "q"; stopped at the end of the test."""
     managers: list[RecoveryManager] = []
 
@@ -152,7 +140,7 @@ def blocking(release: threading.Event, started: threading.Event) -> CustomStrate
 
 
 def test_chain_falls_through_in_priority_order_audited_at_each_step(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     plugins = Plugins("p")
     plugins.plugins["p"].broken = True  # restart and reload (initialize) fail
@@ -173,7 +161,7 @@ def test_chain_falls_through_in_priority_order_audited_at_each_step(
 
 
 def test_each_strategy_run_is_audited_before_the_next_starts(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     seen_by_second: list[list[tuple[str, str, str, bool]]] = []
 
@@ -191,8 +179,9 @@ def test_each_strategy_run_is_audited_before_the_next_starts(
     assert audit.records[-1] == ("p", "error", "second", True)
 
 
-def test_custom_strategy_outranks_the_builtins(make: Make, clock: FakeClock, audit: Audit
-                                               ) -> None:
+def test_custom_strategy_outranks_the_builtins(
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
     log: list[str] = []
     rm = make()
     rm.register_strategy("custom-recovery", CustomStrategy(
@@ -206,7 +195,7 @@ def test_custom_strategy_outranks_the_builtins(make: Make, clock: FakeClock, aud
 
 
 def test_priority_override_from_recovery_strategy_configs(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     rm = make(recovery_strategy_configs={"backoff": {"priority": 500, "jitter": 0.0}})
     rm.register_plugin("p")
@@ -216,7 +205,9 @@ def test_priority_override_from_recovery_strategy_configs(
     assert rm.breaker("p").state is OPEN  # backoff holds it open; the manager left it so
 
 
-def test_configured_strategy_is_used_alone(make: Make, clock: FakeClock, audit: Audit) -> None:
+def test_configured_strategy_is_used_alone(
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
     rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=2)
     rm.register_strategy("bad", failing())
     rm.register_plugin("p")
@@ -232,7 +223,7 @@ def test_configured_strategy_is_used_alone(make: Make, clock: FakeClock, audit: 
 
 
 def test_default_recovery_strategy_applies_to_plugins_without_their_own(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     log: list[str] = []
     rm = make(default_recovery_strategy="mine", plugin_recovery_strategies={"q": "reset"})
@@ -246,7 +237,7 @@ def test_default_recovery_strategy_applies_to_plugins_without_their_own(
 
 
 def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
     rm = make(strategy_timeout=5.0)
@@ -276,7 +267,7 @@ def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
 
 
 def test_attempts_wait_on_the_clock_with_growing_backoff(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     second_attempt = threading.Event()
     third_attempt = threading.Event()
@@ -317,7 +308,7 @@ def test_attempts_wait_on_the_clock_with_growing_backoff(
 
 
 def test_exhausted_attempts_open_the_breaker_mark_failed_and_alert_once(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
     rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3)
@@ -351,7 +342,7 @@ def test_exhausted_attempts_open_the_breaker_mark_failed_and_alert_once(
 
 
 def test_restart_intensity_exceeded_marks_failed_without_a_new_episode(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
     rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
@@ -372,7 +363,7 @@ def test_restart_intensity_exceeded_marks_failed_without_a_new_episode(
 
 
 def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeClock,
-                                                     audit: Audit) -> None:
+                                                     audit: RecordingAuditLogger) -> None:
     rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
     rm.register_plugin("p")
     for _ in range(5):
@@ -384,7 +375,7 @@ def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeCloc
 
 
 def test_stable_period_forgets_the_episode_history(make: Make, clock: FakeClock,
-                                                   audit: Audit) -> None:
+                                                   audit: RecordingAuditLogger) -> None:
     rm = make(max_episodes_per_period=1, episode_period=1000.0, stable_period=30.0)
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
@@ -400,7 +391,7 @@ def test_stable_period_forgets_the_episode_history(make: Make, clock: FakeClock,
 
 
 def test_eight_threads_recording_at_once_start_exactly_one_episode(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
     rm = make(plugin_recovery_strategies={"p": "blocking"})
@@ -430,7 +421,7 @@ def test_eight_threads_recording_at_once_start_exactly_one_episode(
 
 
 def test_failures_do_not_start_episodes_when_auto_recovery_is_off(
-    make: Make, audit: Audit
+    make: Make, audit: RecordingAuditLogger
 ) -> None:
     rm = make(enable_auto_recovery=False)
     rm.register_plugin("p")
@@ -442,7 +433,7 @@ def test_failures_do_not_start_episodes_when_auto_recovery_is_off(
 
 
 def test_unrecoverable_failure_holds_the_breaker_open_until_reset(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
     rm = make()
@@ -467,7 +458,7 @@ def test_unrecoverable_failure_holds_the_breaker_open_until_reset(
 
 
 def test_unrecoverable_failure_during_an_episode_ends_it(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
     rm = make()
@@ -525,7 +516,7 @@ def test_rejected_while_repairing_or_served_by_the_fallback(make: Make) -> None:
 
 
 def test_a_trip_inside_execute_with_recovery_records_the_classified_failure(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     seen: list[FailureInfo] = []
     rm = make(plugin_recovery_strategies={"p": "spy"})
@@ -545,7 +536,7 @@ def test_a_trip_inside_execute_with_recovery_records_the_classified_failure(
 
 
 def test_a_trip_uses_the_managers_classifier_and_with_blocks_count_too(
-    clock: FakeClock, audit: Audit
+    clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     def classifier(exc: BaseException) -> FailureInfo:
         return FailureInfo("resource_limit", message=f"mine: {exc}", severity="critical")
@@ -586,7 +577,7 @@ def test_fallback_serves_while_open_and_errors_pass_through(make: Make) -> None:
 
 
 def test_degraded_plugin_serves_its_fallback_until_the_hold_ends(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     rm = make(recovery_strategy_configs={"degrade": {"hold": 60.0}})
     rm.register_plugin("p", CircuitBreakerConfig(success_threshold=1), fallback=lambda: "lite")
@@ -726,7 +717,7 @@ def _our_threads() -> set[threading.Thread]:
 
 
 def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
-    clock: FakeClock, audit: Audit
+    clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     before = _our_threads()
     release, started = threading.Event(), threading.Event()
@@ -763,7 +754,7 @@ def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
 
 
 def test_stop_interrupts_a_backoff_wait_and_the_manager_restarts(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     rm = make(plugin_recovery_strategies={"p": "bad"}, recovery_backoff_base=1000.0)
     rm.register_strategy("bad", failing())
@@ -786,7 +777,7 @@ def test_stop_interrupts_a_backoff_wait_and_the_manager_restarts(
         clock.wait_for_waiters(1, 0.01)
 
 
-def test_context_manager_starts_and_stops(clock: FakeClock, audit: Audit) -> None:
+def test_context_manager_starts_and_stops(clock: FakeClock, audit: RecordingAuditLogger) -> None:
     before = _our_threads()
     with RecoveryManager(Plugins("p"), audit, RecoveryConfig(enable_health_checking=False),
                          clock=clock) as rm:
@@ -855,7 +846,7 @@ def test_recovery_config_defaults_and_timedelta() -> None:
 
 
 def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock,
-                                                    audit: Audit) -> None:
+                                                    audit: RecordingAuditLogger) -> None:
     rm = make()
     rm.register_plugin("p")
     rm.record_failure("p", FailureInfo(type="timeout", recoverable=True, severity="critical"))
@@ -876,7 +867,7 @@ def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 def test_flaky_plugin_tripping_is_restarted_and_closes_again(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", recover_after_restarts=1, error=TimeoutError, clock=clock)
@@ -906,7 +897,7 @@ def test_flaky_plugin_tripping_is_restarted_and_closes_again(
 
 
 def test_initialize_crash_during_restart_falls_through_the_chain(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", clock=clock)
@@ -927,7 +918,7 @@ def test_initialize_crash_during_restart_falls_through_the_chain(
 
 
 def test_failing_health_checks_start_an_episode_and_a_healthy_one_allows_a_trial(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", clock=clock)
@@ -972,9 +963,8 @@ def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
     assert health["consecutive_fails"] == 0
 
 
-
 def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
-    make: Make, clock: FakeClock, audit: Audit
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     seen: list[FailureInfo] = []
     rm = make(plugin_recovery_strategies={"p": "spy"})

@@ -27,7 +27,7 @@ from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
-from recovery.testing import FakeClock, FlakyError, FlakyPlugin
+from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
 
 DOCUMENTED = {
     "recovery_circuit_breaker_state": "gauge",
@@ -49,16 +49,6 @@ DOCUMENTED = {
     "recovery_stuck_strategies": "gauge",
     "recovery_manager_running": "gauge",
 }
-
-
-class Audit:
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, str, bool]] = []
-
-    def log_failure_recovery(
-        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
-    ) -> None:
-        self.records.append((plugin_name, str(failure_type), recovery_action, success))
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -94,8 +84,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def audit() -> Audit:
-    return Audit()
+def audit() -> RecordingAuditLogger:
+    return RecordingAuditLogger()
 
 
 @pytest.fixture
@@ -108,7 +98,7 @@ def plugins() -> PluginRegistry:
 
 @pytest.fixture
 def make(
-    clock: FakeClock, audit: Audit, plugins: PluginRegistry
+    clock: FakeClock, audit: RecordingAuditLogger, plugins: PluginRegistry
 ) -> Iterator[Callable[..., RecoveryManager]]:
     managers: list[RecoveryManager] = []
 
@@ -162,7 +152,7 @@ def test_names_types_and_help_follow_the_prometheus_rules(
 def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
     make: Callable[..., RecoveryManager],
     clock: FakeClock,
-    audit: Audit,
+    audit: RecordingAuditLogger,
     plugins: PluginRegistry,
 ) -> None:
     rm = make(plugin_recovery_strategies={"bad": "restart"}, max_recovery_attempts=3)

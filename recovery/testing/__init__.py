@@ -1,5 +1,6 @@
 """Helpers that the library's tests and its users' tests share."""
 
+from recovery.testing.audit import RecordingAuditLogger
 from recovery.testing.clock import FakeClock
 from recovery.testing.plugins import (
     FlakyError,
@@ -8,4 +9,11 @@ from recovery.testing.plugins import (
     PluginNotRunningError,
 )
 
-__all__ = ["FakeClock", "FlakyError", "FlakyPlugin", "InitializationCrash", "PluginNotRunningError"]
+__all__ = [
+    "FakeClock",
+    "FlakyError",
+    "FlakyPlugin",
+    "InitializationCrash",
+    "PluginNotRunningError",
+    "RecordingAuditLogger",
+]
