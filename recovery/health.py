@@ -24,23 +24,36 @@ Rules, and why:
   in the same instant every interval. The first check therefore runs within one
   interval; advancing a fake clock by ``interval`` always runs it.
   :meth:`HealthMonitor.next_check` says when exactly.
-- **No overlap.** A check of a plugin never starts while its previous one runs. A
-  slot that finds the previous check still running within its timeout is skipped
-  silently (a check may take longer than its interval).
+- **No overlap.** A check of a plugin never starts while its previous one runs
+  (even across :meth:`HealthMonitor.unwatch` and a new
+  :meth:`HealthMonitor.watch` of the same name). A slot that finds the previous
+  check still running within its timeout is skipped silently (a check may take
+  longer than its interval).
+- **Detaching.** A check still running ``detach_after`` seconds after it started
+  (25 ms by default, or its ``timeout`` if that is shorter) has its worker
+  *detached*: a fresh worker takes its place in the pool at once, and the detached
+  thread goes on running that one check, then exits. So a slow or hung check
+  holds a pool thread for at most ``detach_after``, not for its whole timeout, and
+  the other plugins keep their schedule even when many checks hang at once. A
+  detached check that returns within its timeout counts normally (healthy or
+  not); it is not "stuck". The cost is a thread start (tens of microseconds) per
+  check slower than ``detach_after``, and a thread per such check while it runs.
 - **Timeouts.** A check that outlives ``timeout`` is reported unhealthy at its
-  deadline. A Python thread cannot be killed, so the worker running it is
-  *abandoned* (it is a daemon thread and exits when the check finally returns,
-  whose late result is dropped) and a fresh worker replaces it, so the pool keeps
-  its working size and the other plugins keep their schedule. No new check of that
-  plugin starts while the hung one runs, so there is at most one abandoned thread
-  per plugin; :attr:`HealthMonitor.stuck_threads` counts the live ones. Each slot
-  that comes due while the plugin's check is still hung is recorded as a failed
-  check ("still hung"): a plugin whose check hangs for good is unhealthy and must
-  reach ``max_failures``, or it would never be handed to recovery.
-- **Time.** The scheduler, the timeouts and the measured durations all use the
-  monitor's clock: real time with the default clock; with
-  :class:`recovery.testing.FakeClock` a check times out when the test advances
-  the clock past its deadline, so no test waits on real time.
+  deadline. A Python thread cannot be killed, so its (already detached) thread is
+  *abandoned*: it is a daemon thread, counted in
+  :attr:`HealthMonitor.stuck_threads` until the check finally returns, whose late
+  result is dropped, and then it exits. No new check of that plugin starts while
+  the old one runs, so there is at most one detached or abandoned thread per
+  plugin: the monitor never has more than ``concurrency`` plus the number of
+  watched plugins threads. Each slot that comes due while the plugin's check is
+  still hung is recorded as a failed check ("still hung"): a plugin whose check
+  hangs for good is unhealthy and must reach ``max_failures``, or it would never
+  be handed to recovery.
+- **Time.** The scheduler, the detach threshold, the timeouts and the measured
+  durations all use the monitor's clock: real time with the default clock; with
+  :class:`recovery.testing.FakeClock` a check is detached, or times out, when the
+  test advances the clock past that moment (never on its own in real time), so
+  tests are deterministic and none waits on real time.
 - **Failures.** A check that raises (anything, even ``SystemExit``: nobody above a
   worker thread could act on it), returns something other than a bool or a
   :class:`HealthCheckResult`, or times out, is unhealthy.
@@ -90,6 +103,14 @@ _BATCH_WINDOW = 0.002
 One wake-up of the scheduler thread costs about as much CPU as the rest of a check's
 bookkeeping; with a thousand plugins a second, batching slots 2 ms apart cuts the
 monitor's CPU by about a third, and a check that starts 2 ms early is still on its grid.
+"""
+
+DEFAULT_DETACH_AFTER = 0.025
+"""Seconds a check may hold its pool worker before the worker is detached and replaced.
+
+Short enough that checks hanging together delay the others by well under the 50 ms
+schedule-lag goal (SPEC §8, issue 4); long enough that a quick check (a ping, a local
+query) never costs the thread start that a detach does.
 """
 
 _MAX_PARK = 3600.0
@@ -220,7 +241,6 @@ class _Watch:
         "check",
         "config",
         "consecutive_fails",
-        "job",
         "last_result",
         "name",
         "on_failure_limit",
@@ -243,26 +263,35 @@ class _Watch:
         self.on_healthy = on_healthy
         self.active = True
         self.planned: float | None = None
-        self.job: _Job | None = None
         self.consecutive_fails = 0
         self.last_result: HealthCheckResult | None = None
 
 
-_QUEUED, _RUNNING, _DONE, _TIMED_OUT = range(4)
+_QUEUED, _RUNNING, _DETACHED, _DONE, _TIMED_OUT = range(5)
+"""A job's states: queued; running on a pool worker; running on a detached thread
+(past ``detach_after``, within its timeout); finished; past its timeout (abandoned)."""
 
 
 class _Job:
-    """One check of one plugin, from dispatch to result (guarded by the monitor lock)."""
+    """One check of one plugin, from dispatch to result (guarded by the monitor lock).
 
-    __slots__ = ("started", "state", "thread", "wall_started", "watch")
+    While it runs it has exactly one entry in the monitor's deadline heap: first its
+    detach moment, then (once detached) its timeout.
+    """
+
+    __slots__ = ("deadline", "started", "state", "thread", "wall_started", "watch")
 
     def __init__(self, watch: _Watch) -> None:
         self.watch = watch
         self.state = _QUEUED
         self.started = 0.0
+        self.deadline = 0.0
         self.wall_started = 0.0
         self.thread: threading.Thread | None = None
 
+
+_LIVE = (_RUNNING, _DETACHED)
+"""States of a job whose deadline heap entry still matters."""
 
 _Delivery = tuple[ResultCallback, str, HealthCheckResult]
 
@@ -270,15 +299,19 @@ _Delivery = tuple[ResultCallback, str, HealthCheckResult]
 class HealthMonitor:
     """Runs health checks for many plugins on ``concurrency`` worker threads.
 
-    ``clock`` drives the schedule, the timeouts and the measured durations (see the
-    module docstring). ``watch`` may be called before or after :meth:`start`.
+    ``clock`` drives the schedule, the detach threshold, the timeouts and the
+    measured durations (see the module docstring). ``watch`` may be called before
+    or after :meth:`start`.
 
-    Sizing: a check that hangs holds its worker until its timeout, and only then is
-    the worker replaced. Checks that start hanging together can therefore occupy
-    the whole pool for up to ``hanging / concurrency * timeout`` seconds (50 hung
-    plugins, 8 threads, a 1 s timeout: about 6 s of late checks; with a 0.1 s
-    timeout, under 30 ms). Keep timeouts well below intervals, or the pool larger
-    than the number of plugins expected to hang at once.
+    Sizing: ``concurrency`` is the number of checks that can *start* at the same
+    moment; it need not cover slow or hung checks, because a check running longer
+    than ``detach_after`` seconds (a number or ``timedelta``; default
+    :data:`DEFAULT_DETACH_AFTER`, 25 ms) is moved off the pool onto its own thread
+    and its worker replaced. A check therefore delays the others by at most
+    ``detach_after``, however long its timeout. Size the pool for the rate of
+    quick checks: ``concurrency`` workers run about ``concurrency / duration``
+    checks a second. Lower ``detach_after`` for a tighter schedule, raise it if
+    many checks routinely take a little longer and their thread starts matter.
     """
 
     def __init__(
@@ -287,6 +320,7 @@ class HealthMonitor:
         concurrency: int = 4,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        detach_after: float | datetime.timedelta = DEFAULT_DETACH_AFTER,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
             raise TypeError(
@@ -294,12 +328,23 @@ class HealthMonitor:
             )
         if concurrency <= 0:
             raise ValueError(f"concurrency must be > 0, got {concurrency!r}")
+        detach_after = _validate.seconds(detach_after)
+        if isinstance(detach_after, bool) or not isinstance(detach_after, (int, float)):
+            raise TypeError(
+                f"detach_after must be a number of seconds, got {detach_after!r} "
+                f"({type(detach_after).__name__})"
+            )
+        if not 0 < detach_after < math.inf:
+            raise ValueError(
+                f"detach_after must be a finite number of seconds > 0, got {detach_after!r}"
+            )
         self._concurrency = concurrency
+        self._detach_after = float(detach_after)
         self._clock: Clock = REAL_CLOCK if clock is None else clock
         self._logger = _LOGGER if logger is None else logger
         self._lock = threading.Lock()
         self._watches: dict[str, _Watch] = {}
-        self._hung: dict[str, _Job] = {}
+        self._in_flight: dict[str, _Job] = {}  # by plugin name: the one check queued or running
         self._slots: list[tuple[float, int, _Watch]] = []
         self._deadlines: list[tuple[float, int, _Job]] = []
         self._seq = itertools.count()
@@ -309,8 +354,9 @@ class HealthMonitor:
         self._next_wake = math.inf
         self._started = False
         self._scheduler: threading.Thread | None = None
-        self._workers: set[threading.Thread] = set()
-        self._abandoned: set[threading.Thread] = set()
+        self._workers: set[threading.Thread] = set()  # the pool
+        self._detached: set[threading.Thread] = set()  # off the pool, check within its timeout
+        self._abandoned: set[threading.Thread] = set()  # check past its timeout (or stop())
         self._worker_names = itertools.count(1)
 
     # -- public API ---------------------------------------------------------------
@@ -366,11 +412,12 @@ class HealthMonitor:
             self._scheduler.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop checking and join the scheduler and the pool within ``timeout`` real seconds.
+        """Stop checking; join the scheduler, the pool and detached threads within ``timeout``.
 
-        Checks already abandoned are not waited for; a worker still inside a check
-        when the time is up is abandoned too (counted in :attr:`stuck_threads`).
-        Never blocks longer than ``timeout`` (plus a thread switch).
+        ``timeout`` is in real seconds. Checks already past their timeout are not
+        waited for; a thread still inside a check when the time is up is abandoned
+        too (counted in :attr:`stuck_threads` until it returns). Never blocks longer
+        than ``timeout`` (plus a thread switch).
         """
         with self._lock:
             if not self._started or self._stopping.is_set():
@@ -382,15 +429,17 @@ class HealthMonitor:
             self._scheduler.join(max(deadline - time.monotonic(), 0.0))
         with self._lock:
             workers = list(self._workers)
+            threads = [*workers, *self._detached]
         for _ in workers:
             self._jobs.put(None)
-        for worker in workers:
-            worker.join(max(deadline - time.monotonic(), 0.0))
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
         with self._lock:
-            for worker in workers:
-                self._workers.discard(worker)
-                if worker.is_alive():
-                    self._abandoned.add(worker)
+            for thread in threads:
+                self._workers.discard(thread)
+                self._detached.discard(thread)
+                if thread.is_alive():
+                    self._abandoned.add(thread)
 
     def __enter__(self) -> HealthMonitor:
         self.start()
@@ -406,7 +455,10 @@ class HealthMonitor:
 
     @property
     def stuck_threads(self) -> int:
-        """Abandoned threads (hung checks) that are still running."""
+        """Abandoned threads (checks past their timeout) that are still running.
+
+        A detached check still within its timeout is not counted: it is slow, not hung.
+        """
         with self._lock:
             return sum(1 for thread in self._abandoned if thread.is_alive())
 
@@ -417,6 +469,7 @@ class HealthMonitor:
             if watch is None:
                 raise KeyError(f"no health check is watched for plugin {name!r}")
             result = watch.last_result
+            in_flight = self._in_flight.get(name)
             return {
                 "last_check": None if result is None else _iso_utc(result.timestamp),
                 "last_result": None
@@ -427,7 +480,7 @@ class HealthMonitor:
                     "message": result.message,
                 },
                 "consecutive_fails": watch.consecutive_fails,
-                "stuck": name in self._hung,
+                "stuck": in_flight is not None and in_flight.state == _TIMED_OUT,
             }
 
     def next_check(self, name: str) -> float | None:
@@ -460,7 +513,7 @@ class HealthMonitor:
                 if self._stopping.is_set():  # stop() set both under this lock: not lost
                     return
                 self._wake.clear()
-                while self._deadlines and self._deadlines[0][2].state != _RUNNING:
+                while self._deadlines and self._deadlines[0][2].state not in _LIVE:
                     heapq.heappop(self._deadlines)
                 self._next_wake = min(
                     self._slots[0][0] if self._slots else math.inf,
@@ -471,10 +524,12 @@ class HealthMonitor:
                 wait(self._clock, self._wake, min(delay, _MAX_PARK))
 
     def _process_due(self, now: float, dispatch: list[_Job]) -> tuple[list[_Delivery], int]:
-        """Time out overdue checks, then plan due slots (their jobs into ``dispatch``).
+        """Detach and time out overdue checks, then plan due slots (jobs into ``dispatch``).
 
-        Called under the lock; the jobs are queued after it is released, so a woken
-        worker does not at once block on the lock the scheduler still holds.
+        Returns the callbacks to deliver and how many workers to start in place of
+        detached ones. Called under the lock; the jobs are queued after it is
+        released, so a woken worker does not at once block on the lock the
+        scheduler still holds.
         """
         deliveries: list[_Delivery] = []
         replacements = 0
@@ -482,7 +537,12 @@ class HealthMonitor:
             job = heapq.heappop(self._deadlines)[2]
             if job.state == _RUNNING:
                 replacements += 1
-                deliveries.extend(self._time_out(job, now))
+                self._detach(job)
+            if job.state == _DETACHED:
+                if job.deadline <= now:
+                    deliveries.extend(self._time_out(job, now))
+                else:
+                    heapq.heappush(self._deadlines, (job.deadline, next(self._seq), job))
         horizon = now + _BATCH_WINDOW
         while self._slots and self._slots[0][0] <= horizon:
             planned, _, watch = heapq.heappop(self._slots)
@@ -495,31 +555,44 @@ class HealthMonitor:
                 upcoming += interval
             watch.planned = upcoming
             heapq.heappush(self._slots, (upcoming, next(self._seq), watch))
-            hung = self._hung.get(watch.name)
-            if hung is not None:
+            in_flight = self._in_flight.get(watch.name)
+            if in_flight is None:
+                job = _Job(watch)
+                self._in_flight[watch.name] = job
+                dispatch.append(job)
+            elif in_flight.state == _TIMED_OUT:
                 result = HealthCheckResult(
                     False,
                     timestamp=time.time(),
-                    duration=max(now - hung.started, 0.0),
+                    duration=max(now - in_flight.started, 0.0),
                     message=f"previous check still hung after "
-                    f"{_human_duration(now - hung.started)}",
+                    f"{_human_duration(now - in_flight.started)}",
                     check_type=watch.config.check_type,
                 )
                 deliveries.extend(self._record(watch, result))
-            elif watch.job is None:
-                watch.job = _Job(watch)
-                dispatch.append(watch.job)
         return deliveries, replacements
 
-    def _time_out(self, job: _Job, now: float) -> list[_Delivery]:
-        """Abandon a check past its deadline and its thread. Called under the lock."""
-        watch = job.watch
-        job.state = _TIMED_OUT
-        if watch.job is job:
-            watch.job = None
-        self._hung[watch.name] = job
+    def _detach(self, job: _Job) -> None:
+        """Take a slow check's thread off the pool (the caller starts a replacement).
+
+        Called under the lock.
+        """
+        job.state = _DETACHED
         if job.thread is not None:
             self._workers.discard(job.thread)
+            self._detached.add(job.thread)
+        self._logger.debug(
+            "health check of %r still running after %s; its worker is detached and replaced",
+            job.watch.name,
+            _human_duration(min(self._detach_after, job.watch.config.timeout)),
+        )
+
+    def _time_out(self, job: _Job, now: float) -> list[_Delivery]:
+        """Abandon a detached check past its timeout, and its thread. Called under the lock."""
+        watch = job.watch
+        job.state = _TIMED_OUT
+        if job.thread is not None:
+            self._detached.discard(job.thread)
             self._abandoned.add(job.thread)
         self._logger.warning(
             "health check of %r timed out after %s; its thread is abandoned",
@@ -579,36 +652,37 @@ class HealthMonitor:
                 return
 
     def _run_job(self, job: _Job, me: threading.Thread) -> bool:
-        """Run one check; False when this thread was abandoned meanwhile and must exit."""
+        """Run one check; False when this thread was detached meanwhile and must exit."""
         watch = job.watch
         with self._lock:
             if self._stopping.is_set() or not watch.active:
                 job.state = _DONE
-                if watch.job is job:
-                    watch.job = None
+                del self._in_flight[watch.name]
                 return True
             job.state = _RUNNING
             job.thread = me
             job.wall_started = time.time()
             job.started = self._clock.monotonic()
-            deadline = job.started + watch.config.timeout
-            heapq.heappush(self._deadlines, (deadline, next(self._seq), job))
-            if deadline < self._next_wake:
+            job.deadline = job.started + watch.config.timeout
+            detach = job.started + min(self._detach_after, watch.config.timeout)
+            heapq.heappush(self._deadlines, (detach, next(self._seq), job))
+            if detach < self._next_wake:
                 self._wake.set()
         result = self._evaluate(watch)
         finished = self._clock.monotonic()
         with self._lock:
-            if job.state == _TIMED_OUT:
+            pooled = job.state == _RUNNING
+            timed_out = job.state == _TIMED_OUT
+            job.state = _DONE
+            del self._in_flight[watch.name]
+            if not pooled:  # replaced in the pool: this thread exits after this check
+                self._detached.discard(me)
                 self._abandoned.discard(me)
-                if self._hung.get(watch.name) is job:
-                    del self._hung[watch.name]
+            if timed_out:
                 self._logger.info("hung health check of %r returned; result dropped", watch.name)
                 return False
-            job.state = _DONE
-            if watch.job is job:
-                watch.job = None
             if self._stopping.is_set() or not watch.active:
-                return True
+                return pooled
             result = HealthCheckResult(  # stamped (see HealthCheckResult)
                 result.healthy,
                 job.wall_started,
@@ -619,7 +693,7 @@ class HealthMonitor:
             )
             deliveries = self._record(watch, result)
         self._deliver(deliveries)
-        return True
+        return pooled
 
     def _evaluate(self, watch: _Watch) -> HealthCheckResult:
         """The main check, then each custom check, stopping at the first failure."""
