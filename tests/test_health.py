@@ -4,7 +4,9 @@ Scheduling tests drive the monitor with a FakeClock and synchronise on what the
 checks and callbacks put into queues; every wait has a timeout. Tests that must
 show "no extra check was started" use ``concurrency=1``: the job queue is FIFO,
 so a wrongly dispatched check would run before the next legitimate one and show
-up in the recorded order.
+up in the recorded order. On the FakeClock a slow check is detached from the pool
+only when the test advances the clock past ``detach_after``, so the number of
+monitor threads at each step is deterministic.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ from typing import Any
 
 import pytest
 
-from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
+from recovery.health import (
+    DEFAULT_DETACH_AFTER,
+    HealthCheckConfig,
+    HealthCheckResult,
+    HealthMonitor,
+)
 from recovery.testing import FakeClock
 
 WAIT = 5.0  # real seconds any single wait may take before the test fails
@@ -49,12 +56,17 @@ def _monitor_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("recovery-health")]
 
 
+def _worker_threads() -> int:
+    """Live worker threads: the pool plus detached and abandoned ones."""
+    return sum(1 for t in _monitor_threads() if "worker" in t.name)
+
+
 class Harness:
     """A monitor on a FakeClock with its callbacks recorded in queues."""
 
-    def __init__(self, concurrency: int = 1) -> None:
+    def __init__(self, concurrency: int = 1, **monitor: Any) -> None:
         self.clock = FakeClock(100.0)
-        self.monitor = HealthMonitor(concurrency=concurrency, clock=self.clock)
+        self.monitor = HealthMonitor(concurrency=concurrency, clock=self.clock, **monitor)
         self.healthy: queue.Queue[tuple[str, HealthCheckResult]] = queue.Queue()
         self.limits: queue.Queue[tuple[str, HealthCheckResult]] = queue.Queue()
 
@@ -76,6 +88,16 @@ class Harness:
         planned = self.monitor.next_check(name)
         assert planned is not None
         return planned
+
+    def sync(self, moment: float, marker: Recorder, marker_grid: float) -> None:
+        """Advance to ``moment``, then to the marker's first slot at or after it, and wait
+        for the marker's check: with one pool worker and a FIFO queue, any check
+        dispatched for ``moment`` has started by then."""
+        self.advance_to(moment)
+        after = marker_grid + math.ceil(moment - marker_grid)
+        self.advance_to(after)
+        while marker.next_call() < after:
+            pass
 
 
 class Recorder:
@@ -187,6 +209,34 @@ def test_monitor_concurrency_must_be_positive(concurrency: int) -> None:
         HealthMonitor(concurrency=2.0)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(0, ValueError), (-0.5, ValueError), (math.inf, ValueError), (math.nan, ValueError),
+     ("1", TypeError), (True, TypeError), (None, TypeError)],
+)
+def test_monitor_detach_after_must_be_positive_seconds(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=f"detach_after must be .*got {re.escape(repr(value))}"):
+        HealthMonitor(detach_after=value)
+
+
+def test_monitor_detach_after_accepts_timedelta() -> None:
+    h = Harness(detach_after=datetime.timedelta(milliseconds=300))
+    gate = Gate()
+    marker = Recorder(h.clock)
+    h.watch("slow", gate, interval=10.0)
+    try:
+        h.monitor.start()
+        h.advance_to(h.next_check("slow"))
+        assert gate.started.wait(WAIT)
+        began = h.clock.monotonic()
+        h.watch("marker", marker, interval=0.2)
+        h.advance_to(began + 0.3 + 1e-9)  # the only worker is free again only now
+        assert marker.next_call() == pytest.approx(began + 0.3)
+    finally:
+        gate.release.set()
+        h.monitor.stop(timeout=2.0)
+
+
 # -- registration -------------------------------------------------------------------------
 
 
@@ -279,7 +329,7 @@ def test_missed_slots_are_skipped_not_burst(harness: Harness) -> None:
 
 
 def test_slot_while_previous_check_runs_is_skipped() -> None:
-    h = Harness(concurrency=2)
+    h = Harness(concurrency=1)
     gate = Gate()
     marker = Recorder(h.clock)
     h.watch("p", gate, interval=1.0, timeout=100.0)
@@ -290,14 +340,11 @@ def test_slot_while_previous_check_runs_is_skipped() -> None:
         marker_grid = h.next_check("marker")
         h.advance_to(first)
         assert gate.started.wait(WAIT)
-        # A slot of p comes due while its first check runs (within its timeout). A marker
-        # slot after it, on the one free worker, proves the scheduler has handled that slot:
-        # a check of p queued for it would have run first.
-        h.advance_to(first + 1.0)
-        after = marker_grid + math.ceil(first + 1.0 - marker_grid)
-        h.advance_to(after)
-        while marker.next_call() < after:
-            pass
+        # A slot of p comes due while its first check runs (within its timeout; its worker
+        # is detached and replaced meanwhile). A marker slot after it, on the one pool
+        # worker, proves the scheduler has handled that slot: a check of p queued for it
+        # would have run first.
+        h.sync(first + 1.0, marker, marker_grid)
         assert gate.calls == 1
         assert h.monitor.status("p")["last_result"] is None  # skipped silently
         gate.release.set()
@@ -524,6 +571,7 @@ def test_hung_check_times_out_on_the_monitor_clock_and_is_replaced() -> None:
         name, result = h.limits.get(timeout=WAIT)
         assert (name, result.healthy, result.message) == ("hung", False, "timed out after 2.0s")
         assert h.monitor.stuck_threads == 1
+        assert _worker_threads() == 2  # the pool of one, and the abandoned thread
         assert h.monitor.status("hung")["stuck"] is True
         # The only worker is stuck in the hung check; its replacement runs other checks.
         h.watch("other", other, interval=1.0)
@@ -577,7 +625,163 @@ def test_at_most_one_abandoned_thread_per_plugin_across_rewatch() -> None:
         h.monitor.stop(timeout=2.0)
 
 
+# -- detached slow checks -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("detach_after", [None, 0.5])
+def test_slow_check_is_detached_so_the_others_keep_their_schedule(
+    detach_after: float | None,
+) -> None:
+    """One pool worker, a check that blocks: the others run once it is detached, and it
+    still counts (healthy) when it returns within its timeout; its thread then exits."""
+    expected = DEFAULT_DETACH_AFTER if detach_after is None else detach_after
+    h = Harness(concurrency=1, **({} if detach_after is None else {"detach_after": detach_after}))
+    gate = Gate()
+    marker = Recorder(h.clock)
+    h.watch("slow", gate, interval=10.0, timeout=5.0, max_failures=1)
+    try:
+        h.monitor.start()
+        h.advance_to(h.next_check("slow"))
+        assert gate.started.wait(WAIT)
+        began = h.clock.monotonic()
+        h.watch("marker", marker, interval=0.8 * expected)  # first slot before the detach
+        h.advance_to(h.next_check("marker"))  # queued behind the blocked worker
+        h.advance_to(began + expected + 1e-9)
+        assert marker.next_call() == pytest.approx(began + expected)  # on the replacement
+        _get_for(h.healthy, "marker")
+        assert _worker_threads() == 2  # the pool of one, and the detached "slow" thread
+        for _ in range(3):  # the marker keeps its schedule
+            planned = h.next_check("marker")
+            h.advance_to(planned)
+            assert marker.next_call() == pytest.approx(planned)
+            _get_for(h.healthy, "marker")
+        h.advance_to(began + 4.0)  # slow, not hung: within its timeout
+        assert h.monitor.stuck_threads == 0
+        assert h.monitor.status("slow")["stuck"] is False
+        assert h.monitor.status("slow")["last_result"] is None
+        gate.release.set()
+        result = _get_for(h.healthy, "slow")
+        assert result.duration == pytest.approx(4.0)
+        gate.join()  # the detached thread exits after its check
+        assert _worker_threads() == 1  # back to concurrency
+        assert h.limits.empty()
+        h.advance_to(h.next_check("slow"))  # checked again, on the pool
+        assert _get_for(h.healthy, "slow").healthy
+        assert gate.calls == 2
+    finally:
+        gate.release.set()
+        h.monitor.stop(timeout=2.0)
+
+
+def test_at_most_one_detached_thread_per_plugin() -> None:
+    h = Harness(concurrency=1)
+    gate = Gate()
+    marker = Recorder(h.clock)
+    h.watch("p", gate, interval=1.0, timeout=100.0)
+    h.watch("marker", marker, interval=1.0)
+    try:
+        h.monitor.start()
+        first = h.next_check("p")
+        marker_grid = h.next_check("marker")
+        h.advance_to(first)
+        assert gate.started.wait(WAIT)
+        for k in (1, 2, 3):  # each slot finds the detached check still running: skipped
+            h.sync(first + k, marker, marker_grid)
+        assert gate.calls == 1
+        assert _worker_threads() == 2
+        assert h.monitor.stuck_threads == 0
+        assert h.monitor.status("p")["last_result"] is None
+        # A new registration of the same name waits for the old check too.
+        h.monitor.unwatch("p")
+        h.watch("p", gate, interval=1.0, timeout=100.0)
+        for _ in range(2):
+            h.sync(h.next_check("p"), marker, marker_grid)
+        assert gate.calls == 1
+        assert _worker_threads() == 2
+        assert h.monitor.status("p")["last_result"] is None
+        gate.release.set()  # the old registration's result is dropped
+        gate.join()
+        assert _worker_threads() == 1
+        h.sync(h.next_check("p"), marker, marker_grid)
+        assert gate.calls == 2
+        assert _get_for(h.healthy, "p").healthy
+    finally:
+        gate.release.set()
+        h.monitor.stop(timeout=2.0)
+
+
+def test_real_clock_slow_check_does_not_delay_the_others() -> None:
+    """Real threads, default detach_after: one pool worker, a check blocked for good
+    (its timeout far away), and another plugin still checked every 5 ms."""
+    gate = Gate()
+    healthy: queue.Queue[str] = queue.Queue()
+    ticks: queue.Queue[float] = queue.Queue()
+
+    def tick() -> bool:
+        ticks.put(time.monotonic())
+        return True
+
+    monitor = HealthMonitor(concurrency=1)
+    try:
+        with monitor:
+            monitor.watch(
+                "slow",
+                gate,
+                HealthCheckConfig(interval=0.005, timeout=60.0),
+                on_failure_limit=print,
+                on_healthy=lambda n, r: healthy.put(n),
+            )
+            monitor.watch(
+                "other",
+                tick,
+                HealthCheckConfig(interval=0.005),
+                on_failure_limit=print,
+                on_healthy=lambda n, r: None,
+            )
+            assert gate.started.wait(WAIT)
+            while not ticks.empty():
+                ticks.get_nowait()
+            for _ in range(10):  # would wait for the 60 s timeout without the detach
+                ticks.get(timeout=WAIT)
+            assert monitor.stuck_threads == 0
+            assert healthy.empty()
+            gate.release.set()
+            assert healthy.get(timeout=WAIT) == "slow"  # counted when it returned
+            gate.join()
+            deadline = time.monotonic() + WAIT
+            # A loaded machine may detach even a trivial check for a moment: poll.
+            while _worker_threads() != 1:
+                assert time.monotonic() < deadline, "pool never returned to its size"
+                threading.Event().wait(0.001)
+    finally:
+        gate.release.set()
+    assert not _monitor_threads()
+
+
 # -- stop ------------------------------------------------------------------------------------
+
+
+def test_stop_joins_a_detached_check_promptly_and_reports_it_abandoned() -> None:
+    h = Harness(concurrency=1)
+    gate = Gate()
+    marker = Recorder(h.clock)
+    h.watch("p", gate, interval=10.0, timeout=60.0)
+    h.watch("marker", marker, interval=1.0)
+    h.monitor.start()
+    first = h.next_check("p")
+    h.advance_to(first)
+    assert gate.started.wait(WAIT)
+    h.sync(first + 1.0, marker, h.next_check("marker"))  # detached by now
+    assert _worker_threads() == 2
+    began = time.monotonic()
+    h.monitor.stop(timeout=0.2)
+    assert time.monotonic() - began < 1.0
+    assert h.monitor.stuck_threads == 1
+    assert _monitor_threads() == [gate.thread]
+    gate.release.set()
+    gate.join()
+    assert h.monitor.stuck_threads == 0
+    assert h.monitor.status("p")["last_result"] is None  # dropped after stop()
 
 
 def test_stop_is_prompt_with_a_check_in_flight_and_abandons_it() -> None:
