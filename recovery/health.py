@@ -44,11 +44,11 @@ Rules, and why:
   :attr:`HealthMonitor.stuck_threads` until the check finally returns, whose late
   result is dropped, and then it exits. No new check of that plugin starts while
   the old one runs, so there is at most one detached or abandoned thread per
-  plugin: the monitor never has more than ``concurrency`` plus the number of
-  watched plugins threads. Each slot that comes due while the plugin's check is
-  still hung is recorded as a failed check ("still hung"): a plugin whose check
-  hangs for good is unhealthy and must reach ``max_failures``, or it would never
-  be handed to recovery.
+  plugin name: the monitor's threads are its scheduler, ``concurrency`` pool
+  workers, and one per plugin whose check has run past ``detach_after``. Each
+  slot that comes due while the plugin's check is still hung is recorded as a
+  failed check ("still hung"): a plugin whose check hangs for good is unhealthy
+  and must reach ``max_failures``, or it would never be handed to recovery.
 - **Time.** The scheduler, the detach threshold, the timeouts and the measured
   durations all use the monitor's clock: real time with the default clock; with
   :class:`recovery.testing.FakeClock` a check is detached, or times out, when the
@@ -93,7 +93,13 @@ import attrs
 from recovery import _validate
 from recovery._clock import REAL_CLOCK, Clock, wait
 
-__all__ = ["HealthCheck", "HealthCheckConfig", "HealthCheckResult", "HealthMonitor"]
+__all__ = [
+    "DEFAULT_DETACH_AFTER",
+    "HealthCheck",
+    "HealthCheckConfig",
+    "HealthCheckResult",
+    "HealthMonitor",
+]
 
 _LOGGER = logging.getLogger("recovery.health")
 
