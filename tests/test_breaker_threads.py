@@ -159,3 +159,40 @@ def test_with_blocks_from_threads_keep_their_own_admission(make: Any, clock: Fak
 
     run_threads(2, worker)
     assert cb.state is CircuitBreakerState.CLOSED
+
+
+def test_with_blocks_interleaved_across_thread_lifetimes(make: Any, clock: FakeClock) -> None:
+    # Threads come and go (their idents may be reused) while others enter and exit:
+    # each exit must pair with its own thread's entry (here: its start time).
+    cb = make(failure_threshold=5, minimum_requests=5, slow_call_duration=1.0)
+    errors: list[BaseException] = []
+
+    def one_block() -> None:
+        with cb:
+            pass
+
+    first = threading.Thread(target=one_block)
+    first.start()
+    first.join(WAIT)
+    inside, leave = threading.Event(), threading.Event()
+
+    def slow_block() -> None:
+        try:
+            with pytest.raises(Boom), cb:
+                inside.set()
+                assert leave.wait(WAIT)
+                clock.advance(2.0)
+                raise Boom()
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    second = threading.Thread(target=slow_block)
+    second.start()
+    assert inside.wait(WAIT)
+    with cb:  # the main thread enters and exits while the second is inside
+        pass
+    leave.set()
+    second.join(WAIT)
+    assert not second.is_alive() and errors == []
+    m = cb.metrics()
+    assert (m.total_successes, m.total_failures, m.total_slow_calls) == (2, 1, 1)
