@@ -62,3 +62,19 @@ def wait(clock: Clock, event: threading.Event, timeout: float) -> bool:
             return False
         event.wait(min(left, 0.01))
     return True
+
+
+def pause(clock: Clock, event: threading.Event, seconds: float) -> bool:
+    """Let ``seconds`` of ``clock`` time pass; True if ``event`` was set first.
+
+    For a pause that is part of the work (an episode's back-off between attempts),
+    unlike :func:`wait`, which parks a loop until time is moved. The real clock
+    waits on the event, so ``stop()`` interrupts the pause. Any other clock is
+    asked to ``sleep``: a FakeClock then advances at once (SPEC §3), so a test
+    sees a whole back-off without waiting and without advancing the clock itself.
+    """
+    if isinstance(clock, MonotonicClock):
+        return event.wait(max(seconds, 0.0))
+    if not event.is_set():
+        clock.sleep(seconds)
+    return event.is_set()

@@ -24,13 +24,13 @@ threads:
 
 A failed plugin stays failed (breaker held open) until :meth:`reset_plugin`.
 
-Time: back-off waits between attempts and strategy timeouts are waits on the
-manager's clock that ``stop()`` interrupts. With
-:class:`recovery.testing.FakeClock` they end only when the test advances the
-clock (``clock.wait_for_waiters(1)`` tells when an episode is parked), so a test
-decides exactly when the next attempt runs or a strategy times out, and never
-waits on real time. A strategy itself may use ``ctx.clock.sleep``, which a
-FakeClock turns into an instant advance.
+Time: everything runs on the manager's clock. The back-off between attempts is
+a pause (:func:`recovery._clock.pause`): on the real clock ``stop()`` interrupts
+it; a :class:`recovery.testing.FakeClock` is advanced through it at once, so an
+episode of several attempts completes without the test moving the clock (it
+sees the clock moved by the back-offs). A strategy's timeout is a wait for the
+strategy to finish: on a FakeClock it passes only when the clock is advanced
+past it (``clock.wait_for_waiters(1)`` tells when an episode is parked on one).
 """
 
 from __future__ import annotations
@@ -789,7 +789,7 @@ class RecoveryManager(Dispatcher):
                     outcome = "recovered"
                     break
                 self._check_recovery_time(plugin, episode)
-                if attempt < config.max_recovery_attempts and _clock.wait(
+                if attempt < config.max_recovery_attempts and _clock.pause(
                     self.clock, stopping, config.backoff(attempt)
                 ):
                     break
