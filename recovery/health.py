@@ -230,6 +230,10 @@ def _iso_utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _ignore(name: str, result: HealthCheckResult) -> None:
+    """The callback of a watch that gave none."""
+
+
 def _phase(name: str) -> float:
     """A stable fraction in [0, 1) per name: where in its interval a plugin is checked."""
     return zlib.crc32(name.encode("utf-8", "surrogatepass")) / 2.0**32
@@ -322,10 +326,10 @@ class HealthMonitor:
 
     def __init__(
         self,
-        *,
         concurrency: int = 4,
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
+        *,
         detach_after: float | datetime.timedelta = DEFAULT_DETACH_AFTER,
     ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int):
@@ -373,10 +377,13 @@ class HealthMonitor:
         check: HealthCheck,
         config: HealthCheckConfig | None = None,
         *,
-        on_failure_limit: ResultCallback,
-        on_healthy: ResultCallback,
+        on_failure_limit: ResultCallback | None = None,
+        on_healthy: ResultCallback | None = None,
     ) -> None:
-        """Start checking ``name`` with ``check`` (``ValueError`` if already watched)."""
+        """Start checking ``name`` with ``check`` (``ValueError`` if already watched).
+
+        Without callbacks the results are only kept for :meth:`status`.
+        """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
         if not callable(check):
@@ -385,13 +392,40 @@ class HealthMonitor:
             config = HealthCheckConfig()
         elif not isinstance(config, HealthCheckConfig):
             raise TypeError(f"config must be a HealthCheckConfig, got {config!r}")
-        watch = _Watch(name, check, config, on_failure_limit, on_healthy)
+        watch = _Watch(name, check, config, on_failure_limit or _ignore,
+                       on_healthy or _ignore)
         with self._lock:
             if name in self._watches:
                 raise ValueError(f"plugin {name!r} is already watched")
             self._watches[name] = watch
             if self._started and not self._stopping.is_set():
                 self._plan_first(watch, self._clock.monotonic())
+
+    def reconfigure(self, name: str, config: HealthCheckConfig) -> None:
+        """Check ``name`` with ``config`` from now on (``KeyError`` if not watched).
+
+        The next check comes at most one new interval from now (earlier if it was
+        already planned earlier), and the grid continues from there. A check in
+        flight keeps the timeout it started with. The manager uses this to check
+        an open breaker's plugin at the breaker's own ``health_check_interval``.
+        """
+        if not isinstance(config, HealthCheckConfig):
+            raise TypeError(f"config must be a HealthCheckConfig, got {config!r}")
+        with self._lock:
+            watch = self._watches.get(name)
+            if watch is None:
+                raise KeyError(f"no health check is watched for plugin {name!r}")
+            watch.config = config
+            if watch.planned is None:
+                return
+            soonest = self._clock.monotonic() + config.interval
+            if soonest < watch.planned:
+                # The old heap entry goes stale: _process_due skips entries whose
+                # time is no longer the watch's plan.
+                watch.planned = soonest
+                heapq.heappush(self._slots, (soonest, next(self._seq), watch))
+                if soonest < self._next_wake:
+                    self._wake.set()
 
     def unwatch(self, name: str) -> None:
         """Stop checking ``name``; a check of it in flight finishes and is dropped."""
@@ -552,8 +586,8 @@ class HealthMonitor:
         horizon = now + _BATCH_WINDOW
         while self._slots and self._slots[0][0] <= horizon:
             planned, _, watch = heapq.heappop(self._slots)
-            if not watch.active:
-                continue
+            if not watch.active or planned != watch.planned:
+                continue  # unwatched, or replanned by reconfigure()
             interval = watch.config.interval
             missed = max(math.floor((now - planned) / interval), 0)
             upcoming = planned + (missed + 1) * interval

@@ -68,6 +68,7 @@ _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
 _OPEN = CircuitBreakerState.OPEN
 _CLOSED = CircuitBreakerState.CLOSED
+_REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -492,10 +493,26 @@ class RecoveryManager(Dispatcher):
         monitor.watch(
             name,
             check,
-            config,
+            self._health_config(name, config, self._plugins[name].breaker.state),
             on_failure_limit=self._on_health_failure_limit,
             on_healthy=self._on_healthy,
         )
+
+    def _health_config(
+        self, name: str, config: HealthCheckConfig, state: CircuitBreakerState
+    ) -> HealthCheckConfig:
+        """The plugin's check config for a breaker state.
+
+        While the breaker is open (or repairing) the check runs at the breaker
+        config's ``health_check_interval`` with its ``health_check_timeout`` (SPEC
+        §4.1), so a dead dependency that comes back is found sooner than its open
+        period would; otherwise at the registered config's interval and timeout.
+        """
+        if state not in _REJECTING:
+            return config
+        breaker_config = self._plugins[name].breaker.config
+        return attrs.evolve(config, interval=breaker_config.health_check_interval,
+                            timeout=breaker_config.health_check_timeout)
 
     def _plugin_health_check(self, name: str) -> Callable[[], Any] | None:
         """The plugin's own ``health_check``, looked up on every run (a restart may replace
@@ -615,12 +632,27 @@ class RecoveryManager(Dispatcher):
     def _on_transition(
         self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
     ) -> None:
-        """Breaker listener: a close means the plugin recovered (trips are failures,
-        seen by :meth:`_on_failure`). Transitions the manager makes are ignored."""
+        """Breaker listener: opening or closing switches the health-check pace; a close
+        means the plugin recovered (trips are failures, seen by :meth:`_on_failure`;
+        for that, transitions the manager makes are ignored)."""
+        if (old in _REJECTING) != (new in _REJECTING):
+            self._recheck_at_new_pace(breaker.name, new)
         if getattr(self._local, "controlling", False):
             return
         if new is _CLOSED:
             self._recovered(breaker.name)
+
+    def _recheck_at_new_pace(self, name: str, state: CircuitBreakerState) -> None:
+        """The breaker started or stopped rejecting: switch its health-check config."""
+        with self._lock:
+            monitor = self._monitor
+            registered = self._health_checks.get(name)
+        if monitor is None or registered is None:
+            return
+        try:
+            monitor.reconfigure(name, self._health_config(name, registered[1], state))
+        except KeyError:  # registered after the monitor stopped: watched from next start()
+            pass
 
     def _recovered(self, name: str) -> None:
         plugin = self._plugins[name]
@@ -999,8 +1031,8 @@ class RecoveryManager(Dispatcher):
         status["plugins"] = {
             plugin.name: {
                 "circuit_breaker": _breaker_view(plugin.breaker),
-                "health_check": (
-                    _health_view(monitor, plugin.name) if plugin.name in watched else None
+                "health_check": _health_view(
+                    monitor if plugin.name in watched else None, plugin.name
                 ),
                 "recovery": recovery[plugin.name],
             }
@@ -1031,14 +1063,19 @@ class RecoveryManager(Dispatcher):
         }
 
 
-def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any] | None:
-    """The monitor's view of the plugin; None before the first start() watched it."""
-    if monitor is None:
-        return None
-    try:
-        return monitor.status(name)
-    except KeyError:  # registered after the last stop(): watched from the next start()
-        return None
+def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any]:
+    """The monitor's view of the plugin (SPEC §7 shape), plus ``enabled``.
+
+    A plugin that is not being checked (no check, health checking off, or the
+    manager not started) shows the same keys, empty, with ``enabled`` False.
+    """
+    if monitor is not None:
+        try:
+            return {**monitor.status(name), "enabled": True}
+        except KeyError:  # registered after the last stop(): watched from the next start()
+            pass
+    return {"last_check": None, "last_result": None, "consecutive_fails": 0, "stuck": False,
+            "enabled": False}
 
 
 def _breaker_view(breaker: CircuitBreaker) -> dict[str, Any]:

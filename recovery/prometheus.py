@@ -177,7 +177,7 @@ def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any])
             )
     for name, key in _FLAGS:
         families[name].add_metric([plugin], float(recovery[key]))
-    if health is not None:
+    if health["enabled"]:
         last = health["last_result"]
         if last is not None:
             families["recovery_health_check_healthy"].add_metric(

@@ -687,7 +687,10 @@ def test_status_is_json_serialisable_and_of_the_spec_shape(make: Make, clock: Fa
     assert {"last_check", "last_result", "consecutive_fails"} <= set(p["health_check"])
     assert {"in_progress", "attempts", "last_action", "degraded", "failed"} <= set(p["recovery"])
     assert status["plugins"]["q"]["circuit_breaker"]["state"] == "open"
-    assert status["plugins"]["q"]["health_check"] is None
+    assert status["plugins"]["q"]["health_check"] == {
+        "last_check": None, "last_result": None, "consecutive_fails": 0, "stuck": False,
+        "enabled": False,
+    }
     rm.stop()
     assert rm.get_recovery_status()["running"] is False
 
@@ -936,10 +939,10 @@ def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
     rm = make(enable_health_checking=True)
     rm.stop()
     rm.register_plugin("p", health_check=lambda: True)
-    assert rm.get_recovery_status()["plugins"]["p"]["health_check"] is None
+    assert rm.get_recovery_status()["plugins"]["p"]["health_check"]["enabled"] is False
     rm.start()
     health = rm.get_recovery_status()["plugins"]["p"]["health_check"]
-    assert health is not None
+    assert health["enabled"] is True
     assert health["consecutive_fails"] == 0
 
 
@@ -957,3 +960,32 @@ def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
     settle(rm, clock)
     assert [failure.type for failure in seen] == [FailureType.TIMEOUT]
     assert audit.records == [("p", "timeout", "spy", True)]
+
+
+def test_an_open_breaker_is_checked_at_its_own_health_check_interval(
+    clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    checked = threading.Event()
+    half_open = threading.Event()
+
+    def check() -> bool:
+        checked.set()
+        return True
+
+    rm = RecoveryManager(
+        Plugins("p"), audit,
+        RecoveryConfig(health_check_interval=30.0, enable_auto_recovery=False),
+        clock=clock,
+    )
+    with rm:
+        breaker = rm.register_plugin(
+            "p", CircuitBreakerConfig(timeout=1000.0, health_check_interval=1.0),
+            health_check=check,
+        )
+        breaker.add_listener(
+            lambda b, old, new: half_open.set() if new is CircuitBreakerState.HALF_OPEN else None
+        )
+        breaker.force_open()
+        clock.advance(1.0)  # far less than the 30 s pace of a closed breaker
+        assert checked.wait(5)
+        assert half_open.wait(5)  # the healthy check let a trial through
