@@ -36,6 +36,7 @@ past it (``clock.wait_for_waiters(1)`` tells when an episode is parked on one).
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import logging
 import math
@@ -649,10 +650,9 @@ class RecoveryManager(Dispatcher):
             registered = self._health_checks.get(name)
         if monitor is None or registered is None:
             return
-        try:
+        # KeyError: registered after the monitor stopped; watched from the next start().
+        with contextlib.suppress(KeyError):
             monitor.reconfigure(name, self._health_config(name, registered[1], state))
-        except KeyError:  # registered after the monitor stopped: watched from next start()
-            pass
 
     def _recovered(self, name: str) -> None:
         plugin = self._plugins[name]
