@@ -871,9 +871,13 @@ cdef object _divert_hook(object self, PyObject** args, Py_ssize_t nargs, PyObjec
 
 cdef object _rejection(str name, int state, double retry_after):
     """The error for a rejected call; built outside the lock, raised by the caller."""
+    # __new__ alone: BaseException's fills ``args`` in C; the Python __init__ would
+    # only store the same three values again, at a cost on every rejection.
     if state == REPAIRING:
-        return CircuitRepairingError(name, STATES[state], None)
-    return CircuitOpenError(name, STATES[state], None if isnan(retry_after) else retry_after)
+        return CircuitRepairingError.__new__(CircuitRepairingError, name, STATES[state], None)
+    return CircuitOpenError.__new__(
+        CircuitOpenError, name, STATES[state], None if isnan(retry_after) else retry_after
+    )
 
 
 cdef inline void _put(list stack, Py_ssize_t index, object value):

@@ -33,7 +33,7 @@ class AlertKind(str, Enum):
         return self.value
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class AlertThresholds:
     """When the recovery manager raises an alert for a plugin (None disables that alert).
 

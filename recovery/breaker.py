@@ -83,7 +83,6 @@ class BreakerMixin(_WindowBase):
         self,
         name: str,
         config: CircuitBreakerConfig | None = None,
-        *,
         clock: Clock | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:

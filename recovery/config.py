@@ -29,7 +29,7 @@ def _exception_tuple(instance: Any, attribute: attrs.Attribute[Any], value: Any)
         )
 
 
-@attrs.frozen(kw_only=True)
+@attrs.frozen
 class CircuitBreakerConfig:
     """How a :class:`~recovery.CircuitBreaker` decides to open, probe and close.
 
@@ -79,12 +79,6 @@ class CircuitBreakerConfig:
                 raise ValueError(
                     f"{name} must be <= sliding_window_size ({size}), got {value!r}"
                 )
-        if self.slow_call_rate_threshold is not None and self.slow_call_duration is None:
-            raise ValueError(
-                "slow_call_rate_threshold needs slow_call_duration, got "
-                f"slow_call_rate_threshold={self.slow_call_rate_threshold!r} "
-                "with slow_call_duration=None"
-            )
 
     @property
     def trial_calls(self) -> int:

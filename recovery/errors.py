@@ -13,10 +13,14 @@ class CircuitOpenError(Exception):
     when that is not known (half-open with all trial slots taken, or a repair in
     progress).
 
-    Rejection is a hot path, so the error has no ``__init__`` of its own: the
-    three values live in ``args`` (set by ``BaseException`` in C) and are read
-    through properties, and the message is built only when ``str()`` asks.
+    The three values live in ``args`` and are read through properties, and the
+    message is built only when ``str()`` asks. Rejection is a hot path: the
+    compiled breaker creates the error with ``BaseException.__new__`` alone, which
+    fills ``args`` in C, and skips this Python ``__init__``.
     """
+
+    def __init__(self, name: str, state: Any, retry_after: float | None = None) -> None:
+        super().__init__(name, state, retry_after)
 
     @property
     def name(self) -> str:

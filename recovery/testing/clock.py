@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import threading
 
 
@@ -26,8 +27,10 @@ class FakeClock:
     def monotonic(self) -> float:
         return self._now
 
-    def advance(self, seconds: float) -> float:
-        """Move time forward by ``seconds`` (>= 0) and return the new time."""
+    def advance(self, seconds: float | datetime.timedelta) -> float:
+        """Move time forward by ``seconds`` (>= 0, or a timedelta) and return the new time."""
+        if isinstance(seconds, datetime.timedelta):
+            seconds = seconds.total_seconds()
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds!r}")
         with self._changed:
@@ -35,7 +38,9 @@ class FakeClock:
             self._changed.notify_all()
             return self._now
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float | datetime.timedelta) -> None:
+        if isinstance(seconds, datetime.timedelta):
+            seconds = seconds.total_seconds()
         if seconds > 0:
             self.advance(seconds)
 
