@@ -46,11 +46,14 @@ class Severity(str, Enum):
 
 
 def _enum_member(enum: type[Enum], field: str, value: Any) -> Any:
-    """Accept a member or its string value; anything else is a ValueError naming the field."""
+    """Accept a member, its string value or its name, in any case ("timeout", "TIMEOUT").
+
+    Anything else is a ValueError naming the field and the value.
+    """
     if isinstance(value, enum):
         return value
     try:
-        return enum(value)
+        return enum(value.lower() if isinstance(value, str) else value)
     except ValueError:
         choices = ", ".join(repr(member.value) for member in enum)
         raise ValueError(f"{field} must be one of {choices}, got {value!r}") from None
@@ -84,8 +87,8 @@ def _str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 class FailureInfo:
     """One failure of a plugin.
 
-    ``type`` and ``severity`` accept the enum members or their string values
-    (``"timeout"``, ``"warning"``); an unknown value raises ``ValueError`` naming the
+    ``type`` and ``severity`` accept the enum members or their string values in any
+    case (``"timeout"``, ``"WARNING"``); an unknown value raises ``ValueError`` naming the
     field and the value. ``timestamp`` is wall-clock (``time.time()``), for display and
     audit. ``recoverable=False`` tells the manager not to try: the plugin is marked
     failed until reset.

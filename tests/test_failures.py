@@ -159,3 +159,10 @@ def test_failure_info_is_frozen() -> None:
     failure = FailureInfo("error")
     with pytest.raises(AttributeError):
         failure.message = "changed"  # type: ignore[misc]
+
+
+def test_type_and_severity_strings_in_any_case() -> None:
+    from recovery import FailureInfo, FailureType, Severity
+
+    failure = FailureInfo("TIMEOUT", severity="Critical")
+    assert (failure.type, failure.severity) == (FailureType.TIMEOUT, Severity.CRITICAL)
