@@ -1,19 +1,26 @@
 """Outcome traces: record a breaker's calls to CSV, and load them back for replay.
 
-A trace is a CSV file whose header names at least the columns ``t`` (seconds, the
-monotonic time the call started), ``ok`` (1 if the call succeeded, 0 if it failed)
-and ``latency`` (seconds the call took), one row per call, in time order. An
-optional ``healthy`` column (1/0) says whether the dependency was truly healthy at
-that moment: known for synthetic traces, or labelled by hand from an incident log.
-Columns may come in any order; other columns are ignored. Values are plain
-numbers (no quoting); blank lines at the end of the file are ignored.
+A trace is a CSV file, one row per call, in time order, with the columns ``t``
+(seconds, the monotonic time the call started), ``ok`` (did the call succeed)
+and ``latency`` (seconds the call took). An optional ``healthy`` column says
+whether the dependency was truly healthy at that moment: known for synthetic
+traces, or labelled by hand from an incident log.
+
+The first line is a header naming the columns, unless its first field is a
+number: then the file has no header and every row is ``t,ok,latency`` (3 fields)
+or ``t,ok,latency,healthy`` (4 fields), as the first row has. In a header, names
+are matched without regard to case or surrounding spaces, ``time`` is another
+name for ``t`` (the SPEC writes "time, ok, latency"), columns may come in any
+order and other columns are ignored. ``ok`` and ``healthy`` are ``1``/``0``,
+``true``/``false`` or ``yes``/``no`` (any case); ``t`` and ``latency`` are plain
+numbers (no quoting). Blank lines at the end of the file are ignored.
 
 ``python -m recovery tune TRACE`` replays a trace through candidate configs (see
-:mod:`recovery.tune`). The loader keeps each column in one flat array
-(``array('d')`` or ``bytearray``) because that is what the compiled window's
-``replay`` reads without a per-event Python object.
+:mod:`recovery.tune`, which can also derive ``healthy`` for a trace without it).
+The loader keeps each column in one flat array (``array('d')`` or ``bytearray``)
+because that is what the compiled window's ``replay`` reads without a per-event
+Python object.
 """
-
 from __future__ import annotations
 
 import array
@@ -32,6 +39,8 @@ COLUMNS = ("t", "ok", "latency")
 LABEL = "healthy"
 _CHUNK_CHARS = 1 << 22  # read ~4 MB at a time: bounded memory, few Python-level steps
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
+_SYNONYMS = {"time": "t"}
+_FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
 
 
 class TraceError(ValueError):
@@ -128,12 +137,17 @@ def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
     latency: array.array[float] = array.array("d")
     healthy: bytearray | None = None
     with open(source, encoding="utf-8-sig") as file:
-        names = _read_header(file.readline(), source)
+        first = file.readline()
+        names = _headerless_names(first, source)
+        if names is None:
+            names = _read_header(first, source)
+            first, line = "", 2  # the line number of the next row
+        else:
+            line = 1  # the first line is a row
         if LABEL in names:
             healthy = bytearray()
-        line = 2  # the line number of the next row
         previous = -math.inf
-        for lines in _line_chunks(file):
+        for lines in _line_chunks(file, first):
             parsed = _parse_columns(_split(lines, names, source, line), source, line)
             if not sort:
                 previous = _check_order(parsed["t"], source, line, previous)
@@ -147,13 +161,13 @@ def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
     return trace.sorted_by_time() if sort else trace
 
 
-def _line_chunks(file: TextIO) -> Iterator[list[str]]:
-    """The file's remaining lines, a few MB at a time; blank lines at its end dropped.
+def _line_chunks(file: TextIO, first: str = "") -> Iterator[list[str]]:
+    """``first`` and the file's remaining lines, a few MB at a time; blank lines at its end dropped.
 
     Blank lines at the end of a chunk are held back and put in front of the next
     one, so a blank line between rows is still seen (and reported) at its place.
     """
-    tail = ""
+    tail = first
     held = 0
     while True:
         block = file.read(_CHUNK_CHARS)
@@ -163,7 +177,7 @@ def _line_chunks(file: TextIO) -> Iterator[list[str]]:
                 continue  # no complete line yet
             lines = [""] * held + head.split("\n")
         else:
-            lines = [""] * held + [tail]
+            lines = [""] * held + tail.split("\n")
         kept = len(lines)
         while kept and not lines[kept - 1].strip():
             kept -= 1
@@ -174,10 +188,30 @@ def _line_chunks(file: TextIO) -> Iterator[list[str]]:
             return
 
 
+def _headerless_names(first: str, source: str) -> list[str] | None:
+    """The columns of a file without a header (its first field is a number), else None."""
+    fields = first.split(",")
+    try:
+        float(fields[0])
+    except ValueError:
+        return None
+    if len(fields) not in (3, 4):
+        raise TraceError(
+            source, 1,
+            f"no header (the first field is a number), so expected 3 or 4 fields "
+            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {first.strip()!r}",
+        )
+    return [*COLUMNS, LABEL][: len(fields)]
+
+
 def _read_header(header: str, source: str) -> list[str]:
+    """The header's column names, lower-cased and with synonyms made canonical."""
     if not header.strip():
-        raise TraceError(source, 1, f"empty file; expected a header {','.join(COLUMNS)}")
-    names = [name.strip() for name in header.rstrip("\r\n").split(",")]
+        raise TraceError(
+            source, 1, f"empty file; expected a header {','.join(COLUMNS)}[,{LABEL}] or rows"
+        )
+    names = [name.strip().lower() for name in header.rstrip("\r\n").split(",")]
+    names = [_SYNONYMS.get(name, name) for name in names]
     missing = [name for name in COLUMNS if name not in names]
     if missing:
         raise TraceError(
@@ -188,7 +222,11 @@ def _read_header(header: str, source: str) -> list[str]:
     wanted = [*COLUMNS, LABEL]
     repeated = sorted({name for name in names if name in wanted and names.count(name) > 1})
     if repeated:
-        raise TraceError(source, 1, f"column(s) {', '.join(repeated)} appear more than once")
+        raise TraceError(
+            source, 1,
+            f"column(s) {', '.join(repeated)} appear more than once "
+            "(names ignore case; time is the same column as t)",
+        )
     return names
 
 
@@ -257,22 +295,22 @@ def _numbers(name: str, column: list[str], source: str, first_line: int) -> arra
 
 
 def _zero_ones(name: str, column: list[str], source: str, first_line: int) -> bytearray:
-    # Fast path for the canonical "0"/"1": one join, one translate, no per-value int().
+    """``1``/``0``, ``true``/``false``, ``yes``/``no`` (any case, spaces around) as 1/0 bytes."""
+    # Fast path for the canonical "0"/"1": one join, one translate, no per-value lookup.
     joined = "".join(column)
     if len(joined) == len(column) and not joined.strip("01"):
         return bytearray(joined, "ascii").translate(_ZERO_ONE)
-    values = bytearray()
-    for index, text in enumerate(column):
-        try:
-            value = int(text)
-        except ValueError:
-            value = -1
-        if value not in (0, 1):
-            raise TraceError(
-                source, first_line + index, f"{name} must be 0 or 1, got {text.strip()!r}"
-            )
-        values.append(value)
-    return values
+    try:
+        return bytearray(map(_FLAGS.__getitem__, map(str.lower, map(str.strip, column))))
+    except KeyError:
+        index = next(
+            index for index, text in enumerate(column) if text.strip().lower() not in _FLAGS
+        )
+        raise TraceError(
+            source, first_line + index,
+            f"{name} must be 0 or 1, got {column[index].strip()!r} "
+            "(true/false and yes/no are accepted too)",
+        ) from None
 
 
 def _check_order(

@@ -31,7 +31,22 @@ Scores per config (times in seconds):
     began. A run that ends with the breaker not yet CLOSED is *unrecovered*
     (``unrecovered``) and has no delay.
 
-A mean or max is None when no run has a delay. The ranking sorts by
+A mean or max is None when no run has a delay.
+
+Labels for a trace without a ``healthy`` column (a production recording): by
+default ``tune`` derives them from the trace's own outcomes (:class:`LabelRule`),
+so the scores above exist for it too, and says so in its output. A call is
+labelled unhealthy when at least ``--unhealthy-rate`` (default 0.5) of the calls
+that started within ``--label-window / 2`` seconds of it (either side,
+inclusive; default window 10 s, so +-5 s; the call itself included) failed. The
+window is centred rather than trailing because the whole trace is known: for a
+hard outage under steady traffic the labels then change exactly where the
+failures start and stop, where a trailing window would put both edges half a
+window late. The labels follow failures only (slow calls that succeed count as
+healthy), a lone failure with no other call near it is an outage of one call,
+and a brownout below the rate is healthy; lower the rate to count it.
+``--no-derive-labels`` keeps only the label-free scores. A trace's own
+``healthy`` column is always used as it is. The ranking sorts by
 ``cost = sum(weight[k] * score[k])`` over the weighted scores, lowest first (ties
 keep the candidates' order); a score that is None adds nothing, and the cost is
 None when the trace has no labels and only label-needing scores are weighted (the
@@ -53,6 +68,8 @@ grid around the defaults is used.
 from __future__ import annotations
 
 import argparse
+import bisect
+import functools
 import itertools
 import json
 import math
@@ -65,6 +82,7 @@ from typing import Any
 
 import attrs
 
+from recovery._validate import positive_seconds, rate, seconds
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.trace import Trace, TraceError, load_trace
@@ -74,6 +92,7 @@ _OPENS = re.compile(b"\x00\x01")  # a CLOSED state followed by an OPEN one
 _UNHEALTHY_RUNS = re.compile(b"\x00+")
 _HEALTHY_RUNS = re.compile(b"\x01+")
 _DOUBLE = bytes.maketrans(b"\x00\x01", b"\x00\x02")
+_FAILED = bytes.maketrans(b"\x00\x01", b"\x01\x00")
 
 DEFAULT_WEIGHTS: Mapping[str, float] = {"rejected_healthy": 1.0, "passed_unhealthy": 1.0}
 
@@ -157,6 +176,50 @@ class TuneResult:
             "scores": self.scores.to_dict(),
             "replay_seconds": self.replay_seconds,
         }
+
+
+@attrs.frozen
+class LabelRule:
+    """Derives ``healthy`` from a trace's own outcomes (see "Labels" in the module doc).
+
+    A call is unhealthy when at least ``unhealthy_rate`` of the calls that
+    started within ``label_window / 2`` seconds of it, either side, failed.
+    """
+
+    label_window: float = attrs.field(default=10.0, converter=seconds, validator=positive_seconds)
+    unhealthy_rate: float = attrs.field(default=0.5, validator=rate)
+
+    @property
+    def description(self) -> str:
+        """``unhealthy where >= 50% of the calls within +-5 s failed``."""
+        return (
+            f"unhealthy where >= {self.unhealthy_rate * 100:g}% of the calls "
+            f"within +-{self.label_window / 2:g} s failed"
+        )
+
+    def label(self, trace: Trace) -> Trace:
+        """The same events, with ``healthy`` derived (any existing labels are replaced).
+
+        The trace must be in time order, as loaded traces are. Two binary
+        searches and a prefix sum of failures per event: under a second per
+        million events, done once per trace rather than per candidate.
+        """
+        t, half = trace.t.tolist(), self.label_window / 2  # bisect on a list boxes no floats
+        failures_before = [0, *itertools.accumulate(trace.ok.translate(_FAILED))]
+        lows = map(operator.sub, t, itertools.repeat(half))
+        highs = map(operator.add, t, itertools.repeat(half))
+        first = list(map(functools.partial(bisect.bisect_left, t), lows))
+        stop = list(map(functools.partial(bisect.bisect_right, t), highs))
+        failures = map(
+            operator.sub,
+            map(failures_before.__getitem__, stop),
+            map(failures_before.__getitem__, first),
+        )
+        # A share, not failures < rate * calls: 7 / 100 rounds to the same float as 0.07,
+        # where 0.07 * 100 rounds above 7. Every window holds its own call, so calls >= 1.
+        shares = map(operator.truediv, failures, map(operator.sub, stop, first))
+        healthy = bytearray(map(operator.lt, shares, itertools.repeat(self.unhealthy_rate)))
+        return Trace(trace.t, trace.ok, trace.latency, healthy, trace.source)
 
 
 # -- candidates -------------------------------------------------------------------------
@@ -373,7 +436,9 @@ def tune(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("trace", metavar="TRACE", help="CSV trace: t,ok,latency[,healthy]")
+    parser.add_argument(
+        "trace", metavar="TRACE", help="CSV: t (or time),ok,latency[,healthy]; header optional"
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--grid", metavar="FILE.json", help="candidates: list of dicts, or dict of lists"
@@ -398,6 +463,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sort", action="store_true", help="sort the trace by t instead of rejecting disorder"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    labels = parser.add_argument_group(
+        "labels for a trace without a healthy column (derived by default)"
+    )
+    labels.add_argument(
+        "--label-window",
+        metavar="SECONDS",
+        type=float,
+        default=LabelRule().label_window,
+        help="width of the window centred on each call (default: %(default)g)",
+    )
+    labels.add_argument(
+        "--unhealthy-rate",
+        metavar="RATE",
+        type=float,
+        default=LabelRule().unhealthy_rate,
+        help="a call is unhealthy when at least this fraction of its window failed "
+        "(default: %(default)g)",
+    )
+    labels.add_argument(
+        "--no-derive-labels",
+        action="store_true",
+        help="do not derive labels: only the scores that need none",
+    )
 
 
 def parse_weights(items: Sequence[str]) -> dict[str, float]:
@@ -425,25 +513,36 @@ def run(args: argparse.Namespace) -> int:
             candidates = [parse_config_args(items) for items in args.config]
         else:
             candidates = [make_candidate(overrides) for overrides in DEFAULT_GRID]
+        rule = LabelRule(args.label_window, args.unhealthy_rate)
         trace = load_trace(args.trace, sort=args.sort)
     except (OSError, TraceError, TypeError, ValueError) as error:
         print(f"tune: {error}", file=sys.stderr)
         return 2
+    derived = None if trace.labelled or args.no_derive_labels else rule
+    if derived is not None:
+        trace = derived.label(trace)
     results = tune(trace, candidates, weights)
     if args.json:
-        print(json.dumps(_report(trace, weights, results), indent=2))
+        print(json.dumps(_report(trace, weights, results, derived), indent=2))
     else:
-        print(_table(trace, weights, results))
+        print(_table(trace, weights, results, derived))
     return 0
 
 
 def _report(
-    trace: Trace, weights: Mapping[str, float], results: Sequence[TuneResult]
+    trace: Trace,
+    weights: Mapping[str, float],
+    results: Sequence[TuneResult],
+    derived: LabelRule | None,
 ) -> dict[str, Any]:
+    """``labels`` is ``"column"`` (the trace's own), ``"derived"`` (by ``label_rule``) or None."""
+    labels = "derived" if derived is not None else "column" if trace.labelled else None
     return {
         "trace": trace.source,
         "events": len(trace),
         "labelled": trace.labelled,
+        "labels": labels,
+        "label_rule": None if derived is None else attrs.asdict(derived),
         "weights": dict(weights),
         "results": [result.to_dict() for result in results],
     }
@@ -453,7 +552,12 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _table(trace: Trace, weights: Mapping[str, float], results: Sequence[TuneResult]) -> str:
+def _table(
+    trace: Trace,
+    weights: Mapping[str, float],
+    results: Sequence[TuneResult],
+    derived: LabelRule | None,
+) -> str:
     columns: list[tuple[str, Any]] = [
         ("rank", lambda r: "-" if r.rank is None else str(r.rank)),
         ("cost", lambda r: "-" if r.cost is None else f"{r.cost:g}"),
@@ -487,7 +591,12 @@ def _table(trace: Trace, weights: Mapping[str, float], results: Sequence[TuneRes
     ]
     outages = f", {results[0].scores.outages} outages" if results and trace.labelled else ""
     head = f"{trace.source}: {len(trace)} events{outages}"
-    if not trace.labelled:
+    if derived is not None:
+        head += (
+            f" (no healthy column; labels derived: {derived.description}; "
+            "--no-derive-labels for label-free scores only)"
+        )
+    elif not trace.labelled:
         head += " (no healthy column: label-free scores only)"
     formula = " + ".join(f"{w:g}*{k}" for k, w in weights.items() if w)
     foot = f"cost = {formula or '0'} (lower is better; set with --weight score=w)"

@@ -56,6 +56,48 @@ def test_load_accepts_windows_line_ends_a_bom_and_no_final_newline(tmp_path: Pat
     assert loaded.latency == array.array("d", [0.5, 0.25])
 
 
+def test_header_names_ignore_case_and_spaces_and_time_means_t(tmp_path: Path) -> None:
+    path = write(tmp_path, " Time , OK,Latency ,HEALTHY,Note\n0.5,1,0.01,1,a\n2,0,0.5,0,b\n")
+    loaded = load_trace(path)
+    assert loaded.t == array.array("d", [0.5, 2.0])
+    assert loaded.ok == bytearray([1, 0])
+    assert loaded.latency == array.array("d", [0.01, 0.5])
+    assert loaded.healthy == bytearray([1, 0])
+
+
+def test_ok_and_healthy_take_words_in_any_case(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "time,ok,latency,healthy\n1,true,0,Yes\n2,FALSE,0,no\n3, yes ,0,True\n4,No,0,0\n"
+        "5,1,0,false\n",
+    )
+    loaded = load_trace(path)
+    assert loaded.ok == bytearray([1, 0, 1, 0, 1])
+    assert loaded.healthy == bytearray([1, 0, 1, 0, 0])
+
+
+def test_a_file_without_a_header_is_t_ok_latency_then_healthy(tmp_path: Path) -> None:
+    plain = load_trace(write(tmp_path, "0.5,1,0.01\n1.5,0,2\n\n", "plain.csv"))
+    assert plain.t == array.array("d", [0.5, 1.5])
+    assert plain.ok == bytearray([1, 0])
+    assert plain.latency == array.array("d", [0.01, 2.0])
+    assert plain.healthy is None
+    labelled = load_trace(write(tmp_path, "1,true,0.25,1\n2,false,0.5,no", "labelled.csv"))
+    assert labelled.t == array.array("d", [1.0, 2.0])
+    assert labelled.ok == bytearray([1, 0])
+    assert labelled.latency == array.array("d", [0.25, 0.5])
+    assert labelled.healthy == bytearray([1, 0])
+    one_row = tmp_path / "one.csv"
+    one_row.write_bytes(b"\xef\xbb\xbf7,0,0.125\r\n")  # a BOM, Windows line ends
+    loaded = load_trace(one_row)
+    assert (loaded.t, loaded.ok, loaded.latency) == (
+        array.array("d", [7.0]), bytearray([0]), array.array("d", [0.125])
+    )
+    with pytest.raises(TraceError, match="line 3: t goes back in time"):
+        load_trace(write(tmp_path, "1,1,0\n3,1,0\n2,1,0\n", "unsorted.csv"))
+    assert load_trace(tmp_path / "unsorted.csv", sort=True).t == array.array("d", [1, 2, 3])
+
+
 def test_a_header_only_trace_is_empty(tmp_path: Path) -> None:
     loaded = load_trace(write(tmp_path, "t,ok,latency,healthy\n"))
     assert len(loaded) == 0
@@ -67,8 +109,15 @@ def test_a_header_only_trace_is_empty(tmp_path: Path) -> None:
     [
         ("", 1, "empty file"),
         ("t,ok\n1,1\n", 1, "lacks column(s) latency"),
-        ("time,ok,latency\n", 1, "lacks column(s) t"),
+        ("when,ok,latency\n", 1, "lacks column(s) t"),
         ("t,ok,latency,t\n", 1, "t appear more than once"),
+        ("t,ok,latency,Time\n", 1, "t appear more than once"),
+        ("OK,ok,t,latency\n", 1, "ok appear more than once"),
+        ("1,1,0,1,9\n", 1, "no header (the first field is a number), so expected 3 or 4"),
+        ("1,1\n", 1, "found 2: '1,1'"),
+        ("1,1,0\n2,1,0,1\n", 2, "expected 3 comma-separated fields (t,ok,latency), found 4"),
+        ("1,1,0,2\n", 1, "healthy must be 0 or 1, got '2'"),
+        ("1,1,0\nx,1,0\n", 2, "t is not a number: 'x'"),
         ("t,ok,latency\n1,1,0\n2,1\n", 3, "expected 3 comma-separated fields"),
         ("t,ok,latency\n1,1,0\n2,1,0,9\n", 3, "found 4"),
         ("t,ok,latency\n1,1,0\n\n2,1,0\n", 3, "found 1"),
@@ -78,7 +127,9 @@ def test_a_header_only_trace_is_empty(tmp_path: Path) -> None:
         ("t,ok,latency\n1,1,inf\n", 2, "latency must be a finite number"),
         ("t,ok,latency\n1,1,0\n2,1,-0.5\n", 3, "latency must be >= 0 seconds, got -0.5"),
         ("t,ok,latency\n1,1,0\n2,2,0\n", 3, "ok must be 0 or 1, got '2'"),
-        ("t,ok,latency\n1,yes,0\n", 2, "ok must be 0 or 1, got 'yes'"),
+        ("t,ok,latency\n1,maybe,0\n", 2, "ok must be 0 or 1, got 'maybe' (true/false and"),
+        ("t,ok,latency\n1,y,0\n", 2, "ok must be 0 or 1, got 'y'"),
+        ("t,ok,latency\n1,1.0,0\n", 2, "ok must be 0 or 1, got '1.0'"),
         ("t,ok,latency,healthy\n1,1,0,1\n2,1,0,0.5\n", 3, "healthy must be 0 or 1, got '0.5'"),
         ("t,ok,latency\n1,1,0\n3,1,0\n2,1,0\n", 4, "t goes back in time (2.0 after 3.0)"),
     ],
@@ -111,6 +162,11 @@ def test_errors_and_values_are_the_same_across_read_chunks(
     blank = write(tmp_path, "t,ok,latency\n" + rows + "\n\n" + rows, "blank.csv")
     with pytest.raises(TraceError, match="line 42: expected 3"):
         load_trace(blank)
+    headerless = write(tmp_path, rows + "\n", "headerless.csv")  # first row is read first
+    loaded = load_trace(headerless)
+    assert (loaded.t, loaded.ok, loaded.latency) == (whole.t, whole.ok, whole.latency)
+    words = write(tmp_path, "t,ok,latency\n" + rows.replace(",1,", ",yes,"), "words.csv")
+    assert load_trace(words).ok == whole.ok
 
 
 def test_sort_orders_events_by_time_keeping_ties_in_file_order(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from recovery import tune
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.trace import Trace
-from recovery.tune import Scores, cost, make_candidate, parse_config_args, score
+from recovery.tune import LabelRule, Scores, cost, make_candidate, parse_config_args, score
 
 CL, OP, HO = 0, 1, 2  # closed, open, half-open: state codes after each event
 
@@ -195,6 +195,57 @@ def test_unlabelled_traces_are_scored_but_not_ranked_by_default() -> None:
     assert results[0].scores == Scores(events=3, rejected=0, opens=0)
 
 
+# -- derived labels ---------------------------------------------------------------------
+
+
+def outcomes(t: list[float], ok: list[int], healthy: list[int] | None = None) -> Trace:
+    if healthy is None:
+        return Trace.from_rows([(t[i], ok[i], 0.5) for i in range(len(t))])
+    return Trace.from_rows([(t[i], ok[i], 0.5, healthy[i]) for i in range(len(t))])
+
+
+def test_derived_labels_use_the_failure_share_of_a_centred_window() -> None:
+    ok = [1, 1, 1, 0, 0, 0, 1, 1, 0, 1]
+    trace = outcomes([float(i) for i in range(10)], ok)
+    # Window 3 s: each call with its neighbours one second either side.
+    # Failed shares: 0/2 0/3 1/3 2/3 3/3 2/3 1/3 1/3 1/3 1/2 -> unhealthy at >= 0.5.
+    labelled = LabelRule(3.0, 0.5).label(trace)
+    assert labelled.healthy == bytearray([1, 1, 1, 0, 0, 0, 1, 1, 1, 0])
+    assert (labelled.t, labelled.ok, labelled.latency, labelled.source) == (
+        trace.t, trace.ok, trace.latency, trace.source
+    )
+    assert LabelRule(2.0, 0.5).label(trace).healthy == labelled.healthy  # +-1 s is inclusive
+    assert LabelRule(1.9, 0.5).label(trace).healthy == bytearray(ok)  # each call alone
+    assert LabelRule(3.0, 1 / 3).label(trace).healthy == bytearray([1, 1] + [0] * 8)
+    assert LabelRule(3.0, 1.0).label(trace).healthy == bytearray([1] * 4 + [0] + [1] * 5)
+
+
+def test_derived_labels_window_is_in_seconds_not_calls_and_replaces_labels() -> None:
+    trace = outcomes([0.0, 0.1, 0.2, 5.0, 10.0], [0, 0, 1, 1, 0], healthy=[1, 1, 1, 1, 1])
+    # Window 1 s: the first three share one window (2/3 failed); the lone calls stand alone.
+    assert LabelRule(1.0).label(trace).healthy == bytearray([0, 0, 0, 1, 0])
+    assert LabelRule().label(trace).healthy == bytearray([0, 0, 0, 0, 0])  # +-5 s: >= 2/4
+    assert LabelRule(0.01, 0.07).label(Trace.from_rows([])).healthy == bytearray()
+
+
+def test_derived_labels_match_a_hard_outage_exactly() -> None:
+    labelled = outage_then_recovery()  # 6 failures, then 10 successes, one a second
+    unlabelled = Trace(labelled.t, labelled.ok, labelled.latency)
+    # The default +-5 s: call 5 sees 6 of 11 failed, call 6 sees 5 of 11.
+    assert LabelRule().label(unlabelled).healthy == labelled.healthy
+
+
+def test_label_rule_rejects_bad_settings_naming_them() -> None:
+    with pytest.raises(ValueError, match="label_window must be a finite number of seconds > 0"):
+        LabelRule(0.0)
+    with pytest.raises(ValueError, match=r"unhealthy_rate must be in \(0, 1\], got 0.0"):
+        LabelRule(10.0, 0.0)
+    assert LabelRule().description == "unhealthy where >= 50% of the calls within +-5 s failed"
+    assert LabelRule(3, 0.25).description == (
+        "unhealthy where >= 25% of the calls within +-1.5 s failed"
+    )
+
+
 # -- candidates -------------------------------------------------------------------------
 
 
@@ -338,15 +389,77 @@ def test_cli_uses_the_default_grid_and_a_grid_file(
     assert len(json.loads(capsys.readouterr().out)["results"]) == 3
 
 
-def test_cli_on_an_unlabelled_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_on_an_unlabelled_trace_without_derived_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_trace(tmp_path, hand_trace(None, [0.1] * 4))
-    assert run_cli(path, "--config", "timeout=1") == 0
+    assert run_cli(path, "--config", "timeout=1", "--no-derive-labels") == 0
     out = capsys.readouterr().out
     assert "no healthy column: label-free scores only" in out
     assert "not ranked" in out
     assert "false opens" not in out
-    assert run_cli(path, "--config", "timeout=1", "--weight", "opens=1") == 0
+    assert run_cli(path, "--config", "timeout=1", "--weight", "opens=1", "--no-derive-labels") == 0
     assert "not ranked" not in capsys.readouterr().out
+    assert run_cli(path, "--config", "timeout=1", "--no-derive-labels", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["labelled"], report["labels"], report["label_rule"]) == (False, None, None)
+    assert report["results"][0]["scores"]["outages"] is None
+
+
+def test_cli_derives_labels_for_an_unlabelled_trace_by_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    labelled = outage_then_recovery()
+    with_column = write_trace(tmp_path, labelled, "labelled.csv")
+    without = write_trace(tmp_path, Trace(labelled.t, labelled.ok, labelled.latency), "raw.csv")
+    argv = ["--config", "failure_threshold=10,timeout=1", "--config", SMALL, "timeout=5"]
+    assert run_cli(without, *argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (
+        f"{without}: 16 events, 1 outages (no healthy column; labels derived: unhealthy where "
+        ">= 50% of the calls within +-5 s failed; --no-derive-labels for label-free scores only)"
+    )
+    assert "false opens" in out[1]
+    assert out[2].split()[:2] == ["1", "5"]  # ranked as with the true labels
+    assert "not ranked" not in out[-1]
+
+    assert run_cli(without, *argv, "--json") == 0
+    derived = json.loads(capsys.readouterr().out)
+    assert run_cli(with_column, *argv, "--json") == 0
+    truth = json.loads(capsys.readouterr().out)
+    assert (derived["labelled"], derived["labels"]) == (True, "derived")
+    assert derived["label_rule"] == {"label_window": 10.0, "unhealthy_rate": 0.5}
+    assert (truth["labels"], truth["label_rule"]) == ("column", None)
+    # The derived labels are the true ones here, so every score agrees.
+    assert [r["scores"] for r in derived["results"]] == [r["scores"] for r in truth["results"]]
+
+    # A narrower window and a lower rate: now the trailing successes' windows see failures.
+    assert run_cli(without, *argv, "--json", "--label-window", "4", "--unhealthy-rate", "0.25") == 0
+    narrow = json.loads(capsys.readouterr().out)
+    assert narrow["label_rule"] == {"label_window": 4.0, "unhealthy_rate": 0.25}
+    # +-2 s: call 6 sees 2 of 5 failed, call 7 sees 1 of 5 (< 0.25): the outage is calls 0-6.
+    scores = {r["label"]: r["scores"] for r in narrow["results"]}
+    assert scores["failure_threshold=10,timeout=1.0"]["passed_unhealthy"] == 7  # never opens
+    small = scores[SMALL + ",timeout=5.0"]  # admits 0-2, rejects 3-7, trial at 8 closes it
+    assert (small["passed_unhealthy"], small["rejected_healthy"]) == (3, 1)  # rejected: 7
+
+
+def test_cli_keeps_a_trace_s_own_labels_whatever_the_label_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    argv = ["--config", "failure_threshold=10,timeout=1", "--json"]
+
+    def scores(*extra: str) -> tuple[Any, ...]:
+        assert run_cli(path, *argv, *extra) == 0
+        report = json.loads(capsys.readouterr().out)
+        return report["labels"], report["label_rule"], report["results"][0]["scores"]
+
+    plain = scores()
+    assert plain[:2] == ("column", None)
+    assert plain[2]["passed_unhealthy"] == 6  # never opens: the 6 labelled-dead calls sent
+    assert scores("--label-window", "1", "--unhealthy-rate", "1") == plain
+    assert scores("--no-derive-labels") == plain
 
 
 @pytest.mark.parametrize(
@@ -359,6 +472,10 @@ def test_cli_on_an_unlabelled_trace(tmp_path: Path, capsys: pytest.CaptureFixtur
         ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: speed"),
         ("t,ok,latency\n", ["--weight", "opens"], "--weight expects score=number"),
         ("t,ok,latency\n", ["--grid", "missing.json"], "No such file"),
+        ("t,ok,latency\n", ["--label-window", "0"], "label_window must be a finite number"),
+        ("t,ok,latency\n", ["--unhealthy-rate", "1.5"], "unhealthy_rate must be in (0, 1]"),
+        ("t,ok,latency\n1,maybe,0\n", [], "line 2: ok must be 0 or 1, got 'maybe'"),
+        ("1,1,0,1,1\n", [], "line 1: no header (the first field is a number)"),
     ],
 )
 def test_cli_errors_exit_2_with_a_message(
