@@ -226,10 +226,13 @@ class Window:
 
     def try_admit(self) -> int:
         """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
-        if self._state == CLOSED:  # unlocked peek; confirmed under the lock
-            with self._lock:
-                if self._state == CLOSED:
-                    return self._generation << 2
+        # Closed, without the lock: each read is atomic, and a generation read
+        # before the state can only be older than the state's own, which makes the
+        # call one admitted before the transitions in between (it then counts in
+        # the totals only), as it was.
+        generation = self._generation
+        if self._state == CLOSED:
+            return generation << 2
         with self._lock:
             token, transition, retry_after = self._admit(None)
             error = self._reject(retry_after) if token < 0 else None
@@ -297,6 +300,15 @@ class Window:
         self, token: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run an admitted call outside the lock and record how it ended."""
+        if self._slow_duration < 0 and self._observer is None:
+            # Untimed: the success path without _finish's classification.
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                self._finish(token, exc, -1.0)
+                raise
+            self._record_outcome(token, 0, None)
+            return result
         start = self._start_time()
         try:
             result = fn(*args, **kwargs)
