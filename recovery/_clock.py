@@ -78,3 +78,10 @@ def pause(clock: Clock, event: threading.Event, seconds: float) -> bool:
     if not event.is_set():
         clock.sleep(seconds)
     return event.is_set()
+
+
+def iso_utc(timestamp: float | None) -> str | None:
+    """A wall-clock timestamp as ISO-8601 UTC to the second ("2024-01-01T12:00:00Z")."""
+    if timestamp is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -10,7 +10,6 @@ both.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import math
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
-from recovery._clock import Clock
+from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import CircuitBreakerConfig
 from recovery.state import STATES, CircuitBreakerState
@@ -32,13 +31,6 @@ R = TypeVar("R")
 Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
 FailureListener = Callable[[Any, BaseException | None, bool], object]
 _logger = logging.getLogger("recovery.breaker")
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @attrs.frozen
@@ -66,7 +58,7 @@ class CircuitBreakerMetrics:
         data = attrs.asdict(self)
         data["state"] = self.state.value
         for key in ("last_failure", "last_success", "state_change_time", "next_retry_time"):
-            data[key] = _iso(data[key])
+            data[key] = iso_utc(data[key])
         return data
 
 

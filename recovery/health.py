@@ -91,7 +91,7 @@ from typing import Any
 import attrs
 
 from recovery import _validate
-from recovery._clock import REAL_CLOCK, Clock, wait
+from recovery._clock import REAL_CLOCK, Clock, iso_utc, wait
 
 __all__ = [
     "DEFAULT_DETACH_AFTER",
@@ -223,11 +223,6 @@ def _human_duration(seconds: float) -> str:
         return f"{seconds:.1f}s"
     minutes, rest = divmod(seconds, 60.0)
     return f"{minutes:.0f}m{rest:.0f}s"
-
-
-def _iso_utc(timestamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _ignore(name: str, result: HealthCheckResult) -> None:
@@ -511,7 +506,7 @@ class HealthMonitor:
             result = watch.last_result
             in_flight = self._in_flight.get(name)
             return {
-                "last_check": None if result is None else _iso_utc(result.timestamp),
+                "last_check": None if result is None else iso_utc(result.timestamp),
                 "last_result": None
                 if result is None
                 else {

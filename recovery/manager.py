@@ -72,12 +72,6 @@ _CLOSED = CircuitBreakerState.CLOSED
 _REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
 
 
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
-
-
 def _strategy_names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for plugin, strategy in value.items():
         if not isinstance(plugin, str) or not isinstance(strategy, str) or not strategy:
@@ -1022,7 +1016,7 @@ class RecoveryManager(Dispatcher):
                 "alerting": self.config.enable_alerting,
                 "episodes_in_progress": self._open_episodes,
                 "stuck_strategies": [
-                    {"label": run.label, "since": _iso(run.started)} for run in stuck
+                    {"label": run.label, "since": _clock.iso_utc(run.started)} for run in stuck
                 ],
                 "stuck_health_checks": monitor.stuck_threads if monitor is not None else 0,
             }
@@ -1053,7 +1047,7 @@ class RecoveryManager(Dispatcher):
             "failed_reason": plugin.failed_reason,
             "consecutive_failures": plugin.consecutive_failures,
             "episode_failures": episode.failures if episode is not None else 0,
-            "episode_started": _iso(episode.wall_started) if episode is not None else None,
+            "episode_started": _clock.iso_utc(episode.wall_started if episode else None),
             "recent_episodes": len(plugin.history),
             "actions": {
                 action: {"success": plugin.actions[action, True],
