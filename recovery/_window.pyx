@@ -51,6 +51,14 @@ cdef extern from *:
     """
     long long TIMED_BIT "__pyx_recovery_TIMED_BIT"
 
+cdef extern from *:
+    """
+    static PyObject *__pyx_recovery_new_error(PyObject *type, PyObject *args) {
+        return ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+    }
+    """
+    object _new_error "__pyx_recovery_new_error"(object type, object args)
+
 # A thread state's id is unique for the interpreter's life; thread idents are reused.
 cdef extern from "Python.h":
     ctypedef struct PyThreadState:
@@ -871,12 +879,13 @@ cdef object _divert_hook(object self, PyObject** args, Py_ssize_t nargs, PyObjec
 
 cdef object _rejection(str name, int state, double retry_after):
     """The error for a rejected call; built outside the lock, raised by the caller."""
-    # __new__ alone: BaseException's fills ``args`` in C; the Python __init__ would
-    # only store the same three values again, at a cost on every rejection.
+    # The type's tp_new alone: BaseException's fills ``args`` in C; the Python
+    # __init__ would only store the same three values again, at a cost on every
+    # rejection (it about doubles it).
     if state == REPAIRING:
-        return CircuitRepairingError.__new__(CircuitRepairingError, name, STATES[state], None)
-    return CircuitOpenError.__new__(
-        CircuitOpenError, name, STATES[state], None if isnan(retry_after) else retry_after
+        return _new_error(CircuitRepairingError, (name, STATES[state], None))
+    return _new_error(
+        CircuitOpenError, (name, STATES[state], None if isnan(retry_after) else retry_after)
     )
 
 
