@@ -10,7 +10,7 @@ import pytest
 from recovery import _window_py
 from recovery.breaker import BreakerMixin, CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.testing import FakeClock
+from recovery.testing import FakeClock, RecordingAuditLogger
 
 
 def _compiled_window() -> Any:
@@ -39,6 +39,11 @@ def breaker_cls(request: pytest.FixtureRequest) -> type[CircuitBreaker]:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(1000.0)
+
+
+@pytest.fixture
+def audit() -> RecordingAuditLogger:
+    return RecordingAuditLogger()
 
 
 @pytest.fixture

@@ -71,12 +71,8 @@ class Plugins:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """Starts at 0 here, so the tests can write the times they expect."""
     return FakeClock()
-
-
-@pytest.fixture
-def audit() -> RecordingAuditLogger:
-    return RecordingAuditLogger()
 
 
 Make = Callable[..., RecoveryManager]

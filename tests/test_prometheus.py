@@ -80,12 +80,8 @@ def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """Starts at 0 here, so the tests can write the times they expect."""
     return FakeClock()
-
-
-@pytest.fixture
-def audit() -> RecordingAuditLogger:
-    return RecordingAuditLogger()
 
 
 @pytest.fixture
