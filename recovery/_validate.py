@@ -50,13 +50,6 @@ def optional_positive_int(instance: Any, attribute: attrs.Attribute[Any], value:
         positive_int(instance, attribute, value)
 
 
-def non_negative_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(attribute, value, "an int")
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
 def positive_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """A duration or period: a finite number of seconds greater than zero."""
     number = _check_number(attribute, value)
