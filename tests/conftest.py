@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from recovery import _window_py
 from recovery.breaker import BreakerMixin, CircuitBreaker
 from recovery.config import CircuitBreakerConfig
+from recovery.manager import RecoveryManager
 from recovery.testing import FakeClock, RecordingAuditLogger
 
 
@@ -54,3 +56,14 @@ def make(breaker_cls: type[CircuitBreaker], clock: FakeClock) -> Any:
         return breaker_cls(name, CircuitBreakerConfig(**fields), clock=clock)
 
     return build
+
+
+def settle(
+    rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0
+) -> None:
+    """Advance the clock in small steps until no episode runs (bounded in real time)."""
+    deadline = time.monotonic() + limit
+    while not rm.wait_idle(0.002):
+        assert time.monotonic() < deadline, "episode did not finish"
+        if clock.waiting:
+            clock.advance(step)

@@ -30,6 +30,7 @@ from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
 from recovery.testing.plugins import FlakyPlugin
+from tests.conftest import settle
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -100,13 +101,12 @@ def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
         rm.stop(timeout=5.0)
 
 
-def settle(rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0) -> None:
-    """Advance the clock in small steps until no episode runs (bounded in real time)."""
-    deadline = time.monotonic() + limit
-    while not rm.wait_idle(0.002):
-        assert time.monotonic() < deadline, "episode did not finish"
-        if clock.waiting:
-            clock.advance(step)
+def spy(rm: RecoveryManager) -> list[FailureInfo]:
+    """Register strategy "spy", which succeeds and keeps every failure it is given."""
+    seen: list[FailureInfo] = []
+    rm.register_strategy("spy", CustomStrategy("spy", 1, lambda f: True,
+                                               lambda n, f, c: seen.append(f)))
+    return seen
 
 
 def fail(kind: str = "timeout", **kwargs: Any) -> FailureInfo:
@@ -494,10 +494,8 @@ def test_rejected_while_repairing_or_served_by_the_fallback(make: Make) -> None:
 def test_a_trip_inside_execute_with_recovery_records_the_classified_failure(
     make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    seen: list[FailureInfo] = []
     rm = make(plugin_recovery_strategies={"p": "spy"})
-    rm.register_strategy("spy", CustomStrategy("spy", 1, lambda f: True,
-                                               lambda n, f, c: seen.append(f)))
+    seen = spy(rm)
     rm.register_plugin("p", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2))
     with pytest.raises(ValueError):
         rm.execute_with_recovery("p", _raise, ValueError("first"))
@@ -945,10 +943,8 @@ def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
 def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
     make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    seen: list[FailureInfo] = []
     rm = make(plugin_recovery_strategies={"p": "spy"})
-    rm.register_strategy("spy", CustomStrategy("spy", 1, lambda f: True,
-                                               lambda n, f, c: seen.append(f)))
+    seen = spy(rm)
     rm.register_plugin("p", CircuitBreakerConfig(
         minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=0.5))
     for _ in range(2):

@@ -28,6 +28,7 @@ from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
+from tests.conftest import settle
 
 DOCUMENTED = {
     "recovery_circuit_breaker_state": "gauge",
@@ -110,15 +111,6 @@ def make(
         rm.stop(timeout=5.0)
 
 
-def settle(rm: RecoveryManager, clock: FakeClock) -> None:
-    """Advance the clock while an episode waits on it, until none runs (bounded)."""
-    deadline = time.monotonic() + 10.0
-    while not rm.wait_idle(0.002):
-        assert time.monotonic() < deadline, "episode did not finish"
-        if clock.waiting:
-            clock.advance(0.5)
-
-
 def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(RecoveryCollector(rm))
@@ -175,7 +167,7 @@ def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
     assert value(samples, "recovery_circuit_breaker_state", plugin="bad", state="repairing") == 1
     assert value(samples, "recovery_in_progress", plugin="bad") == 1
 
-    settle(rm, clock)
+    settle(rm, clock, step=0.5)
     assert audit.records == [("bad", "error", "restart", False), ("bad", "error", "restart", True)]
     assert rm.execute_with_recovery("bad", bad.do_work) == "bad"  # the trial closes it
     assert breaker.state is CircuitBreakerState.CLOSED
