@@ -11,6 +11,7 @@ monitor threads at each step is deterministic.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import logging
@@ -328,7 +329,14 @@ def test_missed_slots_are_skipped_not_burst(harness: Harness) -> None:
     assert check.count == 2
 
 
-def test_slot_while_previous_check_runs_is_skipped() -> None:
+@contextlib.contextmanager
+def gated_check() -> Iterator[tuple[Harness, Gate, Recorder, float, float]]:
+    """A one-worker monitor whose plugin "p" is inside a check held by a gate.
+
+    Also watches "marker" on the same 1 s grid: a marker check queued after a
+    slot proves the scheduler has handled that slot. Yields the harness, the
+    gate, the marker, p's first planned time and the marker's.
+    """
     h = Harness(concurrency=1)
     gate = Gate()
     marker = Recorder(h.clock)
@@ -340,6 +348,14 @@ def test_slot_while_previous_check_runs_is_skipped() -> None:
         marker_grid = h.next_check("marker")
         h.advance_to(first)
         assert gate.started.wait(WAIT)
+        yield h, gate, marker, first, marker_grid
+    finally:
+        gate.release.set()
+        h.monitor.stop(timeout=2.0)
+
+
+def test_slot_while_previous_check_runs_is_skipped() -> None:
+    with gated_check() as (h, gate, marker, first, marker_grid):
         # A slot of p comes due while its first check runs (within its timeout; its worker
         # is detached and replaced meanwhile). A marker slot after it, on the one pool
         # worker, proves the scheduler has handled that slot: a check of p queued for it
@@ -352,9 +368,6 @@ def test_slot_while_previous_check_runs_is_skipped() -> None:
         h.advance_to(first + 2.0)
         assert _get_for(h.healthy, "p").healthy
         assert gate.calls == 2
-    finally:
-        gate.release.set()
-        h.monitor.stop(timeout=2.0)
 
 
 # -- results --------------------------------------------------------------------------------
@@ -674,17 +687,7 @@ def test_slow_check_is_detached_so_the_others_keep_their_schedule(
 
 
 def test_at_most_one_detached_thread_per_plugin() -> None:
-    h = Harness(concurrency=1)
-    gate = Gate()
-    marker = Recorder(h.clock)
-    h.watch("p", gate, interval=1.0, timeout=100.0)
-    h.watch("marker", marker, interval=1.0)
-    try:
-        h.monitor.start()
-        first = h.next_check("p")
-        marker_grid = h.next_check("marker")
-        h.advance_to(first)
-        assert gate.started.wait(WAIT)
+    with gated_check() as (h, gate, marker, first, marker_grid):
         for k in (1, 2, 3):  # each slot finds the detached check still running: skipped
             h.sync(first + k, marker, marker_grid)
         assert gate.calls == 1
@@ -705,9 +708,6 @@ def test_at_most_one_detached_thread_per_plugin() -> None:
         h.sync(h.next_check("p"), marker, marker_grid)
         assert gate.calls == 2
         assert _get_for(h.healthy, "p").healthy
-    finally:
-        gate.release.set()
-        h.monitor.stop(timeout=2.0)
 
 
 def test_real_clock_slow_check_does_not_delay_the_others() -> None:
