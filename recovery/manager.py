@@ -234,7 +234,6 @@ class _Plugin:
         "episode",
         "failed",
         "failed_reason",
-        "fallback",
         "history",
         "last_action",
         "last_action_success",
@@ -248,7 +247,6 @@ class _Plugin:
     ) -> None:
         self.name = name
         self.breaker = breaker
-        self.fallback = fallback
         self.route = Route(breaker, fallback)
         # Strategy runs by (action, success), for status and the Prometheus collector.
         self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
@@ -273,7 +271,7 @@ class _Plugin:
         # A degraded plugin with a fallback has its calls diverted off the C path to
         # _diverted_call, which serves the fallback while the degradation lasts.
         self._degraded = value
-        self.route.diverted = value and self.fallback is not None
+        self.route.diverted = value and self.route.fallback is not None
 
 
 class _Run:
