@@ -38,7 +38,7 @@ class CircuitBreakerConfig:
     value, at construction.
     """
 
-    failure_threshold: int = attrs.field(default=5, validator=v.positive_int)
+    failure_threshold: int = attrs.field(default=20, validator=v.positive_int)
     success_threshold: int = attrs.field(default=3, validator=v.positive_int)
     timeout: float = attrs.field(default=30.0, converter=v.seconds, validator=v.positive_seconds)
     health_check_interval: float = attrs.field(
@@ -54,8 +54,8 @@ class CircuitBreakerConfig:
     )
     enable_fast_fail: bool = attrs.field(default=True, validator=v.boolean)
     sliding_window_size: int = attrs.field(default=100, validator=v.positive_int)
-    minimum_requests: int = attrs.field(default=10, validator=v.positive_int)
-    failure_rate_threshold: float | None = attrs.field(default=None, validator=v.optional_rate)
+    minimum_requests: int = attrs.field(default=20, validator=v.positive_int)
+    failure_rate_threshold: float | None = attrs.field(default=0.5, validator=v.optional_rate)
     slow_call_duration: float | None = attrs.field(
         default=None, converter=v.optional_seconds, validator=v.optional_positive_seconds
     )

@@ -237,7 +237,8 @@ def test_outcome_admitted_before_a_transition_counts_only_in_totals(
 
 
 def test_window_slides_old_failures_out(make: Any) -> None:
-    cb = make(failure_threshold=3, minimum_requests=1, sliding_window_size=4)
+    cb = make(failure_threshold=3, minimum_requests=1, sliding_window_size=4,
+              failure_rate_threshold=None)
     fail(cb, 2)
     succeed(cb, 4)  # the two failures have slid out
     fail(cb, 2)

@@ -602,7 +602,8 @@ def test_failure_rate_alert_uses_the_breakers_window(make: Make) -> None:
     alerts: list[Alert] = []
     rm = make(alert_thresholds=AlertThresholds(failure_rate=0.5, consecutive_failures=None))
     rm.add_alert_handler(alerts.append)
-    rm.register_plugin("p", CircuitBreakerConfig(minimum_requests=4, failure_threshold=10))
+    rm.register_plugin("p", CircuitBreakerConfig(
+        minimum_requests=4, failure_threshold=10, failure_rate_threshold=None))
     outcomes = [True, False, True, False, False, False]
     for ok in outcomes[:3]:
         _call(rm, ok)

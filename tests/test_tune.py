@@ -163,16 +163,18 @@ def test_tune_ranks_by_cost_keeping_ties_in_order() -> None:
     trace = outage_then_recovery()
     small = dict(failure_threshold=3, minimum_requests=3, sliding_window_size=3)
     candidates = [
-        # Defaults: 10 outcomes needed, so it opens at event 9 (a false open), open 30 s:
+        # 10 outcomes needed, so it opens at event 9 (a false open), open 30 s:
         # 6 dead calls sent + events 10-15 rejected = 12.
-        make_candidate({}),
+        make_candidate({"failure_threshold": 5, "minimum_requests": 10,
+                        "failure_rate_threshold": None}),
         # Opens at 2.1 until 7.1, trial at 8 closes it: 3 sent + events 6, 7 rejected = 5.
         make_candidate({**small, "timeout": 5.0, "success_threshold": 1}),
         # Opens at 2.1 until 3.1; trial at 4 fails, reopens until 6.1 (backoff x2);
         # trial at 7 closes it: 4 sent (0, 1, 2, 4) + event 6 rejected = 5, a tie.
         make_candidate({**small, "timeout": 1.0, "success_threshold": 1}),
         # Never reaches 10 failures: 6 sent, nothing rejected = 6.
-        make_candidate({"failure_threshold": 10, "minimum_requests": 10}),
+        make_candidate({"failure_threshold": 10, "minimum_requests": 10,
+                        "failure_rate_threshold": None}),
     ]
     results = tune.tune(trace, candidates)
     assert [r.cost for r in results] == [5.0, 5.0, 6.0, 12.0]
@@ -258,7 +260,7 @@ def test_config_values_are_parsed_to_the_field_type() -> None:
         "failure_rate_threshold": None,
     }
     assert parsed.config == CircuitBreakerConfig(
-        failure_threshold=3, timeout=2.5, enable_fast_fail=False
+        failure_threshold=3, timeout=2.5, enable_fast_fail=False, failure_rate_threshold=None
     )
     assert parsed.label == (
         "failure_threshold=3,timeout=2.5,enable_fast_fail=False,failure_rate_threshold=None"
@@ -293,13 +295,13 @@ def test_grid_file_as_list_or_as_cartesian_product(
     ]
     product = tmp_path / "product.json"
     product.write_text(json.dumps(
-        {"failure_threshold": [5, 20], "sliding_window_size": [10, 50], "timeout": 3}
+        {"failure_threshold": [5, 20], "sliding_window_size": [10, 50], "minimum_requests": 5}
     ))
     grid = tune.load_grid(str(product))
     assert [c.overrides for c in grid] == [
-        {"failure_threshold": 5, "sliding_window_size": 10, "timeout": 3},
-        {"failure_threshold": 5, "sliding_window_size": 50, "timeout": 3},
-        {"failure_threshold": 20, "sliding_window_size": 50, "timeout": 3},
+        {"failure_threshold": 5, "sliding_window_size": 10, "minimum_requests": 5},
+        {"failure_threshold": 5, "sliding_window_size": 50, "minimum_requests": 5},
+        {"failure_threshold": 20, "sliding_window_size": 50, "minimum_requests": 5},
     ]
     assert "skipped {'failure_threshold': 20, 'sliding_window_size': 10" in capsys.readouterr().err
     for text, message in [
