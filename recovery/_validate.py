@@ -57,6 +57,35 @@ def positive_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any)
         raise ValueError(f"{attribute.name} must be a finite number of seconds > 0, got {value!r}")
 
 
+MIN_INTERVAL = 0.01
+"""The shortest period or timeout anything that schedules work accepts (10 ms).
+
+A scheduler asked to wake every microsecond spends its life under its own lock;
+nothing a health check or a recovery loop does needs a finer period than this.
+"""
+
+
+def interval(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A period or timeout that schedules work: finite seconds, at least ``MIN_INTERVAL``."""
+    number = _check_number(attribute, value)
+    if not MIN_INTERVAL <= number < math.inf:
+        raise ValueError(
+            f"{attribute.name} must be a finite number of seconds >= {MIN_INTERVAL}, "
+            f"got {value!r}"
+        )
+
+
+def bounded_int(upper: int) -> Any:
+    """A validator for an int in ``[1, upper]``: counts that size memory or loops."""
+
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        positive_int(instance, attribute, value)
+        if value > upper:
+            raise ValueError(f"{attribute.name} must be <= {upper}, got {value!r}")
+
+    return check
+
+
 def optional_positive_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
         positive_seconds(instance, attribute, value)
