@@ -1,11 +1,12 @@
 """recovery: keep thread-based programs running when the things they call fail.
 
 Public names are re-exported here; the implementation lives in one module per
-concern. ``recovery.prometheus`` (extra ``prometheus``) and ``recovery.testing``
-are imported on their own.
+concern. ``recovery.prometheus`` (extra ``prometheus``), ``recovery.otel`` (extra
+``otel``) and ``recovery.testing`` are imported on their own.
 """
 
 from recovery._impl import EXTENSION_ACTIVE
+from recovery._registry import breakers
 from recovery.alerts import Alert, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger, JsonlAuditLogger, LoggingAuditLogger, SqliteAuditLogger
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
@@ -66,6 +67,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceRecorder",
+    "breakers",
     "classify",
     "load_trace",
 ]

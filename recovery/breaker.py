@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
+from recovery import _registry
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import CircuitBreakerConfig
@@ -88,6 +89,7 @@ class BreakerMixin(_WindowBase):
         self._failure_listeners: tuple[FailureListener, ...] = ()
         self._listeners_lock = threading.Lock()
         self._health_check_success: bool | None = None
+        _registry.register(self)  # findable by monitoring: recovery.breakers()
 
     @property
     def config(self) -> CircuitBreakerConfig:

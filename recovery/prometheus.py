@@ -1,4 +1,4 @@
-"""Prometheus metrics of a recovery manager (needs the ``prometheus`` extra).
+"""Prometheus metrics of a recovery manager and of every breaker (``prometheus`` extra).
 
 ::
 
@@ -6,8 +6,16 @@
     from prometheus_client.core import REGISTRY
     from recovery.prometheus import RecoveryCollector
 
-    REGISTRY.register(RecoveryCollector(rm))
+    REGISTRY.register(RecoveryCollector(rm))   # or RecoveryCollector() without a manager
     start_http_server(9100)
+
+Bare breakers: with ``breakers=True`` (the default) the collector also exports
+every other live breaker of the process (:func:`recovery.breakers`), with its
+breaker metrics only (state, counters, window failure ratio) and its registry key
+as the ``plugin`` label. A manager's plugin breakers are exported once, as
+plugins; a bare breaker whose key is a plugin's name gets the next free
+``name#N``, as do later breakers of one name, so every breaker is visible and no
+two series collide.
 
 :class:`RecoveryCollector` is a custom collector: every scrape reads
 ``rm.get_recovery_status()`` once, so the numbers of one scrape are consistent
@@ -61,6 +69,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'recovery[prometheus]'"
     ) from exc
 
+from recovery import _registry
+from recovery.breaker import BreakerMixin
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 
@@ -133,43 +143,52 @@ def _families() -> dict[str, _Family]:
 
 
 class RecoveryCollector:
-    """Exposes a :class:`~recovery.RecoveryManager`'s breakers, recoveries and health checks.
+    """Exposes a :class:`~recovery.RecoveryManager`'s breakers, recoveries and health checks,
+    and (``breakers=True``) every other live breaker of the process.
 
     Register it once per registry (``registry.register(RecoveryCollector(rm))``);
-    :meth:`describe` lets the registry refuse a second collector with the same names.
+    :meth:`describe` lets the registry refuse a second collector with the same names,
+    which is also what keeps a breaker from being exported twice. ``rm=None`` exports
+    the breakers alone; ``breakers=False`` the manager's plugins alone.
     """
 
-    def __init__(self, rm: RecoveryManager) -> None:
-        if not callable(getattr(rm, "get_recovery_status", None)):
-            raise TypeError(f"rm must be a RecoveryManager, got {rm!r}")
+    def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
+        if rm is not None and not callable(getattr(rm, "get_recovery_status", None)):
+            raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
+        if not isinstance(breakers, bool):
+            raise TypeError(f"breakers must be a bool, got {breakers!r}")
+        if rm is None and not breakers:
+            raise ValueError("rm=None with breakers=False: nothing to collect")
         self._rm = rm
+        self._breakers = breakers
 
     def describe(self) -> Iterator[Metric]:
         """The metric families, without samples (what a registry checks for clashes)."""
         yield from _families().values()
 
     def collect(self) -> Iterator[Metric]:
-        status = self._rm.get_recovery_status()
         families = _families()
-        for plugin, view in status["plugins"].items():
-            _add_plugin(families, plugin, view)
-        families["recovery_stuck_health_check_threads"].add_metric(
-            [], status["stuck_health_checks"]
-        )
-        families["recovery_stuck_strategies"].add_metric([], len(status["stuck_strategies"]))
-        families["recovery_manager_running"].add_metric([], float(status["running"]))
+        plugins: list[str] = []
+        if self._rm is not None:
+            status = self._rm.get_recovery_status()
+            plugins = list(status["plugins"])
+            for plugin, view in status["plugins"].items():
+                _add_plugin(families, plugin, view)
+            families["recovery_stuck_health_check_threads"].add_metric(
+                [], status["stuck_health_checks"]
+            )
+            families["recovery_stuck_strategies"].add_metric(
+                [], len(status["stuck_strategies"])
+            )
+            families["recovery_manager_running"].add_metric([], float(status["running"]))
+        if self._breakers:
+            _add_bare_breakers(families, self._rm, plugins)
         yield from families.values()
 
 
 def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any]) -> None:
-    breaker, recovery, health = view["circuit_breaker"], view["recovery"], view["health_check"]
-    for state in CircuitBreakerState:
-        families["recovery_circuit_breaker_state"].add_metric(
-            [plugin, state.value], float(breaker["state"] == state.value)
-        )
-    for name, key in _COUNTERS:
-        families[name].add_metric([plugin], breaker[key])
-    families["recovery_window_failure_ratio"].add_metric([plugin], breaker["window_failure_rate"])
+    recovery, health = view["recovery"], view["health_check"]
+    _add_breaker(families, plugin, view["circuit_breaker"])
     for action, results in sorted(recovery.get("actions", {}).items()):
         for result in ("success", "failure"):
             families["recovery_attempts_total"].add_metric(
@@ -187,3 +206,28 @@ def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any])
             [plugin], health["consecutive_fails"]
         )
         families["recovery_health_check_stuck"].add_metric([plugin], float(health["stuck"]))
+
+
+# -- bare breakers: every live breaker the manager does not own --------------------------
+
+
+def _add_bare_breakers(
+    families: dict[str, _Family], rm: RecoveryManager | None, plugins: list[str]
+) -> None:
+    """Add the registry's breakers that are not ``rm``'s plugins (those are already in)."""
+    owned: list[BreakerMixin] = []
+    if rm is not None:
+        owned = [rm.breaker(plugin) for plugin in plugins]
+    for label, breaker in _registry.unowned(plugins, owned):
+        _add_breaker(families, label, breaker.metrics().to_dict())
+
+
+def _add_breaker(families: dict[str, _Family], label: str, breaker: dict[str, Any]) -> None:
+    """A breaker's own metrics, from its ``metrics().to_dict()`` view."""
+    for state in CircuitBreakerState:
+        families["recovery_circuit_breaker_state"].add_metric(
+            [label, state.value], float(breaker["state"] == state.value)
+        )
+    for name, key in _COUNTERS:
+        families[name].add_metric([label], breaker[key])
+    families["recovery_window_failure_ratio"].add_metric([label], breaker["window_failure_rate"])

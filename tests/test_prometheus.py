@@ -113,7 +113,7 @@ def make(
 
 def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
     registry = CollectorRegistry()
-    registry.register(RecoveryCollector(rm))
+    registry.register(RecoveryCollector(rm, breakers=False))
     return registry
 
 
