@@ -1,0 +1,344 @@
+"""OpenTelemetry metrics of a recovery manager and of every breaker (``otel`` extra).
+
+::
+
+    from recovery.otel import instrument
+
+    instrument(rm)        # the global meter provider; or instrument(rm, meter_provider=...)
+    instrument(None)      # no manager: every live breaker of the process
+
+The instruments mirror :class:`recovery.prometheus.RecoveryCollector`: the same
+numbers, read from the same places when the SDK collects, nothing on the call
+path. Like the collector, ``instrument(rm)`` covers the manager's plugins and
+every other live breaker (:func:`recovery.breakers`) once each; ``plugin``
+becomes the attribute ``recovery.plugin.name``. Names and units follow the
+OpenTelemetry metric conventions: dot-separated lowercase namespaces, no unit or
+``_total`` in the name, UCUM units (``s`` for seconds, ``1`` for ratios and state
+flags, ``{request}``-style annotations for counts in the singular). Monotonic
+counts are observable counters; a 0/1 flag that sums meaningfully over plugins
+(how many breakers are open, how many plugins degraded) is an observable
+up-down counter; a ratio or a run length is a gauge. Each entry of
+:data:`INSTRUMENTS` names the collector metric it mirrors.
+
+=============================================  =============  ===========
+instrument                                     kind           unit
+=============================================  =============  ===========
+recovery.circuit_breaker.status                updowncounter  1
+recovery.requests                              counter        {request}
+recovery.successes                             counter        {request}
+recovery.failures                              counter        {request}
+recovery.slow_calls                            counter        {request}
+recovery.rejections                            counter        {request}
+recovery.circuit_breaker.open_time             counter        s
+recovery.circuit_breaker.window_failure_ratio  gauge          1
+recovery.attempts                              counter        {attempt}
+recovery.episode.active                        updowncounter  {episode}
+recovery.plugin.degraded                       updowncounter  {plugin}
+recovery.plugin.failed                         updowncounter  {plugin}
+recovery.health_check.healthy                  updowncounter  {plugin}
+recovery.health_check.consecutive_failures     gauge          {check}
+recovery.health_check.stuck                    updowncounter  {plugin}
+recovery.health_check.stuck_threads            updowncounter  {thread}
+recovery.strategy.stuck_runs                   updowncounter  {run}
+recovery.manager.running                       updowncounter  {manager}
+=============================================  =============  ===========
+
+Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin
+instrument; ``recovery.action`` and ``recovery.result`` (success, failure) on the
+attempts. The breaker's state is a status metric as the conventions shape one
+(like ``hw.status``): ``recovery.circuit_breaker.status`` is 1 for the current
+value of the attribute ``recovery.circuit_breaker.state`` (closed, open,
+half_open, repairing) and 0 for the three others, so a sum counts breakers by state.
+
+Each instrument reads the manager's status when the SDK calls it, so two
+instruments of one collection may differ by the calls made in between (the
+Prometheus collector reads once per scrape). The API cannot take callbacks back,
+so :meth:`Instrumentation.close` makes them observe nothing; a meter provider
+carries one instrumentation at a time (a second would count every breaker twice).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import attrs
+
+try:
+    from opentelemetry.metrics import (
+        CallbackOptions,
+        Meter,
+        MeterProvider,
+        Observation,
+        get_meter_provider,
+    )
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "recovery.otel needs opentelemetry-api, which the 'otel' extra installs: "
+        "pip install 'recovery[otel]'"
+    ) from exc
+
+from recovery import _registry
+from recovery.breaker import BreakerMixin
+from recovery.manager import RecoveryManager
+from recovery.state import CircuitBreakerState
+
+__all__ = ["INSTRUMENTS", "Instrumentation", "instrument"]
+
+PLUGIN = "recovery.plugin.name"
+STATE = "recovery.circuit_breaker.state"
+ACTION = "recovery.action"
+RESULT = "recovery.result"
+
+
+@attrs.frozen
+class _Snapshot:
+    """What one callback reads: the manager's status (if any) and every breaker's view."""
+
+    status: dict[str, Any] | None
+    breakers: list[tuple[str, dict[str, Any]]]
+
+    def plugins(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        yield from (self.status or {}).get("plugins", {}).items()
+
+
+Observe = Callable[[_Snapshot], Iterator[Observation]]
+
+
+@attrs.frozen
+class InstrumentSpec:
+    """One instrument: its OpenTelemetry name, kind, unit, and the collector metric it mirrors."""
+
+    name: str
+    kind: str  # "counter", "updowncounter" or "gauge"
+    unit: str
+    description: str
+    prometheus: str
+    observe: Observe = attrs.field(repr=False)
+
+
+def _states(snapshot: _Snapshot) -> Iterator[Observation]:
+    for label, view in snapshot.breakers:
+        for state in CircuitBreakerState:
+            current = int(view["state"] == state.value)
+            yield Observation(current, {PLUGIN: label, STATE: state.value})
+
+
+def _breaker(key: str) -> Observe:
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        for label, view in snapshot.breakers:
+            yield Observation(view[key], {PLUGIN: label})
+
+    return observe
+
+
+def _attempts(snapshot: _Snapshot) -> Iterator[Observation]:
+    for plugin, view in snapshot.plugins():
+        for action, results in sorted(view["recovery"].get("actions", {}).items()):
+            for result in ("success", "failure"):
+                attributes = {PLUGIN: plugin, ACTION: action, RESULT: result}
+                yield Observation(results.get(result, 0), attributes)
+
+
+def _plugin(section: str, key: str) -> Observe:
+    """A number of the plugin's status; health-check numbers only where checks run."""
+
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        for plugin, view in snapshot.plugins():
+            if section == "health_check" and not view[section]["enabled"]:
+                continue
+            yield Observation(int(view[section][key]), {PLUGIN: plugin})
+
+    return observe
+
+
+def _healthy(snapshot: _Snapshot) -> Iterator[Observation]:
+    for plugin, view in snapshot.plugins():
+        health = view["health_check"]
+        if health["enabled"] and health["last_result"] is not None:
+            yield Observation(int(health["last_result"]["healthy"]), {PLUGIN: plugin})
+
+
+def _manager(read: Callable[[dict[str, Any]], int]) -> Observe:
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        if snapshot.status is not None:
+            yield Observation(read(snapshot.status))
+
+    return observe
+
+
+INSTRUMENTS: tuple[InstrumentSpec, ...] = (
+    InstrumentSpec("recovery.circuit_breaker.status", "updowncounter", "1",
+                   "Circuit breaker state: 1 for the current state, 0 for the others.",
+                   "recovery_circuit_breaker_state", _states),
+    InstrumentSpec("recovery.requests", "counter", "{request}",
+                   "Calls the circuit breaker let through.", "recovery_requests_total",
+                   _breaker("total_requests")),
+    InstrumentSpec("recovery.successes", "counter", "{request}",
+                   "Calls through the breaker that succeeded.", "recovery_successes_total",
+                   _breaker("total_successes")),
+    InstrumentSpec("recovery.failures", "counter", "{request}",
+                   "Calls through the breaker that failed.", "recovery_failures_total",
+                   _breaker("total_failures")),
+    InstrumentSpec("recovery.slow_calls", "counter", "{request}",
+                   "Calls that took at least slow_call_duration.", "recovery_slow_calls_total",
+                   _breaker("total_slow_calls")),
+    InstrumentSpec("recovery.rejections", "counter", "{request}",
+                   "Calls the circuit breaker rejected.", "recovery_rejections_total",
+                   _breaker("total_rejections")),
+    InstrumentSpec("recovery.circuit_breaker.open_time", "counter", "s",
+                   "Time the breaker spent open or repairing.",
+                   "recovery_circuit_open_seconds_total", _breaker("circuit_open_time")),
+    InstrumentSpec("recovery.circuit_breaker.window_failure_ratio", "gauge", "1",
+                   "Failures over outcomes in the breaker's sliding window.",
+                   "recovery_window_failure_ratio", _breaker("window_failure_rate")),
+    InstrumentSpec("recovery.attempts", "counter", "{attempt}",
+                   "Recovery strategy runs, by strategy and result.", "recovery_attempts_total",
+                   _attempts),
+    InstrumentSpec("recovery.episode.active", "updowncounter", "{episode}",
+                   "Recovery episodes running (1 per plugin at most).", "recovery_in_progress",
+                   _plugin("recovery", "in_progress")),
+    InstrumentSpec("recovery.plugin.degraded", "updowncounter", "{plugin}",
+                   "1 while the plugin is degraded and its fallback is served.",
+                   "recovery_degraded", _plugin("recovery", "degraded")),
+    InstrumentSpec("recovery.plugin.failed", "updowncounter", "{plugin}",
+                   "1 once the plugin is marked failed, until reset_plugin().",
+                   "recovery_failed", _plugin("recovery", "failed")),
+    InstrumentSpec("recovery.health_check.healthy", "updowncounter", "{plugin}",
+                   "Result of the last health check: 1 healthy, 0 not.",
+                   "recovery_health_check_healthy", _healthy),
+    InstrumentSpec("recovery.health_check.consecutive_failures", "gauge", "{check}",
+                   "Failed health checks in a row.",
+                   "recovery_health_check_consecutive_failures",
+                   _plugin("health_check", "consecutive_fails")),
+    InstrumentSpec("recovery.health_check.stuck", "updowncounter", "{plugin}",
+                   "1 while the plugin's health check hangs.", "recovery_health_check_stuck",
+                   _plugin("health_check", "stuck")),
+    InstrumentSpec("recovery.health_check.stuck_threads", "updowncounter", "{thread}",
+                   "Abandoned health-check threads (hung checks) still running.",
+                   "recovery_stuck_health_check_threads",
+                   _manager(lambda status: int(status["stuck_health_checks"]))),
+    InstrumentSpec("recovery.strategy.stuck_runs", "updowncounter", "{run}",
+                   "Abandoned recovery strategy runs still running.",
+                   "recovery_stuck_strategies",
+                   _manager(lambda status: len(status["stuck_strategies"]))),
+    InstrumentSpec("recovery.manager.running", "updowncounter", "{manager}",
+                   "1 between start() and stop() of the recovery manager.",
+                   "recovery_manager_running", _manager(lambda status: int(status["running"]))),
+)
+
+
+class Instrumentation:
+    """The instruments :func:`instrument` registered on one meter provider.
+
+    Their callbacks read :attr:`source` at each collection; :meth:`close` clears
+    it, after which they observe nothing and the provider may be instrumented again.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active = False
+        self._source: RecoveryManager | None = None
+
+    def close(self) -> None:
+        """Stop observing (and drop the reference to the manager)."""
+        with self._lock:
+            self._active = False
+            self._source = None
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def _bind(self, source: RecoveryManager | None) -> None:
+        with self._lock:
+            if self._active:
+                raise ValueError(
+                    "this meter provider is already instrumented (by an Instrumentation "
+                    "not closed yet): a second would count every breaker twice"
+                )
+            self._active = True
+            self._source = source
+
+    def _callback(self, observe: Observe) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            with self._lock:
+                active, source = self._active, self._source
+            if not active:
+                return []
+            return list(observe(_snapshot(source)))
+
+        return callback
+
+
+# One Instrumentation per meter provider: the SDK hands back an instrument already
+# created under a name and drops the new callbacks, so the first callbacks stay and
+# a later instrument() rebinds them.
+_instrumented: weakref.WeakKeyDictionary[Any, Instrumentation] = weakref.WeakKeyDictionary()
+_instrumented_lock = threading.Lock()
+
+
+def instrument(
+    source: RecoveryManager | None = None, meter_provider: MeterProvider | None = None
+) -> Instrumentation:
+    """Register observable instruments for ``source`` on ``meter_provider``.
+
+    ``source``: a :class:`~recovery.RecoveryManager` (its plugins, plus every other
+    live breaker), or None (every live breaker). ``meter_provider``: default the
+    global one. A provider already instrumented and not closed is a ValueError.
+    """
+    if source is not None and not callable(getattr(source, "get_recovery_status", None)):
+        raise TypeError(f"source must be a RecoveryManager or None, got {source!r}")
+    if meter_provider is None:
+        meter_provider = get_meter_provider()
+    elif not callable(getattr(meter_provider, "get_meter", None)):
+        raise TypeError(f"meter_provider must be a MeterProvider, got {meter_provider!r}")
+    with _instrumented_lock:
+        instrumentation = _instrumented.get(meter_provider)
+        if instrumentation is None:
+            instrumentation = Instrumentation()
+            _create(meter_provider.get_meter("recovery", _version()), instrumentation)
+            _instrumented[meter_provider] = instrumentation
+        instrumentation._bind(source)
+    return instrumentation
+
+
+def _create(meter: Meter, instrumentation: Instrumentation) -> None:
+    create = {
+        "counter": meter.create_observable_counter,
+        "updowncounter": meter.create_observable_up_down_counter,
+        "gauge": meter.create_observable_gauge,
+    }
+    for spec in INSTRUMENTS:
+        create[spec.kind](
+            spec.name,
+            callbacks=[instrumentation._callback(spec.observe)],
+            unit=spec.unit,
+            description=spec.description,
+        )
+
+
+def _snapshot(rm: RecoveryManager | None) -> _Snapshot:
+    """The manager's status and every breaker's view, labelled as the collector labels them."""
+    status = rm.get_recovery_status() if rm is not None else None
+    breakers: list[tuple[str, dict[str, Any]]] = []
+    owned: list[BreakerMixin] = []
+    plugins: list[str] = []
+    if rm is not None and status is not None:
+        plugins = list(status["plugins"])
+        owned = [rm.breaker(plugin) for plugin in plugins]
+        breakers = [(plugin, view["circuit_breaker"]) for plugin, view in status["plugins"].items()]
+    breakers += [
+        (label, breaker.metrics().to_dict()) for label, breaker in _registry.unowned(plugins, owned)
+    ]
+    return _Snapshot(status, breakers)
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("recovery")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - run from a checkout
+        return None
