@@ -14,27 +14,61 @@ growing the number of time series without bound.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import threading
 import weakref
+from collections import deque
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
+
+import attrs
 
 if TYPE_CHECKING:
     from recovery.breaker import BreakerMixin
 
 __all__ = ["breakers", "register", "unowned"]
 
+
+@attrs.define
+class _Numbers:
+    """The numbers of one name's keys (1 is the bare name, N is ``name#N``)."""
+
+    next: int = 1
+    free: list[int] = attrs.Factory(list)  # a heap: freed numbers below ``next``
+    live: int = 0
+
+
 _lock = threading.Lock()
-# WeakValueDictionary drops an entry when its breaker is freed, on whichever
-# thread frees it, without taking _lock (so it cannot deadlock with it).
-_live: weakref.WeakValueDictionary[str, BreakerMixin] = weakref.WeakValueDictionary()
+_live: dict[str, weakref.ref[BreakerMixin]] = {}
+_numbers: dict[str, _Numbers] = {}
+# A dying breaker's weakref callback only appends here: it may run on any thread,
+# inside the garbage collector, even while this thread holds _lock, so it must not
+# take the lock. The entries are settled under the lock by the next call.
+_freed: deque[tuple[str, int, str]] = deque()
 
 
 def register(breaker: BreakerMixin) -> None:
-    """Make ``breaker`` findable under a key of its own (called from its ``__init__``)."""
+    """Make ``breaker`` findable under a key of its own (called from its ``__init__``).
+
+    O(log n) in the live breakers of the name: a freed key is found in a heap, not
+    by probing ``name#2``, ``name#3`` … in turn.
+    """
+    name = breaker.name
     with _lock:
-        _live[_free_key(breaker.name, _live)] = breaker
+        _settle()
+        numbers = _numbers.setdefault(name, _Numbers())
+        while True:
+            if numbers.free:
+                number = heapq.heappop(numbers.free)
+            else:
+                number, numbers.next = numbers.next, numbers.next + 1
+            key = name if number == 1 else f"{name}#{number}"
+            if key not in _live:  # else a breaker literally named so holds it: skip it
+                break
+        numbers.live += 1
+        freed = (name, number, key)
+        _live[key] = weakref.ref(breaker, lambda _ref: _freed.append(freed))
 
 
 def breakers() -> dict[str, BreakerMixin]:
@@ -44,7 +78,24 @@ def breakers() -> dict[str, BreakerMixin]:
     the dict holds the ones in it strongly until it is dropped.
     """
     with _lock:
-        return dict(_live.items())
+        _settle()
+        found = {key: ref() for key, ref in _live.items()}
+    return {key: breaker for key, breaker in found.items() if breaker is not None}
+
+
+def _settle() -> None:
+    """Forget the breakers that died since the last call and free their keys."""
+    while _freed:
+        name, number, key = _freed.popleft()
+        ref = _live.get(key)
+        if ref is not None and ref() is None:
+            del _live[key]
+        numbers = _numbers[name]
+        numbers.live -= 1
+        if numbers.live == 0:
+            del _numbers[name]  # a name nobody uses any more costs nothing
+        else:
+            heapq.heappush(numbers.free, number)
 
 
 def unowned(

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import recovery
+from recovery import _registry
 from recovery.breaker import CircuitBreaker
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
@@ -59,6 +60,23 @@ def test_two_breakers_of_one_name_are_both_visible_under_stable_keys(
     assert keys_of(name) == {f"{name}#2": second}  # the second keeps its key
     third = make(name)  # the freed key is reused: series stay few
     assert keys_of(name) == {name: third, f"{name}#2": second}
+
+
+def test_freed_keys_are_reused_smallest_first_and_a_dead_name_is_forgotten(
+    make: Callable[..., CircuitBreaker], name: str
+) -> None:
+    first, second, third, fourth = (make(name) for _ in range(4))
+    del second, third
+    gc.collect()
+    fifth, sixth = make(name), make(name)
+    assert keys_of(name) == {
+        name: first, f"{name}#2": fifth, f"{name}#3": sixth, f"{name}#4": fourth
+    }
+    del first, fourth, fifth, sixth
+    gc.collect()
+    assert keys_of(name) == {}
+    # Nothing is kept for a name without live breakers: unique names cost no memory.
+    assert name not in _registry._numbers
 
 
 def test_a_name_that_looks_like_a_key_does_not_collide(
