@@ -111,6 +111,36 @@ def test_breakers_built_at_once_on_many_threads_get_distinct_keys(
     assert {id(b) for b in found.values()} == {id(b) for b in built}
 
 
+def test_breakers_built_and_dropped_on_many_threads_leave_nothing_behind(
+    breaker_cls: type[CircuitBreaker], name: str
+) -> None:
+    threads_count, rounds = 4, 200
+    start = threading.Barrier(threads_count, timeout=10.0)
+    keys: list[set[str]] = [set() for _ in range(threads_count)]
+
+    def churn(index: int) -> None:
+        start.wait()
+        kept: list[CircuitBreaker] = []
+        for n in range(rounds):
+            kept.append(breaker_cls(name))
+            if n % 3 == 2:
+                kept.clear()  # dies here, on this thread, while others register
+            keys[index].update(key for key, b in recovery.breakers().items()
+                               if key.startswith(name) and b in kept)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30.0)
+    assert not any(thread.is_alive() for thread in threads)
+    gc.collect()
+    assert keys_of(name) == {}
+    assert name not in _registry._numbers
+    # At most threads x 3 breakers of the name were alive at once: keys were reused.
+    assert len(set().union(*keys)) <= threads_count * 3
+
+
 # -- the Prometheus collector over the registry ----------------------------------------
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
