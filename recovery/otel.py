@@ -86,7 +86,7 @@ from recovery.breaker import BreakerMixin
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 
-__all__ = ["INSTRUMENTS", "Instrumentation", "instrument"]
+__all__ = ["INSTRUMENTS", "InstrumentSpec", "Instrumentation", "instrument"]
 
 PLUGIN = "recovery.plugin.name"
 STATE = "recovery.circuit_breaker.state"
@@ -113,7 +113,7 @@ class InstrumentSpec:
     """One instrument: its OpenTelemetry name, kind, unit, and the collector metric it mirrors."""
 
     name: str
-    kind: str  # "counter", "updowncounter" or "gauge"
+    kind: str = attrs.field(validator=attrs.validators.in_(("counter", "updowncounter", "gauge")))
     unit: str
     description: str
     prometheus: str
