@@ -34,13 +34,15 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     sync_playwright = None
 
+if sync_playwright is None or not os.access(CHROMIUM, os.X_OK):  # pragma: no cover
+    if os.environ.get("RECOVERY_REQUIRE_BROWSER") == "1":
+        pytest.fail(REASON + "; RECOVERY_REQUIRE_BROWSER=1 makes this a failure",
+                    pytrace=False)
+    pytest.skip(REASON, allow_module_level=True)
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if sync_playwright is None or not os.access(CHROMIUM, os.X_OK):
-        if os.environ.get("RECOVERY_REQUIRE_BROWSER") == "1":
-            pytest.fail(REASON + "; RECOVERY_REQUIRE_BROWSER=1 makes this a failure")
-        pytest.skip(REASON)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched

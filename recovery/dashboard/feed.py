@@ -40,7 +40,7 @@ INTERVAL = 1.0  # seconds between readings: the update rate every client gets
 HISTORY = 300  # readings kept per tile: five minutes of rates
 TIMELINE = 200  # timeline entries kept (and sent to a new client)
 PENDING = 1000  # notes waiting for the dashboard's thread, beyond which the oldest go
-MIN_REFRESH = 0.1  # seconds between readings prompted by events, so a storm cannot spin
+MIN_REFRESH = 0.25  # seconds between readings prompted by events, so a storm cannot spin
 
 _LEVELS = {
     CircuitBreakerState.CLOSED: "good",
@@ -98,19 +98,20 @@ class Feed:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._histories: dict[str, RateHistory] = {}
-        self._rates: dict[str, list[float]] = {}
         self._timeline: collections.deque[dict[str, Any]] = collections.deque(maxlen=TIMELINE)
         self._seq = itertools.count(1)
         self._actions: dict[str, dict[tuple[str, str], int]] = {}
         self._flags: dict[str, dict[str, Any]] = {}
         self._listening: list[tuple[CircuitBreaker, Any]] = []
         self._view: dict[str, Any] = {}
+        self._encoded_snapshot: bytes | None = None
+        self._tiles: dict[str, dict[str, Any]] = {}  # the view's tiles by id
         self._active = True
         # The manager has no way to remove an alert handler: this one goes inert on stop().
         rm.add_alert_handler(self._on_alert)
         for breaker in self._breakers:
             self._listen("breaker:" + breaker.name, breaker.name, breaker)
-        self._refresh(sample=True)
+        self._tick()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -139,15 +140,25 @@ class Feed:
     def subscribe(self) -> Subscriber | None:
         """A subscriber whose first message is the snapshot (None when the hub is full)."""
         with self._lock:
-            return self._hub.subscribe(encode("snapshot", self._snapshot()))
+            # Encoded once until the next publish: after a server restart every open
+            # page reconnects within the same second.
+            if self._encoded_snapshot is None:
+                self._encoded_snapshot = encode("snapshot", self._snapshot())
+            return self._hub.subscribe(self._encoded_snapshot)
 
     def _snapshot(self) -> dict[str, Any]:
         return {
             **self._view,
             "control": self._control,
+            "history_interval": self._interval,
             "history": {key: history.to_dict() for key, history in self._histories.items()},
             "timeline": list(self._timeline),
         }
+
+    def _publish(self, message: bytes) -> None:
+        """Send ``message`` to every client; call under the lock."""
+        self._encoded_snapshot = None
+        self._hub.publish(message)
 
     # -- hooks: called on other threads, they only queue a note ----------------------------
 
@@ -156,7 +167,7 @@ class Feed:
             _breaker: Any, old: CircuitBreakerState, new: CircuitBreakerState
         ) -> None:
             self.note("transition", name, f"{_said(old)} \u2192 {_said(new)}", _LEVELS[new],
-                      key=key)
+                      key=key, state=new.value)
 
         breaker.add_listener(on_transition)
         self._listening.append((breaker, on_transition))
@@ -168,9 +179,15 @@ class Feed:
                        "bad", wall=alert.timestamp, key="plugin:" + alert.plugin_name)
 
     def note(self, kind: str, name: str, text: str, level: str, *, key: str,
-             wall: float | None = None) -> None:
-        """Queue a timeline entry; the dashboard's thread sends it at once. Never blocks."""
-        self._pending.append(_entry(kind, name, text, level, key, wall))
+             wall: float | None = None, state: str | None = None) -> None:
+        """Queue a timeline entry; the dashboard's thread sends it at once. Never blocks.
+
+        ``state``: the breaker's new state, for a transition (the page shows it at once).
+        """
+        entry = _entry(kind, name, text, level, key, wall)
+        if state is not None:
+            entry["state"] = state
+        self._pending.append(entry)
         self._wake.set()
 
     # -- the dashboard's thread -----------------------------------------------------------
@@ -190,9 +207,12 @@ class Feed:
                 if self._pending:
                     self._drain()
                     refresh_due = max(now, last_refresh + MIN_REFRESH)
-                tick = now >= next_tick
-                if tick or (refresh_due is not None and now >= refresh_due):
-                    self._refresh(sample=tick)
+                if now >= next_tick:
+                    self._tick()
+                    last_refresh, refresh_due = now, None
+                elif refresh_due is not None and now >= refresh_due:
+                    # Something happened: recovery actions show up now, not at the tick.
+                    self._catch_up()
                     last_refresh, refresh_due = now, None
             except Exception:
                 _logger.exception("dashboard: reading the recovery manager failed")
@@ -210,9 +230,27 @@ class Feed:
         """Put ``entry`` on the timeline and send it; call under the lock."""
         entry["seq"] = next(self._seq)
         self._timeline.append(entry)
-        self._hub.publish(encode("event", entry))
+        tile = self._tiles.get(entry["tile"])
+        if tile is not None and "state" in entry:  # so a snapshot before the tick agrees
+            tile["circuit_breaker"]["state"] = entry["state"]
+            tile["circuit_breaker"]["state_change_time"] = entry["time"]
+        self._publish(encode("event", entry))
 
-    def _refresh(self, *, sample: bool) -> None:
+    def _catch_up(self) -> None:
+        """Send the recovery actions since the last reading (the tiles wait for the tick)."""
+        status = self._rm.get_recovery_status()
+        entries = [
+            entry
+            for name, view in status["plugins"].items()
+            if "plugin:" + name in self._histories
+            for entry in self._diff_recovery("plugin:" + name, name, view["recovery"])
+        ]
+        with self._lock:
+            for entry in entries:
+                self._emit(entry)
+
+    def _tick(self) -> None:
+        """Read everything, sample the rates, and send every tile."""
         status = self._rm.get_recovery_status()
         wall, now = time.time(), time.monotonic()
         tiles: list[dict[str, Any]] = []
@@ -222,22 +260,29 @@ class Feed:
             if key not in self._histories:
                 self._listen(key, name, self._rm.breaker(name))
             entries += self._diff_recovery(key, name, view["recovery"])
-            tiles.append({"id": key, "kind": "plugin", "name": name, **view})
+            tiles.append({
+                "id": key, "kind": "plugin", "name": name,
+                "circuit_breaker": _breaker_fields(view["circuit_breaker"]),
+                "health_check": view["health_check"],
+                # The per-action counts become timeline entries; the rest is shown as is
+                # (fields the manager adds later included).
+                "recovery": {k: v for k, v in view["recovery"].items() if k != "actions"},
+            })
         for breaker in self._breakers:
             tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
-                          "name": breaker.name, "circuit_breaker": breaker.metrics().to_dict(),
+                          "name": breaker.name,
+                          "circuit_breaker": _breaker_fields(breaker.metrics().to_dict()),
                           "health_check": None, "recovery": None})
         for tile in tiles:
             key, counts = tile["id"], tile["circuit_breaker"]
-            if sample:
-                rates = self._histories[key].sample(
-                    now, wall, counts["total_requests"], counts["total_failures"])
-                self._rates[key] = [round(rates[0], 2), round(rates[1], 2)]
-            tile["rate"] = self._rates.get(key, [0.0, 0.0])
+            rates = self._histories[key].sample(
+                now, counts["total_requests"], counts["total_failures"])
+            tile["rate"] = [round(rates[0], 2), round(rates[1], 2)]
         manager = {key: value for key, value in status.items() if key != "plugins"}
         with self._lock:
             for entry in entries:
                 self._emit(entry)
+            self._tiles = {tile["id"]: tile for tile in tiles}
             self._view = {
                 "time": iso_utc(wall),
                 "now": wall,
@@ -245,7 +290,7 @@ class Feed:
                 "tiles": tiles,
                 "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
             }
-            self._hub.publish(encode("tick", {**self._view, "sampled": sample}))
+            self._publish(encode("tick", self._view))
 
     def _diff_recovery(self, key: str, name: str, recovery: dict[str, Any]
                        ) -> list[dict[str, Any]]:
@@ -286,6 +331,20 @@ class Feed:
                 entries.append(_entry("recovery", name, text,
                                       level if flags[flag] else "good", key))
         return entries
+
+
+# What a tile shows of a breaker (the rest of its metrics is in /metrics): each tick
+# carries every tile, so this keeps a hundred of them small.
+_BREAKER_FIELDS = (
+    "state", "state_change_time", "next_retry_time", "total_requests", "total_failures",
+    "total_rejections", "total_slow_calls", "window_failure_rate",
+)
+
+
+def _breaker_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    fields = {key: metrics.get(key) for key in _BREAKER_FIELDS}
+    fields["window_failure_rate"] = round(fields["window_failure_rate"] or 0.0, 4)
+    return fields
 
 
 def _said(state: CircuitBreakerState) -> str:

@@ -12,15 +12,17 @@ import collections
 
 
 class RateHistory:
-    """The last ``size`` samples of (wall time, requests/s, failures/s)."""
+    """The last ``size`` samples of (requests/s, failures/s), one per reading.
+
+    Every tile is sampled at the same readings, so the times are not kept per
+    tile: the newest point is the latest reading, the others one interval apart.
+    """
 
     def __init__(self, size: int) -> None:
-        self._points: collections.deque[tuple[float, float, float]] = collections.deque(
-            maxlen=size
-        )
+        self._points: collections.deque[tuple[float, float]] = collections.deque(maxlen=size)
         self._last: tuple[float, int, int] | None = None
 
-    def sample(self, now: float, wall: float, requests: int, failures: int) -> tuple[float, float]:
+    def sample(self, now: float, requests: int, failures: int) -> tuple[float, float]:
         """Add the rates since the previous sample (monotonic ``now``); returns them.
 
         The first sample has nothing to compare with and reads as zero. A total
@@ -37,13 +39,12 @@ class RateHistory:
                 max(requests - last[1], 0) / elapsed,
                 max(failures - last[2], 0) / elapsed,
             )
-        self._points.append((wall, *rates))
+        self._points.append(rates)
         return rates
 
     def to_dict(self) -> dict[str, list[float]]:
-        """Columns, oldest first, rounded for the wire: ``t`` (Unix seconds), the two rates."""
+        """The two columns, oldest first, rounded for the wire."""
         return {
-            "t": [round(point[0], 3) for point in self._points],
-            "requests": [round(point[1], 2) for point in self._points],
-            "failures": [round(point[2], 2) for point in self._points],
+            "requests": [round(point[0], 2) for point in self._points],
+            "failures": [round(point[1], 2) for point in self._points],
         }

@@ -129,7 +129,7 @@
     for (const view of data.tiles || []) {
       let tile = tiles.get(view.id);
       if (!tile) tile = addTile(view);
-      if (data.sampled && view.rate) {
+      if (view.rate) {
         tile.history.requests.push(view.rate[0]);
         tile.history.failures.push(view.rate[1]);
         if (tile.history.requests.length > HISTORY) {
@@ -180,7 +180,15 @@
     const list = $("timeline");
     list.prepend(item);
     while (list.childElementCount > TIMELINE) list.lastElementChild.remove();
-    if (live) $("quiet").hidden = true;
+    if (live) {
+      $("quiet").hidden = true;
+      const tile = tiles.get(entry.tile);
+      if (entry.state && tile) {  // a transition shows at once; the next tick fills in the rest
+        tile.view.circuit_breaker.state = entry.state;
+        tile.view.circuit_breaker.state_change_time = entry.time;
+        renderTile(tile, tile.view, false);
+      }
+    }
   }
 
   // -- the header --
@@ -304,7 +312,7 @@
     drawSpark(tile.parts.failures, tile.history.failures);
   }
 
-  function renderTile(tile, view) {
+  function renderTile(tile, view, redraw = true) {
     tile.view = view;
     const { parts } = tile;
     const cb = view.circuit_breaker;
@@ -331,7 +339,7 @@
     const rate = view.rate || [0, 0];
     setText(parts.requests.value, fmtRate(rate[0]));
     setText(parts.failures.value, fmtRate(rate[1]));
-    drawRates(tile);
+    if (redraw) drawRates(tile);
 
     renderFacts(parts.facts, [
       ["requests", String(cb.total_requests)],
