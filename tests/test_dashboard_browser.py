@@ -145,6 +145,7 @@ def test_a_plugin_named_like_markup_is_shown_as_text_and_runs_nothing(
     rm.breaker(XSS).force_open()  # its name goes to the timeline as well
     expect(page.locator("#timeline li", has_text=XSS)).to_have_count(1, timeout=SOON)
     expect(tile(page, XSS).locator(".tile-name")).to_have_text(XSS)
+    expect(page.locator("#summary")).to_contain_text("1 open", timeout=SOON)
     assert page.locator("img").count() == 0
     assert page.dialogs == []  # type: ignore[attr-defined]
 

@@ -125,7 +125,6 @@
   function applyTick(data) {
     serverSkew = data.now * 1000 - Date.now();
     renderManager(data.manager || {});
-    const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0 };
     for (const view of data.tiles || []) {
       let tile = tiles.get(view.id);
       if (!tile) tile = addTile(view);
@@ -138,6 +137,15 @@
         }
       }
       renderTile(tile, view);
+    }
+    overview();
+    $("empty").hidden = tiles.size > 0;
+  }
+
+  // The header's counts by state, and the order of the tiles.
+  function overview() {
+    const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0 };
+    for (const { view } of tiles.values()) {
       const state = view.circuit_breaker.state;
       counts[state] = (counts[state] || 0) + 1;
       const recovery = view.recovery || {};
@@ -145,8 +153,7 @@
       if (recovery.crash_loop) counts.crash_loop += 1;
     }
     renderSummary(counts);
-    order(data.tiles || []);
-    $("empty").hidden = tiles.size > 0;
+    order([...tiles.values()].map((tile) => tile.view));
   }
 
   // Trouble first: with a hundred tiles, the open one must not be below the fold.
@@ -175,7 +182,9 @@
     const time = el("time", "num", clock(entry.t));
     time.dateTime = entry.time;
     const what = el("div", "what");
-    what.append(el("span", "who", entry.name), el("span", "text", entry.text));
+    const who = el("span", "who", entry.name);
+    who.title = entry.name;
+    what.append(who, el("span", "text", entry.text));
     item.append(time, el("span", "kind", entry.kind), what);
     const list = $("timeline");
     list.prepend(item);
@@ -187,6 +196,7 @@
         tile.view.circuit_breaker.state = entry.state;
         tile.view.circuit_breaker.state_change_time = entry.time;
         renderTile(tile, tile.view, false);
+        overview();
       }
     }
   }
