@@ -288,6 +288,33 @@ def test_recovery_actions_and_alerts_reach_the_timeline(
         stream.close()
 
 
+def test_crash_loops_reach_the_timeline(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The manager's status gains "crash_loop" and "next_attempt"; until then, a stand-in.
+    looping = threading.Event()
+    real_status = rm.get_recovery_status
+
+    def status() -> dict[str, Any]:
+        view = real_status()
+        view["plugins"]["p"]["recovery"].update(
+            crash_loop=looping.is_set(),
+            next_attempt="2030-01-01T00:00:00Z" if looping.is_set() else None)
+        return view
+
+    monkeypatch.setattr(rm, "get_recovery_status", status)
+    stream = Stream(boards(rm))
+    try:
+        stream.next()
+        looping.set()
+        stream.until(timeline_event(
+            "recovery", "p", "in a crash loop, next attempt 2030-01-01T00:00:00Z"))
+        looping.clear()
+        stream.until(timeline_event("recovery", "p", "crash loop ended"))
+    finally:
+        stream.close()
+
+
 def test_a_reconnecting_client_gets_a_fresh_snapshot_with_the_timeline(
     board: Dashboard, rm: RecoveryManager
 ) -> None:

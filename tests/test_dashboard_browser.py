@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from recovery import FailureInfo, RecoveryManager
+from recovery._clock import iso_utc
 from recovery.dashboard import Dashboard, serve
 from tests.test_dashboard import TOKEN, XSS, make_manager
 
@@ -177,6 +179,40 @@ def test_with_the_token_a_reset_works_from_a_button(
     expect(payments.locator(".result")).to_have_text("reset requested from the dashboard")
     expect(page.locator("#timeline li", has_text="reset requested")).to_contain_text("control")
     assert rm.breaker("payments").state.value == "closed"
+
+
+def test_a_crash_loop_shows_its_badge_its_next_attempt_and_its_control(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    # The manager's status gains "crash_loop" and "next_attempt"; until then, a stand-in.
+    real_status = rm.get_recovery_status
+    looping = [True]
+
+    def status() -> dict[str, Any]:
+        view = real_status()
+        view["plugins"]["search"]["recovery"].update(
+            crash_loop=looping[0], next_attempt=iso_utc(time.time() + 90) if looping[0] else None)
+        return view
+
+    monkeypatch.setattr(rm, "get_recovery_status", status)
+    original_reset = rm.reset_plugin
+
+    def reset(name: str) -> None:
+        looping[0] = False
+        original_reset(name)
+
+    monkeypatch.setattr(rm, "reset_plugin", reset)
+    page.goto(boards(rm, token=TOKEN, allow_control=True).url)
+    search = tile(page, "search")
+    expect(search.locator(".badge")).to_have_text(["CRASH LOOP"])
+    expect(search).to_contain_text("next attempt in 1m")
+    expect(page.locator("#summary")).to_contain_text("1 crash loop")
+    expect(page.locator("article.tile").first).to_contain_text("search")  # trouble first
+    page.screenshot(path=str(tmp_path / "crash_loop.png"), full_page=True)
+    search.get_by_role("button", name="End crash loop").click()
+    expect(search.locator(".badge")).to_have_count(0, timeout=SOON)
+    expect(search.get_by_role("button", name="End crash loop")).to_have_count(0)
 
 
 def test_a_stopped_server_shows_disconnected_and_a_restart_reconnects(

@@ -58,7 +58,7 @@ class Dashboard:
         self._stopped = False
         self._lock = threading.Lock()
 
-    def start(self) -> None:
+    def _start(self) -> None:
         self._feed.start()
         self._thread.start()
 
@@ -159,7 +159,7 @@ def serve(
     if control is not None:
         url += f"#token={token}"
     board = Dashboard(server, feed, hub, url)
-    board.start()
+    board._start()
     return board
 
 
