@@ -512,6 +512,15 @@ def test_serve_rejects_what_is_not_a_manager() -> None:
         serve(object())  # type: ignore[arg-type]
 
 
+def test_a_port_in_use_is_an_oserror_and_leaves_nothing_running(
+    rm: RecoveryManager, board: Dashboard
+) -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(OSError):
+        serve(rm, port=board.address[1])
+    assert set(threading.enumerate()) - before == set()
+
+
 def test_a_dashboard_is_a_context_manager(rm: RecoveryManager) -> None:
     with serve(rm) as board:
         assert request(board, "GET", "/")[0] == 200
