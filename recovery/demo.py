@@ -99,6 +99,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "directory); appended to if it exists")
     parser.add_argument("--json", action="store_true",
                         help="print the final get_recovery_status() as JSON on stdout")
+    parser.add_argument("--dashboard", type=_port, nargs="?", const=0, default=None,
+                        metavar="PORT",
+                        help="serve the live dashboard (recovery.dashboard) on 127.0.0.1 "
+                             "while the demo runs, and print its URL (no PORT: a free one)")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port within 0..65535, got {text!r}")
+    return value
+
+
+def _serve_dashboard(rm: RecoveryManager, port: int | None, notes: TextIO) -> Any:
+    """The dashboard of the demo's manager (stopped by the caller), or None without --dashboard."""
+    if port is None:
+        return None
+    from recovery.dashboard import serve
+
+    board = serve(rm, port=port)
+    _write(notes, f"dashboard: {board.url}\n")
+    return board
 
 
 # -- the scenario ---------------------------------------------------------------------------
@@ -520,6 +542,7 @@ def run(args: argparse.Namespace) -> int:
         breaker.add_listener(tally.on_transition)
         breaker.add_listener(report.transition)
     rm.add_alert_handler(report.alert)
+    board = _serve_dashboard(rm, args.dashboard, notes)
     calls: dict[str, Callable[[], str]] = {name: plugin.do_work for name, plugin in
                                            plugins.items()}
     calls["slow"] = _with_deadline(plugins["slow"].do_work, CALL_DEADLINE)
@@ -559,6 +582,8 @@ def run(args: argparse.Namespace) -> int:
         tally.stopping = True
         for plugin in plugins.values():
             plugin.release()  # a hung check must not outlive the demo
+        if board is not None:
+            board.stop()
         rm.stop()
         audit.close()
         report.close()

@@ -1,0 +1,198 @@
+"""A live web page of a recovery manager: breakers, recoveries and alerts as they happen.
+
+::
+
+    from recovery.dashboard import serve
+
+    with serve(rm, port=8321) as board:
+        print("dashboard:", board.url)
+        ...
+
+One tile per plugin (and per extra breaker given in ``breakers``), a timeline of
+transitions, recovery actions and alerts, and the manager's own state, updated
+by Server-Sent Events at least once a second. Routes: ``/`` the page,
+``/status.json`` the snapshot, ``/events`` the stream, ``/metrics`` the
+Prometheus exposition (when prometheus-client is installed), and, only with
+``allow_control=True`` and a ``token``, the POST routes ``/control/reset``,
+``/control/force-open`` and ``/control/end-crash-loop``.
+
+It runs on threads of its own (the standard library's threaded HTTP server and
+one thread that reads the manager once a second) and reaches the manager only
+through its public API: serving it costs the call path nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from importlib import resources
+
+from recovery.breaker import CircuitBreaker
+from recovery.dashboard.feed import Feed
+from recovery.dashboard.hub import Hub
+from recovery.dashboard.server import STATIC, Control, DashboardServer
+from recovery.manager import RecoveryManager
+
+__all__ = ["Dashboard", "serve"]
+
+_logger = logging.getLogger("recovery.dashboard")
+
+MAX_CLIENTS = 64  # open /events streams; more get 503
+CLIENT_QUEUE = 64  # messages a client may fall behind before it is cut off (it reconnects)
+
+
+class Dashboard:
+    """A running dashboard: ``url``, ``stop()``, and a context manager that stops it."""
+
+    def __init__(self, server: DashboardServer, feed: Feed, hub: Hub, url: str) -> None:
+        self._server, self._feed, self._hub = server, feed, hub
+        self.url = url
+        host, port = server.server_address[:2]
+        self.address: tuple[str, int] = (str(host), int(port))
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            name="recovery-dashboard-http", daemon=True,
+        )
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    def _start(self) -> None:
+        self._feed.start()
+        self._thread.start()
+
+    @property
+    def clients(self) -> int:
+        """Open ``/events`` streams."""
+        return self._hub.clients
+
+    @property
+    def dropped_clients(self) -> int:
+        """Streams cut off because their client fell too far behind."""
+        return self._hub.dropped
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving and join every thread the dashboard started. Idempotent."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._feed.stop(timeout)
+        self._hub.close()  # every stream ends
+        self._server.shutdown()  # no more connections accepted
+        self._server.close_connections()  # reads and writes still blocked fail now
+        self._server.server_close()  # joins the connection threads
+        self._thread.join(timeout)
+
+    def __enter__(self) -> Dashboard:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Dashboard {self.address[0]}:{self.address[1]}>"
+
+
+def serve(
+    rm: RecoveryManager,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str | None = None,
+    allow_control: bool = False,
+    breakers: Iterable[CircuitBreaker] = (),
+) -> Dashboard:
+    """Serve the dashboard of ``rm`` on ``host``:``port`` (0: a free port) and return it.
+
+    Read-only unless ``allow_control`` is true; controls then need ``token``,
+    which every control request must carry (the page reads it from the URL's
+    fragment: ``board.url`` includes it, and the fragment never reaches a
+    server or a log). ``allow_control`` without a token is a ValueError rather
+    than a silently read-only page. ``breakers`` adds tiles for breakers that
+    are not plugins of ``rm`` (their names must differ from each other).
+    """
+    if not callable(getattr(rm, "get_recovery_status", None)):
+        raise TypeError(f"rm must be a RecoveryManager, got {rm!r}")
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be within 0..65535, got {port!r}")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token must be a str or None, got {token!r}")
+    if token == "":
+        raise ValueError("token must not be empty")
+    if not isinstance(allow_control, bool):
+        raise TypeError(f"allow_control must be a bool, got {allow_control!r}")
+    if allow_control and token is None:
+        raise ValueError("allow_control=True needs a token")
+    extra: dict[str, CircuitBreaker] = {}
+    for breaker in breakers:
+        if not isinstance(breaker, CircuitBreaker):
+            raise TypeError(f"breakers must hold CircuitBreakers, got {breaker!r}")
+        if breaker.name in extra:
+            raise ValueError(f"breakers has two breakers named {breaker.name!r}")
+        extra[breaker.name] = breaker
+
+    loopback = _is_loopback(host)
+    if not loopback:
+        _logger.warning("dashboard: serving on %r, reachable beyond this machine", host)
+    hub = Hub(limit=CLIENT_QUEUE, max_clients=MAX_CLIENTS)
+    feed = Feed(rm, tuple(extra.values()), hub, control=allow_control)
+    static = {
+        name: (resources.files(__name__) / "static" / name).read_bytes()
+        for name, _ in STATIC.values()
+    }
+    control = Control(rm, extra, token, feed) if allow_control and token else None
+    try:
+        server = DashboardServer(
+            (host, port), feed=feed, hub=hub, static=static, metrics=_metrics(rm),
+            control=control, loopback=loopback,
+        )
+    except BaseException:
+        feed.stop(0.0)
+        raise
+    bound_host, bound_port = server.server_address[:2]
+    url = f"http://{_url_host(str(bound_host))}:{bound_port}/"
+    if control is not None:
+        url += f"#token={token}"
+    board = Dashboard(server, feed, hub, url)
+    board._start()
+    return board
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """How a browser on this machine reaches ``host`` (a wildcard: through loopback)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _metrics(rm: RecoveryManager) -> Callable[[], tuple[bytes, str]] | None:
+    """The Prometheus exposition of ``rm`` on a private registry, or None without the client."""
+    try:
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+        from recovery.prometheus import RecoveryCollector
+    except ImportError:
+        return None
+    registry = CollectorRegistry()
+    registry.register(RecoveryCollector(rm))
+
+    def render() -> tuple[bytes, str]:
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+    return render

@@ -1,0 +1,358 @@
+"""What the dashboard shows, gathered on its own thread through public hooks only.
+
+The manager's status is read once a second (and soon after anything happens),
+never on the call path: breaker listeners and the alert handler only append a
+note to a queue and wake the dashboard's thread, so a transition costs the
+thread that caused it an append. From each reading the feed derives what the
+status does not say directly: request and failure rates (differences between
+readings), and recovery actions (the per-action counts going up), which join
+transitions and alerts on the timeline.
+
+Everything a client sees goes out as Server-Sent Events through the
+:class:`~recovery.dashboard.hub.Hub`: ``snapshot`` (everything, first on every
+connection), ``tick`` (the latest view, at least once a second) and ``event``
+(one timeline entry, as it happens).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from recovery._clock import iso_utc
+from recovery.alerts import Alert
+from recovery.breaker import CircuitBreaker
+from recovery.dashboard.history import RateHistory
+from recovery.dashboard.hub import Hub, Subscriber
+from recovery.manager import RecoveryManager
+from recovery.state import CircuitBreakerState
+
+_logger = logging.getLogger("recovery.dashboard")
+
+INTERVAL = 1.0  # seconds between readings: the update rate every client gets
+HISTORY = 300  # readings kept per tile: five minutes of rates
+TIMELINE = 200  # timeline entries kept (and sent to a new client)
+PENDING = 1000  # notes waiting for the dashboard's thread, beyond which the oldest go
+MIN_REFRESH = 0.25  # seconds between readings prompted by events, so a storm cannot spin
+
+_LEVELS = {
+    CircuitBreakerState.CLOSED: "good",
+    CircuitBreakerState.OPEN: "bad",
+    CircuitBreakerState.HALF_OPEN: "warn",
+    CircuitBreakerState.REPAIRING: "info",
+}
+
+
+def dumps(data: Any) -> str:
+    """Compact JSON on one line that a browser can parse (no NaN or Infinity)."""
+    try:
+        return json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
+    except ValueError:  # an infinite or NaN float somewhere: JSON has no such thing
+        return json.dumps(_finite(data), separators=(",", ":"), default=str)
+
+
+def encode(event: str, data: Any) -> bytes:
+    """One Server-Sent Event. The JSON is on one line, so it needs one ``data:`` field."""
+    return f"event: {event}\ndata: {dumps(data)}\n\n".encode()
+
+
+def _finite(data: Any) -> Any:
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {key: _finite(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(value) for value in data]
+    return data
+
+
+class Feed:
+    """Readings of ``rm`` and of extra ``breakers``, published to ``hub``."""
+
+    def __init__(
+        self,
+        rm: RecoveryManager,
+        breakers: Sequence[CircuitBreaker],
+        hub: Hub,
+        *,
+        control: bool,
+        interval: float = INTERVAL,
+    ) -> None:
+        self._rm = rm
+        self._breakers = tuple(breakers)
+        self._hub = hub
+        self._control = control
+        self._interval = interval
+        # Guards everything below; publishing happens under it, so a new client's
+        # snapshot and the messages after it never overlap or leave a gap.
+        self._lock = threading.Lock()
+        self._pending: collections.deque[dict[str, Any]] = collections.deque(maxlen=PENDING)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._histories: dict[str, RateHistory] = {}
+        self._timeline: collections.deque[dict[str, Any]] = collections.deque(maxlen=TIMELINE)
+        self._seq = itertools.count(1)
+        self._actions: dict[str, dict[tuple[str, str], int]] = {}
+        self._flags: dict[str, dict[str, Any]] = {}
+        self._listening: list[tuple[CircuitBreaker, Any]] = []
+        self._view: dict[str, Any] = {}
+        self._encoded_snapshot: bytes | None = None
+        self._tiles: dict[str, dict[str, Any]] = {}  # the view's tiles by id
+        self._active = True
+        # The manager has no way to remove an alert handler: this one goes inert on stop().
+        rm.add_alert_handler(self._on_alert)
+        for breaker in self._breakers:
+            self._listen("breaker:" + breaker.name, breaker.name, breaker)
+        self._tick()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="recovery-dashboard-feed",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        self._active = False
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        for breaker, listener in self._listening:
+            breaker.remove_listener(listener)
+        self._listening.clear()
+
+    # -- what clients get --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything: the latest view, each tile's rate history, the timeline."""
+        with self._lock:
+            return self._snapshot()
+
+    def subscribe(self) -> Subscriber | None:
+        """A subscriber whose first message is the snapshot (None when the hub is full)."""
+        with self._lock:
+            # Encoded once until the next publish: after a server restart every open
+            # page reconnects within the same second.
+            if self._encoded_snapshot is None:
+                self._encoded_snapshot = encode("snapshot", self._snapshot())
+            return self._hub.subscribe(self._encoded_snapshot)
+
+    def _snapshot(self) -> dict[str, Any]:
+        return {
+            **self._view,
+            "control": self._control,
+            "history_interval": self._interval,
+            "history": {key: history.to_dict() for key, history in self._histories.items()},
+            "timeline": list(self._timeline),
+        }
+
+    def _publish(self, message: bytes) -> None:
+        """Send ``message`` to every client; call under the lock."""
+        self._encoded_snapshot = None
+        self._hub.publish(message)
+
+    # -- hooks: called on other threads, they only queue a note ----------------------------
+
+    def _listen(self, key: str, name: str, breaker: CircuitBreaker) -> None:
+        def on_transition(
+            _breaker: Any, old: CircuitBreakerState, new: CircuitBreakerState
+        ) -> None:
+            self.note("transition", name, f"{_said(old)} \u2192 {_said(new)}", _LEVELS[new],
+                      key=key, state=new.value)
+
+        breaker.add_listener(on_transition)
+        self._listening.append((breaker, on_transition))
+        self._histories[key] = RateHistory(HISTORY)
+
+    def _on_alert(self, alert: Alert) -> None:
+        if self._active:
+            self.note("alert", alert.plugin_name, f"{alert.kind.value}: {alert.message}",
+                       "bad", wall=alert.timestamp, key="plugin:" + alert.plugin_name)
+
+    def note(self, kind: str, name: str, text: str, level: str, *, key: str,
+             wall: float | None = None, state: str | None = None) -> None:
+        """Queue a timeline entry; the dashboard's thread sends it at once. Never blocks.
+
+        ``state``: the breaker's new state, for a transition (the page shows it at once).
+        """
+        entry = _entry(kind, name, text, level, key, wall)
+        if state is not None:
+            entry["state"] = state
+        self._pending.append(entry)
+        self._wake.set()
+
+    # -- the dashboard's thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        next_tick = time.monotonic() + self._interval
+        last_refresh = -math.inf
+        refresh_due: float | None = None  # a reading prompted by events, held back by MIN_REFRESH
+        while True:
+            wake_at = next_tick if refresh_due is None else min(next_tick, refresh_due)
+            self._wake.wait(max(wake_at - time.monotonic(), 0.0))
+            if self._stopping.is_set():
+                return
+            self._wake.clear()
+            now = time.monotonic()
+            try:
+                if self._pending:
+                    self._drain()
+                    refresh_due = max(now, last_refresh + MIN_REFRESH)
+                if now >= next_tick:
+                    self._tick()
+                    last_refresh, refresh_due = now, None
+                elif refresh_due is not None and now >= refresh_due:
+                    # Something happened: recovery actions show up now, not at the tick.
+                    self._catch_up()
+                    last_refresh, refresh_due = now, None
+            except Exception:
+                _logger.exception("dashboard: reading the recovery manager failed")
+            if now >= next_tick:
+                next_tick += self._interval
+                if next_tick <= now:  # fell behind (a slow reading): skip, do not burst
+                    next_tick = now + self._interval
+
+    def _drain(self) -> None:
+        with self._lock:
+            while self._pending:
+                self._emit(self._pending.popleft())
+
+    def _emit(self, entry: dict[str, Any]) -> None:
+        """Put ``entry`` on the timeline and send it; call under the lock."""
+        entry["seq"] = next(self._seq)
+        self._timeline.append(entry)
+        tile = self._tiles.get(entry["tile"])
+        if tile is not None and "state" in entry:  # so a snapshot before the tick agrees
+            tile["circuit_breaker"]["state"] = entry["state"]
+            tile["circuit_breaker"]["state_change_time"] = entry["time"]
+        self._publish(encode("event", entry))
+
+    def _catch_up(self) -> None:
+        """Send the recovery actions since the last reading (the tiles wait for the tick)."""
+        status = self._rm.get_recovery_status()
+        entries = [
+            entry
+            for name, view in status["plugins"].items()
+            if "plugin:" + name in self._histories
+            for entry in self._diff_recovery("plugin:" + name, name, view["recovery"])
+        ]
+        with self._lock:
+            for entry in entries:
+                self._emit(entry)
+
+    def _tick(self) -> None:
+        """Read everything, sample the rates, and send every tile."""
+        status = self._rm.get_recovery_status()
+        wall, now = time.time(), time.monotonic()
+        tiles: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        for name, view in status["plugins"].items():
+            key = "plugin:" + name
+            if key not in self._histories:
+                self._listen(key, name, self._rm.breaker(name))
+            entries += self._diff_recovery(key, name, view["recovery"])
+            tiles.append({
+                "id": key, "kind": "plugin", "name": name,
+                "circuit_breaker": _breaker_fields(view["circuit_breaker"]),
+                "health_check": view["health_check"],
+                # The per-action counts become timeline entries; the rest is shown as is
+                # (fields the manager adds later included).
+                "recovery": {k: v for k, v in view["recovery"].items() if k != "actions"},
+            })
+        for breaker in self._breakers:
+            tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
+                          "name": breaker.name,
+                          "circuit_breaker": _breaker_fields(breaker.metrics().to_dict()),
+                          "health_check": None, "recovery": None})
+        for tile in tiles:
+            key, counts = tile["id"], tile["circuit_breaker"]
+            rates = self._histories[key].sample(
+                now, counts["total_requests"], counts["total_failures"])
+            tile["rate"] = [round(rates[0], 2), round(rates[1], 2)]
+        manager = {key: value for key, value in status.items() if key != "plugins"}
+        with self._lock:
+            for entry in entries:
+                self._emit(entry)
+            self._tiles = {tile["id"]: tile for tile in tiles}
+            self._view = {
+                "time": iso_utc(wall),
+                "now": wall,
+                "manager": manager,
+                "tiles": tiles,
+                "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
+            }
+            self._publish(encode("tick", self._view))
+
+    def _diff_recovery(self, key: str, name: str, recovery: dict[str, Any]
+                       ) -> list[dict[str, Any]]:
+        """Timeline entries for what changed in a plugin's recovery since the last reading.
+
+        A strategy run shows as its action's count going up; the first reading is
+        the baseline, so a dashboard started late does not replay old runs.
+        """
+        counts = {
+            (action, result): count
+            for action, results in (recovery.get("actions") or {}).items()
+            for result, count in results.items()
+        }
+        flags = {flag: recovery.get(flag) for flag in ("failed", "crash_loop", "degraded")}
+        before, before_flags = self._actions.get(key), self._flags.get(key)
+        self._actions[key], self._flags[key] = counts, flags
+        if before is None or before_flags is None:
+            return []
+        entries = []
+        for (action, result), count in sorted(counts.items()):
+            runs = count - before.get((action, result), 0)
+            if runs > 0:
+                verdict = "succeeded" if result == "success" else "failed"
+                times = f" (\u00d7{runs})" if runs > 1 else ""
+                entries.append(_entry("recovery", name, f"{action} {verdict}{times}",
+                                      "good" if result == "success" else "bad", key))
+        for flag, on, off, level in (
+            ("failed", "marked failed", "no longer failed", "bad"),
+            ("crash_loop", "in a crash loop", "crash loop ended", "bad"),
+            ("degraded", "degraded: fallback served", "no longer degraded", "warn"),
+        ):
+            if bool(flags[flag]) != bool(before_flags[flag]):
+                text = on if flags[flag] else off
+                if flag == "failed" and flags[flag] and recovery.get("failed_reason"):
+                    text += f": {recovery['failed_reason']}"
+                if flag == "crash_loop" and flags[flag] and recovery.get("next_attempt"):
+                    text += f", next attempt {recovery['next_attempt']}"
+                entries.append(_entry("recovery", name, text,
+                                      level if flags[flag] else "good", key))
+        return entries
+
+
+# What a tile shows of a breaker (the rest of its metrics is in /metrics): each tick
+# carries every tile, so this keeps a hundred of them small.
+_BREAKER_FIELDS = (
+    "state", "state_change_time", "next_retry_time", "total_requests", "total_failures",
+    "total_rejections", "total_slow_calls", "window_failure_rate",
+)
+
+
+def _breaker_fields(metrics: dict[str, Any]) -> dict[str, Any]:
+    fields = {key: metrics.get(key) for key in _BREAKER_FIELDS}
+    fields["window_failure_rate"] = round(fields["window_failure_rate"] or 0.0, 4)
+    return fields
+
+
+def _said(state: CircuitBreakerState) -> str:
+    return state.value.replace("_", "-")
+
+
+def _entry(kind: str, name: str, text: str, level: str, key: str,
+           wall: float | None = None) -> dict[str, Any]:
+    wall = time.time() if wall is None else wall
+    return {"time": iso_utc(wall), "t": wall, "kind": kind, "name": name, "tile": key,
+            "text": text, "level": level}

@@ -1,0 +1,466 @@
+// recovery dashboard: renders the /events stream. Every name and message from the
+// server goes into the page as text (textContent), never as markup.
+"use strict";
+
+(() => {
+  const HISTORY = 300;   // rate points kept per tile (five minutes at one a second)
+  const TIMELINE = 200;  // timeline entries kept
+  const STALE_MS = 3500; // no message for this long while connected: say so
+  const SVG = "http://www.w3.org/2000/svg";
+  const STATES = ["closed", "open", "half_open", "repairing"];
+  const STATE_TEXT = { closed: "CLOSED", open: "OPEN", half_open: "HALF-OPEN", repairing: "REPAIRING" };
+
+  const $ = (id) => document.getElementById(id);
+  const tiles = new Map();  // tile id -> {el, parts, history}
+  let control = false;
+  let serverSkew = 0;       // server clock minus this browser's, in ms
+  let lastSeq = 0;
+  let lastMessage = 0;
+  let source = null;
+
+  // -- the token: from the URL's fragment (never sent to a server), kept for the tab --
+  const token = (() => {
+    const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+    if (match) {
+      sessionStorage.setItem("recovery-token", decodeURIComponent(match[1]));
+      history.replaceState(null, "", location.pathname + location.search);
+    }
+    return sessionStorage.getItem("recovery-token");
+  })();
+
+  // -- small DOM helpers --
+  function el(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+  function setText(node, text) {
+    if (node.textContent !== text) node.textContent = text;
+  }
+  function fmtRate(value) {
+    if (value >= 100) return value.toFixed(0);
+    if (value >= 10) return value.toFixed(1);
+    return value.toFixed(2);
+  }
+  function fmtDuration(seconds) {
+    if (!isFinite(seconds) || seconds < 0) return "";
+    seconds = Math.floor(seconds);
+    if (seconds < 60) return seconds + "s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + "m " + (seconds % 60) + "s";
+    return Math.floor(seconds / 3600) + "h " + Math.floor((seconds % 3600) / 60) + "m";
+  }
+  function secondsSince(iso) {
+    return iso ? (Date.now() + serverSkew - Date.parse(iso)) / 1000 : NaN;
+  }
+  function clock(seconds) {
+    return new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
+  }
+
+  // -- connection state --
+  function setConnection(state) {
+    const node = $("connection");
+    const was = node.dataset.state;
+    node.dataset.state = state;
+    setText(node, state);
+    document.body.classList.toggle("offline", state === "disconnected");
+    const notice = $("notice");
+    if (state === "disconnected" && was !== "disconnected" && was !== "connecting") {
+      notice.textContent = "Connection lost at " + clock(Date.now() / 1000) +
+        ": the figures below are from then. Reconnecting…";
+      notice.hidden = false;
+    } else if (state === "live") {
+      showControlNotice();
+    }
+  }
+  function showControlNotice() {
+    const notice = $("notice");
+    notice.hidden = !(control && !token);
+    notice.textContent = "Controls are on, but this page has no token: open the URL the server printed.";
+  }
+
+  function connect() {
+    source = new EventSource("/events");
+    source.addEventListener("snapshot", (e) => { received(); applySnapshot(JSON.parse(e.data)); });
+    source.addEventListener("tick", (e) => { received(); applyTick(JSON.parse(e.data)); });
+    source.addEventListener("event", (e) => { received(); addEvent(JSON.parse(e.data), true); });
+    source.onerror = () => {
+      setConnection("disconnected");
+      if (source.readyState === EventSource.CLOSED) {  // the browser gave up: start again
+        source.close();
+        setTimeout(connect, 2000);
+      }
+    };
+  }
+  function received() {
+    lastMessage = Date.now();
+    if ($("connection").dataset.state !== "live") setConnection("live");
+  }
+  setInterval(() => {
+    if ($("connection").dataset.state === "live" && Date.now() - lastMessage > STALE_MS) {
+      setConnection("stale");
+    }
+  }, 1000);
+
+  // -- messages --
+  function applySnapshot(data) {
+    control = Boolean(data.control);
+    showControlNotice();
+    for (const [id, tile] of tiles) { tile.el.remove(); tiles.delete(id); }
+    order.last = "";
+    applyTick(data);
+    for (const [id, columns] of Object.entries(data.history || {})) {
+      const tile = tiles.get(id);
+      if (!tile) continue;
+      tile.history.requests = columns.requests.slice(-HISTORY);
+      tile.history.failures = columns.failures.slice(-HISTORY);
+      drawRates(tile);
+    }
+    $("timeline").replaceChildren();
+    lastSeq = 0;
+    for (const entry of data.timeline || []) addEvent(entry, false);
+    $("quiet").hidden = $("timeline").childElementCount > 0;
+  }
+
+  function applyTick(data) {
+    serverSkew = data.now * 1000 - Date.now();
+    renderManager(data.manager || {});
+    for (const view of data.tiles || []) {
+      let tile = tiles.get(view.id);
+      if (!tile) tile = addTile(view);
+      if (view.rate) {
+        tile.history.requests.push(view.rate[0]);
+        tile.history.failures.push(view.rate[1]);
+        if (tile.history.requests.length > HISTORY) {
+          tile.history.requests.shift();
+          tile.history.failures.shift();
+        }
+      }
+      renderTile(tile, view);
+    }
+    overview();
+    $("empty").hidden = tiles.size > 0;
+  }
+
+  // The header's counts by state, and the order of the tiles.
+  function overview() {
+    const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0 };
+    for (const { view } of tiles.values()) {
+      const state = view.circuit_breaker.state;
+      counts[state] = (counts[state] || 0) + 1;
+      const recovery = view.recovery || {};
+      if (recovery.failed) counts.failed += 1;
+      if (recovery.crash_loop) counts.crash_loop += 1;
+    }
+    renderSummary(counts);
+    order([...tiles.values()].map((tile) => tile.view));
+  }
+
+  // Trouble first: with a hundred tiles, the open one must not be below the fold.
+  const RANK = { open: 1, repairing: 2, half_open: 3, closed: 5 };
+  function rank(view) {
+    const recovery = view.recovery || {};
+    if (recovery.failed || recovery.crash_loop) return 0;
+    if (recovery.degraded && view.circuit_breaker.state === "closed") return 4;
+    return RANK[view.circuit_breaker.state] ?? 5;
+  }
+  function order(views) {
+    const sorted = views.map((view, index) => [rank(view), index, view.id])
+      .sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((entry) => entry[2]);
+    const key = sorted.join("\n");
+    if (key === order.last) return;
+    order.last = key;
+    const box = $("tiles");
+    for (const id of sorted) box.append(tiles.get(id).el);
+  }
+
+  function addEvent(entry, live) {
+    if (entry.seq <= lastSeq) return;  // already had it in the snapshot
+    lastSeq = entry.seq;
+    const item = el("li", "event");
+    item.dataset.level = entry.level;
+    const time = el("time", "num", clock(entry.t));
+    time.dateTime = entry.time;
+    const what = el("div", "what");
+    const who = el("span", "who", entry.name);
+    who.title = entry.name;
+    what.append(who, el("span", "text", entry.text));
+    item.append(time, el("span", "kind", entry.kind), what);
+    const list = $("timeline");
+    list.prepend(item);
+    while (list.childElementCount > TIMELINE) list.lastElementChild.remove();
+    if (live) {
+      $("quiet").hidden = true;
+      const tile = tiles.get(entry.tile);
+      if (entry.state && tile) {  // a transition shows at once; the next tick fills in the rest
+        tile.view.circuit_breaker.state = entry.state;
+        tile.view.circuit_breaker.state_change_time = entry.time;
+        renderTile(tile, tile.view, false);
+        overview();
+      }
+    }
+  }
+
+  // -- the header --
+  function renderSummary(counts) {
+    const labels = [["closed", "closed"], ["open", "open"], ["half_open", "half-open"],
+      ["repairing", "repairing"], ["failed", "failed"], ["crash_loop", "crash loop"]];
+    const summary = $("summary");
+    if (summary.childElementCount !== labels.length) {
+      summary.replaceChildren(...labels.map(([key]) => {
+        const node = el("span", "count num");
+        node.dataset.state = key;
+        return node;
+      }));
+    }
+    labels.forEach(([key, label], index) => {
+      const node = summary.children[index];
+      setText(node, counts[key] + " " + label);
+      node.classList.toggle("zero", counts[key] === 0);
+    });
+  }
+
+  function renderManager(manager) {
+    const stuckStrategies = (manager.stuck_strategies || []).length;
+    const stuckChecks = manager.stuck_health_checks || 0;
+    const items = [
+      ["manager", manager.running ? "running" : "stopped", !manager.running],
+      ["auto-recovery", manager.auto_recovery ? "on" : "off", false],
+      ["health checks", manager.health_checking ? "on" : "off", false],
+      ["episodes", String(manager.episodes_in_progress || 0), false],
+      ["stuck threads", String(stuckStrategies + stuckChecks), stuckStrategies + stuckChecks > 0],
+    ];
+    const box = $("manager");
+    if (box.childElementCount !== items.length) {
+      box.replaceChildren(...items.map(() => {
+        const item = el("span", "item");
+        item.append(el("span", "label"), document.createTextNode(" "), el("strong"));
+        return item;
+      }));
+    }
+    items.forEach(([label, value, bad], index) => {
+      const item = box.children[index];
+      item.classList.toggle("bad", bad);
+      setText(item.firstChild, label);
+      setText(item.lastChild, value);
+    });
+  }
+
+  // -- tiles --
+  function addTile(view) {
+    const parts = {
+      name: el("h3", "tile-name", view.name),
+      state: el("span", "state"),
+      sub: el("div", "sub num"),
+      badges: el("div", "badges"),
+      requests: rateRow("requests", "req/s"),
+      failures: rateRow("failures", "fail/s"),
+      facts: el("dl", "facts num"),
+      health: lineRow("health"),
+      recovery: lineRow("recovery"),
+      controls: el("div", "controls"),
+      result: el("div", "result"),
+    };
+    parts.name.title = view.name;
+    const head = el("div", "tile-head");
+    head.append(parts.name, parts.state);
+    const node = el("article", "tile");
+    node.dataset.kind = view.kind;
+    node.append(head, parts.sub, parts.badges, parts.requests.row, parts.failures.row, parts.facts);
+    if (view.kind === "plugin") node.append(parts.health.row, parts.recovery.row);
+    node.append(parts.controls, parts.result);
+    const tile = { id: view.id, view, el: node, parts, history: { requests: [], failures: [] }, controlsFor: "" };
+    tiles.set(view.id, tile);
+    $("tiles").append(node);
+    return tile;
+  }
+
+  function rateRow(kind, label) {
+    const row = el("div", "rate " + kind);
+    const value = el("span", "rate-value num");
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("viewBox", "0 0 100 26");
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    const title = document.createElementNS(SVG, "title");
+    const area = document.createElementNS(SVG, "polygon");
+    area.setAttribute("class", "area");
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("class", "line");
+    svg.append(title, area, line);
+    row.append(value, el("span", "rate-label", label), svg);
+    return { row, value, title, area, line, label };
+  }
+
+  function lineRow(label) {
+    const row = el("div", "line");
+    const value = el("span", "value");
+    row.append(el("span", "label", label), value);
+    return { row, value };
+  }
+
+  // The chart spans at least a minute, then grows with the history to five minutes,
+  // the newest point at the right edge.
+  function drawSpark(part, values) {
+    const count = values.length;
+    const span = Math.min(Math.max(count, 60), HISTORY) - 1;
+    const peak = Math.max(1e-9, ...values);
+    const points = values.map((v, i) => {
+      const x = 100 - ((count - 1 - i) / span) * 100;
+      const y = 25 - (v / peak) * 23;
+      return x.toFixed(2) + "," + y.toFixed(2);
+    });
+    part.line.setAttribute("points", points.join(" "));
+    part.area.setAttribute("points", count ? points[0].split(",")[0] + ",26 " + points.join(" ") + " 100,26" : "");
+    part.title.textContent = part.label + ": peak " + fmtRate(Math.max(0, ...values)) +
+      " over the last " + fmtDuration(span + 1);
+  }
+
+  function drawRates(tile) {
+    drawSpark(tile.parts.requests, tile.history.requests);
+    drawSpark(tile.parts.failures, tile.history.failures);
+  }
+
+  function renderTile(tile, view, redraw = true) {
+    tile.view = view;
+    const { parts } = tile;
+    const cb = view.circuit_breaker;
+    const recovery = view.recovery || {};
+    tile.el.dataset.state = cb.state;
+    setText(parts.state, STATE_TEXT[cb.state] || String(cb.state).toUpperCase());
+    const inState = fmtDuration(secondsSince(cb.state_change_time));
+    setText(parts.sub, (view.kind === "plugin" ? "plugin" : "breaker") +
+      (inState ? " \u00b7 " + STATE_TEXT[cb.state].toLowerCase() + " for " + inState : ""));
+
+    const badges = [];
+    if (recovery.failed) badges.push(["FAILED", "bad"]);
+    if (recovery.crash_loop) badges.push(["CRASH LOOP", "bad"]);
+    if (recovery.degraded) badges.push(["DEGRADED", "warn"]);
+    if (recovery.in_progress) badges.push(["RECOVERING", "info"]);
+    const health = view.health_check;
+    if (health && health.stuck) badges.push(["CHECK STUCK", "warn"]);
+    const badgeKey = badges.map((b) => b[0]).join("|");
+    if (parts.badges.dataset.key !== badgeKey) {
+      parts.badges.dataset.key = badgeKey;
+      parts.badges.replaceChildren(...badges.map(([text, level]) => el("span", "badge " + level, text)));
+    }
+
+    const rate = view.rate || [0, 0];
+    setText(parts.requests.value, fmtRate(rate[0]));
+    setText(parts.failures.value, fmtRate(rate[1]));
+    if (redraw) drawRates(tile);
+
+    renderFacts(parts.facts, [
+      ["requests", String(cb.total_requests)],
+      ["rejected", String(cb.total_rejections)],
+      ["slow", String(cb.total_slow_calls)],
+      ["window failures", Math.round((cb.window_failure_rate || 0) * 100) + "%"],
+    ]);
+
+    if (view.kind === "plugin") {
+      renderHealth(parts.health, health);
+      renderRecovery(parts.recovery, recovery, cb);
+    }
+    renderControls(tile, recovery);
+  }
+
+  function renderFacts(dl, facts) {
+    if (dl.childElementCount !== facts.length) {
+      dl.replaceChildren(...facts.map(([label]) => {
+        const div = el("div");
+        div.append(el("dt", "", label), el("dd"));
+        return div;
+      }));
+    }
+    facts.forEach(([, value], index) => setText(dl.children[index].lastChild, value));
+  }
+
+  function renderHealth(part, health) {
+    let text = "no health check";
+    let level = "";
+    if (health && health.enabled) {
+      const last = health.last_result;
+      if (!last) {
+        text = "not checked yet";
+      } else {
+        const ago = fmtDuration(secondsSince(health.last_check));
+        text = (last.healthy ? "healthy" : "unhealthy") + " in " + last.duration +
+          (ago ? ", " + ago + " ago" : "");
+        if (!last.healthy && last.message) text += " \u2014 " + last.message;
+        level = last.healthy ? "good" : "bad";
+      }
+      if (health.consecutive_fails > 0) text += " (" + health.consecutive_fails + " failed in a row)";
+    }
+    part.row.className = "line " + level;
+    setText(part.value, text);
+  }
+
+  function renderRecovery(part, recovery, cb) {
+    let text = "no recovery yet";
+    let level = "";
+    if (recovery.last_action) {
+      const ok = recovery.last_action_success;
+      text = recovery.last_action + " " + (ok === true ? "succeeded" : ok === false ? "failed" : "running");
+      level = ok === true ? "good" : ok === false ? "bad" : "";
+    }
+    if (recovery.attempts) {
+      text += " \u00b7 " + recovery.attempts + (recovery.attempts === 1 ? " attempt" : " attempts");
+    }
+    if (recovery.crash_loop && recovery.next_attempt) {
+      const wait = -secondsSince(recovery.next_attempt);
+      text += " \u00b7 next attempt " + (wait > 0 ? "in " + fmtDuration(wait) : "due");
+      level = "warn";
+    } else if (cb.next_retry_time && cb.state === "open") {
+      const wait = -secondsSince(cb.next_retry_time);
+      if (wait > 0) text += " \u00b7 trial in " + fmtDuration(wait);
+    }
+    if (recovery.failed && recovery.failed_reason) {
+      text += " \u00b7 " + recovery.failed_reason;
+      level = "bad";
+    }
+    part.row.className = "line " + level;
+    setText(part.value, text);
+  }
+
+  // -- controls: drawn only when the server allows them and this page has the token --
+  function renderControls(tile, recovery) {
+    const actions = [];
+    if (control && token) {
+      actions.push(["reset", "Reset", ""], ["force-open", "Force open", "danger"]);
+      if (recovery.crash_loop || recovery.failed) actions.push(["end-crash-loop", "End crash loop", ""]);
+    }
+    const key = actions.map((a) => a[0]).join("|");
+    if (tile.controlsFor === key) return;
+    tile.controlsFor = key;
+    tile.parts.controls.replaceChildren(...actions.map(([action, label, kind]) => {
+      const button = el("button", kind, label);
+      button.type = "button";
+      button.dataset.action = action;
+      button.addEventListener("click", () => act(tile, action, button));
+      return button;
+    }));
+  }
+
+  async function act(tile, action, button) {
+    button.disabled = true;
+    const body = {};
+    body[tile.view.kind] = tile.view.name;
+    let message;
+    try {
+      const response = await fetch("/control/" + action, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "X-Recovery-Token": token },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json().catch(() => ({}));
+      message = response.ok ? answer.message || "done" : "refused: " + (answer.error || response.status);
+    } catch (error) {
+      message = "failed: " + error;
+    }
+    button.disabled = false;
+    setText(tile.parts.result, message);
+  }
+
+  connect();
+})();

@@ -1,0 +1,231 @@
+"""The dashboard in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+Playwright's own browser download cannot work on a sandboxed machine, so these
+tests launch the system Chromium (``RECOVERY_CHROMIUM`` overrides the path).
+Without it (or without playwright) they skip with one reason; under
+``RECOVERY_REQUIRE_BROWSER=1`` (as in CI) that skip is a failure instead.
+Every test saves a screenshot in its tmp dir. Waits are Playwright's bounded
+``expect`` timeouts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery import FailureInfo, RecoveryManager
+from recovery._clock import iso_utc
+from recovery.dashboard import Dashboard, serve
+from tests.test_dashboard import TOKEN, XSS, make_manager
+
+CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+REASON = (f"browser tests need playwright (the 'test' extra) and Chromium at {CHROMIUM} "
+          "(apt-get install chromium)")
+SOON = 2000  # ms: how fast a change must show on the page
+
+try:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+if sync_playwright is None or not os.access(CHROMIUM, os.X_OK):  # pragma: no cover
+    if os.environ.get("RECOVERY_REQUIRE_BROWSER") == "1":
+        pytest.fail(REASON + "; RECOVERY_REQUIRE_BROWSER=1 makes this a failure",
+                    pytrace=False)
+    pytest.skip(REASON, allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def rm() -> Iterator[RecoveryManager]:
+    manager = make_manager("payments", "search", XSS)
+    yield manager
+    manager.stop(timeout=5.0)
+
+
+@pytest.fixture
+def boards() -> Iterator[Callable[..., Dashboard]]:
+    started: list[Dashboard] = []
+
+    def build(manager: RecoveryManager, **kwargs: Any) -> Dashboard:
+        board = serve(manager, **kwargs)
+        started.append(board)
+        return board
+
+    yield build
+    for board in started:
+        board.stop()
+
+
+@pytest.fixture
+def page(browser: Browser, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A 1280x800 page that records dialogs and script errors; screenshot at the end."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    opened = context.new_page()
+    opened.dialogs = []  # type: ignore[attr-defined]
+    opened.errors = []  # type: ignore[attr-defined]
+    opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message),  # type: ignore[attr-defined]
+                                        dialog.dismiss()))
+    opened.on("pageerror", lambda error: opened.errors.append(str(error)))  # type: ignore[attr-defined]
+    yield opened
+    opened.screenshot(path=str(tmp_path / f"{request.node.name}.png"), full_page=True)
+    context.close()
+    assert opened.errors == []  # type: ignore[attr-defined]
+
+
+def tile(page: Page, name: str) -> Any:
+    return page.locator("article.tile").filter(
+        has=page.get_by_role("heading", name=name, exact=True))
+
+
+def test_the_page_shows_a_tile_per_plugin_and_the_manager(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path
+) -> None:
+    for _ in range(20):
+        rm.execute_with_recovery("payments", lambda: None)
+    board = boards(rm)
+    page.goto(board.url)
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("article.tile")).to_have_count(3)
+    for name in ("payments", "search", XSS):
+        expect(tile(page, name).locator(".state")).to_have_text("CLOSED")
+    expect(page.locator("#manager")).to_contain_text("running")
+    expect(page.locator("#summary")).to_contain_text("3 closed")
+    expect(tile(page, "payments")).to_contain_text("requests20")
+    page.set_viewport_size({"width": 420, "height": 800})  # a narrow window
+    page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 420, "the narrow layout scrolls sideways"
+
+
+def test_forcing_a_breaker_open_turns_its_tile_open_without_a_reload(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page
+) -> None:
+    page.goto(boards(rm).url)
+    expect(page.locator("#connection")).to_have_text("live")
+    rm.breaker("search").force_open()
+    expect(tile(page, "search")).to_have_attribute("data-state", "open", timeout=SOON)
+    expect(tile(page, "search").locator(".state")).to_have_text("OPEN", timeout=SOON)
+    expect(page.locator("#timeline li").first).to_contain_text("closed \u2192 open")
+    expect(tile(page, "payments")).to_have_attribute("data-state", "closed")
+    # trouble first: the open tile moves to the top
+    expect(page.locator("article.tile").first).to_have_attribute("data-state", "open")
+
+
+def test_a_recovery_action_appears_in_the_timeline(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page
+) -> None:
+    page.goto(boards(rm).url)
+    expect(page.locator("#connection")).to_have_text("live")
+    rm.record_failure("payments", FailureInfo("error", message="connection refused"))
+    entry = page.locator("#timeline li", has_text="bad failed")
+    expect(entry).to_contain_text("payments", timeout=SOON)
+    expect(entry.locator(".kind")).to_have_text("recovery")
+    expect(tile(page, "payments").locator(".line").last).to_contain_text("bad failed")
+
+
+def test_a_plugin_named_like_markup_is_shown_as_text_and_runs_nothing(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page
+) -> None:
+    page.goto(boards(rm).url)
+    expect(page.locator("#connection")).to_have_text("live")
+    rm.breaker(XSS).force_open()  # its name goes to the timeline as well
+    expect(page.locator("#timeline li", has_text=XSS)).to_have_count(1, timeout=SOON)
+    expect(tile(page, XSS).locator(".tile-name")).to_have_text(XSS)
+    expect(page.locator("#summary")).to_contain_text("1 open", timeout=SOON)
+    assert page.locator("img").count() == 0
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_without_a_token_there_are_no_controls_and_a_post_is_refused(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page
+) -> None:
+    page.goto(boards(rm).url)
+    expect(page.locator("article.tile")).to_have_count(3)
+    expect(page.locator("#connection")).to_have_text("live")
+    assert page.locator("button").count() == 0
+    status = page.evaluate("""async () => (await fetch('/control/reset', {method: 'POST',
+        headers: {'Content-Type': 'application/json', 'X-Recovery-Token': 'guess'},
+        body: JSON.stringify({plugin: 'payments'})})).status""")
+    assert status == 403
+
+
+def test_with_the_token_a_reset_works_from_a_button(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page
+) -> None:
+    board = boards(rm, token=TOKEN, allow_control=True)
+    page.goto(board.url)
+    assert TOKEN not in page.url  # taken out of the address bar
+    rm.breaker("payments").force_open()
+    payments = tile(page, "payments")
+    expect(payments).to_have_attribute("data-state", "open", timeout=SOON)
+    payments.get_by_role("button", name="Reset").click()
+    expect(payments).to_have_attribute("data-state", "closed", timeout=SOON)
+    expect(payments.locator(".result")).to_have_text("reset requested from the dashboard")
+    expect(page.locator("#timeline li", has_text="reset requested")).to_contain_text("control")
+    assert rm.breaker("payments").state.value == "closed"
+
+
+def test_a_crash_loop_shows_its_badge_its_next_attempt_and_its_control(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page,
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    # The manager's status gains "crash_loop" and "next_attempt"; until then, a stand-in.
+    real_status = rm.get_recovery_status
+    looping = [True]
+
+    def status() -> dict[str, Any]:
+        view = real_status()
+        view["plugins"]["search"]["recovery"].update(
+            crash_loop=looping[0], next_attempt=iso_utc(time.time() + 90) if looping[0] else None)
+        return view
+
+    monkeypatch.setattr(rm, "get_recovery_status", status)
+    original_reset = rm.reset_plugin
+
+    def reset(name: str) -> None:
+        looping[0] = False
+        original_reset(name)
+
+    monkeypatch.setattr(rm, "reset_plugin", reset)
+    page.goto(boards(rm, token=TOKEN, allow_control=True).url)
+    search = tile(page, "search")
+    expect(search.locator(".badge")).to_have_text(["CRASH LOOP"])
+    expect(search).to_contain_text("next attempt in 1m")
+    expect(page.locator("#summary")).to_contain_text("1 crash loop")
+    expect(page.locator("article.tile").first).to_contain_text("search")  # trouble first
+    page.screenshot(path=str(tmp_path / "crash_loop.png"), full_page=True)
+    search.get_by_role("button", name="End crash loop").click()
+    expect(search.locator(".badge")).to_have_count(0, timeout=SOON)
+    expect(search.get_by_role("button", name="End crash loop")).to_have_count(0)
+
+
+def test_a_stopped_server_shows_disconnected_and_a_restart_reconnects(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path
+) -> None:
+    board = boards(rm)
+    page.goto(board.url)
+    expect(page.locator("#connection")).to_have_text("live")
+    board.stop()
+    expect(page.locator("#connection")).to_have_text("disconnected", timeout=SOON)
+    page.screenshot(path=str(tmp_path / "disconnected.png"), full_page=True)
+    rm.breaker("search").force_open()  # happens while nobody serves
+    again = boards(rm, port=board.address[1])
+    assert again.address == board.address
+    expect(page.locator("#connection")).to_have_text("live", timeout=5000)
+    expect(tile(page, "search")).to_have_attribute("data-state", "open", timeout=SOON)
