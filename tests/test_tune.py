@@ -477,7 +477,7 @@ def test_cli_keeps_a_trace_s_own_labels_whatever_the_label_options(
         ("t,ok,latency\n", ["--label-window", "0"], "label_window must be a finite number"),
         ("t,ok,latency\n", ["--unhealthy-rate", "1.5"], "unhealthy_rate must be in (0, 1]"),
         ("t,ok,latency\n1,maybe,0\n", [], "line 2: ok must be 0 or 1, got 'maybe'"),
-        ("1,1,0,1,1\n", [], "line 1: no header (the first field is a number)"),
+        ("1,1,0,1,1\n", [], "line 1: no header (the first field is a time)"),
     ],
 )
 def test_cli_errors_exit_2_with_a_message(
