@@ -303,7 +303,7 @@ def test_grid_file_as_list_or_as_cartesian_product(
         {"failure_threshold": 5, "sliding_window_size": 50, "minimum_requests": 5},
         {"failure_threshold": 20, "sliding_window_size": 50, "minimum_requests": 5},
     ]
-    assert "skipped {'failure_threshold': 20, 'sliding_window_size': 10" in capsys.readouterr().err
+    assert "skipped \"{'failure_threshold': 20, 'sliding_window_size': 10" in capsys.readouterr().err
     for text, message in [
         ('{"speed": [1]}', "unknown config field 'speed'"),
         ("[1, 2]", "a grid is a JSON list of objects"),
@@ -340,18 +340,60 @@ def write_trace(tmp_path: Path, trace: Trace, name: str = "trace.csv") -> str:
 SMALL = "failure_threshold=3,minimum_requests=3,sliding_window_size=3,success_threshold=1"
 
 
-def test_cli_prints_a_ranked_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_a_recommendation_then_a_ranked_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
     path = write_trace(tmp_path, outage_then_recovery())
     never_opens = "failure_threshold=10,timeout=1"
     assert run_cli(path, "--config", never_opens, "--config", SMALL, "timeout=5") == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{path}: 16 events, 1 outages"
-    assert out[1].split()[:4] == ["rank", "cost", "opens", "rejected"]
-    assert out[2].split()[:2] == ["1", "5"]  # the small window: 3 sent to dead + 2 good rejected
-    assert out[2].endswith(SMALL + ",timeout=5.0")
-    assert out[3].split()[:2] == ["2", "6"]  # all 6 dead calls sent
-    assert out[3].endswith("failure_threshold=10,timeout=1.0")
-    assert out[4].startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
+    text = capsys.readouterr().out
+    head, recommended, code, summary, table, notes, warnings = text.split("\n\n")
+    assert head == f"{path}: 16 events over 15 s, 1 outage(s) (labels: the trace's healthy column)"
+    assert recommended == "Recommended (lowest cost = 1*rejected_healthy + 1*passed_unhealthy):"
+    assert code == (
+        "    CircuitBreakerConfig(failure_threshold=3, success_threshold=1, timeout=5.0, "
+        "sliding_window_size=3, minimum_requests=3)"
+    )
+    assert summary.replace("\n", " ") == (
+        "On this trace it rejects 2 good calls (defaults: 0) and lets 3 calls through to the "
+        "broken dependency (defaults: 6). It opens 2.10 s after an outage starts on average "
+        "(defaults: never), and closes 2.10 s after the dependency is back (defaults: 0.00 s)."
+    )
+    rows = table.splitlines()
+    header = rows[0].split()
+    assert header[:4] == ["rank", "cost", "rejected_healthy", "passed_unhealthy"]
+    assert header[-1] == "config"
+    assert set(header[2:-1]) <= set(tune.SCORE_NAMES)  # column names are the score names
+    assert rows[1].split()[:3] == ["*", "1", "5"]  # 3 sent to dead + 2 good rejected
+    assert rows[1].endswith(SMALL + ",timeout=5.0")
+    assert rows[2].split()[:2] == ["2", "6"]  # all 6 dead calls sent: a tie, defaults first
+    assert rows[2].endswith("defaults")
+    assert rows[3].endswith("failure_threshold=10,timeout=1.0")
+    cost_end = rows[0].index("cost") + len("cost")  # numbers are aligned on the right
+    assert all(row[cost_end - 1] != " " and row[cost_end] == " " for row in rows)
+    assert notes.startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
+    assert warnings.startswith("Warnings:\n- only 16 events: too few to tell configs apart")
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_the_table_fits_the_terminal_and_wide_shows_every_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    path = write_trace(tmp_path, outage_then_recovery())
+    argv = [path, "--config", SMALL, "timeout=5", "--config", "failure_threshold=10"]
+    assert run_cli(*argv) == 0
+    text = capsys.readouterr().out
+    assert max(map(len, text.splitlines())) <= max(columns, 16 + 18 + 18 + 40)
+    assert "more score column(s) with --wide" in text
+    assert run_cli(*argv, "--wide") == 0
+    wide = capsys.readouterr().out
+    table = wide.split("\n\n")[4].splitlines()
+    assert set(table[0].split()) == {"rank", "cost", "config", *tune.SCORE_NAMES}
+    assert table[1].endswith(SMALL + ",timeout=5.0")  # never cut
+    assert "--wide" not in wide
 
 
 def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -366,13 +408,18 @@ def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert report["events"] == 16
     assert report["labelled"] is True
     assert report["weights"] == {"rejected_healthy": 2.0, "passed_unhealthy": 0.0}
-    first, second = report["results"]
+    defaults, first, second = report["results"]
+    assert (defaults["rank"], defaults["label"], defaults["cost"]) == (1, "defaults", 0.0)
     assert (first["rank"], first["config"], first["cost"]) == (
-        1, {"failure_threshold": 10, "timeout": 1.0}, 0.0
+        2, {"failure_threshold": 10, "timeout": 1.0}, 0.0
     )
     assert second["cost"] == 4.0  # 2 good calls rejected, weighted 2
     assert second["scores"]["detection_delay_max"] == pytest.approx(2.1)
     assert set(first["scores"]) == set(tune.SCORE_NAMES)
+    assert report["recommendation"]["code"] == "CircuitBreakerConfig()"
+    assert report["recommendation"]["summary"].startswith("No candidate beat the defaults")
+    assert report["defaults"]["label"] == "defaults"
+    assert report["search"] is None
 
 
 def test_cli_uses_the_default_grid_and_a_grid_file(
@@ -388,7 +435,7 @@ def test_cli_uses_the_default_grid_and_a_grid_file(
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"timeout": [1, 2, 3]}))
     assert run_cli(path, "--grid", str(grid), "--json") == 0
-    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 4  # and the defaults
 
 
 def test_cli_on_an_unlabelled_trace_without_derived_labels(
@@ -396,10 +443,11 @@ def test_cli_on_an_unlabelled_trace_without_derived_labels(
 ) -> None:
     path = write_trace(tmp_path, hand_trace(None, [0.1] * 4))
     assert run_cli(path, "--config", "timeout=1", "--no-derive-labels") == 0
-    out = capsys.readouterr().out
-    assert "no healthy column: label-free scores only" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(no labels: label-free scores only, no recommendation)" in out
     assert "not ranked" in out
-    assert "false opens" not in out
+    assert "Recommended" not in out
+    assert "false_opens" not in out
     assert run_cli(path, "--config", "timeout=1", "--weight", "opens=1", "--no-derive-labels") == 0
     assert "not ranked" not in capsys.readouterr().out
     assert run_cli(path, "--config", "timeout=1", "--no-derive-labels", "--json") == 0
@@ -409,8 +457,9 @@ def test_cli_on_an_unlabelled_trace_without_derived_labels(
 
 
 def test_cli_derives_labels_for_an_unlabelled_trace_by_default(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
     labelled = outage_then_recovery()
     with_column = write_trace(tmp_path, labelled, "labelled.csv")
     without = write_trace(tmp_path, Trace(labelled.t, labelled.ok, labelled.latency), "raw.csv")
@@ -418,12 +467,11 @@ def test_cli_derives_labels_for_an_unlabelled_trace_by_default(
     assert run_cli(without, *argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
-        f"{without}: 16 events, 1 outages (no healthy column; labels derived: unhealthy where "
-        ">= 50% of the calls within +-5 s failed; --no-derive-labels for label-free scores only)"
+        f"{without}: 16 events over 15 s, 1 outage(s) (labels derived: unhealthy where "
+        ">= 50% of the calls within +-5 s failed; --incidents FILE to use your incident log)"
     )
-    assert "false opens" in out[1]
-    assert out[2].split()[:2] == ["1", "5"]  # ranked as with the true labels
-    assert "not ranked" not in out[-1]
+    assert "CircuitBreakerConfig(failure_threshold=3" in out[4]  # as with the true labels
+    assert not any("not ranked" in line for line in out)
 
     assert run_cli(without, *argv, "--json") == 0
     derived = json.loads(capsys.readouterr().out)
@@ -471,7 +519,7 @@ def test_cli_keeps_a_trace_s_own_labels_whatever_the_label_options(
         ("t,ok\n", [], "line 1: header 't,ok' lacks column(s) latency"),
         ("t,ok,latency\n1,1,x\n", [], "line 2: latency is not a number: 'x'"),
         ("t,ok,latency\n", ["--config", "speed=1"], "unknown config field 'speed'"),
-        ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: speed"),
+        ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: 'speed'"),
         ("t,ok,latency\n", ["--weight", "opens"], "--weight expects score=number"),
         ("t,ok,latency\n", ["--grid", "missing.json"], "No such file"),
         ("t,ok,latency\n", ["--label-window", "0"], "label_window must be a finite number"),
