@@ -1086,10 +1086,14 @@ def run(args: argparse.Namespace) -> int:
     )
     context = _Context(trace, weights, labels, derived, args.incidents, warnings)
     if args.json:
-        print(json.dumps(_report(context, found), indent=2))
+        output = json.dumps(_report(context, found), indent=2)
     else:
         width = None if args.wide else shutil.get_terminal_size((100, 24)).columns
-        print(_text(context, found, width, args.top))
+        output = _text(context, found, width, args.top)
+    try:
+        print(output)
+    except BrokenPipeError:  # piped into head: the reader has what it wanted
+        sys.stdout = None  # nothing left to flush at exit
     return 0
 
 
@@ -1148,41 +1152,56 @@ def _comparison(chosen: TuneResult, defaults: TuneResult) -> str:
     if new.outages is None:
         return ""
     same = chosen is defaults
-    subject, s = ("No candidate beat the defaults on this trace. They", "") if same else (
-        "On this trace it", "s"
-    )
+    subject = "No candidate beat the defaults on this trace. They" if same else "On this trace it"
+
+    def verb(singular: str) -> str:
+        """``opens`` for "it", ``open`` for "they" (the defaults)."""
+        return singular.replace("does ", "do ") if same else singular
 
     def versus(default: str) -> str:
         return "" if same else f" (defaults: {default})"
 
     if not new.outages:
         return (
-            f"{subject} open{s} {new.opens:,} time(s) on a trace without an outage"
-            f"{versus(_count(old.opens))}, rejecting {_count(new.rejected_healthy)} good calls"
-            f"{versus(_count(old.rejected_healthy))}."
+            f"{subject} {verb('opens') if not same else 'open'} {new.opens:,} time(s) on a "
+            f"trace without an outage{versus(_count(old.opens))}, rejecting "
+            f"{_count(new.rejected_healthy)} good calls{versus(_count(old.rejected_healthy))}."
         )
-    detect = _delay(new.detection_delay_mean, new.missed_outages, new.outages, "missing")
-    recover = _delay(new.recovery_delay_mean, new.unrecovered, new.recoveries, "open")
-    old_detect = _delay(old.detection_delay_mean, old.missed_outages, old.outages, "missing")
-    old_recover = _delay(old.recovery_delay_mean, old.unrecovered, old.recoveries, "open")
-    return (
-        f"{subject} reject{s} {_count(new.rejected_healthy)} good calls"
-        f"{versus(_count(old.rejected_healthy))} and let{s} {_count(new.passed_unhealthy)} calls "
-        f"through to the broken dependency{versus(_count(old.passed_unhealthy))}. "
-        f"{'They open' if same else 'It opens'} {detect} after an outage starts on average"
-        f"{versus(old_detect)}, and close{s} {recover} after the dependency is back"
-        f"{versus(old_recover)}."
+    first = (
+        f"{subject} {'reject' if same else 'rejects'} {_count(new.rejected_healthy)} good calls"
+        f"{versus(_count(old.rejected_healthy))} and {'let' if same else 'lets'} "
+        f"{_count(new.passed_unhealthy)} calls through to the broken dependency"
+        f"{versus(_count(old.passed_unhealthy))}."
     )
+    if new.detection_delay_mean is None:
+        detect = verb("does not open in any of the ") + f"{new.outages} outage(s)"
+    else:
+        detect = (
+            f"{'open' if same else 'opens'} {new.detection_delay_mean:.2f} s after an outage "
+            "starts, on average"
+            + (f" ({new.missed_outages} of {new.outages} missed)" if new.missed_outages else "")
+        )
+    detect += versus(_short(old.detection_delay_mean, old.missed_outages, "missed"))
+    if not new.recoveries:
+        return f"{first} {'They' if same else 'It'} {detect}."
+    if new.recovery_delay_mean is None:
+        recover = verb("does not close again before the trace ends")
+    else:
+        recover = (
+            f"{'close' if same else 'closes'} {new.recovery_delay_mean:.2f} s after the "
+            "dependency is back"
+            + (f" ({new.unrecovered} of {new.recoveries} still open at the end)"
+               if new.unrecovered else "")
+        )
+    recover += versus(_short(old.recovery_delay_mean, old.unrecovered, "still open"))
+    return f"{first} {'They' if same else 'It'} {detect}, and {recover}."
 
 
-def _delay(mean: float | None, missed: int | None, runs: int | None, missing: str) -> str:
-    """``0.95 s``, with the runs that never got there: ``0.95 s, missing 1 of 2``."""
+def _short(mean: float | None, missed: int | None, what: str) -> str:
+    """A default's delay in brief: ``0.95 s``, ``0.95 s, 1 missed``, ``never``."""
     if mean is None:
         return "never"
-    phrase = f"{mean:.2f} s"
-    if missed:
-        phrase += f", {missing} {missed} of {runs}"
-    return phrase
+    return f"{mean:.2f} s" + (f", {missed} {what}" if missed else "")
 
 
 # The table: which scores to show first when the terminal is narrow.

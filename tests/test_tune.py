@@ -358,7 +358,7 @@ def test_cli_prints_a_recommendation_then_a_ranked_table(
     )
     assert summary.replace("\n", " ") == (
         "On this trace it rejects 2 good calls (defaults: 0) and lets 3 calls through to the "
-        "broken dependency (defaults: 6). It opens 2.10 s after an outage starts on average "
+        "broken dependency (defaults: 6). It opens 2.10 s after an outage starts, on average "
         "(defaults: never), and closes 2.10 s after the dependency is back (defaults: 0.00 s)."
     )
     rows = table.splitlines()
