@@ -927,12 +927,14 @@ def candidate_warnings(trace: Trace, results: Sequence[TuneResult]) -> list[str]
                 f"its longest call took {longest:.3g} s"
             )
         notes += [f"{result.candidate.label}: {problem}" for problem in problems]
+    return notes
+
+
+def tie_warnings(results: Sequence[TuneResult]) -> list[str]:
     costs = {result.cost for result in results}
     if len(results) > 1 and len(costs) == 1 and None not in costs:
-        notes.append(
-            f"every candidate costs {costs.pop():g}: this trace does not tell them apart"
-        )
-    return notes
+        return [f"every candidate costs {costs.pop():g}: this trace does not tell them apart"]
+    return []
 
 
 def incident_warnings(trace: Trace, unused: Sequence[tuple[float, float]]) -> list[str]:
@@ -1081,9 +1083,10 @@ def run(args: argparse.Namespace) -> int:
         search=StagedSearch(*search_space(trace)) if args.search else None,
         budget=args.budget,
     )
+    given = candidates if args.config or args.grid else []  # the built-in set is known good
     warnings += candidate_warnings(
-        trace, [r for r in found.results if r.candidate in candidates or r is found.recommended]
-    )
+        trace, [r for r in found.results if r.candidate in given or r is found.recommended]
+    ) + tie_warnings(found.results)
     context = _Context(trace, weights, labels, derived, args.incidents, warnings)
     if args.json:
         output = json.dumps(_report(context, found), indent=2)
@@ -1210,7 +1213,7 @@ _COLUMN_ORDER = (
     "false_opens", "missed_outages", "opens", "rejected", "unrecovered",
     "detection_delay_max", "recovery_delay_max", "outages", "recoveries", "events",
 )
-_MIN_CONFIG_WIDTH = 40
+_MIN_CONFIG_WIDTH = 26
 
 
 def _table(results: Sequence[TuneResult], recommended: TuneResult | None,
@@ -1288,7 +1291,7 @@ def _text(context: _Context, found: Tuning, width: int | None, top: int) -> str:
         + "; --incidents FILE to use your incident log)",
         None: " (no labels: label-free scores only, no recommendation)",
     }[context.labels]
-    out = [textwrap.fill(head, width=width) if width else head, ""]
+    out = [_fill(head, width), ""]
     formula = " + ".join(f"{w:g}*{k}" for k, w in context.weights.items() if w) or "0"
     if recommended is not None:
         searched = ""
@@ -1298,19 +1301,15 @@ def _text(context: _Context, found: Tuning, width: int | None, top: int) -> str:
                 f"in {found.seconds:.1f} s"
                 + ("" if found.complete else ", raise --budget to explore more")
             )
-
-        def fill(text: str) -> str:
-            return textwrap.fill(text, width, break_on_hyphens=False) if width else text
-
         code = recommended.candidate.code
         if recommended is found.defaults:
             code += "    # the defaults"
         out += [
-            fill(f"Recommended (lowest cost = {formula}{searched}):"),
+            _fill(f"Recommended (lowest cost = {formula}{searched}):", width),
             "",
             *_code_lines(code, width or len(code) + 4),
             "",
-            fill(_comparison(recommended, found.defaults)),
+            _fill(_comparison(recommended, found.defaults), width),
             "",
         ]
     rows = [r for r in found.results if r.rank is None or r.rank <= top]
@@ -1328,12 +1327,16 @@ def _text(context: _Context, found: Tuning, width: int | None, top: int) -> str:
         notes.append("* = recommended")
     if len(rows) < len(found.results):
         notes.append(f"{len(found.results) - len(rows)} more row(s) with --top or --json")
-    out += ["", *notes]
+    out += ["", *(_fill(note, width) for note in notes)]
     if context.warnings:
-        out += ["", "Warnings:"]
-        out += [
-            textwrap.fill(note, width=width or 100, initial_indent="- ", subsequent_indent="  ")
-            if width else f"- {note}"
-            for note in context.warnings
-        ]
+        out += ["", "Warnings:", *(_fill(f"- {note}", width, "  ") for note in context.warnings)]
     return "\n".join(out)
+
+
+def _fill(text: str, width: int | None, indent: str = "") -> str:
+    """``text`` wrapped to ``width`` (None: as it is), never breaking a path or a name."""
+    if width is None:
+        return text
+    return textwrap.fill(
+        text, width, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
+    )

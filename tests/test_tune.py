@@ -387,7 +387,7 @@ def test_the_table_fits_the_terminal_and_wide_shows_every_score(
     argv = [path, "--config", SMALL, "timeout=5", "--config", "failure_threshold=10"]
     assert run_cli(*argv) == 0
     text = capsys.readouterr().out
-    assert max(map(len, text.splitlines())) <= max(columns, 16 + 18 + 18 + 40)
+    assert max(map(len, text.splitlines())) <= max(columns, 16 + 18 + 18 + 26)
     assert "more score column(s) with --wide" in text
     assert run_cli(*argv, "--wide") == 0
     wide = capsys.readouterr().out
