@@ -79,6 +79,7 @@ import shutil
 import sys
 import textwrap
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -127,24 +128,29 @@ _DEFAULTS = CircuitBreakerConfig()
 
 @attrs.frozen
 class Candidate:
-    """One config to try: the fields set explicitly, and the config they make."""
+    """One config to try: the fields set explicitly, and the config they make.
+
+    ``changes`` holds the fields whose value differs from the defaults, in
+    field order (what a recommendation prints, and its tie-breaker: fewer is
+    simpler).
+    """
 
     overrides: Mapping[str, Any]
     config: CircuitBreakerConfig
+    changes: Mapping[str, Any] = attrs.field(init=False)
 
-    @property
-    def label(self) -> str:
-        """``failure_threshold=3,timeout=5.0``, or ``defaults``."""
-        return ",".join(f"{key}={value}" for key, value in self.overrides.items()) or "defaults"
-
-    @property
-    def changes(self) -> dict[str, Any]:
-        """The fields whose value differs from the defaults, in field order."""
+    @changes.default
+    def _changed_fields(self) -> dict[str, Any]:
         return {
             field.name: getattr(self.config, field.name)
             for field in attrs.fields(CircuitBreakerConfig)
             if getattr(self.config, field.name) != getattr(_DEFAULTS, field.name)
         }
+
+    @property
+    def label(self) -> str:
+        """``failure_threshold=3,timeout=5.0``, or ``defaults``."""
+        return ",".join(f"{key}={value}" for key, value in self.overrides.items()) or "defaults"
 
     @property
     def code(self) -> str:
@@ -660,10 +666,10 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
     def ended(i: int) -> float:
         return t[i] + latency[i]
 
+    runs = _label_runs(trace, healthy)
     detection: list[float] = []
     outages = missed = 0
-    for run in _UNHEALTHY_RUNS.finditer(healthy):
-        start, end = run.span()
+    for start, end in runs.unhealthy:
         outages += 1
         if start > 0 and states[start - 1] == OPEN:
             detection.append(0.0)
@@ -676,8 +682,7 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
 
     recovery: list[float] = []
     recoveries = unrecovered = 0
-    for run in _HEALTHY_RUNS.finditer(healthy):
-        start, end = run.span()
+    for start, end in runs.healthy:
         if start == 0:
             continue  # not after an outage
         recoveries += 1
@@ -693,7 +698,7 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
     # One byte per event holding 0 or 1 is one bit per event in a big integer:
     # "rejected while healthy" is healthy AND NOT admitted, counted by bit_count().
     admitted_bits = int.from_bytes(admitted, "little")
-    healthy_bits = int.from_bytes(healthy, "little")
+    healthy_bits = runs.bits
     return Scores(
         events=n,
         rejected=rejected,
@@ -710,6 +715,33 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
         recovery_delay_mean=_mean(recovery),
         recovery_delay_max=max(recovery, default=None),
     )
+
+
+@attrs.frozen
+class _Runs:
+    """A labelled trace's runs of unhealthy and healthy events (``(start, end)`` spans) and
+    its labels as one integer, one bit an event: the same for every candidate, so found once."""
+
+    healthy_column: bytearray
+    unhealthy: list[tuple[int, int]]
+    healthy: list[tuple[int, int]]
+    bits: int
+
+
+_RUNS: weakref.WeakKeyDictionary[Trace, _Runs] = weakref.WeakKeyDictionary()
+
+
+def _label_runs(trace: Trace, healthy: bytearray) -> _Runs:
+    runs = _RUNS.get(trace)
+    if runs is None or runs.healthy_column is not healthy:
+        runs = _Runs(
+            healthy,
+            [match.span() for match in _UNHEALTHY_RUNS.finditer(healthy)],
+            [match.span() for match in _HEALTHY_RUNS.finditer(healthy)],
+            int.from_bytes(healthy, "little"),
+        )
+        _RUNS[trace] = runs
+    return runs
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -1125,7 +1157,7 @@ def _report(context: _Context, found: Tuning) -> dict[str, Any]:
         "warnings": context.warnings,
         "recommendation": None if recommended is None else {
             **recommended.to_dict(),
-            "changes": recommended.candidate.changes,
+            "changes": dict(recommended.candidate.changes),
             "summary": _comparison(recommended, found.defaults),
         },
         "defaults": found.defaults.to_dict(),
