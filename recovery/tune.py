@@ -896,7 +896,7 @@ def explore(
             rows.append(entry)
     results = rank(rows)
     by_candidate = {id(result.candidate): result for result in results}
-    recommended = None if best is None else by_candidate[id(best[0])]
+    recommended = results[0] if results[0].rank is not None else None
     front_results = sorted(
         (by_candidate[id(entry[0])] for _, entry in front),
         key=lambda result: (result.rank or 0, result.cost or 0.0),
@@ -926,7 +926,7 @@ def trace_warnings(trace: Trace, labels: str | None) -> list[str]:
             f"to 100 calls by default); record at least {MIN_EVENTS:,}"
         )
     if trace.healthy is not None:
-        outages = len(_UNHEALTHY_RUNS.findall(trace.healthy))
+        outages = len(_label_runs(trace, trace.healthy).unhealthy)
         if outages == 0:
             notes.append(
                 f"no outage in the trace (labels: {labels}): the scores only measure false "
@@ -1341,9 +1341,10 @@ def _text(context: _Context, found: Tuning, width: int | None, top: int) -> str:
             "",
             *_code_lines(code, width or len(code) + 4),
             "",
-            _fill(_comparison(recommended, found.defaults), width),
-            "",
         ]
+        summary = _comparison(recommended, found.defaults)
+        if summary:
+            out += [_fill(summary, width), ""]
     rows = [r for r in found.results if r.rank is None or r.rank <= top]
     for must in (found.defaults, recommended):
         if must is not None and must not in rows:

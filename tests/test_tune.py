@@ -847,3 +847,31 @@ def test_help_is_short_plain_text() -> None:
     text = parser.format_help()
     assert len(text.splitlines()) <= 50
     assert "``" not in text and ":class:" not in text
+
+
+def test_the_comparison_names_missed_outages_and_runs_still_open() -> None:
+    def result(label: str, **scores: Any) -> tune.TuneResult:
+        base = dict(events=100, rejected=0, opens=1, false_opens=0, outages=10, recoveries=9)
+        return tune.TuneResult(
+            make_candidate({} if label == "defaults" else {"timeout": 2.0}),
+            Scores(**{**base, **scores}), 0.0, 1, 0.0,
+        )
+
+    defaults = result(
+        "defaults", missed_outages=9, detection_delay_mean=0.44, rejected_healthy=567,
+        passed_unhealthy=100, unrecovered=1, recovery_delay_mean=3.35,
+    )
+    never = result("other", missed_outages=10, rejected_healthy=0, passed_unhealthy=100,
+                   unrecovered=0, recovery_delay_mean=0.0)
+    assert tune._comparison(never, defaults) == (
+        "On this trace it rejects 0 good calls (defaults: 567) and lets 100 calls through to "
+        "the broken dependency (defaults: 100). It does not open in any of the 10 outage(s) "
+        "(defaults: 0.44 s, 9 missed), and closes 0.00 s after the dependency is back "
+        "(defaults: 3.35 s, 1 still open)."
+    )
+    assert tune._comparison(defaults, defaults) == (
+        "No candidate beat the defaults on this trace. They reject 567 good calls and let 100 "
+        "calls through to the broken dependency. They open 0.44 s after an outage starts, on "
+        "average (9 of 10 missed), and close 3.35 s after the dependency is back (1 of 9 still "
+        "open at the end)."
+    )
