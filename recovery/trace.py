@@ -1,34 +1,42 @@
 """Outcome traces: record a breaker's calls to CSV, and load them back for replay.
 
 A trace is a CSV file, one row per call, in time order, with the columns ``t``
-(seconds, the monotonic time the call started), ``ok`` (did the call succeed)
-and ``latency`` (seconds the call took). An optional ``healthy`` column says
-whether the dependency was truly healthy at that moment: known for synthetic
-traces, or labelled by hand from an incident log.
+(when the call started: Unix seconds, or an ISO-8601 timestamp), ``ok`` (did
+the call succeed) and ``latency`` (seconds the call took). An optional
+``healthy`` column says whether the dependency was truly healthy at that
+moment: known for synthetic traces, or labelled by hand from an incident log.
 
 The first line is a header naming the columns, unless its first field is a
-number: then the file has no header and every row is ``t,ok,latency`` (3 fields)
+time: then the file has no header and every row is ``t,ok,latency`` (3 fields)
 or ``t,ok,latency,healthy`` (4 fields), as the first row has. In a header, names
 are matched without regard to case or surrounding spaces, ``time`` is another
-name for ``t`` (the SPEC writes "time, ok, latency"), columns may come in any
-order and other columns are ignored. ``ok`` and ``healthy`` are ``1``/``0``,
-``true``/``false`` or ``yes``/``no`` (any case); ``t`` and ``latency`` are plain
-numbers (no quoting). Blank lines at the end of the file are ignored.
+name for ``t``, columns may come in any order and other columns are ignored.
+``ok`` and ``healthy`` are ``1``/``0``, ``true``/``false`` or ``yes``/``no`` (any
+case). Fields may be quoted (``"1.5","1","0.02"``). An ISO-8601 time without an
+offset is taken as UTC. Blank lines at the end of the file are ignored.
+
+Any number works as ``t`` as long as it only grows, so traces recorded before
+:class:`TraceRecorder` wrote Unix times (it wrote the monotonic clock) still
+load and replay; only lining them up with an incident log needs Unix times.
 
 ``python -m recovery tune TRACE`` replays a trace through candidate configs (see
-:mod:`recovery.tune`, which can also derive ``healthy`` for a trace without it).
-The loader keeps each column in one flat array (``array('d')`` or ``bytearray``)
-because that is what the compiled window's ``replay`` reads without a per-event
-Python object.
+:mod:`recovery.tune`). The loader keeps each column in one flat array
+(``array('d')`` or ``bytearray``: 18 bytes an event with labels) because that is
+what the compiled window's ``replay`` reads without a per-event Python object;
+a plain file (no quotes, numeric times) goes through a fast path that splits a
+megabyte of text at a time.
 """
 from __future__ import annotations
 
 import array
+import csv
+import datetime
 import itertools
 import math
 import operator
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Protocol, TextIO
@@ -37,7 +45,11 @@ import attrs
 
 COLUMNS = ("t", "ok", "latency")
 LABEL = "healthy"
-_CHUNK_CHARS = 1 << 22  # read ~4 MB at a time: bounded memory, few Python-level steps
+MAX_LINE_CHARS = 1 << 20
+"""A row is tens of characters; a "line" longer than this (1 MiB) is not a trace, and
+reading on would hold all of it in memory."""
+_CHUNK_CHARS = 1 << 20  # read ~1 MB at a time: bounded memory, few Python-level steps
+_ECHO_CHARS = 60  # how much of a bad line an error message quotes
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 _SYNONYMS = {"time": "t"}
 _FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
@@ -52,6 +64,37 @@ class TraceError(ValueError):
         self.source = source
         self.line = line
         self.problem = problem
+
+
+def shown(text: str, limit: int = _ECHO_CHARS) -> str:
+    """``text`` quoted for an error message, cut to ``limit`` characters.
+
+    A bad line can be megabytes long (a binary file, a log without newlines);
+    the error that quotes it must stay one readable line.
+    """
+    text = text.strip()
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text):,} characters)"
+
+
+def parse_time(text: str) -> float:
+    """Seconds from a number (Unix time) or an ISO-8601 timestamp; no offset means UTC.
+
+    ``Z`` is accepted for UTC on every supported Python (3.10's ``fromisoformat``
+    does not take it). Raises ``ValueError`` for anything else.
+    """
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    word = text.strip()
+    if word[-1:] in ("Z", "z"):
+        word = word[:-1] + "+00:00"
+    stamp = datetime.datetime.fromisoformat(word)
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=datetime.timezone.utc)
+    return stamp.timestamp()
 
 
 @attrs.frozen(eq=False)
@@ -108,8 +151,15 @@ class Trace:
         return cls(**parsed, source=source)
 
     def sorted_by_time(self) -> Trace:
-        """The same events ordered by ``t`` (stable: equal times keep their order)."""
-        order = sorted(range(len(self.t)), key=self.t.__getitem__)
+        """The same events ordered by ``t`` (stable: equal times keep their order).
+
+        A trace already in order is returned as it is; sorting one that is not
+        builds a list of indices (about 40 bytes an event while it runs).
+        """
+        t = self.t
+        if all(map(operator.le, t, itertools.islice(t, 1, None))):
+            return self
+        order = sorted(range(len(t)), key=t.__getitem__)
 
         def times(column: array.array[float]) -> array.array[float]:
             return array.array("d", map(column.__getitem__, order))
@@ -123,30 +173,49 @@ class Trace:
         )
 
 
+class _LineTooLong(Exception):
+    """Raised by :func:`_line_chunks` when no newline comes within ``MAX_LINE_CHARS``."""
+
+
 def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
-    """Read a trace file; raise :class:`TraceError` naming the first bad line.
+    """Read a trace file; raise :class:`TraceError` naming the file and the first bad line.
 
     Rows must be in time order unless ``sort`` is true, in which case they are
     sorted by ``t`` after loading (a recording of concurrent calls is written in
     completion order, so it can be slightly out of order; see
-    :class:`TraceRecorder`).
+    :class:`TraceRecorder`). A file that is not UTF-8 text, or whose line runs
+    past ``MAX_LINE_CHARS``, is refused with an error that says so.
     """
     source = os.fspath(path)
+    try:
+        with open(source, encoding="utf-8-sig") as file:
+            trace = _read(file, source, sort)
+    except UnicodeDecodeError:
+        raise TraceError(
+            source, None,
+            "not UTF-8 text: a trace is a CSV text file (is this a binary or compressed file?)",
+        ) from None
+    return trace.sorted_by_time() if sort else trace
+
+
+def _read(file: TextIO, source: str, sort: bool) -> Trace:
     t: array.array[float] = array.array("d")
     ok = bytearray()
     latency: array.array[float] = array.array("d")
     healthy: bytearray | None = None
-    with open(source, encoding="utf-8-sig") as file:
-        first = file.readline()
-        names = _headerless_names(first, source)
-        if names is None:
-            names = _read_header(first, source)
-            first, line = "", 2  # the line number of the next row
-        else:
-            line = 1  # the first line is a row
-        if LABEL in names:
-            healthy = bytearray()
-        previous = -math.inf
+    first = file.readline(MAX_LINE_CHARS + 1)
+    if len(first) > MAX_LINE_CHARS:
+        raise _too_long(source, 1)
+    names = _headerless_names(first, source)
+    if names is None:
+        names = _read_header(first, source)
+        first, line = "", 2  # the line number of the next row
+    else:
+        line = 1  # the first line is a row
+    if LABEL in names:
+        healthy = bytearray()
+    previous = -math.inf
+    try:
         for lines in _line_chunks(file, first):
             parsed = _parse_columns(_split(lines, names, source, line), source, line)
             if not sort:
@@ -157,15 +226,25 @@ def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
             if healthy is not None:
                 healthy.extend(parsed[LABEL])
             line += len(lines)
-    trace = Trace(t, ok, latency, healthy, source)
-    return trace.sorted_by_time() if sort else trace
+    except _LineTooLong:
+        raise _too_long(source, line) from None
+    return Trace(t, ok, latency, healthy, source)
+
+
+def _too_long(source: str, line: int) -> TraceError:
+    return TraceError(
+        source, line,
+        f"no end of line within {MAX_LINE_CHARS:,} characters: not a trace "
+        "(a row is t,ok,latency[,healthy])",
+    )
 
 
 def _line_chunks(file: TextIO, first: str = "") -> Iterator[list[str]]:
-    """``first`` and the file's remaining lines, a few MB at a time; blank lines at its end dropped.
+    """``first`` and the file's remaining lines, a megabyte at a time, minus blank ones at the end.
 
     Blank lines at the end of a chunk are held back and put in front of the next
     one, so a blank line between rows is still seen (and reported) at its place.
+    Raises :class:`_LineTooLong` when a line runs past ``MAX_LINE_CHARS``.
     """
     tail = first
     held = 0
@@ -173,6 +252,8 @@ def _line_chunks(file: TextIO, first: str = "") -> Iterator[list[str]]:
         block = file.read(_CHUNK_CHARS)
         if block:
             head, newline, tail = (tail + block).rpartition("\n")
+            if len(tail) > MAX_LINE_CHARS:
+                raise _LineTooLong
             if not newline:
                 continue  # no complete line yet
             lines = [""] * held + head.split("\n")
@@ -188,18 +269,27 @@ def _line_chunks(file: TextIO, first: str = "") -> Iterator[list[str]]:
             return
 
 
-def _headerless_names(first: str, source: str) -> list[str] | None:
-    """The columns of a file without a header (its first field is a number), else None."""
-    fields = first.split(",")
+def _fields(line: str) -> list[str]:
+    """One line's fields, unquoted (a header, or the first row of a file without one)."""
     try:
-        float(fields[0])
+        fields = next(csv.reader([line.rstrip("\r\n")], strict=True), [])
+    except csv.Error:
+        fields = line.rstrip("\r\n").split(",")
+    return fields or [""]
+
+
+def _headerless_names(first: str, source: str) -> list[str] | None:
+    """The columns of a file without a header (its first field is a time), else None."""
+    fields = _fields(first)
+    try:
+        parse_time(fields[0])
     except ValueError:
         return None
     if len(fields) not in (3, 4):
         raise TraceError(
             source, 1,
-            f"no header (the first field is a number), so expected 3 or 4 fields "
-            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {first.strip()!r}",
+            f"no header (the first field is a time), so expected 3 or 4 fields "
+            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {shown(first)}",
         )
     return [*COLUMNS, LABEL][: len(fields)]
 
@@ -210,13 +300,13 @@ def _read_header(header: str, source: str) -> list[str]:
         raise TraceError(
             source, 1, f"empty file; expected a header {','.join(COLUMNS)}[,{LABEL}] or rows"
         )
-    names = [name.strip().lower() for name in header.rstrip("\r\n").split(",")]
+    names = [name.strip().lower() for name in _fields(header)]
     names = [_SYNONYMS.get(name, name) for name in names]
     missing = [name for name in COLUMNS if name not in names]
     if missing:
         raise TraceError(
             source, 1,
-            f"header {header.strip()!r} lacks column(s) {', '.join(missing)}; "
+            f"header {shown(header)} lacks column(s) {', '.join(missing)}; "
             f"expected {','.join(COLUMNS)}[,{LABEL}]",
         )
     wanted = [*COLUMNS, LABEL]
@@ -233,23 +323,53 @@ def _read_header(header: str, source: str) -> list[str]:
 def _split(
     lines: list[str], names: list[str], source: str, first_line: int
 ) -> dict[str, list[str]]:
-    """Cut lines into the wanted columns (strings), checking every line's field count."""
+    """Cut lines into the wanted columns (strings), checking every line's field count.
+
+    Lines with no quote are split on commas (the fast path); a chunk with a
+    quote in it goes through the ``csv`` module.
+    """
+    joined = ",".join(lines)
+    if '"' in joined:
+        return _split_quoted(lines, names, source, first_line)
     commas = len(names) - 1
     if set(map(operator.methodcaller("count", ","), lines)) != {commas}:
         for index, text in enumerate(lines):
             found = text.count(",") + 1
             if found != len(names):
-                raise TraceError(
-                    source, first_line + index,
-                    f"expected {len(names)} comma-separated fields ({','.join(names)}), "
-                    f"found {found}: {text.strip()!r}",
-                )
-    fields = ",".join(lines).split(",")
+                raise _field_count(source, first_line + index, names, found, text)
+    fields = joined.split(",")
     return {
         name: fields[position :: len(names)]
         for position, name in enumerate(names)
         if name in (*COLUMNS, LABEL)
     }
+
+
+def _split_quoted(
+    lines: list[str], names: list[str], source: str, first_line: int
+) -> dict[str, list[str]]:
+    wanted = [(position, name) for position, name in enumerate(names) if name in (*COLUMNS, LABEL)]
+    columns: dict[str, list[str]] = {name: [] for _, name in wanted}
+    for index, text in enumerate(lines):
+        try:
+            row = next(csv.reader([text], strict=True), None) or [""]
+        except csv.Error as error:
+            raise TraceError(
+                source, first_line + index, f"bad CSV quoting ({error}): {shown(text)}"
+            ) from None
+        if len(row) != len(names):
+            raise _field_count(source, first_line + index, names, len(row), text)
+        for position, name in wanted:
+            columns[name].append(row[position])
+    return columns
+
+
+def _field_count(source: str, line: int, names: list[str], found: int, text: str) -> TraceError:
+    return TraceError(
+        source, line,
+        f"expected {len(names)} comma-separated fields ({','.join(names)}), "
+        f"found {found}: {shown(text)}",
+    )
 
 
 def _parse_columns(
@@ -274,17 +394,28 @@ def _parse_columns(
 
 
 def _numbers(name: str, column: list[str], source: str, first_line: int) -> array.array[float]:
+    """Floats; for ``t`` also ISO-8601 times (tried only when plain numbers fail)."""
+    parse: Callable[[str], float] = float
     try:
         values = array.array("d", map(float, column))
     except ValueError:
+        values = None
+    if values is None and name == "t":
+        parse = parse_time
+        try:
+            values = array.array("d", map(parse_time, column))
+        except ValueError:
+            values = None
+    if values is None:
+        expected = "a number or an ISO-8601 time" if name == "t" else "a number"
         for index, text in enumerate(column):
             try:
-                float(text)
+                parse(text)
             except ValueError:
                 raise TraceError(
-                    source, first_line + index, f"{name} is not a number: {text.strip()!r}"
+                    source, first_line + index, f"{name} is not {expected}: {shown(text)}"
                 ) from None
-        raise  # pragma: no cover - float() failed on the whole column but on no value
+        raise AssertionError("unreachable: a column failed to parse but no value did")
     if not all(map(math.isfinite, values)):
         bad = _first(lambda value: not math.isfinite(value), values)
         assert bad is not None
@@ -308,7 +439,7 @@ def _zero_ones(name: str, column: list[str], source: str, first_line: int) -> by
         )
         raise TraceError(
             source, first_line + index,
-            f"{name} must be 0 or 1, got {column[index].strip()!r} "
+            f"{name} must be 0 or 1, got {shown(column[index])} "
             "(true/false and yes/no are accepted too)",
         ) from None
 
@@ -337,6 +468,88 @@ def _first(test: Callable[[float], bool], values: Iterable[float]) -> int | None
     return next((index for index, value in enumerate(values) if test(value)), None)
 
 
+# -- incident logs ---------------------------------------------------------------------
+
+
+def load_incidents(path: str | os.PathLike[str]) -> list[tuple[float, float]]:
+    """Read an incident log: CSV rows ``start,end`` (Unix or ISO-8601 times), header optional.
+
+    A header, when there is one, names the columns ``start`` and ``end`` (any
+    case, other columns ignored). Returns ``(start, end)`` pairs in file order;
+    each must have ``end > start``. Errors name the file and the line.
+    """
+    source = os.fspath(path)
+    incidents: list[tuple[float, float]] = []
+    columns: tuple[int, int] | None = None
+    line = 1
+    try:
+        with open(source, encoding="utf-8-sig", newline="") as file:
+            rows = csv.reader(file, strict=True)
+            for row in rows:
+                line = rows.line_num
+                if not any(field.strip() for field in row):
+                    continue
+                if columns is None:
+                    columns = _incident_header(row, source, line)
+                    if columns is not None:
+                        continue
+                    columns = (0, 1)
+                incidents.append(_incident(row, columns, source, line))
+    except UnicodeDecodeError:
+        raise TraceError(
+            source, None, "not UTF-8 text: an incident log is a CSV text file"
+        ) from None
+    except csv.Error as error:
+        raise TraceError(source, line, f"not CSV: {shown(str(error))}") from None
+    return incidents
+
+
+def _incident_header(row: list[str], source: str, line: int) -> tuple[int, int] | None:
+    """The positions of ``start`` and ``end`` when ``row`` is a header; None for a data row."""
+    try:
+        parse_time(row[0])
+        return None
+    except ValueError:
+        pass
+    names = [field.strip().lower() for field in row]
+    if "start" not in names or "end" not in names:
+        raise TraceError(
+            source, line,
+            "expected a header naming start and end, or rows start,end; "
+            f"got {shown(','.join(row))}",
+        )
+    return names.index("start"), names.index("end")
+
+
+def _incident(
+    row: list[str], columns: tuple[int, int], source: str, line: int
+) -> tuple[float, float]:
+    if len(row) <= max(columns):
+        raise TraceError(source, line, f"expected start,end, got {shown(','.join(row))}")
+    start, end = (
+        _incident_time(name, row[position], source, line)
+        for name, position in zip(("start", "end"), columns, strict=True)
+    )
+    if end <= start:
+        raise TraceError(
+            source, line,
+            f"end ({shown(row[columns[1]])}) is not after start ({shown(row[columns[0]])})",
+        )
+    return start, end
+
+
+def _incident_time(name: str, text: str, source: str, line: int) -> float:
+    try:
+        value = parse_time(text)
+    except ValueError:
+        raise TraceError(
+            source, line, f"{name} is not a Unix or ISO-8601 time: {shown(text)}"
+        ) from None
+    if not math.isfinite(value):
+        raise TraceError(source, line, f"{name} must be a finite time, got {shown(text)}")
+    return value
+
+
 class _Observed(Protocol):
     def set_observer(self, observer: Callable[[float, bool, float], object] | None) -> None: ...
 
@@ -358,33 +571,48 @@ class TraceRecorder:
     written rows are handed to the OS, not fsync'ed. That keeps a recording at a
     list append per call; call :meth:`flush` when you need the rows on disk.
 
+    Times: the breaker reports when a call started on its own clock (the
+    monotonic clock unless it was given another). With ``wall_clock=True`` (the
+    default) the recorder writes Unix times instead, adding the offset between
+    ``time.time()`` and ``time.monotonic()``, read again for every written batch
+    so a recording that runs for days follows the system clock's adjustments.
+    A trace then lines up with incident logs and dashboards (``tune --incidents``)
+    and survives a reboot between appends. ``wall_clock=False`` writes the
+    breaker's clock as it is (a breaker on a ``FakeClock``, in tests).
+
     Rows are sorted within each written batch; a call that ends a whole batch
     after a later call started can still land out of order, which
     ``load_trace(..., sort=True)`` / ``tune --sort`` accept. Appending to an
-    existing trace is allowed when its header is ``t,ok,latency``; ``t`` is the
-    monotonic clock, which restarts at boot, so start a new file after a reboot.
-    Rows recorded after :meth:`close` are dropped (a call still in flight when
-    the recorder was closed).
+    existing trace is allowed when its header is ``t,ok,latency``. Rows recorded
+    after :meth:`close` are dropped (a call still in flight when the recorder
+    was closed).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, buffer_rows: int = 4096) -> None:
-        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int) or buffer_rows < 1:
+    def __init__(
+        self, path: str | os.PathLike[str], *, buffer_rows: int = 4096, wall_clock: bool = True
+    ) -> None:
+        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int):
+            raise TypeError(f"buffer_rows must be an int, got {buffer_rows!r}")
+        if buffer_rows < 1:
             raise ValueError(f"buffer_rows must be a positive int, got {buffer_rows!r}")
+        if not isinstance(wall_clock, bool):
+            raise TypeError(f"wall_clock must be a bool, got {wall_clock!r}")
         self.path = os.fspath(path)
         self._buffer_rows = buffer_rows
+        self._wall_clock = wall_clock
         self._rows: list[tuple[float, bool, float]] = []
         self._lock = threading.Lock()
         self._attached: list[_Observed] = []
         self._file = open(self.path, "a+", encoding="utf-8", newline="")  # noqa: SIM115
         try:
             self._file.seek(0)
-            header = self._file.readline()
+            header = self._file.readline(MAX_LINE_CHARS)
             if not header:
                 self._file.write(",".join(COLUMNS) + "\n")
                 self._file.flush()  # an empty recording is already a valid trace
             elif header.rstrip("\r\n") != ",".join(COLUMNS):
                 raise ValueError(
-                    f"{self.path} already holds something else (header {header.strip()!r}); "
+                    f"{self.path} already holds something else (header {shown(header)}); "
                     f"a trace starts with {','.join(COLUMNS)}"
                 )
         except BaseException:
@@ -393,7 +621,8 @@ class TraceRecorder:
         self._open = True
 
     def record(self, t: float, ok: bool, latency: float) -> None:
-        """Add one call: started at monotonic ``t``, succeeded if ``ok``, took ``latency`` s."""
+        """Add one call: started at ``t`` on the breaker's clock, succeeded if ``ok``, took
+        ``latency`` seconds."""
         with self._lock:
             if not self._open:
                 return
@@ -407,8 +636,9 @@ class TraceRecorder:
             return
         rows = sorted(self._rows, key=operator.itemgetter(0))
         self._rows = []
+        offset = time.time() - time.monotonic() if self._wall_clock else 0.0
         self._file.write(
-            "".join(f"{t!r},{1 if ok else 0},{latency!r}\n" for t, ok, latency in rows)
+            "".join(f"{t + offset!r},{1 if ok else 0},{latency!r}\n" for t, ok, latency in rows)
         )
         self._file.flush()
 

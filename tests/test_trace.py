@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from recovery import trace as trace_module
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.testing import FakeClock
-from recovery.trace import Trace, TraceError, TraceRecorder, load_trace
+from recovery.trace import Trace, TraceError, TraceRecorder, load_incidents, load_trace
 
 
 def write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
@@ -113,15 +114,15 @@ def test_a_header_only_trace_is_empty(tmp_path: Path) -> None:
         ("t,ok,latency,t\n", 1, "t appear more than once"),
         ("t,ok,latency,Time\n", 1, "t appear more than once"),
         ("OK,ok,t,latency\n", 1, "ok appear more than once"),
-        ("1,1,0,1,9\n", 1, "no header (the first field is a number), so expected 3 or 4"),
+        ("1,1,0,1,9\n", 1, "no header (the first field is a time), so expected 3 or 4"),
         ("1,1\n", 1, "found 2: '1,1'"),
         ("1,1,0\n2,1,0,1\n", 2, "expected 3 comma-separated fields (t,ok,latency), found 4"),
         ("1,1,0,2\n", 1, "healthy must be 0 or 1, got '2'"),
-        ("1,1,0\nx,1,0\n", 2, "t is not a number: 'x'"),
+        ("1,1,0\nx,1,0\n", 2, "t is not a number or an ISO-8601 time: 'x'"),
         ("t,ok,latency\n1,1,0\n2,1\n", 3, "expected 3 comma-separated fields"),
         ("t,ok,latency\n1,1,0\n2,1,0,9\n", 3, "found 4"),
         ("t,ok,latency\n1,1,0\n\n2,1,0\n", 3, "found 1"),
-        ("t,ok,latency\n1,1,0\nabc,1,0\n", 3, "t is not a number: 'abc'"),
+        ("t,ok,latency\n1,1,0\nabc,1,0\n", 3, "t is not a number or an ISO-8601 time: 'abc'"),
         ("t,ok,latency\n1,1,0\n2,1,\n", 3, "latency is not a number: ''"),
         ("t,ok,latency\n1,1,0\nnan,1,0\n", 3, "t must be a finite number"),
         ("t,ok,latency\n1,1,inf\n", 2, "latency must be a finite number"),
@@ -169,6 +170,103 @@ def test_errors_and_values_are_the_same_across_read_chunks(
     assert load_trace(words).ok == whole.ok
 
 
+def test_binary_garbage_is_refused_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv.gz"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(range(256)) * 40)
+    with pytest.raises(TraceError) as raised:
+        load_trace(path)
+    assert str(raised.value).startswith(f"{path}: not UTF-8 text")
+    assert raised.value.line is None
+
+
+@pytest.mark.parametrize("header", ["", "t,ok,latency\n"])
+def test_a_huge_line_gives_a_short_error(tmp_path: Path, header: str) -> None:
+    """A 50 MB line without a newline is refused after a megabyte, quoting none of it."""
+    path = tmp_path / "huge.csv"
+    with path.open("w", encoding="utf-8") as file:
+        file.write(header)
+        for _ in range(50):
+            file.write("9" * 1_000_000)
+    with pytest.raises(TraceError) as raised:
+        load_trace(path)
+    assert raised.value.line == (2 if header else 1)
+    assert "no end of line within 1,048,576 characters" in str(raised.value)
+    assert len(str(raised.value)) < 200
+
+
+def test_a_long_bad_line_is_quoted_cut_short(tmp_path: Path) -> None:
+    path = write(tmp_path, "t,ok,latency\n1,1,0\n" + "x" * 100_000 + ",1,0\n")
+    with pytest.raises(TraceError, match=r"line 3: t is not .*\.\.\. \(100,000 characters\)"):
+        load_trace(path)
+    with pytest.raises(TraceError) as raised:
+        load_trace(write(tmp_path, "q" * 500_000 + "\n", "header.csv"))
+    assert len(str(raised.value)) < 300
+
+
+def test_iso_times_and_quoted_fields(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '"time","ok","latency"\n'
+        '"2024-01-01T00:00:00Z","1","0.5"\n'
+        "2024-01-01T00:00:01.250+00:00,0,0.25\n"
+        "2024-01-01 00:00:02,true,0\n",  # no offset: UTC
+    )
+    loaded = load_trace(path)
+    base = 1704067200.0  # 2024-01-01T00:00:00Z
+    assert loaded.t == array.array("d", [base, base + 1.25, base + 2.0])
+    assert loaded.ok == bytearray([1, 0, 1])
+    assert loaded.latency == array.array("d", [0.5, 0.25, 0.0])
+    headerless = load_trace(write(tmp_path, "2024-01-01T00:00:00Z,1,0\n", "plain.csv"))
+    assert headerless.t == array.array("d", [base])
+    quoted = write(tmp_path, 't,ok,latency\n1,1,0\n"2,5",1,0\n', "comma.csv")
+    with pytest.raises(TraceError, match=r"line 3: t is not a number or an ISO-8601 time: '2,5'"):
+        load_trace(quoted)
+    broken = write(tmp_path, 't,ok,latency\n"1"x,1,0\n', "broken.csv")
+    with pytest.raises(TraceError, match="line 2: bad CSV quoting"):
+        load_trace(broken)
+
+
+def test_a_sorted_trace_is_not_copied_by_sort(tmp_path: Path) -> None:
+    loaded = load_trace(write(tmp_path, "t,ok,latency\n1,1,0\n2,1,0\n"))
+    assert loaded.sorted_by_time() is loaded
+
+
+# -- incident logs ---------------------------------------------------------------------
+
+
+def test_incidents_with_or_without_a_header_in_unix_or_iso_times(tmp_path: Path) -> None:
+    with_header = write(
+        tmp_path, 'note,End,START\n"db, primary",1704067260,2024-01-01T00:00:00Z\n\n', "a.csv"
+    )
+    assert load_incidents(with_header) == [(1704067200.0, 1704067260.0)]
+    plain = write(tmp_path, "10,20.5\n30,40\n", "b.csv")
+    assert load_incidents(plain) == [(10.0, 20.5), (30.0, 40.0)]
+    assert load_incidents(write(tmp_path, "start,end\n", "c.csv")) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "problem"),
+    [
+        ("from,to\n1,2\n", 1, "expected a header naming start and end"),
+        ("1,2\n3\n", 2, "expected start,end, got '3'"),
+        ("1,2\n3,soon\n", 2, "end is not a Unix or ISO-8601 time: 'soon'"),
+        ("5,5\n", 1, "end ('5') is not after start ('5')"),
+        ("start,end\n1,nan\n", 2, "end must be a finite time"),
+        ('1,"2\n', 1, "not CSV"),
+    ],
+)
+def test_a_bad_incident_log_is_rejected_naming_the_line(
+    tmp_path: Path, text: str, line: int, problem: str
+) -> None:
+    with pytest.raises(TraceError) as raised:
+        load_incidents(write(tmp_path, text))
+    assert raised.value.line == line
+    assert problem in str(raised.value)
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(TraceError, match=r"bin\.csv: not UTF-8 text"):
+        load_incidents(tmp_path / "bin.csv")
+
+
 def test_sort_orders_events_by_time_keeping_ties_in_file_order(tmp_path: Path) -> None:
     path = write(
         tmp_path, "t,ok,latency,healthy\n3,1,0.3,1\n1,0,0.1,0\n3,0,0.4,1\n2,1,0.2,0\n"
@@ -198,16 +296,33 @@ def test_from_rows_checks_like_a_file() -> None:
 
 def test_recorder_writes_a_header_once_and_rows_that_load_back_exactly(tmp_path: Path) -> None:
     path = tmp_path / "rec.csv"
-    with TraceRecorder(path) as recorder:
+    with TraceRecorder(path, wall_clock=False) as recorder:
         recorder.record(1.0000000001, True, 0.1)
         recorder.record(2.5, False, 1e-7)
-    with TraceRecorder(path) as recorder:  # appending to an existing trace
+    with TraceRecorder(path, wall_clock=False) as recorder:  # appending to an existing trace
         recorder.record(3.0, True, 0.0)
     assert path.read_text().count("t,ok,latency") == 1
     loaded = load_trace(path)
     assert loaded.t == array.array("d", [1.0000000001, 2.5, 3.0])
     assert loaded.ok == bytearray([1, 0, 1])
     assert loaded.latency == array.array("d", [0.1, 1e-7, 0.0])
+
+
+def test_recorder_writes_unix_times_by_default(tmp_path: Path) -> None:
+    """A live breaker's monotonic start times come out as wall-clock Unix times."""
+    path = tmp_path / "wall.csv"
+    breaker = CircuitBreaker("wall")
+    before = time.time()
+    with TraceRecorder(path) as recorder:
+        recorder.attach(breaker)
+        breaker.call(int, "1")
+        recorder.record(time.monotonic(), False, 0.5)
+    after = time.time()
+    loaded = load_trace(path, sort=True)
+    assert len(loaded) == 2
+    assert all(before - 1.0 <= t <= after + 1.0 for t in loaded.t)
+    with pytest.raises(TypeError, match="wall_clock must be a bool, got 'yes'"):
+        TraceRecorder(tmp_path / "other.csv", wall_clock="yes")  # type: ignore[arg-type]
 
 
 def test_recorder_refuses_a_file_that_is_not_a_trace(tmp_path: Path) -> None:
@@ -220,7 +335,7 @@ def test_recorder_refuses_a_file_that_is_not_a_trace(tmp_path: Path) -> None:
 
 def test_recorder_buffers_until_full_or_flushed_and_sorts_each_batch(tmp_path: Path) -> None:
     path = tmp_path / "rec.csv"
-    recorder = TraceRecorder(path, buffer_rows=3)
+    recorder = TraceRecorder(path, buffer_rows=3, wall_clock=False)
     recorder.record(2.0, True, 0.0)
     recorder.record(1.0, True, 0.0)
     assert path.read_text() == "t,ok,latency\n"  # still buffered: lost if the process died now
@@ -266,7 +381,7 @@ def test_recorder_round_trips_a_breaker_through_replay(
 
     path = tmp_path / "live.csv"
     executed = 0
-    with TraceRecorder(path, buffer_rows=4) as recorder:
+    with TraceRecorder(path, buffer_rows=4, wall_clock=False) as recorder:
         recorder.attach(live)
         for ok, latency, pause in script:
             try:
@@ -296,7 +411,7 @@ def test_recorder_is_thread_safe(tmp_path: Path) -> None:
     path = tmp_path / "threads.csv"
     threads_count, per_thread = 4, 500
     barrier = threading.Barrier(threads_count, timeout=10)
-    recorder = TraceRecorder(path, buffer_rows=64)
+    recorder = TraceRecorder(path, buffer_rows=64, wall_clock=False)
 
     def record(offset: int) -> None:
         barrier.wait()

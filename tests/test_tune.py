@@ -303,7 +303,8 @@ def test_grid_file_as_list_or_as_cartesian_product(
         {"failure_threshold": 5, "sliding_window_size": 50, "minimum_requests": 5},
         {"failure_threshold": 20, "sliding_window_size": 50, "minimum_requests": 5},
     ]
-    assert "skipped {'failure_threshold': 20, 'sliding_window_size': 10" in capsys.readouterr().err
+    skipped = "skipped \"{'failure_threshold': 20, 'sliding_window_size': 10"
+    assert skipped in capsys.readouterr().err
     for text, message in [
         ('{"speed": [1]}', "unknown config field 'speed'"),
         ("[1, 2]", "a grid is a JSON list of objects"),
@@ -340,18 +341,60 @@ def write_trace(tmp_path: Path, trace: Trace, name: str = "trace.csv") -> str:
 SMALL = "failure_threshold=3,minimum_requests=3,sliding_window_size=3,success_threshold=1"
 
 
-def test_cli_prints_a_ranked_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_a_recommendation_then_a_ranked_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")
     path = write_trace(tmp_path, outage_then_recovery())
     never_opens = "failure_threshold=10,timeout=1"
     assert run_cli(path, "--config", never_opens, "--config", SMALL, "timeout=5") == 0
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{path}: 16 events, 1 outages"
-    assert out[1].split()[:4] == ["rank", "cost", "opens", "rejected"]
-    assert out[2].split()[:2] == ["1", "5"]  # the small window: 3 sent to dead + 2 good rejected
-    assert out[2].endswith(SMALL + ",timeout=5.0")
-    assert out[3].split()[:2] == ["2", "6"]  # all 6 dead calls sent
-    assert out[3].endswith("failure_threshold=10,timeout=1.0")
-    assert out[4].startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
+    text = capsys.readouterr().out
+    head, recommended, code, summary, table, notes, warnings = text.split("\n\n")
+    assert head == f"{path}: 16 events over 15 s, 1 outage(s) (labels: the trace's healthy column)"
+    assert recommended == "Recommended (lowest cost = 1*rejected_healthy + 1*passed_unhealthy):"
+    assert code == (
+        "    CircuitBreakerConfig(failure_threshold=3, success_threshold=1, timeout=5.0, "
+        "sliding_window_size=3, minimum_requests=3)"
+    )
+    assert summary.replace("\n", " ") == (
+        "On this trace it rejects 2 good calls (defaults: 0) and lets 3 calls through to the "
+        "broken dependency (defaults: 6). It opens 2.10 s after an outage starts, on average "
+        "(defaults: never), and closes 2.10 s after the dependency is back (defaults: 0.00 s)."
+    )
+    rows = table.splitlines()
+    header = rows[0].split()
+    assert header[:4] == ["rank", "cost", "rejected_healthy", "passed_unhealthy"]
+    assert header[-1] == "config"
+    assert set(header[2:-1]) <= set(tune.SCORE_NAMES)  # column names are the score names
+    assert rows[1].split()[:3] == ["*", "1", "5"]  # 3 sent to dead + 2 good rejected
+    assert rows[1].endswith(SMALL + ",timeout=5.0")
+    assert rows[2].split()[:2] == ["2", "6"]  # all 6 dead calls sent: a tie, defaults first
+    assert rows[2].endswith("defaults")
+    assert rows[3].endswith("failure_threshold=10,timeout=1.0")
+    cost_end = rows[0].index("cost") + len("cost")  # numbers are aligned on the right
+    assert all(row[cost_end - 1] != " " and row[cost_end] == " " for row in rows)
+    assert notes.startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
+    assert warnings.startswith("Warnings:\n- only 16 events: too few to tell configs apart")
+
+
+@pytest.mark.parametrize("columns", [60, 80, 120])
+def test_the_table_fits_the_terminal_and_wide_shows_every_score(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    columns: int,
+) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    path = write_trace(tmp_path, outage_then_recovery())
+    argv = [path, "--config", SMALL, "timeout=5", "--config", "failure_threshold=10"]
+    assert run_cli(*argv) == 0
+    text = capsys.readouterr().out
+    assert max(map(len, text.splitlines())) <= max(columns, 16 + 18 + 18 + 26)
+    assert "more score column(s) with --wide" in text
+    assert run_cli(*argv, "--wide") == 0
+    wide = capsys.readouterr().out
+    table = wide.split("\n\n")[4].splitlines()
+    assert set(table[0].split()) == {"rank", "cost", "config", *tune.SCORE_NAMES}
+    assert table[1].endswith(SMALL + ",timeout=5.0")  # never cut
+    assert "--wide" not in wide
 
 
 def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -366,13 +409,18 @@ def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert report["events"] == 16
     assert report["labelled"] is True
     assert report["weights"] == {"rejected_healthy": 2.0, "passed_unhealthy": 0.0}
-    first, second = report["results"]
+    defaults, first, second = report["results"]
+    assert (defaults["rank"], defaults["label"], defaults["cost"]) == (1, "defaults", 0.0)
     assert (first["rank"], first["config"], first["cost"]) == (
-        1, {"failure_threshold": 10, "timeout": 1.0}, 0.0
+        2, {"failure_threshold": 10, "timeout": 1.0}, 0.0
     )
     assert second["cost"] == 4.0  # 2 good calls rejected, weighted 2
     assert second["scores"]["detection_delay_max"] == pytest.approx(2.1)
     assert set(first["scores"]) == set(tune.SCORE_NAMES)
+    assert report["recommendation"]["code"] == "CircuitBreakerConfig()"
+    assert report["recommendation"]["summary"].startswith("No candidate beat the defaults")
+    assert report["defaults"]["label"] == "defaults"
+    assert report["search"] is None
 
 
 def test_cli_uses_the_default_grid_and_a_grid_file(
@@ -388,7 +436,7 @@ def test_cli_uses_the_default_grid_and_a_grid_file(
     grid = tmp_path / "grid.json"
     grid.write_text(json.dumps({"timeout": [1, 2, 3]}))
     assert run_cli(path, "--grid", str(grid), "--json") == 0
-    assert len(json.loads(capsys.readouterr().out)["results"]) == 3
+    assert len(json.loads(capsys.readouterr().out)["results"]) == 4  # and the defaults
 
 
 def test_cli_on_an_unlabelled_trace_without_derived_labels(
@@ -396,10 +444,11 @@ def test_cli_on_an_unlabelled_trace_without_derived_labels(
 ) -> None:
     path = write_trace(tmp_path, hand_trace(None, [0.1] * 4))
     assert run_cli(path, "--config", "timeout=1", "--no-derive-labels") == 0
-    out = capsys.readouterr().out
-    assert "no healthy column: label-free scores only" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(no labels: label-free scores only, no recommendation)" in out
     assert "not ranked" in out
-    assert "false opens" not in out
+    assert "Recommended" not in out
+    assert "false_opens" not in out
     assert run_cli(path, "--config", "timeout=1", "--weight", "opens=1", "--no-derive-labels") == 0
     assert "not ranked" not in capsys.readouterr().out
     assert run_cli(path, "--config", "timeout=1", "--no-derive-labels", "--json") == 0
@@ -409,8 +458,9 @@ def test_cli_on_an_unlabelled_trace_without_derived_labels(
 
 
 def test_cli_derives_labels_for_an_unlabelled_trace_by_default(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
     labelled = outage_then_recovery()
     with_column = write_trace(tmp_path, labelled, "labelled.csv")
     without = write_trace(tmp_path, Trace(labelled.t, labelled.ok, labelled.latency), "raw.csv")
@@ -418,12 +468,11 @@ def test_cli_derives_labels_for_an_unlabelled_trace_by_default(
     assert run_cli(without, *argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (
-        f"{without}: 16 events, 1 outages (no healthy column; labels derived: unhealthy where "
-        ">= 50% of the calls within +-5 s failed; --no-derive-labels for label-free scores only)"
+        f"{without}: 16 events over 15 s, 1 outage(s) (labels derived: unhealthy where "
+        ">= 50% of the calls within +-5 s failed; --incidents FILE to use your incident log)"
     )
-    assert "false opens" in out[1]
-    assert out[2].split()[:2] == ["1", "5"]  # ranked as with the true labels
-    assert "not ranked" not in out[-1]
+    assert "CircuitBreakerConfig(failure_threshold=3" in out[4]  # as with the true labels
+    assert not any("not ranked" in line for line in out)
 
     assert run_cli(without, *argv, "--json") == 0
     derived = json.loads(capsys.readouterr().out)
@@ -471,13 +520,13 @@ def test_cli_keeps_a_trace_s_own_labels_whatever_the_label_options(
         ("t,ok\n", [], "line 1: header 't,ok' lacks column(s) latency"),
         ("t,ok,latency\n1,1,x\n", [], "line 2: latency is not a number: 'x'"),
         ("t,ok,latency\n", ["--config", "speed=1"], "unknown config field 'speed'"),
-        ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: speed"),
+        ("t,ok,latency\n", ["--weight", "speed=1"], "unknown score(s) to weight: 'speed'"),
         ("t,ok,latency\n", ["--weight", "opens"], "--weight expects score=number"),
         ("t,ok,latency\n", ["--grid", "missing.json"], "No such file"),
         ("t,ok,latency\n", ["--label-window", "0"], "label_window must be a finite number"),
         ("t,ok,latency\n", ["--unhealthy-rate", "1.5"], "unhealthy_rate must be in (0, 1]"),
         ("t,ok,latency\n1,maybe,0\n", [], "line 2: ok must be 0 or 1, got 'maybe'"),
-        ("1,1,0,1,1\n", [], "line 1: no header (the first field is a number)"),
+        ("1,1,0,1,1\n", [], "line 1: no header (the first field is a time)"),
     ],
 )
 def test_cli_errors_exit_2_with_a_message(
@@ -501,3 +550,328 @@ def test_cli_sort_accepts_an_out_of_order_recording(
     assert run_cli(str(path), "--sort", "--config", "timeout=1", "--json") == 0
     report: dict[str, Any] = json.loads(capsys.readouterr().out)
     assert report["events"] == 2
+
+
+# -- too little data, hostile input -------------------------------------------------------
+
+
+def test_a_header_only_trace_is_refused_as_too_little_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("t,ok,latency,healthy\n")
+    assert run_cli(str(path)) == 2
+    error = capsys.readouterr().err
+    assert error == f"tune: {path}: no events (only a header?): nothing to replay\n"
+
+
+def test_a_short_trace_or_one_with_few_outages_is_warned_about_in_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    assert run_cli(path, "--json") == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert warnings[0].startswith("only 16 events: too few to tell configs apart")
+    assert "record at least 1,000" in warnings[0]
+    assert warnings[1].startswith("only 1 outage in the trace: detection and recovery delays")
+    healthy = write_trace(tmp_path, hand_trace([1] * 5), "healthy.csv")
+    assert run_cli(healthy, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert any(note.startswith("no outage in the trace") for note in report["warnings"])
+    assert any("every candidate costs 0" in note for note in report["warnings"])
+
+
+def test_deeply_nested_grid_json_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = tmp_path / "deep.json"
+    grid.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=r"deep\.json: JSON nested too deeply"):
+        tune.load_grid(str(grid))
+    path = write_trace(tmp_path, outage_then_recovery())
+    assert run_cli(path, "--grid", str(grid)) == 2
+    assert "JSON nested too deeply" in capsys.readouterr().err
+    nested_value = tmp_path / "value.json"
+    nested_value.write_text(json.dumps([{"timeout": [[1]]}]))
+    with pytest.raises(ValueError, match=r"timeout must be a single value, got '\[\[1\]\]'"):
+        tune.load_grid(str(nested_value))
+
+
+def test_a_huge_grid_is_counted_and_refused_before_any_candidate_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    grid = tmp_path / "huge.json"
+    axes = ["failure_threshold", "success_threshold", "timeout", "minimum_requests",
+            "sliding_window_size", "max_retry_interval", "health_check_interval"]
+    grid.write_text(json.dumps({key: list(range(1, 11)) for key in axes}))  # 10**7
+    built: list[Any] = []
+    monkeypatch.setattr(tune, "make_candidate", built.append)
+    with pytest.raises(ValueError, match=r"makes 10,000,000 candidates; the limit is 10,000"):
+        tune.load_grid(str(grid))
+    assert built == []
+    listed = tmp_path / "listed.json"
+    listed.write_text(json.dumps([{}] * (tune.MAX_GRID + 1)))
+    with pytest.raises(ValueError, match="makes 10,001 candidates"):
+        tune.load_grid(str(listed))
+
+
+def test_binary_trace_and_endless_line_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(bytes(range(256)) * 100)
+    assert run_cli(str(binary)) == 2
+    assert capsys.readouterr().err == (
+        f"tune: {binary}: not UTF-8 text: a trace is a CSV text file "
+        "(is this a binary or compressed file?)\n"
+    )
+    endless = tmp_path / "endless.csv"
+    endless.write_text("t,ok,latency\n" + "1" * 5_000_000)
+    assert run_cli(str(endless)) == 2
+    error = capsys.readouterr().err
+    assert "line 2: no end of line within 1,048,576 characters" in error
+    assert len(error) < 300
+
+
+def test_derived_labels_take_a_few_bytes_an_event() -> None:
+    """The label rule keeps its per-event state in arrays, not Python lists (which took ~150 B)."""
+    import tracemalloc
+
+    n = 200_000
+    rows = [(i * 0.05, 0 if 50_000 <= i < 60_000 or i % 50 == 0 else 1, 0.01) for i in range(n)]
+    trace = Trace.from_rows(rows)
+    del rows
+    tracemalloc.start()
+    labelled = LabelRule().label(trace, chunk=4096)  # the chunk's lists are a fixed cost
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak / n < 12, f"{peak / n:.1f} bytes an event"
+    assert labelled.healthy is not None
+    assert labelled.healthy[:49_900].count(0) == 0
+    assert labelled.healthy[50_100:59_900].count(1) == 0
+
+
+def test_derived_labels_agree_across_chunks() -> None:
+    ok = [0 if (i // 7) % 3 == 0 else 1 for i in range(500)]
+    trace = outcomes([i * 0.3 for i in range(500)], ok)
+    whole = LabelRule(4.0, 0.4).label(trace, chunk=1 << 16).healthy
+    assert LabelRule(4.0, 0.4).label(trace, chunk=7).healthy == whole
+    assert LabelRule(4.0, 0.4).label(trace, chunk=1).healthy == whole
+
+
+# -- rules that cannot fire ---------------------------------------------------------------
+
+
+def test_a_rate_rule_behind_the_count_rule_is_named_with_the_field_to_change() -> None:
+    # The README's old example: the rate with the old count defaults can never fire first.
+    old = CircuitBreakerConfig(failure_threshold=5, minimum_requests=10, failure_rate_threshold=0.5)
+    (note,) = tune.redundant_rules(old)
+    assert note.startswith("failure_rate_threshold=0.5 can never open the circuit before the "
+                           "count rule: at minimum_requests=10 it needs 5 failures")
+    assert "raise failure_threshold above 5" in note
+    assert tune.redundant_rules(CircuitBreakerConfig()) == []  # both rules can fire first
+    assert tune.redundant_rules(CircuitBreakerConfig(failure_threshold=100)) == []  # count off
+    (count,) = tune.redundant_rules(CircuitBreakerConfig(failure_threshold=60))
+    assert count.startswith("failure_threshold=60 can never open the circuit before the rate")
+    assert "lower failure_threshold below 50" in count
+    (slow,) = tune.redundant_rules(CircuitBreakerConfig(slow_call_rate_threshold=0.5))
+    assert "no call is slow until slow_call_duration is set" in slow
+    (duration,) = tune.redundant_rules(CircuitBreakerConfig(slow_call_duration=1.0))
+    assert "opens nothing without slow_call_rate_threshold" in duration
+
+
+def test_redundant_rules_agree_with_replay(breaker_cls: type[CircuitBreaker]) -> None:
+    """A rule reported as never first really changes nothing: with and without it, the same."""
+    failures = [0 if i % 3 == 0 or 40 <= i < 70 else 1 for i in range(300)]
+    trace = Trace.from_rows([(i * 0.1, ok, 0.01) for i, ok in enumerate(failures)])
+    for with_rule, without in [
+        (dict(failure_threshold=5, minimum_requests=10, failure_rate_threshold=0.5),
+         dict(failure_threshold=5, minimum_requests=10, failure_rate_threshold=None)),
+        (dict(failure_threshold=60, failure_rate_threshold=0.5),
+         dict(failure_threshold=100, failure_rate_threshold=0.5)),
+    ]:
+        assert tune.redundant_rules(CircuitBreakerConfig(**with_rule))
+        replays = [
+            breaker_cls("r", CircuitBreakerConfig(**fields)).replay(
+                trace.t, trace.ok, trace.latency
+            )
+            for fields in (with_rule, without)
+        ]
+        assert replays[0] == replays[1]
+
+
+def test_cli_warns_about_a_candidate_whose_rule_cannot_fire(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    argv = [path, "--config", "failure_threshold=5,minimum_requests=10", "--json"]
+    assert run_cli(*argv) == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any(
+        note.startswith("failure_threshold=5,minimum_requests=10: failure_rate_threshold=0.5 "
+                        "can never open the circuit before the count rule")
+        for note in warnings
+    )
+
+
+# -- incidents, ISO times -----------------------------------------------------------------
+
+
+def test_incidents_label_the_calls_inside_their_windows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = 1_700_000_000.0
+    trace = Trace.from_rows(
+        [(base + i, 0 if 5 <= i < 10 else 1, 0.1) for i in range(30)]
+    )
+    path = write_trace(tmp_path, trace)
+    incidents = tmp_path / "incidents.csv"
+    incidents.write_text(
+        "start,end\n2023-11-14T22:13:25Z,2023-11-14T22:13:30Z\n"  # base + 5 .. base + 10
+        f"{base + 100},{base + 200}\n"  # after the trace: covers no call
+    )
+    assert run_cli(path, "--incidents", str(incidents), "--config", SMALL, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["labels"], report["incidents"]) == ("incidents", str(incidents))
+    scores = report["defaults"]["scores"]
+    assert (scores["outages"], scores["passed_unhealthy"]) == (1, 5)  # calls 5-9
+    assert any(note.startswith("1 incident(s) cover no call of the trace") for note in
+               report["warnings"])
+
+    labelled, unused = tune.label_incidents(trace, [(base + 5, base + 10)])
+    assert labelled.healthy == bytearray([1] * 5 + [0] * 5 + [1] * 20)
+    assert unused == []
+
+
+def test_incidents_against_a_monotonic_trace_say_why_nothing_lines_up(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())  # t = 0 .. 15: a monotonic clock
+    incidents = tmp_path / "incidents.csv"
+    incidents.write_text("2024-01-01T00:00:00Z,2024-01-01T00:10:00Z\n")
+    assert run_cli(path, "--incidents", str(incidents), "--json") == 0
+    warnings = json.loads(capsys.readouterr().out)["warnings"]
+    assert any("look like a monotonic clock" in note for note in warnings)
+    incidents.write_text("start,end\n5,soon\n")
+    assert run_cli(path, "--incidents", str(incidents)) == 2
+    assert "line 2: end is not a Unix or ISO-8601 time: 'soon'" in capsys.readouterr().err
+
+
+def test_cli_reads_a_quoted_iso_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "iso.csv"
+    path.write_text(
+        '"time","ok","latency"\n'
+        + "".join(f'"2024-01-01T00:00:{i:02d}Z","{1 if i % 4 else 0}","0.01"\n' for i in range(40))
+    )
+    assert run_cli(str(path), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["events"] == 40
+
+
+# -- search, front, recommendation --------------------------------------------------------
+
+
+def test_search_candidates_are_distinct_valid_and_count_rule_free_when_asked() -> None:
+    search = tune.StagedSearch(
+        {"sliding_window_size": (10, 20), "minimum_requests": (5, 20),
+         "failure_threshold": (5, tune._COUNT_RULE_OFF), "failure_rate_threshold": (None, 0.5)},
+        {"timeout": (1.0, 30.0), "success_threshold": (3,), "retry_backoff_factor": (1.0, 2.0),
+         "max_retry_interval": (60.0, 300.0)},
+    )
+    assert search.size == 2 * 2 * 2 * 2 * 2 * 2 * 2
+    seen = [candidate.overrides for candidate in search]
+    assert len({json.dumps(overrides, sort_keys=True) for overrides in seen}) == len(seen)
+    for overrides in seen:
+        config = make_candidate(overrides).config
+        assert tune.redundant_rules(config) == []
+        assert not (config.retry_backoff_factor == 1.0 and config.max_retry_interval != 300.0)
+    assert sorted(tune.scrambled({"a": (1, 2, 3), "b": (4, 5)}), key=str) == sorted(
+        ({"a": a, "b": b} for a in (1, 2, 3) for b in (4, 5)), key=str
+    )
+
+
+def test_search_keeps_the_front_and_recommends_the_cheapest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = outage_then_recovery()
+    given = [parse_config_args([SMALL, "timeout=5"])]
+    found = tune.explore(
+        trace, given, search=tune.StagedSearch(*tune.search_space(trace)), budget=60, limit=300
+    )
+    assert found.explored == 300 and not found.complete
+    assert found.recommended is not None
+    costs = [r.cost for r in found.results if r.cost is not None]
+    assert found.recommended.cost == min(costs)
+    assert found.recommended.cost <= found.defaults.cost  # type: ignore[operator]
+    keys = [tune._front_key(r.scores) for r in found.front]
+    for i, a in enumerate(keys):  # nothing on the front is dominated by another member
+        assert not any(tune._dominates(b, a) for j, b in enumerate(keys) if j != i)
+
+    path = write_trace(tmp_path, trace)
+    assert run_cli(path, "--search", "--budget", "0.5", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["search"]["explored"] >= 1
+    assert report["search"]["front_scores"] == list(tune.FRONT_SCORES)
+    assert report["front"]
+    assert report["recommendation"]["code"].startswith("CircuitBreakerConfig(")
+    assert set(report["recommendation"]["changes"]) == set(report["recommendation"]["config"])
+
+
+TRACES = Path(__file__).resolve().parent.parent / "benchmarks" / "traces"
+
+
+@pytest.mark.parametrize("trace_name", sorted(p.stem for p in TRACES.glob("*.csv")))
+def test_on_each_committed_trace_the_recommendation_is_no_worse_than_any_candidate(
+    capsys: pytest.CaptureFixture[str], trace_name: str
+) -> None:
+    given = [
+        ["failure_threshold=5,minimum_requests=10,failure_rate_threshold=none"],  # old defaults
+        ["failure_threshold=100"],
+        ["timeout=5,retry_backoff_factor=1"],
+        ["slow_call_duration=0.5,slow_call_rate_threshold=0.5"],
+    ]
+    argv = [str(TRACES / f"{trace_name}.csv"), "--search", "--budget", "0.3", "--json"]
+    for items in given:
+        argv += ["--config", *items]
+    assert run_cli(*argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    recommended = report["recommendation"]["cost"]
+    assert recommended <= report["defaults"]["cost"]
+    labels = {result["label"]: result["cost"] for result in report["results"]}
+    for items in given:
+        assert recommended <= labels[parse_config_args(items).label]
+
+
+def test_help_is_short_plain_text() -> None:
+    parser = argparse.ArgumentParser(prog="recovery tune")
+    tune.add_arguments(parser)
+    text = parser.format_help()
+    assert len(text.splitlines()) <= 50
+    assert "``" not in text and ":class:" not in text
+
+
+def test_the_comparison_names_missed_outages_and_runs_still_open() -> None:
+    def result(label: str, **scores: Any) -> tune.TuneResult:
+        base = dict(events=100, rejected=0, opens=1, false_opens=0, outages=10, recoveries=9)
+        return tune.TuneResult(
+            make_candidate({} if label == "defaults" else {"timeout": 2.0}),
+            Scores(**{**base, **scores}), 0.0, 1, 0.0,
+        )
+
+    defaults = result(
+        "defaults", missed_outages=9, detection_delay_mean=0.44, rejected_healthy=567,
+        passed_unhealthy=100, unrecovered=1, recovery_delay_mean=3.35,
+    )
+    never = result("other", missed_outages=10, rejected_healthy=0, passed_unhealthy=100,
+                   unrecovered=0, recovery_delay_mean=0.0)
+    assert tune._comparison(never, defaults) == (
+        "On this trace it rejects 0 good calls (defaults: 567) and lets 100 calls through to "
+        "the broken dependency (defaults: 100). It does not open in any of the 10 outage(s) "
+        "(defaults: 0.44 s, 9 missed), and closes 0.00 s after the dependency is back "
+        "(defaults: 3.35 s, 1 still open)."
+    )
+    assert tune._comparison(defaults, defaults) == (
+        "No candidate beat the defaults on this trace. They reject 567 good calls and let 100 "
+        "calls through to the broken dependency. They open 0.44 s after an outage starts, on "
+        "average (9 of 10 missed), and close 3.35 s after the dependency is back (1 of 9 still "
+        "open at the end)."
+    )

@@ -21,6 +21,12 @@ Scenarios (each a list of phases):
 - ``latency_spike``: no errors at all; latency goes from ~20 ms to ~1.5 s for a
   while. Labelled unhealthy: slow calls hold the caller's workers, and only a
   slow-call rule can see it.
+- ``blip``: the steady trace's 2% errors, and every 100 s a 0.5 s blip in which
+  every call fails (about 10 calls). Labelled unhealthy, but over before any
+  breaker could help much: opening for one costs a whole open period of good
+  calls.
+- ``long_outage``: the steady trace's 2% errors around one 120 s hard outage.
+  The case a breaker exists for: cut it off fast, come back soon after.
 """
 
 from __future__ import annotations
@@ -112,22 +118,45 @@ def latency_spike(duration: float, rng: random.Random) -> list[Phase]:
     ]
 
 
+def blip(duration: float, rng: random.Random) -> list[Phase]:
+    period = 100.0
+    phases: list[Phase] = []
+    for _ in range(int(duration // period)):
+        phases += [Phase(period - 0.5, True, 0.02), Phase(0.5, False, 1.0)]
+    return phases
+
+
+def long_outage(duration: float, rng: random.Random) -> list[Phase]:
+    start = 0.3 * duration
+    return [
+        Phase(start, True, 0.02),
+        Phase(120.0, False, 1.0),
+        Phase(duration - start - 120.0, True, 0.02),
+    ]
+
+
 SCENARIOS: dict[str, Callable[[float, random.Random], list[Phase]]] = {
     "steady": steady,
     "outage": outage,
     "brownout": brownout,
     "flapping": flapping,
     "latency_spike": latency_spike,
+    "blip": blip,
+    "long_outage": long_outage,
 }
 
 
-def write(path: Path, events: Iterator[Row]) -> int:
-    """Write a trace CSV; returns the number of events."""
+def write(path: Path, events: Iterator[Row], *, labels: bool = True) -> int:
+    """Write a trace CSV; returns the number of events. ``labels=False`` leaves out the
+    ``healthy`` column, as a production recording would."""
     count = 0
     with path.open("w", encoding="utf-8", newline="") as file:
-        file.write("t,ok,latency,healthy\n")
+        file.write("t,ok,latency,healthy\n" if labels else "t,ok,latency\n")
         for t, ok, latency, healthy in events:
-            file.write(f"{t:.6f},{ok},{latency:.6f},{healthy}\n")
+            if labels:
+                file.write(f"{t:.6f},{ok},{latency:.6f},{healthy}\n")
+            else:
+                file.write(f"{t:.6f},{ok},{latency:.6f}\n")
             count += 1
     return count
 
