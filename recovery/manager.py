@@ -204,8 +204,24 @@ class RecoveryConfig:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
-        delay = self.recovery_backoff_base * self.recovery_backoff_factor ** (attempt - 1)
-        return min(delay, self.max_recovery_backoff)
+        return _grown(self.recovery_backoff_base, self.recovery_backoff_factor, attempt - 1,
+                     self.max_recovery_backoff)
+
+
+def _grown(base: float, factor: float, level: int, cap: float) -> float:
+    """``min(base * factor**level, cap)`` for any level, without overflowing.
+
+    ``factor**level`` overflows a float long before a back-off is interesting
+    (factor 1e200 at level 2, factor 2 at level 1,024): once the product would
+    reach the cap, the cap is the answer and the power is never computed.
+    """
+    if base >= cap:
+        return cap
+    if factor == 1.0:
+        return base
+    if level >= math.log(cap / base, factor):
+        return cap
+    return min(base * factor**level, cap)
 
 
 class _Episode:
