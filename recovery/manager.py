@@ -70,6 +70,7 @@ R = TypeVar("R")
 _OPEN = CircuitBreakerState.OPEN
 _CLOSED = CircuitBreakerState.CLOSED
 _REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
+_BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
 
 
 def _strategy_names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -124,7 +125,9 @@ class RecoveryConfig:
     """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.
 
     Durations are seconds (``timedelta`` accepted); bad values raise ``ValueError`` or
-    ``TypeError`` naming the field and the value.
+    ``TypeError`` naming the field and the value. The durations that schedule a
+    wait (intervals, timeouts, back-offs) must be at least 10 ms: a loop asked to
+    wake every microsecond would spend its life under its own lock.
 
     - ``enable_auto_recovery`` (True): start episodes for recoverable failures; off,
       failures are only counted, alerted and (if unrecoverable) acted on.
@@ -156,15 +159,15 @@ class RecoveryConfig:
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
     health_check_interval: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.positive_seconds
+        default=30.0, converter=v.seconds, validator=v.interval
     )
     max_recovery_attempts: int = attrs.field(default=3, validator=v.positive_int)
     recovery_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
     recovery_backoff_base: float = attrs.field(
-        default=1.0, converter=v.seconds, validator=v.positive_seconds
+        default=1.0, converter=v.seconds, validator=v.interval
     )
     max_recovery_backoff: float = attrs.field(
-        default=60.0, converter=v.seconds, validator=v.positive_seconds
+        default=60.0, converter=v.seconds, validator=v.interval
     )
     default_circuit_breaker: CircuitBreakerConfig = attrs.field(
         factory=CircuitBreakerConfig, validator=_instance_of(CircuitBreakerConfig)
@@ -178,9 +181,9 @@ class RecoveryConfig:
     )
     enable_health_checking: bool = attrs.field(default=True, validator=v.boolean)
     health_check_timeout: float = attrs.field(
-        default=5.0, converter=v.seconds, validator=v.positive_seconds
+        default=5.0, converter=v.seconds, validator=v.interval
     )
-    health_check_concurrency: int = attrs.field(default=4, validator=v.positive_int)
+    health_check_concurrency: int = attrs.field(default=4, validator=v.bounded_int(1024))
     enable_alerting: bool = attrs.field(default=True, validator=v.boolean)
     alert_thresholds: AlertThresholds = attrs.field(
         factory=AlertThresholds, validator=_instance_of(AlertThresholds)
@@ -193,9 +196,9 @@ class RecoveryConfig:
         default=600.0, converter=v.seconds, validator=v.positive_seconds
     )
     strategy_timeout: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.positive_seconds
+        default=30.0, converter=v.seconds, validator=v.interval
     )
-    recovery_workers: int = attrs.field(default=2, validator=v.positive_int)
+    recovery_workers: int = attrs.field(default=2, validator=v.bounded_int(1024))
 
     def __attrs_post_init__(self) -> None:
         for name, options in self.recovery_strategy_configs.items():
@@ -227,14 +230,16 @@ def _grown(base: float, factor: float, level: int, cap: float) -> float:
 class _Episode:
     """One recovery of one plugin, from the failure that started it to its end."""
 
-    __slots__ = ("attempts", "failure", "failures", "started", "wall_started")
+    __slots__ = ("alarm", "attempts", "failure", "failures", "started", "wall_started")
 
-    def __init__(self, failure: FailureInfo, started: float) -> None:
+    def __init__(self, failure: FailureInfo, started: float, alarm: float | None) -> None:
         self.failure = failure
         self.started = started
         self.wall_started = time.time()
         self.failures = 1
         self.attempts = 0
+        # When the "recovery_time" alert is due (manager clock); None once fired or if off.
+        self.alarm = alarm
 
 
 class _Plugin:
@@ -293,13 +298,14 @@ class _Plugin:
 class _Run:
     """A strategy (or a step of one) running on its own thread under a timeout."""
 
-    __slots__ = ("error", "finished", "label", "started", "wake")
+    __slots__ = ("error", "finished", "label", "started", "value", "wake")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.started = time.time()
         self.wake = threading.Event()  # set when it finishes, or by stop()
         self.finished = False
+        self.value: object = None
         self.error: BaseException | None = None
 
 
@@ -346,6 +352,7 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"config must be a RecoveryConfig, got {config!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        _check_collaborators(plugin_manager, audit_logger, logger, clock)
         super().__init__()
         self.plugin_manager = plugin_manager
         self.audit_logger = audit_logger
@@ -383,10 +390,24 @@ class RecoveryManager(Dispatcher):
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker threads (and the health monitor). Idempotent."""
+        """Start the worker threads (and the health monitor). Idempotent.
+
+        All or nothing: the monitor is built and given every check before any
+        thread starts, and a failure to start a thread stops what did start.
+        """
         with self._lock:
             if self._running:
                 return
+            monitor = None
+            if self.config.enable_health_checking:
+                monitor = HealthMonitor(
+                    concurrency=self.config.health_check_concurrency,
+                    clock=self.clock,
+                    logger=self._health_logger,
+                )
+                for name, (check, check_config) in self._health_checks.items():
+                    self._watch(monitor, name, check, check_config)
+                self._monitor = monitor
             self._running = True
             self._stopping = threading.Event()
             self._workers = [
@@ -395,32 +416,33 @@ class RecoveryManager(Dispatcher):
                 )
                 for i in range(self.config.recovery_workers)
             ]
-        for name in {*self.config.plugin_recovery_strategies.values(),
-                     self.config.default_recovery_strategy} - {None, *self._strategies}:
-            self.logger.warning("configured recovery strategy %r is not registered", name)
-        for worker in self._workers:
-            worker.start()
-        if self.config.enable_health_checking:
-            monitor = HealthMonitor(
-                concurrency=self.config.health_check_concurrency,
-                clock=self.clock,
-                logger=self._health_logger,
-            )
-            with self._lock:
-                self._monitor = monitor
-                for name, (check, check_config) in self._health_checks.items():
-                    self._watch(monitor, name, check, check_config)
-            monitor.start()
+        for chosen in {*self.config.plugin_recovery_strategies.values(),
+                       self.config.default_recovery_strategy} - {None, *self._strategies}:
+            self.logger.warning("configured recovery strategy %r is not registered", chosen)
+        try:
+            for worker in self._workers:
+                worker.start()
+            if monitor is not None:
+                monitor.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop and join every thread the manager started; returns within about ``timeout``.
 
         Back-off waits and strategy waits are interrupted at once. An episode in
-        flight ends unrecovered (breaker OPEN). A strategy still running is abandoned
-        on its daemon thread and stays listed in ``status["stuck_strategies"]`` until
-        it returns; queued episodes are dropped the same way.
+        flight ends unrecovered (breaker OPEN); queued episodes are dropped the
+        same way, and whatever still holds a breaker REPAIRING when the time is up
+        is moved to OPEN: a stopped manager leaves no plugin REPAIRING. A strategy
+        still running is abandoned on its daemon thread and stays listed in
+        ``status["stuck_strategies"]`` until it returns.
+
+        Called from one of the manager's own threads (an alert handler, a strategy,
+        a health-check callback), which cannot join itself, ``stop()`` signals every
+        thread to stop and returns at once; a short-lived thread joins them.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 0.0)
         with self._lock:
             if not self._running:
                 return
@@ -430,14 +452,45 @@ class RecoveryManager(Dispatcher):
                 run.wake.set()
             workers = self._workers
             self._workers = []
+            drained = list(self._queue)
+            self._queue.clear()
             self._work_ready.notify_all()
-        for worker in workers:
-            worker.join(max(deadline - time.monotonic(), 0.0))
-            if worker.is_alive():
-                self.logger.error("recovery worker %s did not stop in %.3gs", worker.name,
-                                  timeout)
-        if self._monitor is not None:
-            self._monitor.stop(max(deadline - time.monotonic(), 0.0))
+            monitor = self._monitor
+        for plugin in drained:
+            self._drop_episode(plugin)
+        if getattr(self._local, "owned", False):
+            threading.Thread(
+                target=self._join, args=(workers, monitor, deadline), name="recovery-stopper",
+                daemon=True,
+            ).start()
+            return
+        self._join(workers, monitor, deadline)
+
+    def _join(
+        self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
+    ) -> None:
+        me = threading.current_thread()
+        for thread in threads:
+            if thread is me or thread.ident is None:  # itself, or never started
+                continue
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                self.logger.error("recovery thread %s did not stop in time; abandoned",
+                                  thread.name)
+        if monitor is not None:
+            monitor.stop(max(deadline - time.monotonic(), 0.0))
+        for plugin in list(self._plugins.values()):
+            if plugin.breaker.state is CircuitBreakerState.REPAIRING:
+                self._control(functools.partial(plugin.breaker.end_repair, False))
+
+    def _drop_episode(self, plugin: _Plugin) -> None:
+        """End a queued episode that never ran (stop()): breaker OPEN, no callbacks."""
+        breaker = plugin.breaker
+        self._control(lambda: breaker.end_repair(False))
+        with self._lock:
+            plugin.episode = None
+            self._open_episodes -= 1
+            self._idle.notify_all()
 
     def __enter__(self) -> RecoveryManager:
         self.start()
@@ -464,8 +517,17 @@ class RecoveryManager(Dispatcher):
         ``fallback(*args, **kwargs)`` serves ``execute_with_recovery`` while the plugin
         is degraded or its breaker rejects. A name registered twice is a ValueError.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"plugin name must be a non-empty str, got {name!r}")
+        _check_name("plugin name", name)
+        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
+            raise TypeError(
+                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
+            )
+        if health_check_config is not None and not isinstance(
+            health_check_config, HealthCheckConfig
+        ):
+            raise TypeError(
+                f"health_check_config must be a HealthCheckConfig, got {health_check_config!r}"
+            )
         if fallback is not None and not callable(fallback):
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         if health_check is not None and not callable(health_check):
@@ -542,13 +604,23 @@ class RecoveryManager(Dispatcher):
         """Add a strategy under ``name`` (the action written to the audit log).
 
         Its priority may be overridden by ``recovery_strategy_configs[name]["priority"]``.
+        Checked here, not at the first episode that would trip on it: ``name`` a
+        non-empty str, ``can_handle`` and ``recover`` callable, ``priority`` an int.
         A name already registered (the built-ins included) is a ValueError.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"strategy name must be a non-empty str, got {name!r}")
+        _check_name("strategy name", name)
         if not isinstance(strategy, RecoveryStrategy):
             raise TypeError(
                 f"strategy must have name, priority, can_handle() and recover(), got {strategy!r}"
+            )
+        for method in ("can_handle", "recover"):
+            if not callable(getattr(strategy, method)):
+                raise TypeError(f"{method} of strategy {name!r} must be callable")
+        priority = strategy.priority
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(
+                f"priority of strategy {name!r} must be an int, got {priority!r} "
+                f"({type(priority).__name__})"
             )
         with self._lock:
             if name in self._strategies:
@@ -600,11 +672,19 @@ class RecoveryManager(Dispatcher):
             self._check_failure_rate(plugin)
 
     def _classify(self, exc: BaseException) -> FailureInfo:
+        """The classifier's verdict; a classifier that raises, or returns something
+        else than a FailureInfo, gives an ERROR: the trip must start its episode."""
         try:
-            return self._classifier(exc)
+            failure = self._classifier(exc)
         except Exception:
-            self.logger.exception("classifier failed on %r; recording an error", exc)
-            return FailureInfo(FailureType.ERROR, message=str(exc) or type(exc).__name__)
+            self.logger.exception("classifier failed on %s; recording an error",
+                                  _describe(exc))
+        else:
+            if isinstance(failure, FailureInfo):
+                return failure
+            self.logger.error("classifier returned %s for %s, not a FailureInfo; recording "
+                              "an error", _safe_repr(failure), _describe(exc))
+        return FailureInfo(FailureType.ERROR, message=_describe(exc))
 
     def _still_degraded(self, plugin: _Plugin) -> bool:
         until = plugin.degraded_until
@@ -718,7 +798,10 @@ class RecoveryManager(Dispatcher):
                     action = _INTENSITY
                 else:
                     history.append(now)
-                    plugin.episode = _Episode(failure, now)
+                    limit = self._thresholds.recovery_time
+                    plugin.episode = _Episode(
+                        failure, now, None if limit is None else now + limit
+                    )
                     plugin.attempts = 0
                     self._open_episodes += 1
                     # Under the lock, so stop() cannot slip in between REPAIRING and
@@ -772,6 +855,7 @@ class RecoveryManager(Dispatcher):
 
     def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
         """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
+        self._local.owned = True  # a monitor thread: stop() from here must not join it
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(False)
         self.record_failure(
@@ -786,6 +870,7 @@ class RecoveryManager(Dispatcher):
     def _on_healthy(self, name: str, result: HealthCheckResult) -> None:
         """A healthy check lets an OPEN breaker try a call now, and ends an open-ended
         degradation. A failed plugin stays failed: only reset_plugin() clears that."""
+        self._local.owned = True  # a monitor thread: stop() from here must not join it
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(True)
         with self._lock:
@@ -804,6 +889,7 @@ class RecoveryManager(Dispatcher):
             return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
 
     def _work(self) -> None:
+        self._local.owned = True
         stopping = self._stopping
         while True:
             with self._lock:
@@ -825,12 +911,13 @@ class RecoveryManager(Dispatcher):
                     break
                 with self._lock:
                     episode.attempts = plugin.attempts = attempt
-                if self._attempt(plugin, episode.failure, stopping):
+                if self._attempt(plugin, episode, stopping):
                     outcome = "recovered"
                     break
-                self._check_recovery_time(plugin, episode)
-                if attempt < config.max_recovery_attempts and _clock.pause(
-                    self.clock, stopping, config.backoff(attempt)
+                if stopping.is_set() or plugin.failed:
+                    break
+                if attempt < config.max_recovery_attempts and self._pause(
+                    plugin, episode, stopping, config.backoff(attempt)
                 ):
                     break
             else:
@@ -839,6 +926,36 @@ class RecoveryManager(Dispatcher):
             self.logger.exception("recovery episode of plugin %r failed", plugin.name)
         finally:
             self._finish_episode(plugin, episode, outcome)
+
+    def _pause(
+        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event, seconds: float
+    ) -> bool:
+        """The back-off between attempts; True if stop() cut it short. The
+        "recovery_time" alert fires at its deadline, within the pause if due there."""
+        end = self.clock.monotonic() + seconds
+        alarm = episode.alarm
+        if alarm is not None and alarm < end:
+            if _clock.pause(self.clock, stopping, max(alarm - self.clock.monotonic(), 0.0)):
+                return True
+            self._check_recovery_time(plugin, episode)
+        return _clock.pause(self.clock, stopping, max(end - self.clock.monotonic(), 0.0))
+
+    def _episode_wait(
+        self, plugin: _Plugin, episode: _Episode, event: threading.Event, timeout: float
+    ) -> bool:
+        """Wait for ``event`` on the manager's clock, at most ``timeout`` seconds,
+        firing the "recovery_time" alert when its deadline falls within the wait:
+        a hung strategy is exactly when that alert is needed."""
+        end = self.clock.monotonic() + timeout
+        while True:
+            alarm = episode.alarm
+            until = end if alarm is None else min(end, alarm)
+            if _clock.wait(self.clock, event, until - self.clock.monotonic()):
+                return True
+            if alarm is not None and self.clock.monotonic() >= alarm:
+                self._check_recovery_time(plugin, episode)
+            if self.clock.monotonic() >= end:
+                return event.is_set()
 
     def _finish_episode(self, plugin: _Plugin, episode: _Episode, outcome: str) -> None:
         breaker = plugin.breaker
@@ -869,20 +986,24 @@ class RecoveryManager(Dispatcher):
             self._idle.notify_all()
 
     def _check_recovery_time(self, plugin: _Plugin, episode: _Episode) -> None:
-        limit = self._thresholds.recovery_time
-        if limit is None:
+        """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
+        alarm = episode.alarm
+        if alarm is None or self.clock.monotonic() < alarm:
             return
+        episode.alarm = None
         elapsed = self.clock.monotonic() - episode.started
-        if elapsed > limit:
-            self._alerts.fire_once(
-                plugin.name,
-                AlertKind.RECOVERY_TIME,
-                f"recovery running for {elapsed:.3g}s (threshold {limit:g}s)",
-            )
+        self._alerts.fire_once(
+            plugin.name,
+            AlertKind.RECOVERY_TIME,
+            f"recovery running for {elapsed:.3g}s (threshold {self._thresholds.recovery_time:g}s)",
+        )
 
-    def _chain(self, name: str, failure: FailureInfo) -> list[tuple[str, RecoveryStrategy]]:
+    def _chain(
+        self, plugin: _Plugin, episode: _Episode
+    ) -> list[tuple[str, RecoveryStrategy]]:
         """The strategies to try, in order, for one attempt."""
         config = self.config
+        name = plugin.name
         with self._lock:
             strategies = dict(self._strategies)
         chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
@@ -899,20 +1020,43 @@ class RecoveryManager(Dispatcher):
                 "priority", item[1].priority
             ),
         )
-        chain = []
-        for strategy_name, strategy in ranked:
-            try:
-                handles = strategy.can_handle(failure)
-            except Exception:
-                self.logger.exception("can_handle of strategy %r failed", strategy_name)
-                handles = False
-            if handles:
-                chain.append((strategy_name, strategy))
-        return chain
+        return [
+            (strategy_name, strategy)
+            for strategy_name, strategy in ranked
+            if self._handles(plugin, episode, strategy_name, strategy)
+        ]
 
-    def _attempt(self, plugin: _Plugin, failure: FailureInfo, stopping: threading.Event) -> bool:
+    def _handles(
+        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy
+    ) -> bool:
+        """``strategy.can_handle(failure)``, bounded like ``recover``: a user's
+        ``can_handle`` that blocks must not hold a worker (the built-ins' are pure
+        and run inline). One that raises, hangs or answers oddly declines."""
+        failure = episode.failure
+        if type(strategy) in _BUILTIN_TYPES:
+            return strategy.can_handle(failure)
+        run = self._bounded(
+            functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
+            f"can_handle {name} {plugin.name}",
+            functools.partial(self._episode_wait, plugin, episode),
+        )
+        if not run.finished:
+            self.logger.error("can_handle of strategy %r still running after %.3gs; abandoned",
+                              name, self.config.strategy_timeout)
+            return False
+        if run.error is not None:
+            self.logger.error("can_handle of strategy %r failed", name, exc_info=run.error)
+            return False
+        if not isinstance(run.value, bool):
+            self.logger.error("can_handle of strategy %r returned %s, not a bool; declined",
+                              name, _safe_repr(run.value))
+            return False
+        return run.value
+
+    def _attempt(self, plugin: _Plugin, episode: _Episode, stopping: threading.Event) -> bool:
         """Run the chain once; True as soon as one strategy succeeds."""
-        chain = self._chain(plugin.name, failure)
+        failure = episode.failure
+        chain = self._chain(plugin, episode)
         if not chain:
             self.logger.warning("no recovery strategy handles %s failure of plugin %r",
                                 failure.type.value, plugin.name)
@@ -929,21 +1073,7 @@ class RecoveryManager(Dispatcher):
                 plugin_config=plugin_config,
                 run_bounded=self._run_bounded,
             )
-            success = False
-            try:
-                success = self._run_bounded(
-                    functools.partial(strategy.recover, plugin.name, failure, ctx),
-                    self.config.strategy_timeout,
-                    f"{strategy_name} {plugin.name}",
-                )
-                if not success:
-                    self.logger.error(
-                        "recovery strategy %r for plugin %r still running after %.3gs; "
-                        "abandoned", strategy_name, plugin.name, self.config.strategy_timeout,
-                    )
-            except Exception:
-                self.logger.warning("recovery strategy %r failed for plugin %r",
-                                    strategy_name, plugin.name, exc_info=True)
+            success = self._act(plugin, episode, strategy_name, strategy, ctx)
             self._audit(plugin.name, failure, strategy_name, success)
             with self._lock:
                 plugin.last_action = strategy_name
@@ -957,6 +1087,40 @@ class RecoveryManager(Dispatcher):
                     )
             if success:
                 return True
+        return False
+
+    def _act(
+        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy,
+        ctx: RecoveryContext,
+    ) -> bool:
+        """Run ``strategy.recover`` under ``strategy_timeout``; True if its action was done.
+
+        ``recover`` returns None on success and raises on failure. A strategy that
+        reports failure by returning it (``False``, ``"failed"``, anything but None
+        or True) has failed too, with a warning saying how to report it.
+        """
+        timeout = self.config.strategy_timeout
+        run = self._bounded(
+            functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
+            f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
+        )
+        if not run.finished:
+            self.logger.error(
+                "recovery strategy %r for plugin %r still running after %.3gs; abandoned",
+                name, plugin.name, timeout,
+            )
+            return False
+        if run.error is not None:
+            self.logger.warning("recovery strategy %r failed for plugin %r", name, plugin.name,
+                                exc_info=run.error)
+            return False
+        if run.value is None or run.value is True:
+            return True
+        self.logger.warning(
+            "recovery strategy %r returned %s for plugin %r: taken as a failed attempt "
+            "(recover() returns None when done and raises when it fails)",
+            name, _safe_repr(run.value), plugin.name,
+        )
         return False
 
     def _plugin_config(self, name: str) -> Any:
@@ -981,13 +1145,33 @@ class RecoveryManager(Dispatcher):
 
         True when it returned (its exception is re-raised here); False when it is
         still running: it is then abandoned and listed as stuck until it returns.
-        ``stop()`` cuts the wait short.
+        ``stop()`` cuts the wait short. The runner strategies get as ``ctx.run_bounded``.
+        """
+        run = self._bounded(fn, timeout, label)
+        if not run.finished:
+            return False
+        if run.error is not None:
+            if isinstance(run.error, Exception):
+                raise run.error
+            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
+        return True
+
+    def _bounded(
+        self, fn: Callable[[], object], timeout: float, label: str,
+        wait: Callable[[threading.Event, float], object] | None = None,
+    ) -> _Run:
+        """Run ``fn`` on its own daemon thread and wait for it with ``wait`` (default:
+        on the manager's clock) at most ``timeout`` seconds; the run tells how it went.
+
+        A run still going at the deadline is abandoned and listed as stuck until it
+        returns. ``stop()`` cuts the wait short.
         """
         run = _Run(label)
 
         def target() -> None:
+            self._local.owned = True
             try:
-                fn()
+                run.value = fn()
             except BaseException as exc:
                 run.error = exc
             finally:
@@ -1002,18 +1186,17 @@ class RecoveryManager(Dispatcher):
             if self._stopping.is_set():
                 run.wake.set()
         thread.start()
-        _clock.wait(self.clock, run.wake, timeout)
+        if wait is None:
+            _clock.wait(self.clock, run.wake, timeout)
+        else:
+            wait(run.wake, timeout)
         with self._lock:
             self._runs.discard(run)
             if not run.finished:
                 self._stuck.add(run)
-                return False
+                return run
         thread.join(1.0)  # it has finished; only its last bytecodes remain
-        if run.error is not None:
-            if isinstance(run.error, Exception):
-                raise run.error
-            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
-        return True
+        return run
 
     # -- status ------------------------------------------------------------------------------
 
@@ -1069,6 +1252,53 @@ class RecoveryManager(Dispatcher):
                 for action in sorted({action for action, _ in plugin.actions})
             },
         }
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"{type(exc).__name__} (its str() failed)"
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (its repr() failed)>"
+
+
+def _check_name(what: str, name: Any) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, got {name!r} ({type(name).__name__})")
+    if not name.strip():
+        raise ValueError(f"{what} must not be empty, got {name!r}")
+
+
+def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, clock: Any) -> None:
+    """Refuse at construction what would fail at the first episode, or lose its records.
+
+    None is refused too: a manager without an audit trail would drop every record
+    in silence (``recovery.LoggingAuditLogger()`` sends them to the logging system).
+    """
+    if not isinstance(plugin_manager, PluginManager):
+        raise TypeError(
+            "plugin_manager must be a PluginManager (get_plugin(), list_plugins(), "
+            f"load_plugin()), got {plugin_manager!r}"
+        )
+    if not callable(getattr(audit_logger, "log_failure_recovery", None)):
+        raise TypeError(
+            "audit_logger must have log_failure_recovery(plugin_name, failure_type, "
+            "recovery_action, success) (recovery.LoggingAuditLogger() logs the records), "
+            f"got {audit_logger!r}"
+        )
+    if logger is not None and not isinstance(logger, logging.Logger):
+        raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+    if clock is not None and not (
+        callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))
+    ):
+        raise TypeError(f"clock must have monotonic() and sleep(), got {clock!r}")
 
 
 def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any]:
