@@ -77,8 +77,9 @@ def test_a_backoff_that_would_overflow_is_capped_and_the_episode_is_exhausted(
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
     assert len(audit.records) == attempts
-    assert "recovery_exhausted" in [alert.kind for alert in alerts]
-    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed_reason"] == "exhausted"
+    assert "crash_loop" in [alert.kind for alert in alerts]  # exhausted: a crash loop
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["failed_reason"], recovery["crash_loop"]) == ("exhausted", True)
 
 
 def test_backoff_is_capped_for_any_attempt() -> None:
@@ -283,7 +284,7 @@ def test_recovery_time_alert_fires_at_the_threshold_not_when_the_strategy_return
         assert "0.2s" in alerts[0].message
     finally:
         release.set()
-    assert rm.wait_idle(5)
+    settle(rm, clock)
     assert [a.kind for a in alerts] == ["recovery_time"]
 
 
