@@ -1243,7 +1243,8 @@ class RecoveryManager(Dispatcher):
             self._control(lambda: breaker.end_repair(False))
         self._check_recovery_time(plugin, episode)
         self.logger.info(
-            "recovery episode of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
+            "%s of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
+            "crash-loop probe" if episode.probe else "recovery episode",
             plugin.name, outcome, episode.attempts, episode.failures,
         )
         if crash_started:
