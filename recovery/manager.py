@@ -559,6 +559,9 @@ class RecoveryManager(Dispatcher):
             self._stopping.set()
             for run in self._runs:
                 run.wake.set()
+            for plugin in self._plugins.values():
+                if plugin.verification is not None:
+                    plugin.verification.event.set()
             workers = self._workers
             self._workers = []
             drained = list(self._queue)
@@ -1470,7 +1473,7 @@ class RecoveryManager(Dispatcher):
                 return False
             self._episode_wait(plugin, episode, verification.event, self.config.verify_timeout)
             if stopping.is_set():
-                return False
+                return None  # cut short by stop(): no verdict
             if verification.verdict is not None:
                 return verification.verdict
             if breaker._snapshot()["total_successes"] > successes:

@@ -257,3 +257,17 @@ def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
     assert plugin.crash_delay == 5.0
+
+
+def test_stop_cuts_a_verification_short_without_a_verdict(detailed: DetailedAudit) -> None:
+    rm = RecoveryManager(Plugins("p"), detailed,
+                         RecoveryConfig(enable_health_checking=False, verify_timeout=1000.0,
+                                        plugin_recovery_strategies={"p": "restart"}))
+    breaker = rm.register_plugin("p")
+    rm.start()
+    rm.record_failure("p", FailureInfo("error"))
+    wait_until(lambda: breaker.state is HALF_OPEN)  # the verification waits for a trial
+    started = time.monotonic()
+    rm.stop(timeout=5.0)
+    assert time.monotonic() - started < 2.0
+    assert detailed.attempts == [("p", "error", "restart", True, True, None)]
