@@ -13,7 +13,8 @@ Reported per outage, all on the manager's clock:
 - ``rejected_healthy``: calls rejected while the dependency was healthy;
 - ``sent_down``: calls that reached the dependency while it was down;
 - ``restarts``: restarts the manager performed (``initialize`` calls);
-- ``episodes``, ``crash_loop``: episodes started, and whether a crash loop was entered.
+- ``episodes``, ``probes``, ``crash_loop``: episodes, crash-loop probes, and whether a
+  crash loop was entered.
 
 The whole run is simulated on a :class:`SimClock`, a FakeClock whose ``sleep``
 parks until the simulation advances time (so traffic keeps flowing through
@@ -273,11 +274,11 @@ class _Silent:
 
 def table(outcomes: list[Outcome]) -> str:
     rows = [f"{'outage':>8} {'to_closed':>10} {'rejected_healthy':>17} {'sent_down':>10} "
-            f"{'restarts':>9} {'episodes':>9} {'crash_loop':>11}"]
+            f"{'restarts':>9} {'episodes':>9} {'probes':>7} {'crash_loop':>11}"]
     for o in outcomes:
         closed = "-" if o.to_closed is None else f"{o.to_closed:.2f}s"
         rows.append(f"{o.outage:>7g}s {closed:>10} {o.rejected_healthy:>17} {o.sent_down:>10} "
-                    f"{o.restarts:>9} {o.episodes:>9} {o.crash_loop!s:>11}")
+                    f"{o.restarts:>9} {o.episodes:>9} {o.probes:>7} {o.crash_loop!s:>11}")
     return "\n".join(rows)
 
 
