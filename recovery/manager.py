@@ -429,7 +429,8 @@ class RecoveryManager(Dispatcher):
     unknown plugin name is a ``KeyError``.
 
     ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`);
-    ``audit_logger`` receives every strategy run; ``logger`` (default
+    ``audit_logger`` receives every strategy run (through ``log_recovery_attempt``
+    when it has one, else ``log_failure_recovery``); neither may be None. ``logger`` (default
     ``logging.getLogger("recovery.manager")``) gets the manager's own messages and
     the alerts. ``clock`` (default: real) drives back-offs, strategy timeouts and
     health-check schedules; ``classifier`` (default :func:`~recovery.classify`) maps

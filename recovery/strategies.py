@@ -21,6 +21,11 @@ BackoffStrategy           20        any recoverable failure (the last resort)
 
 Their knobs (and priority) are constructor keywords, which the manager fills from
 ``RecoveryConfig.recovery_strategy_configs[name]``.
+
+A strategy that returns has done its action, not proven the plugin well: the
+manager verifies the plugin afterwards (its health check, or its breaker's
+half-open trials). Backoff (a hold) and degradation (a fallback) claim no fix and
+are not verified; the breaker's next trial after them is the test.
 """
 
 from __future__ import annotations
