@@ -28,6 +28,8 @@ class AlertKind(str, Enum):
     RECOVERY_TIME = "recovery_time"
     RECOVERY_EXHAUSTED = "recovery_exhausted"
     UNRECOVERABLE = "unrecoverable"
+    CRASH_LOOP = "crash_loop"
+    CRASH_LOOP_ENDED = "crash_loop_ended"
 
     def __str__(self) -> str:
         return self.value
@@ -42,8 +44,11 @@ class AlertThresholds:
       after each failed call through ``execute_with_recovery``.
     - ``recovery_time``: seconds a recovery episode has been running.
 
-    "recovery_exhausted" and "unrecoverable" alerts have no threshold: they fire
-    whenever a plugin is marked failed.
+    The other kinds have no threshold: "crash_loop" fires when a plugin enters a
+    crash loop (out of service, retried after a growing delay), "crash_loop_ended"
+    when a retry brings it back; "recovery_exhausted" when the manager gives up on
+    it (``give_up_after``) and "unrecoverable" on a non-recoverable failure: both
+    leave it failed until ``reset_plugin()``.
     """
 
     consecutive_failures: int | None = attrs.field(default=5, validator=v.optional_positive_int)
@@ -111,7 +116,11 @@ class AlertDispatcher:
         with self._lock:
             return (plugin_name, kind) in self._fired
 
-    def rearm(self, plugin_name: str) -> None:
-        """The plugin recovered: its alerts may fire again."""
+    def rearm(self, plugin_name: str, kind: AlertKind | None = None) -> None:
+        """The plugin recovered (or the condition of ``kind`` ended): its alerts (of
+        ``kind`` only, if given) may fire again."""
         with self._lock:
-            self._fired = {key for key in self._fired if key[0] != plugin_name}
+            if kind is None:
+                self._fired = {key for key in self._fired if key[0] != plugin_name}
+            else:
+                self._fired.discard((plugin_name, kind))

@@ -15,22 +15,32 @@ threads:
   every strategy that can handle the failure in priority order until one succeeds;
   every strategy run is audited, and a strategy that raises or outlives
   ``strategy_timeout`` has failed (a stuck one is abandoned and reported);
+- an action is not a recovery: the attempt succeeds only once the plugin is
+  *verified*, by its health check run once, or without one by its breaker's
+  half-open trials within ``verify_timeout``;
 - up to ``max_recovery_attempts`` attempts, ``recovery_backoff_base *
   recovery_backoff_factor**k`` seconds apart on the manager's clock;
-- exhausted: breaker held OPEN, plugin marked failed, one "recovery_exhausted" alert;
-- restart intensity, as in OTP supervisors: more than ``max_episodes_per_period``
-  episodes within ``episode_period`` marks the plugin failed instead of starting
-  another; ``stable_period`` seconds without a failure forget the history.
+- exhausted, or restart intensity exceeded (as in OTP supervisors: more than
+  ``max_episodes_per_period`` episodes within ``episode_period``): a *crash loop*,
+  as Kubernetes' CrashLoopBackOff. The breaker is held OPEN, the plugin is failed
+  (out of service), and a new episode of one attempt (a probe) starts after
+  ``crash_loop_delay``, doubling each time up to ``crash_loop_max_delay``; a
+  passing health check starts it at once. A probe that verifies the plugin ends
+  the crash loop. ``stable_period`` seconds without a failure forget the back-off
+  state. Alerts "crash_loop" and "crash_loop_ended" mark its two ends.
 
-A failed plugin stays failed (breaker held open) until :meth:`reset_plugin`.
+Only a non-recoverable failure, or ``give_up_after`` failed episodes in a row,
+leaves a plugin failed (breaker held open) until :meth:`reset_plugin`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
 a pause (:func:`recovery._clock.pause`): on the real clock ``stop()`` interrupts
 it; a :class:`recovery.testing.FakeClock` is advanced through it at once, so an
 episode of several attempts completes without the test moving the clock (it
-sees the clock moved by the back-offs). A strategy's timeout is a wait for the
-strategy to finish: on a FakeClock it passes only when the clock is advanced
-past it (``clock.wait_for_waiters(1)`` tells when an episode is parked on one).
+sees the clock moved by the back-offs). A strategy's timeout, a verification's
+``verify_timeout`` and a crash loop's delay are deadlines: on a FakeClock they
+pass only when the clock is advanced past them (``clock.wait_for_waiters(n)``
+tells when a thread is parked on one; a timer thread is parked on the clock
+while some plugin waits in a crash loop).
 """
 
 from __future__ import annotations
@@ -70,6 +80,7 @@ R = TypeVar("R")
 _OPEN = CircuitBreakerState.OPEN
 _CLOSED = CircuitBreakerState.CLOSED
 _REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
+_BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
 
 
 def _strategy_names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -124,7 +135,9 @@ class RecoveryConfig:
     """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.
 
     Durations are seconds (``timedelta`` accepted); bad values raise ``ValueError`` or
-    ``TypeError`` naming the field and the value.
+    ``TypeError`` naming the field and the value. The durations that schedule a
+    wait (intervals, timeouts, back-offs) must be at least 10 ms: a loop asked to
+    wake every microsecond would spend its life under its own lock.
 
     - ``enable_auto_recovery`` (True): start episodes for recoverable failures; off,
       failures are only counted, alerted and (if unrecoverable) acted on.
@@ -146,25 +159,33 @@ class RecoveryConfig:
     - ``enable_health_checking`` (True), ``health_check_concurrency`` (4): run the
       plugins' health checks on a pool of this many threads.
     - ``enable_alerting`` (True), ``alert_thresholds`` (``AlertThresholds()``).
-    - ``max_episodes_per_period`` (5), ``episode_period`` (300.0): restart intensity.
+    - ``max_episodes_per_period`` (5), ``episode_period`` (300.0): restart intensity;
+      one more episode within the period puts the plugin in a crash loop instead.
     - ``stable_period`` (600.0): seconds without a failure after which a plugin's
-      episode history is forgotten.
+      back-off state (episode history, crash-loop delay, failed episodes in a row)
+      is forgotten.
     - ``strategy_timeout`` (30.0): the most one strategy run may take.
     - ``recovery_workers`` (2): threads that run episodes (episodes of different
       plugins run in parallel up to this many).
+    - ``verify_timeout`` (10.0): how long, after an action, the breaker's half-open
+      trials have to prove a plugin without a health check well.
+    - ``crash_loop_delay`` (5.0), ``crash_loop_max_delay`` (300.0): the first wait of
+      a crash loop before its next attempt, doubling each time up to the cap.
+    - ``give_up_after`` (None): episodes in a row that fail to bring the plugin back
+      before the manager gives up on it until ``reset_plugin()``; None never gives up.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
     health_check_interval: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.positive_seconds
+        default=30.0, converter=v.seconds, validator=v.interval
     )
     max_recovery_attempts: int = attrs.field(default=3, validator=v.positive_int)
     recovery_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
     recovery_backoff_base: float = attrs.field(
-        default=1.0, converter=v.seconds, validator=v.positive_seconds
+        default=1.0, converter=v.seconds, validator=v.interval
     )
     max_recovery_backoff: float = attrs.field(
-        default=60.0, converter=v.seconds, validator=v.positive_seconds
+        default=60.0, converter=v.seconds, validator=v.interval
     )
     default_circuit_breaker: CircuitBreakerConfig = attrs.field(
         factory=CircuitBreakerConfig, validator=_instance_of(CircuitBreakerConfig)
@@ -178,9 +199,9 @@ class RecoveryConfig:
     )
     enable_health_checking: bool = attrs.field(default=True, validator=v.boolean)
     health_check_timeout: float = attrs.field(
-        default=5.0, converter=v.seconds, validator=v.positive_seconds
+        default=5.0, converter=v.seconds, validator=v.interval
     )
-    health_check_concurrency: int = attrs.field(default=4, validator=v.positive_int)
+    health_check_concurrency: int = attrs.field(default=4, validator=v.bounded_int(1024))
     enable_alerting: bool = attrs.field(default=True, validator=v.boolean)
     alert_thresholds: AlertThresholds = attrs.field(
         factory=AlertThresholds, validator=_instance_of(AlertThresholds)
@@ -193,32 +214,101 @@ class RecoveryConfig:
         default=600.0, converter=v.seconds, validator=v.positive_seconds
     )
     strategy_timeout: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.positive_seconds
+        default=30.0, converter=v.seconds, validator=v.interval
     )
-    recovery_workers: int = attrs.field(default=2, validator=v.positive_int)
+    recovery_workers: int = attrs.field(default=2, validator=v.bounded_int(1024))
+    verify_timeout: float = attrs.field(
+        default=10.0, converter=v.seconds, validator=v.interval
+    )
+    crash_loop_delay: float = attrs.field(
+        default=5.0, converter=v.seconds, validator=v.interval
+    )
+    crash_loop_max_delay: float = attrs.field(
+        default=300.0, converter=v.seconds, validator=v.interval
+    )
+    give_up_after: int | None = attrs.field(default=None, validator=v.optional_positive_int)
 
     def __attrs_post_init__(self) -> None:
+        if self.crash_loop_max_delay < self.crash_loop_delay:
+            raise ValueError(
+                f"crash_loop_max_delay must be >= crash_loop_delay ({self.crash_loop_delay:g}), "
+                f"got {self.crash_loop_max_delay!r}"
+            )
         for name, options in self.recovery_strategy_configs.items():
             if name in BUILTIN_STRATEGIES:
                 builtin_strategy(name, options)  # raises on an unknown or bad knob
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
-        delay = self.recovery_backoff_base * self.recovery_backoff_factor ** (attempt - 1)
-        return min(delay, self.max_recovery_backoff)
+        return _grown(self.recovery_backoff_base, self.recovery_backoff_factor, attempt - 1,
+                     self.max_recovery_backoff)
+
+
+def _grown(base: float, factor: float, level: int, cap: float) -> float:
+    """``min(base * factor**level, cap)`` for any level, without overflowing.
+
+    ``factor**level`` overflows a float long before a back-off is interesting
+    (factor 1e200 at level 2, factor 2 at level 1,024): once the product would
+    reach the cap, the cap is the answer and the power is never computed.
+    """
+    if base >= cap:
+        return cap
+    if factor == 1.0:
+        return base
+    if level >= math.log(cap / base, factor):
+        return cap
+    return min(base * factor**level, cap)
 
 
 class _Episode:
-    """One recovery of one plugin, from the failure that started it to its end."""
+    """One recovery of one plugin, from the failure that started it to its end.
 
-    __slots__ = ("attempts", "failure", "failures", "started", "wall_started")
+    A *probe* is the episode a crash loop starts when its delay ends: one attempt.
+    """
 
-    def __init__(self, failure: FailureInfo, started: float) -> None:
+    __slots__ = ("alarm", "attempts", "failure", "failures", "probe", "started",
+                 "wall_started")
+
+    def __init__(
+        self, failure: FailureInfo, started: float, alarm: float | None, probe: bool
+    ) -> None:
         self.failure = failure
         self.started = started
         self.wall_started = time.time()
         self.failures = 1
         self.attempts = 0
+        self.probe = probe
+        # When the "recovery_time" alert is due (manager clock); None once fired or if off.
+        self.alarm = alarm
+
+
+class _Verification:
+    """Waiting for a plugin's half-open trials to tell whether an action worked."""
+
+    __slots__ = ("event", "verdict")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.verdict: bool | None = None
+
+    def observe(self, new: CircuitBreakerState) -> None:
+        """A transition of the plugin's breaker: closed is a pass, open a fail."""
+        if self.verdict is not None:
+            return
+        if new is _CLOSED:
+            self.verdict = True
+        elif new in _REJECTING:
+            self.verdict = False
+        else:
+            return
+        self.event.set()
+
+
+# Why a plugin is failed (out of service). The first two are crash loops (retried
+# after a growing delay); the last two last until reset_plugin().
+_EXHAUSTED, _INTENSITY, _UNRECOVERABLE, _GAVE_UP = (
+    "exhausted", "restart_intensity", "unrecoverable", "gave_up")
+_FOR_GOOD = frozenset({_UNRECOVERABLE, _GAVE_UP})
 
 
 class _Plugin:
@@ -230,16 +320,24 @@ class _Plugin:
         "attempts",
         "breaker",
         "consecutive_failures",
+        "crash_delay",
+        "crash_level",
+        "crash_loop",
         "degraded_until",
         "episode",
-        "failed",
         "failed_reason",
         "history",
+        "hold_until",
         "last_action",
         "last_action_success",
+        "last_failure",
         "last_trouble",
         "name",
+        "next_attempt",
+        "next_attempt_wall",
         "route",
+        "unrecovered",
+        "verification",
     )
 
     def __init__(
@@ -252,15 +350,35 @@ class _Plugin:
         self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
         self.degraded = False
         self.degraded_until: float | None = None
-        self.failed = False
         self.failed_reason: str | None = None
         self.episode: _Episode | None = None
         self.history: collections.deque[float] = collections.deque()
         self.consecutive_failures = 0
         self.last_trouble: float | None = None
+        self.last_failure: FailureInfo | None = None
         self.last_action: str | None = None
         self.last_action_success: bool | None = None
         self.attempts = 0
+        # Crash loop: retried at next_attempt (manager clock; wall clock for status)
+        # after crash_delay, which doubles with crash_level until stable_period passes.
+        self.crash_loop = False
+        self.crash_level = 0
+        self.crash_delay = 0.0
+        self.next_attempt: float | None = None
+        self.next_attempt_wall: float | None = None
+        self.unrecovered = 0  # episodes in a row that did not bring it back
+        self.hold_until: float | None = None  # a strategy holds the breaker open until then
+        self.verification: _Verification | None = None
+
+    @property
+    def failed(self) -> bool:
+        """Out of service: in a crash loop, or for good."""
+        return self.failed_reason is not None
+
+    @property
+    def failed_for_good(self) -> bool:
+        """Failed until reset_plugin(): nothing the manager does brings it back."""
+        return self.failed_reason in _FOR_GOOD
 
     @property
     def degraded(self) -> bool:
@@ -277,18 +395,25 @@ class _Plugin:
 class _Run:
     """A strategy (or a step of one) running on its own thread under a timeout."""
 
-    __slots__ = ("error", "finished", "label", "started", "wake")
+    __slots__ = ("error", "finished", "label", "started", "value", "wake")
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.started = time.time()
         self.wake = threading.Event()  # set when it finishes, or by stop()
         self.finished = False
+        self.value: object = None
         self.error: BaseException | None = None
 
 
 # What record_failure decided, acted on outside the lock.
-_COUNTED, _START, _UNRECOVERABLE, _INTENSITY = range(4)
+_COUNTED, _UNRECOVERABLE_FAILURE, _CRASH_LOOP = range(3)
+
+# How an episode ended.
+_RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = (
+    "recovered", "held", "unverified", "exhausted", "interrupted")
+
+_MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
 
 
 class RecoveryManager(Dispatcher):
@@ -304,7 +429,8 @@ class RecoveryManager(Dispatcher):
     unknown plugin name is a ``KeyError``.
 
     ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`);
-    ``audit_logger`` receives every strategy run; ``logger`` (default
+    ``audit_logger`` receives every strategy run (through ``log_recovery_attempt``
+    when it has one, else ``log_failure_recovery``); neither may be None. ``logger`` (default
     ``logging.getLogger("recovery.manager")``) gets the manager's own messages and
     the alerts. ``clock`` (default: real) drives back-offs, strategy timeouts and
     health-check schedules; ``classifier`` (default :func:`~recovery.classify`) maps
@@ -330,6 +456,7 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"config must be a RecoveryConfig, got {config!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        _check_collaborators(plugin_manager, audit_logger, logger, clock)
         super().__init__()
         self.plugin_manager = plugin_manager
         self.audit_logger = audit_logger
@@ -355,6 +482,7 @@ class RecoveryManager(Dispatcher):
         self._stuck: set[_Run] = set()
         self._running = False
         self._stopping = threading.Event()
+        self._timer_wake = threading.Event()  # a crash-loop deadline changed (or stop)
         self._local = threading.local()
         # A HealthMonitor starts once, so each start() gets a fresh one, which is given
         # every registered check.
@@ -367,44 +495,64 @@ class RecoveryManager(Dispatcher):
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the worker threads (and the health monitor). Idempotent."""
+        """Start the worker threads (and the health monitor). Idempotent.
+
+        All or nothing: the monitor is built and given every check before any
+        thread starts, and a failure to start a thread stops what did start.
+        """
         with self._lock:
             if self._running:
                 return
+            monitor = None
+            if self.config.enable_health_checking:
+                monitor = HealthMonitor(
+                    concurrency=self.config.health_check_concurrency,
+                    clock=self.clock,
+                    logger=self._health_logger,
+                )
+                for name, (check, check_config) in self._health_checks.items():
+                    self._watch(monitor, name, check, check_config)
+                self._monitor = monitor
             self._running = True
-            self._stopping = threading.Event()
+            self._stopping = stopping = threading.Event()
+            self._timer_wake = wake = threading.Event()
             self._workers = [
                 threading.Thread(
                     target=self._work, name=f"recovery-worker-{i}", daemon=True
                 )
                 for i in range(self.config.recovery_workers)
             ]
-        for name in {*self.config.plugin_recovery_strategies.values(),
-                     self.config.default_recovery_strategy} - {None, *self._strategies}:
-            self.logger.warning("configured recovery strategy %r is not registered", name)
-        for worker in self._workers:
-            worker.start()
-        if self.config.enable_health_checking:
-            monitor = HealthMonitor(
-                concurrency=self.config.health_check_concurrency,
-                clock=self.clock,
-                logger=self._health_logger,
-            )
-            with self._lock:
-                self._monitor = monitor
-                for name, (check, check_config) in self._health_checks.items():
-                    self._watch(monitor, name, check, check_config)
-            monitor.start()
+            self._workers.append(threading.Thread(
+                target=self._time_crash_loops, args=(stopping, wake),
+                name="recovery-crash-loop-timer", daemon=True,
+            ))
+        for chosen in {*self.config.plugin_recovery_strategies.values(),
+                       self.config.default_recovery_strategy} - {None, *self._strategies}:
+            self.logger.warning("configured recovery strategy %r is not registered", chosen)
+        try:
+            for worker in self._workers:
+                worker.start()
+            if monitor is not None:
+                monitor.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop and join every thread the manager started; returns within about ``timeout``.
 
         Back-off waits and strategy waits are interrupted at once. An episode in
-        flight ends unrecovered (breaker OPEN). A strategy still running is abandoned
-        on its daemon thread and stays listed in ``status["stuck_strategies"]`` until
-        it returns; queued episodes are dropped the same way.
+        flight ends unrecovered (breaker OPEN); queued episodes are dropped the
+        same way, and whatever still holds a breaker REPAIRING when the time is up
+        is moved to OPEN: a stopped manager leaves no plugin REPAIRING. A strategy
+        still running is abandoned on its daemon thread and stays listed in
+        ``status["stuck_strategies"]`` until it returns.
+
+        Called from one of the manager's own threads (an alert handler, a strategy,
+        a health-check callback), which cannot join itself, ``stop()`` signals every
+        thread to stop and returns at once; a short-lived thread joins them.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max(timeout, 0.0)
         with self._lock:
             if not self._running:
                 return
@@ -412,16 +560,62 @@ class RecoveryManager(Dispatcher):
             self._stopping.set()
             for run in self._runs:
                 run.wake.set()
+            for plugin in self._plugins.values():
+                if plugin.verification is not None:
+                    plugin.verification.event.set()
             workers = self._workers
             self._workers = []
+            drained = list(self._queue)
+            self._queue.clear()
             self._work_ready.notify_all()
-        for worker in workers:
-            worker.join(max(deadline - time.monotonic(), 0.0))
-            if worker.is_alive():
-                self.logger.error("recovery worker %s did not stop in %.3gs", worker.name,
-                                  timeout)
-        if self._monitor is not None:
-            self._monitor.stop(max(deadline - time.monotonic(), 0.0))
+            monitor = self._monitor
+        self._timer_wake.set()
+        for plugin in drained:
+            self._drop_episode(plugin)
+        if getattr(self._local, "owned", False):
+            threading.Thread(
+                target=self._join, args=(workers, monitor, deadline), name="recovery-stopper",
+                daemon=True,
+            ).start()
+            return
+        self._join(workers, monitor, deadline)
+
+    def _join(
+        self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
+    ) -> None:
+        me = threading.current_thread()
+        for thread in threads:
+            if thread is me or thread.ident is None:  # itself, or never started
+                continue
+            thread.join(max(deadline - time.monotonic(), 0.0))
+            if thread.is_alive():
+                self.logger.error("recovery thread %s did not stop in time; abandoned",
+                                  thread.name)
+        if monitor is not None:
+            monitor.stop(max(deadline - time.monotonic(), 0.0))
+        for plugin in list(self._plugins.values()):
+            if plugin.breaker.state is CircuitBreakerState.REPAIRING:
+                self._control(functools.partial(plugin.breaker.end_repair, False))
+
+    def _drop_episode(self, plugin: _Plugin) -> None:
+        """End a queued episode that never ran (stop()): breaker OPEN, no callbacks.
+
+        A crash loop's probe is put back to wait its delay again.
+        """
+        breaker = plugin.breaker
+        with self._lock:
+            in_crash_loop = plugin.crash_loop
+            if in_crash_loop:
+                plugin.next_attempt = self.clock.monotonic() + plugin.crash_delay
+                plugin.next_attempt_wall = time.time() + plugin.crash_delay
+        if in_crash_loop or plugin.failed_for_good:
+            self._control(lambda: breaker.force_open(math.inf))
+        else:
+            self._control(lambda: breaker.end_repair(False))
+        with self._lock:
+            plugin.episode = None
+            self._open_episodes -= 1
+            self._idle.notify_all()
 
     def __enter__(self) -> RecoveryManager:
         self.start()
@@ -448,8 +642,17 @@ class RecoveryManager(Dispatcher):
         ``fallback(*args, **kwargs)`` serves ``execute_with_recovery`` while the plugin
         is degraded or its breaker rejects. A name registered twice is a ValueError.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"plugin name must be a non-empty str, got {name!r}")
+        _check_name("plugin name", name)
+        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
+            raise TypeError(
+                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
+            )
+        if health_check_config is not None and not isinstance(
+            health_check_config, HealthCheckConfig
+        ):
+            raise TypeError(
+                f"health_check_config must be a HealthCheckConfig, got {health_check_config!r}"
+            )
         if fallback is not None and not callable(fallback):
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         if health_check is not None and not callable(health_check):
@@ -526,13 +729,23 @@ class RecoveryManager(Dispatcher):
         """Add a strategy under ``name`` (the action written to the audit log).
 
         Its priority may be overridden by ``recovery_strategy_configs[name]["priority"]``.
+        Checked here, not at the first episode that would trip on it: ``name`` a
+        non-empty str, ``can_handle`` and ``recover`` callable, ``priority`` an int.
         A name already registered (the built-ins included) is a ValueError.
         """
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"strategy name must be a non-empty str, got {name!r}")
+        _check_name("strategy name", name)
         if not isinstance(strategy, RecoveryStrategy):
             raise TypeError(
                 f"strategy must have name, priority, can_handle() and recover(), got {strategy!r}"
+            )
+        for method in ("can_handle", "recover"):
+            if not callable(getattr(strategy, method)):
+                raise TypeError(f"{method} of strategy {name!r} must be callable")
+        priority = strategy.priority
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise TypeError(
+                f"priority of strategy {name!r} must be an int, got {priority!r} "
+                f"({type(priority).__name__})"
             )
         with self._lock:
             if name in self._strategies:
@@ -584,11 +797,19 @@ class RecoveryManager(Dispatcher):
             self._check_failure_rate(plugin)
 
     def _classify(self, exc: BaseException) -> FailureInfo:
+        """The classifier's verdict; a classifier that raises, or returns something
+        else than a FailureInfo, gives an ERROR: the trip must start its episode."""
         try:
-            return self._classifier(exc)
+            failure = self._classifier(exc)
         except Exception:
-            self.logger.exception("classifier failed on %r; recording an error", exc)
-            return FailureInfo(FailureType.ERROR, message=str(exc) or type(exc).__name__)
+            self.logger.exception("classifier failed on %s; recording an error",
+                                  _describe(exc))
+        else:
+            if isinstance(failure, FailureInfo):
+                return failure
+            self.logger.error("classifier returned %s for %s, not a FailureInfo; recording "
+                              "an error", _safe_repr(failure), _describe(exc))
+        return FailureInfo(FailureType.ERROR, message=_describe(exc))
 
     def _still_degraded(self, plugin: _Plugin) -> bool:
         until = plugin.degraded_until
@@ -625,15 +846,20 @@ class RecoveryManager(Dispatcher):
     def _on_transition(
         self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
     ) -> None:
-        """Breaker listener: opening or closing switches the health-check pace; a close
-        means the plugin recovered (trips are failures, seen by :meth:`_on_failure`;
-        for that, transitions the manager makes are ignored)."""
+        """Breaker listener: opening or closing switches the health-check pace; a
+        transition may settle a verification in progress; a close means the plugin
+        recovered (trips are failures, seen by :meth:`_on_failure`; for that,
+        transitions the manager makes are ignored)."""
         if (old in _REJECTING) != (new in _REJECTING):
             self._recheck_at_new_pace(breaker.name, new)
+        plugin = self._plugins[breaker.name]
+        verification = plugin.verification
+        if verification is not None:
+            verification.observe(new)
         if getattr(self._local, "controlling", False):
             return
         if new is _CLOSED:
-            self._recovered(breaker.name)
+            self._recovered(plugin)
 
     def _recheck_at_new_pace(self, name: str, state: CircuitBreakerState) -> None:
         """The breaker started or stopped rejecting: switch its health-check config."""
@@ -646,11 +872,22 @@ class RecoveryManager(Dispatcher):
         with contextlib.suppress(KeyError):
             monitor.reconfigure(name, self._health_config(name, registered[1], state))
 
-    def _recovered(self, name: str) -> None:
-        plugin = self._plugins[name]
+    def _recovered(self, plugin: _Plugin) -> None:
+        """The breaker closed on its own trials: the plugin serves again.
+
+        A crash loop waiting for its next attempt ends too (someone closed the
+        breaker by hand, or its trials passed).
+        """
         with self._lock:
             plugin.consecutive_failures = 0
-        self._alerts.rearm(name)
+            plugin.unrecovered = 0
+            plugin.hold_until = None
+            ended = plugin.crash_loop and plugin.episode is None
+            if ended:
+                self._leave_crash_loop(plugin)
+        self._alerts.rearm(plugin.name)
+        if ended:
+            self._crash_loop_ended(plugin)
 
     def _control(self, action: Callable[[], object]) -> None:
         """Move a breaker on the manager's behalf; the manager's listener ignores it."""
@@ -666,10 +903,12 @@ class RecoveryManager(Dispatcher):
         """Count a failure of the plugin, and act on it; returns at once.
 
         Recoverable, auto-recovery on, manager running, no episode yet: an episode
-        is queued for a worker and the breaker goes REPAIRING. During an episode the
-        failure is counted in it. Not recoverable: the breaker is held open, the
-        plugin marked failed until :meth:`reset_plugin`, and an "unrecoverable"
-        alert raised.
+        is queued for a worker and the breaker goes REPAIRING, unless the plugin
+        had ``max_episodes_per_period`` episodes within ``episode_period``: then it
+        enters a crash loop instead. During an episode the failure is counted in
+        it; in a crash loop it is only counted. Not recoverable: the breaker is
+        held open, the plugin marked failed until :meth:`reset_plugin`, and an
+        "unrecoverable" alert raised.
         """
         plugin = self._plugin(plugin_name)
         if not isinstance(failure, FailureInfo):
@@ -681,11 +920,12 @@ class RecoveryManager(Dispatcher):
             count = plugin.consecutive_failures
             quiet_since = plugin.last_trouble
             plugin.last_trouble = now
+            plugin.last_failure = failure
             action = _COUNTED
-            if not failure.recoverable and not plugin.failed:
-                plugin.failed = True
-                plugin.failed_reason = "unrecoverable"
-                action = _UNRECOVERABLE
+            if not failure.recoverable and not plugin.failed_for_good:
+                plugin.failed_reason = _UNRECOVERABLE
+                self._leave_crash_loop(plugin, failed_reason=_UNRECOVERABLE)
+                action = _UNRECOVERABLE_FAILURE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
@@ -693,23 +933,18 @@ class RecoveryManager(Dispatcher):
             else:
                 history = plugin.history
                 if quiet_since is not None and now - quiet_since >= config.stable_period:
+                    # Healthy for stable_period: forget the back-off state.
                     history.clear()
+                    plugin.crash_level = 0
+                    plugin.unrecovered = 0
                 while history and now - history[0] >= config.episode_period:
                     history.popleft()
                 if len(history) >= config.max_episodes_per_period:
-                    plugin.failed = True
-                    plugin.failed_reason = "restart_intensity"
-                    action = _INTENSITY
+                    self._enter_crash_loop(plugin, _INTENSITY, now)
+                    action = _CRASH_LOOP
                 else:
                     history.append(now)
-                    plugin.episode = _Episode(failure, now)
-                    plugin.attempts = 0
-                    self._open_episodes += 1
-                    # Under the lock, so stop() cannot slip in between REPAIRING and
-                    # the queueing: every REPAIRING plugin has its episode queued.
-                    self._control(plugin.breaker.begin_repair)
-                    self._queue.append(plugin)
-                    self._work_ready.notify()
+                    self._start_episode(plugin, failure, now, probe=False)
         limit = self._thresholds.consecutive_failures
         if limit is not None and count >= limit:
             self._alerts.fire_once(
@@ -718,44 +953,143 @@ class RecoveryManager(Dispatcher):
                 f"{count} consecutive failures (threshold {limit}); last: {failure.type.value}"
                 f"{': ' + failure.message if failure.message else ''}",
             )
-        if action is _UNRECOVERABLE:
+        if action is _UNRECOVERABLE_FAILURE:
             self._control(lambda: plugin.breaker.force_open(math.inf))
+            self._timer_wake.set()
             self._alerts.fire_once(
                 plugin_name,
                 AlertKind.UNRECOVERABLE,
                 f"unrecoverable {failure.type.value} failure: {failure.message}; "
                 "breaker held open until reset_plugin()",
             )
-        elif action is _INTENSITY:
-            self._control(lambda: plugin.breaker.force_open(math.inf))
-            self._alerts.fire_once(
-                plugin_name,
-                AlertKind.RECOVERY_EXHAUSTED,
+        elif action is _CRASH_LOOP:
+            self._crash_loop_started(
+                plugin,
                 f"more than {config.max_episodes_per_period} recovery episodes within "
-                f"{config.episode_period:g}s; breaker held open until reset_plugin()",
+                f"{config.episode_period:g}s",
             )
 
+    def _start_episode(
+        self, plugin: _Plugin, failure: FailureInfo, now: float, *, probe: bool
+    ) -> None:
+        """Queue an episode for a worker (under the lock)."""
+        limit = self._thresholds.recovery_time
+        plugin.episode = _Episode(failure, now, None if limit is None else now + limit, probe)
+        plugin.attempts = 0
+        self._open_episodes += 1
+        # Under the lock, so stop() cannot slip in between REPAIRING and the
+        # queueing: every REPAIRING plugin has its episode queued.
+        self._control(plugin.breaker.begin_repair)
+        self._queue.append(plugin)
+        self._work_ready.notify()
+
+    # -- the crash loop ----------------------------------------------------------------------
+
+    def _enter_crash_loop(self, plugin: _Plugin, reason: str, now: float) -> None:
+        """Plan the next attempt after a delay that doubles each time (under the lock).
+
+        The breaker is to be held open until then (the caller does it, outside the
+        lock); the plugin is failed while it waits, with ``reason``.
+        """
+        config = self.config
+        delay = _grown(config.crash_loop_delay, 2.0, plugin.crash_level,
+                       config.crash_loop_max_delay)
+        plugin.crash_level = min(plugin.crash_level + 1, _MAX_LEVEL)
+        plugin.crash_delay = delay
+        plugin.next_attempt = now + delay
+        plugin.next_attempt_wall = time.time() + delay
+        if not plugin.crash_loop:
+            plugin.crash_loop = True
+            plugin.failed_reason = reason
+
+    def _crash_loop_started(self, plugin: _Plugin, why: str) -> None:
+        """Outside the lock: hold the breaker open, wake the timer, alert once."""
+        self._control(lambda: plugin.breaker.force_open(math.inf))
+        self._timer_wake.set()
+        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP_ENDED)
+        self._alerts.fire_once(
+            plugin.name,
+            AlertKind.CRASH_LOOP,
+            f"{why}; crash loop: breaker held open, next attempt in {plugin.crash_delay:g}s",
+        )
+
+    def _leave_crash_loop(self, plugin: _Plugin, failed_reason: str | None = None) -> None:
+        """Under the lock: no next attempt; failed with ``failed_reason`` (None: serving)."""
+        plugin.crash_loop = False
+        plugin.next_attempt = None
+        plugin.next_attempt_wall = None
+        plugin.failed_reason = failed_reason
+
+    def _crash_loop_ended(self, plugin: _Plugin) -> None:
+        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP)
+        self._alerts.fire_once(
+            plugin.name, AlertKind.CRASH_LOOP_ENDED, "recovered; crash loop ended"
+        )
+
+    def _probe(self, plugin: _Plugin) -> None:
+        """End a crash loop's wait: start its next episode (one attempt) now."""
+        now = self.clock.monotonic()
+        with self._lock:
+            if not (plugin.crash_loop and plugin.episode is None and self._running):
+                return
+            plugin.next_attempt = None
+            plugin.next_attempt_wall = None
+            failure = plugin.last_failure or FailureInfo(
+                FailureType.ERROR, message="crash loop retry"
+            )
+            self._start_episode(plugin, failure, now, probe=True)
+
+    def _time_crash_loops(self, stopping: threading.Event, wake: threading.Event) -> None:
+        """The timer thread: start each crash loop's next episode when its time comes.
+
+        It parks on the manager's clock only while some plugin waits in a crash
+        loop (on a FakeClock the deadline comes when the test advances to it);
+        otherwise on ``wake``, which every change of a deadline sets.
+        """
+        self._local.owned = True
+        while not stopping.is_set():
+            wake.clear()
+            now = self.clock.monotonic()
+            with self._lock:
+                planned = [(plugin.next_attempt, plugin) for plugin in self._plugins.values()
+                           if plugin.next_attempt is not None]
+            due = [plugin for when, plugin in planned if when <= now]
+            for plugin in due:
+                self._probe(plugin)
+            if due:
+                continue
+            soonest = min((when for when, _ in planned), default=None)
+            if soonest is None:
+                wake.wait()
+            else:
+                _clock.wait(self.clock, wake, soonest - now)
+
     def reset_plugin(self, name: str) -> None:
-        """Forget the plugin's failures: not failed, not degraded, breaker closed, alerts re-armed.
+        """Forget the plugin's failures: not failed, not in a crash loop, not degraded,
+        breaker closed, back-off state cleared, alerts re-armed.
 
         An episode in flight is left to finish.
         """
         plugin = self._plugin(name)
         with self._lock:
-            plugin.failed = False
-            plugin.failed_reason = None
+            self._leave_crash_loop(plugin)
+            plugin.crash_level = 0
+            plugin.unrecovered = 0
+            plugin.hold_until = None
             plugin.degraded = False
             plugin.degraded_until = None
             plugin.consecutive_failures = 0
             plugin.history.clear()
             plugin.last_trouble = None
         self._control(plugin.breaker.reset)
+        self._timer_wake.set()
         self._alerts.rearm(name)
 
     # -- health checks ------------------------------------------------------------------------
 
     def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
         """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
+        self._local.owned = True  # a monitor thread: stop() from here must not join it
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(False)
         self.record_failure(
@@ -768,26 +1102,38 @@ class RecoveryManager(Dispatcher):
         )
 
     def _on_healthy(self, name: str, result: HealthCheckResult) -> None:
-        """A healthy check lets an OPEN breaker try a call now, and ends an open-ended
-        degradation. A failed plugin stays failed: only reset_plugin() clears that."""
+        """A healthy check ends a crash loop's wait (its next episode starts now), lets
+        an OPEN breaker try a call now (unless a strategy holds it open: a hold is a
+        hold), and ends an open-ended degradation. During an episode the episode
+        owns the breaker; a plugin failed for good stays so until reset_plugin()."""
+        self._local.owned = True  # a monitor thread: stop() from here must not join it
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(True)
+        now = self.clock.monotonic()
         with self._lock:
-            if plugin.failed:
+            if plugin.failed_for_good or plugin.episode is not None:
                 return
+            probe = plugin.crash_loop
             if plugin.degraded and plugin.degraded_until is None:
                 plugin.degraded = False
-        if plugin.breaker.state is _OPEN:
+            held = plugin.hold_until is not None and now < plugin.hold_until
+        if probe:
+            self._probe(plugin)
+        elif not held and plugin.breaker.state is _OPEN:
             self._control(plugin.breaker.allow_trial)
 
     # -- episodes -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block (real time) until no episode is running or queued; False on timeout."""
+        """Block (real time) until no episode is running or queued; False on timeout.
+
+        A plugin waiting in a crash loop for its next attempt is idle.
+        """
         with self._idle:
             return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
 
     def _work(self) -> None:
+        self._local.owned = True
         stopping = self._stopping
         while True:
             with self._lock:
@@ -802,71 +1148,151 @@ class RecoveryManager(Dispatcher):
         episode = plugin.episode
         assert episode is not None
         config = self.config
-        outcome = "interrupted"
+        attempts = 1 if episode.probe else config.max_recovery_attempts
+        outcome = _INTERRUPTED
         try:
-            for attempt in range(1, config.max_recovery_attempts + 1):
-                if stopping.is_set() or plugin.failed:
+            for attempt in range(1, attempts + 1):
+                if stopping.is_set() or plugin.failed_for_good:
                     break
                 with self._lock:
                     episode.attempts = plugin.attempts = attempt
-                if self._attempt(plugin, episode.failure, stopping):
-                    outcome = "recovered"
+                if attempt > 1:  # a failed verification reopened it: REPAIRING again
+                    self._control(plugin.breaker.begin_repair)
+                result = self._attempt(plugin, episode, stopping)
+                if result is not None:
+                    outcome = result
                     break
-                self._check_recovery_time(plugin, episode)
-                if attempt < config.max_recovery_attempts and _clock.pause(
-                    self.clock, stopping, config.backoff(attempt)
+                if stopping.is_set() or plugin.failed_for_good:
+                    break
+                if attempt < attempts and self._pause(
+                    plugin, episode, stopping, config.backoff(attempt)
                 ):
                     break
             else:
-                outcome = "exhausted"
+                outcome = _EXHAUSTED_OUTCOME
         except Exception:
             self.logger.exception("recovery episode of plugin %r failed", plugin.name)
         finally:
             self._finish_episode(plugin, episode, outcome)
 
+    def _pause(
+        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event, seconds: float
+    ) -> bool:
+        """The back-off between attempts; True if stop() cut it short. The
+        "recovery_time" alert fires at its deadline, within the pause if due there."""
+        end = self.clock.monotonic() + seconds
+        alarm = episode.alarm
+        if alarm is not None and alarm < end:
+            if _clock.pause(self.clock, stopping, max(alarm - self.clock.monotonic(), 0.0)):
+                return True
+            self._check_recovery_time(plugin, episode)
+        return _clock.pause(self.clock, stopping, max(end - self.clock.monotonic(), 0.0))
+
+    def _episode_wait(
+        self, plugin: _Plugin, episode: _Episode, event: threading.Event, timeout: float
+    ) -> bool:
+        """Wait for ``event`` on the manager's clock, at most ``timeout`` seconds,
+        firing the "recovery_time" alert when its deadline falls within the wait:
+        a hung strategy is exactly when that alert is needed."""
+        end = self.clock.monotonic() + timeout
+        while True:
+            alarm = episode.alarm
+            until = end if alarm is None else min(end, alarm)
+            if _clock.wait(self.clock, event, until - self.clock.monotonic()):
+                return True
+            if alarm is not None and self.clock.monotonic() >= alarm:
+                self._check_recovery_time(plugin, episode)
+            if self.clock.monotonic() >= end:
+                return event.is_set()
+
     def _finish_episode(self, plugin: _Plugin, episode: _Episode, outcome: str) -> None:
+        """Settle the plugin after an episode: serving, held, in (or on in) a crash
+        loop, or given up; then the episode is over and ``wait_idle`` may return."""
         breaker = plugin.breaker
-        if outcome == "recovered":
-            self._control(lambda: breaker.end_repair(True))
-        elif outcome == "exhausted" and not plugin.failed:
-            with self._lock:
-                plugin.failed = True
-                plugin.failed_reason = "exhausted"
+        config = self.config
+        now = self.clock.monotonic()
+        crash_started = crash_ended = gave_up = False
+        with self._lock:
+            if plugin.failed_for_good:
+                pass  # a non-recoverable failure arrived meanwhile: it has acted
+            elif outcome == _RECOVERED:
+                plugin.unrecovered = 0
+                crash_ended = plugin.crash_loop
+                if crash_ended:
+                    self._leave_crash_loop(plugin)
+            elif outcome == _INTERRUPTED:
+                if plugin.crash_loop:  # stopped during a probe: wait the same delay again
+                    plugin.next_attempt = now + plugin.crash_delay
+                    plugin.next_attempt_wall = time.time() + plugin.crash_delay
+            else:  # exhausted, held or unverified: not known to be back in service
+                plugin.unrecovered += 1
+                if config.give_up_after is not None and (
+                    plugin.unrecovered >= config.give_up_after
+                ):
+                    self._leave_crash_loop(plugin, failed_reason=_GAVE_UP)
+                    gave_up = True
+                elif outcome == _EXHAUSTED_OUTCOME or plugin.crash_loop:
+                    crash_started = not plugin.crash_loop
+                    self._enter_crash_loop(plugin, _EXHAUSTED, now)
+            in_crash_loop = plugin.crash_loop
+            for_good = plugin.failed_for_good
+        if for_good:
             self._control(lambda: breaker.force_open(math.inf))
-            self._alerts.fire_once(
-                plugin.name,
-                AlertKind.RECOVERY_EXHAUSTED,
-                f"{episode.attempts} recovery attempts failed for {episode.failure.type.value} "
-                "failure; breaker held open until reset_plugin()",
-            )
+        elif in_crash_loop:
+            self._control(lambda: breaker.force_open(math.inf))
+            self._timer_wake.set()
+        elif outcome in (_RECOVERED, _HELD, _UNVERIFIED):
+            self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
         else:
             self._control(lambda: breaker.end_repair(False))
         self._check_recovery_time(plugin, episode)
         self.logger.info(
-            "recovery episode of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
+            "%s of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
+            "crash-loop probe" if episode.probe else "recovery episode",
             plugin.name, outcome, episode.attempts, episode.failures,
         )
+        if crash_started:
+            self._crash_loop_started(
+                plugin,
+                f"{episode.attempts} recovery attempt(s) failed for "
+                f"{episode.failure.type.value} failure",
+            )
+        if crash_ended:
+            self._crash_loop_ended(plugin)
+        if gave_up:
+            self._alerts.fire_once(
+                plugin.name,
+                AlertKind.RECOVERY_EXHAUSTED,
+                f"{plugin.unrecovered} recovery episodes in a row failed "
+                f"(give_up_after={config.give_up_after}); breaker held open until "
+                "reset_plugin()",
+            )
         with self._lock:
             plugin.episode = None
             plugin.last_trouble = self.clock.monotonic()
             self._open_episodes -= 1
             self._idle.notify_all()
+        self._timer_wake.set()
 
     def _check_recovery_time(self, plugin: _Plugin, episode: _Episode) -> None:
-        limit = self._thresholds.recovery_time
-        if limit is None:
+        """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
+        alarm = episode.alarm
+        if alarm is None or self.clock.monotonic() < alarm:
             return
+        episode.alarm = None
         elapsed = self.clock.monotonic() - episode.started
-        if elapsed > limit:
-            self._alerts.fire_once(
-                plugin.name,
-                AlertKind.RECOVERY_TIME,
-                f"recovery running for {elapsed:.3g}s (threshold {limit:g}s)",
-            )
+        self._alerts.fire_once(
+            plugin.name,
+            AlertKind.RECOVERY_TIME,
+            f"recovery running for {elapsed:.3g}s (threshold {self._thresholds.recovery_time:g}s)",
+        )
 
-    def _chain(self, name: str, failure: FailureInfo) -> list[tuple[str, RecoveryStrategy]]:
+    def _chain(
+        self, plugin: _Plugin, episode: _Episode
+    ) -> list[tuple[str, RecoveryStrategy]]:
         """The strategies to try, in order, for one attempt."""
         config = self.config
+        name = plugin.name
         with self._lock:
             strategies = dict(self._strategies)
         chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
@@ -883,27 +1309,63 @@ class RecoveryManager(Dispatcher):
                 "priority", item[1].priority
             ),
         )
-        chain = []
-        for strategy_name, strategy in ranked:
-            try:
-                handles = strategy.can_handle(failure)
-            except Exception:
-                self.logger.exception("can_handle of strategy %r failed", strategy_name)
-                handles = False
-            if handles:
-                chain.append((strategy_name, strategy))
-        return chain
+        return [
+            (strategy_name, strategy)
+            for strategy_name, strategy in ranked
+            if self._handles(plugin, episode, strategy_name, strategy)
+        ]
 
-    def _attempt(self, plugin: _Plugin, failure: FailureInfo, stopping: threading.Event) -> bool:
-        """Run the chain once; True as soon as one strategy succeeds."""
-        chain = self._chain(plugin.name, failure)
+    def _handles(
+        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy
+    ) -> bool:
+        """``strategy.can_handle(failure)``, bounded like ``recover``: a user's
+        ``can_handle`` that blocks must not hold a worker (the built-ins' are pure
+        and run inline). One that raises, hangs or answers oddly declines."""
+        failure = episode.failure
+        if type(strategy) in _BUILTIN_TYPES:
+            return strategy.can_handle(failure)
+        run = self._bounded(
+            functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
+            f"can_handle {name} {plugin.name}",
+            functools.partial(self._episode_wait, plugin, episode),
+        )
+        if not run.finished:
+            self.logger.error("can_handle of strategy %r still running after %.3gs; abandoned",
+                              name, self.config.strategy_timeout)
+            return False
+        if run.error is not None:
+            self.logger.error("can_handle of strategy %r failed", name, exc_info=run.error)
+            return False
+        if not isinstance(run.value, bool):
+            self.logger.error("can_handle of strategy %r returned %s, not a bool; declined",
+                              name, _safe_repr(run.value))
+            return False
+        return run.value
+
+    def _attempt(
+        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event
+    ) -> str | None:
+        """Run the chain once: "recovered", "held", "unverified", or None when the
+        attempt failed.
+
+        Strategies are tried in order until one's action is done; that one's
+        verification is the attempt's verdict. A strategy that leaves the breaker
+        held open (backoff) or the plugin degraded (degrade) claims no fix, only
+        time or a fallback: it is not verified, and ends the episode "held". An
+        action nothing could verify ends it "unverified". Either way the
+        breaker's own next trial is the verification (a failed trial is a new
+        failure). Each run is audited: ``success`` is False when the action or
+        its verification failed.
+        """
+        failure = episode.failure
+        chain = self._chain(plugin, episode)
         if not chain:
             self.logger.warning("no recovery strategy handles %s failure of plugin %r",
                                 failure.type.value, plugin.name)
         plugin_config = self._plugin_config(plugin.name)
         for strategy_name, strategy in chain:
-            if stopping.is_set() or plugin.failed:
-                return False
+            if stopping.is_set() or plugin.failed_for_good:
+                return None
             ctx = RecoveryContext(
                 plugin_manager=self.plugin_manager,
                 breaker=plugin.breaker,
@@ -913,35 +1375,125 @@ class RecoveryManager(Dispatcher):
                 plugin_config=plugin_config,
                 run_bounded=self._run_bounded,
             )
-            success = False
-            try:
-                success = self._run_bounded(
-                    functools.partial(strategy.recover, plugin.name, failure, ctx),
-                    self.config.strategy_timeout,
-                    f"{strategy_name} {plugin.name}",
-                )
-                if not success:
-                    self.logger.error(
-                        "recovery strategy %r for plugin %r still running after %.3gs; "
-                        "abandoned", strategy_name, plugin.name, self.config.strategy_timeout,
-                    )
-            except Exception:
-                self.logger.warning("recovery strategy %r failed for plugin %r",
-                                    strategy_name, plugin.name, exc_info=True)
-            self._audit(plugin.name, failure, strategy_name, success)
-            with self._lock:
-                plugin.last_action = strategy_name
-                plugin.last_action_success = success
-                plugin.actions[strategy_name, success] += 1
-                if success and ctx.degraded:
-                    plugin.degraded = True
-                    plugin.degraded_until = (
-                        None if ctx.degraded_for is None
-                        else self.clock.monotonic() + ctx.degraded_for
-                    )
-            if success:
-                return True
+            if not self._act(plugin, episode, strategy_name, strategy, ctx):
+                self._record_run(plugin, failure, strategy_name, False, False, None)
+                continue
+            retry_in = plugin.breaker.retry_after
+            if ctx.degraded or plugin.breaker.state is _OPEN:
+                now = self.clock.monotonic()
+                with self._lock:
+                    if ctx.degraded:
+                        plugin.degraded = True
+                        plugin.degraded_until = (
+                            None if ctx.degraded_for is None else now + ctx.degraded_for
+                        )
+                    if retry_in is not None and math.isfinite(retry_in):
+                        plugin.hold_until = now + retry_in
+                self._record_run(plugin, failure, strategy_name, True, True, None)
+                return _HELD
+            verified = self._verify(plugin, episode, stopping)
+            self._record_run(plugin, failure, strategy_name, verified is not False, True,
+                             verified)
+            if verified is None:
+                return _UNVERIFIED
+            return _RECOVERED if verified else None
+        return None
+
+    def _act(
+        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy,
+        ctx: RecoveryContext,
+    ) -> bool:
+        """Run ``strategy.recover`` under ``strategy_timeout``; True if its action was done.
+
+        ``recover`` returns None on success and raises on failure. A strategy that
+        reports failure by returning it (``False``, ``"failed"``, anything but None
+        or True) has failed too, with a warning saying how to report it.
+        """
+        timeout = self.config.strategy_timeout
+        run = self._bounded(
+            functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
+            f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
+        )
+        if not run.finished:
+            self.logger.error(
+                "recovery strategy %r for plugin %r still running after %.3gs; abandoned",
+                name, plugin.name, timeout,
+            )
+            return False
+        if run.error is not None:
+            self.logger.warning("recovery strategy %r failed for plugin %r", name, plugin.name,
+                                exc_info=run.error)
+            return False
+        if run.value is None or run.value is True:
+            return True
+        self.logger.warning(
+            "recovery strategy %r returned %s for plugin %r: taken as a failed attempt "
+            "(recover() returns None when done and raises when it fails)",
+            name, _safe_repr(run.value), plugin.name,
+        )
         return False
+
+    def _verify(
+        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event
+    ) -> bool | None:
+        """Is the plugin well after an action? True, False, or None when nothing
+        could tell (no health check, and no trial call within ``verify_timeout``).
+
+        A health check, run once under its timeout, decides while the breaker
+        stays REPAIRING, so a probe of a dependency still down costs no call.
+        Without one the breaker is moved to HALF_OPEN and its trials decide:
+        closing is a pass, reopening (a failed trial) a fail; at ``verify_timeout``
+        a trial that succeeded is a pass, and none at all is no verdict: the
+        breaker stays half-open and its next call is the trial. A strategy that
+        closed the breaker itself (reset) has no trials to wait for: no verdict.
+        """
+        breaker = plugin.breaker
+        with self._lock:
+            registered = self._health_checks.get(plugin.name)
+        if registered is not None:
+            check, check_config = registered
+            run = self._bounded(
+                functools.partial(_check_once, check, check_config), check_config.timeout,
+                f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
+            )
+            healthy = run.finished and run.error is None and run.value is True
+            breaker.record_health_check(healthy)
+            if healthy:
+                self._control(lambda: breaker.end_repair(True))
+            return healthy
+        verification = _Verification()
+        with self._lock:
+            plugin.verification = verification
+        try:
+            successes = breaker._snapshot()["total_successes"]
+            self._control(lambda: breaker.end_repair(True))
+            state = breaker.state
+            if state is _CLOSED:
+                return None
+            if state is not CircuitBreakerState.HALF_OPEN:
+                return False
+            self._episode_wait(plugin, episode, verification.event, self.config.verify_timeout)
+            if stopping.is_set():
+                return None  # cut short by stop(): no verdict
+            if verification.verdict is not None:
+                return verification.verdict
+            if breaker._snapshot()["total_successes"] > successes:
+                return True
+            return None
+        finally:
+            with self._lock:
+                plugin.verification = None
+
+    def _record_run(
+        self, plugin: _Plugin, failure: FailureInfo, action: str, success: bool,
+        action_succeeded: bool, verified: bool | None,
+    ) -> None:
+        """Audit one strategy run, and count it for status."""
+        self._audit(plugin.name, failure, action, success, action_succeeded, verified)
+        with self._lock:
+            plugin.last_action = action
+            plugin.last_action_success = success
+            plugin.actions[action, success] += 1
 
     def _plugin_config(self, name: str) -> Any:
         """The config to load the plugin with: the plugin manager's ``config_of(name)``
@@ -954,9 +1506,21 @@ class RecoveryManager(Dispatcher):
         except KeyError:
             return None
 
-    def _audit(self, name: str, failure: FailureInfo, action: str, success: bool) -> None:
+    def _audit(
+        self, name: str, failure: FailureInfo, action: str, success: bool,
+        action_succeeded: bool, verified: bool | None,
+    ) -> None:
+        """One record per strategy run. A logger with ``log_recovery_attempt`` gets
+        the action's own result and the verification's too, through that method
+        only; a four-argument logger gets ``success``, the attempt's verdict."""
+        logger = self.audit_logger
+        detailed = getattr(logger, "log_recovery_attempt", None)
         try:
-            self.audit_logger.log_failure_recovery(name, failure.type.value, action, success)
+            if callable(detailed):
+                detailed(name, failure.type.value, action, success,
+                         action_succeeded=action_succeeded, verified=verified)
+            else:
+                logger.log_failure_recovery(name, failure.type.value, action, success)
         except Exception:
             self.logger.exception("audit logger failed to record %s of plugin %r", action, name)
 
@@ -965,13 +1529,33 @@ class RecoveryManager(Dispatcher):
 
         True when it returned (its exception is re-raised here); False when it is
         still running: it is then abandoned and listed as stuck until it returns.
-        ``stop()`` cuts the wait short.
+        ``stop()`` cuts the wait short. The runner strategies get as ``ctx.run_bounded``.
+        """
+        run = self._bounded(fn, timeout, label)
+        if not run.finished:
+            return False
+        if run.error is not None:
+            if isinstance(run.error, Exception):
+                raise run.error
+            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
+        return True
+
+    def _bounded(
+        self, fn: Callable[[], object], timeout: float, label: str,
+        wait: Callable[[threading.Event, float], object] | None = None,
+    ) -> _Run:
+        """Run ``fn`` on its own daemon thread and wait for it with ``wait`` (default:
+        on the manager's clock) at most ``timeout`` seconds; the run tells how it went.
+
+        A run still going at the deadline is abandoned and listed as stuck until it
+        returns. ``stop()`` cuts the wait short.
         """
         run = _Run(label)
 
         def target() -> None:
+            self._local.owned = True
             try:
-                fn()
+                run.value = fn()
             except BaseException as exc:
                 run.error = exc
             finally:
@@ -986,18 +1570,17 @@ class RecoveryManager(Dispatcher):
             if self._stopping.is_set():
                 run.wake.set()
         thread.start()
-        _clock.wait(self.clock, run.wake, timeout)
+        if wait is None:
+            _clock.wait(self.clock, run.wake, timeout)
+        else:
+            wait(run.wake, timeout)
         with self._lock:
             self._runs.discard(run)
             if not run.finished:
                 self._stuck.add(run)
-                return False
+                return run
         thread.join(1.0)  # it has finished; only its last bytecodes remain
-        if run.error is not None:
-            if isinstance(run.error, Exception):
-                raise run.error
-            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
-        return True
+        return run
 
     # -- status ------------------------------------------------------------------------------
 
@@ -1043,6 +1626,9 @@ class RecoveryManager(Dispatcher):
             "fallbacks_served": plugin.route.fallbacks_served,
             "failed": plugin.failed,
             "failed_reason": plugin.failed_reason,
+            "crash_loop": plugin.crash_loop,
+            "next_attempt": _clock.iso_utc(plugin.next_attempt_wall),
+            "failed_episodes_in_a_row": plugin.unrecovered,
             "consecutive_failures": plugin.consecutive_failures,
             "episode_failures": episode.failures if episode is not None else 0,
             "episode_started": _clock.iso_utc(episode.wall_started if episode else None),
@@ -1053,6 +1639,68 @@ class RecoveryManager(Dispatcher):
                 for action in sorted({action for action, _ in plugin.actions})
             },
         }
+
+
+def _check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
+    """Run a plugin's health check (and its custom checks) once: True if all pass.
+
+    What counts as a pass is what the health monitor counts: True, or a
+    HealthCheckResult that is healthy. A check that raises fails (the caller sees
+    the exception).
+    """
+    for one in (check, *config.custom_checks):
+        result = one()
+        healthy = result.healthy if isinstance(result, HealthCheckResult) else result
+        if healthy is not True:
+            return False
+    return True
+
+
+def _describe(exc: BaseException) -> str:
+    """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception:
+        return f"{type(exc).__name__} (its str() failed)"
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (its repr() failed)>"
+
+
+def _check_name(what: str, name: Any) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a str, got {name!r} ({type(name).__name__})")
+    if not name.strip():
+        raise ValueError(f"{what} must not be empty, got {name!r}")
+
+
+def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, clock: Any) -> None:
+    """Refuse at construction what would fail at the first episode, or lose its records.
+
+    None is refused too: a manager without an audit trail would drop every record
+    in silence (``recovery.LoggingAuditLogger()`` sends them to the logging system).
+    """
+    if not isinstance(plugin_manager, PluginManager):
+        raise TypeError(
+            "plugin_manager must be a PluginManager (get_plugin(), list_plugins(), "
+            f"load_plugin()), got {plugin_manager!r}"
+        )
+    if not callable(getattr(audit_logger, "log_failure_recovery", None)):
+        raise TypeError(
+            "audit_logger must have log_failure_recovery(plugin_name, failure_type, "
+            "recovery_action, success) (recovery.LoggingAuditLogger() logs the records), "
+            f"got {audit_logger!r}"
+        )
+    if logger is not None and not isinstance(logger, logging.Logger):
+        raise TypeError(f"logger must be a logging.Logger or None, got {logger!r}")
+    if clock is not None and not (
+        callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))
+    ):
+        raise TypeError(f"clock must have monotonic() and sleep(), got {clock!r}")
 
 
 def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any]:

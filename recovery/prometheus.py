@@ -43,7 +43,10 @@ recovery_attempts_total{action,result}         counter strategy runs; result is
                                                        "success" or "failure"
 recovery_in_progress                           gauge   1 while a recovery episode runs
 recovery_degraded                              gauge   1 while the fallback is served
-recovery_failed                                gauge   1 once marked failed (until reset)
+recovery_failed                                gauge   1 while out of service (in a crash
+                                                       loop, or failed until reset)
+recovery_crash_loop                            gauge   1 while in a crash loop (retried
+                                                       after a growing delay)
 recovery_health_check_healthy                  gauge   last health check: 1 healthy,
                                                        0 not (absent before the first)
 recovery_health_check_consecutive_failures     gauge   failed checks in a row
@@ -103,8 +106,12 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_degraded", "1 while the plugin is degraded and its fallback is served.",
      "gauge", _PLUGIN),
-    ("recovery_failed", "1 once the plugin is marked failed, until reset_plugin().", "gauge",
-     _PLUGIN),
+    ("recovery_failed",
+     "1 while the plugin is out of service (crash loop, or failed until reset_plugin()).",
+     "gauge", _PLUGIN),
+    ("recovery_crash_loop",
+     "1 while the plugin is in a crash loop: held open, retried after a growing delay.",
+     "gauge", _PLUGIN),
     ("recovery_health_check_healthy", "Result of the last health check: 1 healthy, 0 not.",
      "gauge", _PLUGIN),
     ("recovery_health_check_consecutive_failures", "Failed health checks in a row.", "gauge",
@@ -131,6 +138,7 @@ _FLAGS = (
     ("recovery_in_progress", "in_progress"),
     ("recovery_degraded", "degraded"),
     ("recovery_failed", "failed"),
+    ("recovery_crash_loop", "crash_loop"),
 )
 
 

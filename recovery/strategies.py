@@ -2,9 +2,10 @@
 
 A strategy has a ``name``, a ``priority`` (higher is tried first), decides with
 ``can_handle(failure)`` whether it applies, and acts with
-``recover(plugin_name, failure, ctx)``, which returns on success and raises on
-failure. The manager runs one strategy at a time per plugin, on its own worker
-thread and under a timeout, so a strategy may block.
+``recover(plugin_name, failure, ctx)``, which returns None on success and raises
+on failure (any other return value but True is a failure too). The manager runs
+one strategy at a time per plugin, on its own worker thread and under a timeout,
+so a strategy may block.
 
 The built-ins, from most to least drastic for the plugin (SPEC §6):
 
@@ -20,6 +21,11 @@ BackoffStrategy           20        any recoverable failure (the last resort)
 
 Their knobs (and priority) are constructor keywords, which the manager fills from
 ``RecoveryConfig.recovery_strategy_configs[name]``.
+
+A strategy that returns has done its action, not proven the plugin well: the
+manager verifies the plugin afterwards (its health check, or its breaker's
+half-open trials). Backoff (a hold) and degradation (a fallback) claim no fix and
+are not verified; the breaker's next trial after them is the test.
 """
 
 from __future__ import annotations
@@ -112,7 +118,14 @@ class RecoveryStrategy(Protocol):
 
     def can_handle(self, failure: FailureInfo) -> bool: ...
 
-    def recover(self, plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None: ...
+    def recover(self, plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> object:
+        """Act on the plugin: return None when done, raise when it failed.
+
+        A return value other than None or True (``False``, ``"failed"``) is taken
+        as a failed attempt too, with a warning: a strategy that reports failure
+        by returning it must not be audited as a success.
+        """
+        ...
 
 
 def _check_priority(priority: Any) -> int:
@@ -356,8 +369,8 @@ class CustomStrategy:
             self._logger.exception("can_handle of strategy %r failed on %r", self.name, failure)
             return False
 
-    def recover(self, plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
-        self._recover(plugin_name, failure, ctx)
+    def recover(self, plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> object:
+        return self._recover(plugin_name, failure, ctx)
 
     def __repr__(self) -> str:
         return f"CustomStrategy({self.name!r}, priority={self.priority})"

@@ -215,7 +215,9 @@ def test_configured_strategy_is_used_alone(
     # only because restart (priority 100) succeeds first.
     rm.record_failure("q", fail("error"))
     settle(rm, clock)
-    assert audit.records[2:] == [("q", "error", "restart", True)]
+    assert [record for record in audit.records if record[0] == "q"] == [
+        ("q", "error", "restart", True)
+    ]
 
 
 def test_default_recovery_strategy_applies_to_plugins_without_their_own(
@@ -247,7 +249,7 @@ def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
         clock.advance(4.9)
         assert not rm.wait_idle(0.05)  # not yet
         clock.advance(0.1)
-        assert rm.wait_idle(5)
+        settle(rm, clock)  # restart's action is done; the verification waits for a trial
         assert audit.records == [("p", "error", "hang", False), ("p", "error", "restart", True)]
         stuck = rm.get_recovery_status()["stuck_strategies"]
         assert [entry["label"] for entry in stuck] == ["hang p"]
@@ -283,11 +285,20 @@ def test_attempts_pause_on_the_clock_with_growing_backoff(
     assert [record[3] for record in audit.records] == [False, False, False]
 
 
-def test_exhausted_attempts_open_the_breaker_mark_failed_and_alert_once(
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        pause.wait(0.002)
+
+
+def test_exhausted_attempts_enter_a_crash_loop_retried_after_a_doubling_delay(
     make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3)
+    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3,
+              crash_loop_delay=5.0, crash_loop_max_delay=12.0)
     rm.add_alert_handler(alerts.append)
     rm.register_strategy("bad", failing())
     rm.register_plugin("p")
@@ -297,31 +308,106 @@ def test_exhausted_attempts_open_the_breaker_mark_failed_and_alert_once(
     breaker = rm.breaker("p")
     assert breaker.state is OPEN
     status = rm.get_recovery_status()
-    assert status["plugins"]["p"]["recovery"]["failed"] is True
-    assert status["plugins"]["p"]["recovery"]["failed_reason"] == "exhausted"
-    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+    recovery = status["plugins"]["p"]["recovery"]
+    assert (recovery["failed"], recovery["failed_reason"]) == (True, "exhausted")
+    assert recovery["crash_loop"] is True
+    assert isinstance(recovery["next_attempt"], str)
+    assert [a.kind for a in alerts] == ["crash_loop"]
     json.dumps(status)
 
-    # Held open: no amount of time lets a trial through, no new episode starts.
-    clock.advance(1e6)
+    # Held open while it waits: the deadline is on the clock, a failure is only counted.
+    start = clock.monotonic()
+    assert clock.wait_for_waiters(1)  # the crash-loop timer is parked on its deadline
+    clock.advance(4.9)
     with pytest.raises(CircuitOpenError):
         breaker.call(lambda: None)
     rm.record_failure("p", fail("error"))
     assert rm.wait_idle(0)
     assert len(audit.records) == 3
-    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+
+    # The delay ends: one attempt (a probe), which fails; the next delay doubles.
+    clock.advance(start + 5.0 - clock.monotonic())
+    wait_until(lambda: len(audit.records) == 4)
+    assert rm.wait_idle(5)
+    wait_until(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["next_attempt"]
+               is not None)
+    assert breaker.state is OPEN
+    probe_end = clock.monotonic()
+    clock.advance(9.9)
+    assert len(audit.records) == 4
+    clock.advance(probe_end + 10.0 - clock.monotonic())
+    wait_until(lambda: len(audit.records) == 5)
+    assert rm.wait_idle(5)
+    assert [a.kind for a in alerts] == ["crash_loop"]  # one alert for the whole loop
 
     rm.reset_plugin("p")
     assert breaker.state is CLOSED
-    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is False
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["failed"], recovery["crash_loop"], recovery["next_attempt"]) == (
+        False, False, None)
     assert breaker.call(lambda: 42) == 42
 
 
-def test_restart_intensity_exceeded_marks_failed_without_a_new_episode(
+def test_a_crash_loop_probe_that_verifies_the_plugin_ends_the_loop(
     make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
+    healthy = threading.Event()
+    rm = make(plugin_recovery_strategies={"p": "restart"}, max_recovery_attempts=2,
+              crash_loop_delay=5.0)
+    rm.add_alert_handler(alerts.append)
+    # Health checking off in this fixture, but the check verifies the restart.
+    rm._health_checks["p"] = (healthy.is_set, HealthCheckConfig())
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert [record[3] for record in audit.records] == [False, False]  # restarted, not well
+    assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["crash_loop"] is True
+    healthy.set()
+    assert clock.wait_for_waiters(1)
+    clock.advance(5.0)
+    wait_until(lambda: len(audit.records) == 3)
+    assert rm.wait_idle(5)
+    assert audit.records[-1] == ("p", "error", "restart", True)
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["failed"], recovery["crash_loop"]) == (False, False)
+    assert rm.breaker("p").state is HALF_OPEN  # verified; its trials close it
+    assert [a.kind for a in alerts] == ["crash_loop", "crash_loop_ended"]
+
+
+def test_give_up_after_episodes_in_a_row_leaves_it_failed_until_reset(
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    alerts: list[Alert] = []
+    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1,
+              crash_loop_delay=5.0, give_up_after=2)
+    rm.add_alert_handler(alerts.append)
+    rm.register_strategy("bad", failing())
+    rm.register_plugin("p")
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)
+    assert clock.wait_for_waiters(1)
+    clock.advance(5.0)
+    wait_until(lambda: len(audit.records) == 2)
+    assert rm.wait_idle(5)
+    wait_until(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed_reason"]
+               == "gave_up")
+    recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
+    assert (recovery["crash_loop"], recovery["next_attempt"]) == (False, None)
+    assert [a.kind for a in alerts] == ["crash_loop", "recovery_exhausted"]
+    clock.advance(1e6)
+    assert len(audit.records) == 2
+    assert rm.breaker("p").state is OPEN
+    rm.reset_plugin("p")
+    assert rm.breaker("p").state is CLOSED
+
+
+def test_restart_intensity_exceeded_enters_a_crash_loop_without_a_new_episode(
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    alerts: list[Alert] = []
+    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0,
+              verify_timeout=1.0)
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     for _ in range(2):
@@ -334,8 +420,9 @@ def test_restart_intensity_exceeded_marks_failed_without_a_new_episode(
     assert [r[2] for r in audit.records] == ["restart", "restart"]
     recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
     assert (recovery["failed"], recovery["failed_reason"]) == (True, "restart_intensity")
+    assert recovery["crash_loop"] is True
     assert rm.breaker("p").state is OPEN
-    assert [a.kind for a in alerts] == ["recovery_exhausted"]
+    assert [a.kind for a in alerts] == ["crash_loop"]
 
 
 def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeClock,
@@ -392,7 +479,7 @@ def test_eight_threads_recording_at_once_start_exactly_one_episode(
         assert rm.get_recovery_status()["episodes_in_progress"] == 1
     finally:
         release.set()
-    assert rm.wait_idle(5)
+    settle(rm, clock)
     assert audit.records == [("p", "error", "blocking", True)]
 
 
@@ -468,7 +555,7 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
-def test_rejected_while_repairing_or_served_by_the_fallback(make: Make) -> None:
+def test_rejected_while_repairing_or_served_by_the_fallback(make: Make, clock: FakeClock) -> None:
     release, started = threading.Event(), threading.Event()
     rm = make(plugin_recovery_strategies={"p": "blocking", "q": "blocking"})
     rm.register_strategy("blocking", blocking(release, started))
@@ -487,7 +574,7 @@ def test_rejected_while_repairing_or_served_by_the_fallback(make: Make) -> None:
         assert ran == []
     finally:
         release.set()
-    assert rm.wait_idle(5)
+    settle(rm, clock)  # no call came to verify it: half-open, the next call is the trial
     assert rm.breaker("p").state is HALF_OPEN
 
 
@@ -629,7 +716,7 @@ def test_recovery_time_alert_for_a_long_episode(make: Make, clock: FakeClock) ->
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock, step=5.0)
-    assert [a.kind for a in alerts] == ["recovery_time", "recovery_exhausted"]
+    assert [a.kind for a in alerts] == ["recovery_time", "crash_loop"]
 
 
 def test_a_raising_alert_handler_is_contained(make: Make, caplog: pytest.LogCaptureFixture
@@ -760,7 +847,7 @@ def test_context_manager_starts_and_stops(clock: FakeClock, audit: RecordingAudi
     with RecoveryManager(Plugins("p"), audit, RecoveryConfig(enable_health_checking=False),
                          clock=clock) as rm:
         assert rm.get_recovery_status()["running"] is True
-        assert len(_our_threads() - before) == 2
+        assert len(_our_threads() - before) == 3  # two workers and the crash-loop timer
     assert rm.get_recovery_status()["running"] is False
     assert _our_threads() - before == set()
 

@@ -43,6 +43,7 @@ DOCUMENTED = {
     "recovery_in_progress": "gauge",
     "recovery_degraded": "gauge",
     "recovery_failed": "gauge",
+    "recovery_crash_loop": "gauge",
     "recovery_health_check_healthy": "gauge",
     "recovery_health_check_consecutive_failures": "gauge",
     "recovery_health_check_stuck": "gauge",
@@ -271,3 +272,23 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "prometheus_client.core", None)
     with pytest.raises(ImportError, match=r"recovery\[prometheus\]"):
         importlib.import_module("recovery.prometheus")
+
+
+def test_a_crash_loop_shows_as_failed_and_crash_loop(
+    make: Callable[..., RecoveryManager], clock: FakeClock
+) -> None:
+    from recovery.failures import FailureInfo
+
+    rm = make(max_episodes_per_period=1)
+    rm.register_plugin("good")
+    rm.register_plugin("bad")
+    registry = collector_registry(rm)
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_crash_loop", plugin="bad") == 0
+    rm.record_failure("bad", FailureInfo("error"))
+    settle(rm, clock)
+    rm.record_failure("bad", FailureInfo("error"))  # a second episode at once: intensity
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_crash_loop", plugin="bad") == 1
+    assert value(samples, "recovery_failed", plugin="bad") == 1
+    assert value(samples, "recovery_crash_loop", plugin="good") == 0
