@@ -35,6 +35,7 @@ recovery.attempts                              counter        {attempt}
 recovery.episode.active                        updowncounter  {episode}
 recovery.plugin.degraded                       updowncounter  {plugin}
 recovery.plugin.failed                         updowncounter  {plugin}
+recovery.plugin.crash_loop                     updowncounter  {plugin}
 recovery.health_check.healthy                  updowncounter  {plugin}
 recovery.health_check.consecutive_failures     gauge          {check}
 recovery.health_check.stuck                    updowncounter  {plugin}
@@ -207,6 +208,9 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.plugin.failed", "updowncounter", "{plugin}",
                    "1 once the plugin is marked failed, until reset_plugin().",
                    "recovery_failed", _plugin("recovery", "failed")),
+    InstrumentSpec("recovery.plugin.crash_loop", "updowncounter", "{plugin}",
+                   "1 while the plugin waits in a crash loop for its next attempt.",
+                   "recovery_crash_loop", _plugin("recovery", "crash_loop")),
     InstrumentSpec("recovery.health_check.healthy", "updowncounter", "{plugin}",
                    "Result of the last health check: 1 healthy, 0 not.",
                    "recovery_health_check_healthy", _healthy),
