@@ -13,7 +13,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from recovery import CircuitBreaker, CircuitOpenError
+from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
 from recovery.cluster import Cluster
 
 BREAKER = "payments"
@@ -69,8 +69,8 @@ class TrialCallers:
 
 
 def run_node(conn: Connection, url: str, namespace: str, config: dict[str, Any],
-             cluster_options: dict[str, Any]) -> None:
-    cb = CircuitBreaker(BREAKER, **config)
+             cluster_options: dict[str, Any], admitted: Any = None, release: Any = None) -> None:
+    cb = CircuitBreaker(BREAKER, CircuitBreakerConfig(**config))
     cluster = Cluster(url, namespace=namespace, **cluster_options)
     cluster.attach(cb)
     cluster.start()
@@ -95,10 +95,12 @@ def run_node(conn: Connection, url: str, namespace: str, config: dict[str, Any],
                 conn.send(cluster.status()["connected"])
             elif command == "metrics":
                 conn.send(cb.metrics().to_dict())
+            elif command == "node_id":
+                conn.send(cluster.node_id)
             elif command == "status":
                 conn.send(cluster.status())
             elif command == "callers":
-                callers = TrialCallers(cb, *args)
+                callers = TrialCallers(cb, args[0], admitted, release)
                 conn.send(None)
             elif command == "stop_callers":
                 assert callers is not None
