@@ -100,8 +100,8 @@ def _server() -> Iterator[RedisServer]:
         server.close()
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def serve_url() -> Iterator[str]:
+    """Yield a Redis URL for the duration (the benchmarks use it too), or skip."""
     url = os.environ.get("RECOVERY_TEST_REDIS_URL")
     if url:
         try:
@@ -111,6 +111,11 @@ def redis_url() -> Iterator[str]:
         yield url
         return
     yield from (server.url for server in _server())
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    yield from serve_url()
 
 
 @pytest.fixture
