@@ -420,8 +420,8 @@ class Cluster:
             event: Event = item[1]
             tracked = self._tracked.get(event.name)
             if tracked is None:
-                self._count_drop("unknown_breaker")
-            elif self._fleet.remote(tracked, event):
+                return  # a breaker other processes share and this one does not
+            if self._fleet.remote(tracked, event):
                 self._count_event("received", event.kind)
             else:
                 with self._stats_lock:

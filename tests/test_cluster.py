@@ -345,3 +345,44 @@ def test_stop_joins_threads_and_is_idempotent(nodes: Any) -> None:
     c1.stop()
     assert not any(t.is_alive() for t in threads)
     assert c1.status()["connected"] is False
+
+
+def test_manager_attaches_every_plugin_and_reports_the_cluster(
+    redis_url: str, namespace: str
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from recovery import RecoveryManager
+    from recovery.plugins import PluginRegistry
+    from recovery.prometheus import RecoveryCollector
+    from recovery.testing import RecordingAuditLogger
+
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=30.0)
+    with Cluster(redis_url, namespace=namespace) as cluster, \
+            Cluster(redis_url, namespace=namespace) as other:
+        rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
+        cb = rm.register_plugin("db", config)
+        peer = CircuitBreaker("db", config)
+        other.attach(peer)
+        until(lambda: cluster.status()["connected"] and other.status()["connected"])
+        trip(peer)
+        until(lambda: cb.state.value == "open")
+        status = rm.get_recovery_status()
+        assert status["cluster"]["breakers"]["db"]["opened_by"] == other.node_id
+        assert status["plugins"]["db"]["circuit_breaker"]["opened_by"] == other.node_id
+        registry = CollectorRegistry()
+        registry.register(RecoveryCollector(rm))
+        text = generate_latest(registry).decode()
+        assert "recovery_cluster_connected 1.0" in text
+        assert 'recovery_cluster_events_total{direction="received",kind="open"} 1.0' in text
+        assert "recovery_cluster_events_dropped_total 0.0" in text
+
+
+def test_manager_refuses_a_non_cluster() -> None:
+    from recovery import RecoveryManager
+    from recovery.plugins import PluginRegistry
+    from recovery.testing import RecordingAuditLogger
+
+    with pytest.raises(TypeError, match="cluster"):
+        RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=object())
