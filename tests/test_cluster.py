@@ -332,9 +332,31 @@ def test_redis_killed_mid_run_and_restarted(
         # Resync on reconnect: the trip made while Redis was away reaches the other node.
         until(lambda: all(c.status()["connected"] for c in clusters))
         until(lambda: breakers[1].state.value == "open")
+        # And a reset made while Redis is away is published once it is back.
+        own_redis.kill()
+        until(lambda: not any(c.status()["connected"] for c in clusters))
+        breakers[1].reset()
+        assert breakers[0].state.value == "open"
+        own_redis.start()
+        until(lambda: breakers[0].state.value == "closed")
     finally:
         for cluster in clusters:
             cluster.stop()
+
+
+def test_a_full_hand_over_queue_drops_and_counts(
+    nodes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recovery.cluster
+
+    monkeypatch.setattr(recovery.cluster, "QUEUE_LIMIT", 3)
+    (c1, b1) = nodes(start=False)  # nobody drains the queue
+    for _ in range(5):
+        b1.force_open(60)
+        b1.reset()
+    status = c1.status()
+    assert status["events_dropped"] == 7
+    assert status["dropped"] == {"queue_full": 7}
 
 
 def test_stop_joins_threads_and_is_idempotent(nodes: Any) -> None:
