@@ -98,12 +98,12 @@ class Fleet:
             else:
                 self._trip(t, f"{old.value}->open")
         elif new is CLOSED:
-            if old is not HALF_OPEN:
-                self.reset(t)  # only reset() closes an open or repairing breaker
-            elif t.lease_epoch is not None:
+            if old is OPEN:
+                self.reset(t)  # only reset() closes an open breaker
+            elif old is HALF_OPEN and t.lease_epoch is not None:
                 self._trial_ended(t, success=True)
             elif t.fleet != "closed":
-                self._enforce(t)  # a local trial the fleet did not grant
+                self._enforce(t)  # a local trial, or a repair's reset: the fleet decides
         elif new is HALF_OPEN and t.fleet != "closed" and t.lease_epoch is None:
             self._take_lease(t)  # the hold ran out, a health check or a repair passed
         elif new is OPEN and t.fleet != "closed":
@@ -114,7 +114,7 @@ class Fleet:
         """Remember what must be published once Redis is back."""
         if new is OPEN and old in (CLOSED, HALF_OPEN) and t.lease_epoch is None:
             t.pending, t.held = "trip", False
-        elif new is CLOSED and old is not HALF_OPEN:
+        elif new is CLOSED and old is OPEN:
             t.pending = "reset"
 
     def reset(self, t: Tracked) -> None:

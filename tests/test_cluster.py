@@ -128,6 +128,17 @@ def test_repairing_stays_local(nodes: Any) -> None:
     assert b1.state.value == "open"
 
 
+def test_a_reset_that_ends_a_repair_stays_local(nodes: Any) -> None:
+    (c1, b1), (_, b2) = nodes(), nodes()
+    b1.begin_repair()
+    trip(b2)
+    until(lambda: c1.status()["breakers"]["db"]["fleet"] == "open")
+    b1.reset()  # what the reset strategy does at the end of this process's repair
+    until(lambda: b1.state.value == "open")  # back under the fleet's decision
+    assert b2.state.value == "open"
+    assert c1.status()["events_published"] == 0
+
+
 def test_half_open_trial_success_closes_everyone(nodes: Any) -> None:
     config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
                                   sliding_window_size=10, timeout=0.3, success_threshold=1)
