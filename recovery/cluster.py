@@ -60,6 +60,7 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0
 """Reconnection waits double from the first to the cap, each drawn from [w/2, w]."""
 _POLL = 0.2  # how often the subscriber looks up from the socket (stop, reconnect requests)
 _SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
+_HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
 _FAULTS = (redis.RedisError, OSError)
 
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP = range(6)
@@ -156,6 +157,7 @@ class Cluster:
         self._client: Any = redis.Redis.from_url(
             self.config.url, socket_timeout=_SOCKET_TIMEOUT,
             socket_connect_timeout=_SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
+            health_check_interval=_HEALTH_CHECK,
         )
         self._store = Store(self._client, self.config.namespace)
         self._fleet = Fleet(
