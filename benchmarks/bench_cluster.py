@@ -80,12 +80,11 @@ def _receiver(url: str, namespace: str, index: int, trips: int, seen: Any, ready
         done.wait(600)
 
 
-def propagation(url: str, trips: int) -> list[float]:
+def propagation(url: str, trips: int, namespace: str) -> list[float]:
     """Seconds from each trip to the OPEN in each of 3 receivers (CLOCK_MONOTONIC is
     one clock for every process on a Linux host)."""
     from recovery.cluster import Cluster
 
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
     seen = _SPAWN.Array("d", 3 * trips, lock=False)
     ready, opened, closed = (_SPAWN.Value("i", 0) for _ in range(3))
     done = _SPAWN.Event()
@@ -126,12 +125,12 @@ def _per_call(cb: CircuitBreaker, number: int = 200_000, repeat: int = 7) -> flo
     return min(timeit.repeat(lambda: call(_noop), number=number, repeat=repeat)) / number
 
 
-def overhead(url: str) -> dict[str, float]:
+def overhead(url: str, namespace: str) -> dict[str, float]:
     from recovery.cluster import Cluster
 
     plain = CircuitBreaker("plain", CircuitBreakerConfig())
     attached = CircuitBreaker(BREAKER, CircuitBreakerConfig())
-    with Cluster(url, namespace=f"bench{uuid.uuid4().hex[:8]}") as cluster:
+    with Cluster(url, namespace=namespace) as cluster:
         cluster.attach(attached)
         _wait(lambda: cluster.status()["connected"])
         results = {"not_attached": _per_call(plain), "attached": _per_call(attached)}
@@ -161,14 +160,13 @@ def _hand_over(cluster: Any, cb: CircuitBreaker, batch: int = 1000, rounds: int 
 # -- subscriber throughput ------------------------------------------------------------
 
 
-def throughput(url: str, events: int) -> float:
+def throughput(url: str, events: int, namespace: str) -> float:
     """Events a second one process applies: alternating open/close of one breaker."""
     import redis
 
     from recovery._cluster_codec import Event, encode
     from recovery.cluster import Cluster
 
-    namespace = f"bench{uuid.uuid4().hex[:8]}"
     cb = CircuitBreaker(BREAKER, CircuitBreakerConfig(timeout=60.0))
     client = redis.Redis.from_url(url)
     messages = [
@@ -195,6 +193,10 @@ def throughput(url: str, events: int) -> float:
 # -- pytest ---------------------------------------------------------------------------
 
 
+def _namespace() -> str:
+    return f"bench{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="module")
 def bench_redis_url() -> Iterator[str]:
     from tests.redis_server import serve_url
@@ -203,11 +205,22 @@ def bench_redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def attached_cluster(bench_redis_url: str) -> Iterator[tuple[Any, CircuitBreaker]]:
+def bench_namespace(bench_redis_url: str) -> Iterator[str]:
+    from tests.redis_server import drop_namespace
+
+    namespace = _namespace()
+    yield namespace
+    drop_namespace(bench_redis_url, namespace)
+
+
+@pytest.fixture(scope="module")
+def attached_cluster(
+    bench_redis_url: str, bench_namespace: str
+) -> Iterator[tuple[Any, CircuitBreaker]]:
     from recovery.cluster import Cluster
 
     cb = CircuitBreaker(BREAKER, CircuitBreakerConfig())
-    with Cluster(bench_redis_url, namespace=f"bench{uuid.uuid4().hex[:8]}") as cluster:
+    with Cluster(bench_redis_url, namespace=bench_namespace) as cluster:
         cluster.attach(cb)
         _wait(lambda: cluster.status()["connected"])
         yield cluster, cb
@@ -231,10 +244,10 @@ def test_hand_over(benchmark: Any, attached_cluster: Any) -> None:
     _wait(lambda: cluster._inbox.qsize() == 0)
 
 
-def test_propagation_and_throughput_run(bench_redis_url: str) -> None:
-    delays = propagation(bench_redis_url, trips=5)
+def test_propagation_and_throughput_run(bench_redis_url: str, bench_namespace: str) -> None:
+    delays = propagation(bench_redis_url, 5, f"{bench_namespace}:p")
     assert len(delays) == 15 and all(d > 0 for d in delays)
-    assert throughput(bench_redis_url, events=200) > 0
+    assert throughput(bench_redis_url, 200, f"{bench_namespace}:t") > 0
 
 
 # -- script ---------------------------------------------------------------------------
@@ -267,17 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         url = server.url
     try:
-        costs = overhead(url)
+        costs = overhead(url, _namespace())
         print(f"per call, not attached   {costs['not_attached'] * 1e9:8.1f} ns"
               f"  (again after: {costs['not_attached_again'] * 1e9:.1f} ns)")
         print(f"per call, attached       {costs['attached'] * 1e9:8.1f} ns")
         print(f"hand-over of a trip      {costs['hand_over'] * 1e6:8.2f} us   goal <= 2 us")
-        delays = propagation(url, args.trips)
+        delays = propagation(url, args.trips, _namespace())
         print(f"propagation to 3 procs   p50 {_percentile(delays, 0.5) * 1e3:.2f} ms"
               f"  p99 {_percentile(delays, 0.99) * 1e3:.2f} ms"
               f"  max {max(delays) * 1e3:.2f} ms  mean {statistics.fmean(delays) * 1e3:.2f} ms"
               f"  ({len(delays)} adoptions)   goal p99 <= 5 ms")
-        rate = throughput(url, args.events)
+        rate = throughput(url, args.events, _namespace())
         print(f"subscriber throughput    {rate:,.0f} events/s   goal >= 10,000/s")
     finally:
         if server is not None:

@@ -118,6 +118,21 @@ def redis_url() -> Iterator[str]:
     yield from serve_url()
 
 
+def drop_namespace(url: str, namespace: str) -> None:
+    """Delete a test's keys, so a shared server (RECOVERY_TEST_REDIS_URL) stays clean."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    except (redis.RedisError, OSError):
+        pass  # a fault test stopped the server: nothing is left to clean
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A private server this test may kill and restart."""

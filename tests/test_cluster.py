@@ -19,7 +19,7 @@ import pytest
 from recovery import CircuitBreakerConfig, CircuitOpenError
 from recovery._cluster_codec import Event, Rejected, decode, encode
 from recovery.breaker import CircuitBreaker
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, drop_namespace
 
 try:
     import redis
@@ -52,8 +52,10 @@ def trip(cb: CircuitBreaker) -> None:
 
 
 @pytest.fixture
-def namespace() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
+def namespace(redis_url: str) -> Iterator[str]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    yield namespace
+    drop_namespace(redis_url, namespace)
 
 
 @pytest.fixture

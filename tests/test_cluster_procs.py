@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests import cluster_node
+from tests.redis_server import drop_namespace
 
 BOUND = 15.0  # seconds for any cross-process effect (it takes milliseconds)
 CONFIG = {"failure_threshold": 3, "minimum_requests": 3, "sliding_window_size": 10,
@@ -72,6 +73,7 @@ def fleet(redis_url: str) -> Iterator[Callable[..., list[Node]]]:
     yield make
     for node in nodes:
         node.close()
+    drop_namespace(redis_url, namespace)
 
 
 def test_four_processes_share_a_breaker(fleet: Any) -> None:
@@ -179,6 +181,7 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
         assert cb.metrics().opened_by == report["node_id"]
     finally:
         cluster.stop()
+        drop_namespace(redis_url, namespace)
 
 
 def _wait(predicate: Callable[[], Any]) -> None:
