@@ -129,7 +129,8 @@ class Cluster:
     when that many distinct nodes tripped within that many seconds; until then only
     a tripped process is open. ``secret`` (str or bytes) signs every message with
     HMAC-SHA256 and makes the cluster drop any message not signed with it.
-    ``clock`` times the fleet's deadlines; give it the clock the breakers use.
+    ``clock`` times this process's side of the fleet's deadlines (give it the clock
+    the breakers use); the fleet's periods themselves are Redis key TTLs, in real time.
     """
 
     def __init__(
