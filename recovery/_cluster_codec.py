@@ -98,8 +98,8 @@ def decode(message: bytes, secret: bytes | None) -> Event:
             raise Rejected("bad_signature", "signature does not match")
     try:
         data = json.loads(body)
-    except ValueError as exc:
-        raise Rejected("malformed", f"body is not JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # "[[[[..." nests past the parser's limit
+        raise Rejected("malformed", f"body is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise Rejected("malformed", "body is not an object")
     kind = data.get("kind")

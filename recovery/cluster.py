@@ -333,7 +333,9 @@ class Cluster:
             try:
                 self._listen(pubsub)
                 backoff = BACKOFF_FIRST
-            except _FAULTS as exc:
+            except Exception as exc:  # Redis faults; anything else is logged, then retried
+                if not isinstance(exc, _FAULTS):
+                    _logger.exception("cluster subscriber failed")
                 self._fault(exc)
                 self._inbox.put((_DISCONNECTED,))
                 if self._stopping.wait(random.uniform(backoff / 2, backoff)):

@@ -266,7 +266,8 @@ def test_codec_round_trip_and_rejections() -> None:
         with pytest.raises(Rejected) as info:
             decode(message, b"k")
         assert info.value.reason == reason
-    for body in (b'{"kind":"open"}', b'[1]', b'{"kind":"x","name":"db","epoch":1,"node":"n"}',
+    for body in (b'{"kind":"open"}', b'[1]', b"[" * 3000,
+                 b'{"kind":"x","name":"db","epoch":1,"node":"n"}',
                  b'{"kind":"open","name":"db","epoch":0,"node":"n","level":0,"reason":""}',
                  b'{"kind":"open","name":"db","epoch":1,"node":"n","period":-1,"level":0,'
                  b'"reason":""}'):
@@ -285,6 +286,7 @@ def test_forged_malformed_oversized_and_badly_signed_messages_are_dropped(
         encode(forged, None),  # unsigned
         encode(forged, b"wrong"),  # badly signed
         signed(b"{not json", b"s3cret"),  # malformed
+        signed(b"[" * 3000, b"s3cret"),  # malformed: nested past the JSON parser's limit
         b"R2 - {}",  # foreign version
         b"R1 - " + b"x" * 10_000,  # oversized
     ]
@@ -292,7 +294,7 @@ def test_forged_malformed_oversized_and_badly_signed_messages_are_dropped(
         client.publish(channel, message)
     until(lambda: c1.status()["events_dropped"] >= len(messages))
     status = c1.status()
-    assert status["dropped"] == {"unsigned": 1, "bad_signature": 1, "malformed": 1,
+    assert status["dropped"] == {"unsigned": 1, "bad_signature": 1, "malformed": 2,
                                  "foreign_version": 1, "oversized": 1}
     assert status["events_received"] == 0
     assert b1.state.value == "closed"
