@@ -21,7 +21,8 @@ import attrs
 VERSION = b"R1"
 MAX_MESSAGE_BYTES = 4096
 KINDS = ("open", "close")
-_MAX_TEXT = 256
+MAX_TEXT = 1024
+"""The longest name, node id or reason a message may carry."""
 
 
 class Rejected(ValueError):
@@ -69,7 +70,7 @@ def encode(event: Event, secret: bytes | None) -> bytes:
 
 def _text(data: dict[str, Any], key: str, allow_empty: bool = False) -> str:
     value = data.get(key)
-    if not isinstance(value, str) or len(value) > _MAX_TEXT or not (value or allow_empty):
+    if not isinstance(value, str) or len(value) > MAX_TEXT or not (value or allow_empty):
         raise Rejected("malformed", f"{key}={value!r}")
     return value
 

@@ -35,7 +35,7 @@ from typing import Any
 import attrs
 
 from recovery import _clock, _validate
-from recovery._cluster_codec import MAX_MESSAGE_BYTES, Event, Rejected, decode, encode
+from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
 from recovery._cluster_fleet import Fleet, Tracked
 from recovery._cluster_store import Store
 from recovery.state import CircuitBreakerState
@@ -184,6 +184,11 @@ class Cluster:
         for method in ("add_listener", "remove_listener", "force_open", "allow_trial", "reset"):
             if not callable(getattr(breaker, method, None)):
                 raise TypeError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+        if len(breaker.name) > MAX_TEXT:
+            raise ValueError(
+                f"a shared breaker's name must be at most {MAX_TEXT} characters, "
+                f"got {breaker.name[:40]!r}... ({len(breaker.name)})"
+            )
         with self._lifecycle:
             if breaker.name in self._tracked:
                 raise ValueError(f"a breaker named {breaker.name!r} is already attached")

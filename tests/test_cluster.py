@@ -220,6 +220,8 @@ def test_attach_checks_its_argument(nodes: Any, breaker_cls: Any) -> None:
         c1.attach(object())
     with pytest.raises(ValueError, match="'db'"):
         c1.attach(breaker_cls("db"))
+    with pytest.raises(ValueError, match="at most 1024"):
+        c1.attach(breaker_cls("x" * 1025))
     with pytest.raises(ValueError, match="not attached"):
         c1.detach(breaker_cls("db"))
 
