@@ -363,6 +363,38 @@ def test_redis_killed_mid_run_and_restarted(
             cluster.stop()
 
 
+def test_a_hold_runs_out_by_itself_when_redis_is_gone(
+    own_redis: RedisServer, namespace: str, breaker_cls: Any
+) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=0.2, success_threshold=1)
+    clusters = [Cluster(own_redis.url, namespace=namespace) for _ in range(2)]
+    breakers = [breaker_cls("db", config) for _ in range(2)]
+    for cluster, breaker in zip(clusters, breakers, strict=True):
+        cluster.attach(breaker)
+        cluster.start()
+    try:
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        breakers[0].force_open(1.0)
+        until(lambda: breakers[1].state.value == "open")
+        own_redis.kill()
+        until(lambda: not clusters[1].status()["connected"])
+
+        def answered() -> bool:
+            try:
+                return breakers[1].call(lambda: True)  # type: ignore[no-any-return]
+            except CircuitOpenError:
+                return False
+
+        # With Redis gone, the hold (the fleet's 1 s + 1 s, taken when the open arrived)
+        # runs out by itself, and then the breaker probes alone.
+        until(answered)
+        assert breakers[1].state.value == "closed"
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
 def test_a_full_hand_over_queue_drops_and_counts(
     nodes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
