@@ -53,6 +53,9 @@ class CircuitBreakerMetrics:
     circuit_open_time: float
     health_check_success: bool | None
     next_retry_time: float | None
+    # The node id of the remote process whose trip holds this breaker open (a cluster
+    # sets it); None when the breaker is closed or opened here.
+    opened_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the state as its string, timestamps as ISO-8601 UTC strings."""
@@ -89,6 +92,7 @@ class BreakerMixin(_WindowBase):
         self._failure_listeners: tuple[FailureListener, ...] = ()
         self._listeners_lock = threading.Lock()
         self._health_check_success: bool | None = None
+        self._opened_by: str | None = None  # set by recovery.cluster
         _registry.register(self)  # findable by monitoring: recovery.breakers()
 
     @property
@@ -194,6 +198,7 @@ class BreakerMixin(_WindowBase):
                 None if retry_in is None or math.isinf(retry_in)
                 else time.time() + max(retry_in, 0.0)
             ),
+            opened_by=None if raw["state"] == 0 else self._opened_by,
         )
 
     def __repr__(self) -> str:

@@ -438,6 +438,11 @@ class RecoveryManager(Dispatcher):
 
     Use ``with RecoveryManager(...) as rm:`` or ``start()``/``stop()``. Episodes only
     start while the manager runs; before ``start()`` failures are counted only.
+
+    ``cluster`` (a :class:`recovery.cluster.Cluster`) shares every plugin's breaker
+    with the other processes of the fleet: each registered breaker is attached, and
+    the status gains a ``cluster`` section. The cluster's own ``start()``/``stop()``
+    stay with its owner, who may share it between managers.
     """
 
     def __init__(
@@ -449,7 +454,10 @@ class RecoveryManager(Dispatcher):
         *,
         clock: _clock.Clock | None = None,
         classifier: Classifier = classify,
+        cluster: Any = None,
     ) -> None:
+        if cluster is not None and not callable(getattr(cluster, "attach", None)):
+            raise TypeError(f"cluster must be a recovery.cluster.Cluster, got {cluster!r}")
         if config is None:
             config = RecoveryConfig()
         elif not isinstance(config, RecoveryConfig):
@@ -465,6 +473,7 @@ class RecoveryManager(Dispatcher):
         self._health_logger = logger  # None: the monitor logs to "recovery.health"
         self.clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
         self._classifier = classifier
+        self._cluster = cluster
         self._thresholds = config.alert_thresholds
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
 
@@ -668,6 +677,8 @@ class RecoveryManager(Dispatcher):
             self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
         breaker.add_failure_listener(self._on_failure)
+        if self._cluster is not None:
+            self._cluster.attach(breaker)
         check = health_check if health_check is not None else self._plugin_health_check(name)
         if self.config.enable_health_checking and check is not None:
             if health_check_config is None:
@@ -1613,6 +1624,8 @@ class RecoveryManager(Dispatcher):
             }
             for plugin in plugins
         }
+        if self._cluster is not None:
+            status["cluster"] = self._cluster.status()
         return status
 
     def _recovery_view(self, plugin: _Plugin) -> dict[str, Any]:

@@ -54,6 +54,14 @@ recovery_health_check_stuck                    gauge   1 while the plugin's chec
 recovery_stuck_health_check_threads            gauge   abandoned check threads still alive
 recovery_stuck_strategies                      gauge   strategy runs abandoned, still alive
 recovery_manager_running                       gauge   1 between start() and stop()
+recovery_cluster_connected                     gauge   1 while the manager's cluster is
+                                                       connected to Redis (with a cluster)
+recovery_cluster_events_total{direction,kind}  counter cluster events "published" or
+                                                       "received", of kind "open"/"close"
+recovery_cluster_events_dropped_total          counter messages refused (malformed,
+                                                       foreign, oversized, unsigned, badly
+                                                       signed) or handovers lost to a full
+                                                       queue
 =============================================  ======  ====================================
 
 Counters restart from zero with the process, as Prometheus expects of counters.
@@ -124,6 +132,11 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      ()),
     ("recovery_manager_running", "1 between start() and stop() of the recovery manager.",
      "gauge", ()),
+    ("recovery_cluster_connected", "1 while the cluster is connected to Redis.", "gauge", ()),
+    ("recovery_cluster_events_total", "Cluster events published or received, by kind.",
+     "counter", ("direction", "kind")),
+    ("recovery_cluster_events_dropped_total",
+     "Cluster messages refused or local events lost to a full queue.", "counter", ()),
 )
 
 _COUNTERS = (
@@ -177,6 +190,7 @@ class RecoveryCollector:
     def collect(self) -> Iterator[Metric]:
         families = _families()
         plugins: list[str] = []
+        cluster = None
         if self._rm is not None:
             status = self._rm.get_recovery_status()
             plugins = list(status["plugins"])
@@ -189,9 +203,29 @@ class RecoveryCollector:
                 [], len(status["stuck_strategies"])
             )
             families["recovery_manager_running"].add_metric([], float(status["running"]))
+            cluster = status.get("cluster")
         if self._breakers:
             _add_bare_breakers(families, self._rm, plugins)
+        if cluster is not None:
+            _add_cluster(families, cluster)
+        else:  # no cluster, no cluster metrics (rather than empty families)
+            for name in _CLUSTER_FAMILIES:
+                del families[name]
         yield from families.values()
+
+
+_CLUSTER_FAMILIES = (
+    "recovery_cluster_connected", "recovery_cluster_events_total",
+    "recovery_cluster_events_dropped_total",
+)
+
+
+def _add_cluster(families: dict[str, _Family], cluster: dict[str, Any]) -> None:
+    families["recovery_cluster_connected"].add_metric([], float(cluster["connected"]))
+    for direction, kinds in cluster["events"].items():
+        for kind, count in kinds.items():
+            families["recovery_cluster_events_total"].add_metric([direction, kind], count)
+    families["recovery_cluster_events_dropped_total"].add_metric([], cluster["events_dropped"])
 
 
 def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any]) -> None:

@@ -67,3 +67,5 @@ def settle(
         assert time.monotonic() < deadline, "episode did not finish"
         if clock.waiting:
             clock.advance(step)
+
+from tests.redis_server import own_redis, redis_url  # noqa: E402, F401  (cluster fixtures)

@@ -1,0 +1,269 @@
+"""How one process follows the fleet's decisions about its breakers.
+
+:class:`Fleet` runs on the cluster's worker thread only, so it needs no lock of
+its own: it reads the local transitions the breakers' listeners queued, the
+events the subscriber decoded, and the clock, and it answers with Redis scripts,
+published events, and the breakers' own public controls (``force_open``,
+``allow_trial``, ``reset``).
+
+Holding a breaker open: while the fleet is open, or another node runs the trial,
+each process holds its breaker with ``force_open(left + HOLD_MARGIN)``. The local
+period thus ends ``HOLD_MARGIN`` after the fleet's, which gives the worker that
+long to take the trial lease (``allow_trial()`` on the winner) or to extend the
+hold (everyone else) before the window would admit a trial on its own. Callers
+see ``retry_after`` counted to the end of the hold. If Redis is gone, the hold
+simply runs out and the breaker goes on alone, as it would without a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from recovery._cluster_codec import Event
+from recovery._cluster_store import Record, Store
+from recovery.state import CircuitBreakerState
+
+CLOSED = CircuitBreakerState.CLOSED
+OPEN = CircuitBreakerState.OPEN
+HALF_OPEN = CircuitBreakerState.HALF_OPEN
+REPAIRING = CircuitBreakerState.REPAIRING
+
+HOLD_MARGIN = 1.0
+"""Seconds a held breaker stays open past the fleet's deadline (see the module doc)."""
+LEASE_TTL = 5.0
+"""Seconds a trial lease lives unless renewed: how long a dead holder blocks the fleet."""
+LEASE_RENEW = 1.0
+"""How often the holder renews its lease while its breaker is half-open."""
+
+_logger = logging.getLogger("recovery.cluster")
+
+
+@attrs.define(eq=False)
+class Tracked:
+    """What this process knows of the fleet's view of one attached breaker.
+
+    ``fleet`` is ``closed``, ``open`` (the fleet's open period runs until
+    ``until``) or ``trial`` (a lease is out; ``until`` is when to look again).
+    ``lease_epoch`` is set while this process holds the trial lease. ``held``
+    says the local OPEN is the fleet's hold rather than the breaker's own trip.
+    ``pending`` remembers a trip or reset that happened while Redis was away.
+    """
+
+    breaker: Any
+    listener: Callable[..., object] | None = None
+    fleet: str = "closed"
+    epoch: int = 0
+    level: int = 0
+    until: float = math.inf
+    lease_epoch: int | None = None
+    opened_by: str | None = None
+    held: bool = False
+    pending: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        return {
+            "state": self.breaker.state.value, "fleet": self.fleet, "epoch": self.epoch,
+            "opened_by": self.opened_by, "trial_lease": self.lease_epoch is not None,
+        }
+
+
+class Fleet:
+    """The per-breaker state machine of the worker thread (see the module doc)."""
+
+    def __init__(
+        self, store: Store, node: str, quorum: int, quorum_window: float,
+        now: Callable[[], float], publish: Callable[[Event], None],
+    ) -> None:
+        self.store = store
+        self.node = node
+        self._quorum = quorum
+        self._quorum_window = quorum_window
+        self._now = now
+        self._publish = publish
+
+    # -- what the breakers did ----------------------------------------------------------
+
+    def local(self, t: Tracked, old: CircuitBreakerState, new: CircuitBreakerState) -> None:
+        """A transition the breaker made by itself (calls, reset(), force_open(), repair)."""
+        if new is OPEN and old in (CLOSED, HALF_OPEN):
+            if old is HALF_OPEN and t.lease_epoch is not None:
+                self._trial_ended(t, success=False)
+            elif t.fleet != "closed":
+                self._enforce(t)
+            else:
+                self._trip(t, f"{old.value}->open")
+        elif new is CLOSED:
+            if old is OPEN:
+                self.reset(t)  # only reset() closes an open breaker
+            elif old is HALF_OPEN and t.lease_epoch is not None:
+                self._trial_ended(t, success=True)
+            elif t.fleet != "closed":
+                self._enforce(t)  # a local trial, or a repair's reset: the fleet decides
+        elif new is HALF_OPEN and t.fleet != "closed" and t.lease_epoch is None:
+            self._take_lease(t)  # the hold ran out, a health check or a repair passed
+        elif new is OPEN and t.fleet != "closed":
+            self._enforce(t)  # a failed repair: back under the fleet's hold
+
+    @staticmethod
+    def note_offline(t: Tracked, old: CircuitBreakerState, new: CircuitBreakerState) -> None:
+        """Remember what must be published once Redis is back."""
+        if new is OPEN and old in (CLOSED, HALF_OPEN) and t.lease_epoch is None:
+            t.pending, t.held = "trip", False
+        elif new is CLOSED and old is OPEN:
+            t.pending = "reset"
+
+    def reset(self, t: Tracked) -> None:
+        epoch = self.store.close(t.breaker.name, self.node, None)[1]
+        self._closed(t, epoch, everyone=False)
+        self._publish(Event("close", t.breaker.name, epoch, self.node, reason="reset"))
+
+    def _trip(self, t: Tracked, reason: str) -> None:
+        breaker = t.breaker
+        period = breaker.retry_after
+        if breaker.state is not OPEN or period is None:
+            return  # moved on since; its later transitions are queued behind this one
+        result = self.store.trip(
+            breaker.name, self.node, self._quorum, self._quorum_window, period, reason
+        )
+        if result[0] == 1:
+            self._opened(t, result[1], result[2], period, self.node)
+            self._publish(Event("open", breaker.name, t.epoch, self.node,
+                                None if math.isinf(period) else period, t.level, reason))
+        elif result[0] != 2:  # already open, or a trial runs: follow the records
+            self.sync(t)
+
+    def _trial_ended(self, t: Tracked, success: bool) -> None:
+        name, lease = t.breaker.name, t.lease_epoch
+        assert lease is not None
+        t.lease_epoch = None
+        if success:
+            result = self.store.close(name, self.node, lease)
+            if result[0] == 1:
+                self._closed(t, result[1], everyone=False)
+                self._publish(Event("close", name, t.epoch, self.node, reason="trial passed"))
+                return
+        else:
+            config = t.breaker.config
+            result = self.store.reopen(
+                name, self.node, lease, config.timeout, config.retry_backoff_factor,
+                config.max_retry_interval, "trial failed",
+            )
+            if result[0] == 1:
+                period = result[3] / 1000
+                self._opened(t, result[1], result[2], period, self.node)
+                self._publish(Event("open", name, t.epoch, self.node, period, t.level,
+                                    "trial failed"))
+                return
+        self.sync(t)  # the lease had expired: someone else decides
+
+    # -- what the fleet did -------------------------------------------------------------
+
+    def remote(self, t: Tracked, event: Event) -> bool:
+        """Apply another node's event; False if it is not newer than what we know."""
+        if event.epoch <= t.epoch:
+            return False
+        if event.kind == "open":
+            period = math.inf if event.period is None else event.period
+            self._opened(t, event.epoch, event.level, period, event.node)
+        else:
+            self._closed(t, event.epoch, everyone=True)
+        return True
+
+    def sync(self, t: Tracked) -> None:
+        """Read the breaker's records and make the local breaker follow them."""
+        self.adopt(t, self.store.read(t.breaker.name))
+
+    def adopt(self, t: Tracked, record: Record) -> None:
+        t.level = record.level
+        if record.open_for is not None:
+            t.lease_epoch = None
+            self._opened(t, record.epoch, record.level, record.open_for, record.opened_by)
+        elif record.lease_holder is not None:
+            t.epoch = record.epoch
+            if record.lease_holder == f"{self.node} {record.epoch}":
+                self._hold_lease(t, record.epoch)
+            else:
+                t.lease_epoch = None
+                self._follow_trial(t, record.lease_for or LEASE_TTL)
+        else:
+            self._closed(t, record.epoch, everyone=False)
+
+    def tick(self, t: Tracked) -> None:
+        """The fleet deadline of ``t`` passed: take, renew or look for the trial lease."""
+        if t.lease_epoch is not None:
+            if t.breaker.state is HALF_OPEN:
+                self._take_lease(t)
+            else:
+                t.until = self._now() + LEASE_RENEW
+        else:
+            self._take_lease(t)
+
+    # -- the moves ------------------------------------------------------------------------
+
+    def _take_lease(self, t: Tracked) -> None:
+        if t.breaker.state is REPAIRING:
+            t.until = self._now() + LEASE_RENEW  # each process repairs alone; ask later
+            return
+        epoch = t.lease_epoch if t.lease_epoch is not None else t.epoch
+        result = self.store.lease(t.breaker.name, self.node, epoch, LEASE_TTL)
+        if result[0] == 1:
+            self._hold_lease(t, epoch)
+        elif result[0] == -1:
+            self.sync(t)
+        elif result[0] == -2:
+            left = math.inf if result[1] == -1 else result[1] / 1000
+            t.fleet, t.until = "open", self._now() + left
+            self._hold(t, left)
+        else:
+            t.lease_epoch = None
+            self._follow_trial(t, result[1] / 1000)
+
+    def _hold_lease(self, t: Tracked, epoch: int) -> None:
+        t.lease_epoch, t.fleet, t.held = epoch, "trial", False
+        t.until = self._now() + LEASE_RENEW
+        state = t.breaker.state
+        if state is OPEN:
+            t.breaker.allow_trial()
+        elif state is CLOSED:  # the trial passed while Redis was away
+            self._trial_ended(t, success=True)
+
+    def _follow_trial(self, t: Tracked, left: float) -> None:
+        t.fleet, t.until = "trial", self._now() + left
+        self._hold(t, left)
+
+    def _opened(
+        self, t: Tracked, epoch: int, level: int, period: float, by: str | None
+    ) -> None:
+        t.epoch, t.level, t.fleet, t.opened_by = epoch, level, "open", by
+        t.lease_epoch = None
+        t.until = self._now() + period
+        self._hold(t, period)
+
+    def _closed(self, t: Tracked, epoch: int, everyone: bool) -> None:
+        """The fleet is closed. ``everyone``: a close event, which also closes a breaker
+        open on its own (a quorum vote); a record read closes only what the fleet held."""
+        was_held = t.fleet != "closed" or t.held
+        t.epoch, t.fleet, t.until, t.opened_by = epoch, "closed", math.inf, None
+        t.lease_epoch, t.held = None, False
+        breaker = t.breaker
+        breaker._opened_by = None
+        state = breaker.state
+        if (state is OPEN and (everyone or was_held)) or (state is HALF_OPEN and was_held):
+            breaker.reset()
+
+    def _enforce(self, t: Tracked) -> None:
+        """Put a breaker that left the fleet's hold by itself back under it."""
+        self._hold(t, max(t.until - self._now(), 0.0))
+
+    def _hold(self, t: Tracked, left: float) -> None:
+        breaker = t.breaker
+        if breaker.state is REPAIRING:
+            return  # repair stays local; the repair's end brings it back here
+        t.held = True
+        breaker._opened_by = None if t.opened_by == self.node else t.opened_by
+        breaker.force_open(left + HOLD_MARGIN)

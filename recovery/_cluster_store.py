@@ -1,0 +1,182 @@
+"""The cluster records in Redis, each change one atomic Lua script.
+
+Keys of breaker ``name`` in namespace ``ns`` (prefix ``ns:breaker:name:``):
+
+- ``fleet`` (hash, no expiry): ``epoch``, bumped by every fleet decision so a stale
+  event never overrides a newer one, and ``level``, the backoff level of the next
+  open period (0 after a close).
+- ``open`` (hash, TTL = the remaining open period): present while the fleet is
+  open; ``epoch``, ``level``, ``node`` (who opened it), ``reason``. The TTL carries
+  the period, so hosts never compare their clocks.
+- ``lease`` (string ``"node epoch"``, TTL): the fleet's one trial lease of the
+  half-open period after that open; whoever holds it runs the trial calls.
+- ``votes`` (sorted set node -> Redis server time in ms): quorum votes.
+
+Times in scripts come from Redis ``TIME``, never from a host.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+_TRIP = """
+local fleet, open, votes = KEYS[1], KEYS[2], KEYS[3]
+local node, quorum, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local period_ms, reason = tonumber(ARGV[4]), ARGV[5]
+local epoch = tonumber(redis.call('HGET', fleet, 'epoch') or '0')
+local pttl = redis.call('PTTL', open)
+if pttl ~= -2 then return {3, epoch, pttl} end
+local lease_ttl = redis.call('PTTL', KEYS[4])
+if lease_ttl > 0 then return {4, epoch, lease_ttl} end
+if quorum > 1 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', votes, now, node)
+  redis.call('ZREMRANGEBYSCORE', votes, '-inf', now - window_ms)
+  redis.call('PEXPIRE', votes, window_ms)
+  local count = redis.call('ZCARD', votes)
+  if count < quorum then return {2, epoch, count} end
+end
+redis.call('DEL', votes)
+epoch = redis.call('HINCRBY', fleet, 'epoch', 1)
+local level = tonumber(redis.call('HGET', fleet, 'level') or '0')
+redis.call('HSET', open, 'epoch', epoch, 'level', level, 'node', node, 'reason', reason)
+if period_ms >= 0 then redis.call('PEXPIRE', open, math.max(period_ms, 1)) end
+return {1, epoch, level}
+"""
+
+_REOPEN = """
+local fleet, open, lease = KEYS[1], KEYS[2], KEYS[3]
+local node, epoch = ARGV[1], ARGV[2]
+if redis.call('GET', lease) ~= node .. ' ' .. epoch then return {0} end
+local level = redis.call('HINCRBY', fleet, 'level', 1)
+local period = tonumber(ARGV[3]) * tonumber(ARGV[4]) ^ level
+period = math.floor(math.min(period, tonumber(ARGV[5])))
+local new_epoch = redis.call('HINCRBY', fleet, 'epoch', 1)
+redis.call('DEL', lease)
+redis.call('HSET', open, 'epoch', new_epoch, 'level', level, 'node', node, 'reason', ARGV[6])
+redis.call('PEXPIRE', open, math.max(period, 1))
+return {1, new_epoch, level, period}
+"""
+
+_CLOSE = """
+local fleet, open, lease, votes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local node, epoch = ARGV[1], ARGV[2]
+if epoch ~= '' and redis.call('GET', lease) ~= node .. ' ' .. epoch then return {0} end
+local new_epoch = redis.call('HINCRBY', fleet, 'epoch', 1)
+redis.call('HSET', fleet, 'level', 0)
+redis.call('DEL', open, lease, votes)
+return {1, new_epoch}
+"""
+
+_LEASE = """
+local fleet, open, lease = KEYS[1], KEYS[2], KEYS[3]
+local node, epoch, ttl = ARGV[1], ARGV[2], ARGV[3]
+local current = redis.call('HGET', fleet, 'epoch') or '0'
+if current ~= epoch then return {-1, tonumber(current)} end
+local pttl = redis.call('PTTL', open)
+if pttl ~= -2 then return {-2, pttl} end
+local holder = redis.call('GET', lease)
+local mine = node .. ' ' .. epoch
+if holder and holder ~= mine then return {-3, redis.call('PTTL', lease)} end
+redis.call('SET', lease, mine, 'PX', ttl)
+return {1, 0}
+"""
+
+
+@attrs.frozen
+class Record:
+    """What the records say about one breaker; times are seconds from the read.
+
+    ``open_for`` is the remaining open period (inf: open until reset; None: not
+    open); ``lease_for`` the remaining lease (None: no trial running).
+    """
+
+    epoch: int
+    level: int
+    open_for: float | None
+    opened_by: str | None
+    lease_holder: str | None
+    lease_for: float | None
+
+
+def _ms(seconds: float) -> int:
+    return -1 if math.isinf(seconds) else max(int(seconds * 1000), 1)
+
+
+class Store:
+    """The Lua scripts and reads of one namespace, over one redis-py client."""
+
+    def __init__(self, client: Any, namespace: str) -> None:
+        self._client = client
+        self._namespace = namespace
+        self.channel = f"{namespace}:events"
+        self._trip = client.register_script(_TRIP)
+        self._reopen = client.register_script(_REOPEN)
+        self._close = client.register_script(_CLOSE)
+        self._lease = client.register_script(_LEASE)
+
+    def _keys(self, name: str, *parts: str) -> list[str]:
+        return [f"{self._namespace}:breaker:{name}:{part}" for part in parts]
+
+    def trip(
+        self, name: str, node: str, quorum: int, window: float, period: float, reason: str
+    ) -> list[int]:
+        """A local trip: vote, and open the fleet once the quorum is met.
+
+        Returns ``[1, epoch, level]`` opened; ``[2, epoch, votes]`` voted only;
+        ``[3, epoch, open_ms]`` the fleet is already open; ``[4, epoch, lease_ms]``
+        a trial is running.
+        """
+        keys = self._keys(name, "fleet", "open", "votes", "lease")
+        return [int(x) for x in self._trip(
+            keys=keys, args=[node, quorum, _ms(window), _ms(period), reason]
+        )]
+
+    def reopen(
+        self, name: str, node: str, epoch: int, timeout: float, factor: float,
+        max_interval: float, reason: str,
+    ) -> list[int]:
+        """The trial of the lease ``node`` holds failed: ``[1, epoch, level, period_ms]``,
+        or ``[0]`` if the lease is not (or no longer) its."""
+        keys = self._keys(name, "fleet", "open", "lease")
+        args = [node, epoch, timeout * 1000, factor, max_interval * 1000, reason]
+        return [int(x) for x in self._reopen(keys=keys, args=args)]
+
+    def close(self, name: str, node: str, lease_epoch: int | None) -> list[int]:
+        """Close the fleet: ``[1, epoch]``. With ``lease_epoch`` (a trial succeeded) only
+        if ``node`` holds that lease, else ``[0]``."""
+        keys = self._keys(name, "fleet", "open", "lease", "votes")
+        args = [node, "" if lease_epoch is None else lease_epoch]
+        return [int(x) for x in self._close(keys=keys, args=args)]
+
+    def lease(self, name: str, node: str, epoch: int, ttl: float) -> list[int]:
+        """Take (or renew) the trial lease of the open period ``epoch``.
+
+        ``[1, 0]`` taken; ``[-1, epoch]`` the fleet moved on; ``[-2, open_ms]`` still
+        open; ``[-3, lease_ms]`` another node holds it.
+        """
+        keys = self._keys(name, "fleet", "open", "lease")
+        return [int(x) for x in self._lease(keys=keys, args=[node, epoch, _ms(ttl)])]
+
+    def read(self, name: str) -> Record:
+        """One atomic read of a breaker's records (MULTI)."""
+        fleet, open_, lease = self._keys(name, "fleet", "open", "lease")
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(fleet).hgetall(open_).pttl(open_).get(lease).pttl(lease)
+        fleet_hash, open_hash, open_ms, holder, lease_ms = pipe.execute()
+        opened = bool(open_hash) and open_ms != -2
+        return Record(
+            epoch=int(fleet_hash.get(b"epoch", 0)),
+            level=int(fleet_hash.get(b"level", 0)),
+            open_for=(math.inf if open_ms == -1 else open_ms / 1000) if opened else None,
+            opened_by=open_hash[b"node"].decode() if opened and b"node" in open_hash else None,
+            lease_holder=holder.decode() if holder else None,
+            lease_for=lease_ms / 1000 if holder and lease_ms > 0 else None,
+        )
+
+    def publish(self, message: bytes) -> None:
+        self._client.publish(self.channel, message)

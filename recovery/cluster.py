@@ -1,0 +1,486 @@
+"""One breaker state for a whole fleet of processes, shared through Redis.
+
+Each process keeps its own outcome window; the fleet shares decisions. A local
+trip opens every attached process's breaker within one pub/sub hop; when the open
+period ends, one trial lease (``half_open_max_calls`` permits) is given out
+fleet-wide, and its result closes or reopens everyone. A closed-state call never
+touches the cluster: the cluster works only at transitions, through the breaker's
+listeners and public controls.
+
+Two threads per started cluster: the *subscriber* owns the pub/sub connection
+(and with it the connected/disconnected state) and only decodes messages; the
+*worker* does everything else, one item at a time, from one queue: local
+transitions handed over by the breakers' listeners (a put on a queue, never a
+wait), decoded events, reconnections, and the fleet deadlines. Nothing the
+cluster does can raise into a caller's thread.
+
+Needs redis-py >= 5 (``pip install 'recovery[redis]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import random
+import socket
+import threading
+import uuid
+import weakref
+from collections import Counter
+from typing import Any
+
+import attrs
+
+from recovery import _clock, _validate
+from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
+from recovery._cluster_fleet import Fleet, Tracked
+from recovery._cluster_store import Store
+from recovery.state import CircuitBreakerState
+
+try:
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "recovery.cluster needs redis-py, which the 'redis' extra installs: "
+        "pip install 'recovery[redis]'"
+    ) from exc
+
+__all__ = ["Cluster"]
+
+_logger = logging.getLogger("recovery.cluster")
+
+QUEUE_LIMIT = 10_000
+"""Local transitions waiting for the worker; beyond this they are dropped and counted."""
+BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0
+"""Reconnection waits double from the first to the cap, each drawn from [w/2, w]."""
+_POLL = 0.2  # how often the subscriber looks up from the socket (stop, reconnect requests)
+_SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
+_HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
+_FAULTS = (redis.RedisError, OSError)
+
+_LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP = range(6)
+
+
+def _secret(value: Any) -> bytes | None:
+    if isinstance(value, str):
+        return value.encode()
+    return value  # type: ignore[no-any-return]
+
+
+def _check_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"url must be a str, got {value!r}")
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"url must start with redis://, rediss:// or unix://, got {value!r}")
+
+
+def _check_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.name == "node_id":
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, got {value!r}")
+    if not value or any(c.isspace() for c in value) or len(value) > 200:
+        raise ValueError(
+            f"{attribute.name} must be 1-200 characters without spaces, got {value!r}"
+        )
+
+
+def _check_secret(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, bytes):
+        raise TypeError(f"secret must be a str or bytes, got {value!r}")
+    if not value:
+        raise ValueError("secret must not be empty, got b''")
+
+
+@attrs.frozen
+class ClusterConfig:
+    """A cluster's settings, validated; see :class:`Cluster`."""
+
+    url: str = attrs.field(validator=_check_url, repr=False)  # may hold a password
+    namespace: str = attrs.field(default="recovery", validator=_check_name)
+    node_id: str | None = attrs.field(default=None, validator=_check_name)
+    quorum: int = attrs.field(default=1, validator=_validate.bounded_int(1000))
+    quorum_window: float = attrs.field(
+        default=10.0, converter=_validate.seconds, validator=_validate.positive_seconds
+    )
+    secret: bytes | None = attrs.field(
+        default=None, converter=_secret, validator=_check_secret, repr=False
+    )
+
+
+def _default_node_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+class Cluster:
+    """Share the decisions of attached breakers with every process on the same Redis.
+
+    ``url``: a redis-py URL; ``rediss://`` for TLS and ``redis://user:password@host``
+    for AUTH. ``namespace`` separates fleets on one Redis (keys and channel).
+    ``node_id`` names this process (default: host, pid and a random suffix; a forked
+    child always gets a new one). ``quorum``/``quorum_window``: the fleet opens
+    when that many distinct nodes tripped within that many seconds; until then only
+    a tripped process is open. ``secret`` (str or bytes) signs every message with
+    HMAC-SHA256 and makes the cluster drop any message not signed with it.
+    ``clock`` times this process's side of the fleet's deadlines (give it the clock
+    the breakers use); the fleet's periods themselves are Redis key TTLs, in real time.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "recovery",
+        node_id: str | None = None,
+        quorum: int = 1,
+        quorum_window: float = 10.0,
+        secret: str | bytes | None = None,
+        clock: _clock.Clock | None = None,
+    ) -> None:
+        self.config = ClusterConfig(url, namespace, node_id, quorum, quorum_window, secret)
+        self._clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
+        self._tracked: dict[str, Tracked] = {}
+        self._running = False
+        self._threads: list[threading.Thread] = []
+        self._lifecycle = threading.Lock()
+        self._fresh_process(node_id if node_id is not None else _default_node_id())
+        _CLUSTERS.add(self)
+
+    def _fresh_process(self, node_id: str) -> None:
+        """Everything that belongs to one process: identity, connection, queue, counters."""
+        self.node_id = node_id
+        self._client: Any = redis.Redis.from_url(
+            self.config.url, socket_timeout=_SOCKET_TIMEOUT,
+            socket_connect_timeout=_SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
+            health_check_interval=_HEALTH_CHECK,
+        )
+        self._store = Store(self._client, self.config.namespace)
+        self._fleet = Fleet(
+            self._store, node_id, self.config.quorum, self.config.quorum_window,
+            self._clock.monotonic, self._publish,
+        )
+        self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._reconnect = threading.Event()
+        self._worker_ident = -1
+        self._stats_lock = threading.Lock()
+        self._connected = False
+        self._events: Counter[tuple[str, str]] = Counter()
+        self._drops: Counter[str] = Counter()
+        self._stale = 0  # events not newer than what we knew: no harm, but worth seeing
+        self._errors = 0
+        self._last_error: str | None = None
+
+    # -- attachment ---------------------------------------------------------------------
+
+    def attach(self, breaker: Any) -> None:
+        """Share ``breaker``'s decisions from now on (its name is its fleet-wide identity)."""
+        for method in ("add_listener", "remove_listener", "force_open", "allow_trial", "reset"):
+            if not callable(getattr(breaker, method, None)):
+                raise TypeError(f"breaker must be a CircuitBreaker, got {breaker!r}")
+        if len(breaker.name) > MAX_TEXT:
+            raise ValueError(
+                f"a shared breaker's name must be at most {MAX_TEXT} characters, "
+                f"got {breaker.name[:40]!r}... ({len(breaker.name)})"
+            )
+        with self._lifecycle:
+            if breaker.name in self._tracked:
+                raise ValueError(f"a breaker named {breaker.name!r} is already attached")
+            tracked = Tracked(breaker)
+            tracked.listener = self._listener(tracked)
+            self._tracked[breaker.name] = tracked
+        breaker.add_listener(tracked.listener)
+        if self._running:
+            self._inbox.put((_ATTACH, tracked))
+
+    def detach(self, breaker: Any) -> None:
+        """Stop sharing ``breaker``; its current state stays as it is."""
+        with self._lifecycle:
+            tracked = self._tracked.get(getattr(breaker, "name", None))  # type: ignore[arg-type]
+            if tracked is None or tracked.breaker is not breaker:
+                raise ValueError(f"breaker {breaker!r} is not attached")
+            del self._tracked[breaker.name]
+        assert tracked.listener is not None
+        breaker.remove_listener(tracked.listener)
+        breaker._opened_by = None
+
+    def _listener(self, tracked: Tracked) -> Any:
+        inbox = self._inbox
+
+        def on_transition(
+            breaker: Any, old: CircuitBreakerState, new: CircuitBreakerState
+        ) -> None:
+            # The worker's own moves (applying the fleet's decisions) are not news.
+            if threading.get_ident() == self._worker_ident:
+                return
+            if inbox.qsize() >= QUEUE_LIMIT:
+                self._count_drop("queue_full")
+                return
+            inbox.put((_LOCAL, tracked, old, new))
+
+        return on_transition
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the subscriber and worker threads. Idempotent; never raises for Redis."""
+        with self._lifecycle:
+            if self._running:
+                return
+            self._running = True
+            self._stopping = threading.Event()
+            self._threads = [
+                threading.Thread(target=self._subscribe, name="recovery-cluster-sub",
+                                 daemon=True),
+                threading.Thread(target=self._work, name="recovery-cluster-worker",
+                                 daemon=True),
+            ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop and join both threads. Attached breakers keep their state and go on alone."""
+        with self._lifecycle:
+            if not self._running:
+                return
+            self._running = False
+            self._stopping.set()
+            threads, self._threads = self._threads, []
+        self._inbox.put((_STOP,))
+        for thread in threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                _logger.error("cluster thread %s did not stop in %.3gs", thread.name, timeout)
+        self._set_connected(False)
+        self._client.close()
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _after_fork(self) -> None:
+        """In a forked child: a new identity, connection and queue, and new threads."""
+        node_id = self.config.node_id
+        self._fresh_process(
+            _default_node_id() if node_id is None else f"{node_id}.{os.getpid()}"
+        )
+        self._lifecycle = threading.Lock()
+        for tracked in self._tracked.values():
+            assert tracked.listener is not None
+            tracked.breaker.remove_listener(tracked.listener)
+            tracked.listener = self._listener(tracked)
+            tracked.breaker.add_listener(tracked.listener)
+        was_running, self._running = self._running, False
+        if was_running:
+            self.start()
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready view of the connection, the counters and every attached breaker."""
+        with self._lifecycle:
+            tracked = list(self._tracked.values())
+        with self._stats_lock:
+            events = dict(self._events)
+            drops = dict(self._drops)
+            status = {
+                "connected": self._connected,
+                "node_id": self.node_id,
+                "namespace": self.config.namespace,
+                "quorum": self.config.quorum,
+                "events_published": sum(n for (d, _), n in events.items() if d == "published"),
+                "events_received": sum(n for (d, _), n in events.items() if d == "received"),
+                "events_dropped": sum(drops.values()),
+                "events_stale": self._stale,
+                "errors": self._errors,
+                "last_error": self._last_error,
+            }
+        status["events"] = {
+            direction: {kind: events.get((direction, kind), 0) for kind in ("open", "close")}
+            for direction in ("published", "received")
+        }
+        status["dropped"] = drops
+        status["breakers"] = {t.breaker.name: t.view() for t in tracked}
+        return status
+
+    def _count_drop(self, reason: str) -> None:
+        with self._stats_lock:
+            self._drops[reason] += 1
+
+    def _count_event(self, direction: str, kind: str) -> None:
+        with self._stats_lock:
+            self._events[direction, kind] += 1
+
+    def _fault(self, exc: BaseException) -> None:
+        with self._stats_lock:
+            self._errors += 1
+            self._last_error = f"{type(exc).__name__}: {exc}"
+
+    def _set_connected(self, connected: bool) -> None:
+        with self._stats_lock:
+            self._connected = connected
+
+    # -- the subscriber thread ------------------------------------------------------------
+
+    def _subscribe(self) -> None:
+        backoff = BACKOFF_FIRST
+        while not self._stopping.is_set():
+            pubsub = self._client.pubsub()
+            try:
+                self._listen(pubsub)
+                backoff = BACKOFF_FIRST
+            except Exception as exc:  # Redis faults; anything else is logged, then retried
+                if not isinstance(exc, _FAULTS):
+                    _logger.exception("cluster subscriber failed")
+                self._fault(exc)
+                self._inbox.put((_DISCONNECTED,))
+                if self._stopping.wait(random.uniform(backoff / 2, backoff)):
+                    break
+                backoff = min(backoff * 2, BACKOFF_CAP)
+            finally:
+                with contextlib.suppress(*_FAULTS):
+                    pubsub.close()
+
+    def _listen(self, pubsub: Any) -> None:
+        """Subscribe, tell the worker (which then reads the records), then relay messages."""
+        self._reconnect.clear()
+        pubsub.subscribe(self._store.channel)
+        message = pubsub.get_message(timeout=_SOCKET_TIMEOUT)
+        if message is None or message["type"] != "subscribe":
+            raise redis.ConnectionError(f"no subscription confirmation, got {message!r}")
+        self._inbox.put((_CONNECTED,))
+        secret = self.config.secret
+        while not self._stopping.is_set():
+            if self._reconnect.is_set():
+                raise redis.ConnectionError("the worker lost Redis")
+            message = pubsub.get_message(timeout=_POLL)
+            if message is None or message["type"] != "message":
+                continue
+            data = message["data"]
+            try:
+                event = decode(data, secret)
+            except Rejected as rejected:
+                self._count_drop(rejected.reason)
+                continue
+            if event.node != self.node_id:
+                self._inbox.put((_REMOTE, event))
+
+    # -- the worker thread ----------------------------------------------------------------
+
+    def _work(self) -> None:
+        self._worker_ident = threading.get_ident()
+        real = isinstance(self._clock, _clock.MonotonicClock)
+        while True:
+            timeout = self._next_deadline() - self._clock.monotonic()
+            if not real:  # a test clock moves without waking us: look again soon
+                timeout = min(timeout, 0.01)
+            try:
+                item = self._inbox.get(timeout=max(timeout, 0.0) if math.isfinite(timeout)
+                                       else None)
+            except queue.Empty:
+                item = None
+            if item is not None and item[0] == _STOP:
+                return
+            try:
+                if item is not None:
+                    self._handle(item)
+                if self._connected:
+                    self._run_deadlines()
+            except _FAULTS as exc:
+                self._fault(exc)
+                self._set_connected(False)
+                self._reconnect.set()
+            except Exception as exc:
+                self._fault(exc)
+                _logger.exception("cluster worker failed on %r", item)
+
+    def _next_deadline(self) -> float:
+        if not self._connected:
+            return math.inf
+        return min((t.until for t in list(self._tracked.values())), default=math.inf)
+
+    def _run_deadlines(self) -> None:
+        now = self._clock.monotonic()
+        for tracked in list(self._tracked.values()):
+            if tracked.until <= now:
+                self._fleet.tick(tracked)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        tracked: Tracked | None
+        if kind == _LOCAL:
+            _, tracked, old, new = item
+            assert tracked is not None
+            if tracked.breaker.name not in self._tracked:
+                return  # detached since
+            if self._connected:
+                self._fleet.local(tracked, old, new)
+            else:
+                self._fleet.note_offline(tracked, old, new)
+        elif kind == _REMOTE:
+            event: Event = item[1]
+            tracked = self._tracked.get(event.name)
+            if tracked is None:
+                return  # a breaker other processes share and this one does not
+            if self._fleet.remote(tracked, event):
+                self._count_event("received", event.kind)
+            else:
+                with self._stats_lock:
+                    self._stale += 1
+        elif kind == _ATTACH:
+            tracked = item[1]
+            if self._connected and tracked is self._tracked.get(item[1].breaker.name):
+                self._fleet.sync(item[1])
+        elif kind == _CONNECTED:
+            self._resync()
+            self._set_connected(True)
+        elif kind == _DISCONNECTED:
+            self._set_connected(False)
+
+    def _resync(self) -> None:
+        """On (re)connection: publish resets made offline, follow the records, then
+        publish trips made offline that the fleet does not know of yet."""
+        tracked = list(self._tracked.values())
+        for t in tracked:
+            if t.pending == "reset":
+                t.pending = None
+                if t.breaker.state is CircuitBreakerState.CLOSED:
+                    self._fleet.reset(t)
+        for t in tracked:
+            self._fleet.sync(t)
+        for t in tracked:
+            if t.pending == "trip":
+                t.pending = None
+                if t.fleet == "closed" and t.breaker.state is CircuitBreakerState.OPEN:
+                    self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
+
+    def _publish(self, event: Event) -> None:
+        message = encode(event, self.config.secret)
+        if len(message) > MAX_MESSAGE_BYTES:  # a breaker name no receiver would accept
+            self._count_drop("oversized")
+            return
+        self._store.publish(message)
+        self._count_event("published", event.kind)
+
+
+_CLUSTERS: weakref.WeakSet[Cluster] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for cluster in list(_CLUSTERS):
+        try:
+            cluster._after_fork()
+        except Exception:
+            _logger.exception("cluster %s could not be renewed after fork", cluster.node_id)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

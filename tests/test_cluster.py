@@ -1,0 +1,462 @@
+"""The cluster in one process: several nodes (each its own Cluster and breaker) on a real Redis.
+
+Multi-process cases are in test_cluster_procs.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import math
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from recovery import CircuitBreakerConfig, CircuitOpenError
+from recovery._cluster_codec import Event, Rejected, decode, encode
+from recovery.breaker import CircuitBreaker
+from tests.redis_server import RedisServer, drop_namespace
+
+try:
+    import redis
+
+    from recovery.cluster import Cluster
+except ImportError:  # the redis_url fixture skips (or fails) with the reason
+    pass
+
+BOUND = 10.0  # seconds any cross-node effect may take in these tests (it takes ms)
+
+
+def until(predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
+    """Poll until ``predicate()`` is truthy; fail after ``timeout`` (never a fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.002)
+
+
+def trip(cb: CircuitBreaker) -> None:
+    def fail() -> None:
+        raise ConnectionError("down")
+
+    while cb.state.value == "closed":
+        with contextlib.suppress(ConnectionError):
+            cb.call(fail)
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    yield namespace
+    drop_namespace(redis_url, namespace)
+
+
+@pytest.fixture
+def nodes(
+    redis_url: str, namespace: str, breaker_cls: type[CircuitBreaker]
+) -> Iterator[Callable[..., tuple[Cluster, CircuitBreaker]]]:
+    """``nodes(**cluster_options)`` -> a started (cluster, breaker) pair; all stopped after."""
+    made: list[Cluster] = []
+
+    def node(name: str = "db", config: CircuitBreakerConfig | None = None,
+             start: bool = True, url: str | None = None,
+             **options: Any) -> tuple[Cluster, CircuitBreaker]:
+        config = config or CircuitBreakerConfig(
+            failure_threshold=3, minimum_requests=3, sliding_window_size=10, timeout=30.0
+        )
+        cluster = Cluster(url or redis_url, namespace=namespace, **options)
+        breaker = breaker_cls(name, config)
+        cluster.attach(breaker)
+        made.append(cluster)
+        if start:
+            cluster.start()
+            until(lambda: cluster.status()["connected"])
+        return cluster, breaker
+
+    yield node
+    for cluster in made:
+        cluster.stop()
+
+
+def test_a_trip_opens_every_node_for_the_remaining_period(nodes: Any) -> None:
+    (c1, b1), (c2, b2), (c3, b3) = nodes(), nodes(), nodes()
+    seen: list[tuple[str, str]] = []
+    b2.add_listener(lambda _b, old, new: seen.append((old.value, new.value)))
+    trip(b1)
+    until(lambda: b2.state.value == "open" and b3.state.value == "open")
+    assert seen == [("closed", "open")]
+    with pytest.raises(CircuitOpenError) as info:
+        b2.call(lambda: None)
+    assert info.value.retry_after is not None and 25 < info.value.retry_after <= 31.0
+    assert b2.metrics().opened_by == c1.node_id
+    assert b1.metrics().opened_by is None
+    assert c2.status()["breakers"]["db"]["opened_by"] == c1.node_id
+    # The tripping node counts its publish after Redis took it: maybe after b2 opened.
+    until(lambda: c1.status()["events"]["published"]["open"] == 1)
+    until(lambda: c3.status()["events"]["received"]["open"] == 1)
+
+
+def test_reset_and_force_open_propagate(nodes: Any) -> None:
+    (_, b1), (_, b2) = nodes(), nodes()
+    b1.force_open(60)
+    until(lambda: b2.state.value == "open")
+    b2.reset()
+    until(lambda: b1.state.value == "closed")
+    assert b2.state.value == "closed"
+
+
+def test_held_until_reset_propagates(nodes: Any) -> None:
+    (_, b1), (_, b2) = nodes(), nodes()
+    b1.force_open(math.inf)
+    until(lambda: b2.state.value == "open")
+    assert b2.metrics().next_retry_time is None  # held until reset everywhere
+
+
+def test_repairing_stays_local(nodes: Any) -> None:
+    (_, b1), (_, b2) = nodes(), nodes()
+    b1.begin_repair()
+    trip(b2)
+    until(lambda: b2.state.value == "open")
+    (_c3, b3) = nodes()  # a third node proves the open event went out
+    until(lambda: b3.state.value == "open")
+    assert b1.state.value == "repairing"  # a fleet decision never interrupts a repair
+    b1.end_repair(False)
+    assert b1.state.value == "open"
+
+
+def test_a_reset_that_ends_a_repair_stays_local(nodes: Any) -> None:
+    (c1, b1), (_, b2) = nodes(), nodes()
+    b1.begin_repair()
+    trip(b2)
+    until(lambda: c1.status()["breakers"]["db"]["fleet"] == "open")
+    b1.reset()  # what the reset strategy does at the end of this process's repair
+    until(lambda: b1.state.value == "open")  # back under the fleet's decision
+    assert b2.state.value == "open"
+    assert c1.status()["events_published"] == 0
+
+
+def test_half_open_trial_success_closes_everyone(nodes: Any) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=0.3, success_threshold=1)
+    (_c1, b1), (_c2, b2) = nodes(config=config), nodes(config=config)
+    trip(b1)
+    until(lambda: b2.state.value == "open")
+    # One node wins the lease and goes half-open; the other keeps rejecting.
+    until(lambda: "half_open" in (b1.state.value, b2.state.value))
+    holder, other = (b1, b2) if b1.state.value == "half_open" else (b2, b1)
+    assert other.state.value == "open"
+    with pytest.raises(CircuitOpenError) as info:
+        other.call(lambda: None)
+    assert info.value.retry_after is not None and info.value.retry_after > 0
+    holder.call(lambda: None)
+    until(lambda: other.state.value == "closed")
+
+
+def test_half_open_trial_failure_reopens_everyone_for_longer(nodes: Any) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=0.3,
+                                  retry_backoff_factor=100.0, success_threshold=1)
+    (c1, b1), (c2, b2) = nodes(config=config), nodes(config=config)
+    trip(b1)
+    until(lambda: "half_open" in (b1.state.value, b2.state.value))
+    holder, _other = (b1, b2) if b1.state.value == "half_open" else (b2, b1)
+    epoch = c1.status()["breakers"]["db"]["epoch"]
+    with pytest.raises(ConnectionError):
+        holder.call(trip_error)
+    until(lambda: c2.status()["breakers"]["db"]["epoch"] > epoch
+          and c1.status()["breakers"]["db"]["epoch"] > epoch)
+    for cb in (b1, b2):  # 0.3 s x 100, the next period (the epoch moves just before)
+        until(lambda cb=cb: cb.state.value == "open" and (cb.retry_after or 0) > 20)
+
+
+def trip_error() -> None:
+    raise ConnectionError("still down")
+
+
+def test_quorum_two_opens_the_fleet_on_the_second_node(
+    nodes: Any, redis_url: str, namespace: str
+) -> None:
+    (_, b1), (_, b2), (_, b3) = (nodes(quorum=2) for _ in range(3))
+    trip(b1)
+    # Only the voter is open: once its vote is in (the same script would have opened
+    # the fleet), the others are still closed.
+    client = redis.Redis.from_url(redis_url)
+    until(lambda: client.zcard(f"{namespace}:breaker:db:votes") == 1)
+    client.close()
+    assert (b1.state.value, b2.state.value, b3.state.value) == ("open", "closed", "closed")
+    trip(b2)
+    until(lambda: b3.state.value == "open")
+
+
+def test_late_joiner_starts_open(nodes: Any) -> None:
+    (_, b1) = nodes()
+    trip(b1)
+    (c2, b2) = nodes(start=False)
+    c2.start()
+    until(lambda: b2.state.value == "open")
+    retry = b2.retry_after
+    assert retry is not None and 25 < retry <= 31.0
+
+
+def test_attach_after_start_reads_the_records(nodes: Any, breaker_cls: Any) -> None:
+    (_, b1) = nodes()
+    trip(b1)
+    (c2, _) = nodes(name="other")
+    late = breaker_cls("db", CircuitBreakerConfig())
+    c2.attach(late)
+    until(lambda: late.state.value == "open")
+    c2.detach(late)
+    assert "db" not in c2.status()["breakers"]
+
+
+def test_attach_checks_its_argument(nodes: Any, breaker_cls: Any) -> None:
+    (c1, _b1) = nodes(start=False)
+    with pytest.raises(TypeError, match="breaker"):
+        c1.attach(object())
+    with pytest.raises(ValueError, match="'db'"):
+        c1.attach(breaker_cls("db"))
+    with pytest.raises(ValueError, match="at most 1024"):
+        c1.attach(breaker_cls("x" * 1025))
+    with pytest.raises(ValueError, match="not attached"):
+        c1.detach(breaker_cls("db"))
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"url": 5}, TypeError, "url"),
+        ({"url": "http://x"}, ValueError, "url"),
+        ({"namespace": ""}, ValueError, "namespace"),
+        ({"namespace": "a b"}, ValueError, "namespace"),
+        ({"node_id": 3}, TypeError, "node_id"),
+        ({"quorum": 0}, ValueError, "quorum"),
+        ({"quorum": True}, TypeError, "quorum"),
+        ({"quorum_window": -1}, ValueError, "quorum_window"),
+        ({"secret": 5}, TypeError, "secret"),
+        ({"secret": b""}, ValueError, "secret"),
+    ],
+)
+def test_bad_options_are_refused(
+    redis_url: str, options: dict[str, Any], error: type, match: str
+) -> None:
+    kwargs = {"url": "redis://127.0.0.1:1/0", **options}
+    with pytest.raises(error, match=match):
+        Cluster(**kwargs)
+
+
+def signed(body: bytes, key: bytes) -> bytes:
+    return b"R1 " + hmac.new(key, body, hashlib.sha256).hexdigest().encode() + b" " + body
+
+
+def test_codec_round_trip_and_rejections() -> None:
+    event = Event("open", "db", 3, "n1", 1.5, 2, "closed->open")
+    assert decode(encode(event, b"k"), b"k") == event
+    assert decode(encode(event, None), None) == event
+    cases = {
+        "bad_signature": encode(event, b"other"),
+        "unsigned": encode(event, None),
+        "foreign_version": b"R9 - {}",
+        "oversized": b"R1 - " + b" " * 5000,
+        "malformed": signed(b"not json", b"k"),
+    }
+    for reason, message in cases.items():
+        with pytest.raises(Rejected) as info:
+            decode(message, b"k")
+        assert info.value.reason == reason
+    for body in (b'{"kind":"open"}', b'[1]', b"[" * 3000,
+                 b'{"kind":"x","name":"db","epoch":1,"node":"n"}',
+                 b'{"kind":"open","name":"db","epoch":0,"node":"n","level":0,"reason":""}',
+                 b'{"kind":"open","name":"db","epoch":1,"node":"n","period":-1,"level":0,'
+                 b'"reason":""}'):
+        with pytest.raises(Rejected, match="malformed"):
+            decode(b"R1 - " + body, None)
+
+
+def test_forged_malformed_oversized_and_badly_signed_messages_are_dropped(
+    nodes: Any, namespace: str, redis_url: str
+) -> None:
+    (c1, b1) = nodes(secret="s3cret")
+    client = redis.Redis.from_url(redis_url)
+    channel = f"{namespace}:events"
+    forged = Event("open", "db", 99, "mallory", 60.0, 0, "forged")
+    messages = [
+        encode(forged, None),  # unsigned
+        encode(forged, b"wrong"),  # badly signed
+        signed(b"{not json", b"s3cret"),  # malformed
+        signed(b"[" * 3000, b"s3cret"),  # malformed: nested past the JSON parser's limit
+        b"R2 - {}",  # foreign version
+        b"R1 - " + b"x" * 10_000,  # oversized
+    ]
+    for message in messages:
+        client.publish(channel, message)
+    until(lambda: c1.status()["events_dropped"] >= len(messages))
+    status = c1.status()
+    assert status["dropped"] == {"unsigned": 1, "bad_signature": 1, "malformed": 2,
+                                 "foreign_version": 1, "oversized": 1}
+    assert status["events_received"] == 0
+    assert b1.state.value == "closed"
+    client.publish(channel, encode(forged, b"s3cret"))  # the real secret is obeyed
+    until(lambda: b1.state.value == "open")
+    client.close()
+
+
+def test_signed_nodes_talk(nodes: Any) -> None:
+    (_, b1), (_, b2) = nodes(secret=b"k"), nodes(secret=b"k")
+    trip(b1)
+    until(lambda: b2.state.value == "open")
+
+
+def test_redis_unreachable_at_start(nodes: Any) -> None:
+    # Nothing listens on port 1: the cluster retries in the background.
+    (c1, b1) = nodes(start=False, url="redis://127.0.0.1:1/0")
+    c1.start()
+    until(lambda: c1.status()["errors"] > 0)
+    status = c1.status()
+    assert status["connected"] is False
+    assert "Error" in status["last_error"]
+    trip(b1)  # breaking goes on locally, and no cluster error reaches the caller
+    assert b1.state.value == "open"
+    b1.reset()
+    assert b1.call(lambda: 7) == 7
+
+
+def test_redis_killed_mid_run_and_restarted(
+    own_redis: RedisServer, namespace: str, breaker_cls: Any
+) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=30.0)
+    clusters = [Cluster(own_redis.url, namespace=namespace) for _ in range(2)]
+    breakers = [breaker_cls("db", config) for _ in range(2)]
+    for cluster, breaker in zip(clusters, breakers, strict=True):
+        cluster.attach(breaker)
+        cluster.start()
+    try:
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        own_redis.kill()
+        until(lambda: not any(c.status()["connected"] for c in clusters))
+        assert clusters[0].status()["last_error"]
+        # Callers see their own functions' results and errors only; local breaking goes on.
+        assert breakers[0].call(lambda: 1) == 1
+        trip(breakers[0])
+        assert breakers[0].state.value == "open"
+        assert breakers[1].state.value == "closed"
+        own_redis.start()
+        # Resync on reconnect: the trip made while Redis was away reaches the other node.
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        until(lambda: breakers[1].state.value == "open")
+        # And a reset made while Redis is away is published once it is back.
+        own_redis.kill()
+        until(lambda: not any(c.status()["connected"] for c in clusters))
+        breakers[1].reset()
+        assert breakers[0].state.value == "open"
+        own_redis.start()
+        until(lambda: breakers[0].state.value == "closed")
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+def test_a_hold_runs_out_by_itself_when_redis_is_gone(
+    own_redis: RedisServer, namespace: str, breaker_cls: Any
+) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=0.2, success_threshold=1)
+    clusters = [Cluster(own_redis.url, namespace=namespace) for _ in range(2)]
+    breakers = [breaker_cls("db", config) for _ in range(2)]
+    for cluster, breaker in zip(clusters, breakers, strict=True):
+        cluster.attach(breaker)
+        cluster.start()
+    try:
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        breakers[0].force_open(1.0)
+        until(lambda: breakers[1].state.value == "open")
+        own_redis.kill()
+        until(lambda: not clusters[1].status()["connected"])
+
+        def answered() -> bool:
+            try:
+                return breakers[1].call(lambda: True)  # type: ignore[no-any-return]
+            except CircuitOpenError:
+                return False
+
+        # With Redis gone, the hold (the fleet's 1 s + 1 s, taken when the open arrived)
+        # runs out by itself, and then the breaker probes alone.
+        until(answered)
+        assert breakers[1].state.value == "closed"
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+def test_a_full_hand_over_queue_drops_and_counts(
+    nodes: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recovery.cluster
+
+    monkeypatch.setattr(recovery.cluster, "QUEUE_LIMIT", 3)
+    (c1, b1) = nodes(start=False)  # nobody drains the queue
+    for _ in range(5):
+        b1.force_open(60)
+        b1.reset()
+    status = c1.status()
+    assert status["events_dropped"] == 7
+    assert status["dropped"] == {"queue_full": 7}
+
+
+def test_stop_joins_threads_and_is_idempotent(nodes: Any) -> None:
+    (c1, _) = nodes()
+    threads = list(c1._threads)
+    assert len(threads) == 2 and all(t.is_alive() for t in threads)
+    c1.stop()
+    c1.stop()
+    assert not any(t.is_alive() for t in threads)
+    assert c1.status()["connected"] is False
+
+
+def test_manager_attaches_every_plugin_and_reports_the_cluster(
+    redis_url: str, namespace: str
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from recovery import RecoveryManager
+    from recovery.plugins import PluginRegistry
+    from recovery.prometheus import RecoveryCollector
+    from recovery.testing import RecordingAuditLogger
+
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=30.0)
+    with Cluster(redis_url, namespace=namespace) as cluster, \
+            Cluster(redis_url, namespace=namespace) as other:
+        rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
+        cb = rm.register_plugin("db", config)
+        peer = CircuitBreaker("db", config)
+        other.attach(peer)
+        until(lambda: cluster.status()["connected"] and other.status()["connected"])
+        trip(peer)
+        until(lambda: cb.state.value == "open")
+        until(lambda: cluster.status()["events_received"] == 1)  # counted after applying
+        status = rm.get_recovery_status()
+        assert status["cluster"]["breakers"]["db"]["opened_by"] == other.node_id
+        assert status["plugins"]["db"]["circuit_breaker"]["opened_by"] == other.node_id
+        registry = CollectorRegistry()
+        registry.register(RecoveryCollector(rm))
+        text = generate_latest(registry).decode()
+        assert "recovery_cluster_connected 1.0" in text
+        assert 'recovery_cluster_events_total{direction="received",kind="open"} 1.0' in text
+        assert "recovery_cluster_events_dropped_total 0.0" in text
+
+
+def test_manager_refuses_a_non_cluster() -> None:
+    from recovery import RecoveryManager
+    from recovery.plugins import PluginRegistry
+    from recovery.testing import RecordingAuditLogger
+
+    with pytest.raises(TypeError, match="cluster"):
+        RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=object())

@@ -1,0 +1,191 @@
+"""The cluster across real processes: multiprocessing with spawn, and a real os.fork().
+
+Each node is a separate Python process (tests/cluster_node.py) with its own
+breaker, connection and threads, driven over a pipe. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests import cluster_node
+from tests.redis_server import drop_namespace
+
+BOUND = 15.0  # seconds for any cross-process effect (it takes milliseconds)
+CONFIG = {"failure_threshold": 3, "minimum_requests": 3, "sliding_window_size": 10,
+          "timeout": 30.0}
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+class Node:
+    """One spawned fleet node and the pipe that drives it."""
+
+    def __init__(self, url: str, namespace: str, config: dict[str, Any],
+                 options: dict[str, Any], shared: tuple[Any, ...]) -> None:
+        self._conn, child = _SPAWN.Pipe()
+        self.process = _SPAWN.Process(
+            target=cluster_node.run_node,
+            args=(child, url, namespace, config, options, *shared), daemon=True,
+        )
+        self.process.start()
+        assert self.ask("wait_connected", BOUND), "node did not connect to Redis"
+
+    def ask(self, *command: Any) -> Any:
+        self._conn.send(command)
+        deadline = time.monotonic() + BOUND + 5
+        while not self._conn.poll(0.05):
+            assert self.process.is_alive(), f"node died on {command!r}"
+            assert time.monotonic() < deadline, f"node did not answer {command!r}"
+        return self._conn.recv()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            with contextlib.suppress(OSError, AssertionError):
+                self.ask("stop")
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+
+
+@pytest.fixture
+def fleet(redis_url: str) -> Iterator[Callable[..., list[Node]]]:
+    """``fleet(n, config=..., shared=..., **cluster_options)`` -> n started nodes."""
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    nodes: list[Node] = []
+
+    def make(n: int, config: dict[str, Any] | None = None, shared: tuple[Any, ...] = (),
+             **options: Any) -> list[Node]:
+        made = [Node(redis_url, namespace, config or CONFIG, options, shared)
+                for _ in range(n)]
+        nodes.extend(made)
+        return made
+
+    yield make
+    for node in nodes:
+        node.close()
+    drop_namespace(redis_url, namespace)
+
+
+def test_four_processes_share_a_breaker(fleet: Any) -> None:
+    nodes = fleet(4)
+    assert nodes[0].ask("trip") == "open"
+    tripper = nodes[0].ask("node_id")
+    for node in nodes[1:]:
+        assert node.ask("wait_state", "open", BOUND)
+        outcome, retry_after = node.ask("call")
+        assert outcome == "rejected" and retry_after > 20
+        assert node.ask("metrics")["opened_by"] == tripper
+
+
+def test_a_late_joiner_starts_open(fleet: Any) -> None:
+    (first,) = fleet(1)
+    first.ask("trip")
+    (late,) = fleet(1)  # connected means subscribed, then records read
+    assert late.ask("state") == "open"
+    outcome, retry_after = late.ask("call")
+    assert outcome == "rejected" and 20 < retry_after <= 31
+
+
+def test_exactly_the_trial_permits_run_fleet_wide(fleet: Any) -> None:
+    admitted, release = _SPAWN.Value("i", 0), _SPAWN.Event()
+    config = {**CONFIG, "timeout": 1.0, "half_open_max_calls": 2, "success_threshold": 2}
+    nodes = fleet(4, config=config, shared=(admitted, release))
+    nodes[0].ask("trip")
+    for node in nodes:
+        assert node.ask("wait_state", "open", BOUND)
+    for node in nodes:
+        node.ask("callers", 4)  # 4 processes x 4 threads call from now on
+    try:
+        deadline = time.monotonic() + BOUND
+        while admitted.value < 2:
+            assert time.monotonic() < deadline, "no trial was admitted"
+            time.sleep(0.005)
+        # The trials hold their permits; for longer than the hold margin and a lease
+        # renewal, nobody else in the fleet is let through.
+        watch_until = time.monotonic() + 2.5
+        while time.monotonic() < watch_until:
+            assert admitted.value == 2
+            time.sleep(0.01)
+        states = [node.ask("state") for node in nodes]
+        assert sorted(states) == ["half_open", "open", "open", "open"]
+    finally:
+        release.set()
+    for node in nodes:  # both trials succeed: success closes every process
+        assert node.ask("wait_state", "closed", BOUND)
+    for node in nodes:
+        node.ask("stop_callers")
+
+
+def test_quorum_two(fleet: Any, redis_url: str) -> None:
+    import redis
+
+    nodes = fleet(3, quorum=2, quorum_window=60.0)
+    namespace = nodes[0].ask("status")["namespace"]
+    nodes[0].ask("trip")
+    client = redis.Redis.from_url(redis_url)
+    votes = f"{namespace}:breaker:{cluster_node.BREAKER}:votes"
+    deadline = time.monotonic() + BOUND
+    while client.zcard(votes) < 1:  # the vote is in, and it opened nobody else
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    client.close()
+    assert [node.ask("state") for node in nodes] == ["open", "closed", "closed"]
+    nodes[1].ask("trip")  # a second node's trip opens the fleet
+    assert nodes[2].ask("wait_state", "open", BOUND)
+    assert nodes[0].ask("state") == "open"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads: that is the case
+def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -> None:
+    from recovery import CircuitBreaker, CircuitBreakerConfig
+    from recovery.cluster import Cluster
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    cb = CircuitBreaker(cluster_node.BREAKER, CircuitBreakerConfig(**CONFIG))
+    cluster = Cluster(redis_url, namespace=namespace)
+    cluster.attach(cb)
+    cluster.start()
+    try:
+        _wait(lambda: cluster.status()["connected"])
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: gunicorn's preloaded worker
+            code = 1
+            try:
+                os.close(read_end)
+                _wait(lambda: cluster.status()["connected"])
+                cluster_node.trip(cb)
+                _wait(lambda: cluster.status()["events_published"] == 1)
+                report = {"node_id": cluster.node_id, "threads": len(cluster._threads)}
+                os.write(write_end, json.dumps(report).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        with os.fdopen(read_end) as reader:
+            report = json.loads(reader.read() or "{}")
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert report["node_id"] != cluster.node_id and report["threads"] == 2
+        _wait(lambda: cb.state.value == "open")  # the child's trip reached the parent
+        assert cb.metrics().opened_by == report["node_id"]
+    finally:
+        cluster.stop()
+        drop_namespace(redis_url, namespace)
+
+
+def _wait(predicate: Callable[[], Any]) -> None:
+    deadline = time.monotonic() + BOUND
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.002)
