@@ -303,7 +303,7 @@ cdef class Window:
     cdef Py_ssize_t _minimum_requests, _failure_threshold, _success_threshold, _trial_limit
     cdef double _failure_rate, _slow_rate, _slow_duration
     cdef double _timeout, _factor, _max_interval, _max_half_open_wait
-    cdef bint _fast_fail, _has_ignore, _has_record_tests
+    cdef bint _fast_fail, _has_ignore, _has_ignore_tests, _has_record_tests
 
     cdef int _state
     cdef long long _generation
@@ -351,7 +351,8 @@ cdef class Window:
         self._fast_fail = config.enable_fast_fail
         self._record_types, self._record_tests = split_matchers(config.record_exceptions)
         self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
-        self._has_ignore = len(config.ignore_exceptions) > 0
+        self._has_ignore = len(self._ignore_types) > 0
+        self._has_ignore_tests = len(self._ignore_tests) > 0
         self._has_record_tests = len(self._record_tests) > 0
         self._observer = None
         self._failure_hook = None
@@ -492,6 +493,9 @@ cdef class Window:
         cdef int result = NO_TRANSITION
         cdef bint fires = False
 
+        if current and kind == TRIAL and not self._holds_slot(token):
+            return NO_TRANSITION  # a trial token used twice: spent, counts nothing
+
         if current and kind == NORMAL:
             pos = self._pos
             count = self._count
@@ -520,7 +524,7 @@ cdef class Window:
             self._window_slow = slow
             if fires:
                 result = self._open(now, NAN)
-        elif current and kind == TRIAL and self._holds_slot(token):
+        elif current and kind == TRIAL:
             if failed or (flags & SLOW and self._slow_rate > 0):
                 if not self._read_now(&now):
                     return NEED_CLOCK
@@ -624,16 +628,24 @@ cdef class Window:
         return -1.0
 
     @cython.final
+    cdef double _timed_start(self, long long token) except? -2.0:
+        """The start time of an admitted call; a user clock that raises frees the admission."""
+        try:
+            return self._clock_now()
+        except BaseException:
+            self.release(token)
+            raise
+
+    @cython.final
     cdef int _finish(self, long long token, object exc, double start) except -1:
         """Classify the end of a call (``exc`` is None on success) and record it."""
         cdef int flags = 0
         cdef double duration = 0.0
         if exc is not None:
-            if not isinstance(exc, Exception) or (
-                self._has_ignore and (
-                    isinstance(exc, self._ignore_types)
-                    or matches(self.name, self._ignore_tests, exc, False)
-                )
+            if (
+                not isinstance(exc, Exception)
+                or (self._has_ignore and isinstance(exc, self._ignore_types))
+                or (self._has_ignore_tests and matches(self.name, self._ignore_tests, exc, False))
             ):
                 with cython.critical_section(self):
                     self._release(token)
@@ -682,14 +694,10 @@ cdef class Window:
 
     def __enter__(self):
         cdef long long token = self._try_admit()
-        cdef double start
-        cdef list stack
-        try:
-            start = self._start_time()
-            stack = self._thread_stack()
-        except BaseException:
-            self.release(token)
-            raise
+        cdef double start = -1.0
+        if self._slow_duration >= 0 or self._observer is not None:
+            start = self._timed_start(token)
+        cdef list stack = self._thread_stack()
         cdef Py_ssize_t depth
         # Each thread keeps its own admissions, so nested and concurrent blocks
         # each record against the token they were admitted with. stack[0] is
@@ -749,11 +757,10 @@ cdef class Window:
         """Admit a call that is not one callable (a generator, a coroutine): its token
         and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
         cdef long long token = self._try_admit()
-        try:
-            return token, self._start_time()
-        except BaseException:
-            self.release(token)
-            raise
+        cdef double start = -1.0
+        if self._slow_duration >= 0 or self._observer is not None:
+            start = self._timed_start(token)
+        return token, start
 
     def _end(self, long long token, double start, exc):
         """Record how a call admitted by :meth:`_begin` ended (``exc`` None: success)."""
@@ -1051,11 +1058,10 @@ cdef object _reject_hook(object self, int state, double retry_after):
 
 
 cdef double _start_hook(object self, long long token) except? -2.0:
-    try:
-        return (<Window>self)._start_time()
-    except BaseException:
-        (<Window>self).release(token)
-        raise
+    cdef Window window = <Window>self
+    if window._slow_duration < 0 and window._observer is None:
+        return -1.0  # untimed: nothing can fail here
+    return window._timed_start(token)
 
 
 cdef object _refuse_hook(object self, long long token, object result):

@@ -166,14 +166,19 @@ class Window:
         self._slots[slot] = 1
         return self._generation << GEN_SHIFT | slot << 2 | _TRIAL
 
-    def _free_slot(self, token: int) -> bool:
-        """Free a current trial token's slot; False if it was not held (a token used twice)."""
+    def _holds_slot(self, token: int) -> bool:
+        """Whether a current trial token still holds its slot (False once it was used)."""
         slot = (token & _SLOT_MASK) >> 2
-        if token >> GEN_SHIFT != self._generation or not self._slots[slot]:
-            return False
-        self._slots[slot] = 0
-        self._trials -= 1
-        return True
+        return (
+            token >> GEN_SHIFT == self._generation
+            and slot < self._trial_limit
+            and self._slots[slot] == 1
+        )
+
+    def _free_slot(self, token: int) -> None:
+        if self._holds_slot(token):
+            self._slots[(token & _SLOT_MASK) >> 2] = 0
+            self._trials -= 1
 
     def _admit(self, now: float | None) -> tuple[int, Transition, float | None]:
         """Decide one call. Returns (token or -1 if rejected, transition, retry_after)."""
@@ -207,6 +212,9 @@ class Window:
 
     def _record(self, token: int, flags: int, now: float | None) -> Transition:
         """Count one finished call; apply the rules of the state it was admitted in."""
+        current = token >> GEN_SHIFT == self._generation
+        if current and token & 3 == _TRIAL and not self._holds_slot(token):
+            return None  # a trial token used twice: spent, counts nothing
         self._total_requests += 1
         if flags & _FAILED:
             self._total_failures += 1
@@ -216,12 +224,13 @@ class Window:
             self._last_success = time.time()
         if flags & _SLOW:
             self._total_slow += 1
-        if token >> GEN_SHIFT != self._generation:
+        if not current:
             return None  # admitted before the last transition: totals only
         kind = token & 3
         if kind == _NORMAL:
             return self._record_closed(flags, now)
-        if kind == _TRIAL and self._free_slot(token):
+        if kind == _TRIAL:
+            self._free_slot(token)
             if flags & _FAILED or (flags & _SLOW and self._slow_rate > 0):
                 return self._reopen(self._now() if now is None else now)
             self._trial_successes += 1

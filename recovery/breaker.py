@@ -25,7 +25,7 @@ import attrs
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import CircuitBreakerConfig
-from recovery.errors import foreign_exit
+from recovery.errors import foreign_exit, not_callable
 from recovery.state import STATES, CircuitBreakerState
 
 P = ParamSpec("P")
@@ -186,8 +186,8 @@ class BreakerMixin(_WindowBase):
         @functools.wraps(fn)
         async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
             token, start = self._begin()  # runs at the first __anext__()
-            inner = fn(*args, **kwargs)
             try:
+                inner = fn(*args, **kwargs)
                 value = await inner.__anext__()
                 while True:
                     try:
@@ -219,7 +219,7 @@ class BreakerMixin(_WindowBase):
         raises. Nothing here blocks, so the event loop is never stalled.
         """
         if not callable(fn):
-            raise TypeError(f"call_async() fn must be callable, got {fn!r}")
+            raise not_callable("call_async", fn)
         token, start = self._begin()
         try:
             awaitable = fn(*args, **kwargs)

@@ -197,8 +197,9 @@ def test_tokens_are_single_use(make: Any, clock: FakeClock) -> None:
     with pytest.raises(CircuitOpenError):
         cb.try_admit()  # one slot, held by the second trial
     cb.record(second, failed=False)
-    cb.record(second, failed=False)  # spent: not a second trial success
+    cb.record(second, failed=False)  # spent: not a second trial success, not counted
     assert cb.state is HALF_OPEN
+    assert cb.metrics().total_successes == 1
     third = cb.try_admit()
     cb.record(third, failed=False)
     assert cb.state is CLOSED
@@ -265,3 +266,44 @@ def test_health_check_periods_have_a_floor(field: str) -> None:
 
 def test_public_breaker_takes_keywords() -> None:
     assert CircuitBreaker("db", failure_threshold=3).config.failure_threshold == 3
+
+
+class FlakyClock(FakeClock):
+    """A user clock that raises while ``broken`` is set."""
+
+    broken = False
+
+    def monotonic(self) -> float:
+        if self.broken:
+            raise OSError("clock unavailable")
+        return super().monotonic()
+
+
+@pytest.mark.parametrize("how", ["call", "with", "decorator"])
+def test_clock_failing_at_the_start_gives_the_trial_slot_back(
+    breaker_cls: Any, how: str
+) -> None:
+    clock = FlakyClock()
+    cb = breaker_cls("dep", CircuitBreakerConfig(
+        failure_threshold=1, minimum_requests=1, success_threshold=1, half_open_max_calls=1,
+        timeout=1.0, slow_call_duration=10.0), clock=clock)
+    fail(cb)
+    clock.advance(1.0)
+    cb.allow_trial()
+    clock.broken = True
+
+    @cb
+    def rows() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(OSError, match="clock"):
+        if how == "call":
+            cb.call(int)
+        elif how == "with":
+            with cb:
+                pass
+        else:
+            next(rows())
+    clock.broken = False
+    assert cb.call(int) == 0  # the slot taken before the clock failed was given back
+    assert cb.state is CLOSED

@@ -100,6 +100,8 @@ class Model:
 
     def finish(self, ticket: tuple[int, int, str], outcome: str, duration: float) -> None:
         ident, epoch, kind = ticket
+        if kind == "trial" and epoch == self.epoch and ident not in self.trials:
+            return  # this trial already ended: a ticket is used once
         if outcome == "ignored":
             if epoch == self.epoch:
                 self.trials.discard(ident)
@@ -171,6 +173,7 @@ class Boom(Exception):
 
 class Agreement(RuleBasedStateMachine):
     tickets = Bundle("tickets")
+    used = Bundle("used")
 
     @initialize(config=configs, slow_rate=slow_rates)
     def setup(self, config: CircuitBreakerConfig, slow_rate: float | None) -> None:
@@ -206,8 +209,14 @@ class Agreement(RuleBasedStateMachine):
         assert results[0] == ("rejected", expected)
         return None
 
-    @rule(ticket=consumes(tickets), outcome=outcomes, slow=st.booleans())
-    def finish(self, ticket: Any, outcome: str, slow: bool) -> None:
+    @rule(target=used, ticket=consumes(tickets), outcome=outcomes, slow=st.booleans())
+    def finish(self, ticket: Any, outcome: str, slow: bool) -> Any:
+        self.finish_again(ticket, outcome, slow)
+        return ticket
+
+    @rule(ticket=used, outcome=outcomes, slow=st.booleans())
+    def finish_again(self, ticket: Any, outcome: str, slow: bool) -> None:
+        """Also a misuse: a token recorded or released a second time."""
         if ticket is None:
             return
         duration = 1.0 if slow else 0.0
