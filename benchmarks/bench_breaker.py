@@ -21,10 +21,13 @@ from benchmarks.compare import (
     FAILURE_BATCH,
     FAILURE_WINDOW,
     Boom,
+    await_bare,
+    await_breaker,
     calls_per_second,
     fail,
     io_wait,
     never_opening,
+    rows,
     work,
 )
 from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
@@ -126,10 +129,6 @@ def test_rejection_while_open(benchmark: Any) -> None:
 ASYNC_BATCH = 1_000
 
 
-async def async_work() -> int:
-    return 1
-
-
 @pytest.fixture
 def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop = asyncio.new_event_loop()
@@ -139,28 +138,14 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @pytest.mark.benchmark(group="async (1,000 awaits a round)")
 def test_bare_await(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
-    async def batch() -> None:
-        for _ in range(ASYNC_BATCH):
-            await async_work()
-
-    benchmark(lambda: loop.run_until_complete(batch()))
+    benchmark(lambda: loop.run_until_complete(await_bare(ASYNC_BATCH)))
 
 
 @pytest.mark.benchmark(group="async (1,000 awaits a round)")
 def test_breaker_call_async(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
     cb = never_opening()
-
-    async def batch() -> None:
-        call_async = cb.call_async
-        for _ in range(ASYNC_BATCH):
-            await call_async(async_work)
-
-    benchmark(lambda: loop.run_until_complete(batch()))
+    benchmark(lambda: loop.run_until_complete(await_breaker(cb, ASYNC_BATCH)))
     assert cb.metrics().total_requests >= ASYNC_BATCH
-
-
-def rows() -> Iterator[int]:
-    yield from range(10)
 
 
 @pytest.mark.benchmark(group="generator (one run of 10 items)")
