@@ -56,7 +56,7 @@ cdef enum:
     GEN_SHIFT = 12
     SLOT_BITS = 0x3FF
 
-# Marks a ``with`` block's saved token as timed (generations never reach 2**60).
+# Marks a ``with`` block's saved token as timed (generations never reach 2**50).
 # A C macro, not a module variable: those are looked up through module state.
 cdef extern from *:
     """
@@ -431,10 +431,13 @@ cdef class Window:
 
     @cython.final
     cdef inline long long _take_slot(self) noexcept:
-        """A trial's token: the first free slot, taken (one is free: trials < limit)."""
+        """A trial's token: the first free slot, taken; REJECTED if none is free (the
+        count of trials says one is, but the scan never trusts that)."""
         cdef long long slot = 0
-        while self._slots[slot]:
+        while slot < self._trial_limit and self._slots[slot]:
             slot += 1
+        if slot == self._trial_limit:
+            return REJECTED
         self._slots[slot] = 1
         self._trials += 1
         return self._generation << GEN_SHIFT | slot << 2 | TRIAL
@@ -453,6 +456,7 @@ cdef class Window:
     cdef long long _admit(self, double now, int* transition, double* retry_after) noexcept:
         """Decide one call: a token, REJECTED (retry_after set) or NEED_CLOCK."""
         cdef int state = self._state
+        cdef long long token
         transition[0] = NO_TRANSITION
         retry_after[0] = NAN
         if state == CLOSED:
@@ -466,7 +470,9 @@ cdef class Window:
             retry_after[0] = self._open_until - now
         elif state == HALF_OPEN:
             if self._trials < self._trial_limit:
-                return self._take_slot()
+                token = self._take_slot()
+                if token != REJECTED:
+                    return token
             if self._max_half_open_wait >= 0:
                 if not self._read_now(&now):
                     return NEED_CLOCK
