@@ -345,8 +345,12 @@ class BreakerMixin(_WindowBase):
 class CircuitBreaker(BreakerMixin, Window):
     """Cut a failing dependency off, probe it carefully, and let it back in.
 
-    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` or ``with breaker:``.
+    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` (on a function, a
+    generator function, an ``async def`` or an async generator function),
+    ``with breaker:``, ``async with breaker:`` or ``await breaker.call_async(fn)``.
     ``fn``'s value is returned and its exception re-raised unchanged; while the
     circuit is open calls are rejected with :class:`~recovery.CircuitOpenError`.
-    See :class:`~recovery.CircuitBreakerConfig` for the rules.
+    Config fields may be given as keywords instead of a config:
+    ``CircuitBreaker("db", failure_threshold=3)``. See
+    :class:`~recovery.CircuitBreakerConfig` for the rules.
     """
