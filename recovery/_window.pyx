@@ -499,9 +499,6 @@ cdef class Window:
         cdef int result = NO_TRANSITION
         cdef bint fires = False
 
-        if current and kind == TRIAL and not self._holds_slot(token):
-            return NO_TRANSITION  # a trial token used twice: spent, counts nothing
-
         if current and kind == NORMAL:
             pos = self._pos
             count = self._count
@@ -531,6 +528,8 @@ cdef class Window:
             if fires:
                 result = self._open(now, NAN)
         elif current and kind == TRIAL:
+            if not self._holds_slot(token):
+                return NO_TRANSITION  # a trial token used twice: spent, counts nothing
             if failed or (flags & SLOW and self._slow_rate > 0):
                 if not self._read_now(&now):
                     return NEED_CLOCK
@@ -605,10 +604,11 @@ cdef class Window:
 
     @cython.final
     cdef int _record_outcome(self, long long token, int flags, object exc) except -3:
-        """Record under the lock; then, outside it, tell listeners and the failure hook."""
+        """Record under the lock; then, outside it, tell listeners and the failure hook.
+
+        Every caller has checked ``_ready()``: an admission did, or ``record``/``_end``."""
         cdef int transition
         cdef double now = NAN
-        self._ready()
         while True:
             with cython.critical_section(self):
                 transition = self._record(token, flags, now)
@@ -749,6 +749,7 @@ cdef class Window:
     def record(self, long long token, bint failed, double duration=0.0):
         """Count the outcome of a call admitted with ``token``."""
         cdef int flags = FAILED if failed else 0
+        self._ready()
         if 0 <= self._slow_duration <= duration:
             flags |= SLOW
         self._record_outcome(token, flags, None)
@@ -770,6 +771,7 @@ cdef class Window:
 
     def _end(self, long long token, double start, exc):
         """Record how a call admitted by :meth:`_begin` ended (``exc`` None: success)."""
+        self._ready()
         self._finish(token, exc, start)
 
     def _lost_admission(self):
