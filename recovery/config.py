@@ -22,6 +22,8 @@ def _exception_matchers(value: Any) -> tuple[ExceptionMatcher, ...]:
     """Accept one class or predicate, or an iterable of them; keep them as a tuple."""
     if inspect.isclass(value) or callable(value):
         return (value,)
+    if isinstance(value, (str, bytes)):
+        return value  # type: ignore[return-value]  # not a tuple: the validator names it
     try:
         return tuple(value)
     except TypeError:

@@ -387,8 +387,9 @@ def test_raising_predicate_is_logged_and_the_call_counts_as_failed(
 @pytest.mark.parametrize("field", ["record_exceptions", "ignore_exceptions"])
 @pytest.mark.parametrize("bad", [int, (ValueError, dict), (ValueError, 3), "nope"])
 def test_non_exception_classes_and_non_callables_are_refused(field: str, bad: Any) -> None:
-    with pytest.raises(TypeError, match=field):
+    with pytest.raises(TypeError, match=field) as refused:
         CircuitBreakerConfig(**{field: bad})
+    assert repr(bad) in str(refused.value)
 
 
 def test_single_predicate_is_accepted() -> None:
