@@ -9,6 +9,8 @@ table of overheads and ratios, run ``python benchmarks/compare.py``.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import circuitbreaker
@@ -19,10 +21,13 @@ from benchmarks.compare import (
     FAILURE_BATCH,
     FAILURE_WINDOW,
     Boom,
+    await_bare,
+    await_breaker,
     calls_per_second,
     fail,
     io_wait,
     never_opening,
+    rows,
     work,
 )
 from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
@@ -117,6 +122,43 @@ def test_rejection_while_open(benchmark: Any) -> None:
 
     benchmark(body)
     assert cb.metrics().total_rejections > 0
+
+
+# Async: one round awaits ASYNC_BATCH calls in one running loop, so the loop's own cost
+# per round is shared; (breaker - bare) / ASYNC_BATCH is the cost of call_async a call.
+ASYNC_BATCH = 1_000
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+@pytest.mark.benchmark(group="async (1,000 awaits a round)")
+def test_bare_await(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    benchmark(lambda: loop.run_until_complete(await_bare(ASYNC_BATCH)))
+
+
+@pytest.mark.benchmark(group="async (1,000 awaits a round)")
+def test_breaker_call_async(benchmark: Any, loop: asyncio.AbstractEventLoop) -> None:
+    cb = never_opening()
+    benchmark(lambda: loop.run_until_complete(await_breaker(cb, ASYNC_BATCH)))
+    assert cb.metrics().total_requests >= ASYNC_BATCH
+
+
+@pytest.mark.benchmark(group="generator (one run of 10 items)")
+def test_bare_generator(benchmark: Any) -> None:
+    benchmark(lambda: sum(rows()))
+
+
+@pytest.mark.benchmark(group="generator (one run of 10 items)")
+def test_decorated_generator(benchmark: Any) -> None:
+    cb = never_opening()
+    guarded = cb(rows)
+    assert benchmark(lambda: sum(guarded())) == 45
+    assert cb.metrics().total_successes >= 1
 
 
 @pytest.mark.parametrize(("fn", "threads"), [(work, 2), (io_wait, 4)])

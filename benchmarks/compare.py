@@ -11,11 +11,12 @@ numbers come from this one process, so they are comparable with each other.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import threading
 import time
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import circuitbreaker
@@ -35,6 +36,31 @@ def work() -> int:
 
 def fail() -> None:
     raise Boom()
+
+
+def rows() -> Iterator[int]:
+    """A small generator: ten items a run."""
+    yield from range(10)
+
+
+async def async_work() -> int:
+    return 1
+
+
+# Awaits are timed in batches inside one running loop, so the loop's own cost per
+# batch is shared; each batch's time is divided by ASYNC_BATCH.
+ASYNC_BATCH = 100
+
+
+async def await_bare(n: int) -> None:
+    for _ in range(n):
+        await async_work()
+
+
+async def await_breaker(cb: CircuitBreaker, n: int) -> None:
+    call_async = cb.call_async
+    for _ in range(n):
+        await call_async(async_work)
 
 
 def median_ns(stmt: str, namespace: dict[str, Any], number: int, repeat: int,
@@ -64,10 +90,13 @@ def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
     open_breaker.force_open()
     py_breaker = pybreaker.CircuitBreaker(fail_max=10**9)
     cb_decorated = circuitbreaker.circuit(failure_threshold=10**9)(work)
+    cb = never_opening()
     ns: dict[str, Any] = {
         "work": work, "fail": fail, "Boom": Boom, "CircuitOpenError": CircuitOpenError,
-        "cb": never_opening(), "small": never_opening(10), "large": never_opening(10_000),
+        "cb": cb, "small": never_opening(10), "large": never_opening(10_000),
         "opened": open_breaker, "failing": failing, "pyb": py_breaker, "cbd": cb_decorated,
+        "rows": rows, "guarded_rows": cb(rows), "run": asyncio.new_event_loop().run_until_complete,
+        "await_bare": await_bare, "await_breaker": await_breaker, "B": ASYNC_BATCH,
     }
     catch_fail = "try:\n    {}\nexcept Boom:\n    pass"
     return {
@@ -82,7 +111,13 @@ def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
             "try:\n    opened.call(work)\nexcept CircuitOpenError:\n    pass", "pass", ns),
         "pybreaker.call (success)": ("pyb.call(work)", "work()", ns),
         "circuitbreaker (success)": ("cbd()", "work()", ns),
+        "decorated generator (a run)": ("sum(guarded_rows())", "sum(rows())", ns),
+        "await cb.call_async(f)": ("run(await_breaker(cb, B))", "run(await_bare(B))", ns),
     }
+
+
+# Cases timed as a batch of calls: name -> calls a statement makes.
+BATCHED = {"await cb.call_async(f)": ASYNC_BATCH}
 
 
 def calls_per_second(breaker: Any, fn: Callable[[], object], threads: int,
@@ -139,12 +174,13 @@ def main() -> None:
     results: dict[str, float] = {}
     bare: dict[str, float] = {}
     for name, (stmt, bare_stmt, ns) in cases().items():
+        per = BATCHED.get(name, 1)
         if "failing" in stmt:
             batches = max(number // FAILURE_BATCH, 1) * repeat
             results[name] = median_ns(stmt, ns, FAILURE_BATCH, batches, setup="failing.reset()")
         else:
-            results[name] = median_ns(stmt, ns, number, repeat)
-        bare[name] = median_ns(bare_stmt, ns, number, repeat)
+            results[name] = median_ns(stmt, ns, max(number // per, 1), repeat) / per
+        bare[name] = median_ns(bare_stmt, ns, max(number // per, 1), repeat) / per
     print(f"{'case':32} {'ns/call':>9} {'over bare':>10}")
     for name, value in results.items():
         print(f"{name:32} {value:9.1f} {value - bare[name]:10.1f}")

@@ -12,7 +12,7 @@ outside, and the block runs again.
 """
 
 cimport cython
-from libc.math cimport NAN, isnan, pow
+from libc.math cimport NAN, isinf, isnan, pow
 from libc.string cimport memset
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
@@ -22,7 +22,14 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 import logging
 import threading
 
-from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.config import matches, split_matchers
+from recovery.errors import (
+    CircuitOpenError,
+    CircuitRepairingError,
+    foreign_exit,
+    not_callable,
+    refusal,
+)
 from recovery.state import STATES
 
 cdef extern from "<time.h>":
@@ -43,7 +50,13 @@ cdef enum:
     TRIAL = 1
     OBSERVED = 2
 
-# Marks a ``with`` block's saved token as timed (generations never reach 2**60).
+# A token is ``generation << GEN_SHIFT | slot << 2 | kind``: bits 2-11 hold a trial's
+# slot (half_open_max_calls <= 1,000 < 2**10), freed by the token's first use only.
+cdef enum:
+    GEN_SHIFT = 12
+    SLOT_BITS = 0x3FF
+
+# Marks a ``with`` block's saved token as timed (generations never reach 2**50).
 # A C macro, not a module variable: those are looked up through module state.
 cdef extern from *:
     """
@@ -85,11 +98,15 @@ cdef extern from *:
     """
     typedef long long (*__pyx_recovery_admit_fn)(PyObject *, int *, double *);
     typedef PyObject *(*__pyx_recovery_reject_fn)(PyObject *, int, double);
-    typedef double (*__pyx_recovery_start_fn)(PyObject *);
+    typedef double (*__pyx_recovery_start_fn)(PyObject *, long long);
+    typedef PyObject *(*__pyx_recovery_refuse_fn)(PyObject *, long long, PyObject *);
+    typedef PyObject *(*__pyx_recovery_uncallable_fn)(const char *, PyObject *);
     typedef int (*__pyx_recovery_finish_fn)(PyObject *, long long, PyObject *, double);
     static __pyx_recovery_admit_fn __pyx_recovery_admit;
     static __pyx_recovery_reject_fn __pyx_recovery_reject;
     static __pyx_recovery_start_fn __pyx_recovery_start;
+    static __pyx_recovery_refuse_fn __pyx_recovery_refuse;
+    static __pyx_recovery_uncallable_fn __pyx_recovery_uncallable;
     static __pyx_recovery_finish_fn __pyx_recovery_finish;
 
     typedef int (*__pyx_recovery_route_fn)(PyObject *, PyObject *, PyObject **, PyObject **);
@@ -122,7 +139,8 @@ cdef extern from *:
             Py_DECREF(value);
             return NULL;
         }
-        start = __pyx_recovery_start(breaker);
+        /* A user clock that raises here gives the admission back. */
+        start = __pyx_recovery_start(breaker, token);
         if (start == -2.0 && PyErr_Occurred()) return NULL;
         result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
         if (result == NULL) {
@@ -136,11 +154,29 @@ cdef extern from *:
             PyErr_Restore(type, value, tb);
             return NULL;
         }
+        if (Py_IS_TYPE(result, &PyCoro_Type) || Py_IS_TYPE(result, &PyGen_Type)
+                || Py_IS_TYPE(result, &PyAsyncGen_Type)) {
+            /* fn has not run: refuse it, count nothing. */
+            value = __pyx_recovery_refuse(breaker, token, result);
+            Py_DECREF(result);
+            if (value == NULL) return NULL;
+            PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+            Py_DECREF(value);
+            return NULL;
+        }
         if (__pyx_recovery_finish(breaker, token, NULL, start) < 0) {
             Py_DECREF(result);
             return NULL;
         }
         return result;
+    }
+
+    static PyObject *__pyx_recovery_refuse_uncallable(const char *api, PyObject *fn) {
+        PyObject *error = __pyx_recovery_uncallable(api, fn);
+        if (error == NULL) return NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+        Py_DECREF(error);
+        return NULL;
     }
 
     static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
@@ -149,6 +185,7 @@ cdef extern from *:
             PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
             return NULL;
         }
+        if (!PyCallable_Check(args[0])) return __pyx_recovery_refuse_uncallable("call", args[0]);
         return __pyx_recovery_guarded(self, NULL, args, nargs, kwnames);
     }
 
@@ -160,6 +197,10 @@ cdef extern from *:
             PyErr_SetString(PyExc_TypeError,
                             "execute_with_recovery() needs plugin_name and fn");
             return NULL;
+        }
+        /* Before anything is routed or counted: a result passed for a function. */
+        if (!PyCallable_Check(args[1])) {
+            return __pyx_recovery_refuse_uncallable("execute_with_recovery", args[1]);
         }
         diverted = __pyx_recovery_route(self, args[0], &breaker, &route);
         if (diverted < 0) return NULL;
@@ -203,7 +244,9 @@ cdef extern from *:
     static int __pyx_recovery_install_methods(PyObject *window, PyObject *dispatcher,
                                               void *admit, void *reject, void *start,
                                               void *finish, void *route, void *fallback,
-                                              void *divert) {
+                                              void *divert, void *refuse, void *uncallable) {
+        __pyx_recovery_refuse = (__pyx_recovery_refuse_fn)refuse;
+        __pyx_recovery_uncallable = (__pyx_recovery_uncallable_fn)uncallable;
         __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
         __pyx_recovery_reject = (__pyx_recovery_reject_fn)reject;
         __pyx_recovery_start = (__pyx_recovery_start_fn)start;
@@ -217,7 +260,8 @@ cdef extern from *:
     """
     int _install_methods "__pyx_recovery_install_methods"(
         object window, object dispatcher, void* admit, void* reject, void* start,
-        void* finish, void* route, void* fallback, void* divert) except -1
+        void* finish, void* route, void* fallback, void* divert, void* refuse,
+        void* uncallable) except -1
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -239,7 +283,7 @@ cdef inline int _transition(int old, int new) noexcept nogil:
 cdef class Window:
     """Outcome window, state machine and admission for one breaker, behind one lock."""
 
-    cdef public str name
+    cdef readonly str name
     cdef readonly object _config
     cdef readonly object _clock
     cdef object _clock_read        # the clock's bound monotonic(), or None for the C clock
@@ -248,15 +292,18 @@ cdef class Window:
     cdef list _owner_stack
     cdef object _record_types
     cdef object _ignore_types
+    cdef object _record_tests       # predicates fn(exc) -> bool, beside the classes
+    cdef object _ignore_tests
     cdef object _observer
     cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
 
-    cdef unsigned char* _ring
+    cdef unsigned char* _ring      # the window, then one byte a trial slot (1: held)
+    cdef unsigned char* _slots
     cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
     cdef Py_ssize_t _minimum_requests, _failure_threshold, _success_threshold, _trial_limit
     cdef double _failure_rate, _slow_rate, _slow_duration
     cdef double _timeout, _factor, _max_interval, _max_half_open_wait
-    cdef bint _fast_fail, _has_ignore
+    cdef bint _fast_fail, _has_ignore, _has_ignore_tests, _has_record_tests
 
     cdef int _state
     cdef long long _generation
@@ -270,6 +317,7 @@ cdef class Window:
 
     def __cinit__(self, *args, **kwargs):
         self._ring = NULL
+        self._slots = NULL
 
     def __init__(self, str name, config, clock=None):
         self.name = name
@@ -278,10 +326,16 @@ cdef class Window:
         self._clock_read = None if clock is None else clock.monotonic
         self._local = threading.local()
         self._size = config.sliding_window_size
-        self._ring = <unsigned char*>PyMem_Malloc(self._size)
+        self._trial_limit = config.trial_calls
+        if not 0 < self._trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
+            raise ValueError(
+                f"half_open_max_calls must be <= {SLOT_BITS}, got {self._trial_limit}"
+            )
+        self._ring = <unsigned char*>PyMem_Malloc(self._size + self._trial_limit)
         if self._ring == NULL:
             raise MemoryError()
-        memset(self._ring, 0, self._size)
+        self._slots = self._ring + self._size
+        memset(self._ring, 0, self._size + self._trial_limit)
         self._minimum_requests = config.minimum_requests
         self._failure_threshold = config.failure_threshold
         self._failure_rate = config.failure_rate_threshold or 0.0
@@ -289,16 +343,17 @@ cdef class Window:
         slow = config.slow_call_duration
         self._slow_duration = -1.0 if slow is None else slow
         self._success_threshold = config.success_threshold
-        self._trial_limit = config.trial_calls
         self._timeout = config.timeout
         self._factor = config.retry_backoff_factor
         self._max_interval = config.max_retry_interval
         wait = config.max_half_open_wait
         self._max_half_open_wait = -1.0 if wait is None else wait
         self._fast_fail = config.enable_fast_fail
-        self._record_types = tuple(config.record_exceptions)
-        self._ignore_types = tuple(config.ignore_exceptions)
+        self._record_types, self._record_tests = split_matchers(config.record_exceptions)
+        self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
         self._has_ignore = len(self._ignore_types) > 0
+        self._has_ignore_tests = len(self._ignore_tests) > 0
+        self._has_record_tests = len(self._record_tests) > 0
         self._observer = None
         self._failure_hook = None
         self._state = CLOSED
@@ -308,6 +363,16 @@ cdef class Window:
 
     def __dealloc__(self):
         PyMem_Free(self._ring)
+
+    @cython.final
+    cdef inline int _ready(self) except -1:
+        """Refuse to run on a window whose ``__init__`` never ran (its ring is NULL)."""
+        if self._ring == NULL:
+            raise RuntimeError(
+                f"{type(self).__name__} was not initialised: a subclass's __init__ must "
+                f"call super().__init__(name, config, clock)"
+            )
+        return 0
 
     # -- rules: pure C, called inside the critical section ------------------------------
 
@@ -341,7 +406,7 @@ cdef class Window:
         self._trial_successes = 0
         self._state_changed = _wall(CLOCK_REALTIME)
         self._half_open_since = now
-        memset(self._ring, 0, self._size)
+        memset(self._ring, 0, self._size + self._trial_limit)
         self._pos = 0
         self._count = 0
         self._window_failures = 0
@@ -358,29 +423,56 @@ cdef class Window:
 
     @cython.final
     cdef inline int _reopen(self, double now) noexcept:
-        self._backoff_level += 1
+        # The level stops once the period reaches the cap: a longer outage changes
+        # nothing, and the level cannot overflow.
+        if self._factor > 1 and self._open_period() < self._max_interval:
+            self._backoff_level += 1
         return self._open(now, NAN)
+
+    @cython.final
+    cdef inline long long _take_slot(self) noexcept:
+        """A trial's token: the first free slot, taken; REJECTED if none is free (the
+        count of trials says one is, but the scan never trusts that)."""
+        cdef long long slot = 0
+        while slot < self._trial_limit and self._slots[slot]:
+            slot += 1
+        if slot == self._trial_limit:
+            return REJECTED
+        self._slots[slot] = 1
+        self._trials += 1
+        return self._generation << GEN_SHIFT | slot << 2 | TRIAL
+
+    @cython.final
+    cdef inline bint _holds_slot(self, long long token) noexcept:
+        """Whether a current trial token still holds its slot (False once it was used)."""
+        cdef long long slot = (token >> 2) & SLOT_BITS
+        return (
+            (token >> GEN_SHIFT) == self._generation
+            and slot < self._trial_limit
+            and self._slots[slot]
+        )
 
     @cython.final
     cdef long long _admit(self, double now, int* transition, double* retry_after) noexcept:
         """Decide one call: a token, REJECTED (retry_after set) or NEED_CLOCK."""
         cdef int state = self._state
+        cdef long long token
         transition[0] = NO_TRANSITION
         retry_after[0] = NAN
         if state == CLOSED:
-            return self._generation << 2
+            return self._generation << GEN_SHIFT
         if state == OPEN:
             if not self._read_now(&now):
                 return NEED_CLOCK
             if now >= self._open_until:
                 transition[0] = self._move(HALF_OPEN, now)
-                self._trials = 1
-                return self._generation << 2 | TRIAL
+                return self._take_slot()
             retry_after[0] = self._open_until - now
         elif state == HALF_OPEN:
             if self._trials < self._trial_limit:
-                self._trials += 1
-                return self._generation << 2 | TRIAL
+                token = self._take_slot()
+                if token != REJECTED:
+                    return token
             if self._max_half_open_wait >= 0:
                 if not self._read_now(&now):
                     return NEED_CLOCK
@@ -388,7 +480,7 @@ cdef class Window:
                     transition[0] = self._reopen(now)
                     retry_after[0] = self._open_until - now
         if not self._fast_fail:
-            return self._generation << 2 | OBSERVED
+            return self._generation << GEN_SHIFT | OBSERVED
         self._total_rejections += 1
         return REJECTED
 
@@ -400,7 +492,7 @@ cdef class Window:
         decided before anything changes, so NEED_CLOCK leaves no trace.
         """
         cdef int kind = token & 3
-        cdef bint current = (token >> 2) == self._generation
+        cdef bint current = (token >> GEN_SHIFT) == self._generation
         cdef bint failed = flags & FAILED
         cdef Py_ssize_t pos, count, failures, slow
         cdef unsigned char old
@@ -436,6 +528,8 @@ cdef class Window:
             if fires:
                 result = self._open(now, NAN)
         elif current and kind == TRIAL:
+            if not self._holds_slot(token):
+                return NO_TRANSITION  # a trial token used twice: spent, counts nothing
             if failed or (flags & SLOW and self._slow_rate > 0):
                 if not self._read_now(&now):
                     return NEED_CLOCK
@@ -446,6 +540,7 @@ cdef class Window:
                 self._backoff_level = 0
                 result = self._move(CLOSED, now)
             else:
+                self._slots[(token >> 2) & SLOT_BITS] = 0
                 self._trials -= 1
                 self._trial_successes += 1
 
@@ -462,7 +557,8 @@ cdef class Window:
 
     @cython.final
     cdef inline void _release(self, long long token) noexcept:
-        if token & 3 == TRIAL and (token >> 2) == self._generation:
+        if token & 3 == TRIAL and self._holds_slot(token):
+            self._slots[(token >> 2) & SLOT_BITS] = 0
             self._trials -= 1
 
     # -- the Python-facing operations -----------------------------------------------------
@@ -479,6 +575,7 @@ cdef class Window:
         cdef long long token
         cdef int transition
         cdef double now = NAN
+        self._ready()
         while True:
             with cython.critical_section(self):
                 token = self._admit(now, &transition, retry_after)
@@ -487,7 +584,13 @@ cdef class Window:
                 break
             now = self._clock_now()
         if transition != NO_TRANSITION:
-            self._notify(transition)
+            try:
+                self._notify(transition)
+            except BaseException:
+                # A listener's KeyboardInterrupt: the call never runs, its slot is freed.
+                with cython.critical_section(self):
+                    self._release(token)
+                raise
         return token
 
     @cython.final
@@ -501,7 +604,9 @@ cdef class Window:
 
     @cython.final
     cdef int _record_outcome(self, long long token, int flags, object exc) except -3:
-        """Record under the lock; then, outside it, tell listeners and the failure hook."""
+        """Record under the lock; then, outside it, tell listeners and the failure hook.
+
+        Every caller has checked ``_ready()``: an admission did, or ``record``/``_end``."""
         cdef int transition
         cdef double now = NAN
         while True:
@@ -529,18 +634,31 @@ cdef class Window:
         return -1.0
 
     @cython.final
+    cdef double _timed_start(self, long long token) except? -2.0:
+        """The start time of an admitted call; a user clock that raises frees the admission."""
+        try:
+            return self._clock_now()
+        except BaseException:
+            self.release(token)
+            raise
+
+    @cython.final
     cdef int _finish(self, long long token, object exc, double start) except -1:
         """Classify the end of a call (``exc`` is None on success) and record it."""
         cdef int flags = 0
         cdef double duration = 0.0
         if exc is not None:
-            if not isinstance(exc, Exception) or (
-                self._has_ignore and isinstance(exc, self._ignore_types)
+            if (
+                not isinstance(exc, Exception)
+                or (self._has_ignore and isinstance(exc, self._ignore_types))
+                or (self._has_ignore_tests and matches(self.name, self._ignore_tests, exc, False))
             ):
                 with cython.critical_section(self):
                     self._release(token)
                 return 0
-            if isinstance(exc, self._record_types):
+            if isinstance(exc, self._record_types) or (
+                self._has_record_tests and matches(self.name, self._record_tests, exc, True)
+            ):
                 flags = FAILED
         if start >= 0:
             duration = self._clock_now() - start
@@ -582,7 +700,9 @@ cdef class Window:
 
     def __enter__(self):
         cdef long long token = self._try_admit()
-        cdef double start = self._start_time()
+        cdef double start = -1.0
+        if self._slow_duration >= 0 or self._observer is not None:
+            start = self._timed_start(token)
         cdef list stack = self._thread_stack()
         cdef Py_ssize_t depth
         # Each thread keeps its own admissions, so nested and concurrent blocks
@@ -603,8 +723,14 @@ cdef class Window:
     def __exit__(self, exc_type, exc, tb):
         cdef list stack = self._thread_stack()
         cdef Py_ssize_t depth = stack[0]
-        cdef long long token = stack[depth]
+        cdef long long token
         cdef double start = -1.0
+        if depth < 1:
+            # Entered on another thread: nothing here to pair with (an explicit guard;
+            # unchecked indexing must never be what meets this mistake).
+            self._lost_admission()
+            raise foreign_exit(self.name)
+        token = stack[depth]
         depth -= 1
         if token & TIMED_BIT:
             token &= ~TIMED_BIT
@@ -623,14 +749,44 @@ cdef class Window:
     def record(self, long long token, bint failed, double duration=0.0):
         """Count the outcome of a call admitted with ``token``."""
         cdef int flags = FAILED if failed else 0
+        self._ready()
         if 0 <= self._slow_duration <= duration:
             flags |= SLOW
         self._record_outcome(token, flags, None)
 
     def release(self, long long token):
         """Give back a call's admission without counting an outcome (ignored exception)."""
+        self._ready()
         with cython.critical_section(self):
             self._release(token)
+
+    def _begin(self):
+        """Admit a call that is not one callable (a generator, a coroutine): its token
+        and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
+        cdef long long token = self._try_admit()
+        cdef double start = -1.0
+        if self._slow_duration >= 0 or self._observer is not None:
+            start = self._timed_start(token)
+        return token, start
+
+    def _end(self, long long token, double start, exc):
+        """Record how a call admitted by :meth:`_begin` ended (``exc`` None: success)."""
+        self._ready()
+        self._finish(token, exc, start)
+
+    def _lost_admission(self):
+        """A block was exited where its admission cannot be found (another thread or
+        task). If it held a trial slot, nothing will give it back: a half-open circuit
+        reopens, as for a trial that never reported (its generation then ends, so the
+        lost token holds nothing)."""
+        cdef double now = self._clock_now()
+        cdef int transition = NO_TRANSITION
+        self._ready()
+        with cython.critical_section(self):
+            if self._state == HALF_OPEN:
+                transition = self._reopen(now)
+        if transition != NO_TRANSITION:
+            self._notify(transition)
 
     # -- manual control -------------------------------------------------------------------
 
@@ -640,6 +796,7 @@ cdef class Window:
         cdef double now = self._clock_now()
         cdef int transition = NO_TRANSITION
         cdef int state
+        self._ready()
         with cython.critical_section(self):
             state = self._state
             if action == 0:    # reset
@@ -703,6 +860,8 @@ cdef class Window:
             until = self._open_until
         if state != OPEN:
             return 0.0 if state == CLOSED else None
+        if isinf(until):
+            return None  # held open until reset
         return max(until - now, 0.0)
 
     def _snapshot(self):
@@ -745,7 +904,7 @@ cdef class Window:
             "last_success": None if isnan(last_success) else last_success,
             "state_change_time": changed,
             "circuit_open_time": open_total,
-            "retry_in": retry_in if state == OPEN else None,
+            "retry_in": retry_in if state == OPEN and not isinf(retry_in) else None,
             "backoff_level": level,
         }
 
@@ -778,6 +937,7 @@ cdef class Window:
         states = bytearray(n)
         cdef unsigned char[:] admitted_view = admitted
         cdef unsigned char[:] states_view = states
+        self._ready()
         with cython.critical_section(self):
             for i in range(n):
                 token = self._admit(t[i], &transition, &retry_after)
@@ -885,7 +1045,8 @@ cdef object _rejection(str name, int state, double retry_after):
     if state == REPAIRING:
         return _new_error(CircuitRepairingError, (name, STATES[state], None))
     return _new_error(
-        CircuitOpenError, (name, STATES[state], None if isnan(retry_after) else retry_after)
+        CircuitOpenError,
+        (name, STATES[state], None if isnan(retry_after) or isinf(retry_after) else retry_after),
     )
 
 
@@ -904,8 +1065,21 @@ cdef object _reject_hook(object self, int state, double retry_after):
     return _rejection((<Window>self).name, state, retry_after)
 
 
-cdef double _start_hook(object self) except? -2.0:
-    return (<Window>self)._start_time()
+cdef double _start_hook(object self, long long token) except? -2.0:
+    cdef Window window = <Window>self
+    if window._slow_duration < 0 and window._observer is None:
+        return -1.0  # untimed: nothing can fail here
+    return window._timed_start(token)
+
+
+cdef object _refuse_hook(object self, long long token, object result):
+    """fn returned a coroutine or generator: free the admission, close it, say what to use."""
+    (<Window>self).release(token)
+    return refusal(result)
+
+
+cdef object _uncallable_hook(const char* api, object fn):
+    return not_callable(api.decode(), fn)
 
 
 cdef int _finish_hook(object self, long long token, PyObject* exc, double start) except -1:
@@ -918,4 +1092,5 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
 
 _install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
                  <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
-                 <void*>_fallback_hook, <void*>_divert_hook)
+                 <void*>_fallback_hook, <void*>_divert_hook, <void*>_refuse_hook,
+                 <void*>_uncallable_hook)

@@ -8,28 +8,44 @@ Vocabulary:
 
 - The *window* is a ring buffer of the last ``sliding_window_size`` outcomes, one
   byte each (bit 0 failure, bit 1 slow), with running counts so rates are O(1).
-- A *token* is what admission hands a call: ``generation << 2 | kind``. The
-  generation counts transitions, so an outcome that arrives after the state moved
-  on (a call admitted while CLOSED that ends after the circuit opened) still counts
+- A *token* is what admission hands a call:
+  ``generation << GEN_SHIFT | slot << 2 | kind``. The generation counts
+  transitions, so an outcome that arrives after the state moved on (a call
+  admitted while CLOSED that ends after the circuit opened) still counts
   in the lifetime totals but cannot disturb the new state. The kind says whether
   the call was a normal closed-state call, a half-open trial holding a slot, or an
-  *observed* call (admitted only because fast-fail is off).
+  *observed* call (admitted only because fast-fail is off). A trial also carries
+  the number of the slot it holds: the slot is freed by the first outcome or
+  release of that token, so a token used twice cannot free a second slot.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
+import types
 from collections.abc import Callable
 from typing import Any
 
-from recovery.errors import CircuitOpenError, CircuitRepairingError
+from recovery.config import matches, split_matchers
+from recovery.errors import (
+    CircuitOpenError,
+    CircuitRepairingError,
+    foreign_exit,
+    not_callable,
+    refusal,
+)
 from recovery.state import STATES
 
 CLOSED, OPEN, HALF_OPEN, REPAIRING = 0, 1, 2, 3
 _FAILED, _SLOW = 1, 2
 _NORMAL, _TRIAL, _OBSERVED = 0, 1, 2
+# Bits 2-11 of a token hold a trial's slot (half_open_max_calls <= 1,000 < 2**10).
+GEN_SHIFT = 12
+_SLOT_MASK = (1 << GEN_SHIFT) - 4
+_UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 _logger = logging.getLogger("recovery.breaker")
 
 Transition = tuple[int, int] | None
@@ -39,7 +55,7 @@ class Window:
     """Outcome window, state machine and admission for one breaker, behind one lock."""
 
     def __init__(self, name: str, config: Any, clock: Any = None) -> None:
-        self.name = name
+        self._name = name
         self._config = config
         self._clock = clock
         self._now: Callable[[], float] = time.monotonic if clock is None else clock.monotonic
@@ -67,8 +83,9 @@ class Window:
         wait = config.max_half_open_wait
         self._max_half_open_wait: float = -1.0 if wait is None else wait
         self._fast_fail: bool = config.enable_fast_fail
-        self._record_types: tuple[type[BaseException], ...] = config.record_exceptions
-        self._ignore_types: tuple[type[BaseException], ...] = config.ignore_exceptions
+        self._record_types, self._record_tests = split_matchers(config.record_exceptions)
+        self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
+        self._slots = bytearray(self._trial_limit)  # 1 while a trial holds the slot
 
         self._state = CLOSED
         self._generation = 0
@@ -92,6 +109,11 @@ class Window:
         # Called as hook(exc, tripped) after every recorded failure, and after a slow
         # call that opened the circuit.
         self._failure_hook: Callable[[BaseException | None, bool], object] | None = None
+
+    @property
+    def name(self) -> str:
+        """The breaker's name; read-only, as the manager and metrics key on it."""
+        return self._name
 
     # -- rules, called with the lock held -------------------------------------------
 
@@ -117,6 +139,7 @@ class Window:
         self._generation += 1
         self._trials = 0
         self._trial_successes = 0
+        self._slots[:] = bytes(self._trial_limit)
         self._state_changed = time.time()
         self._half_open_since = now
         self._clear_window()
@@ -127,15 +150,41 @@ class Window:
         return self._move(OPEN, now)
 
     def _reopen(self, now: float) -> tuple[int, int]:
-        """A half-open trial failed (or was lost): open again for a longer period."""
-        self._backoff_level += 1
+        """A half-open trial failed (or was lost): open again for a longer period.
+
+        The level stops growing once the period reaches ``max_retry_interval``: a
+        longer outage changes nothing, and ``factor ** level`` stays finite.
+        """
+        if self._factor > 1 and self._open_period() < self._max_interval:
+            self._backoff_level += 1
         return self._open(now)
+
+    def _take_slot(self) -> int:
+        """A trial's token: the first free slot, taken."""
+        self._trials += 1
+        slot = self._slots.index(0)
+        self._slots[slot] = 1
+        return self._generation << GEN_SHIFT | slot << 2 | _TRIAL
+
+    def _holds_slot(self, token: int) -> bool:
+        """Whether a current trial token still holds its slot (False once it was used)."""
+        slot = (token & _SLOT_MASK) >> 2
+        return (
+            token >> GEN_SHIFT == self._generation
+            and slot < self._trial_limit
+            and self._slots[slot] == 1
+        )
+
+    def _free_slot(self, token: int) -> None:
+        if self._holds_slot(token):
+            self._slots[(token & _SLOT_MASK) >> 2] = 0
+            self._trials -= 1
 
     def _admit(self, now: float | None) -> tuple[int, Transition, float | None]:
         """Decide one call. Returns (token or -1 if rejected, transition, retry_after)."""
         state = self._state
         if state == CLOSED:
-            return self._generation << 2, None, None
+            return self._generation << GEN_SHIFT, None, None
         transition: Transition = None
         retry_after: float | None = None
         if state == OPEN:
@@ -143,13 +192,11 @@ class Window:
                 now = self._now()
             if now >= self._open_until:
                 transition = self._move(HALF_OPEN, now)
-                self._trials = 1
-                return self._generation << 2 | _TRIAL, transition, None
+                return self._take_slot(), transition, None
             retry_after = self._open_until - now
         elif state == HALF_OPEN:
             if self._trials < self._trial_limit:
-                self._trials += 1
-                return self._generation << 2 | _TRIAL, None, None
+                return self._take_slot(), None, None
             if self._max_half_open_wait >= 0:
                 if now is None:
                     now = self._now()
@@ -157,12 +204,17 @@ class Window:
                     transition = self._reopen(now)
                     retry_after = self._open_until - now
         if not self._fast_fail:
-            return self._generation << 2 | _OBSERVED, transition, None
+            return self._generation << GEN_SHIFT | _OBSERVED, transition, None
         self._total_rejections += 1
+        if retry_after is not None and math.isinf(retry_after):
+            retry_after = None  # held open until reset
         return -1, transition, retry_after
 
     def _record(self, token: int, flags: int, now: float | None) -> Transition:
         """Count one finished call; apply the rules of the state it was admitted in."""
+        current = token >> GEN_SHIFT == self._generation
+        if current and token & 3 == _TRIAL and not self._holds_slot(token):
+            return None  # a trial token used twice: spent, counts nothing
         self._total_requests += 1
         if flags & _FAILED:
             self._total_failures += 1
@@ -172,13 +224,13 @@ class Window:
             self._last_success = time.time()
         if flags & _SLOW:
             self._total_slow += 1
-        if token >> 2 != self._generation:
+        if not current:
             return None  # admitted before the last transition: totals only
         kind = token & 3
         if kind == _NORMAL:
             return self._record_closed(flags, now)
         if kind == _TRIAL:
-            self._trials -= 1
+            self._free_slot(token)
             if flags & _FAILED or (flags & _SLOW and self._slow_rate > 0):
                 return self._reopen(self._now() if now is None else now)
             self._trial_successes += 1
@@ -213,8 +265,18 @@ class Window:
         return None
 
     def _release(self, token: int) -> None:
-        if token & 3 == _TRIAL and token >> 2 == self._generation:
-            self._trials -= 1
+        if token & 3 == _TRIAL:
+            self._free_slot(token)
+
+    def _lost_admission(self) -> None:
+        """A block was exited where its admission cannot be found (another thread or
+        task). If it held a trial slot, nothing will give it back: a half-open circuit
+        reopens, as for a trial that never reported (its generation then ends, so the
+        lost token holds nothing)."""
+        with self._lock:
+            transition = self._reopen(self._now()) if self._state == HALF_OPEN else None
+        if transition is not None:
+            self._transitioned(*transition)
 
     # -- public low-level API ---------------------------------------------------------
 
@@ -232,12 +294,16 @@ class Window:
         # the totals only), as it was.
         generation = self._generation
         if self._state == CLOSED:
-            return generation << 2
+            return generation << GEN_SHIFT
         with self._lock:
             token, transition, retry_after = self._admit(None)
             error = self._reject(retry_after) if token < 0 else None
         if transition is not None:
-            self._transitioned(*transition)
+            try:
+                self._transitioned(*transition)
+            except BaseException:
+                self.release(token)  # a listener's KeyboardInterrupt: the call never runs
+                raise
         if error is not None:
             raise error
         return token
@@ -267,12 +333,17 @@ class Window:
     def _finish(self, token: int, exc: BaseException | None, start: float) -> None:
         """Classify the end of a call (``exc`` is None on success) and record it."""
         if exc is not None and (
-            not isinstance(exc, Exception) or isinstance(exc, self._ignore_types)
+            not isinstance(exc, Exception)
+            or isinstance(exc, self._ignore_types)
+            or (self._ignore_tests and self._matches(self._ignore_tests, exc, False))
         ):
             with self._lock:
                 self._release(token)
             return
-        failed = exc is not None and isinstance(exc, self._record_types)
+        failed = exc is not None and (
+            isinstance(exc, self._record_types)
+            or (bool(self._record_tests) and self._matches(self._record_tests, exc, True))
+        )
         flags = _FAILED if failed else 0
         duration = 0.0
         if start >= 0:
@@ -287,13 +358,42 @@ class Window:
             except Exception:
                 _logger.exception("trace observer of breaker %r failed", self.name)
 
+    def _matches(
+        self, tests: tuple[Callable[[BaseException], bool], ...], exc: BaseException,
+        on_error: bool,
+    ) -> bool:
+        """Whether a predicate matches ``exc``; one that raises is logged and counts as
+        ``on_error`` (chosen so that the call counts as a failure)."""
+        return matches(self._name, tests, exc, on_error)
+
     def _start_time(self) -> float:
         if self._slow_duration >= 0 or self._observer is not None:
             return self._now()
         return -1.0
 
+    def _begin(self) -> tuple[int, float]:
+        """Admit a call that is not one callable (a generator, a coroutine): its token
+        and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
+        token = self.try_admit()
+        try:
+            return token, self._start_time()
+        except BaseException:
+            self.release(token)
+            raise
+
+    def _end(self, token: int, start: float, exc: BaseException | None) -> None:
+        """Record how a call admitted by :meth:`_begin` ended (``exc`` None: success)."""
+        self._finish(token, exc, start)
+
+    def _refuse_unrun(self, token: int, result: Any) -> TypeError:
+        """``fn`` returned a coroutine or generator: give the admission back, close it."""
+        self.release(token)
+        return refusal(result)
+
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Run ``fn(*args, **kwargs)`` through the breaker; return its value or re-raise."""
+        if not callable(fn):
+            raise not_callable("call", fn)
         return self._run(self.try_admit(), fn, args, kwargs)
 
     def _run(
@@ -307,27 +407,39 @@ class Window:
             except BaseException as exc:
                 self._finish(token, exc, -1.0)
                 raise
+            if isinstance(result, _UNRUN):
+                raise self._refuse_unrun(token, result)
             self._record_outcome(token, 0, None)
             return result
-        start = self._start_time()
+        try:
+            start = self._start_time()
+        except BaseException:
+            self.release(token)
+            raise
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
             self._finish(token, exc, start)
             raise
+        if isinstance(result, _UNRUN):
+            raise self._refuse_unrun(token, result)
         self._finish(token, None, start)
         return result
 
     def __enter__(self) -> Any:
-        token = self.try_admit()
+        token, start = self._begin()
         stack = getattr(self._local, "stack", None)
         if stack is None:
             stack = self._local.stack = []
-        stack.append((token, self._start_time()))
+        stack.append((token, start))
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        token, start = self._local.stack.pop()
+        stack = getattr(self._local, "stack", None)
+        if not stack:
+            self._lost_admission()
+            raise foreign_exit(self._name)
+        token, start = stack.pop()
         self._finish(token, exc, start)
 
     # -- manual control ----------------------------------------------------------------
@@ -394,7 +506,8 @@ class Window:
         with self._lock:
             if self._state != OPEN:
                 return 0.0 if self._state == CLOSED else None
-            return max(self._open_until - self._now(), 0.0)
+            wait = max(self._open_until - self._now(), 0.0)
+        return None if math.isinf(wait) else wait
 
     def _snapshot(self) -> dict[str, Any]:
         """A consistent copy of the counters, taken under the lock."""
@@ -417,7 +530,10 @@ class Window:
                 "last_success": self._last_success,
                 "state_change_time": self._state_changed,
                 "circuit_open_time": open_total,
-                "retry_in": self._open_until - now if self._state == OPEN else None,
+                "retry_in": (
+                    self._open_until - now
+                    if self._state == OPEN and not math.isinf(self._open_until) else None
+                ),
                 "backoff_level": self._backoff_level,
             }
 
@@ -511,6 +627,8 @@ class Dispatcher:
     ) -> Any:
         """Run fn(*args, **kwargs) through the plugin's breaker; a rejected call is
         answered by the plugin's fallback if it has one."""
+        if not callable(fn):
+            raise not_callable("execute_with_recovery", fn)
         route = self._routes.get(plugin_name)
         if route is None:
             raise KeyError(f"unknown plugin {plugin_name!r}")
@@ -524,3 +642,4 @@ class Dispatcher:
                 raise
             return route.serve_fallback(args, kwargs)
         return breaker._run(token, fn, args, kwargs)
+

@@ -10,12 +10,14 @@ both.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
@@ -24,6 +26,7 @@ from recovery import _registry
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import CircuitBreakerConfig
+from recovery.errors import foreign_exit, not_callable
 from recovery.state import STATES, CircuitBreakerState
 
 P = ParamSpec("P")
@@ -32,6 +35,13 @@ R = TypeVar("R")
 Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
 FailureListener = Callable[[Any, BaseException | None, bool], object]
 _logger = logging.getLogger("recovery.breaker")
+
+# The admissions of the ``async with`` blocks open in this task: (breaker, token, start),
+# innermost last. A context variable, not a thread stack: many tasks share a thread, and
+# each task runs in its own copy of the context. A tuple, so a copy is never shared.
+_async_blocks: contextvars.ContextVar[tuple[tuple[Any, int, float], ...]] = (
+    contextvars.ContextVar("recovery_async_blocks", default=())
+)
 
 
 @attrs.frozen
@@ -80,11 +90,19 @@ class BreakerMixin(_WindowBase):
         name: str,
         config: CircuitBreakerConfig | None = None,
         clock: Clock | None = None,
+        **fields: Any,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
+        if not name.strip():
+            raise ValueError(f"name must not be empty or blank, got {name!r}")
         if config is None:
-            config = CircuitBreakerConfig()
+            config = CircuitBreakerConfig(**fields)
+        elif fields:
+            raise TypeError(
+                f"give a config or config fields as keywords, not both: got config and "
+                f"{', '.join(sorted(fields))}"
+            )
         elif not isinstance(config, CircuitBreakerConfig):
             raise TypeError(f"config must be a CircuitBreakerConfig, got {config!r}")
         super().__init__(name, config, clock)
@@ -109,7 +127,22 @@ class BreakerMixin(_WindowBase):
         return STATES[self.state_code]
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
-        """Decorate ``fn`` so that every call goes through this breaker."""
+        """Decorate ``fn`` so that every call goes through this breaker.
+
+        The wrapper is of the same kind as ``fn``. A generator function's call is
+        admitted at the first ``next()`` and recorded when the generator finishes
+        (success), raises (by the usual rules) or is closed early (success); a
+        coroutine function's when it is first awaited and when it returns or
+        raises; an async generator's as a generator's. An uncounted exception
+        (ignored, or a BaseException such as a cancellation) gives a half-open
+        slot back.
+        """
+        if inspect.isasyncgenfunction(fn):
+            return self._guard_async_generator(fn)  # type: ignore[return-value]
+        if inspect.isgeneratorfunction(fn):
+            return self._guard_generator(fn)  # type: ignore[return-value]
+        if inspect.iscoroutinefunction(fn):
+            return self._guard_coroutine(fn)  # type: ignore[return-value]
         call = self.call
 
         @functools.wraps(fn)
@@ -117,6 +150,117 @@ class BreakerMixin(_WindowBase):
             return call(fn, *args, **kwargs)  # type: ignore[no-any-return]
 
         return guarded
+
+    def _guard_generator(
+        self, fn: Callable[..., Generator[Any, Any, Any]]
+    ) -> Callable[..., Generator[Any, Any, Any]]:
+        @functools.wraps(fn)
+        def guarded(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+            token, start = self._begin()  # runs at the first next()
+            try:
+                result = yield from fn(*args, **kwargs)
+            except GeneratorExit:
+                self._end(token, start, None)  # closed early: the consumer had enough
+                raise
+            except BaseException as exc:
+                self._end(token, start, exc)
+                raise
+            self._end(token, start, None)
+            return result
+
+        return guarded
+
+    def _guard_coroutine(
+        self, fn: Callable[..., Awaitable[Any]]
+    ) -> Callable[..., Awaitable[Any]]:
+        @functools.wraps(fn)
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            token, start = self._begin()  # runs when first awaited
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._end(token, start, exc)
+                raise
+            self._end(token, start, None)
+            return result
+
+        return guarded
+
+    def _guard_async_generator(
+        self, fn: Callable[..., AsyncGenerator[Any, Any]]
+    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        @functools.wraps(fn)
+        async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+            token, start = self._begin()  # runs at the first __anext__()
+            try:
+                inner = fn(*args, **kwargs)
+                value = await inner.__anext__()
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        await inner.aclose()
+                        raise
+                    except BaseException as thrown:
+                        value = await inner.athrow(thrown)
+                    else:
+                        value = await inner.asend(sent)
+            except StopAsyncIteration:
+                self._end(token, start, None)
+            except GeneratorExit:
+                self._end(token, start, None)  # closed early
+                raise
+            except BaseException as exc:
+                self._end(token, start, exc)
+                raise
+
+        return guarded
+
+    async def call_async(
+        self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
+    ) -> R:
+        """``await fn(*args, **kwargs)`` through the breaker: the coroutine twin of ``call``.
+
+        Admitted when this is awaited, recorded when ``fn``'s awaitable returns or
+        raises. Nothing here blocks, so the event loop is never stalled.
+        """
+        if not callable(fn):
+            raise not_callable("call_async", fn)
+        token, start = self._begin()
+        try:
+            awaitable = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._end(token, start, exc)
+            raise
+        if not inspect.isawaitable(awaitable):
+            self.release(token)
+            raise TypeError(
+                f"call_async() needs fn to return an awaitable, got {awaitable!r}: "
+                "use call() for a plain function"
+            )
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self._end(token, start, exc)
+            raise
+        self._end(token, start, None)
+        return result
+
+    async def __aenter__(self) -> Any:
+        token, start = self._begin()
+        _async_blocks.set((*_async_blocks.get(), (self, token, start)))
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        blocks = _async_blocks.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index][0] is self:
+                _, token, start = blocks[index]
+                _async_blocks.set(blocks[:index] + blocks[index + 1 :])
+                self._end(token, start, exc)
+                return
+        self._lost_admission()  # entered in another task or context
+        raise foreign_exit(self.name, "task")
 
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(breaker, old_state, new_state)`` after each transition.
@@ -208,8 +352,12 @@ class BreakerMixin(_WindowBase):
 class CircuitBreaker(BreakerMixin, Window):
     """Cut a failing dependency off, probe it carefully, and let it back in.
 
-    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` or ``with breaker:``.
+    Use ``breaker.call(fn, *args, **kwargs)``, ``@breaker`` (on a function, a
+    generator function, an ``async def`` or an async generator function),
+    ``with breaker:``, ``async with breaker:`` or ``await breaker.call_async(fn)``.
     ``fn``'s value is returned and its exception re-raised unchanged; while the
     circuit is open calls are rejected with :class:`~recovery.CircuitOpenError`.
-    See :class:`~recovery.CircuitBreakerConfig` for the rules.
+    Config fields may be given as keywords instead of a config:
+    ``CircuitBreaker("db", failure_threshold=3)``. See
+    :class:`~recovery.CircuitBreakerConfig` for the rules.
     """

@@ -165,3 +165,47 @@ def test_failure_listener_hears_a_slow_call_that_trips(make: Any, clock: FakeClo
     assert seen == []  # a slow success that does not trip is not a failure
     cb.call(clock.advance, 1.0)
     assert seen == [(None, True)]
+
+
+def test_a_result_passed_for_a_function_is_refused_before_routing(setup: Any) -> None:
+    dispatcher, breaker, Route = setup
+    route = Route(breaker())
+    route.diverted = True
+    dispatcher._add_route("p", route)
+    with pytest.raises(TypeError, match="fn must be callable"):
+        dispatcher.execute_with_recovery("p", "a result")
+    assert dispatcher.diverted == []
+
+
+def test_manager_refuses_a_result_passed_for_a_function_without_counting() -> None:
+    from recovery import RecoveryConfig, RecoveryManager
+    from recovery.testing import RecordingAuditLogger
+
+    class Plugin:
+        def __init__(self) -> None:
+            self.restarts = 0
+
+        def do_work(self) -> str:
+            return "done"
+
+    class Plugins:
+        def get_plugin(self, name: str) -> Any:
+            return plugin
+
+        def list_plugins(self) -> list[str]:
+            return ["db"]
+
+        def load_plugin(self, plugin: Any, config: Any) -> None:
+            plugin.restarts += 1
+
+    plugin = Plugin()
+    rm = RecoveryManager(Plugins(), RecordingAuditLogger(),
+                         RecoveryConfig(enable_health_checking=False), clock=FakeClock())
+    cb = rm.register_plugin("db", CircuitBreakerConfig(failure_threshold=1, minimum_requests=1))
+    for _ in range(10):
+        with pytest.raises(TypeError, match=r"fn must be callable, got 'done'"):
+            rm.execute_with_recovery("db", plugin.do_work())
+    assert cb.metrics().total_requests == 0
+    assert cb.state.value == "closed"
+    assert plugin.restarts == 0
+    assert rm.execute_with_recovery("db", plugin.do_work) == "done"

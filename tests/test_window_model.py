@@ -19,6 +19,7 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
+    precondition,
     rule,
 )
 
@@ -50,11 +51,19 @@ class Model:
         self.totals = {"requests": 0, "failures": 0, "successes": 0, "rejections": 0, "slow": 0}
         self.next_id = 0
 
+    def period(self) -> float:
+        """timeout * factor**level, capped; ``level`` here grows without bound (a long
+        outage), so the power is taken only up to the first level that reaches the cap."""
+        timeout, factor, cap = (self.c.timeout, self.c.retry_backoff_factor,
+                                self.c.max_retry_interval)
+        n = 0
+        while n < self.level and timeout * factor**n < cap:
+            n += 1
+        return min(timeout * factor**n, cap)
+
     def enter(self, state: str, open_for: float | None = None) -> None:
         if state == "open":
-            period = min(self.c.timeout * self.c.retry_backoff_factor**self.level,
-                         self.c.max_retry_interval)
-            self.open_until = self.now + (period if open_for is None else open_for)
+            self.open_until = self.now + (self.period() if open_for is None else open_for)
         self.state = state
         self.window = []
         self.trials = set()
@@ -91,6 +100,8 @@ class Model:
 
     def finish(self, ticket: tuple[int, int, str], outcome: str, duration: float) -> None:
         ident, epoch, kind = ticket
+        if kind == "trial" and epoch == self.epoch and ident not in self.trials:
+            return  # this trial already ended: a ticket is used once
         if outcome == "ignored":
             if epoch == self.epoch:
                 self.trials.discard(ident)
@@ -162,6 +173,7 @@ class Boom(Exception):
 
 class Agreement(RuleBasedStateMachine):
     tickets = Bundle("tickets")
+    used = Bundle("used")
 
     @initialize(config=configs, slow_rate=slow_rates)
     def setup(self, config: CircuitBreakerConfig, slow_rate: float | None) -> None:
@@ -175,6 +187,7 @@ class Agreement(RuleBasedStateMachine):
             Twin("a", config, clock=self.clocks[1]),
         ]
         self.model = Model(config)
+        self.outages = 0
 
     def admit_all(self) -> list[Any]:
         results: list[Any] = []
@@ -196,8 +209,14 @@ class Agreement(RuleBasedStateMachine):
         assert results[0] == ("rejected", expected)
         return None
 
-    @rule(ticket=consumes(tickets), outcome=outcomes, slow=st.booleans())
-    def finish(self, ticket: Any, outcome: str, slow: bool) -> None:
+    @rule(target=used, ticket=consumes(tickets), outcome=outcomes, slow=st.booleans())
+    def finish(self, ticket: Any, outcome: str, slow: bool) -> Any:
+        self.finish_again(ticket, outcome, slow)
+        return ticket
+
+    @rule(ticket=used, outcome=outcomes, slow=st.booleans())
+    def finish_again(self, ticket: Any, outcome: str, slow: bool) -> None:
+        """Also a misuse: a token recorded or released a second time."""
         if ticket is None:
             return
         duration = 1.0 if slow else 0.0
@@ -242,6 +261,18 @@ class Agreement(RuleBasedStateMachine):
         for clock in self.clocks:
             clock.advance(seconds)
         self.model.now += seconds
+
+    @precondition(lambda self: self.outages == 0)  # once per example: it is 1,100 calls
+    @rule()
+    def long_outage(self) -> None:
+        """About 85 hours down at the defaults: 1,100 failed trials in a row. The open
+        period stays at its cap (no overflow) and each trial fails with its own error."""
+        self.outages += 1
+        for _ in range(1_100):
+            wait = self.model.retry_after()
+            if wait:
+                self.advance(wait)
+            self.call("fail", False)
 
     @rule()
     def reset(self) -> None:

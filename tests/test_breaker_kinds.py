@@ -1,0 +1,415 @@
+"""Generators, coroutines, async generators, predicates and keyword config, both windows.
+
+A breaker must never count a call that has not run: each kind is admitted when
+it starts and recorded when it ends. Async tests drive their own loop with
+``asyncio.run`` (no pytest plugin).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from recovery import CircuitBreakerConfig, CircuitBreakerState, CircuitOpenError
+from recovery.testing import FakeClock
+
+CLOSED, OPEN, HALF_OPEN = (
+    CircuitBreakerState.CLOSED,
+    CircuitBreakerState.OPEN,
+    CircuitBreakerState.HALF_OPEN,
+)
+
+
+class Boom(Exception):
+    pass
+
+
+def totals(cb: Any) -> tuple[int, int, int]:
+    m = cb.metrics()
+    return m.total_requests, m.total_failures, m.total_successes
+
+
+def trip_to_half_open(cb: Any, clock: FakeClock) -> None:
+    with pytest.raises(Boom), cb:
+        raise Boom()
+    assert cb.state is OPEN
+    clock.advance(cb.retry_after)
+
+
+# -- generators -----------------------------------------------------------------------------------
+
+
+def test_failing_stream_counts_its_failure_and_trips(make: Any) -> None:
+    # The repro of the issue: an exception raised mid-stream must count.
+    cb = make(failure_threshold=1, minimum_requests=1)
+
+    @cb
+    def rows() -> Iterator[int]:
+        yield 1
+        raise OSError("connection lost mid-stream")
+
+    assert inspect.isgeneratorfunction(rows)
+    with pytest.raises(OSError, match="mid-stream"):
+        list(rows())
+    assert totals(cb) == (1, 1, 0)
+    assert cb.state is OPEN
+    with pytest.raises(CircuitOpenError):
+        next(rows())
+
+
+def test_generator_is_admitted_at_first_next_and_recorded_at_the_end(make: Any) -> None:
+    cb = make()
+
+    @cb
+    def rows(n: int) -> Iterator[int]:
+        """Some rows."""
+        received = yield 0
+        yield from range(1, n)
+        return received
+
+    gen = rows(3)
+    assert totals(cb) == (0, 0, 0)  # created, not started: nothing admitted
+    assert next(gen) == 0
+    assert gen.send("hello") == 1
+    assert totals(cb) == (0, 0, 0)  # running: not recorded yet
+    assert next(gen) == 2
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "hello"  # the return value passes through
+    assert totals(cb) == (1, 0, 1)
+    assert rows.__name__ == "rows" and rows.__doc__ == "Some rows."
+
+
+def test_generator_closed_early_is_a_success(make: Any) -> None:
+    cb = make()
+    cleaned = []
+
+    @cb
+    def rows() -> Iterator[int]:
+        try:
+            yield from range(10)
+        finally:
+            cleaned.append(True)
+
+    gen = rows()
+    next(gen)
+    gen.close()
+    assert cleaned == [True]
+    assert totals(cb) == (1, 0, 1)
+    gen = rows()
+    next(gen)
+    del gen  # collected: closed, counted once
+    gc.collect()
+    assert totals(cb) == (2, 0, 2)
+
+
+def test_exception_thrown_into_a_generator_counts(make: Any) -> None:
+    cb = make()
+
+    @cb
+    def rows() -> Iterator[int]:
+        while True:
+            yield 1
+
+    gen = rows()
+    next(gen)
+    with pytest.raises(Boom):
+        gen.throw(Boom())
+    assert totals(cb) == (1, 1, 0)
+
+
+def test_early_closed_trial_closes_the_circuit(make: Any, clock: FakeClock) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=1.0)
+    trip_to_half_open(cb, clock)
+
+    @cb
+    def rows() -> Iterator[int]:
+        yield from range(5)
+
+    gen = rows()
+    next(gen)
+    gen.close()
+    assert cb.state is CLOSED
+
+
+# -- coroutines -----------------------------------------------------------------------------------
+
+
+def test_async_def_stays_a_coroutine_function_and_counts_at_its_end(make: Any) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1)
+
+    @cb
+    async def fetch(x: int) -> int:
+        await asyncio.sleep(0)
+        if x < 0:
+            raise Boom("negative")
+        return x * 2
+
+    assert inspect.iscoroutinefunction(fetch)
+    coro = fetch(1)
+    assert totals(cb) == (0, 0, 0)  # not awaited yet: not admitted
+    assert asyncio.run(coro) == 2
+    assert totals(cb) == (1, 0, 1)
+    with pytest.raises(Boom):
+        asyncio.run(fetch(-1))
+    assert totals(cb) == (2, 1, 1)
+    assert cb.state is OPEN
+
+
+def test_call_async_is_the_coroutine_twin_of_call(make: Any) -> None:
+    cb = make(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None)
+
+    async def work(a: int, *, b: int) -> tuple[int, int]:
+        await asyncio.sleep(0)
+        return a, b
+
+    async def failing() -> None:
+        raise Boom()
+
+    async def main() -> None:
+        assert await cb.call_async(work, 1, b=2) == (1, 2)
+        for _ in range(2):
+            with pytest.raises(Boom):
+                await cb.call_async(failing)
+        with pytest.raises(CircuitOpenError):
+            await cb.call_async(work, 1, b=2)
+
+    asyncio.run(main())
+    assert totals(cb) == (3, 2, 1)
+
+
+def test_call_async_refuses_a_plain_function_without_counting(make: Any) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
+              half_open_max_calls=1, timeout=1.0)
+
+    async def main() -> None:
+        with pytest.raises(TypeError, match="call"):
+            await cb.call_async(lambda: 3)
+
+    asyncio.run(main())
+    assert totals(cb) == (0, 0, 0)
+
+
+def test_cancelled_coroutine_gives_its_trial_slot_back(make: Any, clock: FakeClock) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
+              half_open_max_calls=1, timeout=1.0)
+    trip_to_half_open(cb, clock)
+
+    @cb
+    async def hang() -> None:
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        task = asyncio.create_task(hang())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await cb.call_async(asyncio.sleep, 0)  # the slot is free again
+
+    asyncio.run(main())
+    assert cb.state is CLOSED
+
+
+def test_async_with_counts_like_with(make: Any) -> None:
+    cb = make(failure_threshold=2, minimum_requests=2)
+
+    async def one(fail: bool) -> None:
+        async with cb:
+            await asyncio.sleep(0)
+            if fail:
+                raise Boom()
+
+    async def main() -> None:
+        # Interleaved blocks of several tasks on one thread each record their own call.
+        results = await asyncio.gather(one(False), one(True), one(False),
+                                       return_exceptions=True)
+        assert [type(r) for r in results] == [type(None), Boom, type(None)]
+
+    asyncio.run(main())
+    assert totals(cb) == (3, 1, 2)
+
+
+def test_async_with_trials_keep_their_own_admission(make: Any, clock: FakeClock) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=2,
+              half_open_max_calls=2, timeout=1.0)
+    trip_to_half_open(cb, clock)
+
+    async def trial() -> None:
+        async with cb:
+            await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(trial(), trial())
+
+    asyncio.run(main())
+    assert cb.state is CLOSED
+
+
+def test_async_with_exited_in_another_task_is_a_clear_error(make: Any) -> None:
+    cb = make()
+    asyncio.run(cb.__aenter__())  # each run's task has its own context
+    with pytest.raises(RuntimeError, match="another task"):
+        asyncio.run(cb.__aexit__(None, None, None))
+
+
+def test_async_generator_keeps_its_kind_and_counts(make: Any) -> None:
+    cb = make(failure_threshold=5, minimum_requests=5)
+
+    @cb
+    async def rows(fail: bool) -> AsyncIterator[int]:
+        yield 1
+        received = yield 2
+        assert received == "x"
+        if fail:
+            raise Boom()
+        yield 3
+
+    assert inspect.isasyncgenfunction(rows)
+
+    async def main() -> None:
+        gen = rows(False)
+        assert totals(cb) == (0, 0, 0)
+        assert await gen.__anext__() == 1
+        assert await gen.__anext__() == 2
+        assert await gen.asend("x") == 3
+        with pytest.raises(StopAsyncIteration):
+            await gen.__anext__()
+        assert totals(cb) == (1, 0, 1)
+        gen = rows(True)
+        await gen.__anext__()
+        await gen.__anext__()
+        with pytest.raises(Boom):
+            await gen.asend("x")
+        assert totals(cb) == (2, 1, 1)
+        gen = rows(False)
+        await gen.__anext__()
+        await gen.aclose()  # closed early: a success
+        assert totals(cb) == (3, 1, 2)
+
+    asyncio.run(main())
+
+
+# -- call() never counts an un-run call -----------------------------------------------------------
+
+
+def test_call_refuses_a_coroutine_without_counting_or_warning(make: Any) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
+              half_open_max_calls=1, timeout=1.0)
+
+    async def fetch() -> int:
+        return 1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a "never awaited" warning would fail here
+        with pytest.raises(TypeError, match="call_async"):
+            cb.call(fetch)
+        gc.collect()
+    assert totals(cb) == (0, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["generator", "async generator"])
+def test_call_refuses_generators_naming_the_decorator(make: Any, kind: str) -> None:
+    cb = make()
+
+    def rows() -> Iterator[int]:
+        yield 1
+
+    async def arows() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match="decorate"):
+        cb.call(rows if kind == "generator" else arows)
+    assert totals(cb) == (0, 0, 0)
+
+
+def test_refused_call_gives_a_trial_slot_back(make: Any, clock: FakeClock) -> None:
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
+              half_open_max_calls=1, timeout=1.0, slow_call_duration=5.0)
+    trip_to_half_open(cb, clock)
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError):
+        cb.call(fetch)
+    assert cb.state is HALF_OPEN
+    assert cb.call(int) == 0  # the trial slot was released, not spent
+    assert cb.state is CLOSED
+
+
+# -- predicates -----------------------------------------------------------------------------------
+
+
+class HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def raise_status(status: int) -> None:
+    raise HttpError(status)
+
+
+def test_predicates_and_classes_mix(make: Any) -> None:
+    cb = make(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None,
+              record_exceptions=(OSError, lambda e: getattr(e, "status", 0) >= 500),
+              ignore_exceptions=(lambda e: getattr(e, "status", 0) == 404,))
+    for status in (404, 400):
+        with pytest.raises(HttpError):
+            cb.call(raise_status, status)
+    assert totals(cb) == (1, 0, 1)  # 404 ignored, 400 a success
+    with pytest.raises(HttpError):
+        cb.call(raise_status, 503)
+    with pytest.raises(OSError), cb:
+        raise OSError()
+    assert cb.state is OPEN
+
+
+def test_raising_predicate_is_logged_and_the_call_counts_as_failed(
+    make: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = make(failure_threshold=5, minimum_requests=5,
+              record_exceptions=(lambda e: e.status >= 500,),
+              ignore_exceptions=(lambda e: e.status == 404,))
+    with pytest.raises(Boom):
+        cb.call(lambda: (_ for _ in ()).throw(Boom()))  # Boom has no .status
+    assert totals(cb) == (1, 1, 0)
+    assert "predicate" in caplog.text
+
+
+@pytest.mark.parametrize("field", ["record_exceptions", "ignore_exceptions"])
+@pytest.mark.parametrize("bad", [int, (ValueError, dict), (ValueError, 3), "nope"])
+def test_non_exception_classes_and_non_callables_are_refused(field: str, bad: Any) -> None:
+    with pytest.raises(TypeError, match=field) as refused:
+        CircuitBreakerConfig(**{field: bad})
+    assert repr(bad) in str(refused.value)
+
+
+def test_single_predicate_is_accepted() -> None:
+    def server_error(e: BaseException) -> bool:
+        return False
+
+    assert CircuitBreakerConfig(record_exceptions=server_error).record_exceptions == (
+        server_error,
+    )
+
+
+# -- config fields as keywords --------------------------------------------------------------------
+
+
+def test_config_fields_as_keywords(breaker_cls: Any, clock: FakeClock) -> None:
+    cb = breaker_cls("db", failure_threshold=3, minimum_requests=3, clock=clock)
+    assert cb.config == CircuitBreakerConfig(failure_threshold=3, minimum_requests=3)
+    with pytest.raises(TypeError, match="not both"):
+        breaker_cls("db", CircuitBreakerConfig(), failure_threshold=3)
+    with pytest.raises(TypeError):
+        breaker_cls("db", no_such_field=1)
+    with pytest.raises(ValueError, match="failure_threshold"):
+        breaker_cls("db", failure_threshold=0)
