@@ -124,9 +124,10 @@ class Fleet:
 
     def _trip(self, t: Tracked, reason: str) -> None:
         breaker = t.breaker
-        period = breaker.retry_after
-        if breaker.state is not OPEN or period is None:
+        if breaker.state is not OPEN:
             return  # moved on since; its later transitions are queued behind this one
+        left = breaker.retry_after
+        period = math.inf if left is None else left  # None: held open until reset()
         result = self.store.trip(
             breaker.name, self.node, self._quorum, self._quorum_window, period, reason
         )
