@@ -577,21 +577,23 @@ def _run_time(iso: str, wall_started: float) -> str:
     return f"{moment.timestamp() - wall_started:.1f}s"
 
 
-def _flags(recovery: dict[str, Any], wall_started: float) -> str:
+def _flags(recovery: dict[str, Any], wall_started: float, reasons: bool = False) -> str:
     """What is wrong with the plugin now, in words; a crash loop with its next try.
 
     ``crash_loop`` and ``next_attempt`` are read with ``get``: managers that do not
-    report them simply show no crash loop.
+    report them simply show no crash loop. ``reasons`` adds why it is out of service.
     """
+    notes = []
+    if recovery.get("crash_loop") and recovery.get("next_attempt"):
+        notes.append(f"next at {_run_time(recovery['next_attempt'], wall_started)}")
+    if reasons and recovery.get("failed") and recovery.get("failed_reason"):
+        notes.append(str(recovery["failed_reason"]))
+    detail = f" ({'; '.join(notes)})" if notes else ""
     flags = []
     if recovery.get("crash_loop"):
-        flag = "crash-loop"
-        next_attempt = recovery.get("next_attempt")
-        if next_attempt:
-            flag += f" (next at {_run_time(next_attempt, wall_started)})"
-        flags.append(flag)
+        flags.append("crash-loop" + detail)
     elif recovery.get("failed"):
-        flags.append("failed")
+        flags.append("failed" + detail)
     if recovery.get("degraded"):
         flags.append("degraded")
     return ", ".join(flags)
@@ -662,10 +664,7 @@ def _summary(
             f"{action} {'ok' if success else 'failed'} x{count}"
             for (action, success), count in sorted(counts.actions.items())
         ) or "-"
-        recovery = status["plugins"][name]["recovery"]
-        flags = _flags(recovery, wall_started)
-        if recovery.get("failed") and recovery.get("failed_reason"):
-            flags += f" ({recovery['failed_reason']})"
+        flags = _flags(status["plugins"][name]["recovery"], wall_started, reasons=True)
         if flags:
             actions += f"; now {flags}"
         lines.append(

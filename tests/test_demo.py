@@ -394,6 +394,27 @@ def test_the_live_row_shows_a_crash_loop_and_its_next_attempt() -> None:
     assert live_row({}).endswith("restart FAILED failed")
 
 
+def test_the_summary_says_why_a_plugin_is_out_of_service() -> None:
+    wall_started = 1_700_000_000.0
+    next_attempt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started + 9))
+    plugins = {
+        "looping": {"crash_loop": True, "next_attempt": next_attempt, "failed": True,
+                    "failed_reason": "recovery exhausted", "degraded": False},
+        "given-up": {"failed": True, "failed_reason": "unrecoverable: bad config",
+                     "degraded": False},
+        "fine": {"failed": False, "degraded": True},
+    }
+    status = {"plugins": {name: {"recovery": recovery} for name, recovery in plugins.items()}}
+    tally = {name: demo._PluginTally() for name in plugins}
+    times = {name: demo._StateTimes(dict.fromkeys(demo.STATES, 0.0),
+                                    dict.fromkeys(demo.STATES, 0), CLOSED) for name in plugins}
+    lines = demo._summary(status, tally, times, 1.0, False, wall_started)
+    rows = {line.split()[0]: line for line in lines[3:6]}
+    assert rows["looping"].endswith("; now crash-loop (next at 9.0s; recovery exhausted)")
+    assert rows["given-up"].endswith("; now failed (unrecoverable: bad config)")
+    assert rows["fine"].endswith("-; now degraded")
+
+
 class Ticking:
     """A clock the test moves."""
 
