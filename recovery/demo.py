@@ -48,6 +48,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -535,9 +536,12 @@ class _LiveTable(_Reporter):
 
     def _draw(self, title: str, table: list[str]) -> None:
         lines = [title, "", *table, "", "recent events:"]
+        size = shutil.get_terminal_size()
+        # The frame must fit the screen, or moving back up over it would fall short.
+        room = max(size.lines - 1 - len(lines), 0)
         with self._lock:
-            lines.extend(self._recent)
-        width = max(shutil.get_terminal_size().columns - 1, 20)
+            lines.extend(list(self._recent)[len(self._recent) - room:] if room else [])
+        width = max(size.columns - 1, 20)
         text = f"\x1b[{self._drawn}A\r" if self._drawn else ""
         text += "".join(f"{line[:width]}\x1b[K\n" for line in lines) + "\x1b[J"
         self._write(text)
@@ -600,9 +604,23 @@ def _flags(recovery: dict[str, Any], wall_started: float, reasons: bool = False)
 
 
 _LIVE_LEGEND = [
-    "CALLS = OK + FAILED + REJECTED + FALLBACK (what each caller got); TRIPS: times opened",
+    "CALLS = OK + FAILED + REJECTED + FALLBACK (what each caller got)",
     f"FAIL%: failed share of the calls that reached the plugin in the last {RECENT_SPAN:g} s",
+    "TRIPS: times the breaker opened, however briefly",
 ]
+_SUMMARY_LEGEND = textwrap.wrap(
+    "CALLS = OK + FAILED + REJECTED + FALLBACK: each call counted once, by what its caller "
+    "got. OK, FAILED: the plugin answered, or raised (or answered after the caller's "
+    f"{CALL_DEADLINE * 1e3:.0f} ms deadline); REJECTED: the breaker turned it away "
+    "(CircuitOpenError); FALLBACK: the plugin's fallback answered instead (breaker "
+    "rejecting, or plugin degraded).", 79
+) + textwrap.wrap(
+    "RECOVERY ACTIONS: the strategy runs, as audited (as many as the audit trail's "
+    "records below).", 79
+) + textwrap.wrap(
+    "TIME IN STATE: seconds in each breaker state (Nx: times it entered it); each row "
+    "adds up to the run's time.", 79
+)
 
 
 def _table(
@@ -612,24 +630,33 @@ def _table(
     rates: dict[str, float | None],
     wall_started: float,
 ) -> list[str]:
-    """The live table: the demo's own call counts, the manager's view of each plugin."""
-    lines = [
-        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>6} {'FAILED':>6} {'REJECTED':>8} "
-        f"{'FALLBACK':>8} {'FAIL%':>5} {'TRIPS':>5}  {'LAST ACTION':<14} FLAGS"
-    ]
+    """The live table: the demo's own call counts, the manager's view of each plugin.
+
+    FLAGS (what is wrong now) comes before LAST ACTION, which the event lines also
+    show, so that a terminal too narrow for both cuts the one that is said elsewhere.
+    """
+    rows = []
     for name, plugin in status["plugins"].items():
         breaker, recovery, counts = plugin["circuit_breaker"], plugin["recovery"], tally[name]
         action = recovery["last_action"] or "-"
         if recovery["last_action"] is not None:
             action += " ok" if recovery["last_action_success"] else " FAILED"
         rate = rates.get(name)
-        lines.append(
-            f"{name:<10} {breaker['state']:<9} {counts.calls:>6} {counts.ok:>6} "
+        numbers = (
+            f"{name:<10} {breaker['state']:<9} {counts.calls:>6} {counts.ok:>5} "
             f"{counts.failed:>6} {counts.rejected:>8} {counts.fallback:>8} "
             f"{'-' if rate is None else format(rate, '.0%'):>5} "
-            f"{states[name].entered[CircuitBreakerState.OPEN]:>5}  "
-            f"{action:<14} {_flags(recovery, wall_started)}"
+            f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
         )
+        rows.append((numbers, _flags(recovery, wall_started) or "-", action))
+    flags_width = max([len("FLAGS"), *(len(flags) for _, flags, _ in rows)])
+    header = (
+        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>5} {'FAILED':>6} {'REJECTED':>8} "
+        f"{'FALLBACK':>8} {'FAIL%':>5} {'TRIPS':>5} {'FLAGS':<{flags_width}}  LAST ACTION"
+    )
+    lines = [header] + [
+        f"{numbers} {flags:<{flags_width}}  {action}" for numbers, flags, action in rows
+    ]
     return [*lines, "", *_LIVE_LEGEND]
 
 
@@ -683,14 +710,7 @@ def _summary(
         lines.append(f"{name:<13}" + "".join(f"{_time_cell(times, s):>14}" for s in STATES))
     lines += [
         "",
-        "CALLS = OK + FAILED + REJECTED + FALLBACK: each call counted once, by what its caller",
-        "got. OK, FAILED: the plugin answered, or raised (or answered after the caller's",
-        f"{CALL_DEADLINE * 1e3:.0f} ms deadline); REJECTED: the breaker turned it away "
-        "(CircuitOpenError);",
-        "FALLBACK: the plugin's fallback answered instead (breaker rejecting, or degraded).",
-        "RECOVERY ACTIONS: the strategy runs, as audited (as many as the audit trail's records).",
-        "TIME IN STATE: seconds per breaker state (Nx: times it entered it); each row adds up",
-        "to the run's time.",
+        *_SUMMARY_LEGEND,
     ]
     return lines
 
