@@ -58,7 +58,7 @@ from typing import Any, TextIO
 import attrs
 
 from recovery.alerts import Alert
-from recovery.audit import JsonlAuditLogger
+from recovery.audit import AuditLogger, JsonlAuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError
@@ -382,9 +382,14 @@ class _RecentFailures:
 
 
 class _Announcing:
-    """An audit logger that writes through to the file, and tells the reporter."""
+    """An audit logger that writes through to the file, and tells the reporter.
 
-    def __init__(self, inner: JsonlAuditLogger, tally: _Tally, report: _Reporter) -> None:
+    A manager that verifies recoveries hands a logger that has
+    ``log_recovery_attempt`` the action's own result and the verification's too;
+    they go on to the file (when its logger takes them) and into the event line.
+    """
+
+    def __init__(self, inner: AuditLogger, tally: _Tally, report: _Reporter) -> None:
         self._inner = inner
         self._tally = tally
         self._report = report
@@ -393,10 +398,44 @@ class _Announcing:
         self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
     ) -> None:
         self._inner.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
+        self._announce(plugin_name, failure_type, recovery_action, success, "")
+
+    def log_recovery_attempt(
+        self,
+        plugin_name: str,
+        failure_type: str,
+        recovery_action: str,
+        success: bool,
+        *,
+        action_succeeded: bool,
+        verified: bool | None,
+    ) -> None:
+        detailed = getattr(self._inner, "log_recovery_attempt", None)
+        if callable(detailed):
+            detailed(plugin_name, failure_type, recovery_action, success,
+                     action_succeeded=action_succeeded, verified=verified)
+        else:
+            self._inner.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
+        if success:
+            why = " (verified)" if verified else ""
+        elif not action_succeeded:
+            why = " (the action itself failed)"
+        elif verified is False:
+            why = " (done, but the plugin failed its verification)"
+        else:
+            why = " (done, not verified)"
+        self._announce(plugin_name, failure_type, recovery_action, success, why)
+
+    def _announce(
+        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool,
+        why: str,
+    ) -> None:
         self._tally.action(plugin_name, recovery_action, success)
         failure = getattr(failure_type, "value", failure_type)
         verdict = "succeeded" if success else "FAILED"
-        self._report.event(plugin_name, f"recovery: {recovery_action} after {failure} {verdict}")
+        self._report.event(
+            plugin_name, f"recovery: {recovery_action} after {failure} {verdict}{why}"
+        )
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------
@@ -531,8 +570,10 @@ class _LiveTable(_Reporter):
 
     def refresh(self, lines: list[str]) -> None:
         elapsed = time.monotonic() - self._started
-        self._draw(f"recovery demo  {elapsed:5.1f}s of {self._duration:g}s   {self._note}",
-                   lines)
+        now = time.strftime("%H:%M:%S")
+        self._draw(
+            f"recovery demo  {elapsed:5.1f}s of {self._duration:g}s  {now}   {self._note}", lines
+        )
 
     def _draw(self, title: str, table: list[str]) -> None:
         lines = [title, "", *table, "", "recent events:"]
@@ -570,18 +611,18 @@ def _write(stream: TextIO, text: str) -> bool:
     return True
 
 
-def _run_time(iso: str, wall_started: float) -> str:
-    """An ISO-8601 instant as seconds into the run, the time axis of the event lines."""
+def _clock_time(iso: str) -> str:
+    """An ISO-8601 instant as the local time of day, as the live title shows the time now."""
     try:
         moment = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except (TypeError, ValueError):
         return iso
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return f"{moment.timestamp() - wall_started:.1f}s"
+    return moment.astimezone().strftime("%H:%M:%S")
 
 
-def _flags(recovery: dict[str, Any], wall_started: float, reasons: bool = False) -> str:
+def _flags(recovery: dict[str, Any], reasons: bool = False) -> str:
     """What is wrong with the plugin now, in words; a crash loop with its next try.
 
     ``crash_loop`` and ``next_attempt`` are read with ``get``: managers that do not
@@ -589,7 +630,7 @@ def _flags(recovery: dict[str, Any], wall_started: float, reasons: bool = False)
     """
     notes = []
     if recovery.get("crash_loop") and recovery.get("next_attempt"):
-        notes.append(f"next at {_run_time(recovery['next_attempt'], wall_started)}")
+        notes.append(f"next {_clock_time(recovery['next_attempt'])}")
     if reasons and recovery.get("failed") and recovery.get("failed_reason"):
         notes.append(str(recovery["failed_reason"]))
     detail = f" ({'; '.join(notes)})" if notes else ""
@@ -628,7 +669,6 @@ def _table(
     tally: dict[str, _PluginTally],
     states: dict[str, _StateTimes],
     rates: dict[str, float | None],
-    wall_started: float,
 ) -> list[str]:
     """The live table: the demo's own call counts, the manager's view of each plugin.
 
@@ -648,7 +688,7 @@ def _table(
             f"{'-' if rate is None else format(rate, '.0%'):>5} "
             f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
         )
-        rows.append((numbers, _flags(recovery, wall_started) or "-", action))
+        rows.append((numbers, _flags(recovery) or "-", action))
     flags_width = max([len("FLAGS"), *(len(flags) for _, flags, _ in rows)])
     header = (
         f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>5} {'FAILED':>6} {'REJECTED':>8} "
@@ -676,8 +716,10 @@ def _summary(
     wall_started: float,
 ) -> list[str]:
     ended = "interrupted" if interrupted else "finished"
+    span = " to ".join(time.strftime("%H:%M:%S", time.localtime(wall))
+                       for wall in (wall_started, wall_started + elapsed))
     lines = [
-        f"{ended} after {elapsed:.3f}s",
+        f"{ended} after {elapsed:.3f}s ({span})",
         "",
         f"{'PLUGIN':<11} {'CALLS':>7} {'OK':>7} {'FAILED':>7} {'REJECTED':>8} {'FALLBACK':>8}"
         "  RECOVERY ACTIONS",
@@ -691,7 +733,7 @@ def _summary(
             f"{action} {'ok' if success else 'failed'} x{count}"
             for (action, success), count in sorted(counts.actions.items())
         ) or "-"
-        flags = _flags(status["plugins"][name]["recovery"], wall_started, reasons=True)
+        flags = _flags(status["plugins"][name]["recovery"], reasons=True)
         if flags:
             actions += f"; now {flags}"
         lines.append(
@@ -871,7 +913,7 @@ def run(args: argparse.Namespace) -> int:
         counts = tally.snapshot()
         return _table(rm.get_recovery_status(), counts,
                       state_clock.snapshot(time.monotonic()),
-                      recent.update(time.monotonic(), counts), wall_started)
+                      recent.update(time.monotonic(), counts))
 
     ctrl_c = _CtrlC(
         f"recovery demo: Ctrl-C twice: quit at once, without the summary "
@@ -922,7 +964,7 @@ def run(args: argparse.Namespace) -> int:
         status = rm.get_recovery_status()
         counts = tally.snapshot()
         states = state_clock.snapshot(ended)
-        report.close(_table(status, counts, states, recent.update(ended, counts), wall_started))
+        report.close(_table(status, counts, states, recent.update(ended, counts)))
         records = sum(1 for _ in JsonlAuditLogger.read(audit_path)) - earlier_records
         summary = _summary(status, counts, states, elapsed, interrupted, wall_started)
         summary += [

@@ -372,7 +372,16 @@ def test_on_a_terminal_the_table_redraws_in_place_and_agrees_with_the_summary(
     assert "crashy     closed" in final
 
 
-def live_row(recovery: dict[str, Any], wall_started: float = 1_700_000_000.0) -> str:
+def iso(wall: float) -> str:
+    """A wall-clock time as the manager's status writes it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def local(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+def live_row(recovery: dict[str, Any]) -> str:
     status = {"plugins": {"p": {
         "circuit_breaker": {"state": "open"},
         "recovery": {"last_action": "restart", "last_action_success": False,
@@ -381,14 +390,13 @@ def live_row(recovery: dict[str, Any], wall_started: float = 1_700_000_000.0) ->
     tally = {"p": demo._PluginTally(ok=6, failed=2, rejected=3, fallback=1)}
     times = {"p": demo._StateTimes(dict.fromkeys(demo.STATES, 0.0),
                                    {**dict.fromkeys(demo.STATES, 0), OPEN: 4}, OPEN)}
-    return demo._table(status, tally, times, {"p": 0.25}, wall_started)[1]
+    return demo._table(status, tally, times, {"p": 0.25})[1]
 
 
 def test_the_live_row_shows_a_crash_loop_and_its_next_attempt() -> None:
-    next_attempt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(1_700_000_012))
-    row = live_row({"crash_loop": True, "next_attempt": next_attempt})
+    row = live_row({"crash_loop": True, "next_attempt": iso(1_700_000_012)})
     assert row.split()[:9] == ["p", "open", "12", "6", "2", "3", "1", "25%", "4"]
-    assert row.endswith(" crash-loop (next at 12.0s)  restart FAILED")
+    assert row.endswith(f" crash-loop (next {local(1_700_000_012)})  restart FAILED")
     assert live_row({"crash_loop": True, "next_attempt": None}).endswith(
         " crash-loop  restart FAILED")
     # A manager that does not report crash loops: failed is failed.
@@ -397,9 +405,8 @@ def test_the_live_row_shows_a_crash_loop_and_its_next_attempt() -> None:
 
 def test_the_summary_says_why_a_plugin_is_out_of_service() -> None:
     wall_started = 1_700_000_000.0
-    next_attempt = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall_started + 9))
     plugins = {
-        "looping": {"crash_loop": True, "next_attempt": next_attempt, "failed": True,
+        "looping": {"crash_loop": True, "next_attempt": iso(wall_started + 9), "failed": True,
                     "failed_reason": "recovery exhausted", "degraded": False},
         "given-up": {"failed": True, "failed_reason": "unrecoverable: bad config",
                      "degraded": False},
@@ -409,11 +416,68 @@ def test_the_summary_says_why_a_plugin_is_out_of_service() -> None:
     tally = {name: demo._PluginTally() for name in plugins}
     times = {name: demo._StateTimes(dict.fromkeys(demo.STATES, 0.0),
                                     dict.fromkeys(demo.STATES, 0), CLOSED) for name in plugins}
-    lines = demo._summary(status, tally, times, 1.0, False, wall_started)
+    lines = demo._summary(status, tally, times, 5.0, False, wall_started)
+    # The run's span on the clock, to read the next attempt against.
+    assert lines[0] == (
+        f"finished after 5.000s ({local(wall_started)} to {local(wall_started + 5)})"
+    )
     rows = {line.split()[0]: line for line in lines[3:6]}
-    assert rows["looping"].endswith("; now crash-loop (next at 9.0s; recovery exhausted)")
+    assert rows["looping"].endswith(
+        f"; now crash-loop (next {local(wall_started + 9)}; recovery exhausted)")
     assert rows["given-up"].endswith("; now failed (unrecoverable: bad config)")
     assert rows["fine"].endswith("-; now degraded")
+
+
+class Recorder:
+    """An audit logger; ``detailed`` gives it the verification path too."""
+
+    def __init__(self, detailed: bool) -> None:
+        self.records: list[tuple[Any, ...]] = []
+        if detailed:
+            self.log_recovery_attempt = self._detailed
+
+    def log_failure_recovery(self, *args: Any) -> None:
+        self.records.append(args)
+
+    def _detailed(self, *args: Any, **verdicts: Any) -> None:
+        self.records.append((*args, verdicts))
+
+
+class Events(demo._Reporter):
+    def __init__(self) -> None:
+        super().__init__(io.StringIO(), 0.0)
+        self.lines: list[str] = []
+
+    def event(self, plugin: str, text: str) -> None:
+        self.lines.append(f"{plugin}: {text}")
+
+
+@pytest.mark.parametrize("detailed", [True, False])
+def test_the_audit_trail_gets_the_verification_when_its_logger_takes_it(
+    detailed: bool,
+) -> None:
+    inner, tally, events = Recorder(detailed), demo._Tally(("p",)), Events()
+    audit = demo._Announcing(inner, tally, events)
+    audit.log_recovery_attempt("p", "error", "restart", False,
+                               action_succeeded=True, verified=False)
+    audit.log_recovery_attempt("p", "error", "restart", True,
+                               action_succeeded=True, verified=True)
+    audit.log_failure_recovery("p", "error", "reload", False)
+    verdicts = [{"action_succeeded": True, "verified": False},
+                {"action_succeeded": True, "verified": True}]
+    assert inner.records == [
+        ("p", "error", "restart", False, *verdicts[:1] * detailed),
+        ("p", "error", "restart", True, *verdicts[1:] * detailed),
+        ("p", "error", "reload", False),
+    ]
+    assert events.lines == [
+        "p: recovery: restart after error FAILED (done, but the plugin failed its "
+        "verification)",
+        "p: recovery: restart after error succeeded (verified)",
+        "p: recovery: reload after error FAILED",
+    ]
+    assert tally.snapshot()["p"].actions == {("restart", False): 1, ("restart", True): 1,
+                                             ("reload", False): 1}
 
 
 class Ticking:
