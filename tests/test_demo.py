@@ -160,7 +160,10 @@ def test_every_failure_mode_is_recovered_and_audited(tmp_path: Path) -> None:
     assert crashy == [("initialization", "restart", False)] * (demo.BOOT_CRASHES - 1) + [
         ("initialization", "restart", True)
     ]
-    assert {r["plugin"] for r in records if not r["success"]} == {"crashy"}
+    # flaky's second fault takes two restarts: a manager that verifies recoveries
+    # audits the first as failed (the restart worked, the plugin did not).
+    failed = {(r["plugin"], r["action"]) for r in records if not r["success"]}
+    assert failed - {("flaky", "restart")} == {("crashy", "restart")}
     assert f": {len(records)} records from this run" in out
 
     # Off a terminal: one line per state change and recovery action, as they happen.
