@@ -945,7 +945,7 @@ def run(args: argparse.Namespace) -> int:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                time.sleep(min(TICK, remaining))  # a Ctrl-C cuts it short
+                time.sleep(min(TICK, remaining))  # a Ctrl-C is seen at the next tick
             interrupted = ctrl_c.presses > 0
             if interrupted:
                 report.stopping()
