@@ -5,10 +5,29 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line that says what is wrong, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="recovery", description=__doc__)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a Ctrl-C that the command does not handle itself
+        print("recovery: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = _Parser(prog="recovery", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
     # Each command's module is imported only when that command runs.
