@@ -39,7 +39,8 @@ class RecordingAuditLogger:
     def log_failure_recovery(
         self, plugin_name: str, failure_type: object, recovery_action: str, success: bool
     ) -> None:
-        self._add(AuditAttempt(plugin_name, _kind(failure_type), recovery_action, success, None, None))
+        self._add(AuditAttempt(plugin_name, _kind(failure_type), recovery_action, success,
+                               None, None))
 
     def log_recovery_attempt(
         self,
