@@ -263,6 +263,8 @@ class JsonlAuditLogger:
         self.path = os.fspath(path)
         self.fsync = bool(fsync)
         self._now = _wall_clock(now)
+        # The file is watched by name: a later chdir must not make it another name.
+        self._target = os.path.abspath(self.path)
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._identity = (0, 0)
@@ -271,12 +273,12 @@ class JsonlAuditLogger:
 
     def _open(self) -> None:
         """Open ``path`` (a new file if it was rotated away) in place of the current one."""
-        fd, created = _open_regular(self.path, os.O_WRONLY | os.O_APPEND, "JSONL")
+        fd, created = _open_regular(self._target, os.O_WRONLY | os.O_APPEND, "JSONL")
         try:
             if created and self.fsync:
-                _fsync_directory_of(self.path)
+                _fsync_directory_of(self._target)
             info = os.fstat(fd)
-            torn = info.st_size > 0 and not _ends_with_newline(self.path, info)
+            torn = info.st_size > 0 and not _ends_with_newline(self._target, info)
         except BaseException:
             os.close(fd)
             raise
@@ -289,7 +291,7 @@ class JsonlAuditLogger:
         if self._fd is None:
             raise ValueError(f"JsonlAuditLogger({self.path!r}) is closed")
         try:
-            info = os.stat(self.path)
+            info = os.stat(self._target)
         except FileNotFoundError:
             self._open()
             return

@@ -84,7 +84,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -165,7 +165,7 @@ def _copy_details(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value)
 
 
-def _check_tuple(value: Any) -> tuple[Any, ...]:
+def _check_tuple(value: Iterable[HealthCheck] | None) -> tuple[HealthCheck, ...]:
     """``custom_checks`` as a tuple: None means none; a single callable is a mistake."""
     if value is None:
         return ()

@@ -531,6 +531,21 @@ def test_jsonl_follows_a_file_replaced_by_one_with_a_torn_line(tmp_path: Path) -
     assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["after"]
 
 
+def test_jsonl_a_relative_path_keeps_naming_the_same_file_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with JsonlAuditLogger("audit.jsonl") as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        audit.log_failure_recovery("db", "error", "after", True)
+    assert not (tmp_path / "elsewhere" / "audit.jsonl").exists()
+    assert [r["action"] for r in JsonlAuditLogger.read(tmp_path / "audit.jsonl")] == [
+        "before", "after"
+    ]
+
+
 def test_jsonl_a_rotation_it_cannot_follow_raises_and_the_next_record_retries(
     tmp_path: Path,
 ) -> None:

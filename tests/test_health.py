@@ -213,17 +213,20 @@ def test_the_interval_floor_is_10_ms_and_said_in_the_error() -> None:
 
 
 def test_custom_checks_none_means_none_and_a_bare_callable_is_refused() -> None:
+    def check() -> bool:
+        return True
+
     assert HealthCheckConfig(custom_checks=None).custom_checks == ()
-    assert HealthCheckConfig(custom_checks=[print]).custom_checks == (print,)
+    assert HealthCheckConfig(custom_checks=[check]).custom_checks == (check,)
     with pytest.raises(TypeError, match=r"custom_checks must be a sequence.*wrap a single"):
-        HealthCheckConfig(custom_checks=print)  # type: ignore[arg-type]
+        HealthCheckConfig(custom_checks=check)  # type: ignore[arg-type]
     for value in (5, "check"):
         with pytest.raises(TypeError, match=f"custom_checks must be a sequence.*{value!r}"):
             HealthCheckConfig(custom_checks=value)  # type: ignore[arg-type]
 
 
 def test_result_details_none_means_none_and_a_non_mapping_is_refused() -> None:
-    assert HealthCheckResult(True, details=None).details == {}  # type: ignore[arg-type]
+    assert HealthCheckResult(True, details=None).details == {}
     with pytest.raises(TypeError, match=r"details must be a mapping or None, got \[1\]"):
         HealthCheckResult(True, details=[1])  # type: ignore[arg-type]
 
