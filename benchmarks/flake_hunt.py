@@ -132,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs must be >= 1 and --busy >= 0")
 
     env = dict(os.environ)
+    env["COLUMNS"] = "250"  # pytest cuts the failure message to fit the terminal's width
     env.pop("RECOVERY_NO_EXTENSIONS", None)
     if args.twin:
         env["RECOVERY_NO_EXTENSIONS"] = "1"
