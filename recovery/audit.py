@@ -1,8 +1,13 @@
 """Audit trail of recovery actions: who was repaired, why, how, and whether it worked.
 
-The recovery manager calls ``log_failure_recovery(plugin_name, failure_type,
-recovery_action, success)`` once per strategy run, whatever the outcome (SPEC §10).
-Three ready loggers:
+The recovery manager audits every strategy run, whatever the outcome. A logger of the
+:class:`AuditLogger` protocol receives ``log_failure_recovery(plugin_name,
+failure_type, recovery_action, success)``, where ``success`` is the attempt's verdict
+(the action returned and the plugin was verified). A logger that also has
+``log_recovery_attempt`` (:class:`DetailedAuditLogger`) receives that call instead,
+with two more facts: ``action_succeeded`` (the strategy itself returned without
+raising) and ``verified`` (True/False when a verification ran, None when none did).
+A user's four-argument logger never sees them. Three ready loggers, all detailed:
 
 - :class:`LoggingAuditLogger`: a stdlib log record per action, with the fields in
   ``extra`` so structured handlers (JSON formatters, log shippers) see them as fields.
@@ -10,31 +15,44 @@ Three ready loggers:
 - :class:`SqliteAuditLogger`: a row per action in a SQLite database, queryable.
 
 Every record carries the same fields: ``ts`` (wall-clock time of the action, seconds
-since the Unix epoch as a float, from :func:`time.time`: sortable, comparable with
-``since=`` and free of time-zone parsing), ``plugin``, ``failure_type`` (the string value,
-e.g. ``"timeout"``), ``action`` (the strategy name, e.g. ``"restart"``) and ``success``.
+since the Unix epoch as a float, from :func:`time.time` or the logger's ``now``:
+sortable, comparable with ``since=`` and free of time-zone parsing), ``plugin``,
+``failure_type`` (the string value, e.g. ``"timeout"``), ``action`` (the strategy
+name, e.g. ``"restart"``), ``success``, ``action_succeeded`` and ``verified`` (both
+None when the four-argument call wrote the record, or in a file or database written
+before they existed).
 
-Durability of the file-backed loggers: when ``log_failure_recovery`` returns, the
-record has been handed to the operating system, so it survives the process being
-killed (even by SIGKILL). With ``fsync=True`` it has also been forced to the disk, so
-it survives a power loss, at the cost of a disk flush per record.
+Durability of the file-backed loggers: when a call returns, the record has been
+handed to the operating system, so it survives the process being killed (even by
+SIGKILL). With ``fsync=True`` it has also been forced to the disk, so it survives a
+power loss, at the cost of a disk flush per record. A call that raises (a full disk)
+wrote no readable record, and leaves no damage that would cost a later record.
 
 Bad paths fail at construction, not at the first record: a missing directory, a
 path that is a directory, or one we may not write raises the matching
 :class:`OSError` subclass (``FileNotFoundError``, ``IsADirectoryError``,
-``NotADirectoryError``, ``PermissionError``) with a message that names the path.
+``NotADirectoryError``, ``PermissionError``) with a message that names the path; a
+path that is not a regular file (a FIFO, a device, a socket) raises ``ValueError``
+naming it, without blocking on it.
+
+Names are stored as given, lone surrogates included (a plugin named after a file
+whose name is not valid UTF-8 carries one, from :func:`os.fsdecode`): JSONL writes
+them as ``\\udcXX`` escapes, SQLite as the bytes the ``surrogatepass`` error handler
+gives, and both read them back as the same ``str``.
 """
 
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import logging
 import os
 import sqlite3
+import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
@@ -42,13 +60,17 @@ _logger = logging.getLogger("recovery.audit")
 
 PathLike = str | os.PathLike[str]
 
+WallClock = Callable[[], float]
+"""Where a logger's ``ts`` comes from: seconds since the Unix epoch (:func:`time.time`)."""
+
 
 @runtime_checkable
 class AuditLogger(Protocol):
     """Receives one call per recovery strategy run.
 
     ``failure_type`` is a :class:`~recovery.failures.FailureType` (a str enum) or a
-    plain string; implementations store its string value.
+    plain string; implementations store its string value. ``success`` is the
+    attempt's verdict: the action returned and the plugin was verified.
     """
 
     def log_failure_recovery(
@@ -56,23 +78,97 @@ class AuditLogger(Protocol):
     ) -> None: ...
 
 
+@runtime_checkable
+class DetailedAuditLogger(AuditLogger, Protocol):
+    """An audit logger that also takes the action's own result and the verification's.
+
+    The manager calls only :meth:`log_recovery_attempt` on a logger that has it.
+    """
+
+    def log_recovery_attempt(
+        self,
+        plugin_name: str,
+        failure_type: str,
+        recovery_action: str,
+        success: bool,
+        *,
+        action_succeeded: bool,
+        verified: bool | None,
+    ) -> None: ...
+
+
 def _record(
-    plugin_name: str, failure_type: str, recovery_action: str, success: bool
+    ts: float,
+    plugin_name: str,
+    failure_type: str,
+    recovery_action: str,
+    success: bool,
+    action_succeeded: bool | None = None,
+    verified: bool | None = None,
 ) -> dict[str, Any]:
     """The fields every logger writes, with enum members reduced to their string values."""
     return {
-        "ts": time.time(),
+        "ts": float(ts),
         "plugin": str(plugin_name),
         "failure_type": str(getattr(failure_type, "value", failure_type)),
         "action": str(recovery_action),
         "success": bool(success),
+        "action_succeeded": None if action_succeeded is None else bool(action_succeeded),
+        "verified": None if verified is None else bool(verified),
     }
+
+
+def _wall_clock(now: Any) -> WallClock:
+    if not callable(now):
+        raise TypeError(f"now must be a callable returning epoch seconds, got {now!r}")
+    return now  # type: ignore[no-any-return]
 
 
 def _path_error(exc: OSError, kind: str, path: str) -> OSError:
     """The same OSError subclass, with a message that says which log could not be opened."""
     reason = exc.strerror or str(exc)
     return type(exc)(exc.errno, f"cannot open {kind} audit log {path!r}: {reason}")
+
+
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_a_regular_file(kind: str, path: str, mode: int | None) -> ValueError:
+    what = next((name for test, name in _FILE_KINDS if mode is not None and test(mode)),
+                "a FIFO or socket" if mode is None else "not a regular file")
+    return ValueError(f"{kind} audit log {path!r} must be a regular file, but it is {what}")
+
+
+def _open_regular(path: str, flags: int, kind: str) -> tuple[int, bool]:
+    """Open (creating) ``path`` as a regular file: ``(fd, created)``, never blocking.
+
+    ``O_NONBLOCK`` makes opening a FIFO that nobody reads fail at once (ENXIO) instead
+    of waiting for a reader; anything opened that is not a regular file is refused.
+    """
+    flags |= os.O_CREAT | os.O_NONBLOCK
+    try:
+        try:
+            fd, created = os.open(path, flags | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(path, flags), False
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:
+            raise _not_a_regular_file(kind, path, None) from exc
+        raise _path_error(exc, kind, path) from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_regular_file(kind, path, mode)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, created
 
 
 def _fsync_directory_of(path: str) -> None:
@@ -87,8 +183,9 @@ def _fsync_directory_of(path: str) -> None:
 class LoggingAuditLogger:
     """Writes each action as a log record: INFO when it worked, WARNING when it did not.
 
-    The record's ``extra`` holds ``plugin``, ``failure_type``, ``action`` and
-    ``success`` (the wall-clock time is the record's own ``created``).
+    The record's ``extra`` holds ``plugin``, ``failure_type``, ``action``,
+    ``success``, ``action_succeeded`` and ``verified`` (the wall-clock time is the
+    record's own ``created``).
     """
 
     def __init__(self, logger: logging.Logger | None = None) -> None:
@@ -97,15 +194,36 @@ class LoggingAuditLogger:
     def log_failure_recovery(
         self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
     ) -> None:
-        fields = _record(plugin_name, failure_type, recovery_action, success)
+        self._log(_record(0.0, plugin_name, failure_type, recovery_action, success))
+
+    def log_recovery_attempt(
+        self,
+        plugin_name: str,
+        failure_type: str,
+        recovery_action: str,
+        success: bool,
+        *,
+        action_succeeded: bool,
+        verified: bool | None,
+    ) -> None:
+        self._log(_record(0.0, plugin_name, failure_type, recovery_action, success,
+                          action_succeeded, verified))
+
+    def _log(self, fields: dict[str, Any]) -> None:
         del fields["ts"]
+        details = ""
+        if fields["action_succeeded"] is not None:
+            action = "succeeded" if fields["action_succeeded"] else "failed"
+            check = {None: "not run", True: "passed", False: "failed"}[fields["verified"]]
+            details = f" (action {action}, verification {check})"
         self.logger.log(
             logging.INFO if fields["success"] else logging.WARNING,
-            "recovery %s of plugin %r after %s failure %s",
+            "recovery %s of plugin %r after %s failure %s%s",
             fields["action"],
             fields["plugin"],
             fields["failure_type"],
             "succeeded" if fields["success"] else "failed",
+            details,
             extra=fields,
         )
 
@@ -119,66 +237,108 @@ class JsonlAuditLogger:
     Each record is written with a single ``write`` to a descriptor opened with
     ``O_APPEND``, outside any Python buffer, so a record is either wholly in the file
     or (if the process dies inside the write) a torn last line, which :meth:`read`
-    skips. If the file already ends in a torn line when it is opened, a newline is
-    written first so that the next record starts on a line of its own.
+    skips.
+
+    Nothing torn costs a later record: when the file may end inside a line (it did
+    when it was opened, or a write failed part-way, say on a full disk), the next
+    record starts with a newline of its own, in the same write, so the fragment
+    stays alone on its line. Fragments are never truncated away: another process
+    appending to the same file may already have written after one.
+
+    Rotation: before each record the logger checks that ``path`` still names the
+    file it has open (device and inode, as :class:`logging.handlers.WatchedFileHandler`
+    does); after ``mv audit.jsonl audit.jsonl.1`` or ``rm audit.jsonl`` it opens a
+    new ``path`` and writes there. That costs a ``stat`` per record. If the new file
+    cannot be opened the record raises, and the next one tries again. A rotation
+    between the check and the write sends that one record to the rotated file.
+
+    ``now`` (default :func:`time.time`) gives each record's ``ts``.
 
     Thread-safe: one lock serialises the writes.
     """
 
-    def __init__(self, path: PathLike, fsync: bool = False) -> None:
+    def __init__(
+        self, path: PathLike, fsync: bool = False, *, now: WallClock = time.time
+    ) -> None:
         self.path = os.fspath(path)
         self.fsync = bool(fsync)
+        self._now = _wall_clock(now)
+        # The file is watched by name: a later chdir must not make it another name.
+        self._target = os.path.abspath(self.path)
         self._lock = threading.Lock()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        try:
-            try:
-                fd = os.open(self.path, flags | os.O_EXCL, 0o644)
-                created = True
-            except FileExistsError:
-                fd = os.open(self.path, flags)
-                created = False
-        except OSError as exc:
-            raise _path_error(exc, "JSONL", self.path) from exc
-        self._fd: int | None = fd
+        self._fd: int | None = None
+        self._identity = (0, 0)
+        self._torn = False
+        self._open()
+
+    def _open(self) -> None:
+        """Open ``path`` (a new file if it was rotated away) in place of the current one."""
+        fd, created = _open_regular(self._target, os.O_WRONLY | os.O_APPEND, "JSONL")
         try:
             if created and self.fsync:
-                _fsync_directory_of(self.path)
-            self._terminate_torn_line()
-        except OSError:
+                _fsync_directory_of(self._target)
+            info = os.fstat(fd)
+            torn = info.st_size > 0 and not _ends_with_newline(self._target, info)
+        except BaseException:
             os.close(fd)
             raise
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._identity, self._torn = fd, (info.st_dev, info.st_ino), torn
 
-    def _terminate_torn_line(self) -> None:
-        """Make sure the file ends with a newline, so a torn record stays on its own line."""
-        size = os.fstat(self._write_fd()).st_size
-        if size == 0:
-            return
-        with open(self.path, "rb") as existing:
-            existing.seek(size - 1)
-            if existing.read(1) != b"\n":
-                self._write(b"\n")
-
-    def _write_fd(self) -> int:
+    def _follow_path(self) -> None:
+        """Reopen if ``path`` no longer names our file (rotated or deleted)."""
         if self._fd is None:
             raise ValueError(f"JsonlAuditLogger({self.path!r}) is closed")
-        return self._fd
+        try:
+            info = os.stat(self._target)
+        except FileNotFoundError:
+            self._open()
+            return
+        if (info.st_dev, info.st_ino) != self._identity:
+            self._open()
 
-    def _write(self, data: bytes) -> None:
-        fd = self._write_fd()
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+    def _append(self, line: bytes) -> None:
+        """Write one record; remember a write that failed part-way (see the class doc)."""
+        assert self._fd is not None
+        view = memoryview(b"\n" + line if self._torn else line)
+        written = 0
+        try:
+            while view:
+                count = os.write(self._fd, view)
+                view = view[count:]
+                written += count
+        except BaseException:
+            if written:
+                self._torn = True
+            raise
+        self._torn = False
         if self.fsync:
-            os.fsync(fd)
+            os.fsync(self._fd)
 
     def log_failure_recovery(
         self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
     ) -> None:
-        record = _record(plugin_name, failure_type, recovery_action, success)
+        self._write(_record(self._now(), plugin_name, failure_type, recovery_action, success))
+
+    def log_recovery_attempt(
+        self,
+        plugin_name: str,
+        failure_type: str,
+        recovery_action: str,
+        success: bool,
+        *,
+        action_succeeded: bool,
+        verified: bool | None,
+    ) -> None:
+        self._write(_record(self._now(), plugin_name, failure_type, recovery_action, success,
+                            action_succeeded, verified))
+
+    def _write(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
         with self._lock:
-            self._write(line)
+            self._follow_path()
+            self._append(line)
 
     def close(self) -> None:
         """Close the file; later records raise ``ValueError``. Safe to call twice."""
@@ -202,10 +362,12 @@ class JsonlAuditLogger:
     def read(path: PathLike) -> Iterator[dict[str, Any]]:
         """Yield the records of a JSONL audit file as dicts, in file order.
 
-        Lines that are not a JSON object are skipped, never fatal: a torn last line
-        (what a crash in the middle of a write leaves) silently, at DEBUG level; a bad
-        line anywhere else with a WARNING naming the file and the line number, since
-        that is damage from something other than our own crash.
+        Every record has ``action_succeeded`` and ``verified`` (None in a record
+        written before they existed). Lines that are not a JSON object are skipped,
+        never fatal: a torn last line (what a crash in the middle of a write leaves)
+        silently, at DEBUG level; a bad line anywhere else with a WARNING naming the
+        file and the line number (a crash of another writer, a write that failed on a
+        full disk, or damage from outside).
         """
         path = os.fspath(path)
         with open(path, "rb") as lines:
@@ -221,6 +383,24 @@ class JsonlAuditLogger:
         return f"JsonlAuditLogger({self.path!r}, fsync={self.fsync})"
 
 
+def _ends_with_newline(path: str, info: os.stat_result) -> bool:
+    """Whether the file ``info`` describes (opened at ``path``) ends with a newline.
+
+    Read through the path (the logger's own descriptor is write-only); when that is
+    no longer the same file, or cannot be read, answer False: the cost of a wrong
+    False is one empty line, which :meth:`JsonlAuditLogger.read` skips.
+    """
+    try:
+        with open(path, "rb") as existing:
+            same = os.fstat(existing.fileno())
+            if (same.st_dev, same.st_ino) != (info.st_dev, info.st_ino):
+                return False
+            existing.seek(info.st_size - 1)
+            return existing.read(1) == b"\n"
+    except OSError:
+        return False
+
+
 def _parse_line(path: str, number: int, raw: bytes, *, last: bool) -> Iterator[dict[str, Any]]:
     if not raw.strip():
         return
@@ -229,6 +409,8 @@ def _parse_line(path: str, number: int, raw: bytes, *, last: bool) -> Iterator[d
     except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
         record = None
     if isinstance(record, dict):
+        record.setdefault("action_succeeded", None)
+        record.setdefault("verified", None)
         yield record
     elif last and not raw.endswith(b"\n"):
         _logger.debug("skipping torn last line %d of %s", number, path)
@@ -243,10 +425,36 @@ CREATE TABLE IF NOT EXISTS recovery_audit (
     plugin TEXT NOT NULL,
     failure_type TEXT NOT NULL,
     action TEXT NOT NULL,
-    success INTEGER NOT NULL
+    success INTEGER NOT NULL,
+    action_succeeded INTEGER,
+    verified INTEGER
 );
 CREATE INDEX IF NOT EXISTS recovery_audit_plugin_ts ON recovery_audit (plugin, ts);
 """
+
+_ADDED_COLUMNS = ("action_succeeded", "verified")
+"""Columns added after the first release: a database without them gains them on open."""
+
+_TEXT_FIELDS = ("plugin", "failure_type", "action")
+
+
+def _sql_text(value: str) -> bytes:
+    """A str as the bytes SQLite stores for it, lone surrogates included.
+
+    Bound as a blob and stored with ``CAST(? AS TEXT)``: the column holds text, the
+    same bytes sqlite3 would store for any valid name, and ``surrogatepass`` keeps a
+    lone surrogate (which strict UTF-8, sqlite3's own encoding, refuses) as its
+    three bytes, so it reads back as the same str.
+    """
+    return value.encode("utf-8", "surrogatepass")
+
+
+def _py_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
+def _optional_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
 
 
 class SqliteAuditLogger:
@@ -258,39 +466,62 @@ class SqliteAuditLogger:
     also forced to disk, otherwise (``NORMAL``) it survives a crash of the process but
     not necessarily a power loss, matching :class:`JsonlAuditLogger`.
 
+    A database written before ``action_succeeded`` and ``verified`` existed gains the
+    two columns on open (``ALTER TABLE``, in a transaction, so two processes opening
+    it at once do not race); its old rows read back with None in them.
+
     Thread-safe with one connection behind a lock: SQLite admits one writer at a time
     anyway, so per-thread connections would only add ``SQLITE_BUSY`` retries, and
     :meth:`close` could not close the connections of other threads.
 
+    ``now`` (default :func:`time.time`) gives each record's ``ts``.
+
     A path that cannot be opened raises the matching :class:`OSError` subclass naming
-    it; a file that exists but is not a SQLite database raises ``ValueError`` naming it.
+    it; a path that is not a regular file, or a file that is not a SQLite database,
+    raises ``ValueError`` naming it.
     """
 
-    def __init__(self, path: PathLike, *, fsync: bool = False) -> None:
+    def __init__(
+        self, path: PathLike, *, fsync: bool = False, now: WallClock = time.time
+    ) -> None:
         self.path = os.fspath(path)
+        self._now = _wall_clock(now)
         self._lock = threading.Lock()
         # sqlite3 reports every bad path as "unable to open database file"; opening
-        # the file ourselves first gives the precise reason (missing directory, ...).
-        try:
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
-        except OSError as exc:
-            raise _path_error(exc, "SQLite", self.path) from exc
+        # the file ourselves first gives the precise reason (missing directory, ...),
+        # and refuses a FIFO, which SQLite would block on.
+        os.close(_open_regular(self.path, os.O_RDWR, "SQLite")[0])
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None
             )
         except sqlite3.Error as exc:
             raise ValueError(f"cannot open SQLite audit log {self.path!r}: {exc}") from exc
+        self._conn.text_factory = _py_text
         try:
             mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             self._conn.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._conn.executescript(_SCHEMA)
+            self._add_missing_columns(self._conn)
         except sqlite3.Error as exc:
             self._conn.close()
             raise ValueError(f"cannot use {self.path!r} as a SQLite audit log: {exc}") from exc
         if mode != "wal":
             self._conn.close()
             raise ValueError(f"SQLite refused WAL mode for audit log {self.path!r} ({mode!r})")
+
+    @staticmethod
+    def _add_missing_columns(conn: sqlite3.Connection) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            present = {row[1] for row in conn.execute("PRAGMA table_info(recovery_audit)")}
+            for column in _ADDED_COLUMNS:
+                if column not in present:
+                    conn.execute(f"ALTER TABLE recovery_audit ADD COLUMN {column} INTEGER")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -300,11 +531,30 @@ class SqliteAuditLogger:
     def log_failure_recovery(
         self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
     ) -> None:
-        record = _record(plugin_name, failure_type, recovery_action, success)
+        self._insert(_record(self._now(), plugin_name, failure_type, recovery_action, success))
+
+    def log_recovery_attempt(
+        self,
+        plugin_name: str,
+        failure_type: str,
+        recovery_action: str,
+        success: bool,
+        *,
+        action_succeeded: bool,
+        verified: bool | None,
+    ) -> None:
+        self._insert(_record(self._now(), plugin_name, failure_type, recovery_action, success,
+                             action_succeeded, verified))
+
+    def _insert(self, record: dict[str, Any]) -> None:
+        for field in _TEXT_FIELDS:
+            record[field] = _sql_text(record[field])
         with self._lock:
             self._connection().execute(
-                "INSERT INTO recovery_audit (ts, plugin, failure_type, action, success)"
-                " VALUES (:ts, :plugin, :failure_type, :action, :success)",
+                "INSERT INTO recovery_audit"
+                " (ts, plugin, failure_type, action, success, action_succeeded, verified)"
+                " VALUES (:ts, CAST(:plugin AS TEXT), CAST(:failure_type AS TEXT),"
+                " CAST(:action AS TEXT), :success, :action_succeeded, :verified)",
                 record,
             )
 
@@ -320,21 +570,29 @@ class SqliteAuditLogger:
         clauses: list[str] = []
         params: list[Any] = []
         if plugin is not None:
-            clauses.append("plugin = ?")
-            params.append(plugin)
+            clauses.append("plugin = CAST(? AS TEXT)")
+            params.append(_sql_text(plugin))
         if since is not None:
             clauses.append("ts >= ?")
             params.append(since.timestamp() if isinstance(since, datetime.datetime) else since)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._connection().execute(
-                "SELECT ts, plugin, failure_type, action, success FROM recovery_audit"
-                f"{where} ORDER BY id",
+                "SELECT ts, plugin, failure_type, action, success, action_succeeded, verified"
+                f" FROM recovery_audit{where} ORDER BY id",
                 params,
             ).fetchall()
         return [
-            {"ts": ts, "plugin": name, "failure_type": kind, "action": action, "success": bool(ok)}
-            for ts, name, kind, action, ok in rows
+            {
+                "ts": ts,
+                "plugin": name,
+                "failure_type": kind,
+                "action": action,
+                "success": bool(ok),
+                "action_succeeded": _optional_bool(action_ok),
+                "verified": _optional_bool(verified),
+            }
+            for ts, name, kind, action, ok, action_ok, verified in rows
         ]
 
     def close(self) -> None:

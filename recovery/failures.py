@@ -10,6 +10,7 @@ function of the same shape (:data:`Classifier`) to the manager.
 from __future__ import annotations
 
 import errno
+import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -73,6 +74,18 @@ def _context(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _timestamp(value: Any) -> float:
+    """Seconds since the Unix epoch, as :func:`time.time` gives: a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"timestamp must be seconds since the epoch (a number, as time.time() gives), "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if not 0 <= value < math.inf:
+        raise ValueError(f"timestamp must be a finite number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{attribute.name} must be a bool, got {value!r}")
@@ -90,13 +103,14 @@ class FailureInfo:
     ``type`` and ``severity`` accept the enum members or their string values in any
     case (``"timeout"``, ``"WARNING"``); an unknown value raises ``ValueError`` naming the
     field and the value. ``timestamp`` is wall-clock (``time.time()``), for display and
-    audit. ``recoverable=False`` tells the manager not to try: the plugin is marked
+    audit: a finite number of seconds >= 0 (not None: leave it out for "now").
+    ``recoverable=False`` tells the manager not to try: the plugin is marked
     failed until reset.
     """
 
     type: FailureType = attrs.field(converter=_failure_type)
     message: str = attrs.field(default="", validator=_str)
-    timestamp: float = attrs.field(factory=time.time)
+    timestamp: float = attrs.field(factory=time.time, converter=_timestamp)
     stack: str = attrs.field(default="", validator=_str)
     context: dict[str, Any] = attrs.field(factory=dict, converter=_context, hash=False)
     recoverable: bool = attrs.field(default=True, validator=_bool)
@@ -108,6 +122,19 @@ Classifier = Callable[[BaseException], FailureInfo]
 
 _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC})
 _PANIC_TYPES = (AssertionError, AttributeError, TypeError, NameError, SystemError)
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in naming the class when that raises; never raises.
+
+    An exception's ``__str__`` is user code, and may itself fail (a bad format
+    string, an attribute set only in some paths): that must not stop the failure
+    from being classified, recorded and recovered, nor kill the thread describing it.
+    """
+    try:
+        return str(exc)
+    except Exception as error:
+        return f"<{type(exc).__name__}: str() raised {type(error).__name__}>"
 
 
 def _raised_in_initialize(tb: TracebackType | None) -> bool:
@@ -139,7 +166,8 @@ def classify(exc: BaseException) -> FailureInfo:
       severity the table gives the exception.
     - anything else → ERROR, warning.
 
-    ``message`` is ``str(exc)`` (the class name when that is empty); ``context``
+    ``message`` is ``str(exc)`` (the class name when that is empty, a stand-in
+    naming the class when ``__str__`` itself raises); ``context``
     holds the exception's class name, and its errno when it has one.
     """
     failure_type = FailureType.ERROR
@@ -163,7 +191,7 @@ def classify(exc: BaseException) -> FailureInfo:
         context["errno"] = exc.errno
     return FailureInfo(
         type=failure_type,
-        message=str(exc) or type(exc).__name__,
+        message=exception_message(exc) or type(exc).__name__,
         stack=stack,
         context=context,
         severity=severity,

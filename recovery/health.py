@@ -84,7 +84,7 @@ import queue
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -92,6 +92,7 @@ import attrs
 
 from recovery import _validate
 from recovery._clock import REAL_CLOCK, Clock, iso_utc, wait
+from recovery.failures import exception_message
 
 __all__ = [
     "DEFAULT_DETACH_AFTER",
@@ -144,15 +145,56 @@ def _non_negative_number(instance: Any, attribute: attrs.Attribute[Any], value: 
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _copy_details(value: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy, so a check that reuses its dict cannot change a recorded result."""
+def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if math.isinf(value):
+        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+
+
+def _copy_details(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Copy, so a check that reuses its dict cannot change a recorded result.
+
+    None means no details (a check may pass ``details=extra or None``).
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(
+            f"details must be a mapping or None, got {_safe_repr(value)} "
+            f"({type(value).__name__})"
+        )
     return dict(value)
+
+
+def _check_tuple(value: Iterable[HealthCheck] | None) -> tuple[HealthCheck, ...]:
+    """``custom_checks`` as a tuple: None means none; a single callable is a mistake."""
+    if value is None:
+        return ()
+    if callable(value) or isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"custom_checks must be a sequence of callables or None, got {_safe_repr(value)} "
+            f"({type(value).__name__}); wrap a single check as (check,)"
+        )
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(
+            f"custom_checks must be a sequence of callables or None, got {_safe_repr(value)} "
+            f"({type(value).__name__})"
+        ) from None
 
 
 def _callables(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for index, item in enumerate(value):
         if not callable(item):
             raise TypeError(f"{attribute.name}[{index}] must be callable, got {item!r}")
+
+
+def _safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in when that raises: a check's return value is user code."""
+    try:
+        return repr(value)
+    except Exception as exc:
+        return f"<{type(value).__name__} object; its repr() raised {type(exc).__name__}>"
 
 
 @attrs.frozen
@@ -167,12 +209,15 @@ class HealthCheckResult:
     """
 
     healthy: bool = attrs.field(validator=_validate.boolean)
-    timestamp: float = attrs.field(factory=time.time, validator=_non_negative_number)
+    timestamp: float = attrs.field(
+        factory=time.time, validator=[_non_negative_number, _finite]
+    )
     duration: float = attrs.field(
         default=0.0, converter=_validate.seconds, validator=_non_negative_number
     )
     message: str = attrs.field(default="", validator=_str)
     details: Mapping[str, Any] = attrs.field(factory=dict, converter=_copy_details)
+    """The check's own data; None is taken as no details (``{}``)."""
     check_type: str = attrs.field(default="custom", validator=_str)
 
 
@@ -197,19 +242,22 @@ class HealthCheckConfig:
     - ``custom_checks``: extra zero-argument checks run after the main one, in
       order, within the same timeout; the plugin is healthy only when all of them
       pass. The first failing one gives the result (and the later ones are not
-      run).
+      run). None means none.
+
+    ``interval`` and ``timeout`` are at least 10 ms (``recovery._validate.MIN_INTERVAL``):
+    a shorter period would have the scheduler spend its life under its own lock.
     """
 
     interval: float = attrs.field(
-        default=10.0, converter=_validate.seconds, validator=_validate.positive_seconds
+        default=10.0, converter=_validate.seconds, validator=_validate.interval
     )
     timeout: float = attrs.field(
-        default=5.0, converter=_validate.seconds, validator=_validate.positive_seconds
+        default=5.0, converter=_validate.seconds, validator=_validate.interval
     )
     max_failures: int = attrs.field(default=3, validator=_validate.positive_int)
     check_type: str = attrs.field(default="custom", validator=_non_empty_str)
     custom_checks: tuple[HealthCheck, ...] = attrs.field(
-        default=(), converter=tuple, validator=_callables
+        default=(), converter=_check_tuple, validator=_callables
     )
 
 
@@ -235,7 +283,7 @@ def _phase(name: str) -> float:
 
 
 def _describe(check: object) -> str:
-    return str(getattr(check, "__qualname__", None) or repr(check))
+    return str(getattr(check, "__qualname__", None) or _safe_repr(check))
 
 
 class _Watch:
@@ -586,8 +634,11 @@ class HealthMonitor:
             interval = watch.config.interval
             missed = max(math.floor((now - planned) / interval), 0)
             upcoming = planned + (missed + 1) * interval
-            while upcoming <= now:  # float rounding must not replan into the past
-                upcoming += interval
+            if upcoming <= now:
+                # Float rounding: a step of the grid can vanish next to a large clock
+                # value. Replan just ahead instead of stepping (which could loop for
+                # ever under the lock): the scheduler must always let go of it.
+                upcoming = max(now + interval, math.nextafter(now, math.inf))
             watch.planned = upcoming
             heapq.heappush(self._slots, (upcoming, next(self._seq), watch))
             in_flight = self._in_flight.get(watch.name)
@@ -752,7 +803,7 @@ class HealthMonitor:
             self._logger.warning("health check of %r raised", name, exc_info=True)
             return HealthCheckResult(
                 False,
-                message=f"{type(exc).__name__}: {exc}",
+                message=f"{type(exc).__name__}: {exception_message(exc)}",
                 details={"exception": type(exc).__qualname__},
                 check_type=check_type,
             )
@@ -760,11 +811,12 @@ class HealthMonitor:
             return value
         if isinstance(value, bool):
             return HealthCheckResult(value, check_type=check_type)
+        shown = _safe_repr(value)
         self._logger.warning(
-            "health check of %r returned %r, not a bool or HealthCheckResult", name, value
+            "health check of %r returned %s, not a bool or HealthCheckResult", name, shown
         )
         return HealthCheckResult(
             False,
-            message=f"check returned {value!r}, expected a bool or HealthCheckResult",
+            message=f"check returned {shown}, expected a bool or HealthCheckResult",
             check_type=check_type,
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import errno
 import json
 import logging
 import os
@@ -18,11 +21,28 @@ from pathlib import Path
 import pytest
 
 import recovery
-from recovery.audit import AuditLogger, JsonlAuditLogger, LoggingAuditLogger, SqliteAuditLogger
+import recovery.testing
+from recovery.audit import (
+    AuditLogger,
+    DetailedAuditLogger,
+    JsonlAuditLogger,
+    LoggingAuditLogger,
+    SqliteAuditLogger,
+)
 from recovery.failures import FailureType
 
 REPO_ROOT = str(Path(recovery.__file__).resolve().parent.parent)
-FIELDS = {"ts", "plugin", "failure_type", "action", "success"}
+FIELDS = {"ts", "plugin", "failure_type", "action", "success", "action_succeeded", "verified"}
+
+
+class Timestamps:
+    """A wall clock for a logger's ``now=``: the given epoch seconds, one per record."""
+
+    def __init__(self, *values: float) -> None:
+        self._values = iter(values)
+
+    def __call__(self) -> float:
+        return next(self._values)
 
 
 def child_env() -> dict[str, str]:
@@ -273,26 +293,26 @@ def test_jsonl_loses_no_returned_record_when_the_process_is_killed(tmp_path: Pat
 
 
 def test_sqlite_stores_and_queries_records(tmp_path: Path) -> None:
+    # Explicit timestamps: the cut falls between records whatever the clock's resolution.
     path = tmp_path / "audit.db"
-    with SqliteAuditLogger(path) as audit:
+    with SqliteAuditLogger(path, now=Timestamps(100.0, 200.0, 300.0)) as audit:
         audit.log_failure_recovery("db", FailureType.TIMEOUT, "restart", False)
         audit.log_failure_recovery("cache", "resource_limit", "degrade", True)
-        cut = time.time()
         audit.log_failure_recovery("db", "timeout", "reload", True)
+        cut = 250.0
 
         everything = audit.query()
-        assert [(r["plugin"], r["action"]) for r in everything] == [
-            ("db", "restart"), ("cache", "degrade"), ("db", "reload")
+        assert [(r["plugin"], r["action"], r["ts"]) for r in everything] == [
+            ("db", "restart", 100.0), ("cache", "degrade", 200.0), ("db", "reload", 300.0)
         ]
         assert set(everything[0]) == FIELDS
         assert everything[0]["failure_type"] == "timeout"
         assert everything[0]["success"] is False and everything[2]["success"] is True
         assert [r["action"] for r in audit.query(plugin="db")] == ["restart", "reload"]
         assert [r["action"] for r in audit.query(since=cut)] == ["reload"]
+        assert [r["action"] for r in audit.query(since=300.0)] == ["reload"]  # inclusive
         assert [r["action"] for r in audit.query(plugin="cache", since=cut)] == []
-        from datetime import datetime, timezone
-
-        since_dt = datetime.fromtimestamp(cut, tz=timezone.utc)
+        since_dt = datetime.datetime.fromtimestamp(cut, tz=datetime.timezone.utc)
         assert [r["action"] for r in audit.query(since=since_dt)] == ["reload"]
 
     # Committed: another connection, and a new logger, see every row; the file is in WAL mode.
@@ -411,3 +431,350 @@ def test_unwritable_directory_is_a_clear_error() -> None:
     _, status = os.waitpid(pid, 0)
     assert status == 0
     assert report.split("\n") == expected
+
+
+# --- JSONL: a failed write, rotation, non-regular files ---------------------------------------
+
+
+class DiskFullAfter:
+    """``os.write`` for one descriptor that writes ``budget`` bytes, then fails with ENOSPC.
+
+    A deterministic full disk: the write that crosses the budget writes the part that
+    fits and reports it (a short write, as the kernel does), the next one raises.
+    Other descriptors (pytest's own output) are passed through untouched.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fd: int, budget: int) -> None:
+        self.fd, self.budget = fd, budget
+        self._real = os.write
+        monkeypatch.setattr(os, "write", self)
+
+    def __call__(self, fd: int, data: bytes | memoryview) -> int:
+        if fd != self.fd:
+            return self._real(fd, data)
+        if self.budget <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written = self._real(fd, bytes(data[: self.budget]))
+        self.budget -= written
+        return written
+
+    def free(self) -> None:
+        self.budget = 1 << 30
+
+
+def test_jsonl_a_record_after_a_write_that_failed_midway_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "restart", True)
+        disk = DiskFullAfter(monkeypatch, audit._fd, budget=20)  # type: ignore[arg-type]
+        with pytest.raises(OSError) as info:
+            audit.log_failure_recovery("db", "error", "reload", False)
+        assert info.value.errno == errno.ENOSPC
+        assert not path.read_bytes().endswith(b"\n")  # a fragment of the failed record
+        with pytest.raises(OSError):  # still full: nothing written, still torn
+            audit.log_failure_recovery("db", "error", "lost", False)
+        disk.free()
+        audit.log_failure_recovery("db", "error", "degrade", True)
+        audit.log_failure_recovery("db", "error", "reset", True)
+
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["restart", "degrade", "reset"]
+
+
+def test_jsonl_a_write_that_failed_before_any_byte_leaves_no_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "audit.jsonl"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "restart", True)
+        size = path.stat().st_size
+        disk = DiskFullAfter(monkeypatch, audit._fd, budget=0)  # type: ignore[arg-type]
+        with pytest.raises(OSError):
+            audit.log_failure_recovery("db", "error", "reload", False)
+        assert path.stat().st_size == size
+        disk.free()
+        audit.log_failure_recovery("db", "error", "degrade", True)
+    assert len(path.read_bytes().splitlines()) == 2  # no empty line either
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["restart", "degrade"]
+
+
+def test_jsonl_follows_a_rotated_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    rotated = tmp_path / "audit.jsonl.1"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        path.rename(rotated)
+        audit.log_failure_recovery("db", "error", "after", True)
+        audit.log_failure_recovery("db", "error", "again", True)
+    assert [r["action"] for r in JsonlAuditLogger.read(rotated)] == ["before"]
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["after", "again"]
+
+
+def test_jsonl_follows_a_deleted_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        path.unlink()
+        audit.log_failure_recovery("db", "error", "after", True)
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["after"]
+
+
+def test_jsonl_follows_a_file_replaced_by_one_with_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        replacement = tmp_path / "new.jsonl"
+        replacement.write_bytes(b'{"ts":1.0,"plugin":"db","fail')
+        replacement.replace(path)
+        audit.log_failure_recovery("db", "error", "after", True)
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["after"]
+
+
+def test_jsonl_a_relative_path_keeps_naming_the_same_file_after_a_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path)
+    with JsonlAuditLogger("audit.jsonl") as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        audit.log_failure_recovery("db", "error", "after", True)
+    assert not (tmp_path / "elsewhere" / "audit.jsonl").exists()
+    assert [r["action"] for r in JsonlAuditLogger.read(tmp_path / "audit.jsonl")] == [
+        "before", "after"
+    ]
+
+
+def test_jsonl_a_rotation_it_cannot_follow_raises_and_the_next_record_retries(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = folder / "audit.jsonl"
+    with JsonlAuditLogger(path) as audit:
+        audit.log_failure_recovery("db", "error", "before", True)
+        folder.rename(tmp_path / "archived")  # the directory went away with the file
+        with pytest.raises(FileNotFoundError, match=r"audit\.jsonl"):
+            audit.log_failure_recovery("db", "error", "lost", True)
+        folder.mkdir()
+        audit.log_failure_recovery("db", "error", "after", True)
+    assert [r["action"] for r in JsonlAuditLogger.read(path)] == ["after"]
+    archived = tmp_path / "archived" / "audit.jsonl"
+    assert [r["action"] for r in JsonlAuditLogger.read(archived)] == ["before"]
+
+
+def construct_bounded(make: object) -> BaseException | None:
+    """Run ``make()`` on a thread; fail the test if it blocks. Returns what it raised."""
+    raised: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            make().close()  # type: ignore[operator]
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert not thread.is_alive(), "the constructor blocked"
+    return raised[0] if raised else None
+
+
+@pytest.mark.parametrize("logger_class", [JsonlAuditLogger, SqliteAuditLogger])
+def test_a_fifo_is_refused_at_construction_without_blocking(
+    tmp_path: Path, logger_class: type[JsonlAuditLogger] | type[SqliteAuditLogger]
+) -> None:
+    path = tmp_path / "audit.fifo"
+    os.mkfifo(path)
+    try:
+        error = construct_bounded(lambda: logger_class(path))
+    finally:
+        # Had it blocked, opening the other end releases the stuck thread.
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    assert isinstance(error, ValueError)
+    assert "FIFO" in str(error) and str(path) in str(error)
+
+
+@pytest.mark.parametrize("logger_class", [JsonlAuditLogger, SqliteAuditLogger])
+def test_a_fifo_with_a_reader_is_refused_too(
+    tmp_path: Path, logger_class: type[JsonlAuditLogger] | type[SqliteAuditLogger]
+) -> None:
+    path = tmp_path / "audit.fifo"
+    os.mkfifo(path)
+    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        error = construct_bounded(lambda: logger_class(path))
+    finally:
+        os.close(reader)
+    assert isinstance(error, ValueError) and "a FIFO" in str(error)
+
+
+def test_a_device_is_refused_as_an_audit_log() -> None:
+    with pytest.raises(ValueError, match=r"'/dev/null' must be a regular file.*character device"):
+        JsonlAuditLogger("/dev/null")
+
+
+def test_the_wall_clock_must_be_callable(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="now must be a callable"):
+        JsonlAuditLogger(tmp_path / "a.jsonl", now=12.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="now must be a callable"):
+        SqliteAuditLogger(tmp_path / "a.db", now="time")  # type: ignore[arg-type]
+
+
+# --- names that are not valid UTF-8 -----------------------------------------------------------
+
+SURROGATE_NAME = os.fsdecode(b"plugin-\xff")  # "plugin-\udcff": a file name's lone surrogate
+
+
+def test_a_lone_surrogate_is_stored_and_read_back_the_same_by_both_file_loggers(
+    tmp_path: Path,
+) -> None:
+    with (
+        JsonlAuditLogger(tmp_path / "a.jsonl") as jsonl,
+        SqliteAuditLogger(tmp_path / "a.db") as db,
+    ):
+        for logger in (jsonl, db):
+            logger.log_failure_recovery(SURROGATE_NAME, "error", "restart\udc80", True)
+            logger.log_failure_recovery("plain", "error", "restart", True)
+        from_db = db.query()
+        assert [r["plugin"] for r in db.query(plugin=SURROGATE_NAME)] == [SURROGATE_NAME]
+    from_jsonl = list(JsonlAuditLogger.read(tmp_path / "a.jsonl"))
+    assert [(r["plugin"], r["action"]) for r in from_db] == [
+        (r["plugin"], r["action"]) for r in from_jsonl
+    ] == [(SURROGATE_NAME, "restart\udc80"), ("plain", "restart")]
+    # Stored as text: the sqlite3 shell and other tools see a TEXT column.
+    with contextlib.closing(sqlite3.connect(tmp_path / "a.db")) as other:
+        kinds = other.execute("SELECT typeof(plugin) FROM recovery_audit").fetchall()
+        assert kinds == [("text",), ("text",)]
+        assert other.execute(
+            "SELECT count(*) FROM recovery_audit WHERE plugin = 'plain'"
+        ).fetchone() == (1,)
+
+
+# --- the detailed path: action_succeeded and verified ----------------------------------------
+
+
+class FourArgumentLogger:
+    def log_failure_recovery(
+        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
+    ) -> None:
+        pass
+
+
+def test_every_ready_logger_has_the_detailed_path(tmp_path: Path) -> None:
+    with (
+        JsonlAuditLogger(tmp_path / "a.jsonl") as jsonl,
+        SqliteAuditLogger(tmp_path / "a.db") as db,
+    ):
+        for logger in (LoggingAuditLogger(), jsonl, db, recovery.testing.RecordingAuditLogger()):
+            assert isinstance(logger, DetailedAuditLogger)
+    assert not isinstance(FourArgumentLogger(), DetailedAuditLogger)
+    assert isinstance(FourArgumentLogger(), AuditLogger)
+
+
+DETAILED = [
+    # (success, action_succeeded, verified)
+    (True, True, True),
+    (False, True, False),
+    (False, False, None),
+]
+EXPECTED_DETAILS = [(True, None, None), *DETAILED]  # the four-argument record first
+
+
+def log_detailed(logger: DetailedAuditLogger) -> None:
+    logger.log_failure_recovery("db", "error", "four", True)
+    for success, action_ok, verified in DETAILED:
+        logger.log_recovery_attempt(
+            "db", FailureType.TIMEOUT, "restart", success,
+            action_succeeded=action_ok, verified=verified,
+        )
+
+
+def test_jsonl_records_the_action_and_the_verification(tmp_path: Path) -> None:
+    path = tmp_path / "a.jsonl"
+    with JsonlAuditLogger(path, now=Timestamps(1.0, 2.0, 3.0, 4.0)) as audit:
+        log_detailed(audit)
+    records = list(JsonlAuditLogger.read(path))
+    assert [(r["success"], r["action_succeeded"], r["verified"]) for r in records] == (
+        EXPECTED_DETAILS
+    )
+    assert [json.loads(line) for line in path.read_text().splitlines()] == records
+    assert records[1] == {
+        "ts": 2.0, "plugin": "db", "failure_type": "timeout", "action": "restart",
+        "success": True, "action_succeeded": True, "verified": True,
+    }
+
+
+def test_sqlite_records_the_action_and_the_verification(tmp_path: Path) -> None:
+    with SqliteAuditLogger(tmp_path / "a.db") as audit:
+        log_detailed(audit)
+        records = audit.query()
+    assert [(r["success"], r["action_succeeded"], r["verified"]) for r in records] == (
+        EXPECTED_DETAILS
+    )
+    assert all(set(r) == FIELDS for r in records)
+
+
+def test_logging_logger_records_the_action_and_the_verification(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="recovery.audit")
+    log_detailed(LoggingAuditLogger())
+    details = [
+        (r.success, r.action_succeeded, r.verified)  # type: ignore[attr-defined]
+        for r in caplog.records
+    ]
+    assert details == EXPECTED_DETAILS
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0].endswith("after error failure succeeded")  # nothing more to say
+    assert messages[1].endswith("succeeded (action succeeded, verification passed)")
+    assert messages[2].endswith("failed (action succeeded, verification failed)")
+    assert messages[3].endswith("failed (action failed, verification not run)")
+    assert [r.levelno for r in caplog.records] == [
+        logging.INFO, logging.INFO, logging.WARNING, logging.WARNING
+    ]
+
+
+def test_an_old_jsonl_file_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "old.jsonl"
+    path.write_text(
+        '{"ts":1.5,"plugin":"db","failure_type":"error","action":"restart","success":true}\n'
+    )
+    with JsonlAuditLogger(path, now=Timestamps(2.5)) as audit:
+        audit.log_recovery_attempt("db", "error", "restart", False,
+                                   action_succeeded=True, verified=False)
+    records = list(JsonlAuditLogger.read(path))
+    assert [(r["ts"], r["success"], r["action_succeeded"], r["verified"]) for r in records] == [
+        (1.5, True, None, None), (2.5, False, True, False)
+    ]
+
+
+OLD_SCHEMA = """
+CREATE TABLE recovery_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    plugin TEXT NOT NULL,
+    failure_type TEXT NOT NULL,
+    action TEXT NOT NULL,
+    success INTEGER NOT NULL
+);
+CREATE INDEX recovery_audit_plugin_ts ON recovery_audit (plugin, ts);
+INSERT INTO recovery_audit (ts, plugin, failure_type, action, success)
+    VALUES (1.5, 'db', 'error', 'restart', 1);
+"""
+
+
+def test_an_old_sqlite_database_is_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with contextlib.closing(sqlite3.connect(path)) as old:
+        old.executescript(OLD_SCHEMA)
+    with SqliteAuditLogger(path, now=Timestamps(2.5)) as audit:
+        audit.log_recovery_attempt("db", "error", "restart", False,
+                                   action_succeeded=True, verified=False)
+        records = audit.query()
+    assert [(r["ts"], r["success"], r["action_succeeded"], r["verified"]) for r in records] == [
+        (1.5, True, None, None), (2.5, False, True, False)
+    ]
+    with SqliteAuditLogger(path) as again:  # already migrated: opens as it is
+        assert len(again.query(plugin="db", since=2.0)) == 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import math
+import re
 import socket
 import time
 from typing import Any
@@ -49,6 +51,21 @@ def test_bad_types_are_rejected() -> None:
         FailureInfo("error", recoverable="yes")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="context"):
         FailureInfo("error", context=[1])
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [("yesterday", TypeError), (None, TypeError), (True, TypeError),
+     (math.nan, ValueError), (math.inf, ValueError), (-5.0, ValueError)],
+)
+def test_timestamp_must_be_finite_epoch_seconds(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match=rf"timestamp .*got {re.escape(repr(value))}"):
+        FailureInfo("error", timestamp=value)
+
+
+def test_timestamp_takes_any_real_number_of_epoch_seconds() -> None:
+    assert FailureInfo("error", timestamp=1_700_000_000).timestamp == 1.7e9
+    assert FailureInfo("error", timestamp=0.0).timestamp == 0.0
 
 
 def test_context_is_copied() -> None:
@@ -166,3 +183,32 @@ def test_type_and_severity_strings_in_any_case() -> None:
 
     failure = FailureInfo("TIMEOUT", severity="Critical")
     assert (failure.type, failure.severity) == (FailureType.TIMEOUT, Severity.CRITICAL)
+
+
+class UnprintableError(Exception):
+    """An exception whose own ``__str__`` fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+class UnprintableTypeError(TypeError):
+    def __str__(self) -> str:
+        raise KeyError("missing")
+
+
+def test_an_exception_whose_str_raises_is_still_classified() -> None:
+    failure = classify(UnprintableError())
+    assert failure.type is FailureType.ERROR
+    assert failure.message == "<UnprintableError: str() raised RuntimeError>"
+    assert failure.context["exception"].endswith("UnprintableError")
+
+
+def test_a_panic_whose_str_raises_keeps_its_traceback() -> None:
+    try:
+        raise UnprintableTypeError()
+    except TypeError as exc:
+        failure = classify(exc)
+    assert failure.type is FailureType.PANIC
+    assert failure.message == "<UnprintableTypeError: str() raised KeyError>"
+    assert "raise UnprintableTypeError()" in failure.stack

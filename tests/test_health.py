@@ -53,6 +53,19 @@ def _wait_for_status(monitor: HealthMonitor, name: str, key: str, value: Any) ->
         pause.wait(0.001)
 
 
+def _stop_returns(monitor: HealthMonitor, timeout: float) -> None:
+    """``monitor.stop(timeout)`` returns while a check still hangs.
+
+    Not a timed assertion: the hung check is released only after this, so a stop()
+    that waited for it would never return. The bound (WAIT, in real time) only keeps
+    a regression from hanging the suite.
+    """
+    stopper = threading.Thread(target=monitor.stop, kwargs={"timeout": timeout})
+    stopper.start()
+    stopper.join(WAIT)
+    assert not stopper.is_alive(), "stop() did not return"
+
+
 def _monitor_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("recovery-health")]
 
@@ -173,8 +186,11 @@ def test_config_defaults_and_timedelta() -> None:
     ("field", "value", "error"),
     [
         ("interval", 0, ValueError),
+        ("interval", 1e-7, ValueError),
+        ("interval", 0.0099, ValueError),
         ("interval", float("inf"), ValueError),
         ("timeout", -1.0, ValueError),
+        ("timeout", 0.005, ValueError),
         ("timeout", "5", TypeError),
         ("max_failures", 0, ValueError),
         ("max_failures", True, TypeError),
@@ -188,6 +204,43 @@ def test_config_rejects_bad_values_naming_field_and_value(
     with pytest.raises(error, match=re.escape(field)) as caught:
         HealthCheckConfig(**{field: value})
     assert repr(value if field != "custom_checks" else 3) in str(caught.value)
+
+
+def test_the_interval_floor_is_10_ms_and_said_in_the_error() -> None:
+    assert HealthCheckConfig(interval=0.01, timeout=0.01).interval == 0.01
+    with pytest.raises(ValueError, match=r"interval must be .* >= 0\.01, got 1e-07"):
+        HealthCheckConfig(interval=1e-7)
+
+
+def test_custom_checks_none_means_none_and_a_bare_callable_is_refused() -> None:
+    def check() -> bool:
+        return True
+
+    assert HealthCheckConfig(custom_checks=None).custom_checks == ()
+    assert HealthCheckConfig(custom_checks=[check]).custom_checks == (check,)
+    with pytest.raises(TypeError, match=r"custom_checks must be a sequence.*wrap a single"):
+        HealthCheckConfig(custom_checks=check)  # type: ignore[arg-type]
+    for value in (5, "check"):
+        with pytest.raises(TypeError, match=f"custom_checks must be a sequence.*{value!r}"):
+            HealthCheckConfig(custom_checks=value)  # type: ignore[arg-type]
+
+
+def test_result_details_none_means_none_and_a_non_mapping_is_refused() -> None:
+    assert HealthCheckResult(True, details=None).details == {}
+    with pytest.raises(TypeError, match=r"details must be a mapping or None, got \[1\]"):
+        HealthCheckResult(True, details=[1])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [(math.nan, ValueError), (math.inf, ValueError), (-1.0, ValueError), ("now", TypeError),
+     (None, TypeError)],
+)
+def test_result_timestamp_must_be_finite_epoch_seconds(
+    value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=f"timestamp.*{re.escape(repr(value))}"):
+        HealthCheckResult(True, timestamp=value)
 
 
 def test_result_defaults_and_details_copied() -> None:
@@ -394,10 +447,28 @@ def test_bool_and_result_outcomes_are_recorded_and_stamped(harness: Harness) -> 
     assert before <= result.timestamp <= time.time()
 
 
+class UnprintableError(Exception):
+    """An exception whose own ``__str__`` fails."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+
+class Unrepresentable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr for you")
+
+
 @pytest.mark.parametrize(
     ("outcome", "message"),
     [
         (RuntimeError("disk gone"), "RuntimeError: disk gone"),
+        (UnprintableError(), "UnprintableError: <UnprintableError: str() raised RuntimeError>"),
+        (
+            Unrepresentable(),
+            "check returned <Unrepresentable object; its repr() raised RuntimeError>, "
+            "expected a bool or HealthCheckResult",
+        ),
         (SystemExit(3), "SystemExit: 3"),
         (None, "check returned None, expected a bool or HealthCheckResult"),
         (False, ""),
@@ -419,6 +490,60 @@ def test_unhealthy_outcomes(
     assert status["last_result"]["healthy"] is False
     if isinstance(outcome, BaseException):
         assert "health check of 'p' raised" in caplog.text
+
+
+def test_a_check_that_cannot_be_described_does_not_kill_its_worker(harness: Harness) -> None:
+    """One pool worker: had either failure killed it, no later check would run and the
+    plugin would read as hung for ever."""
+    check = Recorder(harness.clock, UnprintableError(), Unrepresentable(), True)
+    harness.watch("p", check, interval=1.0, max_failures=1)
+    harness.monitor.start()
+    first = harness.next_check("p")
+    for k in range(2):
+        harness.advance_to(first + k)
+        _, result = harness.limits.get(timeout=WAIT)
+        assert not result.healthy
+    harness.advance_to(first + 2)
+    _, result = harness.healthy.get(timeout=WAIT)
+    assert result.healthy
+    assert harness.monitor.status("p")["stuck"] is False
+    assert harness.monitor.stuck_threads == 0
+
+
+def _returns(call: Callable[[], Any]) -> Any:
+    """``call()`` on a thread, bounded: fails the test (instead of hanging it) if blocked."""
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(call()), daemon=True)
+    thread.start()
+    thread.join(WAIT)
+    assert not thread.is_alive(), f"{call} never returned"
+    return outcome[0]
+
+
+def test_the_scheduler_lets_go_of_its_lock_when_a_grid_step_rounds_away() -> None:
+    """Next to 1e15 s a float steps by 0.125 s, so adding a 10 ms interval changes
+    nothing: a scheduler that stepped the grid until it passed "now" would spin for
+    ever holding its lock, and status() and stop() would never return."""
+    clock = FakeClock(1e15)
+    monitor = HealthMonitor(concurrency=1, clock=clock)
+    calls: queue.Queue[float] = queue.Queue()
+
+    def check() -> bool:
+        calls.put(clock.monotonic())
+        return True
+
+    monitor.watch("p", check, HealthCheckConfig(interval=0.01))
+    monitor.start()
+    try:
+        assert calls.get(timeout=WAIT) == 1e15
+        assert _returns(lambda: monitor.status("p"))["consecutive_fails"] == 0
+        planned = _returns(lambda: monitor.next_check("p"))
+        assert planned == math.nextafter(1e15, math.inf)  # the next representable moment
+        assert clock.wait_for_waiters(1, WAIT)
+        clock.advance(0.125)
+        assert calls.get(timeout=WAIT) == planned
+    finally:
+        _stop_returns(monitor, timeout=1.0)
 
 
 def test_failure_limit_fires_once_per_max_failures_and_healthy_resets() -> None:
@@ -712,7 +837,7 @@ def test_at_most_one_detached_thread_per_plugin() -> None:
 
 def test_real_clock_slow_check_does_not_delay_the_others() -> None:
     """Real threads, default detach_after: one pool worker, a check blocked for good
-    (its timeout far away), and another plugin still checked every 5 ms."""
+    (its timeout far away), and another plugin still checked every 10 ms."""
     gate = Gate()
     healthy: queue.Queue[str] = queue.Queue()
     ticks: queue.Queue[float] = queue.Queue()
@@ -727,14 +852,14 @@ def test_real_clock_slow_check_does_not_delay_the_others() -> None:
             monitor.watch(
                 "slow",
                 gate,
-                HealthCheckConfig(interval=0.005, timeout=60.0),
+                HealthCheckConfig(interval=0.01, timeout=60.0),
                 on_failure_limit=print,
                 on_healthy=lambda n, r: healthy.put(n),
             )
             monitor.watch(
                 "other",
                 tick,
-                HealthCheckConfig(interval=0.005),
+                HealthCheckConfig(interval=0.01),
                 on_failure_limit=print,
                 on_healthy=lambda n, r: None,
             )
@@ -773,9 +898,7 @@ def test_stop_joins_a_detached_check_promptly_and_reports_it_abandoned() -> None
     assert gate.started.wait(WAIT)
     h.sync(first + 1.0, marker, h.next_check("marker"))  # detached by now
     assert _worker_threads() == 2
-    began = time.monotonic()
-    h.monitor.stop(timeout=0.2)
-    assert time.monotonic() - began < 1.0
+    _stop_returns(h.monitor, timeout=0.2)  # waits 0.2 s for the check, then abandons it
     assert h.monitor.stuck_threads == 1
     assert _monitor_threads() == [gate.thread]
     gate.release.set()
@@ -791,9 +914,7 @@ def test_stop_is_prompt_with_a_check_in_flight_and_abandons_it() -> None:
     h.monitor.start()
     h.advance_to(h.next_check("p"))
     assert gate.started.wait(WAIT)
-    began = time.monotonic()
-    h.monitor.stop(timeout=0.2)
-    assert time.monotonic() - began < 1.0
+    _stop_returns(h.monitor, timeout=0.2)
     assert h.monitor.stuck_threads == 1
     assert _monitor_threads() == [gate.thread]
     gate.release.set()  # the abandoned worker finishes, drops its result and exits
@@ -813,16 +934,17 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
         return True
 
     monitor = HealthMonitor(concurrency=1)
-    fast = HealthCheckConfig(interval=0.005, timeout=0.02, max_failures=1)
+    fast = HealthCheckConfig(interval=0.01, timeout=0.02, max_failures=1)
     try:
-        with monitor:
+        monitor.start()
+        try:
             monitor.watch(
                 "hung", gate, fast, on_failure_limit=lambda n, r: limits.put(n), on_healthy=print
             )
             monitor.watch(
                 "other",
                 tick,
-                HealthCheckConfig(interval=0.005),
+                HealthCheckConfig(interval=0.01),
                 on_failure_limit=print,
                 on_healthy=lambda n, r: None,
             )
@@ -833,8 +955,10 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
                 ticks.get_nowait()
             for _ in range(10):  # "other" keeps running on the replacement worker
                 ticks.get(timeout=WAIT)
-            began = time.monotonic()
-        assert time.monotonic() - began < 1.0  # stop() did not wait for the hung check
+        finally:
+            # An abandoned check is not waited for: a stop() that joined it would
+            # take the whole minute (the check is released only afterwards).
+            _stop_returns(monitor, timeout=60.0)
         assert monitor.stuck_threads == 1
         assert _monitor_threads() == [gate.thread]
     finally:

@@ -18,6 +18,7 @@ from recovery.strategies import (
     ReloadStrategy,
     RestartStrategy,
 )
+from recovery.testing.audit import AuditAttempt, RecordingAuditLogger
 from recovery.testing.clock import FakeClock
 from recovery.testing.plugins import (
     FlakyError,
@@ -376,3 +377,49 @@ def test_the_reload_and_degrade_strategies_use_the_plugin_hooks() -> None:
     failure = FailureInfo(type="resource_limit")
     GracefulDegradationStrategy().recover("p", failure, ctx)
     assert plugin.degraded and plugin.last_degrade_failure is failure and ctx.degraded
+
+
+# -- RecordingAuditLogger ----------------------------------------------------------------------
+
+
+def test_recording_audit_logger_keeps_both_audit_paths_in_order() -> None:
+    audit = RecordingAuditLogger()
+    audit.log_failure_recovery("db", FailureType.TIMEOUT, "restart", True)
+    audit.log_recovery_attempt("db", FailureType.ERROR, "restart", False,
+                               action_succeeded=True, verified=False)
+    audit.log_recovery_attempt("db", "error", "reload", False,
+                               action_succeeded=False, verified=None)
+    assert audit.records == [
+        ("db", "timeout", "restart", True),
+        ("db", "error", "restart", False),
+        ("db", "error", "reload", False),
+    ]
+    assert audit.attempts == [
+        ("db", "timeout", "restart", True, None, None),
+        ("db", "error", "restart", False, True, False),
+        ("db", "error", "reload", False, False, None),
+    ]
+    assert audit.attempts[1] == AuditAttempt(
+        plugin="db", failure_type="error", action="restart", success=False,
+        action_succeeded=True, verified=False,
+    )
+    assert audit.wait_for_records(3, timeout=0)
+
+
+def test_recording_audit_logger_wakes_a_waiter_on_either_path() -> None:
+    audit = RecordingAuditLogger()
+    waiting = threading.Event()
+    woke: list[bool] = []
+
+    def waiter() -> None:
+        waiting.set()
+        woke.append(audit.wait_for_records(2, timeout=10.0))
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert waiting.wait(10.0)
+    audit.log_failure_recovery("db", "error", "restart", False)
+    audit.log_recovery_attempt("db", "error", "restart", True,
+                               action_succeeded=True, verified=True)
+    thread.join(10.0)
+    assert woke == [True]
