@@ -64,7 +64,13 @@ from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThres
 from recovery.audit import AuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.failures import Classifier, FailureInfo, FailureType, classify
+from recovery.failures import (
+    Classifier,
+    FailureInfo,
+    FailureType,
+    classify,
+    exception_message,
+)
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
@@ -1671,10 +1677,7 @@ def _check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
 
 def _describe(exc: BaseException) -> str:
     """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
-    try:
-        return str(exc) or type(exc).__name__
-    except Exception:
-        return f"{type(exc).__name__} (its str() failed)"
+    return exception_message(exc) or type(exc).__name__
 
 
 def _safe_repr(value: object) -> str:
