@@ -177,15 +177,23 @@ def test_values_equal_the_prometheus_collector_s(
         "last_result"] is not None)
 
     instrument(manager, provider)
-    metrics, points = read(reader)
-    samples = scrape(RecoveryCollector(manager))
-    assert set(metrics) == {spec.name for spec in INSTRUMENTS}
     prometheus = {spec.name: spec.prometheus for spec in INSTRUMENTS}
-    translated = {
-        (prometheus[metric], frozenset((ATTRIBUTES[k], v) for k, v in attributes)): value
-        for (metric, attributes), value in points.items()
-    }
-    # This test's series only: other tests' breakers may be freed between the reads.
+    # The health monitor keeps checking in the background (the bad plugin's first check
+    # may fall due with the good one's, by where its name puts it in the interval), so
+    # the two reads agree once no check lands between them; a series that one side
+    # never has still fails at the deadline.
+    deadline = time.monotonic() + 5.0
+    while True:
+        metrics, points = read(reader)
+        samples = scrape(RecoveryCollector(manager))
+        translated = {
+            (prometheus[metric], frozenset((ATTRIBUTES[k], v) for k, v in attributes)): value
+            for (metric, attributes), value in points.items()
+        }
+        # This test's series only: other tests' breakers may be freed between the reads.
+        if mine(translated, name) == mine(samples, name) or time.monotonic() > deadline:
+            break
+    assert set(metrics) == {spec.name for spec in INSTRUMENTS}
     assert mine(translated, name) == mine(samples, name)
     # The scenario reached what it meant to: attempts, a health result, a bare breaker.
     labels = {dict(attrs).get("plugin") for _, attrs in translated}
