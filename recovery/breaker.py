@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
-from recovery import _registry
+from recovery import _events, _registry
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
@@ -316,6 +316,13 @@ class BreakerMixin(_WindowBase):
 
     def _transitioned(self, old: int, new: int) -> None:
         old_state, new_state = STATES[old], STATES[new]
+        if _logger.isEnabledFor(logging.INFO):
+            _events.emit(
+                _logger, logging.INFO, "breaker %r: %s -> %s",
+                (self.name, old_state.value, new_state.value),
+                {"event": "transition", "plugin": self.name,
+                 "old_state": old_state.value, "new_state": new_state.value},
+            )
         for listener in self._listeners:
             try:
                 listener(self, old_state, new_state)
