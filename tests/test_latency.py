@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from array import array
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -191,20 +192,27 @@ def scrape_text() -> str:
     return generate_latest(registry).decode()
 
 
+def unique(prefix: str) -> str:
+    """A breaker name no other test's breaker (maybe not collected yet) has."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
 def test_exported_as_a_prometheus_histogram(make: Make, clock: FakeClock) -> None:
-    breaker = make("latency-export", record_latency=True)
-    make("latency-off").call(lambda: None)  # not recording: no series
+    name, off = unique("latency-export"), unique("latency-off")
+    breaker = make(name, record_latency=True)
+    make(off).call(lambda: None)  # not recording: no series
     for seconds in (0.003, 0.003, 0.3, 100.0):
         breaker.call(taking(clock, seconds))
     families = {f.name: f for f in text_string_to_metric_families(scrape_text())}
     family = families["recovery_call_duration_seconds"]
     assert family.type == "histogram"
-    assert {s.labels["plugin"] for s in family.samples} == {"latency-export"}
-    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    samples = [s for s in family.samples if s.labels["plugin"] == name]
+    assert samples and not [s for s in family.samples if s.labels["plugin"] == off]
+    buckets = {s.labels["le"]: s.value for s in samples if s.name.endswith("_bucket")}
     assert list(buckets) == [repr(b) for b in LATENCY_BUCKETS] + ["+Inf"]
     assert buckets["0.0025"] == 0 and buckets["0.005"] == 2 and buckets["0.5"] == 3
     assert buckets["60.0"] == 3 and buckets["+Inf"] == 4
-    rest = {s.name: s.value for s in family.samples if not s.name.endswith("_bucket")}
+    rest = {s.name: s.value for s in samples if not s.name.endswith("_bucket")}
     assert rest["recovery_call_duration_seconds_count"] == 4
     assert rest["recovery_call_duration_seconds_sum"] == pytest.approx(100.306)
 
@@ -214,7 +222,8 @@ def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
 ) -> None:
     """promtool evaluates the dashboard's latency queries over the collector's own series,
     grown as a steady stream of those calls would grow them."""
-    breaker = make("latency-panel", record_latency=True)
+    name = unique("latency-panel")
+    breaker = make(name, record_latency=True)
     for _ in range(10):
         breaker.call(taking(clock, 0.003))  # all in (0.0025, 0.005]
     series = [
@@ -222,7 +231,7 @@ def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
         for family in text_string_to_metric_families(scrape_text())
         if family.name == "recovery_call_duration_seconds"
         for s in family.samples
-        if s.labels["plugin"] == "latency-panel"
+        if s.labels["plugin"] == name
         for labels in [",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))]
     ]
     queries = [q for q in dashboard_queries() if "recovery_call_duration_seconds" in q]
@@ -234,7 +243,7 @@ def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
         "expr": f"round({as_promql(query)}, 0.000001)",
         "eval_time": "5m",
         "exp_samples": [{
-            "labels": '{plugin="latency-panel"}',
+            "labels": f'{{plugin="{name}"}}',
             "value": next((v for q, v in expected.items() if f"({q}," in query), 0.003),
         }],
     } for query in queries]
@@ -250,7 +259,8 @@ def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
 def test_mirrored_in_opentelemetry_as_counters(make: Make, clock: FakeClock) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    breaker = make("latency-otel", record_latency=True)
+    name = unique("latency-otel")
+    breaker = make(name, record_latency=True)
     for seconds in (0.003, 0.3):
         breaker.call(taking(clock, seconds))
     instrumentation = instrument(None, provider)
@@ -263,12 +273,12 @@ def test_mirrored_in_opentelemetry_as_counters(make: Make, clock: FakeClock) -> 
             for scope in resource.scope_metrics
             for metric in scope.metrics
             for point in metric.data.data_points
-            if (point.attributes or {}).get("recovery.plugin.name") == "latency-otel"
+            if (point.attributes or {}).get("recovery.plugin.name") == name
         }
     finally:
         instrumentation.close()
         provider.shutdown()
-    plugin = ("recovery.plugin.name", "latency-otel")
+    plugin = ("recovery.plugin.name", name)
 
     def bucket(le: str) -> Any:
         return points["recovery.call.duration.bucket", (("recovery.call.duration.le", le), plugin)]
