@@ -45,6 +45,15 @@ def test_breaker_call(benchmark: Any) -> None:
 
 
 @pytest.mark.benchmark(group="success")
+def test_breaker_call_recording_latency(benchmark: Any) -> None:
+    """record_latency=True: the two clock reads and the bucket increment on top."""
+    cb = never_opening(record_latency=True)
+    assert benchmark(cb.call, work) == 1
+    latency = cb.metrics().latency
+    assert latency is not None and latency.count == cb.metrics().total_requests
+
+
+@pytest.mark.benchmark(group="success")
 def test_pybreaker_call(benchmark: Any) -> None:
     breaker = pybreaker.CircuitBreaker(fail_max=10**9)
     assert benchmark(breaker.call, work) == 1

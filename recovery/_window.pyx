@@ -22,7 +22,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 import logging
 import threading
 
-from recovery.config import matches, split_matchers
+from recovery.config import LATENCY_BUCKETS, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
     CircuitRepairingError,
@@ -86,6 +86,26 @@ cdef enum:
     REJECTED = -1
 
 cdef object _logger = logging.getLogger("recovery.breaker")
+
+# The latency histogram's bucket bounds (config.LATENCY_BUCKETS), copied into C at
+# import; a window counts calls per bucket in a fixed array of LATENCY_SLOTS (the
+# last one is unbounded), so recording a call allocates nothing.
+cdef enum:
+    LATENCY_SLOTS = 19
+cdef double _latency_bounds[LATENCY_SLOTS - 1]
+if len(LATENCY_BUCKETS) != LATENCY_SLOTS - 1:
+    raise ImportError(f"recovery._window holds {LATENCY_SLOTS - 1} latency buckets, "
+                      f"config.LATENCY_BUCKETS has {len(LATENCY_BUCKETS)}: rebuild it")
+for _i, _bound in enumerate(LATENCY_BUCKETS):
+    _latency_bounds[_i] = _bound
+
+
+cdef inline Py_ssize_t _latency_slot(double duration) noexcept nogil:
+    """The bucket of ``duration``: the first bound it does not exceed (``le``)."""
+    cdef Py_ssize_t slot = 0
+    while slot < LATENCY_SLOTS - 1 and duration > _latency_bounds[slot]:
+        slot += 1
+    return slot
 
 # ``Window.call`` (and ``Dispatcher.execute_with_recovery``, which routes a plugin
 # name to a breaker first) is a METH_FASTCALL | METH_KEYWORDS method written in C: the
@@ -304,6 +324,9 @@ cdef class Window:
     cdef double _failure_rate, _slow_rate, _slow_duration
     cdef double _timeout, _factor, _max_interval, _max_half_open_wait
     cdef bint _fast_fail, _has_ignore, _has_ignore_tests, _has_record_tests
+    cdef bint _latency              # record_latency: time every call into the histogram
+    cdef unsigned long long _latency_counts[LATENCY_SLOTS]
+    cdef double _latency_sum
 
     cdef int _state
     cdef long long _generation
@@ -356,6 +379,7 @@ cdef class Window:
         self._has_record_tests = len(self._record_tests) > 0
         self._observer = None
         self._failure_hook = None
+        self._latency = config.record_latency
         self._state = CLOSED
         self._last_failure = NAN
         self._last_success = NAN
@@ -485,8 +509,9 @@ cdef class Window:
         return REJECTED
 
     @cython.final
-    cdef int _record(self, long long token, int flags, double now) noexcept:
-        """Count one finished call: a transition, NO_TRANSITION or NEED_CLOCK.
+    cdef int _record(self, long long token, int flags, double now, double duration) noexcept:
+        """Count one finished call (``duration`` < 0: untimed): a transition,
+        NO_TRANSITION or NEED_CLOCK.
 
         The clock is needed only when the outcome causes a transition; that is
         decided before anything changes, so NEED_CLOCK leaves no trace.
@@ -545,6 +570,9 @@ cdef class Window:
                 self._trial_successes += 1
 
         self._total_requests += 1
+        if duration >= 0 and self._latency:
+            self._latency_counts[_latency_slot(duration)] += 1
+            self._latency_sum += duration
         if failed:
             self._total_failures += 1
             self._last_failure = _wall(CLOCK_REALTIME_COARSE)
@@ -603,7 +631,9 @@ cdef class Window:
         return token
 
     @cython.final
-    cdef int _record_outcome(self, long long token, int flags, object exc) except -3:
+    cdef int _record_outcome(
+        self, long long token, int flags, object exc, double duration
+    ) except -3:
         """Record under the lock; then, outside it, tell listeners and the failure hook.
 
         Every caller has checked ``_ready()``: an admission did, or ``record``/``_end``."""
@@ -611,7 +641,7 @@ cdef class Window:
         cdef double now = NAN
         while True:
             with cython.critical_section(self):
-                transition = self._record(token, flags, now)
+                transition = self._record(token, flags, now, duration)
             if transition != NEED_CLOCK:
                 break
             now = self._clock_now()
@@ -629,7 +659,7 @@ cdef class Window:
 
     @cython.final
     cdef inline double _start_time(self) except? -2.0:
-        if self._slow_duration >= 0 or self._observer is not None:
+        if self._slow_duration >= 0 or self._observer is not None or self._latency:
             return self._clock_now()
         return -1.0
 
@@ -664,7 +694,7 @@ cdef class Window:
             duration = self._clock_now() - start
             if 0 <= self._slow_duration <= duration:
                 flags |= SLOW
-        self._record_outcome(token, flags, exc)
+        self._record_outcome(token, flags, exc, duration if start >= 0 else -1.0)
         if self._observer is not None:
             try:
                 self._observer(start, not (flags & FAILED), duration)
@@ -701,7 +731,7 @@ cdef class Window:
     def __enter__(self):
         cdef long long token = self._try_admit()
         cdef double start = -1.0
-        if self._slow_duration >= 0 or self._observer is not None:
+        if self._slow_duration >= 0 or self._observer is not None or self._latency:
             start = self._timed_start(token)
         cdef list stack = self._thread_stack()
         cdef Py_ssize_t depth
@@ -738,7 +768,7 @@ cdef class Window:
             depth -= 1
         stack[0] = depth
         if exc is None and start < 0 and token & 3 == NORMAL:
-            self._record_outcome(token, 0, None)
+            self._record_outcome(token, 0, None, -1.0)
         else:
             self._finish(token, exc, start)
 
@@ -747,12 +777,14 @@ cdef class Window:
         return self._try_admit()
 
     def record(self, long long token, bint failed, double duration=0.0):
-        """Count the outcome of a call admitted with ``token``."""
+        """Count the outcome of a call admitted with ``token`` that took ``duration``
+        seconds (which decides whether it was slow, and with ``record_latency`` is put
+        in the histogram)."""
         cdef int flags = FAILED if failed else 0
         self._ready()
         if 0 <= self._slow_duration <= duration:
             flags |= SLOW
-        self._record_outcome(token, flags, None)
+        self._record_outcome(token, flags, None, duration)
 
     def release(self, long long token):
         """Give back a call's admission without counting an outcome (ignored exception)."""
@@ -765,7 +797,7 @@ cdef class Window:
         and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
         cdef long long token = self._try_admit()
         cdef double start = -1.0
-        if self._slow_duration >= 0 or self._observer is not None:
+        if self._slow_duration >= 0 or self._observer is not None or self._latency:
             start = self._timed_start(token)
         return token, start
 
@@ -872,6 +904,9 @@ cdef class Window:
         cdef Py_ssize_t count, window_failures, window_slow
         cdef double last_failure, last_success, changed, open_total, retry_in
         cdef int level
+        cdef unsigned long long latency[LATENCY_SLOTS]
+        cdef double latency_sum
+        cdef Py_ssize_t i
         with cython.critical_section(self):
             state = self._state
             requests = self._total_requests
@@ -890,6 +925,9 @@ cdef class Window:
                 open_total += now - self._open_since
             retry_in = self._open_until - now
             level = self._backoff_level
+            for i in range(LATENCY_SLOTS):
+                latency[i] = self._latency_counts[i]
+            latency_sum = self._latency_sum
         return {
             "state": state,
             "total_requests": requests,
@@ -906,6 +944,10 @@ cdef class Window:
             "circuit_open_time": open_total,
             "retry_in": retry_in if state == OPEN and not isinf(retry_in) else None,
             "backoff_level": level,
+            "latency": (
+                (tuple([latency[i] for i in range(LATENCY_SLOTS)]), latency_sum)
+                if self._latency else None
+            ),
         }
 
     def set_observer(self, observer):
@@ -947,7 +989,7 @@ cdef class Window:
                     flags = 0 if oks[i] else FAILED
                     if 0 <= self._slow_duration <= lat:
                         flags |= SLOW
-                    self._record(token, flags, t[i] + lat)
+                    self._record(token, flags, t[i] + lat, lat)
                 states_view[i] = self._state
         return bytes(admitted), bytes(states)
 
@@ -1067,7 +1109,7 @@ cdef object _reject_hook(object self, int state, double retry_after):
 
 cdef double _start_hook(object self, long long token) except? -2.0:
     cdef Window window = <Window>self
-    if window._slow_duration < 0 and window._observer is None:
+    if window._slow_duration < 0 and window._observer is None and not window._latency:
         return -1.0  # untimed: nothing can fail here
     return window._timed_start(token)
 
@@ -1086,7 +1128,7 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     cdef Window window = <Window>self
     if exc == NULL and start < 0 and token & 3 == NORMAL:
         # The common case, inlined: a closed-state success with nothing timed.
-        return window._record_outcome(token, 0, None)
+        return window._record_outcome(token, 0, None, -1.0)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 

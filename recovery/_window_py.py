@@ -21,6 +21,7 @@ Vocabulary:
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
@@ -29,7 +30,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from recovery.config import matches, split_matchers
+from recovery.config import LATENCY_BUCKETS, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
     CircuitRepairingError,
@@ -109,6 +110,12 @@ class Window:
         # Called as hook(exc, tripped) after every recorded failure, and after a slow
         # call that opened the circuit.
         self._failure_hook: Callable[[BaseException | None, bool], object] | None = None
+        # record_latency: calls per LATENCY_BUCKETS bucket (the last one unbounded), and
+        # their total seconds; None when off.
+        self._latency: list[int] | None = (
+            [0] * (len(LATENCY_BUCKETS) + 1) if config.record_latency else None
+        )
+        self._latency_sum = 0.0
 
     @property
     def name(self) -> str:
@@ -210,12 +217,18 @@ class Window:
             retry_after = None  # held open until reset
         return -1, transition, retry_after
 
-    def _record(self, token: int, flags: int, now: float | None) -> Transition:
-        """Count one finished call; apply the rules of the state it was admitted in."""
+    def _record(
+        self, token: int, flags: int, now: float | None, duration: float = -1.0
+    ) -> Transition:
+        """Count one finished call (``duration`` < 0: untimed); apply the rules of the
+        state it was admitted in."""
         current = token >> GEN_SHIFT == self._generation
         if current and token & 3 == _TRIAL and not self._holds_slot(token):
             return None  # a trial token used twice: spent, counts nothing
         self._total_requests += 1
+        if duration >= 0 and self._latency is not None:
+            self._latency[bisect.bisect_left(LATENCY_BUCKETS, duration)] += 1
+            self._latency_sum += duration
         if flags & _FAILED:
             self._total_failures += 1
             self._last_failure = time.time()
@@ -309,16 +322,20 @@ class Window:
         return token
 
     def record(self, token: int, failed: bool, duration: float = 0.0) -> None:
-        """Count the outcome of a call admitted with ``token``."""
+        """Count the outcome of a call admitted with ``token`` that took ``duration``
+        seconds (which decides whether it was slow, and with ``record_latency`` is put
+        in the histogram)."""
         flags = _FAILED if failed else 0
         if 0 <= self._slow_duration <= duration:
             flags |= _SLOW
-        self._record_outcome(token, flags, None)
+        self._record_outcome(token, flags, None, duration)
 
-    def _record_outcome(self, token: int, flags: int, exc: BaseException | None) -> None:
+    def _record_outcome(
+        self, token: int, flags: int, exc: BaseException | None, duration: float = -1.0
+    ) -> None:
         """Record under the lock; then, outside it, tell listeners and the failure hook."""
         with self._lock:
-            transition = self._record(token, flags, None)
+            transition = self._record(token, flags, None, duration)
         if transition is not None:
             self._transitioned(*transition)
         tripped = transition is not None and transition[1] == OPEN
@@ -350,7 +367,7 @@ class Window:
             duration = self._now() - start
             if 0 <= self._slow_duration <= duration:
                 flags |= _SLOW
-        self._record_outcome(token, flags, exc)
+        self._record_outcome(token, flags, exc, duration if start >= 0 else -1.0)
         observer = self._observer
         if observer is not None:
             try:
@@ -367,7 +384,7 @@ class Window:
         return matches(self._name, tests, exc, on_error)
 
     def _start_time(self) -> float:
-        if self._slow_duration >= 0 or self._observer is not None:
+        if self._slow_duration >= 0 or self._observer is not None or self._latency is not None:
             return self._now()
         return -1.0
 
@@ -400,7 +417,7 @@ class Window:
         self, token: int, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Run an admitted call outside the lock and record how it ended."""
-        if self._slow_duration < 0 and self._observer is None:
+        if self._slow_duration < 0 and self._observer is None and self._latency is None:
             # Untimed: the success path without _finish's classification.
             try:
                 result = fn(*args, **kwargs)
@@ -535,6 +552,10 @@ class Window:
                     if self._state == OPEN and not math.isinf(self._open_until) else None
                 ),
                 "backoff_level": self._backoff_level,
+                "latency": (
+                    None if self._latency is None
+                    else (tuple(self._latency), self._latency_sum)
+                ),
             }
 
     def set_observer(self, observer: Callable[[float, bool, float], object] | None) -> None:
@@ -568,7 +589,7 @@ class Window:
                     flags = 0 if ok[i] else _FAILED
                     if 0 <= slow_duration <= lat:
                         flags |= _SLOW
-                    self._record(token, flags, now + lat)
+                    self._record(token, flags, now + lat, lat)
                 states[i] = self._state
         return bytes(admitted), bytes(states)
 

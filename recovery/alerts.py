@@ -104,7 +104,11 @@ class AlertDispatcher:
             self._fired.add(key)
             handlers = self._handlers
         alert = Alert(plugin_name, kind, message)
-        self._logger.warning("alert %s for plugin %r: %s", kind.value, plugin_name, message)
+        self._logger.warning(  # a structured event: the fields go with the record
+            "alert %s for plugin %r: %s", kind.value, plugin_name, message,
+            extra={"event": "alert", "plugin": plugin_name, "alert": kind.value,
+                   "detail": message},
+        )
         for handler in handlers:
             try:
                 handler(alert)

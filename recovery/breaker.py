@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
-from recovery import _registry
+from recovery import _events, _registry
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
-from recovery.config import CircuitBreakerConfig
+from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
 from recovery.errors import foreign_exit, not_callable
 from recovery.state import STATES, CircuitBreakerState
 
@@ -42,6 +42,39 @@ _logger = logging.getLogger("recovery.breaker")
 _async_blocks: contextvars.ContextVar[tuple[tuple[Any, int, float], ...]] = (
     contextvars.ContextVar("recovery_async_blocks", default=())
 )
+
+
+@attrs.frozen
+class LatencyHistogram:
+    """Call durations of a breaker with ``record_latency=True``, since it was made.
+
+    ``bounds`` are the buckets' upper bounds in seconds (``LATENCY_BUCKETS``: 100 us
+    to 60 s); ``counts[i]`` is the calls that took at most ``bounds[i]`` and more than
+    the bound before it (not cumulative), and the last count, one more than the
+    bounds, the calls longer than 60 s. ``sum`` is their total seconds. Every call the
+    breaker let through and recorded is in it, successes and failures alike.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum: float
+
+    @property
+    def count(self) -> int:
+        """Calls timed."""
+        return sum(self.counts)
+
+
+def cumulative_buckets(latency: dict[str, Any]) -> list[tuple[str, int]]:
+    """A latency histogram's view (``to_dict()``) as ``(le, calls at most le)`` pairs, as
+    Prometheus' ``_bucket`` series have them: cumulative, ``le`` written as Prometheus
+    writes a float (``0.0001``, ``1.0``), ending with ``+Inf``."""
+    pairs: list[tuple[str, int]] = []
+    total = 0
+    for bound, count in zip((*latency["bounds"], math.inf), latency["counts"], strict=True):
+        total += count
+        pairs.append(("+Inf" if math.isinf(bound) else repr(float(bound)), total))
+    return pairs
 
 
 @attrs.frozen
@@ -66,6 +99,8 @@ class CircuitBreakerMetrics:
     # The node id of the remote process whose trip holds this breaker open (a cluster
     # sets it); None when the breaker is closed or opened here.
     opened_by: str | None = None
+    # The call-duration histogram; None unless the config has record_latency=True.
+    latency: LatencyHistogram | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the state as its string, timestamps as ISO-8601 UTC strings."""
@@ -281,6 +316,13 @@ class BreakerMixin(_WindowBase):
 
     def _transitioned(self, old: int, new: int) -> None:
         old_state, new_state = STATES[old], STATES[new]
+        if _logger.isEnabledFor(logging.INFO):
+            _events.emit(
+                _logger, logging.INFO, "breaker %r: %s -> %s",
+                (self.name, old_state.value, new_state.value),
+                {"event": "transition", "plugin": self.name,
+                 "old_state": old_state.value, "new_state": new_state.value},
+            )
         for listener in self._listeners:
             try:
                 listener(self, old_state, new_state)
@@ -343,6 +385,10 @@ class BreakerMixin(_WindowBase):
                 else time.time() + max(retry_in, 0.0)
             ),
             opened_by=None if raw["state"] == 0 else self._opened_by,
+            latency=(
+                None if raw["latency"] is None
+                else LatencyHistogram(LATENCY_BUCKETS, *raw["latency"])
+            ),
         )
 
     def __repr__(self) -> str:

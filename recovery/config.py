@@ -83,6 +83,16 @@ def matches(
 MAX_WINDOW = 100_000
 MAX_TRIALS = 1_000
 
+# Upper bounds (seconds, inclusive, as Prometheus' ``le``) of the latency histogram that
+# ``record_latency=True`` keeps: 1-2.5-5 steps from 100 us to 10 s, then 30 s and 60 s,
+# so the calls a breaker guards (a cache hit to a slow batch job) each land in a bucket
+# that tells them apart; anything longer falls in the last, unbounded one (+Inf).
+# Fixed, so recording a call is one increment in a preallocated array.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)
+
 
 @attrs.frozen
 class CircuitBreakerConfig:
@@ -127,6 +137,8 @@ class CircuitBreakerConfig:
     max_half_open_wait: float | None = attrs.field(
         default=None, converter=v.optional_seconds, validator=v.optional_positive_seconds
     )
+    # Time every call into a histogram of LATENCY_BUCKETS (two clock reads a call).
+    record_latency: bool = attrs.field(default=False, validator=v.boolean)
 
     def __attrs_post_init__(self) -> None:
         size = self.sliding_window_size

@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from recovery import _clock
+from recovery import _clock, _events
 from recovery import _validate as v
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
@@ -932,7 +932,7 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"failure must be a FailureInfo, got {failure!r}")
         now = self.clock.monotonic()
         config = self.config
-        with self._lock:
+        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
             plugin.consecutive_failures += 1
             count = plugin.consecutive_failures
             quiet_since = plugin.last_trouble
@@ -1046,7 +1046,7 @@ class RecoveryManager(Dispatcher):
     def _probe(self, plugin: _Plugin) -> None:
         """End a crash loop's wait: start its next episode (one attempt) now."""
         now = self.clock.monotonic()
-        with self._lock:
+        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
             if not (plugin.crash_loop and plugin.episode is None and self._running):
                 return
             plugin.next_attempt = None
@@ -1392,8 +1392,9 @@ class RecoveryManager(Dispatcher):
                 plugin_config=plugin_config,
                 run_bounded=self._run_bounded,
             )
+            started = self.clock.monotonic()
             if not self._act(plugin, episode, strategy_name, strategy, ctx):
-                self._record_run(plugin, failure, strategy_name, False, False, None)
+                self._record_run(plugin, failure, strategy_name, False, False, None, started)
                 continue
             retry_in = plugin.breaker.retry_after
             if ctx.degraded or plugin.breaker.state is _OPEN:
@@ -1406,11 +1407,11 @@ class RecoveryManager(Dispatcher):
                         )
                     if retry_in is not None and math.isfinite(retry_in):
                         plugin.hold_until = now + retry_in
-                self._record_run(plugin, failure, strategy_name, True, True, None)
+                self._record_run(plugin, failure, strategy_name, True, True, None, started)
                 return _HELD
             verified = self._verify(plugin, episode, stopping)
             self._record_run(plugin, failure, strategy_name, verified is not False, True,
-                             verified)
+                             verified, started)
             if verified is None:
                 return _UNVERIFIED
             return _RECOVERED if verified else None
@@ -1503,10 +1504,21 @@ class RecoveryManager(Dispatcher):
 
     def _record_run(
         self, plugin: _Plugin, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None,
+        action_succeeded: bool, verified: bool | None, started: float,
     ) -> None:
-        """Audit one strategy run, and count it for status."""
+        """Audit and log one strategy run (begun at ``started`` on the clock), and count it
+        for status."""
         self._audit(plugin.name, failure, action, success, action_succeeded, verified)
+        level = logging.INFO if success else logging.WARNING
+        if self.logger.isEnabledFor(level):
+            _events.emit(self.logger, level, "recovery action %s of plugin %r: %s", (
+                action, plugin.name, "success" if success else "failure"), {
+                "event": "recovery_action", "plugin": plugin.name, "action": action,
+                "result": "success" if success else "failure",
+                "duration": self.clock.monotonic() - started,
+                "failure_type": failure.type.value, "action_succeeded": action_succeeded,
+                "verified": verified,
+            })
         with self._lock:
             plugin.last_action = action
             plugin.last_action_success = success

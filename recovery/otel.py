@@ -31,6 +31,9 @@ recovery.slow_calls                            counter        {request}
 recovery.rejections                            counter        {request}
 recovery.circuit_breaker.open_time             counter        s
 recovery.circuit_breaker.window_failure_ratio  gauge          1
+recovery.call.duration.bucket                  counter        {call}
+recovery.call.duration.sum                     counter        s
+recovery.call.duration.count                   counter        {call}
 recovery.attempts                              counter        {attempt}
 recovery.episode.active                        updowncounter  {episode}
 recovery.plugin.degraded                       updowncounter  {plugin}
@@ -50,6 +53,17 @@ attempts. The breaker's state is a status metric as the conventions shape one
 (like ``hw.status``): ``recovery.circuit_breaker.status`` is 1 for the current
 value of the attribute ``recovery.circuit_breaker.state`` (closed, open,
 half_open, repairing) and 0 for the three others, so a sum counts breakers by state.
+
+Call latency (breakers with ``record_latency=True``): the OpenTelemetry API has no
+observable histogram (a histogram is recorded call by call, which the breaker's
+hot path will not pay for), so the window's histogram is observed as the
+Prometheus histogram's three parts, each a monotonic counter:
+``recovery.call.duration.bucket`` with the attribute ``recovery.call.duration.le``
+(the bucket's upper bound in seconds, written as Prometheus writes ``le``:
+``0.0001`` ... ``60.0``, ``+Inf``) counts the calls that took at most that long
+(cumulative, so a backend's histogram-quantile over ``le`` works as on
+Prometheus' ``_bucket``); ``recovery.call.duration.sum`` their seconds;
+``recovery.call.duration.count`` the calls.
 
 Each instrument reads the manager's status when the SDK calls it, so two
 instruments of one collection may differ by the calls made in between (the
@@ -83,7 +97,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from recovery import _registry
-from recovery.breaker import BreakerMixin
+from recovery.breaker import BreakerMixin, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 
@@ -93,6 +107,7 @@ PLUGIN = "recovery.plugin.name"
 STATE = "recovery.circuit_breaker.state"
 ACTION = "recovery.action"
 RESULT = "recovery.result"
+LE = "recovery.call.duration.le"
 
 
 @attrs.frozen
@@ -132,6 +147,25 @@ def _breaker(key: str) -> Observe:
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
         for label, view in snapshot.breakers:
             yield Observation(view[key], {PLUGIN: label})
+
+    return observe
+
+
+def _latency(part: str) -> Observe:
+    """One part ("bucket", "sum", "count") of each recording breaker's latency histogram."""
+
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        for label, view in snapshot.breakers:
+            latency = view.get("latency")
+            if latency is None:
+                continue
+            if part == "sum":
+                yield Observation(latency["sum"], {PLUGIN: label})
+            elif part == "count":
+                yield Observation(sum(latency["counts"]), {PLUGIN: label})
+            else:
+                for le, count in cumulative_buckets(latency):
+                    yield Observation(count, {PLUGIN: label, LE: le})
 
     return observe
 
@@ -196,6 +230,15 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.circuit_breaker.window_failure_ratio", "gauge", "1",
                    "Failures over outcomes in the breaker's sliding window.",
                    "recovery_window_failure_ratio", _breaker("window_failure_rate")),
+    InstrumentSpec("recovery.call.duration.bucket", "counter", "{call}",
+                   "Calls through the breaker that took at most recovery.call.duration.le "
+                   "seconds.", "recovery_call_duration_seconds_bucket", _latency("bucket")),
+    InstrumentSpec("recovery.call.duration.sum", "counter", "s",
+                   "Seconds spent in the calls through the breaker.",
+                   "recovery_call_duration_seconds_sum", _latency("sum")),
+    InstrumentSpec("recovery.call.duration.count", "counter", "{call}",
+                   "Calls through the breaker that were timed.",
+                   "recovery_call_duration_seconds_count", _latency("count")),
     InstrumentSpec("recovery.attempts", "counter", "{attempt}",
                    "Recovery strategy runs, by strategy and result.", "recovery_attempts_total",
                    _attempts),

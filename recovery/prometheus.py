@@ -39,6 +39,9 @@ recovery_slow_calls_total                      counter calls at least slow_call_
 recovery_rejections_total                      counter calls the breaker turned away
 recovery_circuit_open_seconds_total            counter time spent open or repairing
 recovery_window_failure_ratio                  gauge   failures/outcomes in the window
+recovery_call_duration_seconds                 histo-  call durations (``_bucket`` with
+                                               gram    ``le``, ``_sum``, ``_count``): only
+                                                       breakers with record_latency=True
 recovery_attempts_total{action,result}         counter strategy runs; result is
                                                        "success" or "failure"
 recovery_in_progress                           gauge   1 while a recovery episode runs
@@ -69,11 +72,16 @@ Counters restart from zero with the process, as Prometheus expects of counters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, cast
 
 try:
-    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "recovery.prometheus needs prometheus-client, which the 'prometheus' extra installs: "
@@ -81,12 +89,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from recovery import _registry
-from recovery.breaker import BreakerMixin
+from recovery.breaker import BreakerMixin, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 
 __all__ = ["RecoveryCollector"]
 
+# The families every per-series helper adds to; the one histogram is cast where it is used.
 _Family = CounterMetricFamily | GaugeMetricFamily
 
 _PLUGIN = ("plugin",)
@@ -108,6 +117,9 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "counter", _PLUGIN),
     ("recovery_window_failure_ratio",
      "Failures over outcomes in the breaker's sliding window.", "gauge", _PLUGIN),
+    ("recovery_call_duration_seconds",
+     "Duration of the calls through the breaker (breakers with record_latency=True).",
+     "histogram", _PLUGIN),
     ("recovery_attempts_total", "Recovery strategy runs, by strategy and result.", "counter",
      ("plugin", "action", "result")),
     ("recovery_in_progress", "1 while a recovery episode of the plugin runs.", "gauge",
@@ -157,9 +169,12 @@ _FLAGS = (
 
 def _families() -> dict[str, _Family]:
     families: dict[str, _Family] = {}
+    kinds: dict[str, Callable[..., Any]] = {
+        "counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
+        "histogram": HistogramMetricFamily,
+    }
     for name, documentation, kind, labels in _FAMILIES:
-        family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-        families[name] = family_type(name, documentation, labels=labels)
+        families[name] = kinds[kind](name, documentation, labels=labels)
     return families
 
 
@@ -273,3 +288,8 @@ def _add_breaker(families: dict[str, _Family], label: str, breaker: dict[str, An
     for name, key in _COUNTERS:
         families[name].add_metric([label], breaker[key])
     families["recovery_window_failure_ratio"].add_metric([label], breaker["window_failure_rate"])
+    latency = breaker.get("latency")
+    if latency is not None:
+        histogram = cast(HistogramMetricFamily, families["recovery_call_duration_seconds"])
+        histogram.add_metric([label], cumulative_buckets(latency), latency["sum"])
+

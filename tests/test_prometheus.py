@@ -39,6 +39,7 @@ DOCUMENTED = {
     "recovery_rejections": "counter",
     "recovery_circuit_open_seconds": "counter",
     "recovery_window_failure_ratio": "gauge",
+    "recovery_call_duration_seconds": "histogram",
     "recovery_attempts": "counter",
     "recovery_in_progress": "gauge",
     "recovery_degraded": "gauge",
@@ -132,6 +133,8 @@ def test_names_types_and_help_follow_the_prometheus_rules(
         for sample in family.samples:
             if family.type == "counter":
                 assert sample.name == f"{name}_total", sample
+            elif family.type == "histogram":
+                assert sample.name in {f"{name}_{s}" for s in ("bucket", "sum", "count")}
             else:
                 assert sample.name == name, sample
     # Units are base units, spelled out; no milliseconds anywhere.
