@@ -121,8 +121,9 @@ DEFAULT_GRID: tuple[Mapping[str, Any], ...] = (
     {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
 )
 
-# Exception types are not trace data: a trace already says which calls failed.
-_UNTUNABLE = frozenset({"record_exceptions", "ignore_exceptions"})
+# Exception types are not trace data: a trace already says which calls failed; and
+# recording latency changes what a breaker reports, never what it decides.
+_UNTUNABLE = frozenset({"record_exceptions", "ignore_exceptions", "record_latency"})
 _DEFAULTS = CircuitBreakerConfig()
 
 
