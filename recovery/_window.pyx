@@ -50,13 +50,17 @@ cdef enum:
     TRIAL = 1
     OBSERVED = 2
 
-# A token is ``generation << GEN_SHIFT | slot << 2 | kind``: bits 2-11 hold a trial's
-# slot (half_open_max_calls <= 1,000 < 2**10), freed by the token's first use only.
+# A token is ``generation << GEN_SHIFT | lap << LAP_SHIFT | slot << 2 | kind``: bits
+# 2-11 hold a trial's slot (half_open_max_calls <= 1,000 < 2**10), bits 12-19 the lap
+# (1..255, advanced by every trial admission) it was taken on. The slot is freed by the
+# token's first use only, and a token used again after a later trial took its slot
+# does not match that trial's lap.
 cdef enum:
-    GEN_SHIFT = 12
+    GEN_SHIFT = 20
+    LAP_SHIFT = 12
     SLOT_BITS = 0x3FF
 
-# Marks a ``with`` block's saved token as timed (generations never reach 2**50).
+# Marks a ``with`` block's saved token as timed (generations never reach 2**42).
 # A C macro, not a module variable: those are looked up through module state.
 cdef extern from *:
     """
@@ -317,7 +321,8 @@ cdef class Window:
     cdef object _observer
     cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
 
-    cdef unsigned char* _ring      # the window, then one byte a trial slot (1: held)
+    cdef unsigned char* _ring      # the window, then one byte a trial slot (its lap; 0: free)
+    cdef unsigned char _lap        # the lap of the last trial admitted, 1..255
     cdef unsigned char* _slots
     cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
     cdef Py_ssize_t _minimum_requests, _failure_threshold, _success_threshold, _trial_limit
@@ -462,9 +467,11 @@ cdef class Window:
             slot += 1
         if slot == self._trial_limit:
             return REJECTED
-        self._slots[slot] = 1
+        self._lap = self._lap % 255 + 1
+        self._slots[slot] = self._lap
         self._trials += 1
-        return self._generation << GEN_SHIFT | slot << 2 | TRIAL
+        return (self._generation << GEN_SHIFT | <long long>self._lap << LAP_SHIFT
+                | slot << 2 | TRIAL)
 
     @cython.final
     cdef inline bint _holds_slot(self, long long token) noexcept:
@@ -473,7 +480,7 @@ cdef class Window:
         return (
             (token >> GEN_SHIFT) == self._generation
             and slot < self._trial_limit
-            and self._slots[slot]
+            and self._slots[slot] == ((token >> LAP_SHIFT) & 0xFF)
         )
 
     @cython.final

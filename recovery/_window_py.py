@@ -9,14 +9,16 @@ Vocabulary:
 - The *window* is a ring buffer of the last ``sliding_window_size`` outcomes, one
   byte each (bit 0 failure, bit 1 slow), with running counts so rates are O(1).
 - A *token* is what admission hands a call:
-  ``generation << GEN_SHIFT | slot << 2 | kind``. The generation counts
+  ``generation << GEN_SHIFT | lap << 12 | slot << 2 | kind``. The generation counts
   transitions, so an outcome that arrives after the state moved on (a call
   admitted while CLOSED that ends after the circuit opened) still counts
   in the lifetime totals but cannot disturb the new state. The kind says whether
   the call was a normal closed-state call, a half-open trial holding a slot, or an
   *observed* call (admitted only because fast-fail is off). A trial also carries
-  the number of the slot it holds: the slot is freed by the first outcome or
-  release of that token, so a token used twice cannot free a second slot.
+  the number of the slot it holds and the slot's *lap* (a stamp from 1 to 255 that
+  every trial admission advances): the slot is freed by the first outcome or
+  release of that token, and a token used again after its slot was taken by a
+  later trial does not match that trial's lap, so it counts nothing either.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from recovery.state import STATES
 CLOSED, OPEN, HALF_OPEN, REPAIRING = 0, 1, 2, 3
 _FAILED, _SLOW = 1, 2
 _NORMAL, _TRIAL, _OBSERVED = 0, 1, 2
-# Bits 2-11 of a token hold a trial's slot (half_open_max_calls <= 1,000 < 2**10).
-GEN_SHIFT = 12
-_SLOT_MASK = (1 << GEN_SHIFT) - 4
+# Bits 2-11 of a token hold a trial's slot (half_open_max_calls <= 1,000 < 2**10),
+# bits 12-19 the lap the slot was taken on (never 0: 0 marks a free slot).
+GEN_SHIFT = 20
+_SLOT_MASK = 0xFFC
+_LAP_SHIFT = 12
 _UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 _logger = logging.getLogger("recovery.breaker")
 
@@ -86,7 +90,8 @@ class Window:
         self._fast_fail: bool = config.enable_fast_fail
         self._record_types, self._record_tests = split_matchers(config.record_exceptions)
         self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
-        self._slots = bytearray(self._trial_limit)  # 1 while a trial holds the slot
+        self._slots = bytearray(self._trial_limit)  # the holder's lap; 0 while free
+        self._lap = 0  # the lap of the last trial admitted, 1..255
 
         self._state = CLOSED
         self._generation = 0
@@ -167,11 +172,12 @@ class Window:
         return self._open(now)
 
     def _take_slot(self) -> int:
-        """A trial's token: the first free slot, taken."""
+        """A trial's token: the first free slot, taken on the next lap."""
         self._trials += 1
         slot = self._slots.index(0)
-        self._slots[slot] = 1
-        return self._generation << GEN_SHIFT | slot << 2 | _TRIAL
+        self._lap = self._lap % 255 + 1
+        self._slots[slot] = self._lap
+        return self._generation << GEN_SHIFT | self._lap << _LAP_SHIFT | slot << 2 | _TRIAL
 
     def _holds_slot(self, token: int) -> bool:
         """Whether a current trial token still holds its slot (False once it was used)."""
@@ -179,7 +185,7 @@ class Window:
         return (
             token >> GEN_SHIFT == self._generation
             and slot < self._trial_limit
-            and self._slots[slot] == 1
+            and self._slots[slot] == (token >> _LAP_SHIFT) & 0xFF
         )
 
     def _free_slot(self, token: int) -> None:

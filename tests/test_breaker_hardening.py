@@ -205,6 +205,28 @@ def test_tokens_are_single_use(make: Any, clock: FakeClock) -> None:
     assert cb.state is CLOSED
 
 
+def test_a_spent_token_cannot_speak_for_the_trial_that_took_its_slot_since(
+    make: Any, clock: FakeClock
+) -> None:
+    # Found by the model test: a released trial token, used after a later trial took the
+    # same slot, was counted as that trial's outcome and reopened the circuit.
+    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
+              half_open_max_calls=1, timeout=1.0)
+    fail(cb)
+    clock.advance(1.0)
+    first = cb.try_admit()
+    cb.release(first)  # an ignored outcome: the slot is given back
+    second = cb.try_admit()  # the same slot, taken again
+    cb.record(first, failed=True)  # spent: not the second trial's failure
+    cb.release(first)  # nor its release
+    assert cb.state is HALF_OPEN
+    with pytest.raises(CircuitOpenError):
+        cb.try_admit()  # the second trial still holds the only slot
+    cb.record(second, failed=False)
+    assert cb.state is CLOSED
+    assert cb.metrics().total_failures == 1  # the trip's failure only
+
+
 def test_name_is_read_only(make: Any) -> None:
     cb = make()
     with pytest.raises(AttributeError):
