@@ -1,0 +1,124 @@
+"""Packaging: a machine without a C compiler still installs a working recovery.
+
+Builds a real wheel with pip from a copy of the source tree, with ``CC`` pointing
+at a compiler that does not exist, and checks that the build succeeds with the
+fallback warning and that the wheel runs on the pure-Python twin. It takes about
+ten seconds (pip sets up an isolated build environment), bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import attrs
+
+import recovery
+import recovery.testing
+
+ROOT = Path(__file__).resolve().parent.parent
+PIP_TIMEOUT = 240.0
+
+
+def _source_copy(destination: Path) -> Path:
+    """The files a source build needs, without build outputs of the checkout."""
+    source = destination / "src"
+    source.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "recovery",
+        source / "recovery",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__"),
+    )
+    return source
+
+
+def test_a_broken_compiler_falls_back_to_the_twin_with_a_warning(tmp_path: Path) -> None:
+    source = _source_copy(tmp_path)
+    wheels = tmp_path / "wheels"
+    env = {**os.environ, "CC": "/nonexistent/cc", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    env.pop("RECOVERY_NO_EXTENSIONS", None)
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(wheels), str(source)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=PIP_TIMEOUT,
+    )
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-4000:]
+    assert output.count("recovery's compiled window could not be built") == 1, output[-4000:]
+    assert "install a C compiler and the Python headers" in output
+
+    (wheel,) = wheels.glob("recovery-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "recovery/_window_py.py" in names
+    assert not [name for name in names if name.startswith("recovery/_window.")
+                and name.endswith((".so", ".pyd"))], names
+
+    # Run the wheel's files alone: -S keeps out site-packages and its .pth files (the
+    # checkout's editable finder would serve its own compiled window); attrs is added back.
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(wheel).extractall(unpacked)
+    attrs_home = Path(attrs.__file__).resolve().parent.parent
+    ran = subprocess.run(
+        [sys.executable, "-S", "-c",
+         "import recovery; print(recovery.__file__, recovery.EXTENSION_ACTIVE,"
+         " recovery.CircuitBreaker('db').call(int, '1'))"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": os.pathsep.join([str(unpacked), str(attrs_home)])},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    where, active, value = ran.stdout.split()
+    assert where.startswith(str(unpacked)), where
+    assert (active, value) == ("False", "1")
+
+
+def _cli(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "recovery", *args],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return done.stdout
+
+
+def test_version_comes_from_the_package_metadata() -> None:
+    assert recovery.__version__ == importlib.metadata.version("recovery")
+    hot_path = "compiled" if recovery.EXTENSION_ACTIVE else "pure-Python"
+    assert _cli("--version") == f"recovery {recovery.__version__} ({hot_path} hot path)\n"
+
+
+# reStructuredText that must not reach a terminal: ``literals``, a literal-block
+# "::" at the end of a line, and roles such as :class:`Name`.
+RST_MARKUP = re.compile(r"``|::\s*$|:[a-z]+:`", re.MULTILINE)
+
+
+def test_cli_help_is_plain_text() -> None:
+    top = _cli("--help")
+    commands = re.search(r"\{([\w,-]+)\}", top)
+    assert commands is not None, top
+    for args in [(), *((name,) for name in commands[1].split(","))]:
+        text = _cli(*args, "--help")
+        assert not RST_MARKUP.search(text), f"recovery {' '.join(args)} --help:\n{text}"
+
+
+def test_the_library_logger_has_a_null_handler() -> None:
+    handlers = logging.getLogger("recovery").handlers
+    assert any(isinstance(handler, logging.NullHandler) for handler in handlers)
+
+
+def test_clock_is_exported() -> None:
+    assert "Clock" in recovery.__all__
+    assert isinstance(recovery.testing.FakeClock(), recovery.Clock)
+    assert not isinstance(object(), recovery.Clock)
