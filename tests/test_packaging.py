@@ -122,3 +122,34 @@ def test_clock_is_exported() -> None:
     assert "Clock" in recovery.__all__
     assert isinstance(recovery.testing.FakeClock(), recovery.Clock)
     assert not isinstance(object(), recovery.Clock)
+
+
+def test_mypy_finds_the_installed_package(tmp_path: Path) -> None:
+    """A user's script type-checks against recovery as installed (README's install mode).
+
+    setuptools' default editable install is an import hook, which mypy cannot see
+    ("Cannot find implementation or library stub"); the README installs with
+    editable_mode=compat, a plain path entry that mypy follows. The script has
+    one deliberate error, so a pass proves mypy read recovery's own types.
+    """
+    script = tmp_path / "user.py"
+    script.write_text(
+        "import recovery\n"
+        "\n"
+        "cb = recovery.CircuitBreaker('db')\n"
+        "count: int = cb.name\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", script.name],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert "import-not-found" not in checked.stdout, (
+        "mypy cannot see the installed recovery: install it as the README says "
+        f"(pip install -e . --config-settings editable_mode=compat)\n{checked.stdout}"
+    )
+    assert checked.stdout.splitlines()[0].startswith("user.py:4: error: Incompatible types"), (
+        checked.stdout
+    )
