@@ -1,8 +1,8 @@
 """Audit trail of recovery actions: who was repaired, why, how, and whether it worked.
 
 The recovery manager calls ``log_failure_recovery(plugin_name, failure_type,
-recovery_action, success)`` once per strategy run, whatever the outcome (SPEC §10).
-Three ready loggers:
+recovery_action, success)`` once per strategy run, whatever the outcome
+(docs/design.md, "Audit"). Three ready loggers:
 
 - :class:`LoggingAuditLogger`: a stdlib log record per action, with the fields in
   ``extra`` so structured handlers (JSON formatters, log shippers) see them as fields.

@@ -154,3 +154,58 @@ def test_markers_parse() -> None:
         Block(5, "import redis", "needs redis"),
         Block(11, "x = 1", None),
     ]
+
+
+# -- docs/design.md: the links between it, the README and the code resolve ------------------
+
+ROOT = README.parent
+DESIGN = ROOT / "docs" / "design.md"
+# A pointer into the design document from code or the README: docs/design.md, "Section"
+# or docs/design.md ("Section"), possibly across a line break.
+DESIGN_POINTER = re.compile(r'docs/design\.md,?\s*\(?"(?P<section>[^"]+)"')
+
+
+def _headings(text: str) -> list[str]:
+    return [line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")]
+
+
+def _github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_every_pointer_into_the_design_document_names_one_of_its_sections() -> None:
+    sections = set(_headings(DESIGN.read_text(encoding="utf-8")))
+    sources = [README, *sorted((ROOT / "recovery").rglob("*.py")),
+               *sorted((ROOT / "tests").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
+    this_file = Path(__file__).resolve()
+    pointers = [
+        (path.relative_to(ROOT), match["section"])
+        for path in sources
+        if path.resolve() != this_file
+        for match in DESIGN_POINTER.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert len(pointers) >= 5
+    assert [p for p in pointers if p[1] not in sections] == []
+
+
+def test_the_design_documents_links_into_the_readme_resolve() -> None:
+    anchors = {_github_anchor(h) for h in _headings(README.read_text(encoding="utf-8"))}
+    links = re.findall(r"\]\(\.\./README\.md#([^)]+)\)", DESIGN.read_text(encoding="utf-8"))
+    assert links
+    assert [link for link in links if link not in anchors] == []
+
+
+def test_nothing_cites_the_outside_contract() -> None:
+    """The project states its contract in docs/design.md; no file cites another."""
+    paths = [README, DESIGN, *sorted((ROOT / "recovery").rglob("*.py")),
+             *sorted((ROOT / "recovery").glob("*.pyx")), *sorted((ROOT / "tests").glob("*.py")),
+             *sorted((ROOT / "benchmarks").glob("*.py"))]
+    this_file = Path(__file__).resolve()
+    citing = [
+        str(path.relative_to(ROOT))
+        for path in paths
+        if path.resolve() != this_file
+        and re.search(r"\bSPEC\b|§", path.read_text(encoding="utf-8"))
+    ]
+    assert citing == []
