@@ -18,6 +18,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import attr
 import attrs
 
 import recovery
@@ -61,6 +62,7 @@ def test_a_broken_compiler_falls_back_to_the_twin_with_a_warning(tmp_path: Path)
     (wheel,) = wheels.glob("recovery-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "recovery/_window_py.py" in names
+    assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")], names
     assert not [name for name in names if name.startswith("recovery/_window.")
                 and name.endswith((".so", ".pyd"))], names
 
@@ -153,3 +155,24 @@ def test_mypy_finds_the_installed_package(tmp_path: Path) -> None:
     assert checked.stdout.splitlines()[0].startswith("user.py:4: error: Incompatible types"), (
         checked.stdout
     )
+
+
+def test_an_uninstalled_checkout_has_a_placeholder_version(tmp_path: Path) -> None:
+    """Imported from a plain directory with no package metadata, recovery still imports."""
+    # Only the packages: site-packages would bring the installed recovery's metadata.
+    for package in (ROOT / "recovery", Path(attr.__file__).parent, Path(attrs.__file__).parent):
+        shutil.copytree(package, tmp_path / package.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    ran = subprocess.run(
+        [sys.executable, "-S", "-c",
+         "import recovery; print(recovery.__file__, recovery.__version__)"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert ran.returncode == 0, ran.stderr
+    where, version = ran.stdout.split()
+    assert where.startswith(str(tmp_path)), where
+    assert version == "0+unknown"
