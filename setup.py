@@ -45,6 +45,10 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except BUILD_FAILURES as error:
+            # Forget the extension, so that the steps after the build (an editable
+            # install copying it into the source tree, the wheel's file list) do not
+            # look for a file that was never made.
+            self.extensions = [other for other in self.extensions if other is not ext]
             self._fall_back(error)
 
     def _fall_back(self, error: BaseException) -> None:

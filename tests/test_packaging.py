@@ -42,22 +42,54 @@ def _source_copy(destination: Path) -> Path:
     return source
 
 
-def test_a_broken_compiler_falls_back_to_the_twin_with_a_warning(tmp_path: Path) -> None:
+BROKEN_COMPILER = {"CC": "/nonexistent/cc", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+FALLBACK_WARNING = "recovery's compiled window could not be built"
+
+
+def _pip(*args: str) -> str:
+    """Run pip with a compiler that does not exist; its verbose output."""
+    env = {**os.environ, **BROKEN_COMPILER}
+    env.pop("RECOVERY_NO_EXTENSIONS", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", *args, "-v", "--no-deps"],
+        capture_output=True, text=True, env=env, timeout=PIP_TIMEOUT,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert output.count(FALLBACK_WARNING) == 1, output[-4000:]
+    assert "install a C compiler and the Python headers" in output
+    return output
+
+
+def _run_alone(tmp_path: Path, site_dir: Path) -> tuple[str, str, str]:
+    """Import recovery from ``site_dir`` only: where from, EXTENSION_ACTIVE, a call's value.
+
+    ``-S`` keeps out this environment's site-packages and .pth files (the checkout's
+    editable install would serve its own compiled window); ``site_dir`` is added as a
+    site directory (so its .pth files count) and attrs is copied in beside it.
+    """
+    deps = tmp_path / "deps"
+    for package in (Path(attr.__file__).parent, Path(attrs.__file__).parent):
+        shutil.copytree(package, deps / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    code = (
+        f"import site; site.addsitedir({str(site_dir)!r}); import recovery; "
+        "print(recovery.__file__, recovery.EXTENSION_ACTIVE, "
+        "recovery.CircuitBreaker('db').call(int, '1'))"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-S", "-c", code],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(deps)},
+    )
+    assert ran.returncode == 0, ran.stderr
+    where, active, value = ran.stdout.split()
+    return where, active, value
+
+
+def test_a_wheel_built_without_a_compiler_runs_on_the_twin(tmp_path: Path) -> None:
     source = _source_copy(tmp_path)
     wheels = tmp_path / "wheels"
-    env = {**os.environ, "CC": "/nonexistent/cc", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    env.pop("RECOVERY_NO_EXTENSIONS", None)
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(wheels), str(source)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=PIP_TIMEOUT,
-    )
-    output = built.stdout + built.stderr
-    assert built.returncode == 0, output[-4000:]
-    assert output.count("recovery's compiled window could not be built") == 1, output[-4000:]
-    assert "install a C compiler and the Python headers" in output
+    _pip("wheel", "-w", str(wheels), str(source))
 
     (wheel,) = wheels.glob("recovery-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -66,24 +98,22 @@ def test_a_broken_compiler_falls_back_to_the_twin_with_a_warning(tmp_path: Path)
     assert not [name for name in names if name.startswith("recovery/_window.")
                 and name.endswith((".so", ".pyd"))], names
 
-    # Run the wheel's files alone: -S keeps out site-packages and its .pth files (the
-    # checkout's editable finder would serve its own compiled window); attrs is added back.
     unpacked = tmp_path / "unpacked"
     zipfile.ZipFile(wheel).extractall(unpacked)
-    attrs_home = Path(attrs.__file__).resolve().parent.parent
-    ran = subprocess.run(
-        [sys.executable, "-S", "-c",
-         "import recovery; print(recovery.__file__, recovery.EXTENSION_ACTIVE,"
-         " recovery.CircuitBreaker('db').call(int, '1'))"],
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": os.pathsep.join([str(unpacked), str(attrs_home)])},
-        cwd=tmp_path,
-        timeout=60,
-    )
-    assert ran.returncode == 0, ran.stderr
-    where, active, value = ran.stdout.split()
+    where, active, value = _run_alone(tmp_path, unpacked)
     assert where.startswith(str(unpacked)), where
+    assert (active, value) == ("False", "1")
+
+
+def test_an_editable_install_without_a_compiler_runs_on_the_twin(tmp_path: Path) -> None:
+    """The README's install command: after the failed compile, the editable install must
+    not look for the extension it did not build."""
+    source = _source_copy(tmp_path)
+    target = tmp_path / "site"
+    _pip("install", "--target", str(target), "-e", str(source),
+         "--config-settings", "editable_mode=compat")
+    where, active, value = _run_alone(tmp_path, target)
+    assert where.startswith(str(source)), where
     assert (active, value) == ("False", "1")
 
 
