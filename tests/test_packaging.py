@@ -206,3 +206,14 @@ def test_an_uninstalled_checkout_has_a_placeholder_version(tmp_path: Path) -> No
     where, version = ran.stdout.split()
     assert where.startswith(str(tmp_path)), where
     assert version == "0+unknown"
+
+
+def test_import_recovery_does_not_import_the_commands() -> None:
+    """The command modules (and what they import) load only for the command line."""
+    done = subprocess.run(
+        [sys.executable, "-c",
+         "import sys, recovery; print(sorted(m for m in sys.modules"
+         " if m in ('recovery.demo', 'recovery.tune', 'recovery.__main__')))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert done.stdout.strip() == "[]"
