@@ -1,4 +1,4 @@
-"""What serving the dashboard costs: its own CPU, and the call path's (issue 13).
+"""What serving the dashboard costs: its own CPU, and the call path's.
 
     python benchmarks/bench_dashboard.py                   # 60 s, prints the numbers
     python benchmarks/bench_dashboard.py --duration 12     # shorter

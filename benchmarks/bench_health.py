@@ -1,6 +1,6 @@
 """Health monitor under load: schedule lag and CPU with many plugins, some of them hung.
 
-Run as a script for the full measurement (SPEC §8 / issue 4)::
+Run as a script for the full measurement::
 
     python benchmarks/bench_health.py [--seconds 10] [--plugins 1000] [--hung 50]
                                       [--timeout 5.0] [--detach-after 0.025]
@@ -17,9 +17,8 @@ The check timeout defaults to :class:`HealthCheckConfig`'s own (5 s); the run is
 a hung check holds its pool worker only for the monitor's ``detach_after``
 (25 ms), then runs on a detached thread while a fresh worker takes its place, so
 the 50 hung checks cost the pool about 50 x 25 ms of worker time in the first
-second, whatever the timeout. (Before detaching, a hung check held its worker for
-its whole timeout: with 1 s, p99 lag was ~470 ms and 40% of the checks were
-missed.) ``threads`` is the number of monitor threads alive at the end of the
+second, whatever the timeout. (Without detaching, a hung check would hold its
+worker for its whole timeout.) ``threads`` is the number of monitor threads alive at the end of the
 run: the scheduler, the pool and one abandoned thread per hung plugin.
 
 Collected by pytest too (``pytest benchmarks/bench_health.py --benchmark-disable``):
@@ -48,7 +47,9 @@ from recovery.health import (
 )
 
 _EARLY = 0.005
-"""A check may start up to 2 ms before its planned time (the scheduler batches slots)."""
+"""Slack for a check that starts early: the scheduler dispatches slots up to 2 ms before
+their planned time (it batches them). 5 ms is a margin over those 2 ms, so that a check
+that started early is counted in its own slot, never in the one before."""
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""Cost of the recovery manager on the call path, and of recording a failure (issue 3).
+"""Cost of the recovery manager on the call path, and of recording a failure.
 
     python benchmarks/bench_manager.py                        # prints the numbers below
     pytest benchmarks/bench_manager.py --benchmark-only       # pytest-benchmark tables

@@ -3,8 +3,16 @@
 Public names are re-exported here; the implementation lives in one module per
 concern. ``recovery.prometheus`` (extra ``prometheus``), ``recovery.otel`` (extra
 ``otel``) and ``recovery.testing`` are imported on their own.
+
+The ``recovery`` logger has a :class:`logging.NullHandler`, as a library's should:
+the application decides where records go (and Python's last-resort handler does
+not print warnings of a program that configured no logging).
 """
 
+import logging
+from importlib import metadata
+
+from recovery._clock import Clock
 from recovery._impl import EXTENSION_ACTIVE
 from recovery._registry import breakers
 from recovery.alerts import Alert, AlertKind, AlertThresholds
@@ -29,6 +37,13 @@ from recovery.strategies import (
 )
 from recovery.trace import Trace, TraceError, TraceRecorder, load_trace
 
+try:
+    __version__: str = metadata.version("recovery")
+except metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "0+unknown"
+
+logging.getLogger("recovery").addHandler(logging.NullHandler())
+
 __all__ = [
     "EXTENSION_ACTIVE",
     "Alert",
@@ -43,6 +58,7 @@ __all__ = [
     "CircuitOpenError",
     "CircuitRepairingError",
     "Classifier",
+    "Clock",
     "CustomStrategy",
     "FailureInfo",
     "FailureType",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m recovery demo`` and ``python -m recovery tune TRACE``."""
+"""Command line: python -m recovery demo, python -m recovery tune TRACE."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
+
+import recovery
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -27,10 +29,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = _Parser(prog="recovery", description=__doc__)
+    parser = _Parser(prog="recovery", description=__doc__)  # plain text: it is --help
+    hot_path = "compiled" if recovery.EXTENSION_ACTIVE else "pure-Python"
+    parser.add_argument(
+        "--version", action="version",
+        version=f"%(prog)s {recovery.__version__} ({hot_path} hot path)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    # Each command's module is imported only when that command runs.
+    # The command modules are imported here, when the command line is parsed (each
+    # adds its own arguments and help), never by `import recovery`.
     from recovery import demo, tune
 
     for name, module in (("demo", demo), ("tune", tune)):

@@ -70,7 +70,7 @@ def pause(clock: Clock, event: threading.Event, seconds: float) -> bool:
     For a pause that is part of the work (an episode's back-off between attempts),
     unlike :func:`wait`, which parks a loop until time is moved. The real clock
     waits on the event, so ``stop()`` interrupts the pause. Any other clock is
-    asked to ``sleep``: a FakeClock then advances at once (SPEC §3), so a test
+    asked to ``sleep``: a FakeClock then advances at once (its ``sleep`` advances it), so a test
     sees a whole back-off without waiting and without advancing the clock itself.
     """
     if isinstance(clock, MonotonicClock):

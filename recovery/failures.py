@@ -3,7 +3,7 @@
 A :class:`FailureInfo` is what the recovery manager reasons about. Strategies
 choose whether they can handle one by its ``type`` and ``severity``; the audit log
 records its type. :func:`classify` turns an exception into one with the table of
-SPEC §5, and a user with other knowledge of their exceptions passes their own
+docs/design.md ("Failures"), and a user with other knowledge of their exceptions passes their own
 function of the same shape (:data:`Classifier`) to the manager.
 """
 
@@ -154,7 +154,7 @@ def _raised_in_initialize(tb: TracebackType | None) -> bool:
 
 
 def classify(exc: BaseException) -> FailureInfo:
-    """Map an exception to a :class:`FailureInfo` with the table of SPEC §5.
+    """Map an exception to a :class:`FailureInfo` (the table of docs/design.md, "Failures").
 
     - ``TimeoutError`` (``socket.timeout`` is the same class) → TIMEOUT, warning.
     - ``MemoryError``, ``RecursionError``, ``OSError`` with errno EMFILE, ENFILE,

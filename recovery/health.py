@@ -1,4 +1,4 @@
-"""Active health checks on a bounded thread pool (SPEC §8).
+"""Active health checks on a bounded thread pool (docs/design.md, "The health monitor").
 
 A :class:`HealthMonitor` runs each watched plugin's check every
 ``HealthCheckConfig.interval`` seconds on a fixed pool of ``concurrency`` worker
@@ -116,7 +116,7 @@ DEFAULT_DETACH_AFTER = 0.025
 """Seconds a check may hold its pool worker before the worker is detached and replaced.
 
 Short enough that checks hanging together delay the others by well under the 50 ms
-schedule-lag goal (SPEC §8, issue 4); long enough that a quick check (a ping, a local
+schedule-lag goal of ``benchmarks/bench_health.py``; long enough that a quick check (a ping, a local
 query) never costs the thread start that a detach does.
 """
 

@@ -717,9 +717,9 @@ class RecoveryManager(Dispatcher):
         """The plugin's check config for a breaker state.
 
         While the breaker is open (or repairing) the check runs at the breaker
-        config's ``health_check_interval`` with its ``health_check_timeout`` (SPEC
-        §4.1), so a dead dependency that comes back is found sooner than its open
-        period would; otherwise at the registered config's interval and timeout.
+        config's ``health_check_interval`` with its ``health_check_timeout``, so a
+        dead dependency that comes back is found sooner than its open period would;
+        otherwise at the registered config's interval and timeout.
         """
         if state not in _REJECTING:
             return config
@@ -1614,7 +1614,7 @@ class RecoveryManager(Dispatcher):
     # -- status ------------------------------------------------------------------------------
 
     def get_recovery_status(self) -> dict[str, Any]:
-        """A JSON-serialisable view of the manager and every plugin (SPEC §7 shape)."""
+        """A JSON-serialisable view of the manager and every plugin (docs/design.md, "Status")."""
         monitor = self._monitor
         with self._lock:
             plugins = list(self._plugins.values())
@@ -1732,7 +1732,7 @@ def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, cl
 
 
 def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any]:
-    """The monitor's view of the plugin (SPEC §7 shape), plus ``enabled``.
+    """The monitor's view of the plugin (docs/design.md, "Status"), plus ``enabled``.
 
     A plugin that is not being checked (no check, health checking off, or the
     manager not started) shows the same keys, empty, with ``enabled`` False.

@@ -7,12 +7,12 @@ on failure (any other return value but True is a failure too). The manager runs
 one strategy at a time per plugin, on its own worker thread and under a timeout,
 so a strategy may block.
 
-The built-ins, from most to least drastic for the plugin (SPEC §6):
+The built-ins, from most to least drastic for the plugin (docs/design.md, "Strategies"):
 
 ========================  ========  =============================================
 strategy                  priority  handles
 ========================  ========  =============================================
-RestartStrategy           100       timeout, error, panic, health_check
+RestartStrategy           100       timeout, error, panic, health_check, initialization
 ReloadStrategy            80        timeout, error, health_check; not critical
 ResetStrategy             60        health_check; timeout at warning
 GracefulDegradation...    40        resource_limit; timeout not critical
@@ -165,7 +165,7 @@ class RestartStrategy(_BuiltinStrategy):
     shut down cleanly is the usual reason to restart it. Loading is the step that
     must succeed.
 
-    Beyond SPEC §6's list it also handles ``initialization``: a plugin whose
+    It also handles ``initialization``: a plugin whose
     ``initialize`` failed is not running, and loading it again is the only
     built-in action that can bring it back (backoff alone would wait forever).
     """

@@ -15,9 +15,9 @@ name for ``t``, columns may come in any order and other columns are ignored.
 case). Fields may be quoted (``"1.5","1","0.02"``). An ISO-8601 time without an
 offset is taken as UTC. Blank lines at the end of the file are ignored.
 
-Any number works as ``t`` as long as it only grows, so traces recorded before
-:class:`TraceRecorder` wrote Unix times (it wrote the monotonic clock) still
-load and replay; only lining them up with an incident log needs Unix times.
+Any number works as ``t`` as long as it only grows, so a trace on a monotonic
+clock (``TraceRecorder(wall_clock=False)``) loads and replays too; only lining it
+up with an incident log needs Unix times.
 
 ``python -m recovery tune TRACE`` replays a trace through candidate configs (see
 :mod:`recovery.tune`). The loader keeps each column in one flat array

@@ -46,7 +46,7 @@ def trip_to_half_open(cb: Any, clock: FakeClock) -> None:
 
 
 def test_failing_stream_counts_its_failure_and_trips(make: Any) -> None:
-    # The repro of the issue: an exception raised mid-stream must count.
+    # An exception raised mid-stream must count.
     cb = make(failure_threshold=1, minimum_requests=1)
 
     @cb

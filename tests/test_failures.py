@@ -1,4 +1,4 @@
-"""FailureType, Severity, FailureInfo and the default classifier (SPEC §5)."""
+"""FailureType, Severity, FailureInfo and the default classifier (docs/design.md, "Failures")."""
 
 from __future__ import annotations
 

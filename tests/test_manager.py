@@ -1,4 +1,4 @@
-"""The recovery manager (SPEC §7), driven by a FakeClock: no test waits on real time.
+"""The recovery manager, driven by a FakeClock: no test waits on real time.
 
 Episodes run on the manager's worker threads. Back-off waits between attempts and
 strategy timeouts are on the manager's clock, so a test moves an episode along by
@@ -267,7 +267,7 @@ def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
 def test_attempts_pause_on_the_clock_with_growing_backoff(
     make: Make, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    # On a FakeClock the back-off passes at once (SPEC §3: its sleep advances it):
+    # On a FakeClock the back-off passes at once (its sleep advances it):
     # the attempts see the clock moved by base * factor**k between them.
     attempts: list[float] = []
 

@@ -1,4 +1,4 @@
-"""RecoveryCollector (SPEC §11), scraped through a real prometheus-client registry.
+"""RecoveryCollector, scraped through a real prometheus-client registry.
 
 Every test renders the registry with ``generate_latest`` and parses the text back
 with ``text_string_to_metric_families``, so what is checked is what Prometheus

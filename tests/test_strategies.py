@@ -1,4 +1,4 @@
-"""The built-in recovery strategies and CustomStrategy (SPEC §6)."""
+"""The built-in recovery strategies and CustomStrategy (docs/design.md, "Strategies")."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ ALL = [(kind.value, severity.value) for kind in FailureType for severity in Seve
 @pytest.mark.parametrize(
     ("strategy", "handled"),
     [
-        # Restart also handles "initialization" (a deviation from SPEC §6, see its docstring).
+        # Restart also handles "initialization" (see its docstring).
         (RestartStrategy(), {(k, s) for k, s in ALL
                              if k in ("timeout", "error", "panic", "health_check",
                                       "initialization")}),

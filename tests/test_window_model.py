@@ -1,6 +1,7 @@
 """Both windows and a small reference model, driven by one random sequence, must agree.
 
-The model is written independently of the windows, from the rules in SPEC §4.2:
+The model is written independently of the windows, from the rules in docs/design.md
+("States and rules"):
 a plain list for the window, no ring buffer, no tokens with generations. Ops:
 admit/finish (so trials overlap and outcomes arrive after transitions), whole
 calls (some slow), clock moves and the manual controls.

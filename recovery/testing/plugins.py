@@ -1,6 +1,6 @@
 """Simulated plugins with scripted failure modes, for tests (ours and users') and the demo.
 
-:class:`FlakyPlugin` is a complete plugin (SPEC §9: ``initialize``, ``shutdown``,
+:class:`FlakyPlugin` is a complete plugin (docs/design.md, "Plugins": ``initialize``, ``shutdown``,
 ``health_check``, ``reload``, ``degrade``) whose work is :meth:`FlakyPlugin.do_work`
 (also its ``__call__``). Its modes can be set at construction and changed at any
 time from another thread, so a test or a scenario can make a healthy plugin turn
