@@ -3,10 +3,10 @@
 The recovery manager audits every strategy run, whatever the outcome
 (docs/design.md, "Audit"). A logger of the :class:`AuditLogger` protocol receives
 ``log_failure_recovery(plugin_name, failure_type, recovery_action, success)``, where
-``success`` is the attempt's verdict (the action returned and the plugin was verified). A logger that also has
-``log_recovery_attempt`` (:class:`DetailedAuditLogger`) receives that call instead,
-with two more facts: ``action_succeeded`` (the strategy itself returned without
-raising) and ``verified`` (True/False when a verification ran, None when none did).
+``success`` is the attempt's verdict (the action returned and the plugin was verified).
+A logger that also has ``log_recovery_attempt`` (:class:`DetailedAuditLogger`) receives
+that call instead, with two more facts: ``action_succeeded`` (the strategy itself
+returned without raising) and ``verified`` (True/False when a verification ran, None when none did).
 A user's four-argument logger never sees them. Three ready loggers, all detailed:
 
 - :class:`LoggingAuditLogger`: a stdlib log record per action, with the fields in
