@@ -331,6 +331,7 @@ class _Plugin:
         "crash_loop",
         "degraded_until",
         "episode",
+        "episodes",
         "failed_reason",
         "history",
         "hold_until",
@@ -354,6 +355,8 @@ class _Plugin:
         self.route = Route(breaker, fallback)
         # Strategy runs by (action, success), for status and the Prometheus collector.
         self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
+        # Finished episodes by outcome ("recovered", "held", ...), likewise.
+        self.episodes: collections.Counter[str] = collections.Counter()
         self.degraded = False
         self.degraded_until: float | None = None
         self.failed_reason: str | None = None
@@ -416,7 +419,7 @@ class _Run:
 _COUNTED, _UNRECOVERABLE_FAILURE, _CRASH_LOOP = range(3)
 
 # How an episode ended.
-_RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = (
+_RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = EPISODE_OUTCOMES = (
     "recovered", "held", "unverified", "exhausted", "interrupted")
 
 _MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
@@ -1230,6 +1233,7 @@ class RecoveryManager(Dispatcher):
         now = self.clock.monotonic()
         crash_started = crash_ended = gave_up = False
         with self._lock:
+            plugin.episodes[outcome] += 1
             if plugin.failed_for_good:
                 pass  # a non-recoverable failure arrived meanwhile: it has acted
             elif outcome == _RECOVERED:
@@ -1669,6 +1673,7 @@ class RecoveryManager(Dispatcher):
                          "failure": plugin.actions[action, False]}
                 for action in sorted({action for action, _ in plugin.actions})
             },
+            "episodes": {outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES},
         }
 
 

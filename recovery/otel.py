@@ -35,6 +35,7 @@ recovery.call.duration.bucket                  counter        {call}
 recovery.call.duration.sum                     counter        s
 recovery.call.duration.count                   counter        {call}
 recovery.attempts                              counter        {attempt}
+recovery.episodes                              counter        {episode}
 recovery.episode.active                        updowncounter  {episode}
 recovery.plugin.degraded                       updowncounter  {plugin}
 recovery.plugin.failed                         updowncounter  {plugin}
@@ -45,6 +46,9 @@ recovery.health_check.stuck                    updowncounter  {plugin}
 recovery.health_check.stuck_threads            updowncounter  {thread}
 recovery.strategy.stuck_runs                   updowncounter  {run}
 recovery.manager.running                       updowncounter  {manager}
+recovery.cluster.connected                     updowncounter  {connection}
+recovery.cluster.events                        counter        {event}
+recovery.cluster.events_dropped                counter        {message}
 =============================================  =============  ===========
 
 Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin
@@ -107,6 +111,9 @@ PLUGIN = "recovery.plugin.name"
 STATE = "recovery.circuit_breaker.state"
 ACTION = "recovery.action"
 RESULT = "recovery.result"
+OUTCOME = "recovery.episode.outcome"
+DIRECTION = "recovery.cluster.direction"
+KIND = "recovery.cluster.event.kind"
 LE = "recovery.call.duration.le"
 
 
@@ -178,6 +185,12 @@ def _attempts(snapshot: _Snapshot) -> Iterator[Observation]:
                 yield Observation(results.get(result, 0), attributes)
 
 
+def _episodes(snapshot: _Snapshot) -> Iterator[Observation]:
+    for plugin, view in snapshot.plugins():
+        for outcome, count in view["recovery"]["episodes"].items():
+            yield Observation(count, {PLUGIN: plugin, OUTCOME: outcome})
+
+
 def _plugin(section: str, key: str) -> Observe:
     """A number of the plugin's status; health-check numbers only where checks run."""
 
@@ -195,6 +208,25 @@ def _healthy(snapshot: _Snapshot) -> Iterator[Observation]:
         health = view["health_check"]
         if health["enabled"] and health["last_result"] is not None:
             yield Observation(int(health["last_result"]["healthy"]), {PLUGIN: plugin})
+
+
+def _cluster(read: Callable[[dict[str, Any]], int]) -> Observe:
+    """A number of the manager's cluster section; nothing without a cluster."""
+
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        cluster = (snapshot.status or {}).get("cluster")
+        if cluster is not None:
+            yield Observation(read(cluster))
+
+    return observe
+
+
+def _cluster_events(snapshot: _Snapshot) -> Iterator[Observation]:
+    cluster = (snapshot.status or {}).get("cluster")
+    if cluster is not None:
+        for direction, kinds in cluster["events"].items():
+            for kind, count in kinds.items():
+                yield Observation(count, {DIRECTION: direction, KIND: kind})
 
 
 def _manager(read: Callable[[dict[str, Any]], int]) -> Observe:
@@ -242,6 +274,9 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.attempts", "counter", "{attempt}",
                    "Recovery strategy runs, by strategy and result.", "recovery_attempts_total",
                    _attempts),
+    InstrumentSpec("recovery.episodes", "counter", "{episode}",
+                   "Finished recovery episodes, by outcome.", "recovery_episodes_total",
+                   _episodes),
     InstrumentSpec("recovery.episode.active", "updowncounter", "{episode}",
                    "Recovery episodes running (1 per plugin at most).", "recovery_in_progress",
                    _plugin("recovery", "in_progress")),
@@ -275,6 +310,17 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.manager.running", "updowncounter", "{manager}",
                    "1 between start() and stop() of the recovery manager.",
                    "recovery_manager_running", _manager(lambda status: int(status["running"]))),
+    InstrumentSpec("recovery.cluster.connected", "updowncounter", "{connection}",
+                   "1 while the manager's cluster is connected to Redis.",
+                   "recovery_cluster_connected",
+                   _cluster(lambda cluster: int(cluster["connected"]))),
+    InstrumentSpec("recovery.cluster.events", "counter", "{event}",
+                   "Cluster events published or received, by kind.",
+                   "recovery_cluster_events_total", _cluster_events),
+    InstrumentSpec("recovery.cluster.events_dropped", "counter", "{message}",
+                   "Cluster messages refused, or local events lost to a full queue.",
+                   "recovery_cluster_events_dropped_total",
+                   _cluster(lambda cluster: int(cluster["events_dropped"]))),
 )
 
 

@@ -44,6 +44,9 @@ recovery_call_duration_seconds                 histo-  call durations (``_bucket
                                                        breakers with record_latency=True
 recovery_attempts_total{action,result}         counter strategy runs; result is
                                                        "success" or "failure"
+recovery_episodes_total{outcome}               counter finished episodes: "recovered",
+                                                       "held", "unverified",
+                                                       "exhausted", "interrupted"
 recovery_in_progress                           gauge   1 while a recovery episode runs
 recovery_degraded                              gauge   1 while the fallback is served
 recovery_failed                                gauge   1 while out of service (in a crash
@@ -122,6 +125,8 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "histogram", _PLUGIN),
     ("recovery_attempts_total", "Recovery strategy runs, by strategy and result.", "counter",
      ("plugin", "action", "result")),
+    ("recovery_episodes_total", "Finished recovery episodes, by outcome.", "counter",
+     ("plugin", "outcome")),
     ("recovery_in_progress", "1 while a recovery episode of the plugin runs.", "gauge",
      _PLUGIN),
     ("recovery_degraded", "1 while the plugin is degraded and its fallback is served.",
@@ -251,6 +256,8 @@ def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any])
             families["recovery_attempts_total"].add_metric(
                 [plugin, action, result], results.get(result, 0)
             )
+    for outcome, count in recovery["episodes"].items():
+        families["recovery_episodes_total"].add_metric([plugin, outcome], count)
     for name, key in _FLAGS:
         families[name].add_metric([plugin], float(recovery[key]))
     if health["enabled"]:

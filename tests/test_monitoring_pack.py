@@ -33,13 +33,6 @@ DASHBOARD = CONTRIB / "grafana" / "recovery.json"
 RULES = CONTRIB / "prometheus" / "alerts.yml"
 RULES_TEST = CONTRIB / "prometheus" / "alerts_test.yml"
 
-# Metrics the collector gains on branches being merged in parallel (crash loop,
-# episode outcomes). The dashboard and rules use them already;
-# remove each name here once the collector emits it.
-PENDING = {
-    "recovery_episodes_total",
-}
-
 # The metrics without a plugin label: scoped by job alone.
 PROCESS_WIDE = {
     "recovery_stuck_health_check_threads", "recovery_stuck_strategies", "recovery_manager_running",
@@ -163,12 +156,10 @@ def test_every_metric_named_is_one_the_collector_emits(emitted: set[str]) -> Non
     }
     unknown = {
         where: sorted({name for text in found for name in METRIC.findall(text)}
-                      - emitted - PENDING)
+                      - emitted)
         for where, found in texts.items()
     }
     assert unknown == {where: [] for where in texts}
-    # The allow-list holds only names the collector does not emit yet.
-    assert not PENDING & emitted, "emitted now: remove from PENDING"
 
 
 def test_every_dashboard_query_is_scoped_by_the_variables() -> None:

@@ -41,6 +41,7 @@ DOCUMENTED = {
     "recovery_window_failure_ratio": "gauge",
     "recovery_call_duration_seconds": "histogram",
     "recovery_attempts": "counter",
+    "recovery_episodes": "counter",
     "recovery_in_progress": "gauge",
     "recovery_degraded": "gauge",
     "recovery_failed": "gauge",
@@ -202,6 +203,13 @@ def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
                  result="success") == 1
     assert not [key for key in samples
                 if key[0] == "recovery_attempts_total" and ("plugin", "good") in key[1]]
+    # One episode, two attempts. The plugin has no health check and no call came to
+    # try it afterwards, so the restart that worked is unverified; every outcome has
+    # its series.
+    episodes = {dict(key[1])["outcome"]: count for key, count in samples.items()
+                if key[0] == "recovery_episodes_total" and ("plugin", "bad") in key[1]}
+    assert episodes == {"recovered": 0, "held": 0, "unverified": 1, "exhausted": 0,
+                        "interrupted": 0}
 
 
 def test_health_check_results_and_a_stuck_check(
