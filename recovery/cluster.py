@@ -38,6 +38,7 @@ from recovery import _clock, _validate
 from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
 from recovery._cluster_fleet import Fleet, Tracked
 from recovery._cluster_store import Store
+from recovery._cluster_summary import summary_thread
 from recovery.state import CircuitBreakerState
 
 try:
@@ -241,6 +242,7 @@ class Cluster:
                 threading.Thread(target=self._work, name="recovery-cluster-worker",
                                  daemon=True),
             ]
+            self._threads.append(summary_thread(self))  # the fleet dashboard's feed
         for thread in self._threads:
             thread.start()
 

@@ -23,12 +23,12 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed, dumps
-from recovery.dashboard.hub import Hub
+from recovery.dashboard.hub import Hub, Subscriber
 from recovery.manager import RecoveryManager
 
 _logger = logging.getLogger("recovery.dashboard")
@@ -63,6 +63,18 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class Source(Protocol):
+    """What the server serves: a process's :class:`Feed`, or the fleet's view."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def subscribe(self) -> Subscriber | None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
 
 
 class Control:
@@ -128,7 +140,7 @@ class DashboardServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         *,
-        feed: Feed,
+        feed: Source,
         hub: Hub,
         static: Mapping[str, bytes],
         metrics: Callable[[], tuple[bytes, str]] | None,
