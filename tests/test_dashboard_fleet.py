@@ -229,6 +229,19 @@ def test_two_processes_show_node_by_node_and_breaker_by_breaker(
     eventually(lambda: status(board)["redis"]["received"] >= received + 4, "more summaries")
 
 
+def test_a_breaker_attached_later_already_open_is_on_the_timeline(
+    redis_url: str, namespace: str, boards: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    with Cluster(redis_url, namespace=namespace, node_id="late") as cluster:
+        eventually(lambda: node_view(board, "late"), "the node listed, without breakers")
+        breaker = CircuitBreaker("attached-later")
+        breaker.force_open()
+        cluster.attach(breaker)
+        eventually(lambda: any(e["name"] == "attached-later" and e["text"] == "open on late"
+                               for e in status(board)["timeline"]), "its open on the timeline")
+
+
 def test_a_remote_open_says_which_node_opened_it(
     redis_url: str, namespace: str, boards: Any, nodes: Any
 ) -> None:

@@ -203,8 +203,10 @@ class FleetFeed:
                 node.silent = False
                 self._emit("node", summary["node"], "publishing again", "good")
             for entry in summary["breakers"]:
-                if entry["name"] in before and before[entry["name"]] != entry["state"]:
-                    self._transition(summary["node"], entry, before[entry["name"]])
+                # A breaker new to this node's summaries is news only when not closed.
+                old = before.get(entry["name"], "closed" if entry["state"] == "closed" else None)
+                if old != entry["state"]:
+                    self._transition(summary["node"], entry, old)
 
     def _transition(self, node: str, entry: dict[str, Any], old: str | None) -> None:
         text = f"{_said(old)} \u2192 {_said(entry['state'])}" if old else _said(entry["state"])

@@ -33,6 +33,9 @@
   function stateText(state) {
     return STATE_TEXT[state] || String(state).toUpperCase();
   }
+  function plural(count, noun) {
+    return count + " " + noun + (count === 1 ? "" : "s");
+  }
   function worst(states) {
     for (const state of WORST) if (states.includes(state)) return state;
     return "closed";
@@ -118,15 +121,16 @@
   function renderSummary(nodes, breakers) {
     const silent = nodes.filter((n) => n.silent).length;
     const openSomewhere = breakers.filter((b) => (b.counts.open || 0) > 0).length;
+    const live = nodes.length - silent;
     const items = [
-      ["closed", (nodes.length - silent) + " nodes live", nodes.length - silent],
+      ["closed", plural(live, "node") + " live", live],
       ["half_open", silent + " silent", silent],
-      ["repairing", breakers.length + " breakers", breakers.length],
+      ["", plural(breakers.length, "breaker"), breakers.length],
       ["open", openSomewhere + " open somewhere", openSomewhere],
     ];
     $("summary").replaceChildren(...items.map(([state, text, count]) => {
       const node = el("span", "count num" + (count === 0 ? " zero" : ""), text);
-      node.dataset.state = state;
+      if (state) node.dataset.state = state;
       return node;
     }));
   }
@@ -161,14 +165,23 @@
     head.append(name, el("span", "state", stateText(state)));
     const open = breaker.counts.open || 0;
     const half = breaker.counts.half_open || 0;
-    let sub = live.length + (live.length === 1 ? " node" : " nodes");
-    if (open) sub = "open on " + open + " of " + live.length + (live.length === 1 ? " node" : " nodes");
-    else if (half) sub = "half-open on " + half + " of " + live.length;
-    else if (live.length) sub = "closed on " + (live.length === 1 ? "its node" : "all " + live.length + " nodes");
+    const silent = breaker.nodes.length - live.length;
+    const of = " of " + plural(live.length, silent ? "live node" : "node");
+    const repairing = breaker.counts.repairing || 0;
+    let sub = "no live node";
+    if (open && live.length === 1) sub = "open on its " + (silent ? "one live node" : "node");
+    else if (open) sub = "open on " + open + of;
+    else if (half) sub = "half-open on " + half + of;
+    else if (repairing) sub = "repairing on " + repairing + of;
+    else if (live.length === 1) sub = "closed on its " + (silent ? "one live node" : "node");
+    else if (live.length) sub = "closed on all " + plural(live.length, silent ? "live node" : "node");
+    if (silent) sub += " \u00b7 " + silent + " silent";
     const chips = el("div", "chips");
     for (const node of breaker.nodes) {
-      const chip = el("span", "chip" + (node.silent ? " silent" : ""),
-        node.node + " \u00b7 " + stateText(node.state) + (node.silent ? " (silent)" : ""));
+      // The node's name may be cut short, its state never.
+      const chip = el("span", "chip" + (node.silent ? " silent" : ""));
+      chip.append(el("span", "cname", node.node),
+        el("span", "cstate", stateText(node.state) + (node.silent ? " (silent)" : "")));
       chip.dataset.state = node.state;
       chip.dataset.node = node.node;
       chip.title = node.opened_by ? "opened by " + node.opened_by : node.node;
