@@ -41,6 +41,7 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0  # reconnection waits, as the cluster's
 _POLL = 0.2  # longest wait on the socket, so stop() is seen soon
 _SOCKET_TIMEOUT = 2.0
 
+_TROUBLE = ("open", "half_open", "repairing")  # the breakers listed first, in this order
 _LEVELS = {"closed": "good", "open": "bad", "half_open": "warn", "repairing": "info"}
 
 
@@ -276,8 +277,7 @@ def _by_breaker(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for name, states in breakers.items():
         counts = collections.Counter(s["state"] for s in states if not s["silent"])
         views.append({"name": name, "nodes": states, "counts": dict(counts)})
-    views.sort(key=lambda v: (-v["counts"].get("open", 0), -v["counts"].get("half_open", 0),
-                              v["name"]))
+    views.sort(key=lambda v: (*(-v["counts"].get(s, 0) for s in _TROUBLE), v["name"]))
     return views
 
 

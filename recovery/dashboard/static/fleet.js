@@ -7,6 +7,8 @@
   const STALE_MS = 3500; // no message for this long while connected: say so
   const STATE_TEXT = { closed: "CLOSED", open: "OPEN", half_open: "HALF-OPEN", repairing: "REPAIRING" };
   const WORST = ["open", "half_open", "repairing", "closed"];
+  const TILES = 12;  // breaker tiles before those closed everywhere are folded
+  const ROWS = 6;    // breaker rows of a node before its closed ones are folded
 
   const $ = (id) => document.getElementById(id);
   let lastSeq = 0;
@@ -35,6 +37,24 @@
   }
   function plural(count, noun) {
     return count + " " + noun + (count === 1 ? "" : "s");
+  }
+  function inTrouble(breaker) {
+    return breaker.nodes.some((n) => !n.silent && n.state !== "closed");
+  }
+  function flagged(breaker) {
+    const plugin = breaker.plugin;
+    return Boolean(plugin && (plugin.failed || plugin.crash_loop || plugin.degraded));
+  }
+  // A <details> that stays open across the once-a-second redraw.
+  const unfolded = new Set();
+  function fold(key, label, content, className) {
+    const details = el("details", className);
+    details.open = unfolded.has(key);
+    details.addEventListener("toggle", () => {
+      if (details.open) unfolded.add(key); else unfolded.delete(key);
+    });
+    details.append(el("summary", "", label), content);
+    return details;
   }
   function worst(states) {
     for (const state of WORST) if (states.includes(state)) return state;
@@ -93,7 +113,23 @@
     const breakers = data.breakers || [];
     renderSummary(nodes, breakers);
     renderRedis(data);
-    $("breakers").replaceChildren(...breakers.map(breakerTile));
+    // Trouble always gets a tile; past a dozen, breakers closed everywhere fold into one list.
+    const shown = breakers.filter((b, i) => i < TILES || inTrouble(b));
+    const folded = breakers.filter((b, i) => !(i < TILES || inTrouble(b)));
+    const box = $("breakers");
+    box.replaceChildren(...shown.map(breakerTile));
+    if (folded.length) {
+      const names = el("div", "chips");
+      for (const breaker of folded) {
+        const chip = el("span", "chip");
+        chip.dataset.state = "closed";
+        chip.append(el("span", "cname", breaker.name));
+        chip.title = breaker.name + ": closed on " + plural(breaker.nodes.length, "node");
+        names.append(chip);
+      }
+      box.append(fold("breakers", "closed on every live node: " + plural(folded.length, "more breaker"),
+        names, "tile folded"));
+    }
     $("nodes").replaceChildren(...nodes.map(nodeTile));
     $("no-breakers").hidden = breakers.length > 0;
     $("empty").hidden = nodes.length > 0;
@@ -202,7 +238,19 @@
     head.append(name, el("span", "state", node.silent ? "SILENT" : "LIVE"));
     const heard = node.heard_ago < 1.5 ? "heard just now" : "last heard " + Math.round(node.heard_ago) + "s ago";
     const rows = el("ul", "rows");
-    for (const breaker of node.breakers) rows.append(breakerRow(breaker));
+    const quiet = [];
+    for (const breaker of node.breakers) {
+      if (rows.childElementCount < ROWS || breaker.state !== "closed" || flagged(breaker)) {
+        rows.append(breakerRow(breaker));
+      } else {
+        quiet.push(breaker);
+      }
+    }
+    if (quiet.length) {
+      const more = el("ul", "rows");
+      for (const breaker of quiet) more.append(breakerRow(breaker));
+      rows.append(fold("node:" + node.id, plural(quiet.length, "more breaker") + ", closed", more, "fold"));
+    }
     tile.append(head, el("div", "sub num", node.host + " \u00b7 pid " + node.pid + " \u00b7 " + heard), rows);
     if (node.omitted > 0) {
       tile.append(el("div", "omitted", "+" + node.omitted + " more of " + node.breakers_total +
