@@ -12,7 +12,9 @@ Two threads per started cluster: the *subscriber* owns the pub/sub connection
 *worker* does everything else, one item at a time, from one queue: local
 transitions handed over by the breakers' listeners (a put on a queue, never a
 wait), decoded events, reconnections, and the fleet deadlines. Nothing the
-cluster does can raise into a caller's thread.
+cluster does can raise into a caller's thread. A third thread publishes this
+node's status summary once a second for the fleet dashboard (see
+``recovery._cluster_summary``), on a channel of its own.
 
 Needs redis-py >= 5 (``pip install 'recovery[redis]'``).
 """
