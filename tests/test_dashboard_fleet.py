@@ -361,7 +361,9 @@ def test_a_node_that_stops_publishing_fades_then_is_dropped(
     assert (ids[1], "silent") in texts and (ids[1], "dropped") in texts
 
 
-def test_redis_unreachable_is_shown_on_the_page_not_raised(boards: Any) -> None:
+def test_redis_unreachable_is_shown_on_the_page_not_raised(
+    redis_url: str, boards: Any
+) -> None:
     import socket
 
     with socket.socket() as sock:  # a port nobody listens on
@@ -374,7 +376,7 @@ def test_redis_unreachable_is_shown_on_the_page_not_raised(boards: Any) -> None:
     assert view["nodes"] == []
 
 
-def test_serve_fleet_checks_its_arguments() -> None:
+def test_serve_fleet_checks_its_arguments(redis_url: str) -> None:
     with pytest.raises(ValueError, match="url"):
         serve_fleet("http://x")
     with pytest.raises(TypeError, match="port"):
@@ -383,6 +385,21 @@ def test_serve_fleet_checks_its_arguments() -> None:
         serve_fleet("redis://x", fade_after=5, forget_after=5)
     with pytest.raises(ValueError, match="fade_after"):
         serve_fleet("redis://x", fade_after=0)
+
+
+def test_past_max_nodes_new_nodes_are_dropped_and_counted(redis_url: str) -> None:
+    from recovery.dashboard.fleet import FleetFeed
+    from recovery.dashboard.hub import Hub
+
+    feed = FleetFeed(redis_url, "unused", None, Hub(), max_nodes=2)  # not started
+    for node in ("a", "b", "c", "a"):
+        feed._receive(encode_summary({**HEAD, "node": node}, [entry("x")], None))
+    feed._tick()
+    view = feed.snapshot()
+    assert [n["id"] for n in view["nodes"]] == ["a", "b"]
+    assert view["redis"]["dropped"] == {"too_many_nodes": 1}
+    assert view["redis"]["received"] == 3  # a's second summary is still taken
+    feed.stop(1.0)
 
 
 def test_the_page_is_the_fleet_page_read_only_with_the_same_safety_headers(
@@ -400,6 +417,10 @@ def test_the_page_is_the_fleet_page_read_only_with_the_same_safety_headers(
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)
     assert refused.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(board.url + "metrics", timeout=5)
+    assert missing.value.code == 404
+    assert "each process serves its own" in missing.value.read().decode()
     assert board.address[0] == "127.0.0.1"
 
 

@@ -32,7 +32,7 @@ from importlib import resources
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed
 from recovery.dashboard.hub import Hub
-from recovery.dashboard.server import STATIC, Control, DashboardServer, Source
+from recovery.dashboard.server import NO_METRICS, STATIC, Control, DashboardServer, Source
 from recovery.manager import RecoveryManager
 
 __all__ = ["Dashboard", "serve", "serve_fleet"]
@@ -187,7 +187,8 @@ def serve_fleet(
     static = {"index.html": (files / "fleet.html").read_bytes(),
               "app.js": (files / "fleet.js").read_bytes(),
               "style.css": (files / "style.css").read_bytes()}
-    return _start(host, port, feed, hub, static, None, None, loopback, fragment="")
+    return _start(host, port, feed, hub, static, None, None, loopback, fragment="",
+                  no_metrics="the fleet page has no /metrics: each process serves its own")
 
 
 def _check_address(host: str, port: int) -> None:
@@ -202,13 +203,13 @@ def _check_address(host: str, port: int) -> None:
 def _start(
     host: str, port: int, feed: Source, hub: Hub, static: dict[str, bytes],
     metrics: Callable[[], tuple[bytes, str]] | None, control: Control | None,
-    loopback: bool, fragment: str,
+    loopback: bool, fragment: str, no_metrics: str = NO_METRICS,
 ) -> Dashboard:
     """Bind the server (stopping ``feed`` if that fails), then start serving."""
     try:
         server = DashboardServer(
             (host, port), feed=feed, hub=hub, static=static, metrics=metrics,
-            control=control, loopback=loopback,
+            control=control, loopback=loopback, no_metrics=no_metrics,
         )
     except BaseException:
         feed.stop(0.0)

@@ -37,6 +37,7 @@ _logger = logging.getLogger("recovery.dashboard")
 INTERVAL = 1.0  # seconds between two fleet views sent to the page
 FADE_AFTER = 5.0  # seconds without a summary before a node is shown as silent
 FORGET_AFTER = 60.0  # seconds without a summary before a node is dropped
+MAX_NODES = 1000  # nodes shown at once; summaries of more are dropped (reason "too_many_nodes")
 BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0  # reconnection waits, as the cluster's
 _POLL = 0.2  # longest wait on the socket, so stop() is seen soon
 _SOCKET_TIMEOUT = 2.0
@@ -58,7 +59,7 @@ class FleetFeed:
     def __init__(
         self, url: str, namespace: str, secret: bytes | None, hub: Hub, *,
         fade_after: float = FADE_AFTER, forget_after: float = FORGET_AFTER,
-        interval: float = INTERVAL,
+        interval: float = INTERVAL, max_nodes: int = MAX_NODES,
     ) -> None:
         import redis
         from redis.backoff import NoBackoff
@@ -74,6 +75,7 @@ class FleetFeed:
         self._hub = hub
         self._fade_after, self._forget_after = fade_after, forget_after
         self._interval = interval
+        self._max_nodes = max_nodes
         self._lock = threading.Lock()  # guards all below; publishing happens under it
         self._nodes: dict[str, _Node] = {}
         self._timeline: collections.deque[dict[str, Any]] = collections.deque(maxlen=TIMELINE)
@@ -187,8 +189,11 @@ class FleetFeed:
             return
         now = time.monotonic()
         with self._lock:
-            self._received += 1
             node = self._nodes.get(summary["node"])
+            if node is None and len(self._nodes) >= self._max_nodes:
+                self._drops["too_many_nodes"] += 1
+                return
+            self._received += 1
             if node is None:
                 self._nodes[summary["node"]] = _Node(summary, now)
                 self._emit("node", summary["node"], f"joined ({_where(summary)})", "info")
