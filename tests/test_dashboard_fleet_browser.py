@@ -148,3 +148,20 @@ def test_names_from_the_fleet_are_shown_as_text(
         expect(page.locator("#timeline li", has_text=XSS)).to_have_count(1)
     assert page.locator("img").count() == 0
     assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_redis_out_of_reach_is_said_on_the_page(
+    redis_url: str, page: Page, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with serve_fleet(f"redis://127.0.0.1:{port}/0", "nowhere") as served:
+        page.goto(served.url)
+        expect(page.locator("#redis-notice")).to_be_visible(timeout=SOON)
+        expect(page.locator("#redis-notice")).to_contain_text("cannot reach Redis (Connection")
+        expect(page.locator("#manager")).to_contain_text("redis disconnected")
+        expect(page.locator("#empty")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "redis_down.png"), full_page=True)

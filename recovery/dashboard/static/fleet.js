@@ -181,6 +181,11 @@
       ["summaries", String(redis.received || 0), false],
       ["dropped", String(total) + (total ? " (" + dropped.map(([r, n]) => r + " " + n).join(", ") + ")" : ""), total > 0],
     ];
+    const notice = $("redis-notice");
+    const unreachable = !redis.connected && Boolean(redis.last_error);  // not while first connecting
+    notice.hidden = !unreachable;
+    setText(notice, unreachable ? "This dashboard cannot reach Redis (" + redis.last_error +
+      "): no summary can arrive, so every node fades. Retrying…" : "");
     $("manager").replaceChildren(...items.map(([label, value, bad]) => {
       const item = el("span", "item" + (bad ? " bad" : ""));
       item.append(el("span", "label", label), document.createTextNode(" "), el("strong", "", value));
