@@ -69,12 +69,17 @@ def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
         "slow": metrics["total_slow_calls"],
         "window_failure_rate": round(metrics.get("window_failure_rate") or 0.0, 4),
         "rate": [round(rate[0], 2), round(rate[1], 2)],
-        "plugin": None if plugin is None else {
-            **{flag: bool(plugin.get(flag)) for flag in _PLUGIN_FLAGS},
-            "last_action": (plugin.get("last_action") or None) and
-            str(plugin["last_action"])[:MAX_ACTION],
-            "last_action_success": plugin.get("last_action_success"),
-        },
+        "plugin": None if plugin is None else _plugin_entry(plugin),
+    }
+
+
+def _plugin_entry(recovery: dict[str, Any]) -> dict[str, Any]:
+    """The flags and last action of a manager's ``get_recovery_status()`` recovery view."""
+    action = recovery.get("last_action")
+    return {
+        **{flag: bool(recovery.get(flag)) for flag in _PLUGIN_FLAGS},
+        "last_action": str(action)[:MAX_ACTION] if action else None,
+        "last_action_success": recovery.get("last_action_success"),
     }
 
 
@@ -92,22 +97,22 @@ def encode_summary(head: dict[str, Any], entries: list[dict[str, Any]],
     """
     entries = sorted(entries, key=_priority)
     total = len(entries)
-    # Room for the head with the largest counts it can carry, the frame and "[]".
-    fixed = _dumps({**head, "kind": "summary", "breakers": [], "breakers_total": total,
-                    "omitted": total})
-    budget = MAX_SUMMARY_BYTES - _FRAME - len(fixed)
+
+    def start(omitted: int) -> bytes:  # the body up to its list of breakers
+        counts = {"kind": "summary", "breakers_total": total, "omitted": omitted}
+        return _dumps({**head, **counts})[:-1] + b',"breakers":['
+
+    # Room left by the frame and the head with the largest count it can carry.
+    budget = MAX_SUMMARY_BYTES - _FRAME - len(start(total)) - len(b"]}")
     kept: list[bytes] = []
-    for entry in entries:
+    for entry in entries:  # each encoded once, and only until the bound is reached
         encoded = _dumps(entry)
         cost = len(encoded) + (1 if kept else 0)
         if cost > budget:
             break
         kept.append(encoded)
         budget -= cost
-    body = _dumps({**head, "kind": "summary", "breakers": [], "breakers_total": total,
-                   "omitted": total - len(kept)})
-    # The entries are already JSON: splice them in rather than encode them twice.
-    body = body.replace(b'"breakers":[]', b'"breakers":[' + b",".join(kept) + b"]", 1)
+    body = start(total - len(kept)) + b",".join(kept) + b"]}"
     return b" ".join((VERSION, _signature(secret, body), body))
 
 
@@ -306,7 +311,7 @@ def _plugin_views(breakers: list[Any]) -> dict[int, dict[str, Any]]:
 
     managers: dict[int, RecoveryManager] = {}
     for breaker in breakers:
-        for listener in breaker._listeners:
+        for listener in getattr(breaker, "_listeners", ()):
             owner = getattr(listener, "__self__", None)
             if isinstance(owner, RecoveryManager):
                 managers[id(owner)] = owner
