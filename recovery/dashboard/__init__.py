@@ -16,6 +16,11 @@ Prometheus exposition (when prometheus-client is installed), and, only with
 ``allow_control=True`` and a ``token``, the POST routes ``/control/reset``,
 ``/control/force-open`` and ``/control/end-crash-loop``.
 
+:func:`serve_fleet` serves the page of a whole fleet instead: the status summary
+that every node with a started :class:`~recovery.cluster.Cluster` publishes once a
+second, node by node and breaker by breaker (same server, routes and safety
+rules; always read-only).
+
 It runs on threads of its own (the standard library's threaded HTTP server and
 one thread that reads the manager once a second) and reaches the manager only
 through its public API: serving it costs the call path nothing.
