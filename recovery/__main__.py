@@ -1,4 +1,5 @@
-"""Command line: python -m recovery demo, python -m recovery tune TRACE."""
+"""Command line: python -m recovery demo, python -m recovery tune TRACE and
+python -m recovery dashboard --cluster URL."""
 
 from __future__ import annotations
 
@@ -40,13 +41,14 @@ def _main(argv: Sequence[str] | None) -> int:
     # The command modules are imported here, when the command line is parsed (each
     # adds its own arguments and help), never by `import recovery`.
     from recovery import demo, tune
+    from recovery.dashboard import cli as dashboard
 
-    for name, module in (("demo", demo), ("tune", tune)):
+    modules = {"demo": demo, "tune": tune, "dashboard": dashboard}
+    for name, module in modules.items():
         summary = (module.__doc__ or "").strip().splitlines()[0]
         module.add_arguments(commands.add_parser(name, help=summary, description=module.__doc__))
     args = parser.parse_args(argv)
-    command = demo if args.command == "demo" else tune
-    return int(command.run(args))
+    return int(modules[args.command].run(args))
 
 
 if __name__ == "__main__":

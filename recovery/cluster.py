@@ -12,7 +12,9 @@ Two threads per started cluster: the *subscriber* owns the pub/sub connection
 *worker* does everything else, one item at a time, from one queue: local
 transitions handed over by the breakers' listeners (a put on a queue, never a
 wait), decoded events, reconnections, and the fleet deadlines. Nothing the
-cluster does can raise into a caller's thread.
+cluster does can raise into a caller's thread. A third thread publishes this
+node's status summary once a second for the fleet dashboard (see
+``recovery._cluster_summary``), on a channel of its own.
 
 Needs redis-py >= 5 (``pip install 'recovery[redis]'``).
 """
@@ -38,6 +40,7 @@ from recovery import _clock, _validate
 from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
 from recovery._cluster_fleet import Fleet, Tracked
 from recovery._cluster_store import Store
+from recovery._cluster_summary import summary_thread
 from recovery.state import CircuitBreakerState
 
 try:
@@ -241,6 +244,7 @@ class Cluster:
                 threading.Thread(target=self._work, name="recovery-cluster-worker",
                                  daemon=True),
             ]
+            self._threads.append(summary_thread(self))  # the fleet dashboard's feed
         for thread in self._threads:
             thread.start()
 

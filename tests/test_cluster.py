@@ -413,7 +413,7 @@ def test_a_full_hand_over_queue_drops_and_counts(
 def test_stop_joins_threads_and_is_idempotent(nodes: Any) -> None:
     (c1, _) = nodes()
     threads = list(c1._threads)
-    assert len(threads) == 2 and all(t.is_alive() for t in threads)
+    assert len(threads) == 3 and all(t.is_alive() for t in threads)  # and the summaries
     c1.stop()
     c1.stop()
     assert not any(t.is_alive() for t in threads)

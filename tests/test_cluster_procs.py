@@ -176,7 +176,7 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
             report = json.loads(reader.read() or "{}")
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
-        assert report["node_id"] != cluster.node_id and report["threads"] == 2
+        assert report["node_id"] != cluster.node_id and report["threads"] == 3
         _wait(lambda: cb.state.value == "open")  # the child's trip reached the parent
         assert cb.metrics().opened_by == report["node_id"]
     finally:

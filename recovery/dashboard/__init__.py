@@ -16,6 +16,11 @@ Prometheus exposition (when prometheus-client is installed), and, only with
 ``allow_control=True`` and a ``token``, the POST routes ``/control/reset``,
 ``/control/force-open`` and ``/control/end-crash-loop``.
 
+:func:`serve_fleet` serves the page of a whole fleet instead: the status summary
+that every node with a started :class:`~recovery.cluster.Cluster` publishes once a
+second, node by node and breaker by breaker (same server, routes and safety
+rules; always read-only).
+
 It runs on threads of its own (the standard library's threaded HTTP server and
 one thread that reads the manager once a second) and reaches the manager only
 through its public API: serving it costs the call path nothing.
@@ -32,10 +37,10 @@ from importlib import resources
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed
 from recovery.dashboard.hub import Hub
-from recovery.dashboard.server import STATIC, Control, DashboardServer
+from recovery.dashboard.server import NO_METRICS, STATIC, Control, DashboardServer, Source
 from recovery.manager import RecoveryManager
 
-__all__ = ["Dashboard", "serve"]
+__all__ = ["Dashboard", "serve", "serve_fleet"]
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -46,7 +51,7 @@ CLIENT_QUEUE = 64  # messages a client may fall behind before it is cut off (it 
 class Dashboard:
     """A running dashboard: ``url``, ``stop()``, and a context manager that stops it."""
 
-    def __init__(self, server: DashboardServer, feed: Feed, hub: Hub, url: str) -> None:
+    def __init__(self, server: DashboardServer, feed: Source, hub: Hub, url: str) -> None:
         self._server, self._feed, self._hub = server, feed, hub
         self.url = url
         host, port = server.server_address[:2]
@@ -114,12 +119,7 @@ def serve(
     """
     if not callable(getattr(rm, "get_recovery_status", None)):
         raise TypeError(f"rm must be a RecoveryManager, got {rm!r}")
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, got {port!r}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be within 0..65535, got {port!r}")
+    _check_address(host, port)
     if token is not None and not isinstance(token, str):
         raise TypeError(f"token must be a str or None, got {token!r}")
     if token == "":
@@ -146,18 +146,81 @@ def serve(
         for name, _ in STATIC.values()
     }
     control = Control(rm, extra, token, feed) if allow_control and token else None
+    return _start(host, port, feed, hub, static, _metrics(rm), control, loopback,
+                  fragment=f"#token={token}" if control is not None else "")
+
+
+def serve_fleet(
+    url: str,
+    namespace: str = "recovery",
+    host: str = "127.0.0.1",
+    port: int = 0,
+    secret: str | bytes | None = None,
+    *,
+    fade_after: float = 5.0,
+    forget_after: float = 60.0,
+) -> Dashboard:
+    """Serve the page of a whole fleet: every node of ``namespace`` on the Redis at ``url``.
+
+    Each node whose :class:`~recovery.cluster.Cluster` is started publishes a
+    summary once a second; this page shows them node by node and breaker by
+    breaker. ``secret`` must be the cluster's (summaries not signed with it are
+    dropped and counted). A node unheard for ``fade_after`` seconds is shown as
+    silent, and dropped after ``forget_after``. Always read-only; Redis down (at
+    start or later) shows on the page and is retried, never raised.
+    """
+    from recovery.cluster import ClusterConfig  # needs redis-py: the 'redis' extra
+    from recovery.dashboard.fleet import FleetFeed
+
+    config = ClusterConfig(url, namespace, None, 1, 10.0, secret)  # the same checks
+    _check_address(host, port)
+    for name, value in (("fade_after", fade_after), ("forget_after", forget_after)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    if forget_after <= fade_after:
+        raise ValueError(
+            f"forget_after must be longer than fade_after, got {forget_after!r} <= {fade_after!r}")
+    loopback = _is_loopback(host)
+    if not loopback:
+        _logger.warning("dashboard: serving on %r, reachable beyond this machine", host)
+    hub = Hub(limit=CLIENT_QUEUE, max_clients=MAX_CLIENTS)
+    feed = FleetFeed(config.url, config.namespace, config.secret, hub,
+                     fade_after=float(fade_after), forget_after=float(forget_after))
+    files = resources.files(__name__) / "static"
+    static = {"index.html": (files / "fleet.html").read_bytes(),
+              "app.js": (files / "fleet.js").read_bytes(),
+              "style.css": (files / "style.css").read_bytes()}
+    return _start(host, port, feed, hub, static, None, None, loopback, fragment="",
+                  no_metrics="the fleet page has no /metrics: each process serves its own")
+
+
+def _check_address(host: str, port: int) -> None:
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a str, got {host!r}")
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"port must be an int, got {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be within 0..65535, got {port!r}")
+
+
+def _start(
+    host: str, port: int, feed: Source, hub: Hub, static: dict[str, bytes],
+    metrics: Callable[[], tuple[bytes, str]] | None, control: Control | None,
+    loopback: bool, fragment: str, no_metrics: str = NO_METRICS,
+) -> Dashboard:
+    """Bind the server (stopping ``feed`` if that fails), then start serving."""
     try:
         server = DashboardServer(
-            (host, port), feed=feed, hub=hub, static=static, metrics=_metrics(rm),
-            control=control, loopback=loopback,
+            (host, port), feed=feed, hub=hub, static=static, metrics=metrics,
+            control=control, loopback=loopback, no_metrics=no_metrics,
         )
     except BaseException:
         feed.stop(0.0)
         raise
     bound_host, bound_port = server.server_address[:2]
-    url = f"http://{_url_host(str(bound_host))}:{bound_port}/"
-    if control is not None:
-        url += f"#token={token}"
+    url = f"http://{_url_host(str(bound_host))}:{bound_port}/" + fragment
     board = Dashboard(server, feed, hub, url)
     board._start()
     return board

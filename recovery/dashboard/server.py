@@ -23,12 +23,12 @@ import threading
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed, dumps
-from recovery.dashboard.hub import Hub
+from recovery.dashboard.hub import Hub, Subscriber
 from recovery.manager import RecoveryManager
 
 _logger = logging.getLogger("recovery.dashboard")
@@ -49,6 +49,7 @@ CONTROL = {
     "/control/force-open": "force_open",
     "/control/end-crash-loop": "end_crash_loop",
 }
+NO_METRICS = "/metrics needs prometheus-client: pip install 'recovery[prometheus]'"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 _HEADERS = {
@@ -63,6 +64,18 @@ _HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+
+
+class Source(Protocol):
+    """What the server serves: a process's :class:`Feed`, or the fleet's view."""
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def subscribe(self) -> Subscriber | None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float) -> None: ...
 
 
 class Control:
@@ -128,15 +141,17 @@ class DashboardServer(ThreadingHTTPServer):
         self,
         address: tuple[str, int],
         *,
-        feed: Feed,
+        feed: Source,
         hub: Hub,
         static: Mapping[str, bytes],
         metrics: Callable[[], tuple[bytes, str]] | None,
         control: Control | None,
         loopback: bool,
+        no_metrics: str = NO_METRICS,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
+        self.no_metrics = no_metrics  # why /metrics is a 404 when ``metrics`` is None
         self.feed, self.hub, self.static = feed, hub, static
         self.metrics, self.control, self.loopback = metrics, control, loopback
         self._connections: set[socket.socket] = set()
@@ -195,8 +210,7 @@ class Handler(BaseHTTPRequestHandler):
             body, content_type = self.server.metrics()
             self._send(HTTPStatus.OK, body, content_type)
         elif path == "/metrics":
-            self._send_json(HTTPStatus.NOT_FOUND, {
-                "error": "/metrics needs prometheus-client: pip install 'recovery[prometheus]'"})
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": self.server.no_metrics})
         elif path in CONTROL:
             self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"},
                             {"Allow": "POST"})

@@ -1,0 +1,333 @@
+"""Each node's status summary, published once a second for the fleet dashboard.
+
+A started :class:`~recovery.cluster.Cluster` runs one more thread that, once a
+second, reads its attached breakers (``metrics()``, the public snapshot) and, for
+breakers a :class:`~recovery.manager.RecoveryManager` registered, that plugin's
+recovery flags, and publishes them on the namespace's ``summaries`` channel: a
+channel of its own, so the fleet's decisions on the events channel never wait
+behind (or get mixed up with) the dashboard's traffic. Nothing is stored in
+Redis: a node that stops publishing simply goes quiet, and the dashboard fades it.
+
+A summary is framed and signed like every cluster message (version tag, HMAC
+over the body when the cluster has a secret) and is never larger than
+:data:`MAX_SUMMARY_BYTES`: a node with more breakers than fit sends the ones in
+trouble first and says how many it left out. The reader,
+:func:`decode_summary`, checks every field, so the dashboard shows nothing a
+malformed or forged message said.
+
+The call path pays nothing: callers never touch this thread, and the thread's
+one read of a breaker per second is the same snapshot ``metrics()`` gives anyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature
+
+_logger = logging.getLogger("recovery.cluster")
+
+INTERVAL = 1.0
+"""Seconds between two summaries of one node."""
+MAX_SUMMARY_BYTES = 16384
+"""The largest summary on the wire (frame and signature included), sent or accepted."""
+MAX_ACTION = 200
+"""A last recovery action longer than this is cut (it is a label, not a report)."""
+STATES = ("closed", "open", "half_open", "repairing")
+_TROUBLE = {"open": 0, "half_open": 1, "repairing": 2, "closed": 3}
+_FRAME = len(VERSION) + 2 + 64  # "R1 " + hex HMAC-SHA256 + " "
+_PLUGIN_FLAGS = ("failed", "crash_loop", "degraded")
+
+
+def channel(namespace: str) -> str:
+    """The pub/sub channel of a namespace's summaries (apart from its events)."""
+    return f"{namespace}:summaries"
+
+
+# -- building and encoding ------------------------------------------------------------------
+
+
+def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
+                  plugin: dict[str, Any] | None) -> dict[str, Any]:
+    """What a summary says about one breaker, from its ``metrics().to_dict()``."""
+    return {
+        "name": metrics["name"],
+        "state": metrics["state"],
+        "opened_by": metrics.get("opened_by"),
+        "since": metrics.get("state_change_time"),
+        "requests": metrics["total_requests"],
+        "failures": metrics["total_failures"],
+        "rejections": metrics["total_rejections"],
+        "slow": metrics["total_slow_calls"],
+        "window_failure_rate": round(metrics.get("window_failure_rate") or 0.0, 4),
+        "rate": [round(rate[0], 2), round(rate[1], 2)],
+        "plugin": None if plugin is None else _plugin_entry(plugin),
+    }
+
+
+def _plugin_entry(recovery: dict[str, Any]) -> dict[str, Any]:
+    """The flags and last action of a manager's ``get_recovery_status()`` recovery view."""
+    action = recovery.get("last_action")
+    return {
+        **{flag: bool(recovery.get(flag)) for flag in _PLUGIN_FLAGS},
+        "last_action": str(action)[:MAX_ACTION] if action else None,
+        "last_action_success": recovery.get("last_action_success"),
+    }
+
+
+def _dumps(data: Any) -> bytes:
+    return json.dumps(data, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_summary(head: dict[str, Any], entries: list[dict[str, Any]],
+                   secret: bytes | None) -> bytes:
+    """Frame and sign a summary of ``head`` plus as many ``entries`` as fit the bound.
+
+    The entries go in trouble first (open, half-open, repairing, failed plugins,
+    then the rest by name); those that would push the message past
+    :data:`MAX_SUMMARY_BYTES` are left out and counted in ``omitted``.
+    """
+    entries = sorted(entries, key=_priority)
+    total = len(entries)
+
+    def start(omitted: int) -> bytes:  # the body up to its list of breakers
+        counts = {"kind": "summary", "breakers_total": total, "omitted": omitted}
+        return _dumps({**head, **counts})[:-1] + b',"breakers":['
+
+    # Room left by the frame and the head with the largest count it can carry.
+    budget = MAX_SUMMARY_BYTES - _FRAME - len(start(total)) - len(b"]}")
+    kept: list[bytes] = []
+    for entry in entries:  # each encoded once, and only until the bound is reached
+        encoded = _dumps(entry)
+        cost = len(encoded) + (1 if kept else 0)
+        if cost > budget:
+            break
+        kept.append(encoded)
+        budget -= cost
+    body = start(total - len(kept)) + b",".join(kept) + b"]}"
+    return b" ".join((VERSION, _signature(secret, body), body))
+
+
+def _priority(entry: dict[str, Any]) -> tuple[int, str]:
+    plugin = entry.get("plugin") or {}
+    if plugin.get("failed") or plugin.get("crash_loop"):
+        return (0, entry["name"])
+    return (_TROUBLE.get(entry["state"], 3) + 1, entry["name"])
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+def _malformed(what: str, value: Any) -> Rejected:
+    return Rejected("malformed", f"{what}={value!r:.80}")
+
+
+def _text(data: dict[str, Any], key: str, *, optional: bool = False,
+          limit: int = MAX_TEXT) -> str | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise _malformed(key, value)
+    return value
+
+
+def _count(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    if type(value) is not int or value < 0:
+        raise _malformed(key, value)
+    return value
+
+
+def _number(data: Any, key: str) -> float:
+    value: Any = data.get(key) if isinstance(data, dict) else data
+    if type(value) not in (int, float) or not math.isfinite(value) or value < 0:
+        raise _malformed(key, value)
+    return float(value)
+
+
+def _entry(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _malformed("breaker", data)
+    state = data.get("state")
+    if state not in STATES:
+        raise _malformed("state", state)
+    rate = data.get("rate")
+    if not isinstance(rate, list) or len(rate) != 2:
+        raise _malformed("rate", rate)
+    plugin = data.get("plugin")
+    if plugin is not None:
+        if not isinstance(plugin, dict):
+            raise _malformed("plugin", plugin)
+        success = plugin.get("last_action_success")
+        if success is not None and not isinstance(success, bool):
+            raise _malformed("last_action_success", success)
+        flags = {flag: plugin.get(flag) for flag in _PLUGIN_FLAGS}
+        if not all(isinstance(value, bool) for value in flags.values()):
+            raise _malformed("plugin flags", flags)
+        plugin = {**flags,
+                  "last_action": _text(plugin, "last_action", optional=True, limit=MAX_ACTION),
+                  "last_action_success": success}
+    rate_fail = _number(rate[1], "rate")
+    return {
+        "name": _text(data, "name"),
+        "state": state,
+        "opened_by": _text(data, "opened_by", optional=True),
+        "since": _text(data, "since", optional=True, limit=64),
+        "requests": _count(data, "requests"),
+        "failures": _count(data, "failures"),
+        "rejections": _count(data, "rejections"),
+        "slow": _count(data, "slow"),
+        "window_failure_rate": _number(data, "window_failure_rate"),
+        "rate": [_number(rate[0], "rate"), rate_fail],
+        "plugin": plugin,
+    }
+
+
+def decode_summary(message: bytes, secret: bytes | None) -> dict[str, Any]:
+    """Verify and parse one summary into a dict of known fields only; raises Rejected."""
+    if len(message) > MAX_SUMMARY_BYTES:
+        raise Rejected("oversized", f"{len(message)} bytes")
+    parts = message.split(b" ", 2)
+    if len(parts) != 3:
+        raise Rejected("malformed", "not 'version signature body'")
+    version, signature, body = parts
+    if version != VERSION:
+        raise Rejected("foreign_version", repr(version[:16]))
+    if secret is not None:
+        if signature == b"-":
+            raise Rejected("unsigned", "no signature")
+        if not hmac.compare_digest(signature, _signature(secret, body)):
+            raise Rejected("bad_signature", "signature does not match")
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected("malformed", f"body is not JSON ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("kind") != "summary":
+        raise Rejected("malformed", "not a summary")
+    pid = data.get("pid")
+    if type(pid) is not int or pid < 0:
+        raise _malformed("pid", pid)
+    breakers = data.get("breakers")
+    if not isinstance(breakers, list):
+        raise _malformed("breakers", breakers)
+    return {
+        "node": _text(data, "node"),
+        "host": _text(data, "host", limit=255),
+        "pid": pid,
+        "time": _number(data, "time"),
+        "seq": _count(data, "seq"),
+        "breakers": [_entry(entry) for entry in breakers],
+        "breakers_total": _count(data, "breakers_total"),
+        "omitted": _count(data, "omitted"),
+    }
+
+
+# -- the publishing thread -------------------------------------------------------------------
+
+
+class Publisher:
+    """Builds and sends one cluster's summaries; :meth:`run` is its thread's body."""
+
+    def __init__(self, cluster: Any, stopping: threading.Event) -> None:
+        self._cluster = cluster
+        self._stopping = stopping
+        self._host = socket.gethostname()[:255] or "?"
+        self._last: dict[str, tuple[float, int, int]] = {}  # name -> (monotonic, req, fail)
+        self._seq = 0
+        self.published = 0
+        self.errors = 0
+
+    def run(self) -> None:
+        import redis  # here, so importing recovery.cluster without it fails with its hint
+
+        faults = (redis.RedisError, OSError)
+        next_at = time.monotonic()
+        while not self._stopping.wait(max(next_at - time.monotonic(), 0.0)):
+            next_at += INTERVAL
+            if next_at <= time.monotonic():  # fell behind (Redis slow): skip, do not burst
+                next_at = time.monotonic() + INTERVAL
+            try:
+                self.publish_once()
+            except faults as exc:  # Redis away: the next second tries again
+                self.errors += 1
+                _logger.debug("cluster summary not published: %s", exc)
+            except Exception:
+                self.errors += 1
+                _logger.exception("cluster summary failed")
+
+    def message(self) -> bytes:
+        cluster = self._cluster
+        with cluster._lifecycle:
+            breakers = [tracked.breaker for tracked in cluster._tracked.values()]
+        plugins = _plugin_views(breakers)
+        now = time.monotonic()
+        entries = []
+        for breaker in breakers:
+            metrics = breaker.metrics().to_dict()
+            entries.append(breaker_entry(metrics, self._rate(metrics, now),
+                                         plugins.get(id(breaker))))
+        names = {breaker.name for breaker in breakers}
+        for name in [name for name in self._last if name not in names]:
+            del self._last[name]
+        self._seq += 1
+        head = {"node": cluster.node_id, "host": self._host, "pid": os.getpid(),
+                "time": round(time.time(), 3), "seq": self._seq}
+        return encode_summary(head, entries, cluster.config.secret)
+
+    def publish_once(self) -> None:
+        message = self.message()
+        self._cluster._client.publish(channel(self._cluster.config.namespace), message)
+        self.published += 1
+
+    def _rate(self, metrics: dict[str, Any], now: float) -> tuple[float, float]:
+        """Requests and failures per second since the previous summary."""
+        name, requests, failures = (
+            metrics["name"], metrics["total_requests"], metrics["total_failures"])
+        last = self._last.get(name)
+        self._last[name] = (now, requests, failures)
+        if last is None or now <= last[0]:
+            return (0.0, 0.0)
+        elapsed = now - last[0]
+        return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
+
+
+def _plugin_views(breakers: list[Any]) -> dict[int, dict[str, Any]]:
+    """The recovery view of each breaker that is a manager's plugin, by ``id(breaker)``.
+
+    A manager given ``cluster=`` attaches each plugin's breaker after adding its
+    own transition listener, so the manager is found through that listener: the
+    cluster needs no reference to it, and one cluster may serve many managers.
+    """
+    from recovery.manager import RecoveryManager  # the manager does not import the cluster
+
+    managers: dict[int, RecoveryManager] = {}
+    for breaker in breakers:
+        for listener in getattr(breaker, "_listeners", ()):
+            owner = getattr(listener, "__self__", None)
+            if isinstance(owner, RecoveryManager):
+                managers[id(owner)] = owner
+    views: dict[int, dict[str, Any]] = {}
+    for manager in managers.values():
+        status = manager.get_recovery_status()["plugins"]
+        for name, view in status.items():
+            try:
+                breaker = manager.breaker(name)
+            except KeyError:  # unregistered since
+                continue
+            views[id(breaker)] = view["recovery"]
+    return views
+
+
+def summary_thread(cluster: Any) -> threading.Thread:
+    """The thread that publishes ``cluster``'s summaries until its stop event is set."""
+    return threading.Thread(target=Publisher(cluster, cluster._stopping).run,
+                            name="recovery-cluster-summary", daemon=True)

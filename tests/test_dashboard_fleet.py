@@ -1,0 +1,461 @@
+"""The fleet dashboard: each node's summary, and the page that shows them all.
+
+The wire format (bound, signature, field checks) is tested without Redis; the
+rest against a real redis-server (tests/redis_server.py: skipped without one,
+a failure under RECOVERY_REQUIRE_REDIS=1) with nodes that are real spawned
+processes (tests/cluster_node.py). Every wait polls until a deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from recovery import FailureInfo, RecoveryConfig, RecoveryManager
+from recovery._cluster_codec import Rejected
+from recovery._cluster_summary import (
+    MAX_SUMMARY_BYTES,
+    breaker_entry,
+    channel,
+    decode_summary,
+    encode_summary,
+)
+from recovery.breaker import CircuitBreaker
+from recovery.testing import FakeClock, RecordingAuditLogger
+from tests.redis_server import drop_namespace
+from tests.test_cluster_procs import CONFIG, Node
+from tests.test_dashboard import Plugins, failing_strategy
+
+try:
+    import redis
+
+    from recovery.cluster import Cluster
+    from recovery.dashboard import Dashboard, serve_fleet
+except ImportError:  # the redis_url fixture skips (or fails) with the reason
+    pass
+
+BOUND = 15.0  # seconds for anything that takes one or two summaries (a second each)
+HEAD = {"node": "n1", "host": "h", "pid": 1, "time": 1.0, "seq": 1}
+
+
+def entry(name: str, state: str = "closed", plugin: dict[str, Any] | None = None
+          ) -> dict[str, Any]:
+    metrics = CircuitBreaker(name).metrics().to_dict()
+    metrics["state"] = state
+    return breaker_entry(metrics, (1.5, 0.25), plugin)
+
+
+def eventually(probe: Callable[[], Any], what: str, bound: float = BOUND) -> Any:
+    """Poll ``probe`` until it returns something true; its value."""
+    deadline = time.monotonic() + bound
+    while not (value := probe()):
+        assert time.monotonic() < deadline, f"not within {bound}s: {what}"
+        time.sleep(0.05)  # poll-until-deadline: the summaries come once a second
+    return value
+
+
+def status(board: Dashboard) -> dict[str, Any]:
+    with urllib.request.urlopen(board.url + "status.json", timeout=5) as response:
+        return json.load(response)  # type: ignore[no-any-return]
+
+
+def node_view(board: Dashboard, node_id: str) -> dict[str, Any] | None:
+    return next((n for n in status(board)["nodes"] if n["id"] == node_id), None)
+
+
+# -- the wire format, no Redis ------------------------------------------------------------
+
+
+def test_a_small_summary_carries_every_breaker_and_round_trips() -> None:
+    plugin = {"failed": True, "crash_loop": False, "degraded": False,
+              "last_action": "restart", "last_action_success": False}
+    message = encode_summary(HEAD, [entry("a"), entry("b", "open", plugin)], b"k")
+    summary = decode_summary(message, b"k")
+    assert summary["omitted"] == 0 and summary["breakers_total"] == 2
+    assert [b["name"] for b in summary["breakers"]] == ["b", "a"]  # trouble first
+    assert summary["breakers"][0]["plugin"] == plugin
+    assert summary["breakers"][0]["rate"] == [1.5, 0.25]
+
+
+@pytest.mark.parametrize("secret", [None, b"secret"])
+def test_a_node_with_many_breakers_truncates_with_a_count_and_never_exceeds_the_bound(
+    secret: bytes | None,
+) -> None:
+    entries = [entry(f"service-{i:04d}-" + "x" * 80) for i in range(500)]
+    entries += [entry("zz-open", "open"), entry("zz-half", "half_open")]
+    message = encode_summary(HEAD, entries, secret)
+    assert len(message) <= MAX_SUMMARY_BYTES
+    summary = decode_summary(message, secret)
+    assert summary["breakers_total"] == 502
+    assert summary["omitted"] == 502 - len(summary["breakers"]) > 0
+    # What is in trouble goes first, so the fleet page never misses an open breaker.
+    assert [b["name"] for b in summary["breakers"][:2]] == ["zz-open", "zz-half"]
+    # Nearly full: less than one entry and a signature's room is left unused.
+    assert len(message) > MAX_SUMMARY_BYTES - 400
+
+
+def test_one_huge_breaker_name_still_fits() -> None:
+    message = encode_summary(HEAD, [entry("n" * 1024, "open")] * 20, None)
+    assert len(message) <= MAX_SUMMARY_BYTES
+    assert decode_summary(message, None)["omitted"] > 0
+
+
+def _forge(body: dict[str, Any] | bytes, signature: bytes = b"-",
+           version: bytes = b"R1") -> bytes:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return b" ".join((version, signature, raw))
+
+
+GOOD = json.loads(encode_summary(HEAD, [entry("a")], None).split(b" ", 2)[2])
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    (encode_summary(HEAD, [entry("a")], None), "unsigned"),
+    (encode_summary(HEAD, [entry("a")], b"wrong"), "bad_signature"),
+    (_forge(GOOD, b"0" * 64), "bad_signature"),
+    (_forge(GOOD, version=b"R9"), "foreign_version"),
+    (b"x" * (MAX_SUMMARY_BYTES + 1), "oversized"),
+    (b"R1 -", "malformed"),
+    (_forge(b"{", hmac.new(b"right", b"{", hashlib.sha256).hexdigest().encode()), "malformed"),
+])
+def test_with_a_secret_unsigned_forged_and_foreign_summaries_are_refused(
+    message: bytes, reason: str
+) -> None:
+    with pytest.raises(Rejected) as refused:
+        decode_summary(message, b"right")
+    assert refused.value.reason == reason
+
+
+@pytest.mark.parametrize("change", [
+    {"kind": "open"}, {"node": ""}, {"pid": -1}, {"time": "now"}, {"seq": 1.5},
+    {"breakers": {}}, {"breakers": [{"name": "a"}]}, {"omitted": -1},
+    {"breakers": [{**GOOD["breakers"][0], "state": "<b>"}]},
+    {"breakers": [{**GOOD["breakers"][0], "requests": -3}]},
+    {"breakers": [{**GOOD["breakers"][0], "rate": [1, float("inf")]}]},
+    {"breakers": [{**GOOD["breakers"][0], "plugin": {"failed": "yes"}}]},
+    {"breakers": [{**GOOD["breakers"][0], "name": 7}]},
+])
+def test_a_summary_with_a_malformed_field_is_refused_whole(change: dict[str, Any]) -> None:
+    assert decode_summary(_forge(GOOD), None)["node"] == "n1"
+    with pytest.raises(Rejected) as refused:
+        decode_summary(_forge({**GOOD, **change}), None)
+    assert refused.value.reason == "malformed"
+
+
+def test_unknown_fields_are_not_passed_on() -> None:
+    body = {**GOOD, "script": "<img src=x onerror=alert(1)>",
+            "breakers": [{**GOOD["breakers"][0], "html": "<b>x</b>"}]}
+    summary = decode_summary(_forge(body), None)
+    assert "script" not in summary and "html" not in summary["breakers"][0]
+
+
+# -- against a real Redis ------------------------------------------------------------------
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    name = f"f{uuid.uuid4().hex[:10]}"
+    yield name
+    drop_namespace(redis_url, name)
+
+
+@pytest.fixture
+def boards() -> Iterator[Callable[..., Dashboard]]:
+    started: list[Dashboard] = []
+
+    def build(*args: Any, **kwargs: Any) -> Dashboard:
+        board = serve_fleet(*args, **kwargs)
+        started.append(board)
+        return board
+
+    yield build
+    for board in started:
+        board.stop()
+
+
+@pytest.fixture
+def nodes(redis_url: str, namespace: str) -> Iterator[Callable[..., list[Node]]]:
+    """``nodes(n, **cluster_options)``: n spawned processes, each a started cluster node."""
+    made: list[Node] = []
+
+    def make(n: int, **options: Any) -> list[Node]:
+        new = [Node(redis_url, namespace, CONFIG, options, ()) for _ in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def test_two_processes_show_node_by_node_and_breaker_by_breaker(
+    redis_url: str, namespace: str, boards: Any, nodes: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    first, second = nodes(2, quorum=2)  # a quorum of 2: one trip opens only that node
+    ids = [first.ask("node_id"), second.ask("node_id")]
+    eventually(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
+    first.ask("trip")
+
+    def payments() -> dict[str, str] | None:
+        view = status(board)
+        breaker = next((b for b in view["breakers"] if b["name"] == "payments"), None)
+        states = {n["node"]: n["state"] for n in breaker["nodes"]} if breaker else {}
+        return states if states == {ids[0]: "open", ids[1]: "closed"} else None
+
+    eventually(payments, "payments open on the first node only")
+    view = status(board)
+    assert view["breakers"][0]["counts"] == {"open": 1, "closed": 1}
+    one = node_view(board, ids[0])
+    assert one is not None
+    assert one["pid"] == first.process.pid and one["omitted"] == 0
+    assert one["breakers"][0]["requests"] >= 3 and one["breakers"][0]["failures"] >= 3
+    texts = [e["text"] for e in view["timeline"]]
+    assert f"closed \u2192 open on {ids[0]}" in texts
+    # Once a second: within a few seconds, each node has sent several.
+    received = view["redis"]["received"]
+    eventually(lambda: status(board)["redis"]["received"] >= received + 4, "more summaries")
+
+
+def test_a_breaker_attached_later_already_open_is_on_the_timeline(
+    redis_url: str, namespace: str, boards: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    with Cluster(redis_url, namespace=namespace, node_id="late") as cluster:
+        eventually(lambda: node_view(board, "late"), "the node listed, without breakers")
+        breaker = CircuitBreaker("attached-later")
+        breaker.force_open()
+        cluster.attach(breaker)
+        eventually(lambda: any(e["name"] == "attached-later" and e["text"] == "open on late"
+                               for e in status(board)["timeline"]), "its open on the timeline")
+
+
+def test_a_remote_open_says_which_node_opened_it(
+    redis_url: str, namespace: str, boards: Any, nodes: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    first, second = nodes(2)  # quorum 1: a trip opens the fleet
+    ids = [first.ask("node_id"), second.ask("node_id")]
+    first.ask("trip")
+
+    def opened_by() -> str | None:
+        view = node_view(board, ids[1])
+        return view["breakers"][0]["opened_by"] if view else None
+
+    assert eventually(opened_by, "the second node's breaker opened by the first") == ids[0]
+
+
+def test_a_managers_plugins_carry_their_recovery_flags(
+    redis_url: str, namespace: str
+) -> None:
+    cluster = Cluster(redis_url, namespace=namespace, node_id="mgr")
+    rm = RecoveryManager(
+        Plugins(), RecordingAuditLogger(),
+        RecoveryConfig(enable_health_checking=False, default_recovery_strategy="bad"),
+        clock=FakeClock(), cluster=cluster,
+    )
+    rm.register_strategy("bad", failing_strategy())
+    rm.register_plugin("p")
+    rm.register_plugin("q")
+    extra = CircuitBreaker("plain")
+    cluster.attach(extra)
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(channel(namespace))
+    try:
+        rm.start()
+        rm.record_failure("p", FailureInfo("error"))  # strategy "bad" runs and fails
+        rm.record_failure("q", FailureInfo("error", recoverable=False))  # marked failed
+        assert rm.wait_idle(10)
+        cluster.start()
+
+        def latest() -> dict[str, Any] | None:
+            message = pubsub.get_message(timeout=0.5)
+            if message is None or message["type"] != "message":
+                return None
+            summary = decode_summary(message["data"], None)
+            plugins = {b["name"]: b["plugin"] for b in summary["breakers"]}
+            return plugins if plugins["p"] and plugins["p"]["last_action"] else None
+
+        plugins = eventually(latest, "a summary with p's last action")
+        assert plugins["plain"] is None  # not a plugin
+        assert plugins["p"]["last_action"] == "bad"
+        assert plugins["p"]["last_action_success"] is False
+        assert plugins["q"]["failed"] is True
+        assert plugins["p"]["crash_loop"] is True  # the failing strategy ran three times
+        for name, view in rm.get_recovery_status()["plugins"].items():
+            for flag in ("failed", "crash_loop", "degraded"):
+                assert plugins[name][flag] is view["recovery"][flag]
+    finally:
+        cluster.stop()
+        rm.stop(timeout=5.0)
+        pubsub.close()
+        client.close()
+
+
+def test_forged_unsigned_and_malformed_summaries_are_dropped_and_counted(
+    redis_url: str, namespace: str, boards: Any
+) -> None:
+    board = boards(redis_url, namespace, secret="right")
+    cluster = Cluster(redis_url, namespace=namespace, node_id="honest", secret="right")
+    cluster.attach(CircuitBreaker("payments"))
+    client = redis.Redis.from_url(redis_url)
+    forged_head = {**HEAD, "node": "forger"}
+    forgeries = {
+        "unsigned": encode_summary(forged_head, [entry("payments", "open")], None),
+        "bad_signature": encode_summary(forged_head, [entry("payments", "open")], b"guess"),
+        "malformed": _forge(b"[1]", hmac.new(b"right", b"[1]", "sha256").hexdigest().encode()),
+        "foreign_version": b"R0 - {}",
+        "oversized": b"R1 - " + b" " * MAX_SUMMARY_BYTES,
+    }
+    try:
+        with cluster:
+            eventually(lambda: node_view(board, "honest"), "the honest node listed")
+            for message in forgeries.values():
+                client.publish(channel(namespace), message)
+            expected = dict.fromkeys(forgeries, 1)
+            eventually(lambda: status(board)["redis"]["dropped"] == expected,
+                       "each forgery dropped and counted")
+            view = status(board)
+            assert [n["id"] for n in view["nodes"]] == ["honest"]
+            assert view["breakers"][0]["counts"] == {"closed": 1}
+    finally:
+        client.close()
+
+
+def test_a_node_that_stops_publishing_fades_then_is_dropped(
+    redis_url: str, namespace: str, boards: Any, nodes: Any
+) -> None:
+    board = boards(redis_url, namespace, fade_after=1.5, forget_after=3.0)
+    stays, goes = nodes(2)
+    ids = [stays.ask("node_id"), goes.ask("node_id")]
+    eventually(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
+    goes.process.kill()  # no goodbye: the process is just gone
+    goes.process.join(10)
+
+    def silent() -> bool:
+        view = node_view(board, ids[1])
+        return bool(view and view["silent"])
+
+    eventually(silent, "the killed node shown as silent")
+    breaker = status(board)["breakers"][0]
+    assert {n["node"]: n["silent"] for n in breaker["nodes"]} == {ids[0]: False, ids[1]: True}
+    assert breaker["counts"] == {"closed": 1}  # a silent node's state is not counted
+    eventually(lambda: node_view(board, ids[1]) is None, "the killed node dropped")
+    view = status(board)
+    assert [n["id"] for n in view["nodes"]] == [ids[0]]
+    assert not view["nodes"][0]["silent"]
+    texts = [(e["name"], e["text"].split(" ")[0]) for e in view["timeline"]]
+    assert (ids[1], "silent") in texts and (ids[1], "dropped") in texts
+
+
+def test_redis_unreachable_is_shown_on_the_page_not_raised(
+    redis_url: str, boards: Any
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    board = boards(f"redis://127.0.0.1:{port}/0", "nowhere")
+    view = eventually(lambda: (v := status(board))["redis"]["last_error"] and v,
+                      "the connection error shown")
+    assert view["redis"]["connected"] is False
+    assert view["nodes"] == []
+
+
+def test_serve_fleet_checks_its_arguments(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="url"):
+        serve_fleet("http://x")
+    with pytest.raises(TypeError, match="port"):
+        serve_fleet("redis://x", port="80")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="forget_after"):
+        serve_fleet("redis://x", fade_after=5, forget_after=5)
+    with pytest.raises(ValueError, match="fade_after"):
+        serve_fleet("redis://x", fade_after=0)
+
+
+def test_past_max_nodes_new_nodes_are_dropped_and_counted(redis_url: str) -> None:
+    from recovery.dashboard.fleet import FleetFeed
+    from recovery.dashboard.hub import Hub
+
+    feed = FleetFeed(redis_url, "unused", None, Hub(), max_nodes=2)  # not started
+    for node in ("a", "b", "c", "a"):
+        feed._receive(encode_summary({**HEAD, "node": node}, [entry("x")], None))
+    feed._tick()
+    view = feed.snapshot()
+    assert [n["id"] for n in view["nodes"]] == ["a", "b"]
+    assert view["redis"]["dropped"] == {"too_many_nodes": 1}
+    assert view["redis"]["received"] == 3  # a's second summary is still taken
+    feed.stop(1.0)
+
+
+def test_the_page_is_the_fleet_page_read_only_with_the_same_safety_headers(
+    redis_url: str, namespace: str, boards: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    with urllib.request.urlopen(board.url, timeout=5) as response:
+        page = response.read().decode()
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert "recovery fleet" in page and 'src="/app.js"' in page
+    with urllib.request.urlopen(board.url + "app.js", timeout=5) as response:
+        script = response.read().decode()
+    assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+    request = urllib.request.Request(board.url + "control/reset", data=b"{}", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 403
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(board.url + "metrics", timeout=5)
+    assert missing.value.code == 404
+    assert "each process serves its own" in missing.value.read().decode()
+    assert board.address[0] == "127.0.0.1"
+
+
+def test_the_command_serves_the_fleet_until_ctrl_c(redis_url: str, namespace: str) -> None:
+    env = {**os.environ, "FLEET_SECRET": "s3cret"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "recovery", "dashboard", "--cluster", redis_url,
+         "--namespace", namespace, "--secret-env", "FLEET_SECRET"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the process prints the URL once it serves
+        assert f"namespace {namespace!r}" in line, line
+        url = line.rsplit(" ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(url + "status.json", timeout=5) as response:
+            assert json.load(response)["namespace"] == namespace
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(BOUND) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_the_command_refuses_a_missing_secret_variable_in_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_SUCH_SECRET_VAR"}
+    done = subprocess.run(
+        [sys.executable, "-m", "recovery", "dashboard", "--cluster", "redis://127.0.0.1:1/0",
+         "--secret-env", "NO_SUCH_SECRET_VAR"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "NO_SUCH_SECRET_VAR" in done.stderr

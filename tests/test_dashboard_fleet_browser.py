@@ -1,0 +1,167 @@
+"""The fleet page in a real browser (Debian's Chromium through Playwright), fed by real nodes.
+
+Nodes are spawned processes with a started cluster (tests/cluster_node.py) on a
+real redis-server. Skips like tests/test_dashboard_browser.py (its browser and
+page fixtures are reused: a screenshot per test in its tmp dir) and like the
+cluster tests without Redis.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from recovery.breaker import CircuitBreaker
+from tests import test_dashboard_browser as single
+from tests.redis_server import drop_namespace
+from tests.test_cluster_procs import CONFIG, Node
+from tests.test_dashboard import XSS
+
+browser, page = single.browser, single.page  # the same fixtures: Chromium, a screenshot each
+
+try:
+    from playwright.sync_api import Page, expect
+
+    from recovery.cluster import Cluster
+    from recovery.dashboard import Dashboard, serve_fleet
+except ImportError:  # the browser module skipped above, or redis_url skips
+    pass
+
+SOON = 5000  # ms: a summary a second, plus the page's own tick
+
+
+@pytest.fixture
+def namespace(redis_url: str) -> Iterator[str]:
+    name = f"b{uuid.uuid4().hex[:10]}"
+    yield name
+    drop_namespace(redis_url, name)
+
+
+@pytest.fixture
+def board(redis_url: str, namespace: str, request: pytest.FixtureRequest
+          ) -> Iterator[Dashboard]:
+    options = getattr(request, "param", {})
+    served = serve_fleet(redis_url, namespace, **options)
+    yield served
+    served.stop()
+
+
+@pytest.fixture
+def nodes(redis_url: str, namespace: str) -> Iterator[Callable[..., list[Node]]]:
+    made: list[Node] = []
+
+    def make(n: int, **options: Any) -> list[Node]:
+        new = [Node(redis_url, namespace, CONFIG, options, ()) for _ in range(n)]
+        made.extend(new)
+        return new
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def node_tile(page: Page, node_id: str) -> Any:
+    return page.locator(f'article.node[data-node="{node_id}"]')
+
+
+def breaker_tile(page: Page, name: str) -> Any:
+    return page.locator("article.breaker").filter(
+        has=page.get_by_role("heading", name=name, exact=True))
+
+
+def test_two_nodes_and_which_one_has_the_breaker_open(
+    board: Dashboard, nodes: Any, page: Page, tmp_path: Path
+) -> None:
+    first, second = nodes(2, quorum=2)  # a quorum of 2: one trip opens only that node
+    ids = [first.ask("node_id"), second.ask("node_id")]
+    page.goto(board.url)
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("article.node")).to_have_count(2, timeout=SOON)
+    expect(page.locator("#summary")).to_contain_text("2 nodes live")
+    expect(breaker_tile(page, "payments").locator(".sub")).to_have_text(
+        "closed on all 2 nodes", timeout=SOON)
+    page.screenshot(path=str(tmp_path / "closed.png"), full_page=True)
+
+    first.ask("trip")
+    payments = breaker_tile(page, "payments")
+    expect(payments.locator(".state")).to_have_text("OPEN", timeout=SOON)
+    expect(payments.locator(".sub")).to_have_text("open on 1 of 2 nodes")
+    for node_id, state in zip(ids, ("OPEN", "CLOSED"), strict=True):
+        chip = payments.locator(f'.chip[data-node="{node_id}"]')
+        expect(chip.locator(".cname")).to_have_text(node_id)
+        expect(chip.locator(".cstate")).to_have_text(state)
+    expect(node_tile(page, ids[0])).to_have_attribute("data-state", "open")
+    expect(node_tile(page, ids[0]).locator(".row")).to_contain_text("OPEN")
+    expect(node_tile(page, ids[1])).to_have_attribute("data-state", "closed")
+    expect(page.locator("#summary")).to_contain_text("1 open somewhere")
+    expect(page.locator("#timeline li", has_text=f"open on {ids[0]}")).to_have_count(1)
+    page.screenshot(path=str(tmp_path / "open.png"), full_page=True)
+
+    page.set_viewport_size({"width": 420, "height": 800})  # a narrow window
+    page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+
+
+@pytest.mark.parametrize("board", [{"fade_after": 1.5, "forget_after": 4.0}], indirect=True)
+def test_a_node_that_disappears_fades_then_leaves_the_page(
+    board: Dashboard, nodes: Any, page: Page, tmp_path: Path
+) -> None:
+    _stays, goes = nodes(2)
+    gone = goes.ask("node_id")
+    page.goto(board.url)
+    expect(page.locator("article.node")).to_have_count(2, timeout=SOON)
+    goes.process.kill()  # no goodbye: the process is just gone
+    goes.process.join(10)
+    expect(node_tile(page, gone)).to_have_class("tile node silent", timeout=SOON)
+    expect(node_tile(page, gone).locator(".state")).to_have_text("SILENT")
+    expect(page.locator("#summary")).to_contain_text("1 silent")
+    payments = breaker_tile(page, "payments")
+    expect(payments.locator(f'.chip[data-node="{gone}"] .cstate')).to_have_text(
+        "CLOSED (silent)")
+    expect(payments.locator(".sub")).to_have_text("closed on its one live node \u00b7 1 silent")
+    page.screenshot(path=str(tmp_path / "silent.png"), full_page=True)
+    expect(page.locator("article.node")).to_have_count(1, timeout=SOON)
+    expect(node_tile(page, gone)).to_have_count(0)
+    expect(page.locator("#timeline li", has_text="dropped after")).to_have_count(1)
+
+
+def test_names_from_the_fleet_are_shown_as_text(
+    redis_url: str, namespace: str, board: Dashboard, page: Page
+) -> None:
+    node_id = "<img/src=x/onerror=alert(1)>"  # a node id may not hold spaces
+    breaker = CircuitBreaker(XSS)
+    with Cluster(redis_url, namespace=namespace, node_id=node_id) as cluster:
+        cluster.attach(breaker)
+        breaker.force_open()
+        page.goto(board.url)
+        expect(breaker_tile(page, XSS).locator(".tile-name")).to_have_text(XSS, timeout=SOON)
+        expect(page.locator("article.node h3")).to_have_text(node_id)
+        expect(breaker_tile(page, XSS).locator(".sub")).to_have_text("open on its node")
+        # A long node name is cut short on its chip; the state stays in full.
+        chip = breaker_tile(page, XSS).locator(".chip .cstate")
+        expect(chip).to_have_text("OPEN")
+        assert chip.bounding_box()["width"] > 20  # type: ignore[index]
+        expect(page.locator("#timeline li", has_text=XSS)).to_have_count(1)
+    assert page.locator("img").count() == 0
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_redis_out_of_reach_is_said_on_the_page(
+    redis_url: str, page: Page, tmp_path: Path
+) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with serve_fleet(f"redis://127.0.0.1:{port}/0", "nowhere") as served:
+        page.goto(served.url)
+        expect(page.locator("#redis-notice")).to_be_visible(timeout=SOON)
+        expect(page.locator("#redis-notice")).to_contain_text("cannot reach Redis (Connection")
+        expect(page.locator("#manager")).to_contain_text("redis disconnected")
+        expect(page.locator("#empty")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "redis_down.png"), full_page=True)
