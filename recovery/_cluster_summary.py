@@ -268,7 +268,8 @@ class Publisher:
         cluster = self._cluster
         with cluster._lifecycle:
             breakers = [tracked.breaker for tracked in cluster._tracked.values()]
-        plugins = _plugin_views(breakers)
+            managers = list(cluster._managers)
+        plugins = _plugin_views(managers)
         now = time.monotonic()
         entries = []
         for breaker in breakers:
@@ -300,23 +301,11 @@ class Publisher:
         return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
 
 
-def _plugin_views(breakers: list[Any]) -> dict[int, dict[str, Any]]:
-    """The recovery view of each breaker that is a manager's plugin, by ``id(breaker)``.
-
-    A manager given ``cluster=`` attaches each plugin's breaker after adding its
-    own transition listener, so the manager is found through that listener: the
-    cluster needs no reference to it, and one cluster may serve many managers.
-    """
-    from recovery.manager import RecoveryManager  # the manager does not import the cluster
-
-    managers: dict[int, RecoveryManager] = {}
-    for breaker in breakers:
-        for listener in getattr(breaker, "_listeners", ()):
-            owner = getattr(listener, "__self__", None)
-            if isinstance(owner, RecoveryManager):
-                managers[id(owner)] = owner
+def _plugin_views(managers: list[Any]) -> dict[int, dict[str, Any]]:
+    """The recovery view of each breaker that is one of ``managers``' plugins, by
+    ``id(breaker)`` (a manager given ``cluster=`` reports itself to the cluster)."""
     views: dict[int, dict[str, Any]] = {}
-    for manager in managers.values():
+    for manager in managers:
         status = manager.get_recovery_status()["plugins"]
         for name, view in status.items():
             try:

@@ -149,6 +149,8 @@ class Cluster:
         self.config = ClusterConfig(url, namespace, node_id, quorum, quorum_window, secret)
         self._clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
         self._tracked: dict[str, Tracked] = {}
+        # Managers whose plugins' recovery state goes into this node's fleet summary.
+        self._managers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._running = False
         self._threads: list[threading.Thread] = []
         self._lifecycle = threading.Lock()
@@ -201,6 +203,14 @@ class Cluster:
         breaker.add_listener(tracked.listener)
         if self._running:
             self._inbox.put((_ATTACH, tracked))
+
+    def report_for(self, manager: Any) -> None:
+        """Put ``manager``'s plugin recovery state (failed, crash loop, last action) in
+        the fleet summary; held weakly. ``RecoveryManager(cluster=...)`` calls this."""
+        if not callable(getattr(manager, "get_recovery_status", None)):
+            raise TypeError(f"manager must be a RecoveryManager, got {manager!r}")
+        with self._lifecycle:
+            self._managers.add(manager)
 
     def detach(self, breaker: Any) -> None:
         """Stop sharing ``breaker``; its current state stays as it is."""

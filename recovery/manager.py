@@ -483,6 +483,8 @@ class RecoveryManager(Dispatcher):
         self.clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
         self._classifier = classifier
         self._cluster = cluster
+        if cluster is not None:
+            cluster.report_for(self)
         self._thresholds = config.alert_thresholds
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
 
