@@ -163,7 +163,7 @@ class Cluster:
         self._store = Store(self._client, self.config.namespace)
         self._fleet = Fleet(
             self._store, node_id, self.config.quorum, self.config.quorum_window,
-            self._clock.monotonic, self._publish,
+            self._clock.monotonic, self._encode, self._count_published,
         )
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -463,13 +463,15 @@ class Cluster:
                 if t.fleet == "closed" and t.breaker.state is CircuitBreakerState.OPEN:
                     self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
 
-    def _publish(self, event: Event) -> None:
+    def _encode(self, event: Event) -> bytes | None:
         message = encode(event, self.config.secret)
         if len(message) > MAX_MESSAGE_BYTES:  # a breaker name no receiver would accept
             self._count_drop("oversized")
-            return
-        self._store.publish(message)
-        self._count_event("published", event.kind)
+            return None
+        return message
+
+    def _count_published(self, kind: str) -> None:
+        self._count_event("published", kind)
 
 
 _CLUSTERS: weakref.WeakSet[Cluster] = weakref.WeakSet()
