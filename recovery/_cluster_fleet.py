@@ -126,10 +126,17 @@ class Fleet:
 
     def _trip(self, t: Tracked, reason: str) -> None:
         breaker = t.breaker
-        if breaker.state is not OPEN:
+        state = breaker.state
+        if state is REPAIRING:
+            # A manager begins a repair as soon as the breaker trips, usually before
+            # we get here: the trip still stands for the fleet (the repair is local),
+            # for a first open period.
+            period = breaker.config.timeout
+        elif state is not OPEN:
             return  # moved on since; its later transitions are queued behind this one
-        left = breaker.retry_after
-        period = math.inf if left is None else left  # None: held open until reset()
+        else:
+            left = breaker.retry_after
+            period = math.inf if left is None else left  # None: held open until reset()
         # The event as it will be if the fleet is where we last saw it (the usual
         # case): the trip script then publishes it too, in the same round trip.
         event = Event("open", breaker.name, t.epoch + 1, self.node,
