@@ -127,16 +127,16 @@ class Fleet:
     def _trip(self, t: Tracked, reason: str) -> None:
         breaker = t.breaker
         state = breaker.state
-        if state is REPAIRING:
-            # A manager begins a repair as soon as the breaker trips, usually before
-            # we get here: the trip still stands for the fleet (the repair is local),
-            # for a first open period.
-            period = breaker.config.timeout
-        elif state is not OPEN:
-            return  # moved on since; its later transitions are queued behind this one
-        else:
+        if state is CLOSED:
+            return  # reset since: its close is queued behind this trip
+        if state is OPEN:
             left = breaker.retry_after
             period = math.inf if left is None else left  # None: held open until reset()
+        else:
+            # A manager begins a repair as soon as the breaker trips, and it may even
+            # have ended (half-open) before we got here: the trip still stands for
+            # the fleet (the repair is local), for a first open period.
+            period = breaker.config.timeout
         # The event as it will be if the fleet is where we last saw it (the usual
         # case): the trip script then publishes it too, in the same round trip.
         event = Event("open", breaker.name, t.epoch + 1, self.node,

@@ -63,8 +63,6 @@ _SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
 _HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
 _FAULTS = (redis.RedisError, OSError)
 
-_TRIPPED = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)  # a repair follows a trip
-
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP = range(6)
 
 
@@ -462,7 +460,7 @@ class Cluster:
         for t in tracked:
             if t.pending == "trip":
                 t.pending = None
-                if t.fleet == "closed" and t.breaker.state in _TRIPPED:
+                if t.fleet == "closed" and t.breaker.state is not CircuitBreakerState.CLOSED:
                     self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
 
     def _encode(self, event: Event) -> bytes | None:

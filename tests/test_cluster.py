@@ -120,17 +120,26 @@ def test_a_trip_by_a_node_behind_the_fleets_epoch_still_reaches_everyone(
     until(lambda: c1.status()["events"]["published"]["open"] == 1)
 
 
-def test_a_trip_that_a_repair_follows_at_once_still_opens_the_fleet(nodes: Any) -> None:
+@pytest.mark.parametrize("repair", ["running", "ended"])
+def test_a_trip_that_a_repair_follows_at_once_still_opens_the_fleet(
+    nodes: Any, repair: str
+) -> None:
     # A manager begins the repair on the trip itself: by the time the cluster's
-    # thread looks, the breaker is REPAIRING, and the trip must still be published.
-    # (Node 1 starts after both moves, so that its thread surely sees them late.)
+    # thread looks, the breaker is REPAIRING, or already half-open after a quick
+    # repair, and the trip must still be published. (Node 1 starts after the moves,
+    # so that its thread surely sees them late.)
     (c1, b1), (_, b2) = nodes(start=False), nodes()
     trip(b1)
     b1.begin_repair()
+    if repair == "ended":
+        b1.end_repair(True)
     c1.start()
     until(lambda: b2.state.value == "open")
     assert b2.metrics().opened_by == c1.node_id
-    assert b1.state.value == "repairing"  # the repair stays local
+    if repair == "running":
+        assert b1.state.value == "repairing"  # the repair stays local
+    else:  # the repaired breaker is back under the fleet's decision: open
+        until(lambda: b1.state.value == "open")
 
 
 def test_reset_and_force_open_propagate(nodes: Any) -> None:
