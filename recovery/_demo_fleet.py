@@ -55,7 +55,9 @@ FAULT_NODES = (0, 1, 2, -1, 2)
 """Which node (0: the first, -1: the last, modulo N) each fault of demo._timeline hits,
 in its order: flaky, hung-check, slow, flaky again, slow's end (where slow began)."""
 GLYPHS = {"closed": ".", "open": "O", "half_open": "H", "repairing": "R"}
-_CLUSTER_THREAD = "recovery-cluster-worker"  # the thread on which a node follows the fleet
+_CLUSTER_THREADS = "recovery-cluster"
+"""The prefix of the cluster's threads' names: a move made on one of them is the cluster
+applying the fleet's decision (test_demo_cluster fails if that stops being so)."""
 
 
 # -- the command line ---------------------------------------------------------------------
@@ -180,7 +182,7 @@ class _Relay(demo._Reporter):
     def transition(
         self, breaker: CircuitBreaker, old: CircuitBreakerState, new: CircuitBreakerState
     ) -> None:
-        by_cluster = threading.current_thread().name == _CLUSTER_THREAD
+        by_cluster = threading.current_thread().name.startswith(_CLUSTER_THREADS)
         kind = opening(old.value, new.value, by_cluster)
         if kind is not None:
             with self._lock:
@@ -191,9 +193,10 @@ class _Relay(demo._Reporter):
 
 def opening(old: str, new: str, by_cluster: bool) -> str | None:
     """``trip``: the node's own breaker opened it (its calls, a failed trial, a hold by
-    hand); ``follow``: the cluster opened a closed breaker after another node's trip
-    (the cluster moves breakers on its own thread); None: any other move, such as
-    the cluster holding open again a breaker that a health check made half-open."""
+    hand); ``follow``: the cluster opened a closed breaker after another node's trip;
+    None: any other move, such as the cluster holding open again a breaker that a
+    health check made half-open. The cluster moves breakers on its own threads, so
+    the thread tells."""
     if new != "open" or old not in ("closed", "half_open"):
         return None
     if not by_cluster:
