@@ -373,14 +373,13 @@ class FleetView:
         self._closing.pop(name, None)
         self._announced[name] = "open"
         who = ("node " if len(trip.by) == 1 else "nodes ") + ", ".join(map(str, trip.by))
-        text = f"{who} tripped -> open on {len(trip.open)}/{self.processes} nodes"
+        notes = [f"node {n} {self._state(name, n)}"
+                 for n in range(1, self.processes + 1) if n not in trip.open]
         if len(trip.open) > len(trip.by):
-            text += f" (the others followed within {(trip.last - trip.at) * 1e3:.1f} ms)"
-        elif len(trip.open) < self.processes:
-            others = [f"node {n} {self.states[name][n]}"
-                      for n in range(1, self.processes + 1) if n not in trip.open]
-            text += f" ({', '.join(others)})"
-        self._report.event(name, text)
+            who_followed = "the others followed" if not notes else "followed"
+            notes.insert(0, f"{who_followed} within {(trip.last - trip.at) * 1e3:.1f} ms")
+        text = f"{who} tripped -> open on {len(trip.open)}/{self.processes} nodes"
+        self._report.event(name, text + (f" ({'; '.join(notes)})" if notes else ""))
 
     def table(self) -> list[str]:
         header = (f"{'PLUGIN':<10} {'FLEET':<9} {'NODES':<{max(self.processes, 5)}} "

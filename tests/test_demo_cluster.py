@@ -10,6 +10,7 @@ as the other cluster tests do.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -19,7 +20,14 @@ import pytest
 
 from recovery import __main__ as cli
 from recovery import demo
-from recovery._demo_fleet import DEFAULT_PROCESSES, FAULT_NODES, faults_of
+from recovery._demo_fleet import (
+    DEFAULT_PROCESSES,
+    FAULT_NODES,
+    FOLLOW_SPAN,
+    FleetView,
+    faults_of,
+    opening,
+)
 from recovery.audit import JsonlAuditLogger
 from recovery.testing.plugins import FlakyPlugin
 from tests.redis_server import _free_port
@@ -213,3 +221,53 @@ def test_each_fault_hits_one_node_and_every_fault_is_somewhere() -> None:
     slow = [node for node in range(1, 4)
             if any(f.plugin == "slow" for f in faults_of(node, 3, faults))]
     assert slow == [3]
+
+
+class Said(demo._Reporter):
+    def __init__(self) -> None:
+        super().__init__(io.StringIO(), 0.0)
+        self.lines: list[str] = []
+
+    def event(self, plugin: str, text: str) -> None:
+        self.lines.append(f"{plugin}: {text}")
+
+
+def test_a_trip_is_one_line_once_every_node_followed_or_after_a_second() -> None:
+    said = Said()
+    view = FleetView(3, said)
+    view.take(("move", 2, "flaky", "closed", "open", False, 10.0), 0.0)
+    view.take(("move", 1, "flaky", "closed", "open", True, 10.002), 0.0)
+    view.expire(10.5)
+    assert said.lines == []  # node 3 has not followed yet
+    view.take(("move", 3, "flaky", "closed", "open", True, 10.003), 0.0)
+    assert said.lines == [
+        "flaky: node 2 tripped -> open on 3/3 nodes (the others followed within 3.0 ms)"]
+    # The fleet's close: node 2's trial passed, the cluster closed the two others.
+    view.take(("move", 1, "flaky", "open", "closed", True, 11.0), 0.0)
+    view.take(("move", 2, "flaky", "half_open", "closed", False, 11.0), 0.0)
+    assert len(said.lines) == 1  # node 3 is still open
+    view.take(("move", 3, "flaky", "open", "closed", True, 11.0), 0.0)
+    assert said.lines[1:] == ["flaky: closed on 3/3 nodes (node 2's trial passed)"]
+    # A node repairing does not follow: the line comes after FOLLOW_SPAN, saying so.
+    view.take(("move", 2, "slow", "closed", "repairing", False, 19.0), 0.0)
+    view.take(("move", 3, "slow", "closed", "open", False, 20.0), 0.0)
+    view.take(("move", 1, "slow", "closed", "open", True, 20.002), 0.0)
+    view.expire(20.0 + FOLLOW_SPAN / 2)
+    assert len(said.lines) == 2
+    view.expire(20.0 + FOLLOW_SPAN)
+    assert said.lines[2:] == [
+        "slow: node 3 tripped -> open on 2/3 nodes (followed within 2.0 ms; node 2 repairing)"]
+    assert view.trips == {"flaky": 1, "slow": 1}
+    assert view.followed == {"flaky": 2, "slow": 1}
+
+
+@pytest.mark.parametrize(
+    ("old", "by_cluster", "kind"),
+    [("closed", False, "trip"), ("half_open", False, "trip"), ("closed", True, "follow"),
+     ("half_open", True, None), ("repairing", False, None), ("repairing", True, None)],
+)
+def test_what_counts_as_a_trip_and_as_following(
+    old: str, by_cluster: bool, kind: str | None
+) -> None:
+    assert opening(old, "open", by_cluster) == kind
+    assert opening(old, "closed", by_cluster) is None
