@@ -354,6 +354,7 @@ class Cluster:
             finally:
                 with contextlib.suppress(*_FAULTS):
                     pubsub.close()
+        self._subscriber_ident = -1  # a later thread may get this id: its moves are news
 
     def _listen(self, pubsub: Any) -> None:
         """Subscribe, tell the worker (which then reads the records), then relay messages."""
