@@ -77,14 +77,16 @@ class Fleet:
 
     def __init__(
         self, store: Store, node: str, quorum: int, quorum_window: float,
-        now: Callable[[], float], publish: Callable[[Event], None],
+        now: Callable[[], float], encode: Callable[[Event], bytes | None],
+        published: Callable[[str], None],
     ) -> None:
         self.store = store
         self.node = node
         self._quorum = quorum
         self._quorum_window = quorum_window
         self._now = now
-        self._publish = publish
+        self._encode = encode  # None: a message no receiver would accept (counted)
+        self._published = published
 
     # -- what the breakers did ----------------------------------------------------------
 
@@ -124,17 +126,32 @@ class Fleet:
 
     def _trip(self, t: Tracked, reason: str) -> None:
         breaker = t.breaker
-        if breaker.state is not OPEN:
-            return  # moved on since; its later transitions are queued behind this one
-        left = breaker.retry_after
-        period = math.inf if left is None else left  # None: held open until reset()
+        state = breaker.state
+        if state is CLOSED:
+            return  # reset since: its close is queued behind this trip
+        if state is OPEN:
+            left = breaker.retry_after
+            period = math.inf if left is None else left  # None: held open until reset()
+        else:
+            # A manager begins a repair as soon as the breaker trips, and it may even
+            # have ended (half-open) before we got here: the trip still stands for
+            # the fleet (the repair is local), for a first open period.
+            period = breaker.config.timeout
+        # The event as it will be if the fleet is where we last saw it (the usual
+        # case): the trip script then publishes it too, in the same round trip.
+        event = Event("open", breaker.name, t.epoch + 1, self.node,
+                      None if math.isinf(period) else period, t.level, reason)
+        message = self._encode(event)
         result = self.store.trip(
-            breaker.name, self.node, self._quorum, self._quorum_window, period, reason
+            breaker.name, self.node, self._quorum, self._quorum_window, period, reason,
+            (event.epoch, event.level), message or b"",
         )
         if result[0] == 1:
             self._opened(t, result[1], result[2], period, self.node)
-            self._publish(Event("open", breaker.name, t.epoch, self.node,
-                                None if math.isinf(period) else period, t.level, reason))
+            if result[3]:
+                self._published(event.kind)
+            elif message is not None:  # None: too big for anyone, dropped and counted
+                self._publish(attrs.evolve(event, epoch=t.epoch, level=t.level))
         elif result[0] != 2:  # already open, or a trial runs: follow the records
             self.sync(t)
 
@@ -204,6 +221,12 @@ class Fleet:
         else:
             self._take_lease(t)
 
+    def _publish(self, event: Event) -> None:
+        message = self._encode(event)
+        if message is not None:
+            self.store.publish(message)
+            self._published(event.kind)
+
     # -- the moves ------------------------------------------------------------------------
 
     def _take_lease(self, t: Tracked) -> None:
@@ -250,6 +273,7 @@ class Fleet:
         open on its own (a quorum vote); a record read closes only what the fleet held."""
         was_held = t.fleet != "closed" or t.held
         t.epoch, t.fleet, t.until, t.opened_by = epoch, "closed", math.inf, None
+        t.level = 0  # a close resets the backoff (the close script sets it so)
         t.lease_epoch, t.held = None, False
         breaker = t.breaker
         breaker._opened_by = None

@@ -26,6 +26,7 @@ _TRIP = """
 local fleet, open, votes = KEYS[1], KEYS[2], KEYS[3]
 local node, quorum, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local period_ms, reason = tonumber(ARGV[4]), ARGV[5]
+local expected_epoch, expected_level, message = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local epoch = tonumber(redis.call('HGET', fleet, 'epoch') or '0')
 local pttl = redis.call('PTTL', open)
 if pttl ~= -2 then return {3, epoch, pttl} end
@@ -45,7 +46,11 @@ epoch = redis.call('HINCRBY', fleet, 'epoch', 1)
 local level = tonumber(redis.call('HGET', fleet, 'level') or '0')
 redis.call('HSET', open, 'epoch', epoch, 'level', level, 'node', node, 'reason', reason)
 if period_ms >= 0 then redis.call('PEXPIRE', open, math.max(period_ms, 1)) end
-return {1, epoch, level}
+if message ~= '' and epoch == expected_epoch and level == expected_level then
+  redis.call('PUBLISH', KEYS[5], message)
+  return {1, epoch, level, 1}
+end
+return {1, epoch, level, 0}
 """
 
 _REOPEN = """
@@ -123,18 +128,22 @@ class Store:
         return [f"{self._namespace}:breaker:{name}:{part}" for part in parts]
 
     def trip(
-        self, name: str, node: str, quorum: int, window: float, period: float, reason: str
+        self, name: str, node: str, quorum: int, window: float, period: float, reason: str,
+        expected: tuple[int, int] = (0, 0), message: bytes = b"",
     ) -> list[int]:
         """A local trip: vote, and open the fleet once the quorum is met.
 
-        Returns ``[1, epoch, level]`` opened; ``[2, epoch, votes]`` voted only;
-        ``[3, epoch, open_ms]`` the fleet is already open; ``[4, epoch, lease_ms]``
-        a trial is running.
+        Returns ``[1, epoch, level, published]`` opened; ``[2, epoch, votes]`` voted
+        only; ``[3, epoch, open_ms]`` the fleet is already open; ``[4, epoch,
+        lease_ms]`` a trial is running. ``message``, the open event encoded for the
+        ``expected`` (epoch, level), is published by the same script when the open
+        gets exactly those (``published`` 1), which saves the caller a round trip on
+        the path every follower waits for; otherwise (``published`` 0) the caller
+        publishes the event with the real ones.
         """
-        keys = self._keys(name, "fleet", "open", "votes", "lease")
-        return [int(x) for x in self._trip(
-            keys=keys, args=[node, quorum, _ms(window), _ms(period), reason]
-        )]
+        keys = [*self._keys(name, "fleet", "open", "votes", "lease"), self.channel]
+        args = [node, quorum, _ms(window), _ms(period), reason, *expected, message]
+        return [int(x) for x in self._trip(keys=keys, args=args)]
 
     def reopen(
         self, name: str, node: str, epoch: int, timeout: float, factor: float,

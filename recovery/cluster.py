@@ -7,14 +7,16 @@ fleet-wide, and its result closes or reopens everyone. A closed-state call never
 touches the cluster: the cluster works only at transitions, through the breaker's
 listeners and public controls.
 
-Two threads per started cluster: the *subscriber* owns the pub/sub connection
-(and with it the connected/disconnected state) and only decodes messages; the
-*worker* does everything else, one item at a time, from one queue: local
-transitions handed over by the breakers' listeners (a put on a queue, never a
-wait), decoded events, reconnections, and the fleet deadlines. Nothing the
-cluster does can raise into a caller's thread. A third thread publishes this
-node's status summary once a second for the fleet dashboard (see
-``recovery._cluster_summary``), on a channel of its own.
+Per started cluster, a *subscriber* thread owns the pub/sub connection
+(and with it the connected/disconnected state), decodes messages and applies
+other nodes' events (which needs no Redis), so that a follower adopts a trip
+without a thread hand-off; the *worker* does everything else, one item at a
+time, from one queue: local transitions handed over by the breakers' listeners
+(a put on a queue, never a wait), reconnections, and the fleet deadlines. A lock
+lets one of the two at a time touch the fleet's state. Nothing the cluster does
+can raise into a caller's thread. A third thread publishes this node's status summary
+once a second for the fleet dashboard (see ``recovery._cluster_summary``), on a
+channel of its own.
 
 Needs redis-py >= 5 (``pip install 'recovery[redis]'``).
 """
@@ -66,7 +68,7 @@ _SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
 _HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
 _FAULTS = (redis.RedisError, OSError)
 
-_LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP = range(6)
+_LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP, _WAKE = range(7)
 
 
 def _secret(value: Any) -> bytes | None:
@@ -168,12 +170,14 @@ class Cluster:
         self._store = Store(self._client, self.config.namespace)
         self._fleet = Fleet(
             self._store, node_id, self.config.quorum, self.config.quorum_window,
-            self._clock.monotonic, self._publish,
+            self._clock.monotonic, self._encode, self._count_published,
         )
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._reconnect = threading.Event()
         self._worker_ident = -1
+        self._subscriber_ident = -1
+        self._fleet_lock = threading.Lock()  # the fleet's state: one thread at a time
         self._stats_lock = threading.Lock()
         self._connected = False
         self._events: Counter[tuple[str, str]] = Counter()
@@ -229,8 +233,8 @@ class Cluster:
         def on_transition(
             breaker: Any, old: CircuitBreakerState, new: CircuitBreakerState
         ) -> None:
-            # The worker's own moves (applying the fleet's decisions) are not news.
-            if threading.get_ident() == self._worker_ident:
+            # The cluster's own moves (applying the fleet's decisions) are not news.
+            if threading.get_ident() in (self._worker_ident, self._subscriber_ident):
                 return
             if inbox.qsize() >= QUEUE_LIMIT:
                 self._count_drop("queue_full")
@@ -346,6 +350,7 @@ class Cluster:
     # -- the subscriber thread ------------------------------------------------------------
 
     def _subscribe(self) -> None:
+        self._subscriber_ident = threading.get_ident()
         backoff = BACKOFF_FIRST
         while not self._stopping.is_set():
             pubsub = self._client.pubsub()
@@ -363,6 +368,7 @@ class Cluster:
             finally:
                 with contextlib.suppress(*_FAULTS):
                     pubsub.close()
+        self._subscriber_ident = -1  # a later thread may get this id: its moves are news
 
     def _listen(self, pubsub: Any) -> None:
         """Subscribe, tell the worker (which then reads the records), then relay messages."""
@@ -386,7 +392,20 @@ class Cluster:
                 self._count_drop(rejected.reason)
                 continue
             if event.node != self.node_id:
-                self._inbox.put((_REMOTE, event))
+                self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        """Apply another node's event here, on the subscriber, not on the worker: one
+        thread wake-up less on the path every follower waits for. Applying an event
+        needs no Redis; the lock keeps the fleet's state one thread's at a time, and
+        the worker is then woken to look at the deadline the event set."""
+        try:
+            with self._fleet_lock:
+                self._handle((_REMOTE, event))
+        except Exception as exc:
+            self._fault(exc)
+            _logger.exception("cluster subscriber failed on %r", event)
+        self._inbox.put((_WAKE,))
 
     # -- the worker thread ----------------------------------------------------------------
 
@@ -405,10 +424,11 @@ class Cluster:
             if item is not None and item[0] == _STOP:
                 return
             try:
-                if item is not None:
-                    self._handle(item)
-                if self._connected:
-                    self._run_deadlines()
+                with self._fleet_lock:
+                    if item is not None:
+                        self._handle(item)
+                    if self._connected:
+                        self._run_deadlines()
             except _FAULTS as exc:
                 self._fault(exc)
                 self._set_connected(False)
@@ -474,16 +494,18 @@ class Cluster:
         for t in tracked:
             if t.pending == "trip":
                 t.pending = None
-                if t.fleet == "closed" and t.breaker.state is CircuitBreakerState.OPEN:
+                if t.fleet == "closed" and t.breaker.state is not CircuitBreakerState.CLOSED:
                     self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
 
-    def _publish(self, event: Event) -> None:
+    def _encode(self, event: Event) -> bytes | None:
         message = encode(event, self.config.secret)
         if len(message) > MAX_MESSAGE_BYTES:  # a breaker name no receiver would accept
             self._count_drop("oversized")
-            return
-        self._store.publish(message)
-        self._count_event("published", event.kind)
+            return None
+        return message
+
+    def _count_published(self, kind: str) -> None:
+        self._count_event("published", kind)
 
 
 _CLUSTERS: weakref.WeakSet[Cluster] = weakref.WeakSet()

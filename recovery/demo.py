@@ -62,7 +62,7 @@ from recovery.audit import AuditLogger, JsonlAuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError
-from recovery.failures import classify
+from recovery.failures import FailureInfo, classify
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.state import CircuitBreakerState
@@ -152,6 +152,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="PORT",
                         help="serve the live dashboard (recovery.dashboard) on 127.0.0.1 "
                              "while the demo runs, and print its URL (no PORT: a free one)")
+    parser.add_argument("--cluster", metavar="URL", default=None,
+                        help="run the workers in several processes that share the plugins' "
+                             "breakers through this Redis (recovery.cluster, extra 'redis'), "
+                             "e.g. redis://127.0.0.1:6379/0")
+    parser.add_argument("--processes", type=_process_count, default=None,
+                        help="with --cluster: how many processes, 1 to 16 (default: 4)")
+
+
+def _process_count(text: str) -> int:
+    from recovery import _demo_fleet
+
+    return _demo_fleet.process_count(text)
 
 
 def _port(text: str) -> int:
@@ -819,6 +831,58 @@ def _run_report(
     }
 
 
+@attrs.frozen
+class _Scenario:
+    """The demo's plugins behind a started-to-be manager, and what its workers call."""
+
+    rm: RecoveryManager
+    plugins: dict[str, FlakyPlugin]
+    calls: dict[str, Callable[[], str]]
+    faults: list[_Fault]
+    boot_failure: tuple[str, FailureInfo] | None
+
+    def start(self, report: _Reporter) -> None:
+        """Start the manager, and hand it crashy's crash at boot."""
+        self.rm.start()
+        if self.boot_failure is not None:
+            name, failure = self.boot_failure
+            report.event(name, f"fault: crashed in initialize at boot ({failure.message})")
+            self.rm.record_failure(name, failure)
+
+
+def _scenario(
+    seed: int,
+    duration: float,
+    audit: AuditLogger,
+    listeners: tuple[Callable[..., object], ...],
+    report: _Reporter,
+    cluster: Any = None,
+) -> _Scenario:
+    """The plugins, registered (crashy crashes at boot), behind a manager (not started)."""
+    registry = PluginRegistry()
+    plugins = {name: FlakyPlugin(name, seed=seed + index) for index, name in enumerate(PLUGINS)}
+    plugins["crashy"].crash_next_initializations(BOOT_CRASHES)
+    boot_failure = None
+    for plugin in plugins.values():
+        try:
+            registry.register(plugin)
+        except Exception as exc:  # crashy, at boot: a failure to hand to the manager
+            boot_failure = (plugin.name, classify(exc))
+    quiet = logging.Logger("recovery.demo")  # what the manager logs is shown as events
+    quiet.addHandler(logging.NullHandler())
+    rm = RecoveryManager(registry, audit, _recovery_config(duration), quiet, cluster=cluster)
+    for name in PLUGINS:
+        fallback = (lambda: _FallbackAnswer("slow (cached answer)")) if name == "slow" else None
+        breaker = rm.register_plugin(name, fallback=fallback)
+        for listener in listeners:
+            breaker.add_listener(listener)
+    rm.add_alert_handler(report.alert)
+    calls: dict[str, Callable[[], str]] = {name: plugin.do_work for name, plugin in
+                                           plugins.items()}
+    calls["slow"] = _with_deadline(plugins["slow"].do_work, CALL_DEADLINE)
+    return _Scenario(rm, plugins, calls, _timeline(plugins, duration), boot_failure)
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -880,6 +944,10 @@ def _join_leftovers(before: set[threading.Thread], grace: float) -> list[threadi
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "cluster", None) is not None or getattr(args, "processes", None) is not None:
+        from recovery import _demo_fleet
+
+        return _demo_fleet.run(args)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
     duration: float = args.duration
     out = sys.stdout
@@ -907,35 +975,15 @@ def run(args: argparse.Namespace) -> int:
     state_clock = _StateClock(PLUGINS, started)
     recent = _RecentFailures()
 
-    registry = PluginRegistry()
-    plugins = {name: FlakyPlugin(name, seed=seed + index) for index, name in enumerate(PLUGINS)}
-    plugins["crashy"].crash_next_initializations(BOOT_CRASHES)
-    boot_failure = None
-    for plugin in plugins.values():
-        try:
-            registry.register(plugin)
-        except Exception as exc:  # crashy, at boot: a failure to hand to the manager
-            boot_failure = (plugin.name, classify(exc))
-    quiet = logging.Logger("recovery.demo")  # what the manager logs is shown as events
-    quiet.addHandler(logging.NullHandler())
-    rm = RecoveryManager(registry, _Announcing(audit, tally, report), _recovery_config(duration),
-                         quiet)
-    for name in PLUGINS:
-        fallback = (lambda: _FallbackAnswer("slow (cached answer)")) if name == "slow" else None
-        breaker = rm.register_plugin(name, fallback=fallback)
-        breaker.add_listener(state_clock.on_transition)
-        breaker.add_listener(report.transition)
-    rm.add_alert_handler(report.alert)
+    scene = _scenario(seed, duration, _Announcing(audit, tally, report),
+                      (state_clock.on_transition, report.transition), report)
+    rm, plugins, calls, faults = scene.rm, scene.plugins, scene.calls, scene.faults
     try:
         board = _serve_dashboard(rm, args.dashboard, notes)
     except OSError as exc:
         audit.close()
         _write(sys.stderr, f"recovery demo: error: --dashboard: {exc.strerror or exc}\n")
         return EXIT_USAGE
-    calls: dict[str, Callable[[], str]] = {name: plugin.do_work for name, plugin in
-                                           plugins.items()}
-    calls["slow"] = _with_deadline(plugins["slow"].do_work, CALL_DEADLINE)
-    faults = _timeline(plugins, duration)
 
     def table() -> list[str]:
         counts = tally.snapshot()
@@ -955,11 +1003,7 @@ def run(args: argparse.Namespace) -> int:
         pool = concurrent.futures.ThreadPoolExecutor(args.workers,
                                                      thread_name_prefix="demo-worker")
         try:
-            rm.start()
-            if boot_failure is not None:
-                name, failure = boot_failure
-                report.event(name, f"fault: crashed in initialize at boot ({failure.message})")
-                rm.record_failure(name, failure)
+            scene.start(report)
             for index in range(args.workers):
                 pool.submit(_work, rm, calls, tally, stop, random.Random(seed * 1000 + index))
             deadline = started + duration

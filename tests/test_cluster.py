@@ -103,6 +103,45 @@ def test_a_trip_opens_every_node_for_the_remaining_period(nodes: Any) -> None:
     until(lambda: c3.status()["events"]["received"]["open"] == 1)
 
 
+def test_a_trip_by_a_node_behind_the_fleets_epoch_still_reaches_everyone(
+    nodes: Any, redis_url: str, namespace: str
+) -> None:
+    # The trip script publishes the event it was given only if the fleet is where the
+    # node last saw it; otherwise the node publishes it again with the real epoch.
+    (c1, b1), (c2, b2) = nodes(), nodes()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.hincrby(f"{namespace}:breaker:db:fleet", "epoch", 5)  # behind both nodes' back
+    finally:
+        client.close()
+    trip(b1)
+    until(lambda: b2.state.value == "open")
+    assert c2.status()["breakers"]["db"]["epoch"] == 6 == c1.status()["breakers"]["db"]["epoch"]
+    until(lambda: c1.status()["events"]["published"]["open"] == 1)
+
+
+@pytest.mark.parametrize("repair", ["running", "ended"])
+def test_a_trip_that_a_repair_follows_at_once_still_opens_the_fleet(
+    nodes: Any, repair: str
+) -> None:
+    # A manager begins the repair on the trip itself: by the time the cluster's
+    # thread looks, the breaker is REPAIRING, or already half-open after a quick
+    # repair, and the trip must still be published. (Node 1 starts after the moves,
+    # so that its thread surely sees them late.)
+    (c1, b1), (_, b2) = nodes(start=False), nodes()
+    trip(b1)
+    b1.begin_repair()
+    if repair == "ended":
+        b1.end_repair(True)
+    c1.start()
+    until(lambda: b2.state.value == "open")
+    assert b2.metrics().opened_by == c1.node_id
+    if repair == "running":
+        assert b1.state.value == "repairing"  # the repair stays local
+    else:  # the repaired breaker is back under the fleet's decision: open
+        until(lambda: b1.state.value == "open")
+
+
 def test_reset_and_force_open_propagate(nodes: Any) -> None:
     (_, b1), (_, b2) = nodes(), nodes()
     b1.force_open(60)
