@@ -471,12 +471,17 @@ def test_manager_attaches_every_plugin_and_reports_the_cluster(
 
     config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
                                   sliding_window_size=10, timeout=30.0)
-    with Cluster(redis_url, namespace=namespace) as cluster, \
-            Cluster(redis_url, namespace=namespace) as other:
-        rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
-        cb = rm.register_plugin("db", config)
-        peer = CircuitBreaker("db", config)
-        other.attach(peer)
+    cluster = Cluster(redis_url, namespace=namespace)
+    other = Cluster(redis_url, namespace=namespace)
+    rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
+    cb = rm.register_plugin("db", config)
+    peer = CircuitBreaker("db", config)
+    other.attach(peer)
+    # Attached before the clusters start, so each connection reads the breakers' records
+    # before it reports "connected", and the trip below reaches cb as an event. Attached
+    # to a running cluster, the worker may read the record only after the trip: cb opens
+    # all the same, but the event then counts as stale, not received.
+    with cluster, other:
         until(lambda: cluster.status()["connected"] and other.status()["connected"])
         trip(peer)
         until(lambda: cb.state.value == "open")
