@@ -180,21 +180,24 @@ def _fsync_directory_of(path: str) -> None:
         os.close(fd)
 
 
-class LoggingAuditLogger:
-    """Writes each action as a log record: INFO when it worked, WARNING when it did not.
+class _RecordWriter:
+    """The two audit entry points, both building one record for :meth:`_emit`.
 
-    The record's ``extra`` holds ``plugin``, ``failure_type``, ``action``,
-    ``success``, ``action_succeeded`` and ``verified`` (the wall-clock time is the
-    record's own ``created``).
+    ``_wall`` gives the record's wall-clock time (None: 0.0, the sink stamps its own).
     """
 
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger if logger is not None else _logger
+    _wall: WallClock | None = None
+
+    def _now(self) -> float:
+        return 0.0 if self._wall is None else self._wall()
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        raise NotImplementedError
 
     def log_failure_recovery(
         self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
     ) -> None:
-        self._log(_record(0.0, plugin_name, failure_type, recovery_action, success))
+        self._emit(_record(self._now(), plugin_name, failure_type, recovery_action, success))
 
     def log_recovery_attempt(
         self,
@@ -206,10 +209,22 @@ class LoggingAuditLogger:
         action_succeeded: bool,
         verified: bool | None,
     ) -> None:
-        self._log(_record(0.0, plugin_name, failure_type, recovery_action, success,
-                          action_succeeded, verified))
+        self._emit(_record(self._now(), plugin_name, failure_type, recovery_action, success,
+                           action_succeeded, verified))
 
-    def _log(self, fields: dict[str, Any]) -> None:
+
+class LoggingAuditLogger(_RecordWriter):
+    """Writes each action as a log record: INFO when it worked, WARNING when it did not.
+
+    The record's ``extra`` holds ``plugin``, ``failure_type``, ``action``,
+    ``success``, ``action_succeeded`` and ``verified`` (the wall-clock time is the
+    record's own ``created``).
+    """
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger if logger is not None else _logger
+
+    def _emit(self, fields: dict[str, Any]) -> None:
         del fields["ts"]
         details = ""
         if fields["action_succeeded"] is not None:
@@ -231,7 +246,7 @@ class LoggingAuditLogger:
         return f"LoggingAuditLogger({self.logger.name!r})"
 
 
-class JsonlAuditLogger:
+class JsonlAuditLogger(_RecordWriter):
     """Appends one JSON object per line to ``path`` (created if missing, never truncated).
 
     Each record is written with a single ``write`` to a descriptor opened with
@@ -262,7 +277,7 @@ class JsonlAuditLogger:
     ) -> None:
         self.path = os.fspath(path)
         self.fsync = bool(fsync)
-        self._now = _wall_clock(now)
+        self._wall = _wall_clock(now)
         # The file is watched by name: a later chdir must not make it another name.
         self._target = os.path.abspath(self.path)
         self._lock = threading.Lock()
@@ -316,25 +331,7 @@ class JsonlAuditLogger:
         if self.fsync:
             os.fsync(self._fd)
 
-    def log_failure_recovery(
-        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
-    ) -> None:
-        self._write(_record(self._now(), plugin_name, failure_type, recovery_action, success))
-
-    def log_recovery_attempt(
-        self,
-        plugin_name: str,
-        failure_type: str,
-        recovery_action: str,
-        success: bool,
-        *,
-        action_succeeded: bool,
-        verified: bool | None,
-    ) -> None:
-        self._write(_record(self._now(), plugin_name, failure_type, recovery_action, success,
-                            action_succeeded, verified))
-
-    def _write(self, record: dict[str, Any]) -> None:
+    def _emit(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
         with self._lock:
             self._follow_path()
@@ -457,7 +454,7 @@ def _optional_bool(value: int | None) -> bool | None:
     return None if value is None else bool(value)
 
 
-class SqliteAuditLogger:
+class SqliteAuditLogger(_RecordWriter):
     """Stores each action as a row of the ``recovery_audit`` table of a SQLite database.
 
     The database runs in WAL mode, so readers (another process running :meth:`query`
@@ -485,7 +482,7 @@ class SqliteAuditLogger:
         self, path: PathLike, *, fsync: bool = False, now: WallClock = time.time
     ) -> None:
         self.path = os.fspath(path)
-        self._now = _wall_clock(now)
+        self._wall = _wall_clock(now)
         self._lock = threading.Lock()
         # sqlite3 reports every bad path as "unable to open database file"; opening
         # the file ourselves first gives the precise reason (missing directory, ...),
@@ -528,25 +525,7 @@ class SqliteAuditLogger:
             raise ValueError(f"SqliteAuditLogger({self.path!r}) is closed")
         return self._conn
 
-    def log_failure_recovery(
-        self, plugin_name: str, failure_type: str, recovery_action: str, success: bool
-    ) -> None:
-        self._insert(_record(self._now(), plugin_name, failure_type, recovery_action, success))
-
-    def log_recovery_attempt(
-        self,
-        plugin_name: str,
-        failure_type: str,
-        recovery_action: str,
-        success: bool,
-        *,
-        action_succeeded: bool,
-        verified: bool | None,
-    ) -> None:
-        self._insert(_record(self._now(), plugin_name, failure_type, recovery_action, success,
-                             action_succeeded, verified))
-
-    def _insert(self, record: dict[str, Any]) -> None:
+    def _emit(self, record: dict[str, Any]) -> None:
         for field in _TEXT_FIELDS:
             record[field] = _sql_text(record[field])
         with self._lock:
