@@ -82,9 +82,10 @@ def _int(data: dict[str, Any], key: str, minimum: int) -> int:
     return value
 
 
-def decode(message: bytes, secret: bytes | None) -> Event:
-    """Parse and verify one message; raises :class:`Rejected`."""
-    if len(message) > MAX_MESSAGE_BYTES:
+def open_frame(message: bytes, secret: bytes | None, limit: int) -> dict[str, Any]:
+    """The JSON object a framed message carries, once its size, version and (with a
+    ``secret``) signature are checked; raises :class:`Rejected`."""
+    if len(message) > limit:
         raise Rejected("oversized", f"{len(message)} bytes")
     parts = message.split(b" ", 2)
     if len(parts) != 3:
@@ -103,6 +104,12 @@ def decode(message: bytes, secret: bytes | None) -> Event:
         raise Rejected("malformed", f"body is not JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise Rejected("malformed", "body is not an object")
+    return data
+
+
+def decode(message: bytes, secret: bytes | None) -> Event:
+    """Parse and verify one message; raises :class:`Rejected`."""
+    data = open_frame(message, secret, MAX_MESSAGE_BYTES)
     kind = data.get("kind")
     if kind not in KINDS:
         raise Rejected("malformed", f"kind={kind!r}")

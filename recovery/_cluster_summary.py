@@ -21,7 +21,6 @@ one read of a breaker per second is the same snapshot ``metrics()`` gives anyone
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
@@ -31,7 +30,7 @@ import threading
 import time
 from typing import Any
 
-from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature
+from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature, open_frame
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -194,24 +193,8 @@ def _entry(data: Any) -> dict[str, Any]:
 
 def decode_summary(message: bytes, secret: bytes | None) -> dict[str, Any]:
     """Verify and parse one summary into a dict of known fields only; raises Rejected."""
-    if len(message) > MAX_SUMMARY_BYTES:
-        raise Rejected("oversized", f"{len(message)} bytes")
-    parts = message.split(b" ", 2)
-    if len(parts) != 3:
-        raise Rejected("malformed", "not 'version signature body'")
-    version, signature, body = parts
-    if version != VERSION:
-        raise Rejected("foreign_version", repr(version[:16]))
-    if secret is not None:
-        if signature == b"-":
-            raise Rejected("unsigned", "no signature")
-        if not hmac.compare_digest(signature, _signature(secret, body)):
-            raise Rejected("bad_signature", "signature does not match")
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError) as exc:
-        raise Rejected("malformed", f"body is not JSON ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or data.get("kind") != "summary":
+    data = open_frame(message, secret, MAX_SUMMARY_BYTES)
+    if data.get("kind") != "summary":
         raise Rejected("malformed", "not a summary")
     pid = data.get("pid")
     if type(pid) is not int or pid < 0:
