@@ -23,7 +23,7 @@ up-down counter; a ratio or a run length is a gauge. Each entry of
 =============================================  =============  ===========
 instrument                                     kind           unit
 =============================================  =============  ===========
-recovery.circuit_breaker.status                updowncounter  1
+recovery.circuit_breaker.state                 updowncounter  1
 recovery.requests                              counter        {request}
 recovery.successes                             counter        {request}
 recovery.failures                              counter        {request}
@@ -53,10 +53,10 @@ recovery.cluster.events_dropped                counter        {message}
 
 Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin
 instrument; ``recovery.action`` and ``recovery.result`` (success, failure) on the
-attempts. The breaker's state is a status metric as the conventions shape one
-(like ``hw.status``): ``recovery.circuit_breaker.status`` is 1 for the current
-value of the attribute ``recovery.circuit_breaker.state`` (closed, open,
-half_open, repairing) and 0 for the three others, so a sum counts breakers by state.
+attempts. The breaker's state is one instrument, ``recovery.circuit_breaker.state``,
+shaped as the conventions shape a state metric (like ``hw.status``): 1 for the
+current value of its attribute of the same name (closed, open, half_open,
+repairing) and 0 for the three others, so a sum counts breakers by state.
 
 Call latency (breakers with ``record_latency=True``): the OpenTelemetry API has no
 observable histogram (a histogram is recorded call by call, which the breaker's
@@ -238,7 +238,7 @@ def _manager(read: Callable[[dict[str, Any]], int]) -> Observe:
 
 
 INSTRUMENTS: tuple[InstrumentSpec, ...] = (
-    InstrumentSpec("recovery.circuit_breaker.status", "updowncounter", "1",
+    InstrumentSpec("recovery.circuit_breaker.state", "updowncounter", "1",
                    "Circuit breaker state: 1 for the current state, 0 for the others.",
                    "recovery_circuit_breaker_state", _states),
     InstrumentSpec("recovery.requests", "counter", "{request}",

@@ -231,7 +231,7 @@ def test_without_a_manager_every_live_breaker_is_observed(
     states = {
         dict(attrs)["recovery.circuit_breaker.state"]: value
         for (metric, attrs), value in points.items()
-        if metric == "recovery.circuit_breaker.status"
+        if metric == "recovery.circuit_breaker.state"
         and ("recovery.plugin.name", name) in attrs
     }
     assert states == {"closed": 1, "open": 0, "half_open": 0, "repairing": 0}
