@@ -97,6 +97,27 @@ class DetailedAuditLogger(AuditLogger, Protocol):
     ) -> None: ...
 
 
+def record_attempt(
+    logger: AuditLogger,
+    plugin_name: str,
+    failure_type: str,
+    recovery_action: str,
+    success: bool,
+    *,
+    action_succeeded: bool,
+    verified: bool | None,
+) -> None:
+    """Audit one strategy run: through ``log_recovery_attempt`` on a logger that has
+    it (the action's own result and the verification's too), else the four-argument
+    ``log_failure_recovery`` with ``success``, the attempt's verdict."""
+    detailed = getattr(logger, "log_recovery_attempt", None)
+    if callable(detailed):
+        detailed(plugin_name, failure_type, recovery_action, success,
+                 action_succeeded=action_succeeded, verified=verified)
+    else:
+        logger.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
+
+
 def _record(
     ts: float,
     plugin_name: str,

@@ -58,7 +58,7 @@ from typing import Any, TextIO
 import attrs
 
 from recovery.alerts import Alert
-from recovery.audit import AuditLogger, JsonlAuditLogger
+from recovery.audit import AuditLogger, JsonlAuditLogger, record_attempt
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError
@@ -444,12 +444,8 @@ class _Announcing:
         action_succeeded: bool,
         verified: bool | None,
     ) -> None:
-        detailed = getattr(self._inner, "log_recovery_attempt", None)
-        if callable(detailed):
-            detailed(plugin_name, failure_type, recovery_action, success,
-                     action_succeeded=action_succeeded, verified=verified)
-        else:
-            self._inner.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
+        record_attempt(self._inner, plugin_name, failure_type, recovery_action, success,
+                       action_succeeded=action_succeeded, verified=verified)
         if success:
             why = " (verified)" if verified else ""
         elif not action_succeeded:

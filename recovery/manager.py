@@ -61,7 +61,7 @@ from recovery import _clock, _events
 from recovery import _validate as v
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
-from recovery.audit import AuditLogger
+from recovery.audit import AuditLogger, record_attempt
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.failures import (
@@ -1548,14 +1548,9 @@ class RecoveryManager(Dispatcher):
         """One record per strategy run. A logger with ``log_recovery_attempt`` gets
         the action's own result and the verification's too, through that method
         only; a four-argument logger gets ``success``, the attempt's verdict."""
-        logger = self.audit_logger
-        detailed = getattr(logger, "log_recovery_attempt", None)
         try:
-            if callable(detailed):
-                detailed(name, failure.type.value, action, success,
-                         action_succeeded=action_succeeded, verified=verified)
-            else:
-                logger.log_failure_recovery(name, failure.type.value, action, success)
+            record_attempt(self.audit_logger, name, failure.type.value, action, success,
+                           action_succeeded=action_succeeded, verified=verified)
         except Exception:
             self.logger.exception("audit logger failed to record %s of plugin %r", action, name)
 
