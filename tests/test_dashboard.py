@@ -195,6 +195,14 @@ def test_the_page_and_its_assets_are_served_with_a_strict_policy(board: Dashboar
     assert request(board, "GET", "/?refresh=1")[0] == 200
 
 
+def test_the_shared_script_is_served_and_loaded_before_the_page_s_own(board: Dashboard) -> None:
+    body = request(board, "GET", "/")[2]
+    assert body.index(b'<script src="/common.js" defer>') < body.index(b'<script src="/app.js"')
+    status, headers, script = request(board, "GET", "/common.js")
+    assert (status, headers["Content-Type"].split(";")[0]) == (200, "text/javascript")
+    assert b"RecoveryDashboard" in script and b"innerHTML" not in script
+
+
 @pytest.mark.parametrize("path", [
     "/nope", "/index.html", "/static/app.js", "/../manager.py", "/%2e%2e/manager.py",
     "//etc/passwd", "/events/x", "/control",

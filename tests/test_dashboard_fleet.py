@@ -402,6 +402,19 @@ def test_past_max_nodes_new_nodes_are_dropped_and_counted(redis_url: str) -> Non
     feed.stop(1.0)
 
 
+def test_the_fleet_page_loads_the_shared_script_before_its_own(
+    redis_url: str, namespace: str, boards: Any
+) -> None:
+    board = boards(redis_url, namespace)
+    with urllib.request.urlopen(board.url, timeout=5) as response:
+        page = response.read().decode()
+    assert page.index('src="/common.js"') < page.index('src="/app.js"')
+    with urllib.request.urlopen(board.url + "common.js", timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/javascript")
+        script = response.read().decode()
+    assert "RecoveryDashboard" in script and "innerHTML" not in script
+
+
 def test_the_page_is_the_fleet_page_read_only_with_the_same_safety_headers(
     redis_url: str, namespace: str, boards: Any
 ) -> None:

@@ -190,6 +190,7 @@ def serve_fleet(
                      fade_after=float(fade_after), forget_after=float(forget_after))
     files = resources.files(__name__) / "static"
     static = {"index.html": (files / "fleet.html").read_bytes(),
+              "common.js": (files / "common.js").read_bytes(),
               "app.js": (files / "fleet.js").read_bytes(),
               "style.css": (files / "style.css").read_bytes()}
     return _start(host, port, feed, hub, static, None, None, loopback, fragment="",

@@ -73,7 +73,42 @@ def _finite(data: Any) -> Any:
     return data
 
 
-class Feed:
+class Published:
+    """What both feeds give the server: a snapshot, and subscribers that start with it.
+
+    A subclass sets ``_hub``, ``_lock`` (held while publishing, so a new client's
+    snapshot and the messages after it never overlap or leave a gap) and
+    ``_encoded_snapshot`` (None), and says what its snapshot is in ``_snapshot``.
+    """
+
+    _hub: Hub
+    _lock: threading.Lock
+    _encoded_snapshot: bytes | None
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything: the latest view and the timeline (with the page's extras)."""
+        with self._lock:
+            return self._snapshot()
+
+    def subscribe(self) -> Subscriber | None:
+        """A subscriber whose first message is the snapshot (None when the hub is full)."""
+        with self._lock:
+            # Encoded once until the next publish: after a server restart every open
+            # page reconnects within the same second.
+            if self._encoded_snapshot is None:
+                self._encoded_snapshot = encode("snapshot", self._snapshot())
+            return self._hub.subscribe(self._encoded_snapshot)
+
+    def _snapshot(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _publish(self, message: bytes) -> None:
+        """Send ``message`` to every client; call under the lock."""
+        self._encoded_snapshot = None
+        self._hub.publish(message)
+
+
+class Feed(Published):
     """Readings of ``rm`` and of extra ``breakers``, published to ``hub``."""
 
     def __init__(
@@ -132,20 +167,6 @@ class Feed:
 
     # -- what clients get --------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        """Everything: the latest view, each tile's rate history, the timeline."""
-        with self._lock:
-            return self._snapshot()
-
-    def subscribe(self) -> Subscriber | None:
-        """A subscriber whose first message is the snapshot (None when the hub is full)."""
-        with self._lock:
-            # Encoded once until the next publish: after a server restart every open
-            # page reconnects within the same second.
-            if self._encoded_snapshot is None:
-                self._encoded_snapshot = encode("snapshot", self._snapshot())
-            return self._hub.subscribe(self._encoded_snapshot)
-
     def _snapshot(self) -> dict[str, Any]:
         return {
             **self._view,
@@ -154,11 +175,6 @@ class Feed:
             "history": {key: history.to_dict() for key, history in self._histories.items()},
             "timeline": list(self._timeline),
         }
-
-    def _publish(self, message: bytes) -> None:
-        """Send ``message`` to every client; call under the lock."""
-        self._encoded_snapshot = None
-        self._hub.publish(message)
 
     # -- hooks: called on other threads, they only queue a note ----------------------------
 

@@ -29,8 +29,8 @@ from typing import Any
 from recovery._clock import iso_utc
 from recovery._cluster_codec import Rejected
 from recovery._cluster_summary import channel, decode_summary
-from recovery.dashboard.feed import TIMELINE, encode
-from recovery.dashboard.hub import Hub, Subscriber
+from recovery.dashboard.feed import TIMELINE, Published, encode
+from recovery.dashboard.hub import Hub
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -53,7 +53,7 @@ class _Node:
         self.silent = False
 
 
-class FleetFeed:
+class FleetFeed(Published):
     """The fleet view of ``namespace`` on the Redis at ``url``, published to ``hub``."""
 
     def __init__(
@@ -106,22 +106,8 @@ class FleetFeed:
 
     # -- what clients get ---------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return self._snapshot()
-
-    def subscribe(self) -> Subscriber | None:
-        with self._lock:
-            if self._encoded_snapshot is None:
-                self._encoded_snapshot = encode("snapshot", self._snapshot())
-            return self._hub.subscribe(self._encoded_snapshot)
-
     def _snapshot(self) -> dict[str, Any]:
         return {**self._view, "control": False, "timeline": list(self._timeline)}
-
-    def _publish(self, message: bytes) -> None:
-        self._encoded_snapshot = None
-        self._hub.publish(message)
 
     # -- the feed's thread ------------------------------------------------------------------
 

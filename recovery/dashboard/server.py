@@ -41,6 +41,7 @@ TOKEN_HEADER = "X-Recovery-Token"
 
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
+    "/common.js": ("common.js", "text/javascript; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
     "/style.css": ("style.css", "text/css; charset=utf-8"),
 }

@@ -5,18 +5,15 @@
 (() => {
   const HISTORY = 300;   // rate points kept per tile (five minutes at one a second)
   const TIMELINE = 200;  // timeline entries kept
-  const STALE_MS = 3500; // no message for this long while connected: say so
   const SVG = "http://www.w3.org/2000/svg";
   const STATES = ["closed", "open", "half_open", "repairing"];
   const STATE_TEXT = { closed: "CLOSED", open: "OPEN", half_open: "HALF-OPEN", repairing: "REPAIRING" };
 
-  const $ = (id) => document.getElementById(id);
+  const { $, el, setText, fmtRate } = RecoveryDashboard;
   const tiles = new Map();  // tile id -> {el, parts, history}
   let control = false;
   let serverSkew = 0;       // server clock minus this browser's, in ms
   let lastSeq = 0;
-  let lastMessage = 0;
-  let source = null;
 
   // -- the token: from the URL's fragment (never sent to a server), kept for the tab --
   const token = (() => {
@@ -28,21 +25,7 @@
     return sessionStorage.getItem("recovery-token");
   })();
 
-  // -- small DOM helpers --
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function setText(node, text) {
-    if (node.textContent !== text) node.textContent = text;
-  }
-  function fmtRate(value) {
-    if (value >= 100) return value.toFixed(0);
-    if (value >= 10) return value.toFixed(1);
-    return value.toFixed(2);
-  }
+  // -- small format helpers (the rest are in common.js) --
   function fmtDuration(seconds) {
     if (!isFinite(seconds) || seconds < 0) return "";
     seconds = Math.floor(seconds);
@@ -53,54 +36,12 @@
   function secondsSince(iso) {
     return iso ? (Date.now() + serverSkew - Date.parse(iso)) / 1000 : NaN;
   }
-  function clock(seconds) {
-    return new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
-  }
-
-  // -- connection state --
-  function setConnection(state) {
-    const node = $("connection");
-    const was = node.dataset.state;
-    node.dataset.state = state;
-    setText(node, state);
-    document.body.classList.toggle("offline", state === "disconnected");
-    const notice = $("notice");
-    if (state === "disconnected" && was !== "disconnected" && was !== "connecting") {
-      notice.textContent = "Connection lost at " + clock(Date.now() / 1000) +
-        ": the figures below are from then. Reconnecting…";
-      notice.hidden = false;
-    } else if (state === "live") {
-      showControlNotice();
-    }
-  }
+  // -- the notice when controls are on but this page has no token --
   function showControlNotice() {
     const notice = $("notice");
     notice.hidden = !(control && !token);
     notice.textContent = "Controls are on, but this page has no token: open the URL the server printed.";
   }
-
-  function connect() {
-    source = new EventSource("/events");
-    source.addEventListener("snapshot", (e) => { received(); applySnapshot(JSON.parse(e.data)); });
-    source.addEventListener("tick", (e) => { received(); applyTick(JSON.parse(e.data)); });
-    source.addEventListener("event", (e) => { received(); addEvent(JSON.parse(e.data), true); });
-    source.onerror = () => {
-      setConnection("disconnected");
-      if (source.readyState === EventSource.CLOSED) {  // the browser gave up: start again
-        source.close();
-        setTimeout(connect, 2000);
-      }
-    };
-  }
-  function received() {
-    lastMessage = Date.now();
-    if ($("connection").dataset.state !== "live") setConnection("live");
-  }
-  setInterval(() => {
-    if ($("connection").dataset.state === "live" && Date.now() - lastMessage > STALE_MS) {
-      setConnection("stale");
-    }
-  }, 1000);
 
   // -- messages --
   function applySnapshot(data) {
@@ -177,18 +118,7 @@
   function addEvent(entry, live) {
     if (entry.seq <= lastSeq) return;  // already had it in the snapshot
     lastSeq = entry.seq;
-    const item = el("li", "event");
-    item.dataset.level = entry.level;
-    const time = el("time", "num", clock(entry.t));
-    time.dateTime = entry.time;
-    const what = el("div", "what");
-    const who = el("span", "who", entry.name);
-    who.title = entry.name;
-    what.append(who, el("span", "text", entry.text));
-    item.append(time, el("span", "kind", entry.kind), what);
-    const list = $("timeline");
-    list.prepend(item);
-    while (list.childElementCount > TIMELINE) list.lastElementChild.remove();
+    RecoveryDashboard.prependEvent(entry, TIMELINE);
     if (live) {
       $("quiet").hidden = true;
       const tile = tiles.get(entry.tile);
@@ -462,5 +392,9 @@
     setText(tile.parts.result, message);
   }
 
-  connect();
+  RecoveryDashboard.stream({
+    snapshot: applySnapshot,
+    tick: applyTick,
+    event: (entry) => addEvent(entry, true),
+  }, showControlNotice);
 })();

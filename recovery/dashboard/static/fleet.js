@@ -4,34 +4,14 @@
 
 (() => {
   const TIMELINE = 200;  // timeline entries kept
-  const STALE_MS = 3500; // no message for this long while connected: say so
   const STATE_TEXT = { closed: "CLOSED", open: "OPEN", half_open: "HALF-OPEN", repairing: "REPAIRING" };
   const WORST = ["open", "half_open", "repairing", "closed"];
   const TILES = 12;  // breaker tiles before those closed everywhere are folded
   const ROWS = 6;    // breaker rows of a node before its closed ones are folded
 
-  const $ = (id) => document.getElementById(id);
+  const { $, el, setText, fmtRate } = RecoveryDashboard;
   let lastSeq = 0;
-  let lastMessage = 0;
-  let source = null;
 
-  function el(tag, className, text) {
-    const node = document.createElement(tag);
-    if (className) node.className = className;
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
-  function setText(node, text) {
-    if (node.textContent !== text) node.textContent = text;
-  }
-  function fmtRate(value) {
-    if (value >= 100) return value.toFixed(0);
-    if (value >= 10) return value.toFixed(1);
-    return value.toFixed(2);
-  }
-  function clock(seconds) {
-    return new Date(seconds * 1000).toLocaleTimeString([], { hour12: false });
-  }
   function stateText(state) {
     return STATE_TEXT[state] || String(state).toUpperCase();
   }
@@ -60,45 +40,6 @@
     for (const state of WORST) if (states.includes(state)) return state;
     return "closed";
   }
-
-  // -- connection state (as on the single-process page) --
-  function setConnection(state) {
-    const node = $("connection");
-    const was = node.dataset.state;
-    node.dataset.state = state;
-    setText(node, state);
-    document.body.classList.toggle("offline", state === "disconnected");
-    const notice = $("notice");
-    if (state === "disconnected" && was !== "disconnected" && was !== "connecting") {
-      notice.textContent = "Connection lost at " + clock(Date.now() / 1000) +
-        ": the figures below are from then. Reconnecting…";
-      notice.hidden = false;
-    } else if (state === "live") {
-      notice.hidden = true;
-    }
-  }
-  function connect() {
-    source = new EventSource("/events");
-    source.addEventListener("snapshot", (e) => { received(); applySnapshot(JSON.parse(e.data)); });
-    source.addEventListener("tick", (e) => { received(); render(JSON.parse(e.data)); });
-    source.addEventListener("event", (e) => { received(); addEvent(JSON.parse(e.data)); });
-    source.onerror = () => {
-      setConnection("disconnected");
-      if (source.readyState === EventSource.CLOSED) {
-        source.close();
-        setTimeout(connect, 2000);
-      }
-    };
-  }
-  function received() {
-    lastMessage = Date.now();
-    if ($("connection").dataset.state !== "live") setConnection("live");
-  }
-  setInterval(() => {
-    if ($("connection").dataset.state === "live" && Date.now() - lastMessage > STALE_MS) {
-      setConnection("stale");
-    }
-  }, 1000);
 
   // -- messages --
   function applySnapshot(data) {
@@ -138,18 +79,7 @@
   function addEvent(entry) {
     if (entry.seq <= lastSeq) return;
     lastSeq = entry.seq;
-    const item = el("li", "event");
-    item.dataset.level = entry.level;
-    const time = el("time", "num", clock(entry.t));
-    time.dateTime = entry.time;
-    const what = el("div", "what");
-    const who = el("span", "who", entry.name);
-    who.title = entry.name;
-    what.append(who, el("span", "text", entry.text));
-    item.append(time, el("span", "kind", entry.kind), what);
-    const list = $("timeline");
-    list.prepend(item);
-    while (list.childElementCount > TIMELINE) list.lastElementChild.remove();
+    RecoveryDashboard.prependEvent(entry, TIMELINE);
     $("quiet").hidden = true;
   }
 
@@ -290,5 +220,7 @@
     return row;
   }
 
-  connect();
+  RecoveryDashboard.stream({ snapshot: applySnapshot, tick: render, event: addEvent }, () => {
+    $("notice").hidden = true;
+  });
 })();
