@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from recovery.breaker import BreakerMixin, CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.manager import RecoveryManager
 from recovery.testing import FakeClock, RecordingAuditLogger
+from tests.helpers import closed_after
 
 
 def _compiled_window() -> Any:
@@ -85,5 +87,15 @@ def _waits_for_a_trial(rm: RecoveryManager) -> bool:
         return not rm._runs and any(
             plugin.verification is not None for plugin in rm._plugins.values()
         )
+
+
+@pytest.fixture
+def boards() -> Iterator[Callable[..., Any]]:
+    """``boards(rm, **serve_kwargs)`` serves a manager's dashboard, stopped after the test
+    (tests/test_dashboard_fleet.py has its own, serving the fleet's)."""
+    from recovery.dashboard import serve
+
+    yield from closed_after(serve, lambda board: board.stop())
+
 
 from tests.redis_server import own_redis, redis_url  # noqa: E402, F401  (cluster fixtures)

@@ -9,8 +9,6 @@ import contextlib
 import hashlib
 import hmac
 import math
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -19,7 +17,8 @@ import pytest
 from recovery import CircuitBreakerConfig, CircuitOpenError
 from recovery._cluster_codec import Event, Rejected, decode, encode
 from recovery.breaker import CircuitBreaker
-from tests.redis_server import RedisServer, drop_namespace
+from tests.helpers import eventually, fresh_namespace
+from tests.redis_server import RedisServer
 
 try:
     import redis
@@ -33,13 +32,7 @@ BOUND = 10.0  # seconds any cross-node effect may take in these tests (it takes 
 
 def until(predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
     """Poll until ``predicate()`` is truthy; fail after ``timeout`` (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.002)
+    return eventually(predicate, timeout, "condition not met in time")
 
 
 def trip(cb: CircuitBreaker) -> None:
@@ -53,9 +46,7 @@ def trip(cb: CircuitBreaker) -> None:
 
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
-    namespace = f"t{uuid.uuid4().hex[:10]}"
-    yield namespace
-    drop_namespace(redis_url, namespace)
+    yield from fresh_namespace(redis_url, "t")
 
 
 @pytest.fixture

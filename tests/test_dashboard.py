@@ -73,21 +73,6 @@ def rm() -> Iterator[RecoveryManager]:
 
 
 @pytest.fixture
-def boards() -> Iterator[Callable[..., Dashboard]]:
-    """``boards(rm, **serve_kwargs)`` serves a dashboard, stopped after the test."""
-    started: list[Dashboard] = []
-
-    def build(manager: RecoveryManager, **kwargs: Any) -> Dashboard:
-        board = serve(manager, **kwargs)
-        started.append(board)
-        return board
-
-    yield build
-    for board in started:
-        board.stop()
-
-
-@pytest.fixture
 def board(rm: RecoveryManager, boards: Callable[..., Dashboard]) -> Dashboard:
     return boards(rm)
 

@@ -21,7 +21,7 @@ import pytest
 
 from recovery import FailureInfo, RecoveryManager
 from recovery._clock import iso_utc
-from recovery.dashboard import Dashboard, serve
+from recovery.dashboard import Dashboard
 from tests.test_dashboard import TOKEN, XSS, make_manager
 
 CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -56,20 +56,6 @@ def rm() -> Iterator[RecoveryManager]:
     manager = make_manager("payments", "search", XSS)
     yield manager
     manager.stop(timeout=5.0)
-
-
-@pytest.fixture
-def boards() -> Iterator[Callable[..., Dashboard]]:
-    started: list[Dashboard] = []
-
-    def build(manager: RecoveryManager, **kwargs: Any) -> Dashboard:
-        board = serve(manager, **kwargs)
-        started.append(board)
-        return board
-
-    yield build
-    for board in started:
-        board.stop()
 
 
 @pytest.fixture

@@ -15,9 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,8 +32,8 @@ from recovery._cluster_summary import (
 )
 from recovery.breaker import CircuitBreaker
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.redis_server import drop_namespace
-from tests.test_cluster_procs import CONFIG, Node
+from tests.helpers import closed_after, eventually, fresh_namespace, node_processes
+from tests.test_cluster_procs import Node
 from tests.test_dashboard import Plugins, failing_strategy
 
 try:
@@ -57,13 +55,10 @@ def entry(name: str, state: str = "closed", plugin: dict[str, Any] | None = None
     return breaker_entry(metrics, (1.5, 0.25), plugin)
 
 
-def eventually(probe: Callable[[], Any], what: str, bound: float = BOUND) -> Any:
-    """Poll ``probe`` until it returns something true; its value."""
-    deadline = time.monotonic() + bound
-    while not (value := probe()):
-        assert time.monotonic() < deadline, f"not within {bound}s: {what}"
-        time.sleep(0.05)  # poll-until-deadline: the summaries come once a second
-    return value
+def soon(probe: Callable[[], Any], what: str, bound: float = BOUND) -> Any:
+    """Poll ``probe`` until it returns something true; its value (the summaries come once
+    a second, so every 50 ms is often enough)."""
+    return eventually(probe, bound, f"not within {bound}s: {what}", interval=0.05)
 
 
 def status(board: Dashboard) -> dict[str, Any]:
@@ -166,38 +161,18 @@ def test_unknown_fields_are_not_passed_on() -> None:
 
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
-    name = f"f{uuid.uuid4().hex[:10]}"
-    yield name
-    drop_namespace(redis_url, name)
+    yield from fresh_namespace(redis_url, "f")
 
 
 @pytest.fixture
 def boards() -> Iterator[Callable[..., Dashboard]]:
-    started: list[Dashboard] = []
-
-    def build(*args: Any, **kwargs: Any) -> Dashboard:
-        board = serve_fleet(*args, **kwargs)
-        started.append(board)
-        return board
-
-    yield build
-    for board in started:
-        board.stop()
+    yield from closed_after(serve_fleet, lambda board: board.stop())
 
 
 @pytest.fixture
 def nodes(redis_url: str, namespace: str) -> Iterator[Callable[..., list[Node]]]:
     """``nodes(n, **cluster_options)``: n spawned processes, each a started cluster node."""
-    made: list[Node] = []
-
-    def make(n: int, **options: Any) -> list[Node]:
-        new = [Node(redis_url, namespace, CONFIG, options, ()) for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for node in made:
-        node.close()
+    yield from node_processes(redis_url, namespace)
 
 
 def test_two_processes_show_node_by_node_and_breaker_by_breaker(
@@ -206,7 +181,7 @@ def test_two_processes_show_node_by_node_and_breaker_by_breaker(
     board = boards(redis_url, namespace)
     first, second = nodes(2, quorum=2)  # a quorum of 2: one trip opens only that node
     ids = [first.ask("node_id"), second.ask("node_id")]
-    eventually(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
+    soon(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
     first.ask("trip")
 
     def payments() -> dict[str, str] | None:
@@ -215,7 +190,7 @@ def test_two_processes_show_node_by_node_and_breaker_by_breaker(
         states = {n["node"]: n["state"] for n in breaker["nodes"]} if breaker else {}
         return states if states == {ids[0]: "open", ids[1]: "closed"} else None
 
-    eventually(payments, "payments open on the first node only")
+    soon(payments, "payments open on the first node only")
     view = status(board)
     assert view["breakers"][0]["counts"] == {"open": 1, "closed": 1}
     one = node_view(board, ids[0])
@@ -226,7 +201,7 @@ def test_two_processes_show_node_by_node_and_breaker_by_breaker(
     assert f"closed \u2192 open on {ids[0]}" in texts
     # Once a second: within a few seconds, each node has sent several.
     received = view["redis"]["received"]
-    eventually(lambda: status(board)["redis"]["received"] >= received + 4, "more summaries")
+    soon(lambda: status(board)["redis"]["received"] >= received + 4, "more summaries")
 
 
 def test_a_breaker_attached_later_already_open_is_on_the_timeline(
@@ -234,11 +209,11 @@ def test_a_breaker_attached_later_already_open_is_on_the_timeline(
 ) -> None:
     board = boards(redis_url, namespace)
     with Cluster(redis_url, namespace=namespace, node_id="late") as cluster:
-        eventually(lambda: node_view(board, "late"), "the node listed, without breakers")
+        soon(lambda: node_view(board, "late"), "the node listed, without breakers")
         breaker = CircuitBreaker("attached-later")
         breaker.force_open()
         cluster.attach(breaker)
-        eventually(lambda: any(e["name"] == "attached-later" and e["text"] == "open on late"
+        soon(lambda: any(e["name"] == "attached-later" and e["text"] == "open on late"
                                for e in status(board)["timeline"]), "its open on the timeline")
 
 
@@ -254,7 +229,7 @@ def test_a_remote_open_says_which_node_opened_it(
         view = node_view(board, ids[1])
         return view["breakers"][0]["opened_by"] if view else None
 
-    assert eventually(opened_by, "the second node's breaker opened by the first") == ids[0]
+    assert soon(opened_by, "the second node's breaker opened by the first") == ids[0]
 
 
 def test_a_managers_plugins_carry_their_recovery_flags(
@@ -289,7 +264,7 @@ def test_a_managers_plugins_carry_their_recovery_flags(
             plugins = {b["name"]: b["plugin"] for b in summary["breakers"]}
             return plugins if plugins["p"] and plugins["p"]["last_action"] else None
 
-        plugins = eventually(latest, "a summary with p's last action")
+        plugins = soon(latest, "a summary with p's last action")
         assert plugins["plain"] is None  # not a plugin
         assert plugins["p"]["last_action"] == "bad"
         assert plugins["p"]["last_action_success"] is False
@@ -322,11 +297,11 @@ def test_forged_unsigned_and_malformed_summaries_are_dropped_and_counted(
     }
     try:
         with cluster:
-            eventually(lambda: node_view(board, "honest"), "the honest node listed")
+            soon(lambda: node_view(board, "honest"), "the honest node listed")
             for message in forgeries.values():
                 client.publish(channel(namespace), message)
             expected = dict.fromkeys(forgeries, 1)
-            eventually(lambda: status(board)["redis"]["dropped"] == expected,
+            soon(lambda: status(board)["redis"]["dropped"] == expected,
                        "each forgery dropped and counted")
             view = status(board)
             assert [n["id"] for n in view["nodes"]] == ["honest"]
@@ -341,7 +316,7 @@ def test_a_node_that_stops_publishing_fades_then_is_dropped(
     board = boards(redis_url, namespace, fade_after=1.5, forget_after=3.0)
     stays, goes = nodes(2)
     ids = [stays.ask("node_id"), goes.ask("node_id")]
-    eventually(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
+    soon(lambda: all(node_view(board, i) for i in ids), "both nodes listed")
     goes.process.kill()  # no goodbye: the process is just gone
     goes.process.join(10)
 
@@ -349,11 +324,11 @@ def test_a_node_that_stops_publishing_fades_then_is_dropped(
         view = node_view(board, ids[1])
         return bool(view and view["silent"])
 
-    eventually(silent, "the killed node shown as silent")
+    soon(silent, "the killed node shown as silent")
     breaker = status(board)["breakers"][0]
     assert {n["node"]: n["silent"] for n in breaker["nodes"]} == {ids[0]: False, ids[1]: True}
     assert breaker["counts"] == {"closed": 1}  # a silent node's state is not counted
-    eventually(lambda: node_view(board, ids[1]) is None, "the killed node dropped")
+    soon(lambda: node_view(board, ids[1]) is None, "the killed node dropped")
     view = status(board)
     assert [n["id"] for n in view["nodes"]] == [ids[0]]
     assert not view["nodes"][0]["silent"]
@@ -370,7 +345,7 @@ def test_redis_unreachable_is_shown_on_the_page_not_raised(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     board = boards(f"redis://127.0.0.1:{port}/0", "nowhere")
-    view = eventually(lambda: (v := status(board))["redis"]["last_error"] and v,
+    view = soon(lambda: (v := status(board))["redis"]["last_error"] and v,
                       "the connection error shown")
     assert view["redis"]["connected"] is False
     assert view["nodes"] == []

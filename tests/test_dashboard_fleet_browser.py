@@ -8,7 +8,6 @@ cluster tests without Redis.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ import pytest
 
 from recovery.breaker import CircuitBreaker
 from tests import test_dashboard_browser as single
-from tests.redis_server import drop_namespace
-from tests.test_cluster_procs import CONFIG, Node
+from tests.helpers import fresh_namespace, node_processes
+from tests.test_cluster_procs import Node
 from tests.test_dashboard import XSS
 
 browser, page = single.browser, single.page  # the same fixtures: Chromium, a screenshot each
@@ -36,9 +35,7 @@ SOON = 5000  # ms: a summary a second, plus the page's own tick
 
 @pytest.fixture
 def namespace(redis_url: str) -> Iterator[str]:
-    name = f"b{uuid.uuid4().hex[:10]}"
-    yield name
-    drop_namespace(redis_url, name)
+    yield from fresh_namespace(redis_url, "b")
 
 
 @pytest.fixture
@@ -52,16 +49,7 @@ def board(redis_url: str, namespace: str, request: pytest.FixtureRequest
 
 @pytest.fixture
 def nodes(redis_url: str, namespace: str) -> Iterator[Callable[..., list[Node]]]:
-    made: list[Node] = []
-
-    def make(n: int, **options: Any) -> list[Node]:
-        new = [Node(redis_url, namespace, CONFIG, options, ()) for _ in range(n)]
-        made.extend(new)
-        return new
-
-    yield make
-    for node in made:
-        node.close()
+    yield from node_processes(redis_url, namespace)
 
 
 def node_tile(page: Page, node_id: str) -> Any:

@@ -30,6 +30,7 @@ from recovery import __main__ as cli
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
 from recovery.state import CircuitBreakerState
+from tests.helpers import closed_after, kill_if_running
 
 COMMAND = [sys.executable, "-m", "recovery", "demo"]
 CLOSED, OPEN, REPAIRING, HALF_OPEN = (
@@ -111,17 +112,7 @@ class Demo:
 @pytest.fixture
 def start() -> Iterator[Callable[..., Demo]]:
     """``start(*command)``: a Demo, killed at the end of the test if it is still running."""
-    started: list[Demo] = []
-
-    def start_demo(*command: str) -> Demo:
-        started.append(Demo(*command))
-        return started[-1]
-
-    yield start_demo
-    for run in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+    yield from closed_after(Demo, lambda run: kill_if_running(run.process))
 
 
 def summary_rows(out: str) -> dict[str, list[str]]:

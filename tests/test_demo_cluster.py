@@ -30,6 +30,7 @@ from recovery._demo_fleet import (
 )
 from recovery.audit import JsonlAuditLogger
 from recovery.testing.plugins import FlakyPlugin
+from tests.helpers import closed_after, kill_if_running
 from tests.redis_server import _free_port
 from tests.test_demo import COMMAND, Demo
 
@@ -38,17 +39,7 @@ from tests.test_demo import COMMAND, Demo
 def start() -> Iterator[Callable[..., Demo]]:
     """``start(*command)``: a Demo, killed at the end of the test if it is still running
     (its nodes then see their pipe close, and end)."""
-    started: list[Demo] = []
-
-    def start_demo(*command: str) -> Demo:
-        started.append(Demo(*command))
-        return started[-1]
-
-    yield start_demo
-    for run in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+    yield from closed_after(Demo, lambda run: kill_if_running(run.process))
 
 
 OUTCOMES = ("calls", "ok", "failed", "rejected", "fallback", "trips", "followed")

@@ -31,6 +31,7 @@ from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
 from recovery.testing.plugins import FlakyPlugin
 from tests.conftest import settle
+from tests.helpers import eventually, started_managers
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -82,23 +83,16 @@ Make = Callable[..., RecoveryManager]
 @pytest.fixture
 def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
     """Build a started manager over plugins "p" and "q"; stopped at the end of the test."""
-    managers: list[RecoveryManager] = []
-
     def build(plugins: Any = None, **config: Any) -> RecoveryManager:
         config.setdefault("enable_health_checking", False)
-        rm = RecoveryManager(
+        return RecoveryManager(
             plugins if plugins is not None else Plugins("p", "q"),
             audit,
             RecoveryConfig(**config),
             clock=clock,
         )
-        managers.append(rm)
-        rm.start()
-        return rm
 
-    yield build
-    for rm in managers:
-        rm.stop(timeout=5.0)
+    yield from started_managers(build)
 
 
 def spy(rm: RecoveryManager) -> list[FailureInfo]:
@@ -255,10 +249,7 @@ def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
         assert [entry["label"] for entry in stuck] == ["hang p"]
     finally:
         release.set()
-    deadline = time.monotonic() + 5
-    while rm.get_recovery_status()["stuck_strategies"]:
-        assert time.monotonic() < deadline
-        release.wait(0.005)
+    eventually(lambda: not rm.get_recovery_status()["stuck_strategies"], 5, interval=0.005)
 
 
 # -- attempts, exhaustion, intensity ------------------------------------------------------------
@@ -283,14 +274,6 @@ def test_attempts_pause_on_the_clock_with_growing_backoff(
     assert rm.wait_idle(5)
     assert attempts == [0.0, 2.0, 8.0]
     assert [record[3] for record in audit.records] == [False, False, False]
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        pause.wait(0.002)
 
 
 def test_exhausted_attempts_enter_a_crash_loop_retried_after_a_doubling_delay(
@@ -327,16 +310,16 @@ def test_exhausted_attempts_enter_a_crash_loop_retried_after_a_doubling_delay(
 
     # The delay ends: one attempt (a probe), which fails; the next delay doubles.
     clock.advance(start + 5.0 - clock.monotonic())
-    wait_until(lambda: len(audit.records) == 4)
+    eventually(lambda: len(audit.records) == 4)
     assert rm.wait_idle(5)
-    wait_until(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["next_attempt"]
+    eventually(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["next_attempt"]
                is not None)
     assert breaker.state is OPEN
     probe_end = clock.monotonic()
     clock.advance(9.9)
     assert len(audit.records) == 4
     clock.advance(probe_end + 10.0 - clock.monotonic())
-    wait_until(lambda: len(audit.records) == 5)
+    eventually(lambda: len(audit.records) == 5)
     assert rm.wait_idle(5)
     assert [a.kind for a in alerts] == ["crash_loop"]  # one alert for the whole loop
 
@@ -366,7 +349,7 @@ def test_a_crash_loop_probe_that_verifies_the_plugin_ends_the_loop(
     healthy.set()
     assert clock.wait_for_waiters(1)
     clock.advance(5.0)
-    wait_until(lambda: len(audit.records) == 3)
+    eventually(lambda: len(audit.records) == 3)
     assert rm.wait_idle(5)
     assert audit.records[-1] == ("p", "error", "restart", True)
     recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
@@ -388,9 +371,9 @@ def test_give_up_after_episodes_in_a_row_leaves_it_failed_until_reset(
     settle(rm, clock)
     assert clock.wait_for_waiters(1)
     clock.advance(5.0)
-    wait_until(lambda: len(audit.records) == 2)
+    eventually(lambda: len(audit.records) == 2)
     assert rm.wait_idle(5)
-    wait_until(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed_reason"]
+    eventually(lambda: rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed_reason"]
                == "gave_up")
     recovery = rm.get_recovery_status()["plugins"]["p"]["recovery"]
     assert (recovery["crash_loop"], recovery["next_attempt"]) == (False, None)
@@ -921,14 +904,6 @@ def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock
 
 
 # -- with the real plugin registry, FlakyPlugin and the health monitor -------------------------
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        pause.wait(0.002)
 
 
 def test_flaky_plugin_tripping_is_restarted_and_closes_again(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
 from tests.conftest import settle
+from tests.helpers import eventually
 
 # Prometheus label -> OpenTelemetry attribute.
 ATTRIBUTES = {
@@ -209,14 +209,6 @@ def mine(points: Points, name: str) -> Points:
         key: value for key, value in points.items()
         if dict(key[1]).get("plugin", name).startswith(name)
     }
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        pause.wait(0.002)
 
 
 def test_without_a_manager_every_live_breaker_is_observed(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,6 +27,7 @@ from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
 from tests.conftest import settle
+from tests.helpers import eventually, started_managers
 
 DOCUMENTED = {
     "recovery_circuit_breaker_state": "gauge",
@@ -74,14 +73,6 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, frozenset(labels.items())]
 
 
-def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        pause.wait(0.002)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     """Starts at 0 here, so the tests can write the times they expect."""
@@ -100,18 +91,11 @@ def plugins() -> PluginRegistry:
 def make(
     clock: FakeClock, audit: RecordingAuditLogger, plugins: PluginRegistry
 ) -> Iterator[Callable[..., RecoveryManager]]:
-    managers: list[RecoveryManager] = []
-
     def build(**config: Any) -> RecoveryManager:
         config.setdefault("enable_health_checking", False)
-        rm = RecoveryManager(plugins, audit, RecoveryConfig(**config), clock=clock)
-        managers.append(rm)
-        rm.start()
-        return rm
+        return RecoveryManager(plugins, audit, RecoveryConfig(**config), clock=clock)
 
-    yield build
-    for rm in managers:
-        rm.stop(timeout=5.0)
+    yield from started_managers(build)
 
 
 def collector_registry(rm: RecoveryManager) -> CollectorRegistry:

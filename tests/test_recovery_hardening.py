@@ -24,6 +24,7 @@ from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
 from tests.conftest import settle
+from tests.helpers import eventually, started_managers
 from tests.test_manager import Plugins
 
 OPEN = CircuitBreakerState.OPEN
@@ -39,19 +40,12 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
-    managers: list[RecoveryManager] = []
-
     def build(plugins: Any = None, **config: Any) -> RecoveryManager:
         config.setdefault("enable_health_checking", False)
-        rm = RecoveryManager(plugins if plugins is not None else Plugins("p", "q"), audit,
-                             RecoveryConfig(**config), clock=clock)
-        managers.append(rm)
-        rm.start()
-        return rm
+        return RecoveryManager(plugins if plugins is not None else Plugins("p", "q"), audit,
+                                 RecoveryConfig(**config), clock=clock)
 
-    yield build
-    for rm in managers:
-        rm.stop(timeout=5.0)
+    yield from started_managers(build)
 
 
 def failing(name: str = "bad") -> CustomStrategy:
@@ -276,10 +270,7 @@ def test_recovery_time_alert_fires_at_the_threshold_not_when_the_strategy_return
         clock.advance(0.1)
         assert alerts == []
         clock.advance(0.1)
-        deadline = time.monotonic() + 5
-        while not alerts:
-            assert time.monotonic() < deadline, "no recovery_time alert while the strategy hangs"
-            started.wait(0.002)
+        eventually(lambda: alerts, 5, "no recovery_time alert while the strategy hangs")
         assert [a.kind for a in alerts] == ["recovery_time"]
         assert "0.2s" in alerts[0].message
     finally:

@@ -23,6 +23,7 @@ from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock
 from tests.conftest import settle
+from tests.helpers import eventually, started_managers
 from tests.test_manager import Plugins
 
 CLOSED = CircuitBreakerState.CLOSED
@@ -77,26 +78,11 @@ def detailed() -> DetailedAudit:
 
 @pytest.fixture
 def make(clock: FakeClock, detailed: DetailedAudit) -> Iterator[Make]:
-    managers: list[RecoveryManager] = []
-
     def build(audit: Any = None, **config: Any) -> RecoveryManager:
-        rm = RecoveryManager(Plugins("p"), audit if audit is not None else detailed,
-                             RecoveryConfig(**config), clock=clock)
-        managers.append(rm)
-        rm.start()
-        return rm
+        return RecoveryManager(Plugins("p"), audit if audit is not None else detailed,
+                                 RecoveryConfig(**config), clock=clock)
 
-    yield build
-    for rm in managers:
-        rm.stop(timeout=5.0)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        pause.wait(0.002)
+    yield from started_managers(build)
 
 
 def recovery_of(rm: RecoveryManager) -> dict[str, Any]:
@@ -126,11 +112,11 @@ def test_without_a_health_check_the_half_open_trials_verify(
     rm = make(plugin_recovery_strategies={"p": "restart"}, enable_health_checking=False)
     breaker = rm.register_plugin("p")
     rm.record_failure("p", FailureInfo("error"))
-    wait_until(lambda: breaker.state is HALF_OPEN)
+    eventually(lambda: breaker.state is HALF_OPEN)
     with pytest.raises(ConnectionError):  # the first trial fails: reopened
         breaker.call(_raise, ConnectionError("still down"))
     # The back-off passes at once on a FakeClock; the next attempt: half-open again.
-    wait_until(lambda: recovery_of(rm)["attempts"] == 2 and breaker.state is HALF_OPEN)
+    eventually(lambda: recovery_of(rm)["attempts"] == 2 and breaker.state is HALF_OPEN)
     for _ in range(breaker.config.success_threshold):
         breaker.call(lambda: None)
     assert rm.wait_idle(5)
@@ -152,7 +138,7 @@ def test_no_call_within_verify_timeout_leaves_it_half_open_unverified(
               verify_timeout=2.0)
     breaker = rm.register_plugin("p")
     rm.record_failure("p", FailureInfo("error"))
-    wait_until(lambda: breaker.state is HALF_OPEN)
+    eventually(lambda: breaker.state is HALF_OPEN)
     assert clock.wait_for_waiters(1)
     clock.advance(1.9)
     assert not rm.wait_idle(0.02)
@@ -195,12 +181,12 @@ def test_a_backoff_hold_is_a_hold(make: Make, clock: FakeClock,
     for _ in range(5):
         clock.advance(1.0)
         count = len(checks)
-        wait_until(lambda count=count: len(checks) > count)  # type: ignore[misc]
-        wait_until(lambda: rm.get_recovery_status()["plugins"]["p"]["health_check"][
+        eventually(lambda count=count: len(checks) > count)  # type: ignore[misc]
+        eventually(lambda: rm.get_recovery_status()["plugins"]["p"]["health_check"][
             "consecutive_fails"] == 0 and breaker.metrics().health_check_success is True)
         assert breaker.state is OPEN
     clock.advance(10.0 - 5.0)  # the hold has ended: the next healthy check lets a trial in
-    wait_until(lambda: breaker.state is HALF_OPEN)
+    eventually(lambda: breaker.state is HALF_OPEN)
 
 
 def test_a_passing_health_check_ends_a_crash_loop_wait_early(
@@ -219,7 +205,7 @@ def test_a_passing_health_check_ends_a_crash_loop_wait_early(
     assert detailed.attempts == [("p", "error", "restart", False, True, False)]
     healthy.set()
     clock.advance(1.0)  # far less than the crash loop's 100 s delay
-    wait_until(lambda: len(detailed.attempts) == 2)
+    eventually(lambda: len(detailed.attempts) == 2)
     assert rm.wait_idle(5)
     assert detailed.attempts[-1] == ("p", "error", "restart", True, True, True)
     assert (recovery_of(rm)["crash_loop"], recovery_of(rm)["failed"]) == (False, False)
@@ -247,7 +233,7 @@ def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
         assert plugin.crash_loop and plugin.crash_delay == expected_delay
         assert clock.wait_for_waiters(1)
         clock.advance(expected_delay)  # the probe's action works and the check passes
-        wait_until(lambda: not plugin.crash_loop)
+        eventually(lambda: not plugin.crash_loop)
         assert rm.wait_idle(5)
 
     loop_then_recover(5.0)
@@ -266,7 +252,7 @@ def test_stop_cuts_a_verification_short_without_a_verdict(detailed: DetailedAudi
     breaker = rm.register_plugin("p")
     rm.start()
     rm.record_failure("p", FailureInfo("error"))
-    wait_until(lambda: breaker.state is HALF_OPEN)  # the verification waits for a trial
+    eventually(lambda: breaker.state is HALF_OPEN)  # the verification waits for a trial
     started = time.monotonic()
     rm.stop(timeout=5.0)
     assert time.monotonic() - started < 2.0
