@@ -1,35 +1,31 @@
-"""Shared fixtures: every hot-path test runs against both outcome windows."""
+"""Shared fixtures: every hot-path test runs against both outcome windows.
+
+The vocabulary: ``clock`` (a FakeClock), ``audit`` (a recording audit logger),
+``breaker_cls`` (the breaker on each window), ``make_breaker`` and ``make_manager``.
+Plain helpers (``settle``, ``eventually``, ``run_threads``, the stub plugin manager,
+the windows) are imported from tests/helpers.py.
+"""
 
 from __future__ import annotations
 
-import importlib
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from recovery import _window_py
-from recovery.breaker import BreakerMixin, CircuitBreaker
+from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.manager import RecoveryManager
+from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.helpers import closed_after
-
-
-def _compiled_window() -> Any:
-    try:
-        return importlib.import_module("recovery._window").Window
-    except ImportError:
-        return None
-
-
-WINDOWS = {"compiled": _compiled_window(), "python": _window_py.Window}
-
-
-def breaker_class(window: Any) -> type[CircuitBreaker]:
-    """The public breaker, built on the given window class."""
-    return type("CircuitBreaker", (BreakerMixin, window), {"__doc__": CircuitBreaker.__doc__})
+from tests.helpers import (
+    WINDOWS,
+    MakeBreaker,
+    MakeManager,
+    StubPluginManager,
+    breaker_class,
+    closed_after,
+    started_managers,
+)
 
 
 @pytest.fixture(params=sorted(WINDOWS))
@@ -42,6 +38,9 @@ def breaker_cls(request: pytest.FixtureRequest) -> type[CircuitBreaker]:
 
 @pytest.fixture
 def clock() -> FakeClock:
+    """The one fake clock of a test; it starts at 1000, not 0, so code that mistakes a
+    time of 0 for "never" fails here. A test that writes absolute times reads its start
+    (``clock.monotonic()``) and writes times relative to it."""
     return FakeClock(1000.0)
 
 
@@ -51,8 +50,9 @@ def audit() -> RecordingAuditLogger:
 
 
 @pytest.fixture
-def make(breaker_cls: type[CircuitBreaker], clock: FakeClock) -> Any:
-    """``make(**config_fields)`` -> a breaker of the parametrised window on the fake clock."""
+def make_breaker(breaker_cls: type[CircuitBreaker], clock: FakeClock) -> MakeBreaker:
+    """``make_breaker(name="dep", **config_fields)`` -> a breaker of the parametrised
+    window on the fake clock."""
 
     def build(name: str = "dep", **fields: Any) -> CircuitBreaker:
         return breaker_cls(name, CircuitBreakerConfig(**fields), clock=clock)
@@ -60,33 +60,35 @@ def make(breaker_cls: type[CircuitBreaker], clock: FakeClock) -> Any:
     return build
 
 
-def settle(
-    rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0
-) -> None:
-    """Advance the clock in small steps until no episode runs (bounded in real time).
+@pytest.fixture
+def plugins() -> Any:
+    """The plugin manager ``make_manager`` uses unless given one: stub plugins "p" and "q"
+    (a module overrides this fixture to serve other plugins to every manager it makes)."""
+    return StubPluginManager("p", "q")
 
-    The clock moves only while an episode waits for time itself to pass: a
-    verification waiting for a half-open trial that no call will make. While a
-    strategy, a ``can_handle`` or a verifying health check runs on its thread, the
-    episode waits for that thread, not for time, and a step would be read as time
-    the run took: five 1 s steps (10 ms of real time) abandon a 5 s strategy that a
-    loaded machine has not finished yet, and the steps run the health monitor's
-    checks in the middle of the episode. A test that wants a run to time out
-    advances the clock itself.
+
+@pytest.fixture
+def make_manager(clock: FakeClock, audit: Any, plugins: Any) -> Iterator[MakeManager]:
+    """``make_manager(plugin_manager=None, audit_logger=None, **config)`` -> a started manager
+    on the fake clock, stopped (bounded) at the end of the test; ``None`` means the ``plugins``
+    and ``audit`` fixtures.
+
+    Health checking is off unless the test asks for it: its scheduler would run checks
+    whenever the test advances the clock, in the middle of what the test drives.
     """
-    deadline = time.monotonic() + limit
-    while not rm.wait_idle(0.002):
-        assert time.monotonic() < deadline, "episode did not finish"
-        if clock.waiting and _waits_for_a_trial(rm):
-            clock.advance(step)
 
-
-def _waits_for_a_trial(rm: RecoveryManager) -> bool:
-    """Some episode waits for a half-open trial, and no strategy or check is running."""
-    with rm._lock:
-        return not rm._runs and any(
-            plugin.verification is not None for plugin in rm._plugins.values()
+    def build(
+        plugin_manager: Any = None, audit_logger: Any = None, **config: Any
+    ) -> RecoveryManager:
+        config.setdefault("enable_health_checking", False)
+        return RecoveryManager(
+            plugins if plugin_manager is None else plugin_manager,
+            audit if audit_logger is None else audit_logger,
+            RecoveryConfig(**config),
+            clock=clock,
         )
+
+    yield from started_managers(build)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from recovery.audit import (
     SqliteAuditLogger,
 )
 from recovery.failures import FailureType
+from tests.helpers import run_threads
 
 REPO_ROOT = str(Path(recovery.__file__).resolve().parent.parent)
 FIELDS = {"ts", "plugin", "failure_type", "action", "success", "action_succeeded", "verified"}
@@ -49,27 +50,6 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
     return env
-
-
-def run_threads(count: int, target: object, timeout: float = 20.0) -> None:
-    """Start ``count`` threads on ``target(index, barrier)`` together and join them (bounded)."""
-    barrier = threading.Barrier(count)
-    errors: list[BaseException] = []
-
-    def body(index: int) -> None:
-        try:
-            barrier.wait(timeout)
-            target(index)  # type: ignore[operator]
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "writer threads did not finish"
-    assert errors == []
 
 
 # --- the protocol and the shared record -------------------------------------------------------

@@ -19,6 +19,7 @@ from recovery import (
     CircuitRepairingError,
 )
 from recovery.testing import FakeClock
+from tests.helpers import MakeBreaker
 
 CLOSED, OPEN, HALF_OPEN, REPAIRING = (
     CircuitBreakerState.CLOSED,
@@ -60,14 +61,14 @@ def transitions(cb: CircuitBreaker) -> list[tuple[str, str]]:
 # -- calls pass through unchanged -----------------------------------------------------------------
 
 
-def test_call_returns_value_and_forwards_arguments(make: Any) -> None:
-    cb = make()
+def test_call_returns_value_and_forwards_arguments(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     assert cb.call(lambda a, b, *, c: (a, b, c), 1, 2, c=3) == (1, 2, 3)
     assert cb.call(dict, x=1) == {"x": 1}
 
 
-def test_call_reraises_the_same_exception_object(make: Any) -> None:
-    cb = make()
+def test_call_reraises_the_same_exception_object(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     error = Boom("same")
 
     def raise_it() -> None:
@@ -79,13 +80,13 @@ def test_call_reraises_the_same_exception_object(make: Any) -> None:
     assert caught.value.__traceback__ is not None
 
 
-def test_call_without_a_function_is_a_type_error(make: Any) -> None:
+def test_call_without_a_function_is_a_type_error(make_breaker: MakeBreaker) -> None:
     with pytest.raises(TypeError):
-        make().call()
+        make_breaker().call()
 
 
-def test_decorator_preserves_metadata_and_counts(make: Any) -> None:
-    cb = make()
+def test_decorator_preserves_metadata_and_counts(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
 
     @cb
     def fetch(x: int) -> int:
@@ -101,16 +102,18 @@ def test_decorator_preserves_metadata_and_counts(make: Any) -> None:
 # -- the CLOSED -> OPEN -> HALF_OPEN -> CLOSED cycle ----------------------------------------------
 
 
-def test_opens_only_once_minimum_requests_are_in_the_window(make: Any) -> None:
-    cb = make(failure_threshold=3, minimum_requests=5)
+def test_opens_only_once_minimum_requests_are_in_the_window(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=3, minimum_requests=5)
     fail(cb, 4)
     assert cb.state is CLOSED  # 4 failures but only 4 outcomes
     fail(cb)
     assert cb.state is OPEN
 
 
-def test_open_rejects_with_retry_after_then_admits_a_trial(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, timeout=10.0)
+def test_open_rejects_with_retry_after_then_admits_a_trial(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, timeout=10.0)
     seen = transitions(cb)
     fail(cb, 2)
     clock.advance(4.0)
@@ -126,8 +129,10 @@ def test_open_rejects_with_retry_after_then_admits_a_trial(make: Any, clock: Fak
     assert seen == [("closed", "open"), ("open", "half_open")]
 
 
-def test_success_threshold_successes_close_and_clear(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, success_threshold=3, timeout=1.0)
+def test_success_threshold_successes_close_and_clear(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, success_threshold=3, timeout=1.0)
     fail(cb, 2)
     clock.advance(1.0)
     succeed(cb, 2)
@@ -139,8 +144,10 @@ def test_success_threshold_successes_close_and_clear(make: Any, clock: FakeClock
     assert (m.total_requests, m.total_failures, m.total_successes) == (5, 2, 3)
 
 
-def test_failed_trial_reopens_with_growing_capped_backoff(make: Any, clock: FakeClock) -> None:
-    cb = make(
+def test_failed_trial_reopens_with_growing_capped_backoff(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(
         failure_threshold=1, minimum_requests=1, timeout=10.0,
         retry_backoff_factor=2.0, max_retry_interval=35.0,
     )
@@ -154,8 +161,10 @@ def test_failed_trial_reopens_with_growing_capped_backoff(make: Any, clock: Fake
     assert periods == [10.0, 20.0, 35.0, 35.0]
 
 
-def test_backoff_resets_when_the_circuit_closes(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=10.0)
+def test_backoff_resets_when_the_circuit_closes(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=10.0)
     fail(cb)
     clock.advance(10.0)
     fail(cb)
@@ -167,9 +176,11 @@ def test_backoff_resets_when_the_circuit_closes(make: Any, clock: FakeClock) -> 
     assert cb.retry_after == 10.0
 
 
-def test_half_open_admits_only_max_calls_and_rejects_the_rest(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=5,
-              half_open_max_calls=2, timeout=1.0)
+def test_half_open_admits_only_max_calls_and_rejects_the_rest(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=5,
+                      half_open_max_calls=2, timeout=1.0)
     fail(cb)
     clock.advance(1.0)
     first = cb.try_admit()
@@ -188,8 +199,10 @@ def test_half_open_admits_only_max_calls_and_rejects_the_rest(make: Any, clock: 
     assert cb.metrics().total_rejections == 1
 
 
-def test_half_open_max_calls_defaults_to_success_threshold(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=2, timeout=1.0)
+def test_half_open_max_calls_defaults_to_success_threshold(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=2, timeout=1.0)
     fail(cb)
     clock.advance(1.0)
     cb.try_admit()
@@ -198,9 +211,11 @@ def test_half_open_max_calls_defaults_to_success_threshold(make: Any, clock: Fak
         cb.try_admit()
 
 
-def test_lost_trial_reopens_after_max_half_open_wait(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0,
-              max_half_open_wait=30.0)
+def test_lost_trial_reopens_after_max_half_open_wait(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0,
+                      max_half_open_wait=30.0)
     fail(cb)
     clock.advance(5.0)
     cb.try_admit()  # a trial that never reports back
@@ -219,9 +234,9 @@ def test_lost_trial_reopens_after_max_half_open_wait(make: Any, clock: FakeClock
 
 
 def test_outcome_admitted_before_a_transition_counts_only_in_totals(
-    make: Any, clock: FakeClock
+    make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, success_threshold=1, timeout=1.0)
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, success_threshold=1, timeout=1.0)
     slow_caller = cb.try_admit()  # admitted while CLOSED
     fail(cb, 2)
     assert cb.state is OPEN
@@ -237,9 +252,9 @@ def test_outcome_admitted_before_a_transition_counts_only_in_totals(
 # -- the window and the trip rules ----------------------------------------------------------------
 
 
-def test_window_slides_old_failures_out(make: Any) -> None:
-    cb = make(failure_threshold=3, minimum_requests=1, sliding_window_size=4,
-              failure_rate_threshold=None)
+def test_window_slides_old_failures_out(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=3, minimum_requests=1, sliding_window_size=4,
+                      failure_rate_threshold=None)
     fail(cb, 2)
     succeed(cb, 4)  # the two failures have slid out
     fail(cb, 2)
@@ -249,9 +264,9 @@ def test_window_slides_old_failures_out(make: Any) -> None:
     assert cb.state is OPEN
 
 
-def test_failure_rate_rule(make: Any) -> None:
-    cb = make(failure_threshold=10, minimum_requests=10, sliding_window_size=10,
-              failure_rate_threshold=0.3)
+def test_failure_rate_rule(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=10, minimum_requests=10, sliding_window_size=10,
+                      failure_rate_threshold=0.3)
     succeed(cb, 7)
     fail(cb, 2)
     assert cb.state is CLOSED  # 9 outcomes < minimum_requests
@@ -259,17 +274,19 @@ def test_failure_rate_rule(make: Any) -> None:
     assert cb.state is OPEN  # 3/10 >= 0.3 exactly
 
 
-def test_failure_rate_rule_below_threshold_stays_closed(make: Any) -> None:
-    cb = make(failure_threshold=10, minimum_requests=10, sliding_window_size=10,
-              failure_rate_threshold=0.3)
+def test_failure_rate_rule_below_threshold_stays_closed(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=10, minimum_requests=10, sliding_window_size=10,
+                      failure_rate_threshold=0.3)
     succeed(cb, 8)
     fail(cb, 2)
     assert cb.state is CLOSED
 
 
-def test_slow_calls_are_counted_and_trip_the_slow_rate_rule(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=10, minimum_requests=4, sliding_window_size=10,
-              slow_call_duration=2.0, slow_call_rate_threshold=0.5)
+def test_slow_calls_are_counted_and_trip_the_slow_rate_rule(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=10, minimum_requests=4, sliding_window_size=10,
+                      slow_call_duration=2.0, slow_call_rate_threshold=0.5)
 
     def slow() -> str:
         clock.advance(2.0)
@@ -284,17 +301,19 @@ def test_slow_calls_are_counted_and_trip_the_slow_rate_rule(make: Any, clock: Fa
     assert (m.total_slow_calls, m.total_failures, m.total_successes) == (2, 0, 4)
 
 
-def test_slow_call_duration_alone_only_counts(make: Any, clock: FakeClock) -> None:
-    cb = make(minimum_requests=1, failure_threshold=1, slow_call_duration=1.0)
+def test_slow_call_duration_alone_only_counts(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(minimum_requests=1, failure_threshold=1, slow_call_duration=1.0)
     cb.call(lambda: clock.advance(1.5))
     cb.call(lambda: clock.advance(0.5))
     assert cb.state is CLOSED
     assert cb.metrics().total_slow_calls == 1
 
 
-def test_slow_trial_reopens_when_the_slow_rule_is_on(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=1.0,
-              slow_call_duration=1.0, slow_call_rate_threshold=1.0)
+def test_slow_trial_reopens_when_the_slow_rule_is_on(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=1.0,
+                      slow_call_duration=1.0, slow_call_rate_threshold=1.0)
     fail(cb)
     clock.advance(1.0)
     cb.call(lambda: clock.advance(1.0))
@@ -304,8 +323,8 @@ def test_slow_trial_reopens_when_the_slow_rule_is_on(make: Any, clock: FakeClock
 # -- what counts as a failure ---------------------------------------------------------------------
 
 
-def test_exceptions_outside_record_exceptions_count_as_successes(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, record_exceptions=(Boom,))
+def test_exceptions_outside_record_exceptions_count_as_successes(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, record_exceptions=(Boom,))
     with pytest.raises(KeyError):
         cb.call({}.__getitem__, "missing")
     assert cb.state is CLOSED
@@ -314,25 +333,25 @@ def test_exceptions_outside_record_exceptions_count_as_successes(make: Any) -> N
     assert cb.state is OPEN
 
 
-def test_ignored_exceptions_pass_through_uncounted(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, ignore_exceptions=(Boom,))
+def test_ignored_exceptions_pass_through_uncounted(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, ignore_exceptions=(Boom,))
     fail(cb, 3)
     m = cb.metrics()
     assert cb.state is CLOSED
     assert (m.total_requests, m.total_failures, m.total_successes) == (0, 0, 0)
 
 
-def test_ignore_is_checked_before_record(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1,
-              record_exceptions=(Exception,), ignore_exceptions=(LookupError,))
+def test_ignore_is_checked_before_record(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1,
+                      record_exceptions=(Exception,), ignore_exceptions=(LookupError,))
     with pytest.raises(KeyError):
         cb.call({}.__getitem__, "missing")
     assert cb.metrics().total_requests == 0
 
 
 @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit, GeneratorExit])
-def test_base_exceptions_pass_through_uncounted(make: Any, exc_type: type) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, record_exceptions=(BaseException,))
+def test_base_exceptions_pass_through_uncounted(make_breaker: MakeBreaker, exc_type: type) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, record_exceptions=(BaseException,))
 
     def interrupted() -> None:
         raise exc_type()
@@ -345,9 +364,9 @@ def test_base_exceptions_pass_through_uncounted(make: Any, exc_type: type) -> No
     assert cb.metrics().total_requests == 0
 
 
-def test_ignored_trial_gives_its_slot_back(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0, ignore_exceptions=(KeyError,))
+def test_ignored_trial_gives_its_slot_back(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0, ignore_exceptions=(KeyError,))
     fail(cb)
     clock.advance(1.0)
     with pytest.raises(KeyError):
@@ -368,8 +387,8 @@ class Registered(Exception):
 AbstractFailure.register(Registered)
 
 
-def test_exception_classes_with_a_metaclass_are_honoured(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, record_exceptions=(AbstractFailure,))
+def test_exception_classes_with_a_metaclass_are_honoured(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, record_exceptions=(AbstractFailure,))
 
     def raise_registered() -> None:
         raise Registered()
@@ -381,8 +400,8 @@ def test_exception_classes_with_a_metaclass_are_honoured(make: Any) -> None:
     assert cb.state is OPEN
 
 
-def test_metaclass_exceptions_in_ignore_list(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, ignore_exceptions=(AbstractFailure,))
+def test_metaclass_exceptions_in_ignore_list(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, ignore_exceptions=(AbstractFailure,))
     with pytest.raises(Registered):
         cb.call(lambda: (_ for _ in ()).throw(Registered()))
     assert cb.metrics().total_requests == 0
@@ -391,9 +410,11 @@ def test_metaclass_exceptions_in_ignore_list(make: Any) -> None:
 # -- observe-only, context manager, listeners -----------------------------------------------------
 
 
-def test_observe_only_changes_state_but_never_rejects(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, success_threshold=1, timeout=5.0,
-              enable_fast_fail=False)
+def test_observe_only_changes_state_but_never_rejects(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, success_threshold=1, timeout=5.0,
+                      enable_fast_fail=False)
     seen = transitions(cb)
     fail(cb, 2)
     assert cb.state is OPEN
@@ -409,15 +430,17 @@ def test_observe_only_changes_state_but_never_rejects(make: Any, clock: FakeCloc
     assert seen == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
 
 
-def test_observe_only_admits_while_repairing(make: Any) -> None:
-    cb = make(enable_fast_fail=False)
+def test_observe_only_admits_while_repairing(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(enable_fast_fail=False)
     cb.begin_repair()
     succeed(cb)
     assert cb.state is REPAIRING
 
 
-def test_with_block_counts_and_rejects_while_open(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, timeout=3.0)
+def test_with_block_counts_and_rejects_while_open(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, timeout=3.0)
     ran = []
     for _ in range(2):
         with pytest.raises(Boom), cb:
@@ -433,25 +456,25 @@ def test_with_block_counts_and_rejects_while_open(make: Any, clock: FakeClock) -
     assert cb.state is HALF_OPEN
 
 
-def test_with_blocks_nest(make: Any) -> None:
-    cb = make(failure_threshold=5, minimum_requests=5)
+def test_with_blocks_nest(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=5, minimum_requests=5)
     with cb, pytest.raises(Boom), cb:
         raise Boom()
     m = cb.metrics()
     assert (m.total_successes, m.total_failures) == (1, 1)
 
 
-def test_with_block_times_slow_calls(make: Any, clock: FakeClock) -> None:
-    cb = make(slow_call_duration=1.0)
+def test_with_block_times_slow_calls(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(slow_call_duration=1.0)
     with cb:
         clock.advance(1.0)
     assert cb.metrics().total_slow_calls == 1
 
 
 def test_raising_listener_is_logged_and_harmless(
-    make: Any, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
     after: list[str] = []
 
     def bad_listener(b: CircuitBreaker, old: Any, new: Any) -> None:
@@ -469,24 +492,26 @@ def test_raising_listener_is_logged_and_harmless(
     assert after == ["open", "closed"]
 
 
-def test_listener_gets_the_breaker(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1)
+def test_listener_gets_the_breaker(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
     got: list[Any] = []
     cb.add_listener(lambda b, old, new: got.append(b))
     fail(cb)
     assert got == [cb]
 
 
-def test_add_listener_rejects_non_callables(make: Any) -> None:
+def test_add_listener_rejects_non_callables(make_breaker: MakeBreaker) -> None:
     with pytest.raises(TypeError, match="listener"):
-        make().add_listener(42)
+        make_breaker().add_listener(42)
 
 
 # -- manual control -------------------------------------------------------------------------------
 
 
-def test_reset_closes_clears_window_and_backoff(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, timeout=10.0)
+def test_reset_closes_clears_window_and_backoff(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, timeout=10.0)
     fail(cb, 2)
     clock.advance(10.0)
     fail(cb)
@@ -499,8 +524,10 @@ def test_reset_closes_clears_window_and_backoff(make: Any, clock: FakeClock) -> 
     assert cb.retry_after == 10.0  # backoff was reset
 
 
-def test_force_open_for_a_duration_or_until_reset(make: Any, clock: FakeClock) -> None:
-    cb = make(timeout=10.0)
+def test_force_open_for_a_duration_or_until_reset(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(timeout=10.0)
     cb.force_open()
     assert cb.state is OPEN and cb.retry_after == 10.0
     cb.force_open(2.5)
@@ -515,8 +542,8 @@ def test_force_open_for_a_duration_or_until_reset(make: Any, clock: FakeClock) -
         cb.force_open(-1.0)
 
 
-def test_repair_rejects_with_repairing_error_then_half_opens(make: Any) -> None:
-    cb = make(success_threshold=1)
+def test_repair_rejects_with_repairing_error_then_half_opens(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(success_threshold=1)
     seen = transitions(cb)
     cb.begin_repair()
     with pytest.raises(CircuitRepairingError) as rejected:
@@ -529,15 +556,15 @@ def test_repair_rejects_with_repairing_error_then_half_opens(make: Any) -> None:
     assert not cb.end_repair(True)  # not repairing: nothing to end
 
 
-def test_failed_repair_opens(make: Any, clock: FakeClock) -> None:
-    cb = make(timeout=7.0)
+def test_failed_repair_opens(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(timeout=7.0)
     cb.begin_repair()
     cb.end_repair(False)
     assert cb.state is OPEN and cb.retry_after == 7.0
 
 
-def test_allow_trial_moves_open_to_half_open_only(make: Any) -> None:
-    cb = make(timeout=100.0)
+def test_allow_trial_moves_open_to_half_open_only(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(timeout=100.0)
     assert not cb.allow_trial()
     cb.force_open()
     assert cb.allow_trial()
@@ -548,8 +575,10 @@ def test_allow_trial_moves_open_to_half_open_only(make: Any) -> None:
 # -- metrics --------------------------------------------------------------------------------------
 
 
-def test_metrics_are_json_ready_and_track_open_time(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=4.0)
+def test_metrics_are_json_ready_and_track_open_time(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=4.0)
     succeed(cb)
     fail(cb)
     with pytest.raises(CircuitOpenError):
@@ -645,7 +674,7 @@ def test_default_clock_is_real(breaker_cls: type[CircuitBreaker]) -> None:
     assert cb.clock is None
 
 
-def test_replay_matches_calls_on_a_fake_clock(make: Any, clock: FakeClock) -> None:
+def test_replay_matches_calls_on_a_fake_clock(make_breaker: MakeBreaker, clock: FakeClock) -> None:
     import random
     from array import array
 
@@ -659,9 +688,9 @@ def test_replay_matches_calls_on_a_fake_clock(make: Any, clock: FakeClock) -> No
         t.append(now)
         oks.append(rng.random() > 0.4)
         lats.append(rng.choice([0.0, 0.1, 0.6]))
-    admitted, states = make(**fields).replay(t, oks, lats)
+    admitted, states = make_breaker(**fields).replay(t, oks, lats)
 
-    live = make(**fields)
+    live = make_breaker(**fields)
     start = clock.monotonic()
     expected_admitted, expected_states = bytearray(), bytearray()
     for when, good, latency in zip(t, oks, lats, strict=True):
@@ -685,11 +714,11 @@ def test_replay_matches_calls_on_a_fake_clock(make: Any, clock: FakeClock) -> No
     assert 0 < sum(admitted) < len(admitted)
 
 
-def test_replay_rejects_unequal_lengths(make: Any) -> None:
+def test_replay_rejects_unequal_lengths(make_breaker: MakeBreaker) -> None:
     from array import array
 
     with pytest.raises(ValueError, match="same length"):
-        make().replay(array("d", [1.0]), array("b", [1, 1]), array("d", [0.0]))
+        make_breaker().replay(array("d", [1.0]), array("b", [1, 1]), array("d", [0.0]))
 
 
 def test_configs_and_errors_take_positional_or_keyword_arguments() -> None:

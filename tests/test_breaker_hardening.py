@@ -18,7 +18,7 @@ import pytest
 
 from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitBreakerState, CircuitOpenError
 from recovery.testing import FakeClock
-from tests.conftest import WINDOWS
+from tests.helpers import WINDOWS, MakeBreaker
 
 CLOSED, OPEN, HALF_OPEN = (
     CircuitBreakerState.CLOSED,
@@ -115,9 +115,11 @@ def test_subclass_without_super_init_raises_instead_of_crashing(no_extensions: s
     assert len(result.stdout.split()) == 5
 
 
-def test_foreign_exit_raises_and_leaves_no_wedged_trial(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+def test_foreign_exit_raises_and_leaves_no_wedged_trial(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
     fail(cb)
     clock.advance(1.0)
 
@@ -152,9 +154,11 @@ def test_foreign_exit_raises_and_leaves_no_wedged_trial(make: Any, clock: FakeCl
 # -- wedged or broken state -----------------------------------------------------------------------
 
 
-def test_listener_interrupt_on_half_open_does_not_wedge(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+def test_listener_interrupt_on_half_open_does_not_wedge(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
     interrupt = [True]
 
     def listener(b: Any, old: Any, new: Any) -> None:
@@ -173,10 +177,10 @@ def test_listener_interrupt_on_half_open_does_not_wedge(make: Any, clock: FakeCl
 
 @pytest.mark.parametrize(("factor", "trials"), [(2.0, 1_100), (1e200, 5)])
 def test_long_outage_caps_the_backoff_without_overflow(
-    make: Any, clock: FakeClock, factor: float, trials: int
+    make_breaker: MakeBreaker, clock: FakeClock, factor: float, trials: int
 ) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=1.0,
-              retry_backoff_factor=factor, max_retry_interval=300.0)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=1.0,
+                      retry_backoff_factor=factor, max_retry_interval=300.0)
     fail(cb)
     for _ in range(trials):
         clock.advance(cb.retry_after)
@@ -185,9 +189,9 @@ def test_long_outage_caps_the_backoff_without_overflow(
     assert cb.retry_after == 300.0
 
 
-def test_tokens_are_single_use(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=2,
-              half_open_max_calls=1, timeout=1.0)
+def test_tokens_are_single_use(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=2,
+                      half_open_max_calls=1, timeout=1.0)
     fail(cb)
     clock.advance(1.0)
     token = cb.try_admit()
@@ -206,12 +210,12 @@ def test_tokens_are_single_use(make: Any, clock: FakeClock) -> None:
 
 
 def test_a_spent_token_cannot_speak_for_the_trial_that_took_its_slot_since(
-    make: Any, clock: FakeClock
+    make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
     # Found by the model test: a released trial token, used after a later trial took the
     # same slot, was counted as that trial's outcome and reopened the circuit.
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
     fail(cb)
     clock.advance(1.0)
     first = cb.try_admit()
@@ -227,15 +231,17 @@ def test_a_spent_token_cannot_speak_for_the_trial_that_took_its_slot_since(
     assert cb.metrics().total_failures == 1  # the trip's failure only
 
 
-def test_name_is_read_only(make: Any) -> None:
-    cb = make()
+def test_name_is_read_only(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     with pytest.raises(AttributeError):
         cb.name = "other"
     assert cb.name == "dep"
 
 
-def test_held_open_until_reset_has_no_retry_time(make: Any, clock: FakeClock) -> None:
-    cb = make()
+def test_held_open_until_reset_has_no_retry_time(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker()
     cb.force_open(math.inf)
     with pytest.raises(CircuitOpenError) as rejected:
         cb.call(int)

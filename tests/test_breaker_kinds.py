@@ -18,6 +18,7 @@ import pytest
 
 from recovery import CircuitBreakerConfig, CircuitBreakerState, CircuitOpenError
 from recovery.testing import FakeClock
+from tests.helpers import MakeBreaker
 
 CLOSED, OPEN, HALF_OPEN = (
     CircuitBreakerState.CLOSED,
@@ -45,9 +46,9 @@ def trip_to_half_open(cb: Any, clock: FakeClock) -> None:
 # -- generators -----------------------------------------------------------------------------------
 
 
-def test_failing_stream_counts_its_failure_and_trips(make: Any) -> None:
+def test_failing_stream_counts_its_failure_and_trips(make_breaker: MakeBreaker) -> None:
     # An exception raised mid-stream must count.
-    cb = make(failure_threshold=1, minimum_requests=1)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
 
     @cb
     def rows() -> Iterator[int]:
@@ -63,8 +64,10 @@ def test_failing_stream_counts_its_failure_and_trips(make: Any) -> None:
         next(rows())
 
 
-def test_generator_is_admitted_at_first_next_and_recorded_at_the_end(make: Any) -> None:
-    cb = make()
+def test_generator_is_admitted_at_first_next_and_recorded_at_the_end(
+    make_breaker: MakeBreaker
+) -> None:
+    cb = make_breaker()
 
     @cb
     def rows(n: int) -> Iterator[int]:
@@ -86,8 +89,8 @@ def test_generator_is_admitted_at_first_next_and_recorded_at_the_end(make: Any) 
     assert rows.__name__ == "rows" and rows.__doc__ == "Some rows."
 
 
-def test_generator_closed_early_is_a_success(make: Any) -> None:
-    cb = make()
+def test_generator_closed_early_is_a_success(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     cleaned = []
 
     @cb
@@ -109,8 +112,8 @@ def test_generator_closed_early_is_a_success(make: Any) -> None:
     assert totals(cb) == (2, 0, 2)
 
 
-def test_exception_thrown_into_a_generator_counts(make: Any) -> None:
-    cb = make()
+def test_exception_thrown_into_a_generator_counts(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
 
     @cb
     def rows() -> Iterator[int]:
@@ -124,8 +127,8 @@ def test_exception_thrown_into_a_generator_counts(make: Any) -> None:
     assert totals(cb) == (1, 1, 0)
 
 
-def test_early_closed_trial_closes_the_circuit(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=1.0)
+def test_early_closed_trial_closes_the_circuit(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=1.0)
     trip_to_half_open(cb, clock)
 
     @cb
@@ -141,8 +144,10 @@ def test_early_closed_trial_closes_the_circuit(make: Any, clock: FakeClock) -> N
 # -- coroutines -----------------------------------------------------------------------------------
 
 
-def test_async_def_stays_a_coroutine_function_and_counts_at_its_end(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1)
+def test_async_def_stays_a_coroutine_function_and_counts_at_its_end(
+    make_breaker: MakeBreaker
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
 
     @cb
     async def fetch(x: int) -> int:
@@ -162,8 +167,8 @@ def test_async_def_stays_a_coroutine_function_and_counts_at_its_end(make: Any) -
     assert cb.state is OPEN
 
 
-def test_call_async_is_the_coroutine_twin_of_call(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None)
+def test_call_async_is_the_coroutine_twin_of_call(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None)
 
     async def work(a: int, *, b: int) -> tuple[int, int]:
         await asyncio.sleep(0)
@@ -184,9 +189,9 @@ def test_call_async_is_the_coroutine_twin_of_call(make: Any) -> None:
     assert totals(cb) == (3, 2, 1)
 
 
-def test_call_async_refuses_a_plain_function_without_counting(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+def test_call_async_refuses_a_plain_function_without_counting(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
 
     async def main() -> None:
         with pytest.raises(TypeError, match="call"):
@@ -196,9 +201,11 @@ def test_call_async_refuses_a_plain_function_without_counting(make: Any) -> None
     assert totals(cb) == (0, 0, 0)
 
 
-def test_cancelled_coroutine_gives_its_trial_slot_back(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+def test_cancelled_coroutine_gives_its_trial_slot_back(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
     trip_to_half_open(cb, clock)
 
     @cb
@@ -217,8 +224,8 @@ def test_cancelled_coroutine_gives_its_trial_slot_back(make: Any, clock: FakeClo
     assert cb.state is CLOSED
 
 
-def test_async_with_counts_like_with(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2)
+def test_async_with_counts_like_with(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2)
 
     async def one(fail: bool) -> None:
         async with cb:
@@ -236,9 +243,11 @@ def test_async_with_counts_like_with(make: Any) -> None:
     assert totals(cb) == (3, 1, 2)
 
 
-def test_async_with_trials_keep_their_own_admission(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=2,
-              half_open_max_calls=2, timeout=1.0)
+def test_async_with_trials_keep_their_own_admission(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=2,
+                      half_open_max_calls=2, timeout=1.0)
     trip_to_half_open(cb, clock)
 
     async def trial() -> None:
@@ -252,15 +261,15 @@ def test_async_with_trials_keep_their_own_admission(make: Any, clock: FakeClock)
     assert cb.state is CLOSED
 
 
-def test_async_with_exited_in_another_task_is_a_clear_error(make: Any) -> None:
-    cb = make()
+def test_async_with_exited_in_another_task_is_a_clear_error(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     asyncio.run(cb.__aenter__())  # each run's task has its own context
     with pytest.raises(RuntimeError, match="another task"):
         asyncio.run(cb.__aexit__(None, None, None))
 
 
-def test_async_generator_keeps_its_kind_and_counts(make: Any) -> None:
-    cb = make(failure_threshold=5, minimum_requests=5)
+def test_async_generator_keeps_its_kind_and_counts(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=5, minimum_requests=5)
 
     @cb
     async def rows(fail: bool) -> AsyncIterator[int]:
@@ -299,9 +308,9 @@ def test_async_generator_keeps_its_kind_and_counts(make: Any) -> None:
 # -- call() never counts an un-run call -----------------------------------------------------------
 
 
-def test_call_refuses_a_coroutine_without_counting_or_warning(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0)
+def test_call_refuses_a_coroutine_without_counting_or_warning(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0)
 
     async def fetch() -> int:
         return 1
@@ -315,8 +324,8 @@ def test_call_refuses_a_coroutine_without_counting_or_warning(make: Any) -> None
 
 
 @pytest.mark.parametrize("kind", ["generator", "async generator"])
-def test_call_refuses_generators_naming_the_decorator(make: Any, kind: str) -> None:
-    cb = make()
+def test_call_refuses_generators_naming_the_decorator(make_breaker: MakeBreaker, kind: str) -> None:
+    cb = make_breaker()
 
     def rows() -> Iterator[int]:
         yield 1
@@ -329,9 +338,9 @@ def test_call_refuses_generators_naming_the_decorator(make: Any, kind: str) -> N
     assert totals(cb) == (0, 0, 0)
 
 
-def test_refused_call_gives_a_trial_slot_back(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1,
-              half_open_max_calls=1, timeout=1.0, slow_call_duration=5.0)
+def test_refused_call_gives_a_trial_slot_back(make_breaker: MakeBreaker, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1,
+                      half_open_max_calls=1, timeout=1.0, slow_call_duration=5.0)
     trip_to_half_open(cb, clock)
 
     async def fetch() -> int:
@@ -357,10 +366,10 @@ def raise_status(status: int) -> None:
     raise HttpError(status)
 
 
-def test_predicates_and_classes_mix(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None,
-              record_exceptions=(OSError, lambda e: getattr(e, "status", 0) >= 500),
-              ignore_exceptions=(lambda e: getattr(e, "status", 0) == 404,))
+def test_predicates_and_classes_mix(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None,
+                      record_exceptions=(OSError, lambda e: getattr(e, "status", 0) >= 500),
+                      ignore_exceptions=(lambda e: getattr(e, "status", 0) == 404,))
     for status in (404, 400):
         with pytest.raises(HttpError):
             cb.call(raise_status, status)
@@ -373,11 +382,11 @@ def test_predicates_and_classes_mix(make: Any) -> None:
 
 
 def test_raising_predicate_is_logged_and_the_call_counts_as_failed(
-    make: Any, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cb = make(failure_threshold=5, minimum_requests=5,
-              record_exceptions=(lambda e: e.status >= 500,),
-              ignore_exceptions=(lambda e: e.status == 404,))
+    cb = make_breaker(failure_threshold=5, minimum_requests=5,
+                      record_exceptions=(lambda e: e.status >= 500,),
+                      ignore_exceptions=(lambda e: e.status == 404,))
     with pytest.raises(Boom):
         cb.call(lambda: (_ for _ in ()).throw(Boom()))  # Boom has no .status
     assert totals(cb) == (1, 1, 0)

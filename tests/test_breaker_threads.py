@@ -10,26 +10,18 @@ import pytest
 
 from recovery import CircuitBreakerState, CircuitOpenError
 from recovery.testing import FakeClock
+from tests.helpers import MakeBreaker, run_threads
 
 WAIT = 10.0  # seconds; a hang fails the test instead of CI
-
-
-def run_threads(count: int, target: Any) -> None:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(WAIT)
-        assert not thread.is_alive(), "a worker thread hung"
 
 
 class Boom(Exception):
     pass
 
 
-def test_mixed_calls_from_8_threads_give_exact_totals(make: Any) -> None:
+def test_mixed_calls_from_8_threads_give_exact_totals(make_breaker: MakeBreaker) -> None:
     # Thresholds no mix can reach: the circuit stays closed, every call is counted.
-    cb = make(failure_threshold=100, minimum_requests=100, sliding_window_size=100)
+    cb = make_breaker(failure_threshold=100, minimum_requests=100, sliding_window_size=100)
     calls = 5_000
     start = threading.Barrier(8, timeout=WAIT)
 
@@ -45,7 +37,7 @@ def test_mixed_calls_from_8_threads_give_exact_totals(make: Any) -> None:
                 with cb:
                     pass
 
-    run_threads(8, worker)
+    run_threads(8, worker, WAIT)
     m = cb.metrics()
     failures_per_thread = [sum(1 for i in range(calls) if (i + t) % 50 == 0) for t in range(8)]
     assert m.total_requests == 8 * calls
@@ -59,8 +51,8 @@ def _raise() -> None:
     raise Boom()
 
 
-def test_trip_under_8_failing_threads_is_one_transition(make: Any) -> None:
-    cb = make(failure_threshold=20, minimum_requests=20, timeout=60.0)
+def test_trip_under_8_failing_threads_is_one_transition(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=20, minimum_requests=20, timeout=60.0)
     opened: list[Any] = []
     cb.add_listener(lambda b, old, new: opened.append((old, new)))
     start = threading.Barrier(8, timeout=WAIT)
@@ -79,7 +71,7 @@ def test_trip_under_8_failing_threads_is_one_transition(make: Any) -> None:
             with lock:
                 outcomes[key] += 1
 
-    run_threads(8, worker)
+    run_threads(8, worker, WAIT)
     assert opened == [(CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)]
     m = cb.metrics()
     assert m.total_failures == outcomes["failed"] >= 20
@@ -87,9 +79,11 @@ def test_trip_under_8_failing_threads_is_one_transition(make: Any) -> None:
     assert outcomes["failed"] + outcomes["rejected"] == 1600
 
 
-def test_half_open_admits_at_most_max_trials_concurrently(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=10,
-              half_open_max_calls=3, timeout=1.0)
+def test_half_open_admits_at_most_max_trials_concurrently(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=10,
+                      half_open_max_calls=3, timeout=1.0)
     with pytest.raises(Boom):
         cb.call(_raise)
     clock.advance(1.0)
@@ -131,8 +125,8 @@ def test_half_open_admits_at_most_max_trials_concurrently(make: Any, clock: Fake
     assert cb.metrics().total_successes == 3
 
 
-def test_two_threads_can_be_inside_user_code_at_once(make: Any) -> None:
-    cb = make()
+def test_two_threads_can_be_inside_user_code_at_once(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
     both_inside = threading.Barrier(2, timeout=WAIT)
 
     def meet() -> str:
@@ -140,14 +134,16 @@ def test_two_threads_can_be_inside_user_code_at_once(make: Any) -> None:
         return "met"
 
     results: list[str] = []
-    run_threads(2, lambda i: results.append(cb.call(meet)))
+    run_threads(2, lambda i: results.append(cb.call(meet)), WAIT)
     assert results == ["met", "met"]
 
 
-def test_with_blocks_from_threads_keep_their_own_admission(make: Any, clock: FakeClock) -> None:
+def test_with_blocks_from_threads_keep_their_own_admission(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
     # A thread that entered as a half-open trial must release that trial, not another's.
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=2,
-              half_open_max_calls=2, timeout=1.0)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=2,
+                      half_open_max_calls=2, timeout=1.0)
     with pytest.raises(Boom):
         cb.call(_raise)
     clock.advance(1.0)
@@ -157,14 +153,16 @@ def test_with_blocks_from_threads_keep_their_own_admission(make: Any, clock: Fak
         with cb:
             both_inside.wait()
 
-    run_threads(2, worker)
+    run_threads(2, worker, WAIT)
     assert cb.state is CircuitBreakerState.CLOSED
 
 
-def test_with_blocks_interleaved_across_thread_lifetimes(make: Any, clock: FakeClock) -> None:
+def test_with_blocks_interleaved_across_thread_lifetimes(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
     # Threads come and go (their idents may be reused) while others enter and exit:
     # each exit must pair with its own thread's entry (here: its start time).
-    cb = make(failure_threshold=5, minimum_requests=5, slow_call_duration=1.0)
+    cb = make_breaker(failure_threshold=5, minimum_requests=5, slow_call_duration=1.0)
     errors: list[BaseException] = []
 
     def one_block() -> None:

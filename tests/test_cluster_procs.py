@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests import cluster_node
+from tests.helpers import eventually
 from tests.redis_server import drop_namespace
 
 BOUND = 15.0  # seconds for any cross-process effect (it takes milliseconds)
@@ -156,16 +157,16 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
     cluster.attach(cb)
     cluster.start()
     try:
-        _wait(lambda: cluster.status()["connected"])
+        eventually(lambda: cluster.status()["connected"], BOUND)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: gunicorn's preloaded worker
             code = 1
             try:
                 os.close(read_end)
-                _wait(lambda: cluster.status()["connected"])
+                eventually(lambda: cluster.status()["connected"], BOUND)
                 cluster_node.trip(cb)
-                _wait(lambda: cluster.status()["events_published"] == 1)
+                eventually(lambda: cluster.status()["events_published"] == 1, BOUND)
                 report = {"node_id": cluster.node_id, "threads": len(cluster._threads)}
                 os.write(write_end, json.dumps(report).encode())
                 code = 0
@@ -177,15 +178,9 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert report["node_id"] != cluster.node_id and report["threads"] == 3
-        _wait(lambda: cb.state.value == "open")  # the child's trip reached the parent
+        # The child's trip reached the parent.
+        eventually(lambda: cb.state.value == "open", BOUND)
         assert cb.metrics().opened_by == report["node_id"]
     finally:
         cluster.stop()
         drop_namespace(redis_url, namespace)
-
-
-def _wait(predicate: Callable[[], Any]) -> None:
-    deadline = time.monotonic() + BOUND
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.002)

@@ -23,38 +23,18 @@ from recovery import CircuitBreaker, FailureInfo, RecoveryConfig, RecoveryManage
 from recovery.dashboard import Dashboard, serve
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub
-from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
+from tests.helpers import StubPluginManager, failing_strategy
 
 XSS = "<img src=x onerror=alert(1)>"
 TOKEN = "s3cret-token"
 WAIT = 5.0  # seconds: the most any promised update may take here
 
 
-class Plugins:
-    """A plugin manager without plugins: the dashboard needs only the manager's view."""
-
-    def get_plugin(self, name: str) -> Any:
-        return None
-
-    def list_plugins(self) -> list[str]:
-        return []
-
-    def load_plugin(self, plugin: Any, config: Any) -> None:
-        pass
-
-
-def failing_strategy(name: str = "bad") -> CustomStrategy:
-    def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
-        raise RuntimeError(f"{name} cannot fix {plugin_name}")
-
-    return CustomStrategy(name, 1, lambda f: True, recover)
-
-
-def make_manager(*names: str) -> RecoveryManager:
+def failing_manager(*names: str) -> RecoveryManager:
     """A started manager on a fake clock (episodes wait on it) with a failing strategy "bad"."""
     rm = RecoveryManager(
-        Plugins(), RecordingAuditLogger(),
+        StubPluginManager(), RecordingAuditLogger(),
         RecoveryConfig(enable_health_checking=False, default_recovery_strategy="bad"),
         clock=FakeClock(),
     )
@@ -67,7 +47,7 @@ def make_manager(*names: str) -> RecoveryManager:
 
 @pytest.fixture
 def rm() -> Iterator[RecoveryManager]:
-    manager = make_manager("p", "q", XSS)
+    manager = failing_manager("p", "q", XSS)
     yield manager
     manager.stop(timeout=5.0)
 

@@ -22,7 +22,7 @@ import pytest
 from recovery import FailureInfo, RecoveryManager
 from recovery._clock import iso_utc
 from recovery.dashboard import Dashboard
-from tests.test_dashboard import TOKEN, XSS, make_manager
+from tests.test_dashboard import TOKEN, XSS, failing_manager
 
 CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,7 +53,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def rm() -> Iterator[RecoveryManager]:
-    manager = make_manager("payments", "search", XSS)
+    manager = failing_manager("payments", "search", XSS)
     yield manager
     manager.stop(timeout=5.0)
 

@@ -32,9 +32,15 @@ from recovery._cluster_summary import (
 )
 from recovery.breaker import CircuitBreaker
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.helpers import closed_after, eventually, fresh_namespace, node_processes
+from tests.helpers import (
+    StubPluginManager,
+    closed_after,
+    eventually,
+    failing_strategy,
+    fresh_namespace,
+    node_processes,
+)
 from tests.test_cluster_procs import Node
-from tests.test_dashboard import Plugins, failing_strategy
 
 try:
     import redis
@@ -237,7 +243,7 @@ def test_a_managers_plugins_carry_their_recovery_flags(
 ) -> None:
     cluster = Cluster(redis_url, namespace=namespace, node_id="mgr")
     rm = RecoveryManager(
-        Plugins(), RecordingAuditLogger(),
+        StubPluginManager(), RecordingAuditLogger(),
         RecoveryConfig(enable_health_checking=False, default_recovery_strategy="bad"),
         clock=FakeClock(), cluster=cluster,
     )

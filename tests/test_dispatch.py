@@ -9,7 +9,7 @@ import pytest
 
 from recovery import CircuitBreakerConfig, CircuitOpenError, CircuitRepairingError, _window_py
 from recovery.testing import FakeClock
-from tests.conftest import WINDOWS, breaker_class
+from tests.helpers import WINDOWS, MakeBreaker, StubPlugin, StubPluginManager, breaker_class
 
 MODULES = {"compiled": WINDOWS["compiled"] and importlib.import_module("recovery._window"),
            "python": _window_py}
@@ -126,8 +126,8 @@ def test_serve_fallback_counts(setup: Any) -> None:
     assert route.fallbacks_served == 1
 
 
-def test_failure_listener_sees_the_exception_and_the_trip(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2)
+def test_failure_listener_sees_the_exception_and_the_trip(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2)
     seen: list[tuple[Any, bool]] = []
     cb.add_failure_listener(lambda b, exc, tripped: seen.append((exc, tripped)))
     errors = [Boom("one"), Boom("two")]
@@ -144,9 +144,9 @@ def test_failure_listener_sees_the_exception_and_the_trip(make: Any) -> None:
 
 
 def test_failure_listener_errors_are_contained(
-    make: Any, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cb = make()
+    cb = make_breaker()
 
     def bad(b: Any, exc: Any, tripped: bool) -> None:
         raise RuntimeError("listener bug")
@@ -157,8 +157,10 @@ def test_failure_listener_errors_are_contained(
     assert "listener bug" in caplog.text
 
 
-def test_failure_listener_hears_a_slow_call_that_trips(make: Any, clock: FakeClock) -> None:
-    cb = make(minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=1.0)
+def test_failure_listener_hears_a_slow_call_that_trips(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=1.0)
     seen: list[tuple[Any, bool]] = []
     cb.add_failure_listener(lambda b, exc, tripped: seen.append((exc, tripped)))
     cb.call(clock.advance, 1.0)
@@ -181,25 +183,13 @@ def test_manager_refuses_a_result_passed_for_a_function_without_counting() -> No
     from recovery import RecoveryConfig, RecoveryManager
     from recovery.testing import RecordingAuditLogger
 
-    class Plugin:
-        def __init__(self) -> None:
-            self.restarts = 0
-
+    class Plugin(StubPlugin):
         def do_work(self) -> str:
             return "done"
 
-    class Plugins:
-        def get_plugin(self, name: str) -> Any:
-            return plugin
-
-        def list_plugins(self) -> list[str]:
-            return ["db"]
-
-        def load_plugin(self, plugin: Any, config: Any) -> None:
-            plugin.restarts += 1
-
-    plugin = Plugin()
-    rm = RecoveryManager(Plugins(), RecordingAuditLogger(),
+    plugin = Plugin("db")
+    plugins = StubPluginManager(plugin)
+    rm = RecoveryManager(plugins, RecordingAuditLogger(),
                          RecoveryConfig(enable_health_checking=False), clock=FakeClock())
     cb = rm.register_plugin("db", CircuitBreakerConfig(failure_threshold=1, minimum_requests=1))
     for _ in range(10):
@@ -207,5 +197,5 @@ def test_manager_refuses_a_result_passed_for_a_function_without_counting() -> No
             rm.execute_with_recovery("db", plugin.do_work())
     assert cb.metrics().total_requests == 0
     assert cb.state.value == "closed"
-    assert plugin.restarts == 0
+    assert plugins.loaded == []  # not restarted
     assert rm.execute_with_recovery("db", plugin.do_work) == "done"

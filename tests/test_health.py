@@ -32,6 +32,7 @@ from recovery.health import (
     HealthMonitor,
 )
 from recovery.testing import FakeClock
+from tests.helpers import eventually
 
 WAIT = 5.0  # real seconds any single wait may take before the test fails
 
@@ -46,11 +47,8 @@ def _get_for(results: queue.Queue[tuple[str, HealthCheckResult]], name: str) -> 
 
 def _wait_for_status(monitor: HealthMonitor, name: str, key: str, value: Any) -> None:
     """Poll (bounded) until ``status(name)[key] == value``: for results that fire no callback."""
-    deadline = time.monotonic() + WAIT
-    pause = threading.Event()
-    while monitor.status(name)[key] != value:
-        assert time.monotonic() < deadline, f"status[{key!r}] never became {value!r}"
-        pause.wait(0.001)
+    eventually(lambda: monitor.status(name)[key] == value, WAIT,
+               f"status[{key!r}] never became {value!r}")
 
 
 def _stop_returns(monitor: HealthMonitor, timeout: float) -> None:
@@ -841,6 +839,7 @@ def test_real_clock_slow_check_does_not_delay_the_others() -> None:
     gate = Gate()
     healthy: queue.Queue[str] = queue.Queue()
     ticks: queue.Queue[float] = queue.Queue()
+    failure_limits: list[str] = []  # neither check ever fails
 
     def tick() -> bool:
         ticks.put(time.monotonic())
@@ -853,14 +852,14 @@ def test_real_clock_slow_check_does_not_delay_the_others() -> None:
                 "slow",
                 gate,
                 HealthCheckConfig(interval=0.01, timeout=60.0),
-                on_failure_limit=print,
+                on_failure_limit=lambda n, r: failure_limits.append(n),
                 on_healthy=lambda n, r: healthy.put(n),
             )
             monitor.watch(
                 "other",
                 tick,
                 HealthCheckConfig(interval=0.01),
-                on_failure_limit=print,
+                on_failure_limit=lambda n, r: failure_limits.append(n),
                 on_healthy=lambda n, r: None,
             )
             assert gate.started.wait(WAIT)
@@ -881,6 +880,7 @@ def test_real_clock_slow_check_does_not_delay_the_others() -> None:
     finally:
         gate.release.set()
     assert not _monitor_threads()
+    assert failure_limits == []
 
 
 # -- stop ------------------------------------------------------------------------------------
@@ -928,6 +928,8 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
     gate = Gate()
     limits: queue.Queue[str] = queue.Queue()
     ticks: queue.Queue[float] = queue.Queue()
+    hung_healthy: list[str] = []  # the hung check never returns while watched
+    other_limits: list[str] = []  # the other check never fails
 
     def tick() -> bool:
         ticks.put(time.monotonic())
@@ -939,13 +941,14 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
         monitor.start()
         try:
             monitor.watch(
-                "hung", gate, fast, on_failure_limit=lambda n, r: limits.put(n), on_healthy=print
+                "hung", gate, fast, on_failure_limit=lambda n, r: limits.put(n),
+                on_healthy=lambda n, r: hung_healthy.append(n),
             )
             monitor.watch(
                 "other",
                 tick,
                 HealthCheckConfig(interval=0.01),
-                on_failure_limit=print,
+                on_failure_limit=lambda n, r: other_limits.append(n),
                 on_healthy=lambda n, r: None,
             )
             assert gate.started.wait(WAIT)
@@ -965,3 +968,5 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
         gate.release.set()
     gate.join()
     assert monitor.stuck_threads == 0
+    assert hung_healthy == []  # released only after stop(): its result is dropped
+    assert other_limits == []

@@ -1,6 +1,6 @@
 """Opt-in call latency: CircuitBreakerConfig(record_latency=True).
 
-Every test runs on both windows (the ``make`` fixture); durations come from the
+Every test runs on both windows (the ``make_breaker`` fixture); durations come from the
 FakeClock, advanced inside the guarded call.
 """
 
@@ -27,11 +27,11 @@ from recovery.errors import CircuitOpenError
 from recovery.otel import instrument
 from recovery.prometheus import RecoveryCollector
 from recovery.testing import FakeClock
+from tests.helpers import MakeBreaker
 from tests.test_monitoring_pack import as_promql, dashboard_queries, promtool, run
 
 __all__ = ["promtool"]  # the fixture, shared with the monitoring pack's tests
 
-Make = Callable[..., CircuitBreaker]
 
 
 class Boom(Exception):
@@ -62,7 +62,9 @@ def test_the_buckets_span_100_microseconds_to_60_seconds() -> None:
     assert list(LATENCY_BUCKETS) == sorted(set(LATENCY_BUCKETS))
 
 
-def test_off_by_default_and_then_no_clock_is_read(make: Make, clock: FakeClock) -> None:
+def test_off_by_default_and_then_no_clock_is_read(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
     reads = 0
     monotonic = clock.monotonic
 
@@ -72,7 +74,7 @@ def test_off_by_default_and_then_no_clock_is_read(make: Make, clock: FakeClock) 
         return monotonic()
 
     clock.monotonic = counting  # type: ignore[method-assign]
-    breaker = make()
+    breaker = make_breaker()
     assert breaker.config.record_latency is False
     breaker.call(lambda: None)
     with breaker:
@@ -83,9 +85,9 @@ def test_off_by_default_and_then_no_clock_is_read(make: Make, clock: FakeClock) 
 
 
 def test_each_call_lands_in_the_first_bucket_whose_bound_it_does_not_exceed(
-    make: Make, clock: FakeClock
+    make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
-    breaker = make(record_latency=True)
+    breaker = make_breaker(record_latency=True)
     # Bounds exact in binary are checked on the bound itself (le: inclusive).
     for seconds in (0.0, 0.00005, 0.0003, 0.5, 0.75, 1.0, 59.0, 60.0, 61.0, 1e6):
         breaker.call(taking(clock, seconds))
@@ -102,10 +104,10 @@ def test_each_call_lands_in_the_first_bucket_whose_bound_it_does_not_exceed(
 
 
 def test_every_way_of_calling_is_timed_and_only_calls_that_count(
-    make: Make, clock: FakeClock
+    make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
-    breaker = make(record_latency=True, ignore_exceptions=KeyError, failure_threshold=5,
-                   minimum_requests=5)
+    breaker = make_breaker(record_latency=True, ignore_exceptions=KeyError, failure_threshold=5,
+                           minimum_requests=5)
     breaker.call(taking(clock, 0.002))                       # success
     with pytest.raises(Boom):
         breaker.call(taking(clock, 0.02, fail=True))         # failure: timed too
@@ -141,23 +143,25 @@ def test_every_way_of_calling_is_timed_and_only_calls_that_count(
     assert latency.sum == pytest.approx(0.002 + 0.02 + 0.2 + 2 + 7 + 20 + 0.00004)
 
 
-def test_with_a_slow_call_rule_the_same_duration_is_used(make: Make, clock: FakeClock) -> None:
-    breaker = make(record_latency=True, slow_call_duration=1.0)
+def test_with_a_slow_call_rule_the_same_duration_is_used(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    breaker = make_breaker(record_latency=True, slow_call_duration=1.0)
     breaker.call(taking(clock, 1.5))
     assert breaker.metrics().total_slow_calls == 1
     assert histogram(breaker).counts[slot(2.5)] == 1
 
 
-def test_replay_fills_the_histogram_with_the_trace_s_latencies(make: Make) -> None:
-    breaker = make(record_latency=True)
+def test_replay_fills_the_histogram_with_the_trace_s_latencies(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(record_latency=True)
     breaker.replay(array("d", [0.0, 1.0]), b"\x01\x00", array("d", [0.003, 0.3]))
     latency = histogram(breaker)
     assert latency.counts[slot(0.005)] == 1 and latency.counts[slot(0.5)] == 1
     assert latency.sum == pytest.approx(0.303)
 
 
-def test_exact_under_threads(make: Make) -> None:
-    breaker = make(record_latency=True)  # the fake clock stands still: every call takes 0 s
+def test_exact_under_threads(make_breaker: MakeBreaker) -> None:
+    breaker = make_breaker(record_latency=True)  # the fake clock stands still: every call takes 0 s
     threads, calls = 4, 2_000
     start = threading.Barrier(threads)
 
@@ -197,10 +201,10 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def test_exported_as_a_prometheus_histogram(make: Make, clock: FakeClock) -> None:
+def test_exported_as_a_prometheus_histogram(make_breaker: MakeBreaker, clock: FakeClock) -> None:
     name, off = unique("latency-export"), unique("latency-off")
-    breaker = make(name, record_latency=True)
-    make(off).call(lambda: None)  # not recording: no series
+    breaker = make_breaker(name, record_latency=True)
+    make_breaker(off).call(lambda: None)  # not recording: no series
     for seconds in (0.003, 0.003, 0.3, 100.0):
         breaker.call(taking(clock, seconds))
     families = {f.name: f for f in text_string_to_metric_families(scrape_text())}
@@ -218,12 +222,12 @@ def test_exported_as_a_prometheus_histogram(make: Make, clock: FakeClock) -> Non
 
 
 def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
-    make: Make, clock: FakeClock, promtool: str, tmp_path: Path
+    make_breaker: MakeBreaker, clock: FakeClock, promtool: str, tmp_path: Path
 ) -> None:
     """promtool evaluates the dashboard's latency queries over the collector's own series,
     grown as a steady stream of those calls would grow them."""
     name = unique("latency-panel")
-    breaker = make(name, record_latency=True)
+    breaker = make_breaker(name, record_latency=True)
     for _ in range(10):
         breaker.call(taking(clock, 0.003))  # all in (0.0025, 0.005]
     series = [
@@ -256,11 +260,11 @@ def test_the_dashboard_s_latency_queries_answer_from_the_real_series(
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_mirrored_in_opentelemetry_as_counters(make: Make, clock: FakeClock) -> None:
+def test_mirrored_in_opentelemetry_as_counters(make_breaker: MakeBreaker, clock: FakeClock) -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
     name = unique("latency-otel")
-    breaker = make(name, record_latency=True)
+    breaker = make_breaker(name, record_latency=True)
     for seconds in (0.003, 0.3):
         breaker.call(taking(clock, seconds))
     instrumentation = instrument(None, provider)

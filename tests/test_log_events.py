@@ -6,21 +6,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from recovery import _events
 from recovery.alerts import AlertThresholds
-from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import RecoveryManager
 from recovery.plugins import PluginRegistry
-from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
-from tests.conftest import settle
-
-Make = Callable[..., CircuitBreaker]
+from recovery.testing import FakeClock, FlakyError, FlakyPlugin
+from tests.helpers import MakeBreaker, MakeManager, settle
 
 # Every attribute a LogRecord has of its own: what is not one of these came in ``extra``.
 STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -35,9 +31,9 @@ def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 
 
 def test_a_transition_is_one_record_with_its_fields(
-    make: Make, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = make("db", failure_threshold=2, minimum_requests=2)
+    breaker = make_breaker("db", failure_threshold=2, minimum_requests=2)
     with caplog.at_level(logging.INFO, logger="recovery"):
         for _ in range(2):
             with pytest.raises(ZeroDivisionError):
@@ -53,9 +49,9 @@ def test_a_transition_is_one_record_with_its_fields(
 
 
 def test_a_json_formatter_ships_the_fields_as_they_are(
-    make: Make, caplog: pytest.LogCaptureFixture
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
 ) -> None:
-    breaker = make("db")
+    breaker = make_breaker("db")
     with caplog.at_level(logging.INFO, logger="recovery"):
         breaker.force_open()
     (record,) = [r for r in caplog.records if hasattr(r, "event")]
@@ -65,13 +61,13 @@ def test_a_json_formatter_ships_the_fields_as_they_are(
 
 
 def test_nothing_is_built_when_the_level_is_disabled(
-    make: Make, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*args: Any) -> None:
         raise AssertionError("an event was built for a disabled level")
 
     monkeypatch.setattr(_events, "emit", refuse)
-    breaker = make("db")
+    breaker = make_breaker("db")
     with caplog.at_level(logging.WARNING, logger="recovery"):
         breaker.force_open()
         breaker.reset()
@@ -79,18 +75,16 @@ def test_nothing_is_built_when_the_level_is_disabled(
 
 
 @pytest.fixture
-def flaky_manager(clock: FakeClock) -> Iterator[tuple[RecoveryManager, FlakyPlugin]]:
+def flaky_manager(make_manager: MakeManager) -> tuple[RecoveryManager, FlakyPlugin]:
     plugins = PluginRegistry()
     plugin = FlakyPlugin("svc")
     plugins.register(plugin)
-    config = RecoveryConfig(
+    rm = make_manager(
+        plugins, enable_health_checking=True,
         plugin_recovery_strategies={"svc": "restart"},
         alert_thresholds=AlertThresholds(consecutive_failures=1),
     )
-    rm = RecoveryManager(plugins, RecordingAuditLogger(), config, clock=clock)
-    rm.start()
-    yield rm, plugin
-    rm.stop(timeout=5.0)
+    return rm, plugin
 
 
 def trip_and_recover(rm: RecoveryManager, plugin: FlakyPlugin, clock: FakeClock) -> None:

@@ -13,7 +13,6 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,69 +29,19 @@ from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
 from recovery.testing.plugins import FlakyPlugin
-from tests.conftest import settle
-from tests.helpers import eventually, started_managers
+from tests.helpers import (
+    MakeManager,
+    StubPluginManager,
+    eventually,
+    failing_strategy,
+    recovery_threads,
+    settle,
+)
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
 HALF_OPEN = CircuitBreakerState.HALF_OPEN
 REPAIRING = CircuitBreakerState.REPAIRING
-
-
-class Plugin:
-    """A plugin whose initialize fails while ``broken`` is set."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.broken = False
-        self.initialized = 0
-        self.shutdowns = 0
-
-    def initialize(self, config: Any) -> None:
-        if self.broken:
-            raise ConnectionError(f"{self.name} cannot start")
-        self.initialized += 1
-
-    def shutdown(self) -> None:
-        self.shutdowns += 1
-
-
-class Plugins:
-    def __init__(self, *names: str) -> None:
-        self.plugins = {name: Plugin(name) for name in names}
-
-    def get_plugin(self, name: str) -> Plugin | None:
-        return self.plugins.get(name)
-
-    def list_plugins(self) -> list[str]:
-        return list(self.plugins)
-
-    def load_plugin(self, plugin: Any, config: Any) -> None:
-        plugin.initialize(config)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    """Starts at 0 here, so the tests can write the times they expect."""
-    return FakeClock()
-
-
-Make = Callable[..., RecoveryManager]
-
-
-@pytest.fixture
-def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
-    """Build a started manager over plugins "p" and "q"; stopped at the end of the test."""
-    def build(plugins: Any = None, **config: Any) -> RecoveryManager:
-        config.setdefault("enable_health_checking", False)
-        return RecoveryManager(
-            plugins if plugins is not None else Plugins("p", "q"),
-            audit,
-            RecoveryConfig(**config),
-            clock=clock,
-        )
-
-    yield from started_managers(build)
 
 
 def spy(rm: RecoveryManager) -> list[FailureInfo]:
@@ -111,13 +60,6 @@ def succeeding(log: list[str], name: str) -> CustomStrategy:
     return CustomStrategy(name, 1, lambda f: True, lambda n, f, c: log.append(n))
 
 
-def failing(name: str = "bad") -> CustomStrategy:
-    def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
-        raise RuntimeError(f"{name} cannot fix {plugin_name}")
-
-    return CustomStrategy(name, 1, lambda f: True, recover)
-
-
 def blocking(release: threading.Event, started: threading.Event) -> CustomStrategy:
     def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
         started.set()
@@ -130,11 +72,11 @@ def blocking(release: threading.Event, started: threading.Event) -> CustomStrate
 
 
 def test_chain_falls_through_in_priority_order_audited_at_each_step(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    plugins = Plugins("p")
+    plugins = StubPluginManager("p")
     plugins.plugins["p"].broken = True  # restart and reload (initialize) fail
-    rm = make(plugins)
+    rm = make_manager(plugins)
     rm.register_plugin("p")
     rm.record_failure("p", fail("timeout", severity="warning"))
     settle(rm, clock)
@@ -151,16 +93,16 @@ def test_chain_falls_through_in_priority_order_audited_at_each_step(
 
 
 def test_each_strategy_run_is_audited_before_the_next_starts(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     seen_by_second: list[list[tuple[str, str, str, bool]]] = []
 
     def second(name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
         seen_by_second.append(list(audit.records))
 
-    rm = make()
+    rm = make_manager()
     rm.register_strategy("first", CustomStrategy("first", 1000, lambda f: True,
-                                                 failing().recover))
+                                                 failing_strategy().recover))
     rm.register_strategy("second", CustomStrategy("second", 900, lambda f: True, second))
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
@@ -170,10 +112,10 @@ def test_each_strategy_run_is_audited_before_the_next_starts(
 
 
 def test_custom_strategy_outranks_the_builtins(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     log: list[str] = []
-    rm = make()
+    rm = make_manager()
     rm.register_strategy("custom-recovery", CustomStrategy(
         "custom-recovery", 150, lambda f: f.type is FailureType.ERROR,
         lambda n, f, c: log.append(n)))
@@ -185,9 +127,9 @@ def test_custom_strategy_outranks_the_builtins(
 
 
 def test_priority_override_from_recovery_strategy_configs(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(recovery_strategy_configs={"backoff": {"priority": 500, "jitter": 0.0}})
+    rm = make_manager(recovery_strategy_configs={"backoff": {"priority": 500, "jitter": 0.0}})
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
@@ -196,10 +138,10 @@ def test_priority_override_from_recovery_strategy_configs(
 
 
 def test_configured_strategy_is_used_alone(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=2)
-    rm.register_strategy("bad", failing())
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=2)
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     rm.register_plugin("q")
     rm.record_failure("p", fail("error"))
@@ -215,10 +157,10 @@ def test_configured_strategy_is_used_alone(
 
 
 def test_default_recovery_strategy_applies_to_plugins_without_their_own(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     log: list[str] = []
-    rm = make(default_recovery_strategy="mine", plugin_recovery_strategies={"q": "reset"})
+    rm = make_manager(default_recovery_strategy="mine", plugin_recovery_strategies={"q": "reset"})
     rm.register_strategy("mine", succeeding(log, "mine"))
     rm.register_plugin("p")
     rm.register_plugin("q")
@@ -229,10 +171,10 @@ def test_default_recovery_strategy_applies_to_plugins_without_their_own(
 
 
 def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
-    rm = make(strategy_timeout=5.0)
+    rm = make_manager(strategy_timeout=5.0)
     rm.register_strategy("hang", CustomStrategy("hang", 1000, lambda f: True,
                                                 blocking(release, started).recover))
     rm.register_plugin("p")
@@ -256,7 +198,7 @@ def test_a_strategy_that_outlives_its_timeout_has_failed_and_is_reported(
 
 
 def test_attempts_pause_on_the_clock_with_growing_backoff(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     # On a FakeClock the back-off passes at once (its sleep advances it):
     # the attempts see the clock moved by base * factor**k between them.
@@ -266,24 +208,25 @@ def test_attempts_pause_on_the_clock_with_growing_backoff(
         attempts.append(ctx.clock.monotonic())
         raise RuntimeError("still broken")
 
-    rm = make(plugin_recovery_strategies={"p": "s"}, recovery_backoff_base=2.0,
-              recovery_backoff_factor=3.0)
+    rm = make_manager(plugin_recovery_strategies={"p": "s"}, recovery_backoff_base=2.0,
+                      recovery_backoff_factor=3.0)
     rm.register_strategy("s", CustomStrategy("s", 1, lambda f: True, recover))
     rm.register_plugin("p")
+    start = clock.monotonic()
     rm.record_failure("p", fail("error"))
     assert rm.wait_idle(5)
-    assert attempts == [0.0, 2.0, 8.0]
+    assert [t - start for t in attempts] == [0.0, 2.0, 8.0]
     assert [record[3] for record in audit.records] == [False, False, False]
 
 
 def test_exhausted_attempts_enter_a_crash_loop_retried_after_a_doubling_delay(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3,
-              crash_loop_delay=5.0, crash_loop_max_delay=12.0)
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=3,
+                      crash_loop_delay=5.0, crash_loop_max_delay=12.0)
     rm.add_alert_handler(alerts.append)
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
@@ -332,12 +275,12 @@ def test_exhausted_attempts_enter_a_crash_loop_retried_after_a_doubling_delay(
 
 
 def test_a_crash_loop_probe_that_verifies_the_plugin_ends_the_loop(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
     healthy = threading.Event()
-    rm = make(plugin_recovery_strategies={"p": "restart"}, max_recovery_attempts=2,
-              crash_loop_delay=5.0)
+    rm = make_manager(plugin_recovery_strategies={"p": "restart"}, max_recovery_attempts=2,
+                      crash_loop_delay=5.0)
     rm.add_alert_handler(alerts.append)
     # Health checking off in this fixture, but the check verifies the restart.
     rm._health_checks["p"] = (healthy.is_set, HealthCheckConfig())
@@ -359,13 +302,13 @@ def test_a_crash_loop_probe_that_verifies_the_plugin_ends_the_loop(
 
 
 def test_give_up_after_episodes_in_a_row_leaves_it_failed_until_reset(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1,
-              crash_loop_delay=5.0, give_up_after=2)
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1,
+                      crash_loop_delay=5.0, give_up_after=2)
     rm.add_alert_handler(alerts.append)
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
@@ -386,11 +329,11 @@ def test_give_up_after_episodes_in_a_row_leaves_it_failed_until_reset(
 
 
 def test_restart_intensity_exceeded_enters_a_crash_loop_without_a_new_episode(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0,
-              verify_timeout=1.0)
+    rm = make_manager(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0,
+                      verify_timeout=1.0)
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     for _ in range(2):
@@ -408,9 +351,9 @@ def test_restart_intensity_exceeded_enters_a_crash_loop_without_a_new_episode(
     assert [a.kind for a in alerts] == ["crash_loop"]
 
 
-def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeClock,
+def test_episodes_older_than_the_period_do_not_count(make_manager: MakeManager, clock: FakeClock,
                                                      audit: RecordingAuditLogger) -> None:
-    rm = make(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
+    rm = make_manager(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0)
     rm.register_plugin("p")
     for _ in range(5):
         rm.record_failure("p", fail("error"))
@@ -420,9 +363,9 @@ def test_episodes_older_than_the_period_do_not_count(make: Make, clock: FakeCloc
     assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["failed"] is False
 
 
-def test_stable_period_forgets_the_episode_history(make: Make, clock: FakeClock,
+def test_stable_period_forgets_the_episode_history(make_manager: MakeManager, clock: FakeClock,
                                                    audit: RecordingAuditLogger) -> None:
-    rm = make(max_episodes_per_period=1, episode_period=1000.0, stable_period=30.0)
+    rm = make_manager(max_episodes_per_period=1, episode_period=1000.0, stable_period=30.0)
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
@@ -437,10 +380,10 @@ def test_stable_period_forgets_the_episode_history(make: Make, clock: FakeClock,
 
 
 def test_eight_threads_recording_at_once_start_exactly_one_episode(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
-    rm = make(plugin_recovery_strategies={"p": "blocking"})
+    rm = make_manager(plugin_recovery_strategies={"p": "blocking"})
     rm.register_strategy("blocking", blocking(release, started))
     rm.register_plugin("p")
     barrier = threading.Barrier(8, timeout=5)
@@ -467,9 +410,9 @@ def test_eight_threads_recording_at_once_start_exactly_one_episode(
 
 
 def test_failures_do_not_start_episodes_when_auto_recovery_is_off(
-    make: Make, audit: RecordingAuditLogger
+    make_manager: MakeManager, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(enable_auto_recovery=False)
+    rm = make_manager(enable_auto_recovery=False)
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     assert rm.wait_idle(0)
@@ -479,10 +422,10 @@ def test_failures_do_not_start_episodes_when_auto_recovery_is_off(
 
 
 def test_unrecoverable_failure_holds_the_breaker_open_until_reset(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     alerts: list[Alert] = []
-    rm = make()
+    rm = make_manager()
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     rm.record_failure("p", fail("panic", recoverable=False, severity="critical"))
@@ -504,10 +447,10 @@ def test_unrecoverable_failure_holds_the_breaker_open_until_reset(
 
 
 def test_unrecoverable_failure_during_an_episode_ends_it(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, started = threading.Event(), threading.Event()
-    rm = make()
+    rm = make_manager()
     rm.register_strategy("blocking", CustomStrategy("blocking", 1000, lambda f: True,
                                                     blocking(release, started).recover))
     rm.register_plugin("p")
@@ -524,8 +467,8 @@ def test_unrecoverable_failure_during_an_episode_ends_it(
 # -- the call path ------------------------------------------------------------------------------
 
 
-def test_execute_with_recovery_returns_and_raises_like_the_call(make: Make) -> None:
-    rm = make()
+def test_execute_with_recovery_returns_and_raises_like_the_call(make_manager: MakeManager) -> None:
+    rm = make_manager()
     rm.register_plugin("p")
     assert rm.execute_with_recovery("p", lambda a, b=0: a + b, 1, b=2) == 3
     with pytest.raises(ValueError, match="boom"):
@@ -538,9 +481,11 @@ def _raise(exc: BaseException) -> None:
     raise exc
 
 
-def test_rejected_while_repairing_or_served_by_the_fallback(make: Make, clock: FakeClock) -> None:
+def test_rejected_while_repairing_or_served_by_the_fallback(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
     release, started = threading.Event(), threading.Event()
-    rm = make(plugin_recovery_strategies={"p": "blocking", "q": "blocking"})
+    rm = make_manager(plugin_recovery_strategies={"p": "blocking", "q": "blocking"})
     rm.register_strategy("blocking", blocking(release, started))
     rm.register_plugin("p")
     rm.register_plugin("q", fallback=lambda x, scale=1: f"cached {x * scale}")
@@ -562,9 +507,9 @@ def test_rejected_while_repairing_or_served_by_the_fallback(make: Make, clock: F
 
 
 def test_a_trip_inside_execute_with_recovery_records_the_classified_failure(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(plugin_recovery_strategies={"p": "spy"})
+    rm = make_manager(plugin_recovery_strategies={"p": "spy"})
     seen = spy(rm)
     rm.register_plugin("p", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2))
     with pytest.raises(ValueError):
@@ -586,7 +531,7 @@ def test_a_trip_uses_the_managers_classifier_and_with_blocks_count_too(
         return FailureInfo("resource_limit", message=f"mine: {exc}", severity="critical")
 
     rm = RecoveryManager(
-        Plugins("p"), audit,
+        StubPluginManager("p"), audit,
         RecoveryConfig(enable_health_checking=False, plugin_recovery_strategies={"p": "reset"}),
         clock=clock, classifier=classifier,
     )
@@ -610,8 +555,8 @@ def test_a_trip_uses_the_managers_classifier_and_with_blocks_count_too(
         assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["in_progress"] is False
 
 
-def test_fallback_serves_while_open_and_errors_pass_through(make: Make) -> None:
-    rm = make(enable_auto_recovery=False)
+def test_fallback_serves_while_open_and_errors_pass_through(make_manager: MakeManager) -> None:
+    rm = make_manager(enable_auto_recovery=False)
     rm.register_plugin("p", CircuitBreakerConfig(failure_threshold=1, minimum_requests=1),
                        fallback=lambda: "fallback")
     with pytest.raises(OSError):
@@ -621,9 +566,9 @@ def test_fallback_serves_while_open_and_errors_pass_through(make: Make) -> None:
 
 
 def test_degraded_plugin_serves_its_fallback_until_the_hold_ends(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(recovery_strategy_configs={"degrade": {"hold": 60.0}})
+    rm = make_manager(recovery_strategy_configs={"degrade": {"hold": 60.0}})
     rm.register_plugin("p", CircuitBreakerConfig(success_threshold=1), fallback=lambda: "lite")
     rm.record_failure("p", fail("resource_limit", severity="critical"))
     settle(rm, clock)
@@ -636,8 +581,10 @@ def test_degraded_plugin_serves_its_fallback_until_the_hold_ends(
     assert rm.get_recovery_status()["plugins"]["p"]["recovery"]["degraded"] is False
 
 
-def test_a_nested_breakers_rejection_is_not_served_by_this_plugins_fallback(make: Make) -> None:
-    rm = make()
+def test_a_nested_breakers_rejection_is_not_served_by_this_plugins_fallback(
+    make_manager: MakeManager
+) -> None:
+    rm = make_manager()
     rm.register_plugin("p", fallback=lambda: "fallback")
     inner = CircuitBreaker("inner")
     inner.force_open()
@@ -649,10 +596,12 @@ def test_a_nested_breakers_rejection_is_not_served_by_this_plugins_fallback(make
 # -- alerts ----------------------------------------------------------------------------------------
 
 
-def test_consecutive_failures_alert_fires_once_and_rearms_after_recovery(make: Make) -> None:
+def test_consecutive_failures_alert_fires_once_and_rearms_after_recovery(
+    make_manager: MakeManager
+) -> None:
     alerts: list[Alert] = []
-    rm = make(enable_auto_recovery=False,
-              alert_thresholds=AlertThresholds(consecutive_failures=3))
+    rm = make_manager(enable_auto_recovery=False,
+                      alert_thresholds=AlertThresholds(consecutive_failures=3))
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     for _ in range(6):
@@ -668,9 +617,9 @@ def test_consecutive_failures_alert_fires_once_and_rearms_after_recovery(make: M
     assert len(alerts) == 2
 
 
-def test_failure_rate_alert_uses_the_breakers_window(make: Make) -> None:
+def test_failure_rate_alert_uses_the_breakers_window(make_manager: MakeManager) -> None:
     alerts: list[Alert] = []
-    rm = make(alert_thresholds=AlertThresholds(failure_rate=0.5, consecutive_failures=None))
+    rm = make_manager(alert_thresholds=AlertThresholds(failure_rate=0.5, consecutive_failures=None))
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p", CircuitBreakerConfig(
         minimum_requests=4, failure_threshold=10, failure_rate_threshold=None))
@@ -690,26 +639,29 @@ def _call(rm: RecoveryManager, ok: bool) -> None:
         rm.execute_with_recovery("p", lambda: None if ok else _raise(OSError("x")))
 
 
-def test_recovery_time_alert_for_a_long_episode(make: Make, clock: FakeClock) -> None:
+def test_recovery_time_alert_for_a_long_episode(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "bad"}, recovery_backoff_base=10.0,
-              alert_thresholds=AlertThresholds(recovery_time=15.0))
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, recovery_backoff_base=10.0,
+                      alert_thresholds=AlertThresholds(recovery_time=15.0))
     rm.add_alert_handler(alerts.append)
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock, step=5.0)
     assert [a.kind for a in alerts] == ["recovery_time", "crash_loop"]
 
 
-def test_a_raising_alert_handler_is_contained(make: Make, caplog: pytest.LogCaptureFixture
-                                             ) -> None:
+def test_a_raising_alert_handler_is_contained(
+    make_manager: MakeManager, caplog: pytest.LogCaptureFixture
+) -> None:
     alerts: list[Alert] = []
 
     def broken(alert: Alert) -> None:
         raise RuntimeError("pager down")
 
-    rm = make()
+    rm = make_manager()
     rm.add_alert_handler(broken)
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
@@ -720,9 +672,9 @@ def test_a_raising_alert_handler_is_contained(make: Make, caplog: pytest.LogCapt
     assert "alert unrecoverable for plugin 'p'" in caplog.text
 
 
-def test_alerting_off_sends_nothing(make: Make) -> None:
+def test_alerting_off_sends_nothing(make_manager: MakeManager) -> None:
     alerts: list[Alert] = []
-    rm = make(enable_alerting=False)
+    rm = make_manager(enable_alerting=False)
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     rm.record_failure("p", fail("error", recoverable=False))
@@ -732,8 +684,10 @@ def test_alerting_off_sends_nothing(make: Make) -> None:
 # -- status, lifecycle, errors ----------------------------------------------------------------
 
 
-def test_status_is_json_serialisable_and_of_the_spec_shape(make: Make, clock: FakeClock) -> None:
-    rm = make(enable_health_checking=True)
+def test_status_is_json_serialisable_and_of_the_spec_shape(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
+    rm = make_manager(enable_health_checking=True)
     rm.register_plugin("p", health_check=lambda: True)
     rm.register_plugin("q")
     rm.execute_with_recovery("p", lambda: None)
@@ -760,18 +714,14 @@ def test_status_is_json_serialisable_and_of_the_spec_shape(make: Make, clock: Fa
     assert rm.get_recovery_status()["running"] is False
 
 
-def _our_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("recovery")}
-
-
 def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
     clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    before = _our_threads()
+    before = recovery_threads()
     release, started = threading.Event(), threading.Event()
-    rm = RecoveryManager(Plugins("p", "q"), audit, RecoveryConfig(
+    rm = RecoveryManager(StubPluginManager("p", "q"), audit, RecoveryConfig(
         enable_health_checking=False, plugin_recovery_strategies={"p": "blocking"},
-        strategy_timeout=1000.0, recovery_workers=3))
+        strategy_timeout=1000.0, recovery_workers=3), clock=clock)
     rm.register_strategy("blocking", blocking(release, started))
     rm.start()
     rm.register_plugin("p")
@@ -785,7 +735,7 @@ def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
         status = rm.get_recovery_status()
         stuck = {entry["label"] for entry in status["stuck_strategies"]}
         assert stuck == {"blocking p"}
-        assert {t.name for t in _our_threads() - before} == {"recovery blocking p"}
+        assert {t.name for t in recovery_threads() - before} == {"recovery blocking p"}
         assert status["running"] is False
         assert rm.breaker("p").state is OPEN  # the episode ended unrecovered
         assert rm.wait_idle(0)
@@ -795,9 +745,9 @@ def test_stop_with_an_episode_in_flight_returns_and_leaves_only_stuck_threads(
         assert rm.wait_idle(0)
     finally:
         release.set()
-    for thread in _our_threads() - before:
+    for thread in recovery_threads() - before:
         thread.join(5)
-    assert _our_threads() - before == set()
+    assert recovery_threads() - before == set()
     assert rm.get_recovery_status()["stuck_strategies"] == []
 
 
@@ -805,11 +755,11 @@ def test_stop_interrupts_a_real_backoff_and_the_manager_restarts() -> None:
     # On the real clock a back-off is a wait that stop() cuts short.
     audit = RecordingAuditLogger()
     rm = RecoveryManager(
-        Plugins("p"), audit,
+        StubPluginManager("p"), audit,
         RecoveryConfig(enable_health_checking=False, plugin_recovery_strategies={"p": "bad"},
                        recovery_backoff_base=1000.0),
     )
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     with rm:
         rm.record_failure("p", fail("error"))
@@ -826,17 +776,17 @@ def test_stop_interrupts_a_real_backoff_and_the_manager_restarts() -> None:
 
 
 def test_context_manager_starts_and_stops(clock: FakeClock, audit: RecordingAuditLogger) -> None:
-    before = _our_threads()
-    with RecoveryManager(Plugins("p"), audit, RecoveryConfig(enable_health_checking=False),
-                         clock=clock) as rm:
+    before = recovery_threads()
+    with RecoveryManager(StubPluginManager("p"), audit,
+                         RecoveryConfig(enable_health_checking=False), clock=clock) as rm:
         assert rm.get_recovery_status()["running"] is True
-        assert len(_our_threads() - before) == 3  # two workers and the crash-loop timer
+        assert len(recovery_threads() - before) == 3  # two workers and the crash-loop timer
     assert rm.get_recovery_status()["running"] is False
-    assert _our_threads() - before == set()
+    assert recovery_threads() - before == set()
 
 
-def test_bad_input_gets_clear_errors(make: Make) -> None:
-    rm = make()
+def test_bad_input_gets_clear_errors(make_manager: MakeManager) -> None:
+    rm = make_manager()
     rm.register_plugin("p")
     for call in (
         lambda: rm.execute_with_recovery("nope", lambda: None),
@@ -849,7 +799,7 @@ def test_bad_input_gets_clear_errors(make: Make) -> None:
     with pytest.raises(ValueError, match="'p' is already registered"):
         rm.register_plugin("p")
     with pytest.raises(ValueError, match="'restart' is already registered"):
-        rm.register_strategy("restart", failing())
+        rm.register_strategy("restart", failing_strategy())
     with pytest.raises(TypeError, match="strategy must have"):
         rm.register_strategy("x", object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="FailureInfo"):
@@ -893,9 +843,9 @@ def test_recovery_config_defaults_and_timedelta() -> None:
         config.max_recovery_attempts = 5  # type: ignore[misc]
 
 
-def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock,
+def test_failure_severity_strings_in_record_failure(make_manager: MakeManager, clock: FakeClock,
                                                     audit: RecordingAuditLogger) -> None:
-    rm = make()
+    rm = make_manager()
     rm.register_plugin("p")
     rm.record_failure("p", FailureInfo(type="timeout", recoverable=True, severity="critical"))
     settle(rm, clock)
@@ -907,13 +857,13 @@ def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock
 
 
 def test_flaky_plugin_tripping_is_restarted_and_closes_again(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", recover_after_restarts=1, error=TimeoutError, clock=clock)
     registry.register(plugin, {"pool": 4})
     alerts: list[Alert] = []
-    rm = make(registry, alert_thresholds=AlertThresholds(consecutive_failures=1))
+    rm = make_manager(registry, alert_thresholds=AlertThresholds(consecutive_failures=1))
     rm.add_alert_handler(alerts.append)
     breaker = rm.register_plugin(
         "p", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2, success_threshold=2)
@@ -937,13 +887,13 @@ def test_flaky_plugin_tripping_is_restarted_and_closes_again(
 
 
 def test_initialize_crash_during_restart_falls_through_the_chain(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", clock=clock)
     registry.register(plugin, None)
     plugin.crash_next_initializations(1)
-    rm = make(registry)
+    rm = make_manager(registry)
     rm.register_plugin("p")
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
@@ -958,13 +908,13 @@ def test_initialize_crash_during_restart_falls_through_the_chain(
 
 
 def test_failing_health_checks_start_an_episode_and_a_healthy_one_allows_a_trial(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     registry = PluginRegistry()
     plugin = FlakyPlugin("p", clock=clock)
     registry.register(plugin, None)
     plugin.fail_until_restarted(1)  # its health check fails until a restart
-    rm = make(registry, enable_health_checking=True, enable_auto_recovery=True)
+    rm = make_manager(registry, enable_health_checking=True, enable_auto_recovery=True)
     breaker = rm.register_plugin(
         "p", health_check_config=HealthCheckConfig(interval=10.0, timeout=5.0, max_failures=2)
     )
@@ -991,9 +941,9 @@ def test_failing_health_checks_start_an_episode_and_a_healthy_one_allows_a_trial
 
 
 def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
-    make: Make,
+    make_manager: MakeManager,
 ) -> None:
-    rm = make(enable_health_checking=True)
+    rm = make_manager(enable_health_checking=True)
     rm.stop()
     rm.register_plugin("p", health_check=lambda: True)
     assert rm.get_recovery_status()["plugins"]["p"]["health_check"]["enabled"] is False
@@ -1004,9 +954,9 @@ def test_a_health_check_registered_while_stopped_is_watched_from_the_next_start(
 
 
 def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make(plugin_recovery_strategies={"p": "spy"})
+    rm = make_manager(plugin_recovery_strategies={"p": "spy"})
     seen = spy(rm)
     rm.register_plugin("p", CircuitBreakerConfig(
         minimum_requests=2, slow_call_duration=1.0, slow_call_rate_threshold=0.5))
@@ -1028,7 +978,7 @@ def test_an_open_breaker_is_checked_at_its_own_health_check_interval(
         return True
 
     rm = RecoveryManager(
-        Plugins("p"), audit,
+        StubPluginManager("p"), audit,
         RecoveryConfig(health_check_interval=30.0, enable_auto_recovery=False),
         clock=clock,
     )

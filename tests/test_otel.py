@@ -13,7 +13,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,17 +22,15 @@ from opentelemetry.sdk.metrics.export import Gauge, InMemoryMetricReader, Sum
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitRepairingError
 from recovery.health import HealthCheckConfig
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import RecoveryManager
 from recovery.otel import INSTRUMENTS, instrument
 from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
-from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
-from tests.conftest import settle
-from tests.helpers import eventually
+from recovery.testing import FakeClock, FlakyError, FlakyPlugin
+from tests.helpers import MakeBreaker, MakeManager, eventually, settle
 
 # Prometheus label -> OpenTelemetry attribute.
 ATTRIBUTES = {
@@ -94,17 +92,12 @@ def name() -> str:
 
 
 @pytest.fixture
-def manager(
-    clock: FakeClock, audit: RecordingAuditLogger, name: str
-) -> Iterator[RecoveryManager]:
+def manager(make_manager: MakeManager, name: str) -> RecoveryManager:
     plugins = PluginRegistry()
     plugins.register(FlakyPlugin(f"{name}-good"))
     plugins.register(FlakyPlugin(f"{name}-bad"))
-    config = RecoveryConfig(plugin_recovery_strategies={f"{name}-bad": "restart"})
-    rm = RecoveryManager(plugins, audit, config, clock=clock)
-    rm.start()
-    yield rm
-    rm.stop(timeout=5.0)
+    return make_manager(plugins, enable_health_checking=True,
+                        plugin_recovery_strategies={f"{name}-bad": "restart"})
 
 
 def test_names_units_and_kinds_follow_the_opentelemetry_conventions(
@@ -144,7 +137,7 @@ def test_every_collector_metric_has_a_mirror(manager: RecoveryManager) -> None:
 def test_values_equal_the_prometheus_collector_s(
     reader: InMemoryMetricReader, provider: MeterProvider,
     manager: RecoveryManager,
-    make: Callable[..., CircuitBreaker],
+    make_breaker: MakeBreaker,
     clock: FakeClock,
     name: str,
 ) -> None:
@@ -155,7 +148,7 @@ def test_values_equal_the_prometheus_collector_s(
         bad_name,
         CircuitBreakerConfig(failure_threshold=2, minimum_requests=2, record_latency=True),
     )
-    bare = make(good_name)  # a bare breaker with a plugin's name: labelled name#2
+    bare = make_breaker(good_name)  # a bare breaker with a plugin's name: labelled name#2
     bare.call(lambda: None)
     good = manager.plugin_manager.get_plugin(good_name)
     bad = manager.plugin_manager.get_plugin(bad_name)
@@ -213,9 +206,9 @@ def mine(points: Points, name: str) -> Points:
 
 def test_without_a_manager_every_live_breaker_is_observed(
     reader: InMemoryMetricReader, provider: MeterProvider,
-    make: Callable[..., CircuitBreaker], name: str,
+    make_breaker: MakeBreaker, name: str,
 ) -> None:
-    breaker = make(name)
+    breaker = make_breaker(name)
     breaker.call(lambda: None)
     instrument(None, provider)
     _, points = read(reader)
@@ -232,9 +225,9 @@ def test_without_a_manager_every_live_breaker_is_observed(
 
 def test_close_stops_observing_and_a_provider_takes_one_instrumentation_at_a_time(
     reader: InMemoryMetricReader, provider: MeterProvider,
-    make: Callable[..., CircuitBreaker], name: str,
+    make_breaker: MakeBreaker, name: str,
 ) -> None:
-    breaker = make(name)
+    breaker = make_breaker(name)
     first = instrument(None, provider)
     with pytest.raises(ValueError, match="already instrumented"):
         instrument(None, provider)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import re
 import sys
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,13 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitRepairingError
 from recovery.health import HealthCheckConfig
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
-from tests.conftest import settle
-from tests.helpers import eventually, started_managers
+from tests.helpers import MakeManager, eventually, settle
 
 DOCUMENTED = {
     "recovery_circuit_breaker_state": "gauge",
@@ -74,28 +72,12 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    """Starts at 0 here, so the tests can write the times they expect."""
-    return FakeClock()
-
-
-@pytest.fixture
 def plugins() -> PluginRegistry:
+    """Every manager ``make_manager`` builds here serves plugins "good" and "bad"."""
     registry = PluginRegistry()
     registry.register(FlakyPlugin("good"))
     registry.register(FlakyPlugin("bad"))
     return registry
-
-
-@pytest.fixture
-def make(
-    clock: FakeClock, audit: RecordingAuditLogger, plugins: PluginRegistry
-) -> Iterator[Callable[..., RecoveryManager]]:
-    def build(**config: Any) -> RecoveryManager:
-        config.setdefault("enable_health_checking", False)
-        return RecoveryManager(plugins, audit, RecoveryConfig(**config), clock=clock)
-
-    yield from started_managers(build)
 
 
 def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
@@ -105,9 +87,9 @@ def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
 
 
 def test_names_types_and_help_follow_the_prometheus_rules(
-    make: Callable[..., RecoveryManager],
+    make_manager: MakeManager,
 ) -> None:
-    rm = make(enable_health_checking=True)
+    rm = make_manager(enable_health_checking=True)
     rm.register_plugin("good")
     rm.register_plugin("bad")
     families, _ = scrape(collector_registry(rm))
@@ -127,12 +109,12 @@ def test_names_types_and_help_follow_the_prometheus_rules(
 
 
 def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
-    make: Callable[..., RecoveryManager],
+    make_manager: MakeManager,
     clock: FakeClock,
     audit: RecordingAuditLogger,
     plugins: PluginRegistry,
 ) -> None:
-    rm = make(plugin_recovery_strategies={"bad": "restart"}, max_recovery_attempts=3)
+    rm = make_manager(plugin_recovery_strategies={"bad": "restart"}, max_recovery_attempts=3)
     rm.register_plugin("good")
     breaker = rm.register_plugin(
         "bad", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2, success_threshold=1)
@@ -197,9 +179,9 @@ def test_breaker_counters_state_and_recovery_attempts_match_the_manager(
 
 
 def test_health_check_results_and_a_stuck_check(
-    make: Callable[..., RecoveryManager], clock: FakeClock, plugins: PluginRegistry
+    make_manager: MakeManager, clock: FakeClock, plugins: PluginRegistry
 ) -> None:
-    rm = make(enable_health_checking=True, enable_auto_recovery=False)
+    rm = make_manager(enable_health_checking=True, enable_auto_recovery=False)
     checks = HealthCheckConfig(interval=10.0, timeout=5.0, max_failures=5)
     rm.register_plugin("good", health_check_config=checks)
     rm.register_plugin("bad", health_check_config=checks)
@@ -234,9 +216,9 @@ def test_health_check_results_and_a_stuck_check(
 
 
 def test_plugins_registered_later_appear_and_stop_is_reported(
-    make: Callable[..., RecoveryManager],
+    make_manager: MakeManager,
 ) -> None:
-    rm = make()
+    rm = make_manager()
     registry = collector_registry(rm)
     _, samples = scrape(registry)
     assert not [key for key in samples if key[0] == "recovery_requests_total"]
@@ -249,9 +231,9 @@ def test_plugins_registered_later_appear_and_stop_is_reported(
 
 
 def test_a_second_collector_for_the_same_names_is_refused(
-    make: Callable[..., RecoveryManager],
+    make_manager: MakeManager,
 ) -> None:
-    rm = make()
+    rm = make_manager()
     registry = collector_registry(rm)
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         registry.register(RecoveryCollector(rm))
@@ -270,11 +252,11 @@ def test_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPat
 
 
 def test_a_crash_loop_shows_as_failed_and_crash_loop(
-    make: Callable[..., RecoveryManager], clock: FakeClock
+    make_manager: MakeManager, clock: FakeClock
 ) -> None:
     from recovery.failures import FailureInfo
 
-    rm = make(max_episodes_per_period=1)
+    rm = make_manager(max_episodes_per_period=1)
     rm.register_plugin("good")
     rm.register_plugin("bad")
     registry = collector_registry(rm)

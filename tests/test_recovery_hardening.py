@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -23,50 +22,31 @@ from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.state import CircuitBreakerState
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.conftest import settle
-from tests.helpers import eventually, started_managers
-from tests.test_manager import Plugins
+from tests.helpers import (
+    MakeManager,
+    StubPluginManager,
+    eventually,
+    failing_strategy,
+    recovery_threads,
+    settle,
+)
 
 OPEN = CircuitBreakerState.OPEN
 REPAIRING = CircuitBreakerState.REPAIRING
-
-Make = Callable[..., RecoveryManager]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def make(clock: FakeClock, audit: RecordingAuditLogger) -> Iterator[Make]:
-    def build(plugins: Any = None, **config: Any) -> RecoveryManager:
-        config.setdefault("enable_health_checking", False)
-        return RecoveryManager(plugins if plugins is not None else Plugins("p", "q"), audit,
-                                 RecoveryConfig(**config), clock=clock)
-
-    yield from started_managers(build)
-
-
-def failing(name: str = "bad") -> CustomStrategy:
-    def recover(plugin_name: str, failure: FailureInfo, ctx: RecoveryContext) -> None:
-        raise RuntimeError(f"{name} cannot fix {plugin_name}")
-
-    return CustomStrategy(name, 1, lambda f: True, recover)
-
 
 # -- back-off overflow ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("factor", "attempts"), [(1e200, 4), (2.0, 1100)])
 def test_a_backoff_that_would_overflow_is_capped_and_the_episode_is_exhausted(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger, factor: float, attempts: int
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger, factor: float,
+    attempts: int,
 ) -> None:
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=attempts,
-              recovery_backoff_factor=factor, max_recovery_backoff=60.0)
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=attempts,
+                      recovery_backoff_factor=factor, max_recovery_backoff=60.0)
     rm.add_alert_handler(alerts.append)
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p")
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
@@ -102,8 +82,8 @@ def test_interval_fields_have_a_10_ms_floor(field: str) -> None:
     ("plugin_manager", "audit_logger", "field"),
     [(None, RecordingAuditLogger(), "plugin_manager"),
      (5, RecordingAuditLogger(), "plugin_manager"),
-     (Plugins("p"), None, "audit_logger"),
-     (Plugins("p"), 5, "audit_logger")],
+     (StubPluginManager("p"), None, "audit_logger"),
+     (StubPluginManager("p"), 5, "audit_logger")],
 )
 def test_manager_refuses_missing_or_wrong_collaborators(
     plugin_manager: Any, audit_logger: Any, field: str
@@ -112,22 +92,24 @@ def test_manager_refuses_missing_or_wrong_collaborators(
         RecoveryManager(plugin_manager, audit_logger)
 
 
-def test_register_strategy_checks_the_strategy_at_registration(make: Make) -> None:
-    rm = make()
-    strategy = failing("odd")
+def test_register_strategy_checks_the_strategy_at_registration(make_manager: MakeManager) -> None:
+    rm = make_manager()
+    strategy = failing_strategy("odd")
     strategy.priority = "high"  # type: ignore[assignment]
     with pytest.raises(TypeError, match="priority of strategy 'odd' must be an int, got 'high'"):
         rm.register_strategy("odd", strategy)
     with pytest.raises(TypeError, match="strategy name must be a str"):
-        rm.register_strategy(5, failing())  # type: ignore[arg-type]
+        rm.register_strategy(5, failing_strategy())  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="strategy name must not be empty"):
-        rm.register_strategy(" ", failing())
+        rm.register_strategy(" ", failing_strategy())
     # Nothing half-registered: the name is free and episodes still run the chain.
-    rm.register_strategy("odd", failing("odd"))
+    rm.register_strategy("odd", failing_strategy("odd"))
 
 
-def test_register_plugin_checks_the_health_check_config_at_registration(make: Make) -> None:
-    rm = make()
+def test_register_plugin_checks_the_health_check_config_at_registration(
+    make_manager: MakeManager
+) -> None:
+    rm = make_manager()
     with pytest.raises(TypeError, match="health_check_config must be a HealthCheckConfig"):
         rm.register_plugin("p", health_check=lambda: True,
                            health_check_config={"interval": 1})  # type: ignore[arg-type]
@@ -136,14 +118,10 @@ def test_register_plugin_checks_the_health_check_config_at_registration(make: Ma
     rm.register_plugin("p")  # the name was not taken by the refused call
 
 
-def _our_threads() -> set[threading.Thread]:
-    return {t for t in threading.enumerate() if t.name.startswith("recovery")}
-
-
 def _wait_for_no_threads_but(before: set[threading.Thread]) -> None:
-    for thread in _our_threads() - before:
+    for thread in recovery_threads() - before:
         thread.join(5)
-    assert _our_threads() - before == set()
+    assert recovery_threads() - before == set()
 
 
 def test_start_is_all_or_nothing(
@@ -151,8 +129,8 @@ def test_start_is_all_or_nothing(
 ) -> None:
     from recovery import health
 
-    before = _our_threads()
-    rm = RecoveryManager(Plugins("p"), audit, RecoveryConfig(), clock=clock)
+    before = recovery_threads()
+    rm = RecoveryManager(StubPluginManager("p"), audit, RecoveryConfig(), clock=clock)
     rm.register_plugin("p", health_check=lambda: True)
 
     def broken_start(self: health.HealthMonitor) -> None:
@@ -177,7 +155,7 @@ def test_start_is_all_or_nothing(
 
 
 def test_a_blocking_can_handle_is_bounded_and_stop_leaves_no_breaker_repairing(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
     release, entered = threading.Event(), threading.Event()
 
@@ -187,7 +165,7 @@ def test_a_blocking_can_handle_is_bounded_and_stop_leaves_no_breaker_repairing(
             release.wait(30)
         return False
 
-    rm = make(recovery_workers=1, strategy_timeout=5.0)
+    rm = make_manager(recovery_workers=1, strategy_timeout=5.0)
     rm.register_strategy("sticky", CustomStrategy("sticky", 1000, can_handle,
                                                   lambda n, f, c: None))
     rm.register_plugin("p")
@@ -220,13 +198,13 @@ def test_a_blocking_can_handle_is_bounded_and_stop_leaves_no_breaker_repairing(
 def test_stop_from_an_alert_handler_stops_every_thread(
     clock: FakeClock, audit: RecordingAuditLogger, caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = _our_threads()
+    before = recovery_threads()
     rm = RecoveryManager(
-        Plugins("p"), audit,
+        StubPluginManager("p"), audit,
         RecoveryConfig(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1),
         clock=clock,
     )
-    rm.register_strategy("bad", failing())
+    rm.register_strategy("bad", failing_strategy())
     rm.register_plugin("p", health_check=lambda: True)
     stopped = threading.Event()
 
@@ -236,7 +214,7 @@ def test_stop_from_an_alert_handler_stops_every_thread(
 
     rm.add_alert_handler(handler)
     rm.start()
-    assert any(t.name == "recovery-health-scheduler" for t in _our_threads() - before)
+    assert any(t.name == "recovery-health-scheduler" for t in recovery_threads() - before)
     rm.record_failure("p", FailureInfo("error"))
     assert stopped.wait(5)
     _wait_for_no_threads_but(before)
@@ -249,7 +227,7 @@ def test_stop_from_an_alert_handler_stops_every_thread(
 
 
 def test_recovery_time_alert_fires_at_the_threshold_not_when_the_strategy_returns(
-    make: Make, clock: FakeClock
+    make_manager: MakeManager, clock: FakeClock
 ) -> None:
     release, started = threading.Event(), threading.Event()
 
@@ -258,8 +236,8 @@ def test_recovery_time_alert_fires_at_the_threshold_not_when_the_strategy_return
         release.wait(30)
 
     alerts: list[Alert] = []
-    rm = make(plugin_recovery_strategies={"p": "slow"}, strategy_timeout=30.0,
-              alert_thresholds=AlertThresholds(recovery_time=0.2))
+    rm = make_manager(plugin_recovery_strategies={"p": "slow"}, strategy_timeout=30.0,
+                      alert_thresholds=AlertThresholds(recovery_time=0.2))
     rm.add_alert_handler(alerts.append)
     rm.register_strategy("slow", CustomStrategy("slow", 1, lambda f: True, recover))
     rm.register_plugin("p")
@@ -294,7 +272,7 @@ def test_an_exception_whose_str_raises_still_starts_an_episode(
         return FailureInfo("error", message=str(exc))
 
     kwargs: dict[str, Any] = {} if classifier == "default" else {"classifier": by_str}
-    rm = RecoveryManager(Plugins("p"), audit,
+    rm = RecoveryManager(StubPluginManager("p"), audit,
                          RecoveryConfig(enable_health_checking=False,
                                         plugin_recovery_strategies={"p": "reset"}),
                          clock=clock, **kwargs)
@@ -312,10 +290,10 @@ def _raise(exc: BaseException) -> None:
 
 @pytest.mark.parametrize("result", [False, "failed", 0])
 def test_recover_returning_a_failure_is_a_failed_attempt(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger, result: object,
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger, result: object,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    rm = make()
+    rm = make_manager()
     rm.register_strategy("liar", CustomStrategy("liar", 1000, lambda f: True,
                                                 lambda n, f, c: result))
     rm.register_plugin("p")
@@ -327,9 +305,9 @@ def test_recover_returning_a_failure_is_a_failed_attempt(
 
 
 def test_recover_returning_none_or_true_is_done(
-    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
-    rm = make()
+    rm = make_manager()
     rm.register_strategy("yes", CustomStrategy("yes", 1000, lambda f: True,
                                                lambda n, f, c: True))
     rm.register_plugin("p")

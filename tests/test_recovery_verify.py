@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,9 +21,7 @@ from recovery.health import HealthCheckConfig
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock
-from tests.conftest import settle
-from tests.helpers import eventually, started_managers
-from tests.test_manager import Plugins
+from tests.helpers import MakeManager, StubPluginManager, eventually, settle
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -64,25 +61,14 @@ class PlainAudit:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-Make = Callable[..., RecoveryManager]
-
-
-@pytest.fixture
-def detailed() -> DetailedAudit:
+def audit() -> DetailedAudit:
+    """Here every manager ``make_manager`` builds audits through the detailed path."""
     return DetailedAudit()
 
 
 @pytest.fixture
-def make(clock: FakeClock, detailed: DetailedAudit) -> Iterator[Make]:
-    def build(audit: Any = None, **config: Any) -> RecoveryManager:
-        return RecoveryManager(Plugins("p"), audit if audit is not None else detailed,
-                                 RecoveryConfig(**config), clock=clock)
-
-    yield from started_managers(build)
+def plugins() -> StubPluginManager:
+    return StubPluginManager("p")
 
 
 def recovery_of(rm: RecoveryManager) -> dict[str, Any]:
@@ -90,26 +76,26 @@ def recovery_of(rm: RecoveryManager) -> dict[str, Any]:
 
 
 def test_a_health_check_verifies_each_action_and_the_audit_tells_both(
-    make: Make, clock: FakeClock, detailed: DetailedAudit
+    make_manager: MakeManager, clock: FakeClock, audit: DetailedAudit
 ) -> None:
     answers = iter([False, True])
-    rm = make(plugin_recovery_strategies={"p": "restart"})
+    rm = make_manager(enable_health_checking=True, plugin_recovery_strategies={"p": "restart"})
     breaker = rm.register_plugin("p", health_check=lambda: next(answers))
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
-    assert detailed.attempts == [
+    assert audit.attempts == [
         ("p", "error", "restart", False, True, False),  # restarted, still not well
         ("p", "error", "restart", True, True, True),
     ]
-    assert detailed.plain == []  # the detailed path only
+    assert audit.plain == []  # the detailed path only
     assert breaker.state is HALF_OPEN
     assert recovery_of(rm)["failed"] is False
 
 
 def test_without_a_health_check_the_half_open_trials_verify(
-    make: Make, clock: FakeClock, detailed: DetailedAudit
+    make_manager: MakeManager, clock: FakeClock, audit: DetailedAudit
 ) -> None:
-    rm = make(plugin_recovery_strategies={"p": "restart"}, enable_health_checking=False)
+    rm = make_manager(plugin_recovery_strategies={"p": "restart"}, enable_health_checking=False)
     breaker = rm.register_plugin("p")
     rm.record_failure("p", FailureInfo("error"))
     eventually(lambda: breaker.state is HALF_OPEN)
@@ -121,7 +107,7 @@ def test_without_a_health_check_the_half_open_trials_verify(
         breaker.call(lambda: None)
     assert rm.wait_idle(5)
     assert breaker.state is CLOSED
-    assert detailed.attempts == [
+    assert audit.attempts == [
         ("p", "error", "restart", False, True, False),
         ("p", "error", "restart", True, True, True),
     ]
@@ -132,10 +118,10 @@ def _raise(exc: BaseException) -> None:
 
 
 def test_no_call_within_verify_timeout_leaves_it_half_open_unverified(
-    make: Make, clock: FakeClock, detailed: DetailedAudit
+    make_manager: MakeManager, clock: FakeClock, audit: DetailedAudit
 ) -> None:
-    rm = make(plugin_recovery_strategies={"p": "restart"}, enable_health_checking=False,
-              verify_timeout=2.0)
+    rm = make_manager(plugin_recovery_strategies={"p": "restart"}, enable_health_checking=False,
+                      verify_timeout=2.0)
     breaker = rm.register_plugin("p")
     rm.record_failure("p", FailureInfo("error"))
     eventually(lambda: breaker.state is HALF_OPEN)
@@ -144,38 +130,41 @@ def test_no_call_within_verify_timeout_leaves_it_half_open_unverified(
     assert not rm.wait_idle(0.02)
     clock.advance(0.1)
     assert rm.wait_idle(5)
-    assert detailed.attempts == [("p", "error", "restart", True, True, None)]
+    assert audit.attempts == [("p", "error", "restart", True, True, None)]
     assert breaker.state is HALF_OPEN  # the next call is the trial
     assert (recovery_of(rm)["failed"], recovery_of(rm)["crash_loop"]) == (False, False)
 
 
-def test_a_four_argument_logger_gets_the_verdict(make: Make, clock: FakeClock) -> None:
+def test_a_four_argument_logger_gets_the_verdict(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
     plain = PlainAudit()
     answers = iter([False, True])
-    rm = make(plain, plugin_recovery_strategies={"p": "restart"})
+    rm = make_manager(audit_logger=plain, enable_health_checking=True,
+                      plugin_recovery_strategies={"p": "restart"})
     rm.register_plugin("p", health_check=lambda: next(answers))
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
     assert plain.records == [("p", "error", "restart", False), ("p", "error", "restart", True)]
 
 
-def test_a_backoff_hold_is_a_hold(make: Make, clock: FakeClock,
-                                  detailed: DetailedAudit) -> None:
+def test_a_backoff_hold_is_a_hold(make_manager: MakeManager, clock: FakeClock,
+                                  audit: DetailedAudit) -> None:
     checks: list[float] = []
 
     def check() -> bool:
         checks.append(clock.monotonic())
         return True
 
-    rm = make(plugin_recovery_strategies={"p": "backoff"},
-              recovery_strategy_configs={"backoff": {"base": 10.0, "jitter": 0.0}})
+    rm = make_manager(enable_health_checking=True, plugin_recovery_strategies={"p": "backoff"},
+                      recovery_strategy_configs={"backoff": {"base": 10.0, "jitter": 0.0}})
     breaker = rm.register_plugin(
         "p", CircuitBreakerConfig(timeout=100.0, health_check_interval=1.0),
         health_check=check,
     )
     rm.record_failure("p", FailureInfo("error"))
     assert rm.wait_idle(5)
-    assert detailed.attempts == [("p", "error", "backoff", True, True, None)]
+    assert audit.attempts == [("p", "error", "backoff", True, True, None)]
     assert breaker.state is OPEN
     # Healthy checks during the hold are recorded; the breaker stays open.
     for _ in range(5):
@@ -190,11 +179,11 @@ def test_a_backoff_hold_is_a_hold(make: Make, clock: FakeClock,
 
 
 def test_a_passing_health_check_ends_a_crash_loop_wait_early(
-    make: Make, clock: FakeClock, detailed: DetailedAudit
+    make_manager: MakeManager, clock: FakeClock, audit: DetailedAudit
 ) -> None:
     healthy = threading.Event()
-    rm = make(plugin_recovery_strategies={"p": "restart"}, max_recovery_attempts=1,
-              crash_loop_delay=100.0)
+    rm = make_manager(enable_health_checking=True, plugin_recovery_strategies={"p": "restart"},
+                      max_recovery_attempts=1, crash_loop_delay=100.0)
     breaker = rm.register_plugin(
         "p", CircuitBreakerConfig(health_check_interval=1.0), health_check=healthy.is_set,
         health_check_config=HealthCheckConfig(interval=1.0, max_failures=1000),
@@ -202,24 +191,24 @@ def test_a_passing_health_check_ends_a_crash_loop_wait_early(
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
     assert recovery_of(rm)["crash_loop"] is True
-    assert detailed.attempts == [("p", "error", "restart", False, True, False)]
+    assert audit.attempts == [("p", "error", "restart", False, True, False)]
     healthy.set()
     clock.advance(1.0)  # far less than the crash loop's 100 s delay
-    eventually(lambda: len(detailed.attempts) == 2)
+    eventually(lambda: len(audit.attempts) == 2)
     assert rm.wait_idle(5)
-    assert detailed.attempts[-1] == ("p", "error", "restart", True, True, True)
+    assert audit.attempts[-1] == ("p", "error", "restart", True, True, True)
     assert (recovery_of(rm)["crash_loop"], recovery_of(rm)["failed"]) == (False, False)
     assert breaker.state is HALF_OPEN
 
 
 def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
-    make: Make, clock: FakeClock
+    make_manager: MakeManager, clock: FakeClock
 ) -> None:
     from recovery.strategies import CustomStrategy
 
     outcomes = iter([False, None, False, None, False])
-    rm = make(plugin_recovery_strategies={"p": "fix"}, max_recovery_attempts=1,
-              crash_loop_delay=5.0, stable_period=50.0)
+    rm = make_manager(enable_health_checking=True, plugin_recovery_strategies={"p": "fix"},
+                      max_recovery_attempts=1, crash_loop_delay=5.0, stable_period=50.0)
     rm.register_strategy("fix", CustomStrategy("fix", 1, lambda f: True,
                                                lambda n, f, c: next(outcomes)))
     quiet = HealthCheckConfig(interval=1000.0)
@@ -245,8 +234,8 @@ def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
     assert plugin.crash_delay == 5.0
 
 
-def test_stop_cuts_a_verification_short_without_a_verdict(detailed: DetailedAudit) -> None:
-    rm = RecoveryManager(Plugins("p"), detailed,
+def test_stop_cuts_a_verification_short_without_a_verdict(audit: DetailedAudit) -> None:
+    rm = RecoveryManager(StubPluginManager("p"), audit,
                          RecoveryConfig(enable_health_checking=False, verify_timeout=1000.0,
                                         plugin_recovery_strategies={"p": "restart"}))
     breaker = rm.register_plugin("p")
@@ -256,4 +245,4 @@ def test_stop_cuts_a_verification_short_without_a_verdict(detailed: DetailedAudi
     started = time.monotonic()
     rm.stop(timeout=5.0)
     assert time.monotonic() - started < 2.0
-    assert detailed.attempts == [("p", "error", "restart", True, True, None)]
+    assert audit.attempts == [("p", "error", "restart", True, True, None)]

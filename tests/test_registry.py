@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import threading
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -19,10 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 import recovery
 from recovery import _registry
 from recovery.breaker import CircuitBreaker
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
-from recovery.testing import FakeClock, FlakyPlugin, RecordingAuditLogger
+from recovery.testing import FlakyPlugin
+from tests.helpers import MakeBreaker, MakeManager
 
 
 @pytest.fixture
@@ -34,15 +34,15 @@ def keys_of(prefix: str) -> dict[str, Any]:
     return {key: b for key, b in recovery.breakers().items() if key.startswith(prefix)}
 
 
-def test_a_new_breaker_is_found_by_its_name(make: Callable[..., CircuitBreaker], name: str) -> None:
-    breaker = make(name)
+def test_a_new_breaker_is_found_by_its_name(make_breaker: MakeBreaker, name: str) -> None:
+    breaker = make_breaker(name)
     assert recovery.breakers()[name] is breaker
 
 
 def test_the_registry_holds_breakers_weakly(
-    make: Callable[..., CircuitBreaker], name: str
+    make_breaker: MakeBreaker, name: str
 ) -> None:
-    breaker = make(name)
+    breaker = make_breaker(name)
     breaker.call(lambda: None)
     assert name in recovery.breakers()
     del breaker
@@ -51,24 +51,24 @@ def test_the_registry_holds_breakers_weakly(
 
 
 def test_two_breakers_of_one_name_are_both_visible_under_stable_keys(
-    make: Callable[..., CircuitBreaker], name: str
+    make_breaker: MakeBreaker, name: str
 ) -> None:
-    first, second = make(name), make(name)
+    first, second = make_breaker(name), make_breaker(name)
     assert keys_of(name) == {name: first, f"{name}#2": second}
     del first
     gc.collect()
     assert keys_of(name) == {f"{name}#2": second}  # the second keeps its key
-    third = make(name)  # the freed key is reused: series stay few
+    third = make_breaker(name)  # the freed key is reused: series stay few
     assert keys_of(name) == {name: third, f"{name}#2": second}
 
 
 def test_freed_keys_are_reused_smallest_first_and_a_dead_name_is_forgotten(
-    make: Callable[..., CircuitBreaker], name: str
+    make_breaker: MakeBreaker, name: str
 ) -> None:
-    first, second, third, fourth = (make(name) for _ in range(4))
+    first, second, third, fourth = (make_breaker(name) for _ in range(4))
     del second, third
     gc.collect()
-    fifth, sixth = make(name), make(name)
+    fifth, sixth = make_breaker(name), make_breaker(name)
     assert keys_of(name) == {
         name: first, f"{name}#2": fifth, f"{name}#3": sixth, f"{name}#4": fourth
     }
@@ -80,10 +80,10 @@ def test_freed_keys_are_reused_smallest_first_and_a_dead_name_is_forgotten(
 
 
 def test_a_name_that_looks_like_a_key_does_not_collide(
-    make: Callable[..., CircuitBreaker], name: str
+    make_breaker: MakeBreaker, name: str
 ) -> None:
-    first, second = make(name), make(name)
-    literal = make(f"{name}#2")
+    first, second = make_breaker(name), make_breaker(name)
+    literal = make_breaker(f"{name}#2")
     assert keys_of(name) == {name: first, f"{name}#2": second, f"{name}#2#2": literal}
 
 
@@ -167,19 +167,16 @@ def labels_of(samples: Samples, metric: str, prefix: str) -> dict[str, float]:
 
 
 @pytest.fixture
-def manager(clock: FakeClock, audit: RecordingAuditLogger, name: str) -> Iterator[RecoveryManager]:
+def manager(make_manager: MakeManager, name: str) -> RecoveryManager:
     plugins = PluginRegistry()
     plugins.register(FlakyPlugin(name))
-    rm = RecoveryManager(plugins, audit, RecoveryConfig(enable_health_checking=False), clock=clock)
-    rm.start()
-    yield rm
-    rm.stop(timeout=5.0)
+    return make_manager(plugins)
 
 
 def test_the_collector_without_a_manager_exports_bare_breakers(
-    make: Callable[..., CircuitBreaker], name: str
+    make_breaker: MakeBreaker, name: str
 ) -> None:
-    breaker = make(name)
+    breaker = make_breaker(name)
     for _ in range(3):
         breaker.call(lambda: None)
     samples = scrape(RecoveryCollector())
@@ -191,10 +188,10 @@ def test_the_collector_without_a_manager_exports_bare_breakers(
 
 
 def test_plugins_and_bare_breakers_are_each_counted_once(
-    manager: RecoveryManager, make: Callable[..., CircuitBreaker], name: str
+    manager: RecoveryManager, make_breaker: MakeBreaker, name: str
 ) -> None:
     # A bare breaker built before the plugin, with the plugin's very name.
-    bare = make(name)
+    bare = make_breaker(name)
     plugin_breaker = manager.register_plugin(name)
     assert keys_of(name) == {name: bare, f"{name}#2": plugin_breaker}
     bare.call(lambda: None)

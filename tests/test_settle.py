@@ -15,8 +15,7 @@ from recovery.failures import FailureInfo
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.conftest import settle
-from tests.test_manager import Plugins
+from tests.helpers import StubPluginManager, settle
 
 
 def test_settle_lets_a_running_strategy_finish_and_steps_through_the_verification(
@@ -29,7 +28,7 @@ def test_settle_lets_a_running_strategy_finish_and_steps_through_the_verificatio
         assert finish.wait(5)
 
     rm = RecoveryManager(
-        Plugins("p"), audit,
+        StubPluginManager("p"), audit,
         RecoveryConfig(enable_health_checking=False, strategy_timeout=5.0,
                        plugin_recovery_strategies={"p": "slow"}),
         clock=clock,

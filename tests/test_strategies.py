@@ -26,6 +26,7 @@ from recovery.strategies import (
     builtin_strategy,
 )
 from recovery.testing import FakeClock
+from tests.helpers import StubPluginManager
 
 
 class Plugin:
@@ -50,25 +51,7 @@ class ReloadablePlugin(Plugin):
         self.calls.append(f"degrade {failure.type.value}")
 
 
-class Plugins:
-    """A minimal PluginManager: load_plugin initializes."""
-
-    def __init__(self, *plugins: Plugin) -> None:
-        self.plugins = {plugin.name: plugin for plugin in plugins}
-        self.loaded: list[tuple[str, Any]] = []
-
-    def get_plugin(self, name: str) -> Plugin | None:
-        return self.plugins.get(name)
-
-    def list_plugins(self) -> list[str]:
-        return list(self.plugins)
-
-    def load_plugin(self, plugin: Any, config: Any) -> None:
-        self.loaded.append((plugin.name, config))
-        plugin.initialize(config)
-
-
-def context(plugins: Plugins, breaker: CircuitBreaker | None = None, **kwargs: Any
+def context(plugins: StubPluginManager, breaker: CircuitBreaker | None = None, **kwargs: Any
             ) -> RecoveryContext:
     clock = FakeClock()
     if breaker is None:
@@ -123,7 +106,7 @@ def test_names_and_priorities() -> None:
 
 def test_restart_shuts_down_then_loads_with_the_plugins_config() -> None:
     plugin = Plugin()
-    plugins = Plugins(plugin)
+    plugins = StubPluginManager(plugin)
     RestartStrategy().recover("p", failure("error"), context(plugins))
     assert plugin.calls == ["shutdown", "initialize {'v': 1}"]
     assert plugins.loaded == [("p", {"v": 1})]
@@ -132,7 +115,7 @@ def test_restart_shuts_down_then_loads_with_the_plugins_config() -> None:
 def test_restart_loads_even_when_shutdown_raises_or_hangs(caplog: pytest.LogCaptureFixture
                                                           ) -> None:
     plugin = Plugin()
-    plugins = Plugins(plugin)
+    plugins = StubPluginManager(plugin)
     def broken_shutdown() -> None:
         raise OSError("cannot shut down")
 
@@ -160,19 +143,19 @@ def test_restart_loads_even_when_shutdown_raises_or_hangs(caplog: pytest.LogCapt
 
 def test_restart_fails_when_the_plugin_is_missing_or_load_fails() -> None:
     with pytest.raises(LookupError, match="'p' is not loaded"):
-        RestartStrategy().recover("p", failure("error"), context(Plugins()))
+        RestartStrategy().recover("p", failure("error"), context(StubPluginManager()))
     plugin = Plugin()
     plugin.initialize = lambda config: 1 / 0  # type: ignore[assignment,method-assign]
     with pytest.raises(ZeroDivisionError):
-        RestartStrategy().recover("p", failure("error"), context(Plugins(plugin)))
+        RestartStrategy().recover("p", failure("error"), context(StubPluginManager(plugin)))
 
 
 def test_reload_prefers_reload_and_never_shuts_down() -> None:
     plugin = ReloadablePlugin()
-    ReloadStrategy().recover("p", failure("error"), context(Plugins(plugin)))
+    ReloadStrategy().recover("p", failure("error"), context(StubPluginManager(plugin)))
     assert plugin.calls == ["reload {'v': 1}"]
     plain = Plugin()
-    ReloadStrategy().recover("p", failure("error"), context(Plugins(plain)))
+    ReloadStrategy().recover("p", failure("error"), context(StubPluginManager(plain)))
     assert plain.calls == ["initialize {'v': 1}"]
 
 
@@ -180,18 +163,18 @@ def test_reset_closes_the_breaker() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker("p", clock=clock)
     breaker.force_open()
-    ResetStrategy().recover("p", failure("health_check"), context(Plugins(), breaker))
+    ResetStrategy().recover("p", failure("health_check"), context(StubPluginManager(), breaker))
     assert breaker.state is CircuitBreakerState.CLOSED
 
 
 def test_degrade_calls_degrade_and_marks_the_context() -> None:
     plugin = ReloadablePlugin()
-    ctx = context(Plugins(plugin))
+    ctx = context(StubPluginManager(plugin))
     GracefulDegradationStrategy(hold=7.0).recover("p", failure("resource_limit"), ctx)
     assert plugin.calls == ["degrade resource_limit"]
     assert (ctx.degraded, ctx.degraded_for) == (True, 7.0)
     # A plugin without degrade() is still marked: the fallback serves it.
-    ctx = context(Plugins(Plugin()))
+    ctx = context(StubPluginManager(Plugin()))
     GracefulDegradationStrategy(hold=None).recover("p", failure("resource_limit"), ctx)
     assert (ctx.degraded, ctx.degraded_for) == (True, None)
 
@@ -203,7 +186,7 @@ def test_backoff_holds_the_breaker_open_doubling_until_it_closes() -> None:
     holds = []
     for _ in range(4):
         breaker.begin_repair()
-        backoff.recover("p", failure("error"), context(Plugins(), breaker))
+        backoff.recover("p", failure("error"), context(StubPluginManager(), breaker))
         assert breaker.state is CircuitBreakerState.OPEN
         holds.append(breaker.retry_after)
     assert holds == [2.0, 4.0, 8.0, 10.0]
@@ -211,7 +194,7 @@ def test_backoff_holds_the_breaker_open_doubling_until_it_closes() -> None:
     breaker.reset()
     assert backoff.level("p") == 0
     breaker.begin_repair()
-    backoff.recover("p", failure("error"), context(Plugins(), breaker))
+    backoff.recover("p", failure("error"), context(StubPluginManager(), breaker))
     assert breaker.retry_after == 2.0
 
 
@@ -221,7 +204,7 @@ def test_backoff_jitter_only_shortens_the_hold() -> None:
     backoff = BackoffStrategy(base=10.0, cap=100.0, jitter=0.5)
     seen = set()
     for _ in range(20):
-        backoff.recover("p", failure("error"), context(Plugins(), breaker))
+        backoff.recover("p", failure("error"), context(StubPluginManager(), breaker))
         retry = breaker.retry_after
         assert retry is not None
         assert 5.0 <= retry <= 10.0
@@ -272,7 +255,7 @@ def test_custom_strategy_delegates_and_contains_a_raising_can_handle(
     assert (custom.name, custom.priority) == ("mine", 500)
     assert custom.can_handle(failure("error"))
     assert not custom.can_handle(failure("timeout"))
-    custom.recover("p", failure("error"), context(Plugins()))
+    custom.recover("p", failure("error"), context(StubPluginManager()))
     assert seen == [("p", FailureType.ERROR)]
 
     def broken_can_handle(f: FailureInfo) -> bool:
@@ -290,7 +273,7 @@ def test_custom_strategy_recover_raising_is_a_failure() -> None:
 
     with pytest.raises(RuntimeError, match="cannot"):
         CustomStrategy("c", 1, lambda f: True, recover).recover(
-            "p", failure("error"), context(Plugins())
+            "p", failure("error"), context(StubPluginManager())
         )
 
 
@@ -303,7 +286,7 @@ def test_backoff_is_thread_safe_per_plugin() -> None:
     def hammer(breaker: CircuitBreaker) -> None:
         barrier.wait()
         for _ in range(50):
-            backoff.recover(breaker.name, failure("error"), context(Plugins(), breaker))
+            backoff.recover(breaker.name, failure("error"), context(StubPluginManager(), breaker))
 
     threads = [threading.Thread(target=hammer, args=(b,)) for b in breakers]
     for thread in threads:

@@ -26,7 +26,7 @@ from hypothesis.stateful import (
 
 from recovery import CircuitBreakerConfig, CircuitOpenError
 from recovery.testing import FakeClock
-from tests.conftest import WINDOWS, breaker_class
+from tests.helpers import WINDOWS, breaker_class
 
 if WINDOWS["compiled"] is None:  # pragma: no cover - CI fails the build instead
     pytest.skip("the compiled window is not built", allow_module_level=True)
