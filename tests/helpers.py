@@ -1,9 +1,8 @@
 """Plain helpers shared by the tests: the two windows, a stub plugin manager, bounded
 polling and threads, and factories that clean up after.
 
-Fixtures live in tests/conftest.py and reach a test by name; everything a test module
-imports lives here, so no test module imports conftest or another test module for a
-helper.
+Fixtures live in tests/conftest.py and reach a test by name; the helpers test modules
+share live here, so no test module imports conftest.
 """
 
 from __future__ import annotations
