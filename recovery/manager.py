@@ -59,6 +59,7 @@ import attrs
 
 from recovery import _clock, _events
 from recovery import _validate as v
+from recovery._backoff import Backoff
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger, record_attempt
@@ -246,24 +247,8 @@ class RecoveryConfig:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
-        return _grown(self.recovery_backoff_base, self.recovery_backoff_factor, attempt - 1,
-                     self.max_recovery_backoff)
-
-
-def _grown(base: float, factor: float, level: int, cap: float) -> float:
-    """``min(base * factor**level, cap)`` for any level, without overflowing.
-
-    ``factor**level`` overflows a float long before a back-off is interesting
-    (factor 1e200 at level 2, factor 2 at level 1,024): once the product would
-    reach the cap, the cap is the answer and the power is never computed.
-    """
-    if base >= cap:
-        return cap
-    if factor == 1.0:
-        return base
-    if level >= math.log(cap / base, factor):
-        return cap
-    return min(base * factor**level, cap)
+        return Backoff(self.recovery_backoff_base, self.recovery_backoff_factor,
+                       self.max_recovery_backoff).delay(attempt - 1)
 
 
 class _Episode:
@@ -486,6 +471,8 @@ class RecoveryManager(Dispatcher):
         if cluster is not None:
             cluster.report_for(self)
         self._thresholds = config.alert_thresholds
+        # A crash loop's delay doubles with each entry, up to its cap.
+        self._crash_backoff = Backoff(config.crash_loop_delay, 2.0, config.crash_loop_max_delay)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
 
         # One lock for all bookkeeping. Re-entrant because a breaker transition made
@@ -1013,9 +1000,7 @@ class RecoveryManager(Dispatcher):
         The breaker is to be held open until then (the caller does it, outside the
         lock); the plugin is failed while it waits, with ``reason``.
         """
-        config = self.config
-        delay = _grown(config.crash_loop_delay, 2.0, plugin.crash_level,
-                       config.crash_loop_max_delay)
+        delay = self._crash_backoff.delay(plugin.crash_level)
         plugin.crash_level = min(plugin.crash_level + 1, _MAX_LEVEL)
         plugin.crash_delay = delay
         plugin.next_attempt = now + delay

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from recovery._backoff import Backoff
 from recovery._clock import Clock
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo, FailureType, Severity
@@ -47,6 +48,9 @@ from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
 
 _logger = logging.getLogger("recovery.strategies")
+
+_MAX_LEVEL = 64
+"""The backoff strategy's hold grows no further past this level: its uncapped power stays finite."""
 
 BoundedRunner = Callable[[Callable[[], object], float, str], bool]
 """``run(fn, timeout, label) -> finished``: run ``fn`` for at most ``timeout`` seconds.
@@ -300,6 +304,8 @@ class BackoffStrategy(_BuiltinStrategy):
         ):
             raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter!r}")
         self.jitter = float(jitter)
+        # Uncapped: the jitter shortens the grown hold, and the cap applies after it.
+        self._growth = Backoff(self.base, 2.0, math.inf)
         self._levels: dict[str, int] = {}
         self._watched: set[int] = set()
         self._lock = threading.Lock()
@@ -328,7 +334,7 @@ class BackoffStrategy(_BuiltinStrategy):
             self._watched.add(id(breaker))
         if watch:
             breaker.add_listener(self._on_transition)
-        hold = self.base * 2.0 ** min(level, 64)
+        hold = self._growth.delay(min(level, _MAX_LEVEL))
         hold *= 1.0 - self.jitter * random.random()
         hold = min(hold, self.cap)
         ctx.logger.info("holding plugin %r open for %.3gs (back-off %d)", plugin_name, hold,
