@@ -60,6 +60,7 @@ import attrs
 from recovery import _clock, _events
 from recovery import _validate as v
 from recovery._backoff import Backoff
+from recovery._bounded import Run, ThreadRunner
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger, record_attempt
@@ -386,20 +387,6 @@ class _Plugin:
         self.route.diverted = value and self.route.fallback is not None
 
 
-class _Run:
-    """A strategy (or a step of one) running on its own thread under a timeout."""
-
-    __slots__ = ("error", "finished", "label", "started", "value", "wake")
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.started = time.time()
-        self.wake = threading.Event()  # set when it finishes, or by stop()
-        self.finished = False
-        self.value: object = None
-        self.error: BaseException | None = None
-
-
 # What record_failure decided, acted on outside the lock.
 _COUNTED, _UNRECOVERABLE_FAILURE, _CRASH_LOOP = range(3)
 
@@ -485,8 +472,7 @@ class RecoveryManager(Dispatcher):
         self._queue: collections.deque[_Plugin] = collections.deque()
         self._work_ready = threading.Condition(self._lock)
         self._workers: list[threading.Thread] = []
-        self._runs: set[_Run] = set()
-        self._stuck: set[_Run] = set()
+        self._runner = ThreadRunner(self.clock, self._own_thread)
         self._running = False
         self._stopping = threading.Event()
         self._timer_wake = threading.Event()  # a crash-loop deadline changed (or stop)
@@ -522,6 +508,7 @@ class RecoveryManager(Dispatcher):
                 self._monitor = monitor
             self._running = True
             self._stopping = stopping = threading.Event()
+            self._runner.resume()
             self._timer_wake = wake = threading.Event()
             self._workers = [
                 threading.Thread(
@@ -565,8 +552,7 @@ class RecoveryManager(Dispatcher):
                 return
             self._running = False
             self._stopping.set()
-            for run in self._runs:
-                run.wake.set()
+            self._runner.interrupt()
             for plugin in self._plugins.values():
                 if plugin.verification is not None:
                     plugin.verification.event.set()
@@ -586,6 +572,17 @@ class RecoveryManager(Dispatcher):
             ).start()
             return
         self._join(workers, monitor, deadline)
+
+    def _own_thread(self) -> None:
+        """Mark the calling thread as the manager's: a ``stop()`` made on it (from an
+        alert handler, a strategy, a health-check callback) cannot join it, so it only
+        signals and lets a helper thread join."""
+        self._local.owned = True
+
+    @property
+    def _stuck(self) -> list[Run]:
+        """Strategy steps abandoned past their timeout and still running, oldest first."""
+        return self._runner.stuck()
 
     def _join(
         self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
@@ -1053,7 +1050,7 @@ class RecoveryManager(Dispatcher):
         loop (on a FakeClock the deadline comes when the test advances to it);
         otherwise on ``wake``, which every change of a deadline sets.
         """
-        self._local.owned = True
+        self._own_thread()
         while not stopping.is_set():
             wake.clear()
             now = self.clock.monotonic()
@@ -1096,7 +1093,7 @@ class RecoveryManager(Dispatcher):
 
     def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
         """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
-        self._local.owned = True  # a monitor thread: stop() from here must not join it
+        self._own_thread()  # a monitor thread
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(False)
         self.record_failure(
@@ -1113,7 +1110,7 @@ class RecoveryManager(Dispatcher):
         an OPEN breaker try a call now (unless a strategy holds it open: a hold is a
         hold), and ends an open-ended degradation. During an episode the episode
         owns the breaker; a plugin failed for good stays so until reset_plugin()."""
-        self._local.owned = True  # a monitor thread: stop() from here must not join it
+        self._own_thread()  # a monitor thread
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(True)
         now = self.clock.monotonic()
@@ -1140,7 +1137,7 @@ class RecoveryManager(Dispatcher):
             return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
 
     def _work(self) -> None:
-        self._local.owned = True
+        self._own_thread()
         stopping = self._stopping
         while True:
             with self._lock:
@@ -1332,7 +1329,7 @@ class RecoveryManager(Dispatcher):
         failure = episode.failure
         if type(strategy) in _BUILTIN_TYPES:
             return strategy.can_handle(failure)
-        run = self._bounded(
+        run = self._runner.run(
             functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
             f"can_handle {name} {plugin.name}",
             functools.partial(self._episode_wait, plugin, episode),
@@ -1381,7 +1378,7 @@ class RecoveryManager(Dispatcher):
                 logger=self.logger,
                 config=self.config.recovery_strategy_configs.get(strategy_name, {}),
                 plugin_config=plugin_config,
-                run_bounded=self._run_bounded,
+                run_bounded=self._runner.run_or_raise,
             )
             started = self.clock.monotonic()
             if not self._act(plugin, episode, strategy_name, strategy, ctx):
@@ -1419,7 +1416,7 @@ class RecoveryManager(Dispatcher):
         or True) has failed too, with a warning saying how to report it.
         """
         timeout = self.config.strategy_timeout
-        run = self._bounded(
+        run = self._runner.run(
             functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
             f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
         )
@@ -1461,7 +1458,7 @@ class RecoveryManager(Dispatcher):
             registered = self._health_checks.get(plugin.name)
         if registered is not None:
             check, check_config = registered
-            run = self._bounded(
+            run = self._runner.run(
                 functools.partial(_check_once, check, check_config), check_config.timeout,
                 f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
             )
@@ -1538,64 +1535,6 @@ class RecoveryManager(Dispatcher):
                            action_succeeded=action_succeeded, verified=verified)
         except Exception:
             self.logger.exception("audit logger failed to record %s of plugin %r", action, name)
-
-    def _run_bounded(self, fn: Callable[[], object], timeout: float, label: str) -> bool:
-        """Run ``fn`` on its own daemon thread; wait at most ``timeout`` seconds of the clock.
-
-        True when it returned (its exception is re-raised here); False when it is
-        still running: it is then abandoned and listed as stuck until it returns.
-        ``stop()`` cuts the wait short. The runner strategies get as ``ctx.run_bounded``.
-        """
-        run = self._bounded(fn, timeout, label)
-        if not run.finished:
-            return False
-        if run.error is not None:
-            if isinstance(run.error, Exception):
-                raise run.error
-            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
-        return True
-
-    def _bounded(
-        self, fn: Callable[[], object], timeout: float, label: str,
-        wait: Callable[[threading.Event, float], object] | None = None,
-    ) -> _Run:
-        """Run ``fn`` on its own daemon thread and wait for it with ``wait`` (default:
-        on the manager's clock) at most ``timeout`` seconds; the run tells how it went.
-
-        A run still going at the deadline is abandoned and listed as stuck until it
-        returns. ``stop()`` cuts the wait short.
-        """
-        run = _Run(label)
-
-        def target() -> None:
-            self._local.owned = True
-            try:
-                run.value = fn()
-            except BaseException as exc:
-                run.error = exc
-            finally:
-                with self._lock:
-                    run.finished = True
-                    self._stuck.discard(run)
-                run.wake.set()
-
-        thread = threading.Thread(target=target, name=f"recovery {label}", daemon=True)
-        with self._lock:
-            self._runs.add(run)
-            if self._stopping.is_set():
-                run.wake.set()
-        thread.start()
-        if wait is None:
-            _clock.wait(self.clock, run.wake, timeout)
-        else:
-            wait(run.wake, timeout)
-        with self._lock:
-            self._runs.discard(run)
-            if not run.finished:
-                self._stuck.add(run)
-                return run
-        thread.join(1.0)  # it has finished; only its last bytecodes remain
-        return run
 
     # -- status ------------------------------------------------------------------------------
 

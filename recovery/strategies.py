@@ -41,6 +41,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import attrs
 
 from recovery._backoff import Backoff
+from recovery._bounded import BoundedRunner as BoundedRunner  # re-exported: public here
+from recovery._bounded import run_inline as run_inline  # re-exported: public here
 from recovery._clock import Clock
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo, FailureType, Severity
@@ -51,25 +53,6 @@ _logger = logging.getLogger("recovery.strategies")
 
 _MAX_LEVEL = 64
 """The backoff strategy's hold grows no further past this level: its uncapped power stays finite."""
-
-BoundedRunner = Callable[[Callable[[], object], float, str], bool]
-"""``run(fn, timeout, label) -> finished``: run ``fn`` for at most ``timeout`` seconds.
-
-Returns True when ``fn`` returned, False when it was still running at the
-deadline (it is then abandoned, and reported by the manager); re-raises what
-``fn`` raised.
-"""
-
-
-def run_inline(fn: Callable[[], object], timeout: float, label: str) -> bool:
-    """A :data:`BoundedRunner` without a bound: runs ``fn`` on the caller's thread.
-
-    The default of a :class:`RecoveryContext` built by hand (in a test of a
-    strategy); the manager gives its contexts a runner that enforces the timeout.
-    """
-    fn()
-    return True
-
 
 @attrs.define(kw_only=True)
 class RecoveryContext:

@@ -84,7 +84,7 @@ def settle(
 def _waits_for_a_trial(rm: RecoveryManager) -> bool:
     """Some episode waits for a half-open trial, and no strategy or check is running."""
     with rm._lock:
-        return not rm._runs and any(
+        return not rm._runner.running() and any(
             plugin.verification is not None for plugin in rm._plugins.values()
         )
 
