@@ -252,36 +252,29 @@ class RecoveryConfig:
                        self.max_recovery_backoff).delay(attempt - 1)
 
 
+@attrs.define(eq=False)
 class _Episode:
     """One recovery of one plugin, from the failure that started it to its end.
 
     A *probe* is the episode a crash loop starts when its delay ends: one attempt.
     """
 
-    __slots__ = ("alarm", "attempts", "failure", "failures", "probe", "started",
-                 "wall_started")
-
-    def __init__(
-        self, failure: FailureInfo, started: float, alarm: float | None, probe: bool
-    ) -> None:
-        self.failure = failure
-        self.started = started
-        self.wall_started = time.time()
-        self.failures = 1
-        self.attempts = 0
-        self.probe = probe
-        # When the "recovery_time" alert is due (manager clock); None once fired or if off.
-        self.alarm = alarm
+    failure: FailureInfo
+    started: float
+    # When the "recovery_time" alert is due (manager clock); None once fired or if off.
+    alarm: float | None
+    probe: bool
+    wall_started: float = attrs.field(factory=time.time)
+    failures: int = 1
+    attempts: int = 0
 
 
+@attrs.define(eq=False)
 class _Verification:
     """Waiting for a plugin's half-open trials to tell whether an action worked."""
 
-    __slots__ = ("event", "verdict")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.verdict: bool | None = None
+    event: threading.Event = attrs.field(factory=threading.Event)
+    verdict: bool | None = None
 
     def observe(self, new: CircuitBreakerState) -> None:
         """A transition of the plugin's breaker: closed is a pass, open a fail."""
@@ -303,67 +296,38 @@ _EXHAUSTED, _INTENSITY, _UNRECOVERABLE, _GAVE_UP = (
 _FOR_GOOD = frozenset({_UNRECOVERABLE, _GAVE_UP})
 
 
+@attrs.define(eq=False)
 class _Plugin:
     """The manager's bookkeeping for one plugin; guarded by the manager's lock."""
 
-    __slots__ = (
-        "_degraded",
-        "actions",
-        "attempts",
-        "breaker",
-        "consecutive_failures",
-        "crash_delay",
-        "crash_level",
-        "crash_loop",
-        "degraded_until",
-        "episode",
-        "episodes",
-        "failed_reason",
-        "history",
-        "hold_until",
-        "last_action",
-        "last_action_success",
-        "last_failure",
-        "last_trouble",
-        "name",
-        "next_attempt",
-        "next_attempt_wall",
-        "route",
-        "unrecovered",
-        "verification",
-    )
-
-    def __init__(
-        self, name: str, breaker: CircuitBreaker, fallback: Callable[..., Any] | None
-    ) -> None:
-        self.name = name
-        self.breaker = breaker
-        self.route = Route(breaker, fallback)
-        # Strategy runs by (action, success), for status and the Prometheus collector.
-        self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
-        # Finished episodes by outcome ("recovered", "held", ...), likewise.
-        self.episodes: collections.Counter[str] = collections.Counter()
-        self.degraded = False
-        self.degraded_until: float | None = None
-        self.failed_reason: str | None = None
-        self.episode: _Episode | None = None
-        self.history: collections.deque[float] = collections.deque()
-        self.consecutive_failures = 0
-        self.last_trouble: float | None = None
-        self.last_failure: FailureInfo | None = None
-        self.last_action: str | None = None
-        self.last_action_success: bool | None = None
-        self.attempts = 0
-        # Crash loop: retried at next_attempt (manager clock; wall clock for status)
-        # after crash_delay, which doubles with crash_level until stable_period passes.
-        self.crash_loop = False
-        self.crash_level = 0
-        self.crash_delay = 0.0
-        self.next_attempt: float | None = None
-        self.next_attempt_wall: float | None = None
-        self.unrecovered = 0  # episodes in a row that did not bring it back
-        self.hold_until: float | None = None  # a strategy holds the breaker open until then
-        self.verification: _Verification | None = None
+    name: str
+    breaker: CircuitBreaker
+    route: Route
+    # Strategy runs by (action, success), for status and the Prometheus collector.
+    actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
+    # Finished episodes by outcome ("recovered", "held", ...), likewise.
+    episodes: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    _degraded: bool = attrs.field(default=False, init=False)
+    degraded_until: float | None = None
+    failed_reason: str | None = None
+    episode: _Episode | None = None
+    history: collections.deque[float] = attrs.field(factory=collections.deque)
+    consecutive_failures: int = 0
+    last_trouble: float | None = None
+    last_failure: FailureInfo | None = None
+    last_action: str | None = None
+    last_action_success: bool | None = None
+    attempts: int = 0
+    # Crash loop: retried at next_attempt (manager clock; wall clock for status)
+    # after crash_delay, which doubles with crash_level until stable_period passes.
+    crash_loop: bool = False
+    crash_level: int = 0
+    crash_delay: float = 0.0
+    next_attempt: float | None = None
+    next_attempt_wall: float | None = None
+    unrecovered: int = 0  # episodes in a row that did not bring it back
+    hold_until: float | None = None  # a strategy holds the breaker open until then
+    verification: _Verification | None = None
 
     @property
     def failed(self) -> bool:
@@ -667,7 +631,7 @@ class RecoveryManager(Dispatcher):
             if name in self._plugins:
                 raise ValueError(f"plugin {name!r} is already registered")
             breaker = CircuitBreaker(name, breaker_config, clock=self.clock)
-            plugin = _Plugin(name, breaker, fallback)
+            plugin = _Plugin(name, breaker, Route(breaker, fallback))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
