@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import functools
 import logging
 import math
@@ -351,8 +352,13 @@ class _Plugin:
         self.route.diverted = value and self.route.fallback is not None
 
 
-# What record_failure decided, acted on outside the lock.
-_COUNTED, _UNRECOVERABLE_FAILURE, _CRASH_LOOP = range(3)
+class _Then(enum.Enum):
+    """What record_failure decided under the lock, done once it is released (None:
+    the failure is only counted)."""
+
+    START_EPISODE = enum.auto()
+    HOLD_UNRECOVERABLE = enum.auto()
+    START_CRASH_LOOP = enum.auto()
 
 # How an episode ended.
 _RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = EPISODE_OUTCOMES = (
@@ -426,8 +432,11 @@ class RecoveryManager(Dispatcher):
         self._crash_backoff = Backoff(config.crash_loop_delay, 2.0, config.crash_loop_max_delay)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
 
-        # One lock for all bookkeeping. Re-entrant because a breaker transition made
-        # while holding it (begin_repair) runs listeners, which may read status.
+        # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
+        # moves (whose listeners are anyone's), alerts, audit records and log records
+        # are decided under it and made after it is released, so a listener that
+        # calls the manager, or waits for a thread that does, cannot deadlock it.
+        # Re-entrant only so that a thread can ask whether it holds it (_is_owned).
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._plugins: dict[str, _Plugin] = {}
@@ -885,17 +894,17 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"failure must be a FailureInfo, got {failure!r}")
         now = self.clock.monotonic()
         config = self.config
-        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
+        then: _Then | None = None
+        with self._lock:
             plugin.consecutive_failures += 1
             count = plugin.consecutive_failures
             quiet_since = plugin.last_trouble
             plugin.last_trouble = now
             plugin.last_failure = failure
-            action = _COUNTED
             if not failure.recoverable and not plugin.failed_for_good:
                 plugin.failed_reason = _UNRECOVERABLE
                 self._leave_crash_loop(plugin, failed_reason=_UNRECOVERABLE)
-                action = _UNRECOVERABLE_FAILURE
+                then = _Then.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
@@ -911,10 +920,13 @@ class RecoveryManager(Dispatcher):
                     history.popleft()
                 if len(history) >= config.max_episodes_per_period:
                     self._enter_crash_loop(plugin, _INTENSITY, now)
-                    action = _CRASH_LOOP
+                    then = _Then.START_CRASH_LOOP
                 else:
                     history.append(now)
-                    self._start_episode(plugin, failure, now, probe=False)
+                    self._open_episode(plugin, failure, now, probe=False)
+                    then = _Then.START_EPISODE
+        if then is _Then.START_EPISODE:
+            self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
         if limit is not None and count >= limit:
             self._alerts.fire_once(
@@ -923,7 +935,7 @@ class RecoveryManager(Dispatcher):
                 f"{count} consecutive failures (threshold {limit}); last: {failure.type.value}"
                 f"{': ' + failure.message if failure.message else ''}",
             )
-        if action is _UNRECOVERABLE_FAILURE:
+        if then is _Then.HOLD_UNRECOVERABLE:
             self._control(lambda: plugin.breaker.force_open(math.inf))
             self._timer_wake.set()
             self._alerts.fire_once(
@@ -932,26 +944,38 @@ class RecoveryManager(Dispatcher):
                 f"unrecoverable {failure.type.value} failure: {failure.message}; "
                 "breaker held open until reset_plugin()",
             )
-        elif action is _CRASH_LOOP:
+        elif then is _Then.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
                 f"more than {config.max_episodes_per_period} recovery episodes within "
                 f"{config.episode_period:g}s",
             )
 
-    def _start_episode(
+    def _open_episode(
         self, plugin: _Plugin, failure: FailureInfo, now: float, *, probe: bool
     ) -> None:
-        """Queue an episode for a worker (under the lock)."""
+        """Under the lock: the plugin has an episode from now on (later failures are
+        counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
         limit = self._thresholds.recovery_time
         plugin.episode = _Episode(failure, now, None if limit is None else now + limit, probe)
         plugin.attempts = 0
         self._open_episodes += 1
-        # Under the lock, so stop() cannot slip in between REPAIRING and the
-        # queueing: every REPAIRING plugin has its episode queued.
+
+    def _queue_episode(self, plugin: _Plugin) -> None:
+        """Outside the lock, as the breaker's listeners run: move the breaker to
+        REPAIRING, then hand the episode to a worker.
+
+        REPAIRING comes first so that no worker acts on a plugin whose calls still go
+        through. A stop() that came in between drained the queue without it: the
+        episode is dropped here instead (breaker OPEN), as stop() would have.
+        """
         self._control(plugin.breaker.begin_repair)
-        self._queue.append(plugin)
-        self._work_ready.notify()
+        with self._lock:
+            if self._running:
+                self._queue.append(plugin)
+                self._work_ready.notify()
+                return
+        self._drop_episode(plugin)
 
     # -- the crash loop ----------------------------------------------------------------------
 
@@ -997,7 +1021,7 @@ class RecoveryManager(Dispatcher):
     def _probe(self, plugin: _Plugin) -> None:
         """End a crash loop's wait: start its next episode (one attempt) now."""
         now = self.clock.monotonic()
-        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
+        with self._lock:
             if not (plugin.crash_loop and plugin.episode is None and self._running):
                 return
             plugin.next_attempt = None
@@ -1005,7 +1029,8 @@ class RecoveryManager(Dispatcher):
             failure = plugin.last_failure or FailureInfo(
                 FailureType.ERROR, message="crash loop retry"
             )
-            self._start_episode(plugin, failure, now, probe=True)
+            self._open_episode(plugin, failure, now, probe=True)
+        self._queue_episode(plugin)
 
     def _time_crash_loops(self, stopping: threading.Event, wake: threading.Event) -> None:
         """The timer thread: start each crash loop's next episode when its time comes.

@@ -903,6 +903,45 @@ def test_failure_severity_strings_in_record_failure(make: Make, clock: FakeClock
     assert audit.records == [("p", "timeout", "restart", True)]
 
 
+def free_elsewhere(lock: Any) -> bool:
+    """Could another thread take ``lock`` now? Asked from a thread of its own, bounded."""
+    answers: list[bool] = []
+
+    def probe() -> None:
+        taken = lock.acquire(blocking=False)
+        if taken:
+            lock.release()
+        answers.append(taken)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join(5)
+    return answers == [True]
+
+
+def test_listeners_and_alert_handlers_run_with_the_manager_s_lock_free(
+    make: Make, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    """A user's listener that calls the manager, or waits for a thread that does, must
+    not deadlock it: the episode's move to REPAIRING (from record_failure and from a
+    crash loop's probe) used to be made, and its listeners run, under the lock."""
+    seen: list[tuple[object, bool]] = []
+    rm = make(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1,
+              crash_loop_delay=5.0)
+    rm.register_strategy("bad", failing())
+    breaker = rm.register_plugin("p")
+    breaker.add_listener(lambda b, old, new: seen.append((new, free_elsewhere(rm._lock))))
+    rm.add_alert_handler(lambda alert: seen.append((alert.kind, free_elsewhere(rm._lock))))
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)  # one failed attempt: a crash loop, held open
+    assert clock.wait_for_waiters(1)
+    clock.advance(5.0)  # the probe
+    eventually(lambda: len(audit.records) == 2)
+    assert rm.wait_idle(5)
+    assert [what for what, _ in seen].count(REPAIRING) == 2
+    assert [what for what, free in seen if not free] == []
+
+
 # -- with the real plugin registry, FlakyPlugin and the health monitor -------------------------
 
 
