@@ -553,6 +553,20 @@ class HealthMonitor:
                 raise KeyError(f"no health check is watched for plugin {name!r}")
             return watch.planned
 
+    def _is_busy(self) -> bool:
+        """Has the monitor work that needs no more time? A check queued or running
+        (within its timeout), or a check, a detach or a timeout due now. The recovery
+        manager's ``is_quiescent()`` asks."""
+        now = self._clock.monotonic()
+        with self._lock:
+            if not self._started or self._stopping.is_set():
+                return False
+            if any(job.state != _TIMED_OUT for job in self._in_flight.values()):
+                return True
+            slot_due = bool(self._slots) and self._slots[0][0] <= now
+            deadline_due = bool(self._deadlines) and self._deadlines[0][0] <= now
+            return slot_due or deadline_due
+
     # -- scheduler ----------------------------------------------------------------
 
     def _plan_first(self, watch: _Watch, now: float) -> None:

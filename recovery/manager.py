@@ -444,6 +444,10 @@ class RecoveryManager(Dispatcher):
         self._open_episodes = 0
         self._queue: collections.deque[_Plugin] = collections.deque()
         self._work_ready = threading.Condition(self._lock)
+        self._free_workers = 0  # workers waiting for an episode
+        # Verifications whose episode waits for a half-open trial (only time, or a
+        # call, can end that wait): what is_quiescent() counts as waiting for the clock.
+        self._trial_waits: set[_Verification] = set()
         self._workers: list[threading.Thread] = []
         self._runner = ThreadRunner(self.clock, self._own_thread)
         self._running = False
@@ -1125,13 +1129,57 @@ class RecoveryManager(Dispatcher):
         with self._idle:
             return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
 
+    def is_quiescent(self) -> bool:
+        """True when nothing the manager does can go on until its clock moves.
+
+        That is: no strategy, ``can_handle`` or verifying health check is running;
+        no health check is running or due; no episode waits for a free worker, and
+        every episode in progress waits for a half-open trial; no crash loop's next
+        attempt is due. All that is left is time: a trial (or ``verify_timeout``), a
+        breaker's open period or a strategy's hold, a crash loop's delay, the next
+        health check. A back-off between attempts is not waiting: on a FakeClock the
+        episode advances the clock through it itself.
+
+        For tests that drive the manager with a :class:`recovery.testing.FakeClock`:
+        advance the clock only while this is True. A step taken while a strategy runs
+        is read as time the strategy took (a slow restart on a loaded machine is then
+        abandoned as hung); a step taken while a health check runs may time it out::
+
+            while not rm.wait_idle(0.002):
+                if rm.is_quiescent():
+                    clock.advance(1.0)
+
+        A snapshot: a call or a transition made by another thread may end it at once.
+        """
+        monitor = self._monitor
+        now = self.clock.monotonic()
+        with self._lock:
+            if self._runner.running():
+                return False
+            waiting = len(self._trial_waits)
+            if any(verification.event.is_set() for verification in self._trial_waits):
+                return False  # a trial told: its episode goes on now
+            queued = len(self._queue)
+            if queued and self._free_workers:
+                return False
+            if self._open_episodes != waiting + queued:
+                return False  # an episode is at work, or between a worker and its queue
+            if any(plugin.next_attempt is not None and plugin.next_attempt <= now
+                   for plugin in self._plugins.values()):
+                return False
+        return monitor is None or not monitor._is_busy()
+
     def _work(self) -> None:
         self._own_thread()
         stopping = self._stopping
         while True:
             with self._lock:
                 while not self._queue and not stopping.is_set():
-                    self._work_ready.wait()
+                    self._free_workers += 1
+                    try:
+                        self._work_ready.wait()
+                    finally:
+                        self._free_workers -= 1
                 if not self._queue:
                     return
                 plugin = self._queue.popleft()
@@ -1467,7 +1515,14 @@ class RecoveryManager(Dispatcher):
                 return None
             if state is not CircuitBreakerState.HALF_OPEN:
                 return False
-            self._episode_wait(plugin, episode, verification.event, self.config.verify_timeout)
+            with self._lock:
+                self._trial_waits.add(verification)
+            try:
+                self._episode_wait(plugin, episode, verification.event,
+                                   self.config.verify_timeout)
+            finally:
+                with self._lock:
+                    self._trial_waits.discard(verification)
             if stopping.is_set():
                 return None  # cut short by stop(): no verdict
             if verification.verdict is not None:
