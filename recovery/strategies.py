@@ -54,6 +54,7 @@ _logger = logging.getLogger("recovery.strategies")
 _MAX_LEVEL = 64
 """The backoff strategy's hold grows no further past this level: its uncapped power stays finite."""
 
+
 @attrs.define(kw_only=True)
 class RecoveryContext:
     """What a strategy may use while it works on one plugin.
