@@ -103,7 +103,7 @@ def _quiet(rm: RecoveryManager, clock: SimClock) -> bool:
         return False
     monitor = rm._monitor
     with rm._lock:
-        if rm._queue or rm._runs:
+        if rm._queue or rm._runner.running():
             return False
         expected = rm._open_episodes
         if any(plugin.next_attempt is not None for plugin in rm._plugins.values()):

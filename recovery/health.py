@@ -286,38 +286,19 @@ def _describe(check: object) -> str:
     return str(getattr(check, "__qualname__", None) or _safe_repr(check))
 
 
+@attrs.define(eq=False)
 class _Watch:
     """One watched plugin: its check, schedule and results (guarded by the monitor lock)."""
 
-    __slots__ = (
-        "active",
-        "check",
-        "config",
-        "consecutive_fails",
-        "last_result",
-        "name",
-        "on_failure_limit",
-        "on_healthy",
-        "planned",
-    )
-
-    def __init__(
-        self,
-        name: str,
-        check: HealthCheck,
-        config: HealthCheckConfig,
-        on_failure_limit: ResultCallback,
-        on_healthy: ResultCallback,
-    ) -> None:
-        self.name = name
-        self.check = check
-        self.config = config
-        self.on_failure_limit = on_failure_limit
-        self.on_healthy = on_healthy
-        self.active = True
-        self.planned: float | None = None
-        self.consecutive_fails = 0
-        self.last_result: HealthCheckResult | None = None
+    name: str
+    check: HealthCheck
+    config: HealthCheckConfig
+    on_failure_limit: ResultCallback
+    on_healthy: ResultCallback
+    active: bool = True
+    planned: float | None = None
+    consecutive_fails: int = 0
+    last_result: HealthCheckResult | None = None
 
 
 _QUEUED, _RUNNING, _DETACHED, _DONE, _TIMED_OUT = range(5)
@@ -325,6 +306,7 @@ _QUEUED, _RUNNING, _DETACHED, _DONE, _TIMED_OUT = range(5)
 (past ``detach_after``, within its timeout); finished; past its timeout (abandoned)."""
 
 
+@attrs.define(eq=False)
 class _Job:
     """One check of one plugin, from dispatch to result (guarded by the monitor lock).
 
@@ -332,15 +314,12 @@ class _Job:
     detach moment, then (once detached) its timeout.
     """
 
-    __slots__ = ("deadline", "started", "state", "thread", "wall_started", "watch")
-
-    def __init__(self, watch: _Watch) -> None:
-        self.watch = watch
-        self.state = _QUEUED
-        self.started = 0.0
-        self.deadline = 0.0
-        self.wall_started = 0.0
-        self.thread: threading.Thread | None = None
+    watch: _Watch
+    state: int = _QUEUED
+    started: float = 0.0
+    deadline: float = 0.0
+    wall_started: float = 0.0
+    thread: threading.Thread | None = None
 
 
 _LIVE = (_RUNNING, _DETACHED)
@@ -573,6 +552,20 @@ class HealthMonitor:
             if watch is None:
                 raise KeyError(f"no health check is watched for plugin {name!r}")
             return watch.planned
+
+    def _is_busy(self) -> bool:
+        """Has the monitor work that needs no more time? A check queued or running
+        (within its timeout), or a check, a detach or a timeout due now. The recovery
+        manager's ``is_quiescent()`` asks."""
+        now = self._clock.monotonic()
+        with self._lock:
+            if not self._started or self._stopping.is_set():
+                return False
+            if any(job.state != _TIMED_OUT for job in self._in_flight.values()):
+                return True
+            slot_due = bool(self._slots) and self._slots[0][0] <= now
+            deadline_due = bool(self._deadlines) and self._deadlines[0][0] <= now
+            return slot_due or deadline_due
 
     # -- scheduler ----------------------------------------------------------------
 

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import enum
 import functools
 import logging
 import math
@@ -59,6 +60,8 @@ import attrs
 
 from recovery import _clock, _events
 from recovery import _validate as v
+from recovery._backoff import Backoff
+from recovery._bounded import Run, ThreadRunner
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger, record_attempt
@@ -246,56 +249,33 @@ class RecoveryConfig:
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
-        return _grown(self.recovery_backoff_base, self.recovery_backoff_factor, attempt - 1,
-                     self.max_recovery_backoff)
+        return Backoff(self.recovery_backoff_base, self.recovery_backoff_factor,
+                       self.max_recovery_backoff).delay(attempt - 1)
 
 
-def _grown(base: float, factor: float, level: int, cap: float) -> float:
-    """``min(base * factor**level, cap)`` for any level, without overflowing.
-
-    ``factor**level`` overflows a float long before a back-off is interesting
-    (factor 1e200 at level 2, factor 2 at level 1,024): once the product would
-    reach the cap, the cap is the answer and the power is never computed.
-    """
-    if base >= cap:
-        return cap
-    if factor == 1.0:
-        return base
-    if level >= math.log(cap / base, factor):
-        return cap
-    return min(base * factor**level, cap)
-
-
+@attrs.define(eq=False)
 class _Episode:
     """One recovery of one plugin, from the failure that started it to its end.
 
     A *probe* is the episode a crash loop starts when its delay ends: one attempt.
     """
 
-    __slots__ = ("alarm", "attempts", "failure", "failures", "probe", "started",
-                 "wall_started")
-
-    def __init__(
-        self, failure: FailureInfo, started: float, alarm: float | None, probe: bool
-    ) -> None:
-        self.failure = failure
-        self.started = started
-        self.wall_started = time.time()
-        self.failures = 1
-        self.attempts = 0
-        self.probe = probe
-        # When the "recovery_time" alert is due (manager clock); None once fired or if off.
-        self.alarm = alarm
+    failure: FailureInfo
+    started: float
+    # When the "recovery_time" alert is due (manager clock); None once fired or if off.
+    alarm: float | None
+    probe: bool
+    wall_started: float = attrs.field(factory=time.time)
+    failures: int = 1
+    attempts: int = 0
 
 
+@attrs.define(eq=False)
 class _Verification:
     """Waiting for a plugin's half-open trials to tell whether an action worked."""
 
-    __slots__ = ("event", "verdict")
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.verdict: bool | None = None
+    event: threading.Event = attrs.field(factory=threading.Event)
+    verdict: bool | None = None
 
     def observe(self, new: CircuitBreakerState) -> None:
         """A transition of the plugin's breaker: closed is a pass, open a fail."""
@@ -317,67 +297,38 @@ _EXHAUSTED, _INTENSITY, _UNRECOVERABLE, _GAVE_UP = (
 _FOR_GOOD = frozenset({_UNRECOVERABLE, _GAVE_UP})
 
 
+@attrs.define(eq=False)
 class _Plugin:
     """The manager's bookkeeping for one plugin; guarded by the manager's lock."""
 
-    __slots__ = (
-        "_degraded",
-        "actions",
-        "attempts",
-        "breaker",
-        "consecutive_failures",
-        "crash_delay",
-        "crash_level",
-        "crash_loop",
-        "degraded_until",
-        "episode",
-        "episodes",
-        "failed_reason",
-        "history",
-        "hold_until",
-        "last_action",
-        "last_action_success",
-        "last_failure",
-        "last_trouble",
-        "name",
-        "next_attempt",
-        "next_attempt_wall",
-        "route",
-        "unrecovered",
-        "verification",
-    )
-
-    def __init__(
-        self, name: str, breaker: CircuitBreaker, fallback: Callable[..., Any] | None
-    ) -> None:
-        self.name = name
-        self.breaker = breaker
-        self.route = Route(breaker, fallback)
-        # Strategy runs by (action, success), for status and the Prometheus collector.
-        self.actions: collections.Counter[tuple[str, bool]] = collections.Counter()
-        # Finished episodes by outcome ("recovered", "held", ...), likewise.
-        self.episodes: collections.Counter[str] = collections.Counter()
-        self.degraded = False
-        self.degraded_until: float | None = None
-        self.failed_reason: str | None = None
-        self.episode: _Episode | None = None
-        self.history: collections.deque[float] = collections.deque()
-        self.consecutive_failures = 0
-        self.last_trouble: float | None = None
-        self.last_failure: FailureInfo | None = None
-        self.last_action: str | None = None
-        self.last_action_success: bool | None = None
-        self.attempts = 0
-        # Crash loop: retried at next_attempt (manager clock; wall clock for status)
-        # after crash_delay, which doubles with crash_level until stable_period passes.
-        self.crash_loop = False
-        self.crash_level = 0
-        self.crash_delay = 0.0
-        self.next_attempt: float | None = None
-        self.next_attempt_wall: float | None = None
-        self.unrecovered = 0  # episodes in a row that did not bring it back
-        self.hold_until: float | None = None  # a strategy holds the breaker open until then
-        self.verification: _Verification | None = None
+    name: str
+    breaker: CircuitBreaker
+    route: Route
+    # Strategy runs by (action, success), for status and the Prometheus collector.
+    actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
+    # Finished episodes by outcome ("recovered", "held", ...), likewise.
+    episodes: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    _degraded: bool = attrs.field(default=False, init=False)
+    degraded_until: float | None = None
+    failed_reason: str | None = None
+    episode: _Episode | None = None
+    history: collections.deque[float] = attrs.field(factory=collections.deque)
+    consecutive_failures: int = 0
+    last_trouble: float | None = None
+    last_failure: FailureInfo | None = None
+    last_action: str | None = None
+    last_action_success: bool | None = None
+    attempts: int = 0
+    # Crash loop: retried at next_attempt (manager clock; wall clock for status)
+    # after crash_delay, which doubles with crash_level until stable_period passes.
+    crash_loop: bool = False
+    crash_level: int = 0
+    crash_delay: float = 0.0
+    next_attempt: float | None = None
+    next_attempt_wall: float | None = None
+    unrecovered: int = 0  # episodes in a row that did not bring it back
+    hold_until: float | None = None  # a strategy holds the breaker open until then
+    verification: _Verification | None = None
 
     @property
     def failed(self) -> bool:
@@ -401,22 +352,13 @@ class _Plugin:
         self.route.diverted = value and self.route.fallback is not None
 
 
-class _Run:
-    """A strategy (or a step of one) running on its own thread under a timeout."""
+class _Then(enum.Enum):
+    """What record_failure decided under the lock, done once it is released (None:
+    the failure is only counted)."""
 
-    __slots__ = ("error", "finished", "label", "started", "value", "wake")
-
-    def __init__(self, label: str) -> None:
-        self.label = label
-        self.started = time.time()
-        self.wake = threading.Event()  # set when it finishes, or by stop()
-        self.finished = False
-        self.value: object = None
-        self.error: BaseException | None = None
-
-
-# What record_failure decided, acted on outside the lock.
-_COUNTED, _UNRECOVERABLE_FAILURE, _CRASH_LOOP = range(3)
+    START_EPISODE = enum.auto()
+    HOLD_UNRECOVERABLE = enum.auto()
+    START_CRASH_LOOP = enum.auto()
 
 # How an episode ended.
 _RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = EPISODE_OUTCOMES = (
@@ -486,10 +428,15 @@ class RecoveryManager(Dispatcher):
         if cluster is not None:
             cluster.report_for(self)
         self._thresholds = config.alert_thresholds
+        # A crash loop's delay doubles with each entry, up to its cap.
+        self._crash_backoff = Backoff(config.crash_loop_delay, 2.0, config.crash_loop_max_delay)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
 
-        # One lock for all bookkeeping. Re-entrant because a breaker transition made
-        # while holding it (begin_repair) runs listeners, which may read status.
+        # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
+        # moves (whose listeners are anyone's), alerts, audit records and log records
+        # are decided under it and made after it is released, so a listener that
+        # calls the manager, or waits for a thread that does, cannot deadlock it.
+        # Re-entrant only so that a thread can ask whether it holds it (_is_owned).
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
         self._plugins: dict[str, _Plugin] = {}
@@ -497,9 +444,12 @@ class RecoveryManager(Dispatcher):
         self._open_episodes = 0
         self._queue: collections.deque[_Plugin] = collections.deque()
         self._work_ready = threading.Condition(self._lock)
+        self._free_workers = 0  # workers waiting for an episode
+        # Verifications whose episode waits for a half-open trial (only time, or a
+        # call, can end that wait): what is_quiescent() counts as waiting for the clock.
+        self._trial_waits: set[_Verification] = set()
         self._workers: list[threading.Thread] = []
-        self._runs: set[_Run] = set()
-        self._stuck: set[_Run] = set()
+        self._runner = ThreadRunner(self.clock, self._own_thread)
         self._running = False
         self._stopping = threading.Event()
         self._timer_wake = threading.Event()  # a crash-loop deadline changed (or stop)
@@ -535,6 +485,7 @@ class RecoveryManager(Dispatcher):
                 self._monitor = monitor
             self._running = True
             self._stopping = stopping = threading.Event()
+            self._runner.resume()
             self._timer_wake = wake = threading.Event()
             self._workers = [
                 threading.Thread(
@@ -578,8 +529,7 @@ class RecoveryManager(Dispatcher):
                 return
             self._running = False
             self._stopping.set()
-            for run in self._runs:
-                run.wake.set()
+            self._runner.interrupt()
             for plugin in self._plugins.values():
                 if plugin.verification is not None:
                     plugin.verification.event.set()
@@ -599,6 +549,17 @@ class RecoveryManager(Dispatcher):
             ).start()
             return
         self._join(workers, monitor, deadline)
+
+    def _own_thread(self) -> None:
+        """Mark the calling thread as the manager's: a ``stop()`` made on it (from an
+        alert handler, a strategy, a health-check callback) cannot join it, so it only
+        signals and lets a helper thread join."""
+        self._local.owned = True
+
+    @property
+    def _stuck(self) -> list[Run]:
+        """Strategy steps abandoned past their timeout and still running, oldest first."""
+        return self._runner.stuck()
 
     def _join(
         self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
@@ -683,7 +644,7 @@ class RecoveryManager(Dispatcher):
             if name in self._plugins:
                 raise ValueError(f"plugin {name!r} is already registered")
             breaker = CircuitBreaker(name, breaker_config, clock=self.clock)
-            plugin = _Plugin(name, breaker, fallback)
+            plugin = _Plugin(name, breaker, Route(breaker, fallback))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
@@ -937,17 +898,17 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"failure must be a FailureInfo, got {failure!r}")
         now = self.clock.monotonic()
         config = self.config
-        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
+        then: _Then | None = None
+        with self._lock:
             plugin.consecutive_failures += 1
             count = plugin.consecutive_failures
             quiet_since = plugin.last_trouble
             plugin.last_trouble = now
             plugin.last_failure = failure
-            action = _COUNTED
             if not failure.recoverable and not plugin.failed_for_good:
                 plugin.failed_reason = _UNRECOVERABLE
                 self._leave_crash_loop(plugin, failed_reason=_UNRECOVERABLE)
-                action = _UNRECOVERABLE_FAILURE
+                then = _Then.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
@@ -963,10 +924,13 @@ class RecoveryManager(Dispatcher):
                     history.popleft()
                 if len(history) >= config.max_episodes_per_period:
                     self._enter_crash_loop(plugin, _INTENSITY, now)
-                    action = _CRASH_LOOP
+                    then = _Then.START_CRASH_LOOP
                 else:
                     history.append(now)
-                    self._start_episode(plugin, failure, now, probe=False)
+                    self._open_episode(plugin, failure, now, probe=False)
+                    then = _Then.START_EPISODE
+        if then is _Then.START_EPISODE:
+            self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
         if limit is not None and count >= limit:
             self._alerts.fire_once(
@@ -975,7 +939,7 @@ class RecoveryManager(Dispatcher):
                 f"{count} consecutive failures (threshold {limit}); last: {failure.type.value}"
                 f"{': ' + failure.message if failure.message else ''}",
             )
-        if action is _UNRECOVERABLE_FAILURE:
+        if then is _Then.HOLD_UNRECOVERABLE:
             self._control(lambda: plugin.breaker.force_open(math.inf))
             self._timer_wake.set()
             self._alerts.fire_once(
@@ -984,26 +948,38 @@ class RecoveryManager(Dispatcher):
                 f"unrecoverable {failure.type.value} failure: {failure.message}; "
                 "breaker held open until reset_plugin()",
             )
-        elif action is _CRASH_LOOP:
+        elif then is _Then.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
                 f"more than {config.max_episodes_per_period} recovery episodes within "
                 f"{config.episode_period:g}s",
             )
 
-    def _start_episode(
+    def _open_episode(
         self, plugin: _Plugin, failure: FailureInfo, now: float, *, probe: bool
     ) -> None:
-        """Queue an episode for a worker (under the lock)."""
+        """Under the lock: the plugin has an episode from now on (later failures are
+        counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
         limit = self._thresholds.recovery_time
         plugin.episode = _Episode(failure, now, None if limit is None else now + limit, probe)
         plugin.attempts = 0
         self._open_episodes += 1
-        # Under the lock, so stop() cannot slip in between REPAIRING and the
-        # queueing: every REPAIRING plugin has its episode queued.
+
+    def _queue_episode(self, plugin: _Plugin) -> None:
+        """Outside the lock, as the breaker's listeners run: move the breaker to
+        REPAIRING, then hand the episode to a worker.
+
+        REPAIRING comes first so that no worker acts on a plugin whose calls still go
+        through. A stop() that came in between drained the queue without it: the
+        episode is dropped here instead (breaker OPEN), as stop() would have.
+        """
         self._control(plugin.breaker.begin_repair)
-        self._queue.append(plugin)
-        self._work_ready.notify()
+        with self._lock:
+            if self._running:
+                self._queue.append(plugin)
+                self._work_ready.notify()
+                return
+        self._drop_episode(plugin)
 
     # -- the crash loop ----------------------------------------------------------------------
 
@@ -1013,9 +989,7 @@ class RecoveryManager(Dispatcher):
         The breaker is to be held open until then (the caller does it, outside the
         lock); the plugin is failed while it waits, with ``reason``.
         """
-        config = self.config
-        delay = _grown(config.crash_loop_delay, 2.0, plugin.crash_level,
-                       config.crash_loop_max_delay)
+        delay = self._crash_backoff.delay(plugin.crash_level)
         plugin.crash_level = min(plugin.crash_level + 1, _MAX_LEVEL)
         plugin.crash_delay = delay
         plugin.next_attempt = now + delay
@@ -1051,7 +1025,7 @@ class RecoveryManager(Dispatcher):
     def _probe(self, plugin: _Plugin) -> None:
         """End a crash loop's wait: start its next episode (one attempt) now."""
         now = self.clock.monotonic()
-        with _events.held(), self._lock:  # begin_repair's transition: logged after the lock
+        with self._lock:
             if not (plugin.crash_loop and plugin.episode is None and self._running):
                 return
             plugin.next_attempt = None
@@ -1059,7 +1033,8 @@ class RecoveryManager(Dispatcher):
             failure = plugin.last_failure or FailureInfo(
                 FailureType.ERROR, message="crash loop retry"
             )
-            self._start_episode(plugin, failure, now, probe=True)
+            self._open_episode(plugin, failure, now, probe=True)
+        self._queue_episode(plugin)
 
     def _time_crash_loops(self, stopping: threading.Event, wake: threading.Event) -> None:
         """The timer thread: start each crash loop's next episode when its time comes.
@@ -1068,7 +1043,7 @@ class RecoveryManager(Dispatcher):
         loop (on a FakeClock the deadline comes when the test advances to it);
         otherwise on ``wake``, which every change of a deadline sets.
         """
-        self._local.owned = True
+        self._own_thread()
         while not stopping.is_set():
             wake.clear()
             now = self.clock.monotonic()
@@ -1111,7 +1086,7 @@ class RecoveryManager(Dispatcher):
 
     def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
         """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
-        self._local.owned = True  # a monitor thread: stop() from here must not join it
+        self._own_thread()  # a monitor thread
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(False)
         self.record_failure(
@@ -1128,7 +1103,7 @@ class RecoveryManager(Dispatcher):
         an OPEN breaker try a call now (unless a strategy holds it open: a hold is a
         hold), and ends an open-ended degradation. During an episode the episode
         owns the breaker; a plugin failed for good stays so until reset_plugin()."""
-        self._local.owned = True  # a monitor thread: stop() from here must not join it
+        self._own_thread()  # a monitor thread
         plugin = self._plugins[name]
         plugin.breaker.record_health_check(True)
         now = self.clock.monotonic()
@@ -1154,13 +1129,57 @@ class RecoveryManager(Dispatcher):
         with self._idle:
             return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
 
+    def is_quiescent(self) -> bool:
+        """True when nothing the manager does can go on until its clock moves.
+
+        That is: no strategy, ``can_handle`` or verifying health check is running;
+        no health check is running or due; no episode waits for a free worker, and
+        every episode in progress waits for a half-open trial; no crash loop's next
+        attempt is due. All that is left is time: a trial (or ``verify_timeout``), a
+        breaker's open period or a strategy's hold, a crash loop's delay, the next
+        health check. A back-off between attempts is not waiting: on a FakeClock the
+        episode advances the clock through it itself.
+
+        For tests that drive the manager with a :class:`recovery.testing.FakeClock`:
+        advance the clock only while this is True. A step taken while a strategy runs
+        is read as time the strategy took (a slow restart on a loaded machine is then
+        abandoned as hung); a step taken while a health check runs may time it out::
+
+            while not rm.wait_idle(0.002):
+                if rm.is_quiescent():
+                    clock.advance(1.0)
+
+        A snapshot: a call or a transition made by another thread may end it at once.
+        """
+        monitor = self._monitor
+        now = self.clock.monotonic()
+        with self._lock:
+            if self._runner.running():
+                return False
+            waiting = len(self._trial_waits)
+            if any(verification.event.is_set() for verification in self._trial_waits):
+                return False  # a trial told: its episode goes on now
+            queued = len(self._queue)
+            if queued and self._free_workers:
+                return False
+            if self._open_episodes != waiting + queued:
+                return False  # an episode is at work, or between a worker and its queue
+            if any(plugin.next_attempt is not None and plugin.next_attempt <= now
+                   for plugin in self._plugins.values()):
+                return False
+        return monitor is None or not monitor._is_busy()
+
     def _work(self) -> None:
-        self._local.owned = True
+        self._own_thread()
         stopping = self._stopping
         while True:
             with self._lock:
                 while not self._queue and not stopping.is_set():
-                    self._work_ready.wait()
+                    self._free_workers += 1
+                    try:
+                        self._work_ready.wait()
+                    finally:
+                        self._free_workers -= 1
                 if not self._queue:
                     return
                 plugin = self._queue.popleft()
@@ -1347,7 +1366,7 @@ class RecoveryManager(Dispatcher):
         failure = episode.failure
         if type(strategy) in _BUILTIN_TYPES:
             return strategy.can_handle(failure)
-        run = self._bounded(
+        run = self._runner.run(
             functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
             f"can_handle {name} {plugin.name}",
             functools.partial(self._episode_wait, plugin, episode),
@@ -1396,7 +1415,7 @@ class RecoveryManager(Dispatcher):
                 logger=self.logger,
                 config=self.config.recovery_strategy_configs.get(strategy_name, {}),
                 plugin_config=plugin_config,
-                run_bounded=self._run_bounded,
+                run_bounded=self._runner.run_or_raise,
             )
             started = self.clock.monotonic()
             if not self._act(plugin, episode, strategy_name, strategy, ctx):
@@ -1434,7 +1453,7 @@ class RecoveryManager(Dispatcher):
         or True) has failed too, with a warning saying how to report it.
         """
         timeout = self.config.strategy_timeout
-        run = self._bounded(
+        run = self._runner.run(
             functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
             f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
         )
@@ -1476,7 +1495,7 @@ class RecoveryManager(Dispatcher):
             registered = self._health_checks.get(plugin.name)
         if registered is not None:
             check, check_config = registered
-            run = self._bounded(
+            run = self._runner.run(
                 functools.partial(_check_once, check, check_config), check_config.timeout,
                 f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
             )
@@ -1496,7 +1515,14 @@ class RecoveryManager(Dispatcher):
                 return None
             if state is not CircuitBreakerState.HALF_OPEN:
                 return False
-            self._episode_wait(plugin, episode, verification.event, self.config.verify_timeout)
+            with self._lock:
+                self._trial_waits.add(verification)
+            try:
+                self._episode_wait(plugin, episode, verification.event,
+                                   self.config.verify_timeout)
+            finally:
+                with self._lock:
+                    self._trial_waits.discard(verification)
             if stopping.is_set():
                 return None  # cut short by stop(): no verdict
             if verification.verdict is not None:
@@ -1553,64 +1579,6 @@ class RecoveryManager(Dispatcher):
                            action_succeeded=action_succeeded, verified=verified)
         except Exception:
             self.logger.exception("audit logger failed to record %s of plugin %r", action, name)
-
-    def _run_bounded(self, fn: Callable[[], object], timeout: float, label: str) -> bool:
-        """Run ``fn`` on its own daemon thread; wait at most ``timeout`` seconds of the clock.
-
-        True when it returned (its exception is re-raised here); False when it is
-        still running: it is then abandoned and listed as stuck until it returns.
-        ``stop()`` cuts the wait short. The runner strategies get as ``ctx.run_bounded``.
-        """
-        run = self._bounded(fn, timeout, label)
-        if not run.finished:
-            return False
-        if run.error is not None:
-            if isinstance(run.error, Exception):
-                raise run.error
-            raise RuntimeError(f"{label} raised {run.error!r}") from run.error
-        return True
-
-    def _bounded(
-        self, fn: Callable[[], object], timeout: float, label: str,
-        wait: Callable[[threading.Event, float], object] | None = None,
-    ) -> _Run:
-        """Run ``fn`` on its own daemon thread and wait for it with ``wait`` (default:
-        on the manager's clock) at most ``timeout`` seconds; the run tells how it went.
-
-        A run still going at the deadline is abandoned and listed as stuck until it
-        returns. ``stop()`` cuts the wait short.
-        """
-        run = _Run(label)
-
-        def target() -> None:
-            self._local.owned = True
-            try:
-                run.value = fn()
-            except BaseException as exc:
-                run.error = exc
-            finally:
-                with self._lock:
-                    run.finished = True
-                    self._stuck.discard(run)
-                run.wake.set()
-
-        thread = threading.Thread(target=target, name=f"recovery {label}", daemon=True)
-        with self._lock:
-            self._runs.add(run)
-            if self._stopping.is_set():
-                run.wake.set()
-        thread.start()
-        if wait is None:
-            _clock.wait(self.clock, run.wake, timeout)
-        else:
-            wait(run.wake, timeout)
-        with self._lock:
-            self._runs.discard(run)
-            if not run.finished:
-                self._stuck.add(run)
-                return run
-        thread.join(1.0)  # it has finished; only its last bytecodes remain
-        return run
 
     # -- status ------------------------------------------------------------------------------
 

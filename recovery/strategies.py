@@ -40,6 +40,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from recovery._backoff import Backoff
+from recovery._bounded import BoundedRunner as BoundedRunner  # re-exported: public here
+from recovery._bounded import run_inline as run_inline  # re-exported: public here
 from recovery._clock import Clock
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo, FailureType, Severity
@@ -48,23 +51,8 @@ from recovery.state import CircuitBreakerState
 
 _logger = logging.getLogger("recovery.strategies")
 
-BoundedRunner = Callable[[Callable[[], object], float, str], bool]
-"""``run(fn, timeout, label) -> finished``: run ``fn`` for at most ``timeout`` seconds.
-
-Returns True when ``fn`` returned, False when it was still running at the
-deadline (it is then abandoned, and reported by the manager); re-raises what
-``fn`` raised.
-"""
-
-
-def run_inline(fn: Callable[[], object], timeout: float, label: str) -> bool:
-    """A :data:`BoundedRunner` without a bound: runs ``fn`` on the caller's thread.
-
-    The default of a :class:`RecoveryContext` built by hand (in a test of a
-    strategy); the manager gives its contexts a runner that enforces the timeout.
-    """
-    fn()
-    return True
+_MAX_LEVEL = 64
+"""The backoff strategy's hold grows no further past this level: its uncapped power stays finite."""
 
 
 @attrs.define(kw_only=True)
@@ -300,6 +288,8 @@ class BackoffStrategy(_BuiltinStrategy):
         ):
             raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter!r}")
         self.jitter = float(jitter)
+        # Uncapped: the jitter shortens the grown hold, and the cap applies after it.
+        self._growth = Backoff(self.base, 2.0, math.inf)
         self._levels: dict[str, int] = {}
         self._watched: set[int] = set()
         self._lock = threading.Lock()
@@ -328,7 +318,7 @@ class BackoffStrategy(_BuiltinStrategy):
             self._watched.add(id(breaker))
         if watch:
             breaker.add_listener(self._on_transition)
-        hold = self.base * 2.0 ** min(level, 64)
+        hold = self._growth.delay(min(level, _MAX_LEVEL))
         hold *= 1.0 - self.jitter * random.random()
         hold = min(hold, self.cap)
         ctx.logger.info("holding plugin %r open for %.3gs (back-off %d)", plugin_name, hold,

@@ -155,28 +155,20 @@ def settle(
 ) -> None:
     """Advance the clock in small steps until no episode runs (bounded in real time).
 
-    The clock moves only while an episode waits for time itself to pass: a
-    verification waiting for a half-open trial that no call will make. While a
-    strategy, a ``can_handle`` or a verifying health check runs on its thread, the
-    episode waits for that thread, not for time, and a step would be read as time
-    the run took: five 1 s steps (10 ms of real time) abandon a 5 s strategy that a
-    loaded machine has not finished yet, and the steps run the health monitor's
-    checks in the middle of the episode. A test that wants a run to time out
-    advances the clock itself.
+    The clock moves only while the manager is quiescent (``rm.is_quiescent()``):
+    every episode waits for time itself to pass, as a verification waiting for a
+    half-open trial that no call will make. While a strategy, a ``can_handle`` or a
+    verifying health check runs on its thread, the episode waits for that thread,
+    not for time, and a step would be read as time the run took: five 1 s steps
+    (10 ms of real time) abandon a 5 s strategy that a loaded machine has not
+    finished yet, and the steps run the health monitor's checks in the middle of
+    the episode. A test that wants a run to time out advances the clock itself.
     """
     deadline = time.monotonic() + limit
     while not rm.wait_idle(0.002):
         assert time.monotonic() < deadline, "episode did not finish"
-        if clock.waiting and _waits_for_a_trial(rm):
+        if clock.waiting and rm.is_quiescent():
             clock.advance(step)
-
-
-def _waits_for_a_trial(rm: RecoveryManager) -> bool:
-    """Some episode waits for a half-open trial, and no strategy or check is running."""
-    with rm._lock:
-        return not rm._runs and any(
-            plugin.verification is not None for plugin in rm._plugins.values()
-        )
 
 
 # -- factories that clean up after -----------------------------------------------------------

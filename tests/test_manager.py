@@ -853,6 +853,104 @@ def test_failure_severity_strings_in_record_failure(make_manager: MakeManager, c
     assert audit.records == [("p", "timeout", "restart", True)]
 
 
+def free_elsewhere(lock: Any) -> bool:
+    """Could another thread take ``lock`` now? Asked from a thread of its own, bounded."""
+    answers: list[bool] = []
+
+    def probe() -> None:
+        taken = lock.acquire(blocking=False)
+        if taken:
+            lock.release()
+        answers.append(taken)
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join(5)
+    return answers == [True]
+
+
+def test_listeners_and_alert_handlers_run_with_the_manager_s_lock_free(
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    """A user's listener that calls the manager, or waits for a thread that does, must
+    not deadlock it: the episode's move to REPAIRING (from record_failure and from a
+    crash loop's probe) used to be made, and its listeners run, under the lock."""
+    seen: list[tuple[object, bool]] = []
+    rm = make_manager(plugin_recovery_strategies={"p": "bad"}, max_recovery_attempts=1,
+              crash_loop_delay=5.0)
+    rm.register_strategy("bad", failing_strategy())
+    breaker = rm.register_plugin("p")
+    breaker.add_listener(lambda b, old, new: seen.append((new, free_elsewhere(rm._lock))))
+    rm.add_alert_handler(lambda alert: seen.append((alert.kind, free_elsewhere(rm._lock))))
+    rm.record_failure("p", fail("error"))
+    settle(rm, clock)  # one failed attempt: a crash loop, held open
+    assert clock.wait_for_waiters(1)
+    clock.advance(5.0)  # the probe
+    eventually(lambda: len(audit.records) == 2)
+    assert rm.wait_idle(5)
+    assert [what for what, _ in seen].count(REPAIRING) == 2
+    assert [what for what, free in seen if not free] == []
+
+
+def test_is_quiescent_while_the_episode_waits_for_a_trial_not_while_its_strategy_runs(
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    release, started = threading.Event(), threading.Event()
+    rm = make_manager(plugin_recovery_strategies={"p": "blocking"}, strategy_timeout=100.0)
+    rm.register_strategy("blocking", blocking(release, started))
+    rm.register_plugin("p")
+    assert rm.is_quiescent()  # nothing to do at all
+    rm.record_failure("p", fail("error"))
+    assert started.wait(5)
+    assert not rm.is_quiescent()  # a step now would be time the strategy took
+    release.set()
+    eventually(rm.is_quiescent, message="the verification never waited for a trial")
+    assert rm.breaker("p").state is HALF_OPEN and not rm.wait_idle(0)
+    assert clock.wait_for_waiters(1)
+    clock.advance(RecoveryConfig().verify_timeout)  # no trial came: unverified
+    assert rm.wait_idle(5)
+    assert rm.is_quiescent()
+    assert audit.records == [("p", "error", "blocking", True)]
+
+
+def test_is_quiescent_not_while_a_health_check_runs(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+
+    def check() -> bool:
+        entered.set()
+        return release.wait(5)
+
+    rm = make_manager(enable_health_checking=True)
+    rm.register_plugin("p", health_check=check,
+                       health_check_config=HealthCheckConfig(interval=10.0, timeout=5.0))
+    assert clock.wait_for_waiters(1)  # the health scheduler
+    assert rm.is_quiescent()
+    clock.advance(10.0)
+    assert entered.wait(5)
+    assert not rm.is_quiescent()  # a step now could time the check out
+    release.set()
+    eventually(rm.is_quiescent, message="the finished check still counted")
+
+
+def test_an_episode_queued_behind_a_worker_that_waits_for_time_is_quiescent(
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    """With every worker waiting for a trial, a queued episode waits for time too:
+    ``settle`` must step, or the queue never moves."""
+    rm = make_manager(recovery_workers=1, default_recovery_strategy="spy")
+    spy(rm)
+    rm.register_plugin("p")
+    rm.register_plugin("q")
+    rm.record_failure("p", fail("error"))
+    eventually(lambda: rm.breaker("p").state is HALF_OPEN and rm.is_quiescent())
+    rm.record_failure("q", fail("error"))
+    assert rm.is_quiescent()
+    settle(rm, clock)
+    assert audit.records == [("p", "error", "spy", True), ("q", "error", "spy", True)]
+
+
 # -- with the real plugin registry, FlakyPlugin and the health monitor -------------------------
 
 
