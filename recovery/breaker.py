@@ -27,7 +27,7 @@ from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
 from recovery.errors import foreign_exit, not_callable
-from recovery.state import STATES, CircuitBreakerState
+from recovery.state import CLOSED_CODE, STATES, CircuitBreakerState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -386,7 +386,7 @@ class BreakerMixin(_WindowBase):
                 None if retry_in is None or math.isinf(retry_in)
                 else time.time() + max(retry_in, 0.0)
             ),
-            opened_by=None if raw["state"] == 0 else self._opened_by,
+            opened_by=None if raw["state"] == CLOSED_CODE else self._opened_by,
             latency=(
                 None if raw["latency"] is None
                 else LatencyHistogram(LATENCY_BUCKETS, *raw["latency"])
