@@ -74,9 +74,10 @@ class WindowSettings(NamedTuple):
 
     The one list of what a window copies from its config: this twin sets ``_<field>``
     for each field, and the compiled window converts the fields, by name, into a C
-    struct of the same names (a missing one fails its import-time check). A new
-    config field the rules need is added here, in :func:`window_settings`, and to
-    the C struct; the copy is made once, at construction, never per call.
+    struct of the same names (one missing on either side fails its import-time
+    check). A new config field the rules need is added here, in
+    :func:`window_settings`, to the C struct and to the twin's typed attributes;
+    the copy is made once, at construction, never per call.
     """
 
     size: int  # sliding_window_size
