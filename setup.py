@@ -60,7 +60,16 @@ if os.environ.get("RECOVERY_NO_EXTENSIONS") != "1":
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [Extension("recovery._window", ["recovery/_window.pyx"])],
+        [
+            # _window.h is the extension's C half: the compiler finds it beside the
+            # generated C; ``depends`` rebuilds the module when it changes.
+            Extension(
+                "recovery._window",
+                ["recovery/_window.pyx"],
+                include_dirs=["recovery"],
+                depends=["recovery/_window.h"],
+            )
+        ],
         compiler_directives={
             "language_level": "3",
             "boundscheck": False,

@@ -14,9 +14,11 @@ __all__ = ["EXTENSION_ACTIVE", "Dispatcher", "Route", "Window"]
 EXTENSION_ACTIVE = False
 
 if TYPE_CHECKING:
-    from recovery._window_py import Dispatcher as Dispatcher
-    from recovery._window_py import Route as Route
-    from recovery._window_py import Window as Window
+    # Type checkers read recovery/_window.pyi, the stub users see; the twin is checked
+    # against it by tests/test_window_contract.py.
+    from recovery._window import Dispatcher as Dispatcher
+    from recovery._window import Route as Route
+    from recovery._window import Window as Window
 else:
     from recovery._window_py import Dispatcher, Route, Window
 

@@ -22,6 +22,8 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 import logging
 import threading
 
+from recovery import state as _codes
+from recovery._window_py import WindowSettings, window_settings
 from recovery.config import LATENCY_BUCKETS, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
@@ -30,16 +32,64 @@ from recovery.errors import (
     not_callable,
     refusal,
 )
-from recovery.state import STATES
+from recovery.state import STATES, TRIP_REASONS
 
 cdef extern from "<time.h>":
     enum: CLOCK_REALTIME_COARSE
 
+# recovery.state's state codes and trip reason codes as C constants; the module
+# refuses to import if they differ (below).
 cdef enum:
     CLOSED = 0
     OPEN = 1
     HALF_OPEN = 2
     REPAIRING = 3
+
+cdef enum:
+    TRIP_NONE = 0
+    TRIP_FAILURES = 1
+    TRIP_SLOW_CALLS = 2
+    TRIP_TRIAL_FAILED = 3
+    TRIP_FORCED = 4
+
+STATE_CODES = (CLOSED, OPEN, HALF_OPEN, REPAIRING)
+TRIP_CODES = (TRIP_NONE, TRIP_FAILURES, TRIP_SLOW_CALLS, TRIP_TRIAL_FAILED, TRIP_FORCED)
+if STATE_CODES != _codes.STATE_CODES or TRIP_CODES != _codes.TRIP_CODES:
+    raise ImportError("recovery._window's state or trip codes differ from "
+                      "recovery.state's: rebuild it")
+
+# What ``_control`` does.
+cdef enum Control:
+    RESET
+    FORCE_OPEN      # arg: the period; NaN for the current backoff period
+    BEGIN_REPAIR
+    END_REPAIR      # arg: 1.0 on success
+    ALLOW_TRIAL
+
+# _window_py.WindowSettings in C: the config's numbers, converted from it by field
+# name at construction. The module refuses to import if the two lists differ.
+cdef struct Settings:
+    Py_ssize_t size
+    Py_ssize_t trial_limit
+    Py_ssize_t minimum_requests
+    Py_ssize_t failure_threshold
+    double failure_rate
+    double slow_rate
+    double slow_duration
+    Py_ssize_t success_threshold
+    double timeout
+    double factor
+    double max_interval
+    double max_half_open_wait
+    bint fast_fail
+    bint record_latency
+
+cdef Settings _no_settings
+memset(&_no_settings, 0, sizeof(Settings))
+_settings_fields = tuple(<dict>_no_settings)
+if _settings_fields != WindowSettings._fields:
+    raise ImportError(f"recovery._window's Settings has {_settings_fields}, "
+                      f"WindowSettings {WindowSettings._fields}: rebuild it")
 
 cdef enum:
     FAILED = 1
@@ -60,22 +110,6 @@ cdef enum:
     LAP_SHIFT = 12
     SLOT_BITS = 0x3FF
 
-# Marks a ``with`` block's saved token as timed (generations never reach 2**42).
-# A C macro, not a module variable: those are looked up through module state.
-cdef extern from *:
-    """
-    #define __pyx_recovery_TIMED_BIT (1LL << 62)
-    """
-    long long TIMED_BIT "__pyx_recovery_TIMED_BIT"
-
-cdef extern from *:
-    """
-    static PyObject *__pyx_recovery_new_error(PyObject *type, PyObject *args) {
-        return ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
-    }
-    """
-    object _new_error "__pyx_recovery_new_error"(object type, object args)
-
 # A thread state's id is unique for the interpreter's life; thread idents are reused.
 cdef extern from "Python.h":
     ctypedef struct PyThreadState:
@@ -83,11 +117,10 @@ cdef extern from "Python.h":
     PyThreadState* PyThreadState_Get()
     unsigned long long PyThreadState_GetID(PyThreadState* tstate)
 
-# Results of the locked blocks besides a token or a transition.
+# Results of the locked blocks besides a token (or REJECTED) or a transition.
 cdef enum:
     NO_TRANSITION = -1
     NEED_CLOCK = -2
-    REJECTED = -1
 
 cdef object _logger = logging.getLogger("recovery.breaker")
 
@@ -111,178 +144,18 @@ cdef inline Py_ssize_t _latency_slot(double duration) noexcept nogil:
         slot += 1
     return slot
 
-# ``Window.call`` (and ``Dispatcher.execute_with_recovery``, which routes a plugin
-# name to a breaker first) is a METH_FASTCALL | METH_KEYWORDS method written in C: the
-# caller's argument vector goes to ``fn`` by vectorcall, so no tuple or dict is
-# built per call (a ``def call(self, fn, *args, **kwargs)`` builds both), and
-# ``fn``'s exception passes through untouched: no frame of ours is added to its
-# traceback. The bookkeeping it calls is the Cython below, reached through
-# function pointers set at import.
-cdef extern from *:
-    """
-    typedef long long (*__pyx_recovery_admit_fn)(PyObject *, int *, double *);
-    typedef PyObject *(*__pyx_recovery_reject_fn)(PyObject *, int, double);
-    typedef double (*__pyx_recovery_start_fn)(PyObject *, long long);
-    typedef PyObject *(*__pyx_recovery_refuse_fn)(PyObject *, long long, PyObject *);
-    typedef PyObject *(*__pyx_recovery_uncallable_fn)(const char *, PyObject *);
-    typedef int (*__pyx_recovery_finish_fn)(PyObject *, long long, PyObject *, double);
-    static __pyx_recovery_admit_fn __pyx_recovery_admit;
-    static __pyx_recovery_reject_fn __pyx_recovery_reject;
-    static __pyx_recovery_start_fn __pyx_recovery_start;
-    static __pyx_recovery_refuse_fn __pyx_recovery_refuse;
-    static __pyx_recovery_uncallable_fn __pyx_recovery_uncallable;
-    static __pyx_recovery_finish_fn __pyx_recovery_finish;
-
-    typedef int (*__pyx_recovery_route_fn)(PyObject *, PyObject *, PyObject **, PyObject **);
-    typedef PyObject *(*__pyx_recovery_fallback_fn)(PyObject *);
-    typedef PyObject *(*__pyx_recovery_divert_fn)(PyObject *, PyObject *const *, Py_ssize_t,
-                                                  PyObject *);
-    static __pyx_recovery_route_fn __pyx_recovery_route;
-    static __pyx_recovery_fallback_fn __pyx_recovery_fallback;
-    static __pyx_recovery_divert_fn __pyx_recovery_divert;
-
-    /* Admit, run args[0](*args[1:]) outside the lock, record. ``route`` (or NULL)
-       gives the fallback that answers a rejected call. */
-    static PyObject *__pyx_recovery_guarded(PyObject *breaker, PyObject *route,
-                                            PyObject *const *args, Py_ssize_t nargs,
-                                            PyObject *kwnames) {
-        long long token;
-        int state;
-        double start, retry_after;
-        PyObject *result, *type, *value, *tb, *fallback;
-        token = __pyx_recovery_admit(breaker, &state, &retry_after);
-        if (token == -3 && PyErr_Occurred()) return NULL;
-        if (token == -1) {
-            if (route != NULL && (fallback = __pyx_recovery_fallback(route)) != NULL) {
-                return PyObject_Vectorcall(fallback, args + 1, (size_t)(nargs - 1), kwnames);
-            }
-            /* Rejected: raise a fresh error with no frame of ours in its traceback. */
-            value = __pyx_recovery_reject(breaker, state, retry_after);
-            if (value == NULL) return NULL;
-            PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-            Py_DECREF(value);
-            return NULL;
-        }
-        /* A user clock that raises here gives the admission back. */
-        start = __pyx_recovery_start(breaker, token);
-        if (start == -2.0 && PyErr_Occurred()) return NULL;
-        result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
-        if (result == NULL) {
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL) PyException_SetTraceback(value, tb);
-            if (__pyx_recovery_finish(breaker, token, value, start) < 0) {
-                /* Recording failed (a user clock raised): report it, keep fn's error. */
-                PyErr_WriteUnraisable(breaker);
-            }
-            PyErr_Restore(type, value, tb);
-            return NULL;
-        }
-        if (Py_IS_TYPE(result, &PyCoro_Type) || Py_IS_TYPE(result, &PyGen_Type)
-                || Py_IS_TYPE(result, &PyAsyncGen_Type)) {
-            /* fn has not run: refuse it, count nothing. */
-            value = __pyx_recovery_refuse(breaker, token, result);
-            Py_DECREF(result);
-            if (value == NULL) return NULL;
-            PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-            Py_DECREF(value);
-            return NULL;
-        }
-        if (__pyx_recovery_finish(breaker, token, NULL, start) < 0) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        return result;
-    }
-
-    static PyObject *__pyx_recovery_refuse_uncallable(const char *api, PyObject *fn) {
-        PyObject *error = __pyx_recovery_uncallable(api, fn);
-        if (error == NULL) return NULL;
-        PyErr_SetObject((PyObject *)Py_TYPE(error), error);
-        Py_DECREF(error);
-        return NULL;
-    }
-
-    static PyObject *__pyx_recovery_call(PyObject *self, PyObject *const *args,
-                                         Py_ssize_t nargs, PyObject *kwnames) {
-        if (nargs < 1) {
-            PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
-            return NULL;
-        }
-        if (!PyCallable_Check(args[0])) return __pyx_recovery_refuse_uncallable("call", args[0]);
-        return __pyx_recovery_guarded(self, NULL, args, nargs, kwnames);
-    }
-
-    static PyObject *__pyx_recovery_execute(PyObject *self, PyObject *const *args,
-                                            Py_ssize_t nargs, PyObject *kwnames) {
-        PyObject *breaker, *route, *result;
-        int diverted;
-        if (nargs < 2) {
-            PyErr_SetString(PyExc_TypeError,
-                            "execute_with_recovery() needs plugin_name and fn");
-            return NULL;
-        }
-        /* Before anything is routed or counted: a result passed for a function. */
-        if (!PyCallable_Check(args[1])) {
-            return __pyx_recovery_refuse_uncallable("execute_with_recovery", args[1]);
-        }
-        diverted = __pyx_recovery_route(self, args[0], &breaker, &route);
-        if (diverted < 0) return NULL;
-        if (diverted) {
-            result = __pyx_recovery_divert(self, args, nargs, kwnames);
-        } else {
-            result = __pyx_recovery_guarded(breaker, route, args + 1, nargs - 1, kwnames);
-        }
-        Py_DECREF(breaker);
-        Py_DECREF(route);
-        return result;
-    }
-
-    static PyMethodDef __pyx_recovery_execute_def = {
-        "execute_with_recovery", (PyCFunction)(void (*)(void))__pyx_recovery_execute,
-        METH_FASTCALL | METH_KEYWORDS,
-        "execute_with_recovery($self, plugin_name, fn, /, *args, **kwargs)\\n--\\n\\n"
-        "Run fn(*args, **kwargs) through the plugin's breaker; a rejected call is answered "
-        "by the plugin's fallback if it has one."
-    };
-
-    static PyMethodDef __pyx_recovery_call_def = {
-        "call", (PyCFunction)(void (*)(void))__pyx_recovery_call,
-        METH_FASTCALL | METH_KEYWORDS,
-        "call($self, fn, /, *args, **kwargs)\\n--\\n\\n"
-        "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
-    };
-
-    static int __pyx_recovery_install(PyObject *type, PyMethodDef *def) {
-        PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
-        if (descr == NULL) return -1;
-        if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
-            Py_DECREF(descr);
-            return -1;
-        }
-        Py_DECREF(descr);
-        PyType_Modified((PyTypeObject *)type);
-        return 0;
-    }
-
-    static int __pyx_recovery_install_methods(PyObject *window, PyObject *dispatcher,
-                                              void *admit, void *reject, void *start,
-                                              void *finish, void *route, void *fallback,
-                                              void *divert, void *refuse, void *uncallable) {
-        __pyx_recovery_refuse = (__pyx_recovery_refuse_fn)refuse;
-        __pyx_recovery_uncallable = (__pyx_recovery_uncallable_fn)uncallable;
-        __pyx_recovery_admit = (__pyx_recovery_admit_fn)admit;
-        __pyx_recovery_reject = (__pyx_recovery_reject_fn)reject;
-        __pyx_recovery_start = (__pyx_recovery_start_fn)start;
-        __pyx_recovery_finish = (__pyx_recovery_finish_fn)finish;
-        __pyx_recovery_route = (__pyx_recovery_route_fn)route;
-        __pyx_recovery_fallback = (__pyx_recovery_fallback_fn)fallback;
-        __pyx_recovery_divert = (__pyx_recovery_divert_fn)divert;
-        if (__pyx_recovery_install(window, &__pyx_recovery_call_def) < 0) return -1;
-        return __pyx_recovery_install(dispatcher, &__pyx_recovery_execute_def);
-    }
-    """
-    int _install_methods "__pyx_recovery_install_methods"(
+# ``call`` and ``execute_with_recovery`` are C (_window.h says why); they reach the
+# bookkeeping below through the function pointers installed at the end of this module.
+cdef extern from "_window.h":
+    enum:
+        REJECTED "RECOVERY_REJECTED"        # an admission's answer: not admitted
+        START_ERROR "RECOVERY_START_ERROR"  # the except? value of a call's start time
+        ADMIT_ERROR "RECOVERY_ADMIT_ERROR"  # the except? value of an admission
+    # Marks a ``with`` block's saved token as timed. A C macro, not a module
+    # variable: those are looked up through module state.
+    long long TIMED_BIT "RECOVERY_TIMED_BIT"
+    object _new_error "recovery_new_error"(object type, object args)
+    int _install_methods "recovery_install_methods"(
         object window, object dispatcher, void* admit, void* reject, void* start,
         void* finish, void* route, void* fallback, void* divert, void* refuse,
         void* uncallable) except -1
@@ -324,16 +197,14 @@ cdef class Window:
     cdef unsigned char* _ring      # the window, then one byte a trial slot (its lap; 0: free)
     cdef unsigned char _lap        # the lap of the last trial admitted, 1..255
     cdef unsigned char* _slots
-    cdef Py_ssize_t _size, _pos, _count, _window_failures, _window_slow
-    cdef Py_ssize_t _minimum_requests, _failure_threshold, _success_threshold, _trial_limit
-    cdef double _failure_rate, _slow_rate, _slow_duration
-    cdef double _timeout, _factor, _max_interval, _max_half_open_wait
-    cdef bint _fast_fail, _has_ignore, _has_ignore_tests, _has_record_tests
-    cdef bint _latency              # record_latency: time every call into the histogram
+    cdef Settings _settings         # the config's numbers (window_settings)
+    cdef Py_ssize_t _pos, _count, _window_failures, _window_slow
+    cdef bint _has_ignore, _has_ignore_tests, _has_record_tests
     cdef unsigned long long _latency_counts[LATENCY_SLOTS]
     cdef double _latency_sum
 
     cdef int _state
+    cdef int _trip                  # why it last opened: a TRIP_ code (TRIP_NONE: closed)
     cdef long long _generation
     cdef int _backoff_level
     cdef Py_ssize_t _trials, _trial_successes
@@ -353,30 +224,16 @@ cdef class Window:
         self._clock = clock
         self._clock_read = None if clock is None else clock.monotonic
         self._local = threading.local()
-        self._size = config.sliding_window_size
-        self._trial_limit = config.trial_calls
-        if not 0 < self._trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
+        self._settings = window_settings(config)._asdict()
+        if not 0 < self._settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
             raise ValueError(
-                f"half_open_max_calls must be <= {SLOT_BITS}, got {self._trial_limit}"
+                f"half_open_max_calls must be <= {SLOT_BITS}, got {self._settings.trial_limit}"
             )
-        self._ring = <unsigned char*>PyMem_Malloc(self._size + self._trial_limit)
+        self._ring = <unsigned char*>PyMem_Malloc(self._settings.size + self._settings.trial_limit)
         if self._ring == NULL:
             raise MemoryError()
-        self._slots = self._ring + self._size
-        memset(self._ring, 0, self._size + self._trial_limit)
-        self._minimum_requests = config.minimum_requests
-        self._failure_threshold = config.failure_threshold
-        self._failure_rate = config.failure_rate_threshold or 0.0
-        self._slow_rate = config.slow_call_rate_threshold or 0.0
-        slow = config.slow_call_duration
-        self._slow_duration = -1.0 if slow is None else slow
-        self._success_threshold = config.success_threshold
-        self._timeout = config.timeout
-        self._factor = config.retry_backoff_factor
-        self._max_interval = config.max_retry_interval
-        wait = config.max_half_open_wait
-        self._max_half_open_wait = -1.0 if wait is None else wait
-        self._fast_fail = config.enable_fast_fail
+        self._slots = self._ring + self._settings.size
+        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
         self._record_types, self._record_tests = split_matchers(config.record_exceptions)
         self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
         self._has_ignore = len(self._ignore_types) > 0
@@ -384,7 +241,6 @@ cdef class Window:
         self._has_record_tests = len(self._record_tests) > 0
         self._observer = None
         self._failure_hook = None
-        self._latency = config.record_latency
         self._state = CLOSED
         self._last_failure = NAN
         self._last_success = NAN
@@ -417,8 +273,9 @@ cdef class Window:
 
     @cython.final
     cdef inline double _open_period(self) noexcept:
-        cdef double period = self._timeout * pow(self._factor, self._backoff_level)
-        return period if period < self._max_interval else self._max_interval
+        cdef double period = self._settings.timeout * pow(
+            self._settings.factor, self._backoff_level)
+        return period if period < self._settings.max_interval else self._settings.max_interval
 
     @cython.final
     cdef int _move(self, int new, double now) noexcept:
@@ -430,12 +287,14 @@ cdef class Window:
         elif is_open and not was_open:
             self._open_since = now
         self._state = new
+        if new == CLOSED:
+            self._trip = TRIP_NONE
         self._generation += 1
         self._trials = 0
         self._trial_successes = 0
         self._state_changed = _wall(CLOCK_REALTIME)
         self._half_open_since = now
-        memset(self._ring, 0, self._size + self._trial_limit)
+        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
         self._pos = 0
         self._count = 0
         self._window_failures = 0
@@ -443,29 +302,31 @@ cdef class Window:
         return _transition(old, new)
 
     @cython.final
-    cdef int _open(self, double now, double period) noexcept:
-        """Open until ``now + period``; a NaN period means the current backoff period."""
+    cdef int _open(self, double now, double period, int reason) noexcept:
+        """Open until ``now + period`` (NaN: the current backoff period) because of
+        ``reason``, a TRIP_ code."""
         if isnan(period):
             period = self._open_period()
         self._open_until = now + period
+        self._trip = reason
         return self._move(OPEN, now)
 
     @cython.final
     cdef inline int _reopen(self, double now) noexcept:
         # The level stops once the period reaches the cap: a longer outage changes
         # nothing, and the level cannot overflow.
-        if self._factor > 1 and self._open_period() < self._max_interval:
+        if self._settings.factor > 1 and self._open_period() < self._settings.max_interval:
             self._backoff_level += 1
-        return self._open(now, NAN)
+        return self._open(now, NAN, TRIP_TRIAL_FAILED)
 
     @cython.final
     cdef inline long long _take_slot(self) noexcept:
         """A trial's token: the first free slot, taken; REJECTED if none is free (the
         count of trials says one is, but the scan never trusts that)."""
         cdef long long slot = 0
-        while slot < self._trial_limit and self._slots[slot]:
+        while slot < self._settings.trial_limit and self._slots[slot]:
             slot += 1
-        if slot == self._trial_limit:
+        if slot == self._settings.trial_limit:
             return REJECTED
         self._lap = self._lap % 255 + 1
         self._slots[slot] = self._lap
@@ -479,7 +340,7 @@ cdef class Window:
         cdef long long slot = (token >> 2) & SLOT_BITS
         return (
             (token >> GEN_SHIFT) == self._generation
-            and slot < self._trial_limit
+            and slot < self._settings.trial_limit
             and self._slots[slot] == ((token >> LAP_SHIFT) & 0xFF)
         )
 
@@ -500,17 +361,17 @@ cdef class Window:
                 return self._take_slot()
             retry_after[0] = self._open_until - now
         elif state == HALF_OPEN:
-            if self._trials < self._trial_limit:
+            if self._trials < self._settings.trial_limit:
                 token = self._take_slot()
                 if token != REJECTED:
                     return token
-            if self._max_half_open_wait >= 0:
+            if self._settings.max_half_open_wait >= 0:
                 if not self._read_now(&now):
                     return NEED_CLOCK
-                if now - self._half_open_since >= self._max_half_open_wait:
+                if now - self._half_open_since >= self._settings.max_half_open_wait:
                     transition[0] = self._reopen(now)
                     retry_after[0] = self._open_until - now
-        if not self._fast_fail:
+        if not self._settings.fast_fail:
             return self._generation << GEN_SHIFT | OBSERVED
         self._total_rejections += 1
         return REJECTED
@@ -529,14 +390,14 @@ cdef class Window:
         cdef Py_ssize_t pos, count, failures, slow
         cdef unsigned char old
         cdef int result = NO_TRANSITION
-        cdef bint fires = False
+        cdef int fires = TRIP_NONE     # the rule that opens the circuit, if one does
 
         if current and kind == NORMAL:
             pos = self._pos
             count = self._count
             failures = self._window_failures
             slow = self._window_slow
-            if count == self._size:
+            if count == self._settings.size:
                 old = self._ring[pos]
                 failures -= old & FAILED
                 slow -= (old & SLOW) >> 1
@@ -544,29 +405,32 @@ cdef class Window:
                 count += 1
             failures += flags & FAILED
             slow += (flags & SLOW) >> 1
-            if count >= self._minimum_requests:
-                fires = (
-                    failures >= self._failure_threshold
-                    or (self._failure_rate > 0 and <double>failures / count >= self._failure_rate)
-                    or (self._slow_rate > 0 and <double>slow / count >= self._slow_rate)
-                )
-            if fires and not self._read_now(&now):
+            if count >= self._settings.minimum_requests:
+                if failures >= self._settings.failure_threshold or (
+                    self._settings.failure_rate > 0
+                    and <double>failures / count >= self._settings.failure_rate
+                ):
+                    fires = TRIP_FAILURES
+                elif (self._settings.slow_rate > 0
+                      and <double>slow / count >= self._settings.slow_rate):
+                    fires = TRIP_SLOW_CALLS
+            if fires != TRIP_NONE and not self._read_now(&now):
                 return NEED_CLOCK
             self._ring[pos] = flags
-            self._pos = pos + 1 if pos + 1 < self._size else 0
+            self._pos = pos + 1 if pos + 1 < self._settings.size else 0
             self._count = count
             self._window_failures = failures
             self._window_slow = slow
-            if fires:
-                result = self._open(now, NAN)
+            if fires != TRIP_NONE:
+                result = self._open(now, NAN, fires)
         elif current and kind == TRIAL:
             if not self._holds_slot(token):
                 return NO_TRANSITION  # a trial token used twice: spent, counts nothing
-            if failed or (flags & SLOW and self._slow_rate > 0):
+            if failed or (flags & SLOW and self._settings.slow_rate > 0):
                 if not self._read_now(&now):
                     return NEED_CLOCK
                 result = self._reopen(now)
-            elif self._trial_successes + 1 >= self._success_threshold:
+            elif self._trial_successes + 1 >= self._settings.success_threshold:
                 if not self._read_now(&now):
                     return NEED_CLOCK
                 self._backoff_level = 0
@@ -577,7 +441,7 @@ cdef class Window:
                 self._trial_successes += 1
 
         self._total_requests += 1
-        if duration >= 0 and self._latency:
+        if duration >= 0 and self._settings.record_latency:
             self._latency_counts[_latency_slot(duration)] += 1
             self._latency_sum += duration
         if failed:
@@ -605,7 +469,7 @@ cdef class Window:
         return self._clock_read()
 
     @cython.final
-    cdef long long _admit_call(self, int* state, double* retry_after) except? -3:
+    cdef long long _admit_call(self, int* state, double* retry_after) except? ADMIT_ERROR:
         """Admit one call: its token, or REJECTED with the deciding state and retry_after."""
         cdef long long token
         cdef int transition
@@ -629,7 +493,7 @@ cdef class Window:
         return token
 
     @cython.final
-    cdef long long _try_admit(self) except? -3:
+    cdef long long _try_admit(self) except? ADMIT_ERROR:
         cdef int state
         cdef double retry_after
         cdef long long token = self._admit_call(&state, &retry_after)
@@ -665,13 +529,7 @@ cdef class Window:
         return 0
 
     @cython.final
-    cdef inline double _start_time(self) except? -2.0:
-        if self._slow_duration >= 0 or self._observer is not None or self._latency:
-            return self._clock_now()
-        return -1.0
-
-    @cython.final
-    cdef double _timed_start(self, long long token) except? -2.0:
+    cdef double _timed_start(self, long long token) except? START_ERROR:
         """The start time of an admitted call; a user clock that raises frees the admission."""
         try:
             return self._clock_now()
@@ -699,7 +557,7 @@ cdef class Window:
                 flags = FAILED
         if start >= 0:
             duration = self._clock_now() - start
-            if 0 <= self._slow_duration <= duration:
+            if 0 <= self._settings.slow_duration <= duration:
                 flags |= SLOW
         self._record_outcome(token, flags, exc, duration if start >= 0 else -1.0)
         if self._observer is not None:
@@ -738,7 +596,8 @@ cdef class Window:
     def __enter__(self):
         cdef long long token = self._try_admit()
         cdef double start = -1.0
-        if self._slow_duration >= 0 or self._observer is not None or self._latency:
+        if (self._settings.slow_duration >= 0 or self._observer is not None
+                or self._settings.record_latency):
             start = self._timed_start(token)
         cdef list stack = self._thread_stack()
         cdef Py_ssize_t depth
@@ -789,7 +648,7 @@ cdef class Window:
         in the histogram)."""
         cdef int flags = FAILED if failed else 0
         self._ready()
-        if 0 <= self._slow_duration <= duration:
+        if 0 <= self._settings.slow_duration <= duration:
             flags |= SLOW
         self._record_outcome(token, flags, None, duration)
 
@@ -804,7 +663,8 @@ cdef class Window:
         and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
         cdef long long token = self._try_admit()
         cdef double start = -1.0
-        if self._slow_duration >= 0 or self._observer is not None or self._latency:
+        if (self._settings.slow_duration >= 0 or self._observer is not None
+                or self._settings.record_latency):
             start = self._timed_start(token)
         return token, start
 
@@ -830,7 +690,7 @@ cdef class Window:
     # -- manual control -------------------------------------------------------------------
 
     @cython.final
-    cdef int _control(self, int action, double arg) except -3:
+    cdef int _control(self, Control action, double arg) except -3:
         """Apply one manual action under the lock; returns the transition or NO_TRANSITION."""
         cdef double now = self._clock_now()
         cdef int transition = NO_TRANSITION
@@ -838,22 +698,26 @@ cdef class Window:
         self._ready()
         with cython.critical_section(self):
             state = self._state
-            if action == 0:    # reset
+            if action == RESET:
                 self._backoff_level = 0
                 transition = self._move(CLOSED, now)
                 if state == CLOSED:
                     transition = NO_TRANSITION
-            elif action == 1:  # force open; NaN arg = current period
-                transition = self._open(now, arg)
+            elif action == FORCE_OPEN:
+                transition = self._open(now, arg, TRIP_FORCED)
                 if state == OPEN:
                     transition = NO_TRANSITION
-            elif action == 2:  # begin repair
+            elif action == BEGIN_REPAIR:
+                if state == CLOSED:
+                    self._trip = TRIP_FORCED  # no trip to repair: someone decided to
                 if state != REPAIRING:
                     transition = self._move(REPAIRING, now)
-            elif action == 3:  # end repair; arg 1 = success
+            elif action == END_REPAIR:
+                # A failed repair opens again for the reason the circuit was open for.
                 if state == REPAIRING:
-                    transition = self._move(HALF_OPEN, now) if arg else self._open(now, NAN)
-            elif action == 4:  # allow trial
+                    transition = (self._move(HALF_OPEN, now) if arg
+                                  else self._open(now, NAN, self._trip))
+            elif action == ALLOW_TRIAL:
                 if state == OPEN:
                     transition = self._move(HALF_OPEN, now)
         if transition != NO_TRANSITION:
@@ -862,25 +726,25 @@ cdef class Window:
 
     def reset(self):
         """Close the circuit: window cleared, backoff reset (totals are kept)."""
-        self._control(0, 0.0)
+        self._control(RESET, 0.0)
 
     def force_open(self, duration=None):
         """Open now for ``duration`` seconds (None: the current open period; inf: until reset)."""
         if duration is not None and not duration >= 0:
             raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
-        self._control(1, NAN if duration is None else duration)
+        self._control(FORCE_OPEN, NAN if duration is None else duration)
 
     def begin_repair(self):
         """Reject every call with CircuitRepairingError while a strategy works on the plugin."""
-        self._control(2, 0.0)
+        self._control(BEGIN_REPAIR, 0.0)
 
     def end_repair(self, bint success):
         """Leave REPAIRING: to HALF_OPEN on success, else OPEN. False if it was not repairing."""
-        return self._control(3, 1.0 if success else 0.0) != NO_TRANSITION
+        return self._control(END_REPAIR, 1.0 if success else 0.0) != NO_TRANSITION
 
     def allow_trial(self):
         """Move an OPEN circuit to HALF_OPEN now (a health check proved the dependency alive)."""
-        return self._control(4, 0.0) != NO_TRANSITION
+        return self._control(ALLOW_TRIAL, 0.0) != NO_TRANSITION
 
     # -- views ----------------------------------------------------------------------------
 
@@ -902,6 +766,26 @@ cdef class Window:
         if isinf(until):
             return None  # held open until reset
         return max(until - now, 0.0)
+
+    @property
+    def trip_reason(self):
+        """Why the circuit last opened; None while it is closed."""
+        cdef int trip
+        with cython.critical_section(self):
+            trip = self._trip
+        return TRIP_REASONS[trip]
+
+    def window_counts(self):
+        """``(calls, failures)`` in the current sliding window, read together."""
+        cdef Py_ssize_t count, failures
+        with cython.critical_section(self):
+            count = self._count
+            failures = self._window_failures
+        return count, failures
+
+    def _read_settings(self):
+        """The settings this window runs on, read back (tests check the copy is whole)."""
+        return WindowSettings(**self._settings)
 
     def _snapshot(self):
         """A consistent copy of the counters, taken under the lock."""
@@ -953,7 +837,7 @@ cdef class Window:
             "backoff_level": level,
             "latency": (
                 (tuple([latency[i] for i in range(LATENCY_SLOTS)]), latency_sum)
-                if self._latency else None
+                if self._settings.record_latency else None
             ),
         }
 
@@ -994,7 +878,7 @@ cdef class Window:
                     admitted_view[i] = 1
                     lat = latency[i]
                     flags = 0 if oks[i] else FAILED
-                    if 0 <= self._slow_duration <= lat:
+                    if 0 <= self._settings.slow_duration <= lat:
                         flags |= SLOW
                     self._record(token, flags, t[i] + lat, lat)
                 states_view[i] = self._state
@@ -1106,7 +990,7 @@ cdef inline void _put(list stack, Py_ssize_t index, object value):
         stack[index] = value
 
 
-cdef long long _admit_hook(object self, int* state, double* retry_after) except? -3:
+cdef long long _admit_hook(object self, int* state, double* retry_after) except? ADMIT_ERROR:
     return (<Window>self)._admit_call(state, retry_after)
 
 
@@ -1114,9 +998,10 @@ cdef object _reject_hook(object self, int state, double retry_after):
     return _rejection((<Window>self).name, state, retry_after)
 
 
-cdef double _start_hook(object self, long long token) except? -2.0:
+cdef double _start_hook(object self, long long token) except? START_ERROR:
     cdef Window window = <Window>self
-    if window._slow_duration < 0 and window._observer is None and not window._latency:
+    if (window._settings.slow_duration < 0 and window._observer is None
+            and not window._settings.record_latency):
         return -1.0  # untimed: nothing can fail here
     return window._timed_start(token)
 

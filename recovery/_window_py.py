@@ -30,9 +30,10 @@ import threading
 import time
 import types
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from recovery.config import LATENCY_BUCKETS, matches, split_matchers
+from recovery._clock import Clock
+from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
     CircuitRepairingError,
@@ -40,9 +41,21 @@ from recovery.errors import (
     not_callable,
     refusal,
 )
-from recovery.state import STATES
+from recovery.state import CLOSED_CODE as CLOSED
+from recovery.state import HALF_OPEN_CODE as HALF_OPEN
+from recovery.state import OPEN_CODE as OPEN
+from recovery.state import REPAIRING_CODE as REPAIRING
+from recovery.state import (
+    STATES,
+    TRIP_FAILURES,
+    TRIP_FORCED,
+    TRIP_NONE,
+    TRIP_REASONS,
+    TRIP_SLOW_CALLS,
+    TRIP_TRIAL_FAILED,
+    TripReason,
+)
 
-CLOSED, OPEN, HALF_OPEN, REPAIRING = 0, 1, 2, 3
 _FAILED, _SLOW = 1, 2
 _NORMAL, _TRIAL, _OBSERVED = 0, 1, 2
 # Bits 2-11 of a token hold a trial's slot (half_open_max_calls <= 1,000 < 2**10),
@@ -56,10 +69,78 @@ _logger = logging.getLogger("recovery.breaker")
 Transition = tuple[int, int] | None
 
 
+class WindowSettings(NamedTuple):
+    """The numbers of a config that a window runs on, in the form it runs on them.
+
+    The one list of what a window copies from its config: this twin sets ``_<field>``
+    for each field, and the compiled window converts the fields, by name, into a C
+    struct of the same names (one missing on either side fails its import-time
+    check). A new config field the rules need is added here, in
+    :func:`window_settings`, to the C struct and to the twin's typed attributes;
+    the copy is made once, at construction, never per call.
+    """
+
+    size: int  # sliding_window_size
+    trial_limit: int  # half-open trial slots (config.trial_calls)
+    minimum_requests: int
+    failure_threshold: int
+    failure_rate: float  # failure_rate_threshold; 0.0: rule off
+    slow_rate: float  # slow_call_rate_threshold; 0.0: rule off
+    slow_duration: float  # slow_call_duration; -1.0: no call is slow
+    success_threshold: int
+    timeout: float
+    factor: float  # retry_backoff_factor
+    max_interval: float  # max_retry_interval
+    max_half_open_wait: float  # -1.0: half-open waits for its trials
+    fast_fail: bool  # enable_fast_fail
+    record_latency: bool
+
+
+def window_settings(config: CircuitBreakerConfig) -> WindowSettings:
+    """What a window takes from ``config``: "off" as a number the hot path compares."""
+    slow = config.slow_call_duration
+    wait = config.max_half_open_wait
+    return WindowSettings(
+        size=config.sliding_window_size,
+        trial_limit=config.trial_calls,
+        minimum_requests=config.minimum_requests,
+        failure_threshold=config.failure_threshold,
+        failure_rate=config.failure_rate_threshold or 0.0,
+        slow_rate=config.slow_call_rate_threshold or 0.0,
+        slow_duration=-1.0 if slow is None else slow,
+        success_threshold=config.success_threshold,
+        timeout=config.timeout,
+        factor=config.retry_backoff_factor,
+        max_interval=config.max_retry_interval,
+        max_half_open_wait=-1.0 if wait is None else wait,
+        fast_fail=config.enable_fast_fail,
+        record_latency=config.record_latency,
+    )
+
+
 class Window:
     """Outcome window, state machine and admission for one breaker, behind one lock."""
 
-    def __init__(self, name: str, config: Any, clock: Any = None) -> None:
+    # The config's numbers, copied in by __init__ from window_settings() (each
+    # WindowSettings field f becomes the attribute _f).
+    _size: int
+    _trial_limit: int
+    _minimum_requests: int
+    _failure_threshold: int
+    _failure_rate: float
+    _slow_rate: float
+    _slow_duration: float
+    _success_threshold: int
+    _timeout: float
+    _factor: float
+    _max_interval: float
+    _max_half_open_wait: float
+    _fast_fail: bool
+    _record_latency: bool
+
+    def __init__(
+        self, name: str, config: CircuitBreakerConfig, clock: Clock | None = None
+    ) -> None:
         self._name = name
         self._config = config
         self._clock = clock
@@ -67,33 +148,20 @@ class Window:
         self._lock = threading.Lock()
         self._local = threading.local()
 
-        self._size: int = config.sliding_window_size
+        for field, value in zip(WindowSettings._fields, window_settings(config), strict=True):
+            setattr(self, "_" + field, value)
         self._ring = bytearray(self._size)
         self._pos = 0
         self._count = 0
         self._window_failures = 0
         self._window_slow = 0
-
-        self._minimum_requests: int = config.minimum_requests
-        self._failure_threshold: int = config.failure_threshold
-        self._failure_rate: float = config.failure_rate_threshold or 0.0
-        self._slow_rate: float = config.slow_call_rate_threshold or 0.0
-        slow = config.slow_call_duration
-        self._slow_duration: float = -1.0 if slow is None else slow
-        self._success_threshold: int = config.success_threshold
-        self._trial_limit: int = config.trial_calls
-        self._timeout: float = config.timeout
-        self._factor: float = config.retry_backoff_factor
-        self._max_interval: float = config.max_retry_interval
-        wait = config.max_half_open_wait
-        self._max_half_open_wait: float = -1.0 if wait is None else wait
-        self._fast_fail: bool = config.enable_fast_fail
         self._record_types, self._record_tests = split_matchers(config.record_exceptions)
         self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
         self._slots = bytearray(self._trial_limit)  # the holder's lap; 0 while free
         self._lap = 0  # the lap of the last trial admitted, 1..255
 
         self._state = CLOSED
+        self._trip = TRIP_NONE  # why it last opened: an index in TRIP_REASONS
         self._generation = 0
         self._open_until = 0.0
         self._backoff_level = 0
@@ -112,15 +180,19 @@ class Window:
         self._open_since = 0.0
         self._open_total = 0.0
         self._observer: Callable[[float, bool, float], object] | None = None
-        # Called as hook(exc, tripped) after every recorded failure, and after a slow
-        # call that opened the circuit.
+        # Called as hook(exc, tripped) after every recorded failure, and after a slow call
+        # that opened the circuit.
         self._failure_hook: Callable[[BaseException | None, bool], object] | None = None
         # record_latency: calls per LATENCY_BUCKETS bucket (the last one unbounded), and
         # their total seconds; None when off.
         self._latency: list[int] | None = (
-            [0] * (len(LATENCY_BUCKETS) + 1) if config.record_latency else None
+            [0] * (len(LATENCY_BUCKETS) + 1) if self._record_latency else None
         )
         self._latency_sum = 0.0
+
+    def _read_settings(self) -> WindowSettings:
+        """The settings this window runs on, read back (tests check the copy is whole)."""
+        return WindowSettings(*(getattr(self, "_" + field) for field in WindowSettings._fields))
 
     @property
     def name(self) -> str:
@@ -148,6 +220,8 @@ class Window:
         elif new in (OPEN, REPAIRING) and old not in (OPEN, REPAIRING):
             self._open_since = now
         self._state = new
+        if new == CLOSED:
+            self._trip = TRIP_NONE
         self._generation += 1
         self._trials = 0
         self._trial_successes = 0
@@ -157,8 +231,11 @@ class Window:
         self._clear_window()
         return (old, new)
 
-    def _open(self, now: float, period: float | None = None) -> tuple[int, int]:
+    def _open(self, now: float, reason: int, period: float | None = None) -> tuple[int, int]:
+        """Open until ``now + period`` (None: the current backoff period); ``reason``
+        is why, a TRIP_* code."""
         self._open_until = now + (self._open_period() if period is None else period)
+        self._trip = reason
         return self._move(OPEN, now)
 
     def _reopen(self, now: float) -> tuple[int, int]:
@@ -169,7 +246,7 @@ class Window:
         """
         if self._factor > 1 and self._open_period() < self._max_interval:
             self._backoff_level += 1
-        return self._open(now)
+        return self._open(now, TRIP_TRIAL_FAILED)
 
     def _take_slot(self) -> int:
         """A trial's token: the first free slot, taken on the next lap."""
@@ -275,12 +352,12 @@ class Window:
         if count < self._minimum_requests:
             return None
         failures = self._window_failures
-        if (
-            failures >= self._failure_threshold
-            or (self._failure_rate > 0 and failures / count >= self._failure_rate)
-            or (self._slow_rate > 0 and self._window_slow / count >= self._slow_rate)
+        if failures >= self._failure_threshold or (
+            self._failure_rate > 0 and failures / count >= self._failure_rate
         ):
-            return self._open(self._now() if now is None else now)
+            return self._open(self._now() if now is None else now, TRIP_FAILURES)
+        if self._slow_rate > 0 and self._window_slow / count >= self._slow_rate:
+            return self._open(self._now() if now is None else now, TRIP_SLOW_CALLS)
         return None
 
     def _release(self, token: int) -> None:
@@ -490,16 +567,22 @@ class Window:
             raise ValueError(f"duration must be >= 0 seconds, got {duration!r}")
 
         def change(now: float) -> Transition:
-            transition = self._open(now, duration)
+            transition = self._open(now, TRIP_FORCED, duration)
             return transition if transition[0] != OPEN else None
 
         self._control(change)
 
     def begin_repair(self) -> None:
         """Reject every call with CircuitRepairingError while a strategy works on the plugin."""
-        self._control(
-            lambda now: self._move(REPAIRING, now) if self._state != REPAIRING else None
-        )
+
+        def change(now: float) -> Transition:
+            if self._state == REPAIRING:
+                return None
+            if self._state == CLOSED:
+                self._trip = TRIP_FORCED  # no trip to repair: someone decided to
+            return self._move(REPAIRING, now)
+
+        self._control(change)
 
     def end_repair(self, success: bool) -> bool:
         """Leave REPAIRING: to HALF_OPEN on success, else OPEN. False if it was not repairing."""
@@ -507,7 +590,8 @@ class Window:
         def change(now: float) -> Transition:
             if self._state != REPAIRING:
                 return None
-            return self._move(HALF_OPEN, now) if success else self._open(now)
+            # A failed repair opens again for the reason the circuit was open for.
+            return self._move(HALF_OPEN, now) if success else self._open(now, self._trip)
 
         return self._control(change) is not None
 
@@ -531,6 +615,17 @@ class Window:
                 return 0.0 if self._state == CLOSED else None
             wait = max(self._open_until - self._now(), 0.0)
         return None if math.isinf(wait) else wait
+
+    @property
+    def trip_reason(self) -> TripReason | None:
+        """Why the circuit last opened; None while it is closed."""
+        with self._lock:
+            return TRIP_REASONS[self._trip]
+
+    def window_counts(self) -> tuple[int, int]:
+        """``(calls, failures)`` in the current sliding window, read together."""
+        with self._lock:
+            return self._count, self._window_failures
 
     def _snapshot(self) -> dict[str, Any]:
         """A consistent copy of the counters, taken under the lock."""

@@ -27,7 +27,7 @@ from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
 from recovery.errors import foreign_exit, not_callable
-from recovery.state import STATES, CircuitBreakerState
+from recovery.state import CLOSED_CODE, STATES, CircuitBreakerState
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -150,12 +150,12 @@ class BreakerMixin(_WindowBase):
 
     @property
     def config(self) -> CircuitBreakerConfig:
-        return self._config  # type: ignore[no-any-return]
+        return self._config
 
     @property
     def clock(self) -> Clock | None:
         """The clock given at construction (None: the real monotonic clock)."""
-        return self._clock  # type: ignore[no-any-return]
+        return self._clock
 
     @property
     def state(self) -> CircuitBreakerState:
@@ -173,24 +173,28 @@ class BreakerMixin(_WindowBase):
         slot back.
         """
         if inspect.isasyncgenfunction(fn):
-            return self._guard_async_generator(fn)  # type: ignore[return-value]
+            return self._guard_async_generator(fn)
         if inspect.isgeneratorfunction(fn):
-            return self._guard_generator(fn)  # type: ignore[return-value]
+            return self._guard_generator(fn)
         if inspect.iscoroutinefunction(fn):
-            return self._guard_coroutine(fn)  # type: ignore[return-value]
+            return self._guard_coroutine(fn)
         call = self.call
 
         @functools.wraps(fn)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            return call(fn, *args, **kwargs)  # type: ignore[no-any-return]
+            result: R = call(fn, *args, **kwargs)
+            return result
 
         return guarded
 
+    # Each guard keeps ``fn``'s parameters and returns a function that makes what ``fn``
+    # makes: typed as Callable[P, Any] so that ``__call__`` can return it as fn's type.
+
     def _guard_generator(
-        self, fn: Callable[..., Generator[Any, Any, Any]]
-    ) -> Callable[..., Generator[Any, Any, Any]]:
+        self, fn: Callable[P, Generator[Any, Any, Any]]
+    ) -> Callable[P, Any]:
         @functools.wraps(fn)
-        def guarded(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> Generator[Any, Any, Any]:
             token, start = self._begin()  # runs at the first next()
             try:
                 result = yield from fn(*args, **kwargs)
@@ -205,11 +209,9 @@ class BreakerMixin(_WindowBase):
 
         return guarded
 
-    def _guard_coroutine(
-        self, fn: Callable[..., Awaitable[Any]]
-    ) -> Callable[..., Awaitable[Any]]:
+    def _guard_coroutine(self, fn: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:
         @functools.wraps(fn)
-        async def guarded(*args: Any, **kwargs: Any) -> Any:
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
             token, start = self._begin()  # runs when first awaited
             try:
                 result = await fn(*args, **kwargs)
@@ -222,10 +224,10 @@ class BreakerMixin(_WindowBase):
         return guarded
 
     def _guard_async_generator(
-        self, fn: Callable[..., AsyncGenerator[Any, Any]]
-    ) -> Callable[..., AsyncGenerator[Any, Any]]:
+        self, fn: Callable[P, AsyncGenerator[Any, Any]]
+    ) -> Callable[P, Any]:
         @functools.wraps(fn)
-        async def guarded(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> AsyncGenerator[Any, Any]:
             token, start = self._begin()  # runs at the first __anext__()
             try:
                 inner = fn(*args, **kwargs)
@@ -384,7 +386,7 @@ class BreakerMixin(_WindowBase):
                 None if retry_in is None or math.isinf(retry_in)
                 else time.time() + max(retry_in, 0.0)
             ),
-            opened_by=None if raw["state"] == 0 else self._opened_by,
+            opened_by=None if raw["state"] == CLOSED_CODE else self._opened_by,
             latency=(
                 None if raw["latency"] is None
                 else LatencyHistogram(LATENCY_BUCKETS, *raw["latency"])

@@ -88,10 +88,11 @@ import attrs
 from recovery._validate import positive_seconds, rate, seconds
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
+from recovery.state import CLOSED_CODE as CLOSED
+from recovery.state import OPEN_CODE as OPEN
 from recovery.trace import Trace, TraceError, load_incidents, load_trace, shown
 
-CLOSED, OPEN = 0, 1
-_OPENS = re.compile(b"\x00\x01")  # a CLOSED state followed by an OPEN one
+_OPENS = re.compile(re.escape(bytes([CLOSED, OPEN])))  # a CLOSED state followed by an OPEN one
 _UNHEALTHY_RUNS = re.compile(b"\x00+")
 _HEALTHY_RUNS = re.compile(b"\x01+")
 _FAILED = bytes.maketrans(b"\x00\x01", b"\x01\x00")
@@ -657,8 +658,8 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
             f"got {len(admitted)} and {len(states)}"
         )
     t, latency = trace.t, trace.latency
-    # The state before the first event is CLOSED: a leading b"\x00" lets one regex see it.
-    opens = [match.start() for match in _OPENS.finditer(b"\x00" + states)]
+    # The state before the first event is CLOSED: a leading CLOSED lets one regex see it.
+    opens = [match.start() for match in _OPENS.finditer(bytes([CLOSED]) + states)]
     rejected = n - admitted.count(1)
     healthy = trace.healthy
     if healthy is None:

@@ -1,0 +1,198 @@
+/* The C half of recovery/_window.pyx: the entry points of the hot path.
+
+   ``Window.call`` (and ``Dispatcher.execute_with_recovery``, which routes a plugin
+   name to a breaker first) is a METH_FASTCALL | METH_KEYWORDS method written in C:
+   the caller's argument vector goes to ``fn`` by vectorcall, so no tuple or dict is
+   built per call (a ``def call(self, fn, *args, **kwargs)`` builds both), and
+   ``fn``'s exception passes through untouched: no frame of ours is added to its
+   traceback. The bookkeeping it calls is the Cython of _window.pyx, reached through
+   function pointers that recovery_install_methods() sets at import.
+
+   Included by _window.pyx only (one translation unit), hence the static functions. */
+
+#ifndef RECOVERY_WINDOW_H
+#define RECOVERY_WINDOW_H
+
+#include <Python.h>
+
+/* Values shared with _window.pyx, which names them in its ``except?`` clauses: a
+   function that raised returns its sentinel, and the caller here checks
+   PyErr_Occurred() only on that value, which no successful call returns. */
+enum {
+    RECOVERY_REJECTED = -1,     /* admission: the call is rejected (tokens are >= 0) */
+    RECOVERY_START_ERROR = -2,  /* a call's start time: reading the clock raised */
+    RECOVERY_ADMIT_ERROR = -3,  /* admission: a user clock or a listener raised */
+};
+
+/* Marks a ``with`` block's saved token as timed (generations never reach 2**42). */
+#define RECOVERY_TIMED_BIT (1LL << 62)
+
+/* A new exception of ``type`` from the type's tp_new alone (_rejection in
+   _window.pyx says why). */
+static PyObject *recovery_new_error(PyObject *type, PyObject *args) {
+    return ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+}
+
+typedef long long (*recovery_admit_fn)(PyObject *, int *, double *);
+typedef PyObject *(*recovery_reject_fn)(PyObject *, int, double);
+typedef double (*recovery_start_fn)(PyObject *, long long);
+typedef PyObject *(*recovery_refuse_fn)(PyObject *, long long, PyObject *);
+typedef PyObject *(*recovery_uncallable_fn)(const char *, PyObject *);
+typedef int (*recovery_finish_fn)(PyObject *, long long, PyObject *, double);
+static recovery_admit_fn recovery_admit;
+static recovery_reject_fn recovery_reject;
+static recovery_start_fn recovery_start;
+static recovery_refuse_fn recovery_refuse;
+static recovery_uncallable_fn recovery_uncallable;
+static recovery_finish_fn recovery_finish;
+
+typedef int (*recovery_route_fn)(PyObject *, PyObject *, PyObject **, PyObject **);
+typedef PyObject *(*recovery_fallback_fn)(PyObject *);
+typedef PyObject *(*recovery_divert_fn)(PyObject *, PyObject *const *, Py_ssize_t,
+                                        PyObject *);
+static recovery_route_fn recovery_route;
+static recovery_fallback_fn recovery_fallback;
+static recovery_divert_fn recovery_divert;
+
+/* Admit, run args[0](*args[1:]) outside the lock, record. ``route`` (or NULL)
+   gives the fallback that answers a rejected call. */
+static PyObject *recovery_guarded(PyObject *breaker, PyObject *route,
+                                  PyObject *const *args, Py_ssize_t nargs,
+                                  PyObject *kwnames) {
+    long long token;
+    int state;
+    double start, retry_after;
+    PyObject *result, *type, *value, *tb, *fallback;
+    token = recovery_admit(breaker, &state, &retry_after);
+    if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) return NULL;
+    if (token == RECOVERY_REJECTED) {
+        if (route != NULL && (fallback = recovery_fallback(route)) != NULL) {
+            return PyObject_Vectorcall(fallback, args + 1, (size_t)(nargs - 1), kwnames);
+        }
+        /* Rejected: raise a fresh error with no frame of ours in its traceback. */
+        value = recovery_reject(breaker, state, retry_after);
+        if (value == NULL) return NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+        Py_DECREF(value);
+        return NULL;
+    }
+    /* A user clock that raises here gives the admission back. */
+    start = recovery_start(breaker, token);
+    if (start == RECOVERY_START_ERROR && PyErr_Occurred()) return NULL;
+    result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    if (result == NULL) {
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL) PyException_SetTraceback(value, tb);
+        if (recovery_finish(breaker, token, value, start) < 0) {
+            /* Recording failed (a user clock raised): report it, keep fn's error. */
+            PyErr_WriteUnraisable(breaker);
+        }
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    if (Py_IS_TYPE(result, &PyCoro_Type) || Py_IS_TYPE(result, &PyGen_Type)
+            || Py_IS_TYPE(result, &PyAsyncGen_Type)) {
+        /* fn has not run: refuse it, count nothing. */
+        value = recovery_refuse(breaker, token, result);
+        Py_DECREF(result);
+        if (value == NULL) return NULL;
+        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+        Py_DECREF(value);
+        return NULL;
+    }
+    if (recovery_finish(breaker, token, NULL, start) < 0) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    return result;
+}
+
+static PyObject *recovery_refuse_uncallable(const char *api, PyObject *fn) {
+    PyObject *error = recovery_uncallable(api, fn);
+    if (error == NULL) return NULL;
+    PyErr_SetObject((PyObject *)Py_TYPE(error), error);
+    Py_DECREF(error);
+    return NULL;
+}
+
+static PyObject *recovery_call(PyObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call() missing required argument: 'fn'");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) return recovery_refuse_uncallable("call", args[0]);
+    return recovery_guarded(self, NULL, args, nargs, kwnames);
+}
+
+static PyObject *recovery_execute(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames) {
+    PyObject *breaker, *route, *result;
+    int diverted;
+    if (nargs < 2) {
+        PyErr_SetString(PyExc_TypeError,
+                        "execute_with_recovery() needs plugin_name and fn");
+        return NULL;
+    }
+    /* Before anything is routed or counted: a result passed for a function. */
+    if (!PyCallable_Check(args[1])) {
+        return recovery_refuse_uncallable("execute_with_recovery", args[1]);
+    }
+    diverted = recovery_route(self, args[0], &breaker, &route);
+    if (diverted < 0) return NULL;
+    if (diverted) {
+        result = recovery_divert(self, args, nargs, kwnames);
+    } else {
+        result = recovery_guarded(breaker, route, args + 1, nargs - 1, kwnames);
+    }
+    Py_DECREF(breaker);
+    Py_DECREF(route);
+    return result;
+}
+
+static PyMethodDef recovery_execute_def = {
+    "execute_with_recovery", (PyCFunction)(void (*)(void))recovery_execute,
+    METH_FASTCALL | METH_KEYWORDS,
+    "execute_with_recovery($self, plugin_name, fn, /, *args, **kwargs)\n--\n\n"
+    "Run fn(*args, **kwargs) through the plugin's breaker; a rejected call is answered "
+    "by the plugin's fallback if it has one."
+};
+
+static PyMethodDef recovery_call_def = {
+    "call", (PyCFunction)(void (*)(void))recovery_call,
+    METH_FASTCALL | METH_KEYWORDS,
+    "call($self, fn, /, *args, **kwargs)\n--\n\n"
+    "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
+};
+
+static int recovery_install(PyObject *type, PyMethodDef *def) {
+    PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
+    if (descr == NULL) return -1;
+    if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
+        Py_DECREF(descr);
+        return -1;
+    }
+    Py_DECREF(descr);
+    PyType_Modified((PyTypeObject *)type);
+    return 0;
+}
+
+static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
+                                    void *admit, void *reject, void *start,
+                                    void *finish, void *route, void *fallback,
+                                    void *divert, void *refuse, void *uncallable) {
+    recovery_refuse = (recovery_refuse_fn)refuse;
+    recovery_uncallable = (recovery_uncallable_fn)uncallable;
+    recovery_admit = (recovery_admit_fn)admit;
+    recovery_reject = (recovery_reject_fn)reject;
+    recovery_start = (recovery_start_fn)start;
+    recovery_finish = (recovery_finish_fn)finish;
+    recovery_route = (recovery_route_fn)route;
+    recovery_fallback = (recovery_fallback_fn)fallback;
+    recovery_divert = (recovery_divert_fn)divert;
+    if (recovery_install(window, &recovery_call_def) < 0) return -1;
+    return recovery_install(dispatcher, &recovery_execute_def);
+}
+
+#endif /* RECOVERY_WINDOW_H */
