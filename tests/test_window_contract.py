@@ -21,7 +21,7 @@ import pytest
 from recovery import CircuitBreakerConfig, CircuitOpenError, _window_py, state, tune
 from recovery.state import TripReason
 from recovery.testing import FakeClock
-from tests.conftest import WINDOWS
+from tests.helpers import WINDOWS
 
 STUB = Path(_window_py.__file__).with_name("_window.pyi")
 CLASSES = ("Window", "Route", "Dispatcher")
@@ -215,8 +215,8 @@ def test_each_code_indexes_its_state_and_its_reason() -> None:
     ]
 
 
-def test_state_codes_drive_the_state_on_both_windows(make: Any) -> None:
-    cb = make(timeout=5.0)
+def test_state_codes_drive_the_state_on_both_windows(make_breaker: Any) -> None:
+    cb = make_breaker(timeout=5.0)
     assert cb.state_code == state.CLOSED_CODE
     cb.force_open()
     assert cb.state_code == state.OPEN_CODE
@@ -243,8 +243,8 @@ def _boom() -> None:
     raise Boom()
 
 
-def test_window_counts_are_the_calls_and_failures_in_the_sliding_window(make: Any) -> None:
-    cb = make(sliding_window_size=4, failure_threshold=4, minimum_requests=4,
+def test_window_counts_are_the_calls_and_failures_in_the_sliding_window(make_breaker: Any) -> None:
+    cb = make_breaker(sliding_window_size=4, failure_threshold=4, minimum_requests=4,
               failure_rate_threshold=None)
     assert cb.window_counts() == (0, 0)
     cb.call(int)
@@ -260,8 +260,8 @@ def test_window_counts_are_the_calls_and_failures_in_the_sliding_window(make: An
                                   cb._snapshot()["window_failures"])
 
 
-def test_window_counts_start_again_at_each_transition(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2)
+def test_window_counts_start_again_at_each_transition(make_breaker: Any) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2)
     _fail(cb, 2)
     assert cb.window_counts() == (0, 0)
 
@@ -269,21 +269,21 @@ def test_window_counts_start_again_at_each_transition(make: Any) -> None:
 # -- trip_reason ----------------------------------------------------------------------------------
 
 
-def test_trip_reason_is_none_while_closed(make: Any) -> None:
-    cb = make()
+def test_trip_reason_is_none_while_closed(make_breaker: Any) -> None:
+    cb = make_breaker()
     assert cb.trip_reason is None
     cb.call(int)
     assert cb.trip_reason is None
 
 
-def test_a_failure_trip_reports_failures(make: Any) -> None:
-    cb = make(failure_threshold=2, minimum_requests=2)
+def test_a_failure_trip_reports_failures(make_breaker: Any) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2)
     _fail(cb, 2)
     assert cb.trip_reason is TripReason.FAILURES
 
 
-def test_a_failure_rate_trip_reports_failures(make: Any) -> None:
-    cb = make(sliding_window_size=4, failure_threshold=4, minimum_requests=4,
+def test_a_failure_rate_trip_reports_failures(make_breaker: Any) -> None:
+    cb = make_breaker(sliding_window_size=4, failure_threshold=4, minimum_requests=4,
               failure_rate_threshold=0.5)
     cb.call(int)
     cb.call(int)
@@ -291,16 +291,16 @@ def test_a_failure_rate_trip_reports_failures(make: Any) -> None:
     assert cb.trip_reason is TripReason.FAILURES
 
 
-def test_a_slow_call_trip_reports_slow_calls(make: Any, clock: FakeClock) -> None:
-    cb = make(sliding_window_size=4, failure_threshold=4, minimum_requests=2,
+def test_a_slow_call_trip_reports_slow_calls(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(sliding_window_size=4, failure_threshold=4, minimum_requests=2,
               slow_call_duration=1.0, slow_call_rate_threshold=1.0)
     for _ in range(2):
         cb.call(clock.advance, 2.0)
     assert cb.trip_reason is TripReason.SLOW_CALLS
 
 
-def test_failures_win_when_both_rules_fire_on_one_call(make: Any, clock: FakeClock) -> None:
-    cb = make(sliding_window_size=2, failure_threshold=2, minimum_requests=2,
+def test_failures_win_when_both_rules_fire_on_one_call(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(sliding_window_size=2, failure_threshold=2, minimum_requests=2,
               slow_call_duration=1.0, slow_call_rate_threshold=1.0)
 
     def slow_failure() -> None:
@@ -313,8 +313,8 @@ def test_failures_win_when_both_rules_fire_on_one_call(make: Any, clock: FakeClo
     assert cb.trip_reason is TripReason.FAILURES
 
 
-def test_a_failed_trial_reports_trial_failed(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=5.0)
+def test_a_failed_trial_reports_trial_failed(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=5.0)
     _fail(cb)
     clock.advance(5.0)
     _fail(cb)  # the half-open trial
@@ -322,8 +322,8 @@ def test_a_failed_trial_reports_trial_failed(make: Any, clock: FakeClock) -> Non
     assert cb.trip_reason is TripReason.TRIAL_FAILED
 
 
-def test_a_slow_trial_reports_trial_failed(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=5.0,
+def test_a_slow_trial_reports_trial_failed(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=5.0,
               slow_call_duration=1.0, slow_call_rate_threshold=1.0)
     _fail(cb)
     clock.advance(5.0)
@@ -332,8 +332,8 @@ def test_a_slow_trial_reports_trial_failed(make: Any, clock: FakeClock) -> None:
     assert cb.trip_reason is TripReason.TRIAL_FAILED
 
 
-def test_a_lost_trial_reports_trial_failed(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0,
+def test_a_lost_trial_reports_trial_failed(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0,
               max_half_open_wait=30.0)
     _fail(cb)
     clock.advance(5.0)
@@ -344,8 +344,10 @@ def test_a_lost_trial_reports_trial_failed(make: Any, clock: FakeClock) -> None:
     assert cb.trip_reason is TripReason.TRIAL_FAILED
 
 
-def test_a_trial_exited_on_another_thread_reports_trial_failed(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=5.0)
+def test_a_trial_exited_on_another_thread_reports_trial_failed(
+    make_breaker: Any, clock: FakeClock
+) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=5.0)
     _fail(cb)
     clock.advance(5.0)
     cb.try_admit()
@@ -353,8 +355,8 @@ def test_a_trial_exited_on_another_thread_reports_trial_failed(make: Any, clock:
     assert cb.trip_reason is TripReason.TRIAL_FAILED
 
 
-def test_half_open_keeps_the_reason_it_opened_for(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, timeout=5.0)
+def test_half_open_keeps_the_reason_it_opened_for(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, timeout=5.0)
     _fail(cb)
     clock.advance(5.0)
     cb.try_admit()
@@ -363,8 +365,8 @@ def test_half_open_keeps_the_reason_it_opened_for(make: Any, clock: FakeClock) -
 
 
 @pytest.mark.parametrize("duration", [None, 3.0, math.inf])
-def test_force_open_reports_forced(make: Any, duration: float | None) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1)
+def test_force_open_reports_forced(make_breaker: Any, duration: float | None) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
     cb.force_open(duration)
     assert cb.trip_reason is TripReason.FORCED
     cb.reset()
@@ -373,8 +375,8 @@ def test_force_open_reports_forced(make: Any, duration: float | None) -> None:
     assert cb.trip_reason is TripReason.FORCED
 
 
-def test_reset_and_a_closing_trial_clear_the_reason(make: Any, clock: FakeClock) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0)
+def test_reset_and_a_closing_trial_clear_the_reason(make_breaker: Any, clock: FakeClock) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0)
     _fail(cb)
     cb.reset()
     assert cb.trip_reason is None
@@ -385,8 +387,8 @@ def test_reset_and_a_closing_trial_clear_the_reason(make: Any, clock: FakeClock)
     assert cb.trip_reason is None
 
 
-def test_a_repair_keeps_the_reason_and_a_failed_one_too(make: Any) -> None:
-    cb = make(failure_threshold=1, minimum_requests=1)
+def test_a_repair_keeps_the_reason_and_a_failed_one_too(make_breaker: Any) -> None:
+    cb = make_breaker(failure_threshold=1, minimum_requests=1)
     _fail(cb)
     cb.begin_repair()
     assert cb.trip_reason is TripReason.FAILURES
@@ -395,8 +397,8 @@ def test_a_repair_keeps_the_reason_and_a_failed_one_too(make: Any) -> None:
     assert cb.trip_reason is TripReason.FAILURES
 
 
-def test_a_repair_begun_while_closed_reports_forced(make: Any) -> None:
-    cb = make()
+def test_a_repair_begun_while_closed_reports_forced(make_breaker: Any) -> None:
+    cb = make_breaker()
     cb.begin_repair()
     assert cb.trip_reason is TripReason.FORCED
     cb.end_repair(True)
