@@ -24,7 +24,7 @@ from recovery.failures import Classifier, FailureInfo, FailureType, Severity, cl
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import Plugin, PluginManager, PluginRegistry
-from recovery.state import CircuitBreakerState
+from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import (
     BackoffStrategy,
     CustomStrategy,
@@ -83,6 +83,7 @@ __all__ = [
     "Trace",
     "TraceError",
     "TraceRecorder",
+    "TripReason",
     "breakers",
     "classify",
     "load_trace",

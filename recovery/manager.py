@@ -76,7 +76,7 @@ from recovery.failures import (
 )
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.plugins import PluginManager
-from recovery.state import CircuitBreakerState
+from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import (
     BUILTIN_STRATEGIES,
     RecoveryContext,
@@ -771,7 +771,7 @@ class RecoveryManager(Dispatcher):
         if tripped:
             if exc is not None:
                 failure = self._classify(exc)
-            elif breaker.config.slow_call_rate_threshold is not None:
+            elif breaker.trip_reason is TripReason.SLOW_CALLS:
                 failure = FailureInfo(FailureType.TIMEOUT, message="slow calls opened the circuit")
             else:
                 failure = FailureInfo(FailureType.ERROR, message="a call was recorded as failed")
@@ -814,11 +814,10 @@ class RecoveryManager(Dispatcher):
         threshold = self._thresholds.failure_rate
         if threshold is None or self._alerts.is_fired(plugin.name, AlertKind.FAILURE_RATE):
             return
-        raw = plugin.breaker._snapshot()
-        count = raw["window_count"]
+        count, failures = plugin.breaker.window_counts()
         if count < plugin.breaker.config.minimum_requests or count == 0:
             return
-        rate = raw["window_failures"] / count
+        rate = failures / count
         if rate >= threshold:
             self._alerts.fire_once(
                 plugin.name,
@@ -1508,7 +1507,7 @@ class RecoveryManager(Dispatcher):
         with self._lock:
             plugin.verification = verification
         try:
-            successes = breaker._snapshot()["total_successes"]
+            successes = breaker.metrics().total_successes
             self._control(lambda: breaker.end_repair(True))
             state = breaker.state
             if state is _CLOSED:
@@ -1527,7 +1526,7 @@ class RecoveryManager(Dispatcher):
                 return None  # cut short by stop(): no verdict
             if verification.verdict is not None:
                 return verification.verdict
-            if breaker._snapshot()["total_successes"] > successes:
+            if breaker.metrics().total_successes > successes:
                 return True
             return None
         finally:

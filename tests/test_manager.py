@@ -1065,6 +1065,23 @@ def test_slow_calls_that_open_the_breaker_start_a_timeout_episode(
     assert audit.records == [("p", "timeout", "spy", True)]
 
 
+def test_failures_recorded_by_token_are_errors_even_with_the_slow_call_rule_on(
+    make_manager: MakeManager, clock: FakeClock, audit: RecordingAuditLogger
+) -> None:
+    """The breaker says why it opened: with the slow-call rule merely configured, two
+    fast calls recorded as failed are an ERROR episode, not a guessed TIMEOUT."""
+    rm = make_manager(plugin_recovery_strategies={"p": "spy"})
+    seen = spy(rm)
+    breaker = rm.register_plugin("p", CircuitBreakerConfig(
+        failure_threshold=2, minimum_requests=2, slow_call_duration=1.0,
+        slow_call_rate_threshold=0.5))
+    for _ in range(2):
+        breaker.record(breaker.try_admit(), failed=True)
+    settle(rm, clock)
+    assert [failure.type for failure in seen] == [FailureType.ERROR]
+    assert audit.records == [("p", "error", "spy", True)]
+
+
 def test_an_open_breaker_is_checked_at_its_own_health_check_interval(
     clock: FakeClock, audit: RecordingAuditLogger
 ) -> None:
