@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from recovery._enum import StrEnum
 
 
-class CircuitBreakerState(str, Enum):
+class CircuitBreakerState(StrEnum):
     """A breaker's state; the value is the string shown in status and metrics."""
 
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
     REPAIRING = "repairing"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The windows keep the state as a small int; this tuple maps it back.
