@@ -16,7 +16,6 @@ every other error of the library, and users match on these.
 from __future__ import annotations
 
 import datetime
-import functools
 import math
 import operator
 from collections.abc import Callable
@@ -37,6 +36,8 @@ def seconds(value: Any) -> Any:
 
 
 def optional_seconds(value: Any) -> Any:
+    """:func:`seconds`, or None. A named function rather than
+    ``attrs.converters.optional(seconds)``: mypy's attrs plugin understands only those."""
     return None if value is None else seconds(value)
 
 
@@ -47,7 +48,6 @@ class _Parameter:
     value: Any
 
 
-@functools.lru_cache(maxsize=256)
 def _parameter(name: str) -> attrs.Attribute[Any]:
     return attrs.fields(_Parameter).value.evolve(name=name)
 
@@ -63,7 +63,9 @@ def check(validator: Validator, name: str, value: T) -> T:
 
 
 def optional(validator: Validator) -> Validator:
-    """``validator``, or None: ``attrs.validators.optional``, typed for any field."""
+    """``validator``, or None: ``attrs.validators.optional``, typed as a plain
+    :data:`Validator` (mypy's attrs plugin would otherwise pin it to the type of the
+    field's default and refuse ``float | None`` fields)."""
     return attrs.validators.optional(validator)
 
 
@@ -143,6 +145,15 @@ def integer(
     return int_in_bounds
 
 
+def _as_float(value: int | float) -> float:
+    """``float(value)``, infinite for an int too large for a float (which is no finite
+    number of seconds, and would overflow the first time it met a float)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def number(
     *, gt: float | None = None, ge: float | None = None, lt: float | None = None,
     le: float | None = None, finite: bool = True, unit: str = "",
@@ -165,9 +176,10 @@ def number(
     def number_in_bounds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(attribute.name, value, f"a number{of_unit}")
+        as_float = _as_float(value)
         if (
-            math.isnan(value)
-            or (finite and math.isinf(value))
+            math.isnan(as_float)
+            or (finite and math.isinf(as_float))
             or not all(_COMPARE[op](value, bound) for op, bound in bounds)
         ):
             raise ValueError(f"{attribute.name} must be {expected}, got {value!r}")

@@ -43,6 +43,8 @@ def refused(error: type[Exception], field: str, value: Any) -> Any:
         (v.number(), None, TypeError),
         (v.number(), math.nan, ValueError),
         (v.number(), math.inf, ValueError),
+        (v.number(), 10**400, ValueError),  # no finite float: not an OverflowError later
+        (v.number(finite=False, le=0), 10**400, ValueError),
         (v.number(gt=0), 0, ValueError),
         (v.number(ge=0, lt=1), 1.0, ValueError),
         (v.integer(), 1.0, TypeError),
@@ -78,6 +80,7 @@ def test_factories_follow_the_rule_and_name_field_and_value(
     [
         (v.number(), -1e300),
         (v.number(finite=False, ge=0), math.inf),
+        (v.number(finite=False, ge=0), 10**400),
         (v.number(gt=0, le=1), 1),
         (v.integer(), -(10**400)),
         (v.bounded_int(5), 5),
