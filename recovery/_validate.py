@@ -132,12 +132,13 @@ def integer(
     unless ``expected`` says what is accepted instead.
     """
     bounds = _bounds(gt, ge, None, le)
+    tests = [(op, bound, _COMPARE[op]) for op, bound in bounds]
 
     def int_in_bounds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _type_error(attribute.name, value, expected or "an int")
-        for op, bound in bounds:
-            if not _COMPARE[op](value, bound):
+        for op, bound, passes in tests:
+            if not passes(value, bound):
                 raise ValueError(
                     f"{attribute.name} must be {expected or f'{op} {bound}'}, got {value!r}"
                 )
@@ -173,15 +174,16 @@ def number(
         shown = " ".join(f"{op} {bound}" for op, bound in bounds)
         expected = f"{'a finite number' if finite else 'a number'}{of_unit} {shown}".rstrip()
 
+    tests = [(_COMPARE[op], bound) for op, bound in bounds]
+
     def number_in_bounds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise _type_error(attribute.name, value, f"a number{of_unit}")
-        as_float = _as_float(value)
-        if (
-            math.isnan(as_float)
-            or (finite and math.isinf(as_float))
-            or not all(_COMPARE[op](value, bound) for op, bound in bounds)
-        ):
+        as_float = value if type(value) is float else _as_float(value)
+        good = not math.isnan(as_float) and not (finite and math.isinf(as_float))
+        for passes, bound in tests:
+            good = good and passes(value, bound)
+        if not good:
             raise ValueError(f"{attribute.name} must be {expected}, got {value!r}")
 
     return number_in_bounds
