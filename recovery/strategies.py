@@ -138,6 +138,9 @@ class _BuiltinStrategy:
 
     name: ClassVar[str]
     default_priority: ClassVar[int]
+    # Its keywords' validators, from the table a RecoveryConfig is checked by; a
+    # subclass registered under another name keeps its parent's.
+    _knobs: ClassVar[Mapping[str, v.Validator]]
 
     def __init__(self, *, priority: int | None = None) -> None:
         self.priority: int = (
@@ -146,7 +149,7 @@ class _BuiltinStrategy:
 
     def _knob(self, knob: str, value: Any) -> Any:
         """``value``, checked as the same knob in a ``RecoveryConfig`` is."""
-        return v.check(STRATEGY_KNOBS[self.name][knob], knob, value)
+        return v.check(self._knobs[knob], knob, value)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(priority={self.priority})"
@@ -165,6 +168,7 @@ class RestartStrategy(_BuiltinStrategy):
     """
 
     name = "restart"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 100
     _handles = frozenset(
         {
@@ -208,6 +212,7 @@ class ReloadStrategy(_BuiltinStrategy):
     """
 
     name = "reload"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 80
     _handles = frozenset({FailureType.TIMEOUT, FailureType.ERROR, FailureType.HEALTH_CHECK})
 
@@ -227,6 +232,7 @@ class ResetStrategy(_BuiltinStrategy):
     """Close the breaker: the plugin is believed fine and the failures were transient."""
 
     name = "reset"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 60
 
     def can_handle(self, failure: FailureInfo) -> bool:
@@ -247,6 +253,7 @@ class GracefulDegradationStrategy(_BuiltinStrategy):
     """
 
     name = "degrade"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 40
 
     def __init__(self, *, priority: int | None = None, hold: float | None = 60.0) -> None:
@@ -276,6 +283,7 @@ class BackoffStrategy(_BuiltinStrategy):
     """
 
     name = "backoff"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 20
 
     def __init__(

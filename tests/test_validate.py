@@ -198,6 +198,15 @@ def test_strategy_knobs_declare_exactly_each_builtins_keywords() -> None:
         assert set(STRATEGY_KNOBS[name]) == set(inspect.signature(cls).parameters), name
 
 
+def test_a_renamed_builtin_subclass_checks_its_knobs_as_its_parent() -> None:
+    class Patient(strategies.BackoffStrategy):
+        name = "patient"
+
+    assert Patient(base=2.0).base == 2.0
+    with refused(ValueError, "cap", 0):
+        Patient(cap=0)
+
+
 def test_recovery_config_checks_strategy_options_without_building_strategies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
