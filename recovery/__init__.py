@@ -18,11 +18,11 @@ from recovery._registry import breakers
 from recovery.alerts import Alert, AlertKind, AlertThresholds
 from recovery.audit import AuditLogger, JsonlAuditLogger, LoggingAuditLogger, SqliteAuditLogger
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
-from recovery.config import CircuitBreakerConfig
+from recovery.config import CircuitBreakerConfig, RecoveryConfig
 from recovery.errors import CircuitOpenError, CircuitRepairingError
 from recovery.failures import Classifier, FailureInfo, FailureType, Severity, classify
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import RecoveryManager
 from recovery.plugins import Plugin, PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import (

@@ -11,16 +11,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from enum import Enum
 
 import attrs
 
 from recovery import _validate as v
+from recovery._enum import StrEnum
 
 _logger = logging.getLogger("recovery.alerts")
 
 
-class AlertKind(str, Enum):
+class AlertKind(StrEnum):
     """Which line was crossed; compares equal to its string value."""
 
     CONSECUTIVE_FAILURES = "consecutive_failures"
@@ -30,9 +30,6 @@ class AlertKind(str, Enum):
     UNRECOVERABLE = "unrecoverable"
     CRASH_LOOP = "crash_loop"
     CRASH_LOOP_ENDED = "crash_loop_ended"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen
@@ -51,10 +48,12 @@ class AlertThresholds:
     leave it failed until ``reset_plugin()``.
     """
 
-    consecutive_failures: int | None = attrs.field(default=5, validator=v.optional_positive_int)
-    failure_rate: float | None = attrs.field(default=0.5, validator=v.optional_rate)
+    consecutive_failures: int | None = attrs.field(
+        default=5, validator=v.optional(v.positive_int)
+    )
+    failure_rate: float | None = attrs.field(default=0.5, validator=v.optional(v.rate))
     recovery_time: float | None = attrs.field(
-        default=300.0, converter=v.optional_seconds, validator=v.optional_positive_seconds
+        default=300.0, converter=v.optional_seconds, validator=v.optional(v.positive_seconds)
     )
 
 
@@ -87,8 +86,7 @@ class AlertDispatcher:
         self._lock = threading.Lock()
 
     def add_handler(self, handler: AlertHandler) -> None:
-        if not callable(handler):
-            raise TypeError(f"alert handler must be callable, got {handler!r}")
+        v.check(v.callable_(), "alert handler", handler)
         with self._lock:
             self._handlers = (*self._handlers, handler)
 

@@ -56,7 +56,10 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any, Protocol, runtime_checkable
 
+from recovery import _validate as v
+
 _logger = logging.getLogger("recovery.audit")
+_NOW = v.callable_("a callable returning epoch seconds")
 
 PathLike = str | os.PathLike[str]
 
@@ -140,9 +143,7 @@ def _record(
 
 
 def _wall_clock(now: Any) -> WallClock:
-    if not callable(now):
-        raise TypeError(f"now must be a callable returning epoch seconds, got {now!r}")
-    return now  # type: ignore[no-any-return]
+    return v.check(_NOW, "now", now)  # type: ignore[no-any-return]
 
 
 def _path_error(exc: OSError, kind: str, path: str) -> OSError:

@@ -1,15 +1,17 @@
-"""Circuit breaker configuration: a frozen, validated attrs class."""
+"""Configuration: frozen, validated attrs classes for a circuit breaker and the recovery manager."""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 
 from recovery import _validate as v
+from recovery._backoff import Backoff
+from recovery.alerts import AlertThresholds
 
 _logger = logging.getLogger("recovery.breaker")
 
@@ -120,13 +122,17 @@ class CircuitBreakerConfig:
     enable_fast_fail: bool = attrs.field(default=True, validator=v.boolean)
     sliding_window_size: int = attrs.field(default=100, validator=v.bounded_int(MAX_WINDOW))
     minimum_requests: int = attrs.field(default=20, validator=v.positive_int)
-    failure_rate_threshold: float | None = attrs.field(default=0.5, validator=v.optional_rate)
-    slow_call_duration: float | None = attrs.field(
-        default=None, converter=v.optional_seconds, validator=v.optional_positive_seconds
+    failure_rate_threshold: float | None = attrs.field(
+        default=0.5, validator=v.optional(v.rate)
     )
-    slow_call_rate_threshold: float | None = attrs.field(default=None, validator=v.optional_rate)
+    slow_call_duration: float | None = attrs.field(
+        default=None, converter=v.optional_seconds, validator=v.optional(v.positive_seconds)
+    )
+    slow_call_rate_threshold: float | None = attrs.field(
+        default=None, validator=v.optional(v.rate)
+    )
     half_open_max_calls: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(v.bounded_int(MAX_TRIALS))
+        default=None, validator=v.optional(v.bounded_int(MAX_TRIALS))
     )
     record_exceptions: tuple[ExceptionMatcher, ...] = attrs.field(
         default=(Exception,), converter=_exception_matchers, validator=_matcher_tuple
@@ -135,7 +141,7 @@ class CircuitBreakerConfig:
         default=(), converter=_exception_matchers, validator=_matcher_tuple
     )
     max_half_open_wait: float | None = attrs.field(
-        default=None, converter=v.optional_seconds, validator=v.optional_positive_seconds
+        default=None, converter=v.optional_seconds, validator=v.optional(v.positive_seconds)
     )
     # Time every call into a histogram of LATENCY_BUCKETS (two clock reads a call).
     record_latency: bool = attrs.field(default=False, validator=v.boolean)
@@ -155,3 +161,183 @@ class CircuitBreakerConfig:
         if self.half_open_max_calls is None:
             return self.success_threshold
         return self.half_open_max_calls
+
+
+# -- the recovery manager's configuration ----------------------------------------------------
+
+_PRIORITY = v.optional(v.integer())
+
+STRATEGY_KNOBS: Mapping[str, Mapping[str, v.Validator]] = {
+    "restart": {"priority": _PRIORITY, "shutdown_timeout": v.positive_seconds},
+    "reload": {"priority": _PRIORITY},
+    "reset": {"priority": _PRIORITY},
+    "degrade": {"priority": _PRIORITY, "hold": v.optional(v.positive_seconds)},
+    "backoff": {"priority": _PRIORITY, "base": v.positive_seconds, "cap": v.positive_seconds,
+                "jitter": v.number(ge=0, lt=1)},
+}
+"""The options (constructor keywords) of each built-in strategy, and how each is checked.
+
+Declared here rather than found by building the strategy, so a ``RecoveryConfig`` is
+validated without side effects, and the strategies check their keywords by the same
+rules (``recovery.strategies`` uses this table).
+"""
+
+
+def check_strategy_options(strategy: str, options: Mapping[str, Any]) -> None:
+    """Refuse what the built-in ``strategy``'s constructor would refuse in ``options``.
+
+    An unknown knob raises ``ValueError`` naming the strategy, the knob and the knobs
+    it has; a bad value raises as its validator says.
+    """
+    knobs = STRATEGY_KNOBS[strategy]
+    unknown = sorted(set(options) - set(knobs))
+    if unknown:
+        raise ValueError(
+            f"recovery_strategy_configs[{strategy!r}] has unknown option(s) "
+            f"{', '.join(unknown)}; {strategy!r} takes {', '.join(sorted(knobs))}"
+        )
+    for knob, value in options.items():
+        v.check(knobs[knob], knob, value)
+
+
+def _plugin_strategies(value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"plugin_recovery_strategies must be a mapping, got {value!r}")
+    return dict(value)
+
+
+def _strategy_configs(value: Any) -> dict[str, dict[str, Any]]:
+    """A copy, as a dict of dicts; the options themselves are checked by the validator."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"recovery_strategy_configs must be a mapping, got {value!r}")
+    configs: dict[str, dict[str, Any]] = {}
+    for name, options in value.items():
+        if not isinstance(name, str) or not isinstance(options, Mapping):
+            raise TypeError(
+                "recovery_strategy_configs must map strategy names to option mappings, "
+                f"got {name!r}: {options!r}"
+            )
+        configs[name] = dict(options)
+    return configs
+
+
+def _strategy_options(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """``priority`` for every strategy; the built-ins' knobs as ``STRATEGY_KNOBS`` says."""
+    for name, options in value.items():
+        v.check(_PRIORITY, f"{attribute.name}[{name!r}]['priority']", options.get("priority"))
+        if name in STRATEGY_KNOBS:
+            check_strategy_options(name, options)
+
+
+@attrs.frozen(kw_only=True)
+class RecoveryConfig:
+    """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.
+
+    Durations are seconds (``timedelta`` accepted); bad values raise ``ValueError`` or
+    ``TypeError`` naming the field and the value. The durations that schedule a
+    wait (intervals, timeouts, back-offs) must be at least 10 ms: a loop asked to
+    wake every microsecond would spend its life under its own lock.
+
+    - ``enable_auto_recovery`` (True): start episodes for recoverable failures; off,
+      failures are only counted, alerted and (if unrecoverable) acted on.
+    - ``health_check_interval`` (30.0), ``health_check_timeout`` (5.0): the default
+      period and time limit of a plugin's active health check.
+    - ``max_recovery_attempts`` (3): attempts per episode.
+    - ``recovery_backoff_base`` (1.0), ``recovery_backoff_factor`` (2.0),
+      ``max_recovery_backoff`` (60.0): the wait before attempt ``k + 2`` is
+      ``min(base * factor**k, max_recovery_backoff)``.
+    - ``default_circuit_breaker`` (``CircuitBreakerConfig()``): for plugins registered
+      without one.
+    - ``default_recovery_strategy`` (None): a strategy name used alone for every plugin
+      without an entry in ``plugin_recovery_strategies``; None tries the chain.
+    - ``plugin_recovery_strategies`` ({}): plugin name → the one strategy to use for it.
+    - ``recovery_strategy_configs`` ({}): strategy name → options: ``priority`` for any
+      strategy, and the built-ins' own knobs (restart: ``shutdown_timeout``; degrade:
+      ``hold``; backoff: ``base``, ``cap``, ``jitter``). Custom strategies see their
+      entry as ``ctx.config``.
+    - ``enable_health_checking`` (True), ``health_check_concurrency`` (4): run the
+      plugins' health checks on a pool of this many threads.
+    - ``enable_alerting`` (True), ``alert_thresholds`` (``AlertThresholds()``).
+    - ``max_episodes_per_period`` (5), ``episode_period`` (300.0): restart intensity;
+      one more episode within the period puts the plugin in a crash loop instead.
+    - ``stable_period`` (600.0): seconds without a failure after which a plugin's
+      back-off state (episode history, crash-loop delay, failed episodes in a row)
+      is forgotten.
+    - ``strategy_timeout`` (30.0): the most one strategy run may take.
+    - ``recovery_workers`` (2): threads that run episodes (episodes of different
+      plugins run in parallel up to this many).
+    - ``verify_timeout`` (10.0): how long, after an action, the breaker's half-open
+      trials have to prove a plugin without a health check well.
+    - ``crash_loop_delay`` (5.0), ``crash_loop_max_delay`` (300.0): the first wait of
+      a crash loop before its next attempt, doubling each time up to the cap.
+    - ``give_up_after`` (None): episodes in a row that fail to bring the plugin back
+      before the manager gives up on it until ``reset_plugin()``; None never gives up.
+    """
+
+    enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
+    health_check_interval: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.interval
+    )
+    max_recovery_attempts: int = attrs.field(default=3, validator=v.positive_int)
+    recovery_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
+    recovery_backoff_base: float = attrs.field(
+        default=1.0, converter=v.seconds, validator=v.interval
+    )
+    max_recovery_backoff: float = attrs.field(
+        default=60.0, converter=v.seconds, validator=v.interval
+    )
+    default_circuit_breaker: CircuitBreakerConfig = attrs.field(
+        factory=CircuitBreakerConfig, validator=v.instance_of(CircuitBreakerConfig)
+    )
+    default_recovery_strategy: str | None = attrs.field(
+        default=None, validator=v.optional(v.name())
+    )
+    plugin_recovery_strategies: dict[str, str] = attrs.field(
+        factory=dict, converter=_plugin_strategies,
+        validator=attrs.validators.deep_mapping(key_validator=v.text, value_validator=v.name()),
+    )
+    recovery_strategy_configs: dict[str, dict[str, Any]] = attrs.field(
+        factory=dict, converter=_strategy_configs, validator=_strategy_options
+    )
+    enable_health_checking: bool = attrs.field(default=True, validator=v.boolean)
+    health_check_timeout: float = attrs.field(
+        default=5.0, converter=v.seconds, validator=v.interval
+    )
+    health_check_concurrency: int = attrs.field(default=4, validator=v.bounded_int(1024))
+    enable_alerting: bool = attrs.field(default=True, validator=v.boolean)
+    alert_thresholds: AlertThresholds = attrs.field(
+        factory=AlertThresholds, validator=v.instance_of(AlertThresholds)
+    )
+    max_episodes_per_period: int = attrs.field(default=5, validator=v.positive_int)
+    episode_period: float = attrs.field(
+        default=300.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    stable_period: float = attrs.field(
+        default=600.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    strategy_timeout: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.interval
+    )
+    recovery_workers: int = attrs.field(default=2, validator=v.bounded_int(1024))
+    verify_timeout: float = attrs.field(
+        default=10.0, converter=v.seconds, validator=v.interval
+    )
+    crash_loop_delay: float = attrs.field(
+        default=5.0, converter=v.seconds, validator=v.interval
+    )
+    crash_loop_max_delay: float = attrs.field(
+        default=300.0, converter=v.seconds, validator=v.interval
+    )
+    give_up_after: int | None = attrs.field(default=None, validator=v.optional(v.positive_int))
+
+    def __attrs_post_init__(self) -> None:
+        if self.crash_loop_max_delay < self.crash_loop_delay:
+            raise ValueError(
+                f"crash_loop_max_delay must be >= crash_loop_delay ({self.crash_loop_delay:g}), "
+                f"got {self.crash_loop_max_delay!r}"
+            )
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
+        return Backoff(self.recovery_backoff_base, self.recovery_backoff_factor,
+                       self.max_recovery_backoff).delay(attempt - 1)

@@ -10,7 +10,6 @@ function of the same shape (:data:`Classifier`) to the manager.
 from __future__ import annotations
 
 import errno
-import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -20,8 +19,11 @@ from typing import Any
 
 import attrs
 
+from recovery import _validate as v
+from recovery._enum import StrEnum
 
-class FailureType(str, Enum):
+
+class FailureType(StrEnum):
     """The kind of a failure; the value is what the audit log writes."""
 
     TIMEOUT = "timeout"
@@ -31,19 +33,13 @@ class FailureType(str, Enum):
     HEALTH_CHECK = "health_check"
     INITIALIZATION = "initialization"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How bad a failure is; strategies use it to decline gentle fixes for critical ones."""
 
     CRITICAL = "critical"
     WARNING = "warning"
     INFO = "info"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def _enum_member(enum: type[Enum], field: str, value: Any) -> Any:
@@ -75,25 +71,11 @@ def _context(value: Any) -> dict[str, Any]:
 
 
 def _timestamp(value: Any) -> float:
-    """Seconds since the Unix epoch, as :func:`time.time` gives: a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"timestamp must be seconds since the epoch (a number, as time.time() gives), "
-            f"got {value!r} ({type(value).__name__})"
-        )
-    if not 0 <= value < math.inf:
-        raise ValueError(f"timestamp must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
+    """Seconds since the Unix epoch, as :func:`time.time` gives: a finite number >= 0.
 
-
-def _bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{attribute.name} must be a bool, got {value!r}")
-
-
-def _str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{attribute.name} must be a str, got {value!r}")
+    A converter, so the stored value is a float whatever real number was given.
+    """
+    return float(v.check(v.epoch_seconds, "timestamp", value))
 
 
 @attrs.frozen
@@ -109,11 +91,11 @@ class FailureInfo:
     """
 
     type: FailureType = attrs.field(converter=_failure_type)
-    message: str = attrs.field(default="", validator=_str)
+    message: str = attrs.field(default="", validator=v.text)
     timestamp: float = attrs.field(factory=time.time, converter=_timestamp)
-    stack: str = attrs.field(default="", validator=_str)
+    stack: str = attrs.field(default="", validator=v.text)
     context: dict[str, Any] = attrs.field(factory=dict, converter=_context, hash=False)
-    recoverable: bool = attrs.field(default=True, validator=_bool)
+    recoverable: bool = attrs.field(default=True, validator=v.boolean)
     severity: Severity = attrs.field(default=Severity.WARNING, converter=_severity)
 
 

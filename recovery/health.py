@@ -124,30 +124,8 @@ _MAX_PARK = 3600.0
 """Longest single park of the scheduler with nothing planned (an event wakes it sooner)."""
 
 
-def _non_empty_str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value:
-        raise TypeError(
-            f"{attribute.name} must be a non-empty str, got {value!r} ({type(value).__name__})"
-        )
-
-
-def _str(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{attribute.name} must be a str, got {value!r} ({type(value).__name__})")
-
-
-def _non_negative_number(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"{attribute.name} must be a number, got {value!r} ({type(value).__name__})"
-        )
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
-def _finite(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if math.isinf(value):
-        raise ValueError(f"{attribute.name} must be finite, got {value!r}")
+_DURATION = _validate.number(ge=0, finite=False, unit="seconds")
+_CALLABLE = _validate.callable_()
 
 
 def _copy_details(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -183,12 +161,6 @@ def _check_tuple(value: Iterable[HealthCheck] | None) -> tuple[HealthCheck, ...]
         ) from None
 
 
-def _callables(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    for index, item in enumerate(value):
-        if not callable(item):
-            raise TypeError(f"{attribute.name}[{index}] must be callable, got {item!r}")
-
-
 def _safe_repr(value: object) -> str:
     """``repr(value)``, or a stand-in when that raises: a check's return value is user code."""
     try:
@@ -209,16 +181,14 @@ class HealthCheckResult:
     """
 
     healthy: bool = attrs.field(validator=_validate.boolean)
-    timestamp: float = attrs.field(
-        factory=time.time, validator=[_non_negative_number, _finite]
-    )
+    timestamp: float = attrs.field(factory=time.time, validator=_validate.epoch_seconds)
     duration: float = attrs.field(
-        default=0.0, converter=_validate.seconds, validator=_non_negative_number
+        default=0.0, converter=_validate.seconds, validator=_DURATION
     )
-    message: str = attrs.field(default="", validator=_str)
+    message: str = attrs.field(default="", validator=_validate.text)
     details: Mapping[str, Any] = attrs.field(factory=dict, converter=_copy_details)
     """The check's own data; None is taken as no details (``{}``)."""
-    check_type: str = attrs.field(default="custom", validator=_str)
+    check_type: str = attrs.field(default="custom", validator=_validate.text)
 
 
 HealthCheck = Callable[[], "HealthCheckResult | bool"]
@@ -255,10 +225,14 @@ class HealthCheckConfig:
         default=5.0, converter=_validate.seconds, validator=_validate.interval
     )
     max_failures: int = attrs.field(default=3, validator=_validate.positive_int)
-    check_type: str = attrs.field(default="custom", validator=_non_empty_str)
+    check_type: str = attrs.field(default="custom", validator=_validate.name())
     custom_checks: tuple[HealthCheck, ...] = attrs.field(
-        default=(), converter=_check_tuple, validator=_callables
+        default=(), converter=_check_tuple,
+        validator=attrs.validators.deep_iterable(member_validator=_CALLABLE),
     )
+
+
+_CONFIG = _validate.instance_of(HealthCheckConfig)
 
 
 def _human_duration(seconds: float) -> str:
@@ -354,24 +328,10 @@ class HealthMonitor:
         *,
         detach_after: float | datetime.timedelta = DEFAULT_DETACH_AFTER,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-            raise TypeError(
-                f"concurrency must be an int, got {concurrency!r} ({type(concurrency).__name__})"
-            )
-        if concurrency <= 0:
-            raise ValueError(f"concurrency must be > 0, got {concurrency!r}")
-        detach_after = _validate.seconds(detach_after)
-        if isinstance(detach_after, bool) or not isinstance(detach_after, (int, float)):
-            raise TypeError(
-                f"detach_after must be a number of seconds, got {detach_after!r} "
-                f"({type(detach_after).__name__})"
-            )
-        if not 0 < detach_after < math.inf:
-            raise ValueError(
-                f"detach_after must be a finite number of seconds > 0, got {detach_after!r}"
-            )
-        self._concurrency = concurrency
-        self._detach_after = float(detach_after)
+        self._concurrency = _validate.check(_validate.positive_int, "concurrency", concurrency)
+        self._detach_after = float(_validate.check(
+            _validate.positive_seconds, "detach_after", _validate.seconds(detach_after)
+        ))
         self._clock: Clock = REAL_CLOCK if clock is None else clock
         self._logger = _LOGGER if logger is None else logger
         self._lock = threading.Lock()
@@ -406,14 +366,11 @@ class HealthMonitor:
 
         Without callbacks the results are only kept for :meth:`status`.
         """
-        if not isinstance(name, str):
-            raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
-        if not callable(check):
-            raise TypeError(f"check must be callable, got {check!r}")
+        _validate.check(_validate.text, "name", name)
+        _validate.check(_CALLABLE, "check", check)
         if config is None:
             config = HealthCheckConfig()
-        elif not isinstance(config, HealthCheckConfig):
-            raise TypeError(f"config must be a HealthCheckConfig, got {config!r}")
+        _validate.check(_CONFIG, "config", config)
         watch = _Watch(name, check, config, on_failure_limit or _ignore,
                        on_healthy or _ignore)
         with self._lock:
@@ -431,8 +388,7 @@ class HealthMonitor:
         flight keeps the timeout it started with. The manager uses this to check
         an open breaker's plugin at the breaker's own ``health_check_interval``.
         """
-        if not isinstance(config, HealthCheckConfig):
-            raise TypeError(f"config must be a HealthCheckConfig, got {config!r}")
+        _validate.check(_CONFIG, "config", config)
         with self._lock:
             watch = self._watches.get(name)
             if watch is None:

@@ -53,20 +53,20 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
 
 from recovery import _clock, _events
-from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import Run, ThreadRunner
 from recovery._impl import Dispatcher, Route
-from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind, AlertThresholds
+from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
 from recovery.audit import AuditLogger, record_attempt
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
+from recovery.config import RecoveryConfig as RecoveryConfig  # re-exported: its old home
 from recovery.failures import (
     Classifier,
     FailureInfo,
@@ -90,167 +90,6 @@ _OPEN = CircuitBreakerState.OPEN
 _CLOSED = CircuitBreakerState.CLOSED
 _REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
 _BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
-
-
-def _strategy_names(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    for plugin, strategy in value.items():
-        if not isinstance(plugin, str) or not isinstance(strategy, str) or not strategy:
-            raise ValueError(
-                f"{attribute.name} must map plugin names to strategy names, "
-                f"got {plugin!r}: {strategy!r}"
-            )
-
-
-def _strategy_configs(value: Any) -> dict[str, dict[str, Any]]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"recovery_strategy_configs must be a mapping, got {value!r}")
-    configs: dict[str, dict[str, Any]] = {}
-    for name, options in value.items():
-        if not isinstance(name, str) or not isinstance(options, Mapping):
-            raise TypeError(
-                "recovery_strategy_configs must map strategy names to option mappings, "
-                f"got {name!r}: {options!r}"
-            )
-        priority = options.get("priority")
-        if priority is not None and (isinstance(priority, bool) or not isinstance(priority, int)):
-            raise TypeError(
-                f"recovery_strategy_configs[{name!r}]['priority'] must be an int, got {priority!r}"
-            )
-        configs[name] = dict(options)
-    return configs
-
-
-def _mapping(value: Any) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"plugin_recovery_strategies must be a mapping, got {value!r}")
-    return dict(value)
-
-
-def _instance_of(cls: type) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        if not isinstance(value, cls):
-            raise TypeError(f"{attribute.name} must be a {cls.__name__}, got {value!r}")
-
-    return check
-
-
-def _optional_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise ValueError(f"{attribute.name} must be a strategy name or None, got {value!r}")
-
-
-@attrs.frozen(kw_only=True)
-class RecoveryConfig:
-    """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.
-
-    Durations are seconds (``timedelta`` accepted); bad values raise ``ValueError`` or
-    ``TypeError`` naming the field and the value. The durations that schedule a
-    wait (intervals, timeouts, back-offs) must be at least 10 ms: a loop asked to
-    wake every microsecond would spend its life under its own lock.
-
-    - ``enable_auto_recovery`` (True): start episodes for recoverable failures; off,
-      failures are only counted, alerted and (if unrecoverable) acted on.
-    - ``health_check_interval`` (30.0), ``health_check_timeout`` (5.0): the default
-      period and time limit of a plugin's active health check.
-    - ``max_recovery_attempts`` (3): attempts per episode.
-    - ``recovery_backoff_base`` (1.0), ``recovery_backoff_factor`` (2.0),
-      ``max_recovery_backoff`` (60.0): the wait before attempt ``k + 2`` is
-      ``min(base * factor**k, max_recovery_backoff)``.
-    - ``default_circuit_breaker`` (``CircuitBreakerConfig()``): for plugins registered
-      without one.
-    - ``default_recovery_strategy`` (None): a strategy name used alone for every plugin
-      without an entry in ``plugin_recovery_strategies``; None tries the chain.
-    - ``plugin_recovery_strategies`` ({}): plugin name → the one strategy to use for it.
-    - ``recovery_strategy_configs`` ({}): strategy name → options: ``priority`` for any
-      strategy, and the built-ins' own knobs (restart: ``shutdown_timeout``; degrade:
-      ``hold``; backoff: ``base``, ``cap``, ``jitter``). Custom strategies see their
-      entry as ``ctx.config``.
-    - ``enable_health_checking`` (True), ``health_check_concurrency`` (4): run the
-      plugins' health checks on a pool of this many threads.
-    - ``enable_alerting`` (True), ``alert_thresholds`` (``AlertThresholds()``).
-    - ``max_episodes_per_period`` (5), ``episode_period`` (300.0): restart intensity;
-      one more episode within the period puts the plugin in a crash loop instead.
-    - ``stable_period`` (600.0): seconds without a failure after which a plugin's
-      back-off state (episode history, crash-loop delay, failed episodes in a row)
-      is forgotten.
-    - ``strategy_timeout`` (30.0): the most one strategy run may take.
-    - ``recovery_workers`` (2): threads that run episodes (episodes of different
-      plugins run in parallel up to this many).
-    - ``verify_timeout`` (10.0): how long, after an action, the breaker's half-open
-      trials have to prove a plugin without a health check well.
-    - ``crash_loop_delay`` (5.0), ``crash_loop_max_delay`` (300.0): the first wait of
-      a crash loop before its next attempt, doubling each time up to the cap.
-    - ``give_up_after`` (None): episodes in a row that fail to bring the plugin back
-      before the manager gives up on it until ``reset_plugin()``; None never gives up.
-    """
-
-    enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
-    health_check_interval: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.interval
-    )
-    max_recovery_attempts: int = attrs.field(default=3, validator=v.positive_int)
-    recovery_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
-    recovery_backoff_base: float = attrs.field(
-        default=1.0, converter=v.seconds, validator=v.interval
-    )
-    max_recovery_backoff: float = attrs.field(
-        default=60.0, converter=v.seconds, validator=v.interval
-    )
-    default_circuit_breaker: CircuitBreakerConfig = attrs.field(
-        factory=CircuitBreakerConfig, validator=_instance_of(CircuitBreakerConfig)
-    )
-    default_recovery_strategy: str | None = attrs.field(default=None, validator=_optional_name)
-    plugin_recovery_strategies: dict[str, str] = attrs.field(
-        factory=dict, converter=_mapping, validator=_strategy_names
-    )
-    recovery_strategy_configs: dict[str, dict[str, Any]] = attrs.field(
-        factory=dict, converter=_strategy_configs
-    )
-    enable_health_checking: bool = attrs.field(default=True, validator=v.boolean)
-    health_check_timeout: float = attrs.field(
-        default=5.0, converter=v.seconds, validator=v.interval
-    )
-    health_check_concurrency: int = attrs.field(default=4, validator=v.bounded_int(1024))
-    enable_alerting: bool = attrs.field(default=True, validator=v.boolean)
-    alert_thresholds: AlertThresholds = attrs.field(
-        factory=AlertThresholds, validator=_instance_of(AlertThresholds)
-    )
-    max_episodes_per_period: int = attrs.field(default=5, validator=v.positive_int)
-    episode_period: float = attrs.field(
-        default=300.0, converter=v.seconds, validator=v.positive_seconds
-    )
-    stable_period: float = attrs.field(
-        default=600.0, converter=v.seconds, validator=v.positive_seconds
-    )
-    strategy_timeout: float = attrs.field(
-        default=30.0, converter=v.seconds, validator=v.interval
-    )
-    recovery_workers: int = attrs.field(default=2, validator=v.bounded_int(1024))
-    verify_timeout: float = attrs.field(
-        default=10.0, converter=v.seconds, validator=v.interval
-    )
-    crash_loop_delay: float = attrs.field(
-        default=5.0, converter=v.seconds, validator=v.interval
-    )
-    crash_loop_max_delay: float = attrs.field(
-        default=300.0, converter=v.seconds, validator=v.interval
-    )
-    give_up_after: int | None = attrs.field(default=None, validator=v.optional_positive_int)
-
-    def __attrs_post_init__(self) -> None:
-        if self.crash_loop_max_delay < self.crash_loop_delay:
-            raise ValueError(
-                f"crash_loop_max_delay must be >= crash_loop_delay ({self.crash_loop_delay:g}), "
-                f"got {self.crash_loop_max_delay!r}"
-            )
-        for name, options in self.recovery_strategy_configs.items():
-            if name in BUILTIN_STRATEGIES:
-                builtin_strategy(name, options)  # raises on an unknown or bad knob
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt ``attempt`` (1-based) before the next."""
-        return Backoff(self.recovery_backoff_base, self.recovery_backoff_factor,
-                       self.max_recovery_backoff).delay(attempt - 1)
 
 
 @attrs.define(eq=False)

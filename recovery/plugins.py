@@ -29,7 +29,10 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Protocol, cast, runtime_checkable
 
+from recovery import _validate as v
+
 _logger = logging.getLogger("recovery.plugins")
+_NAME = v.name()
 
 ENTRY_POINT_GROUP = "recovery.plugins"
 
@@ -64,9 +67,7 @@ def _plugin_name(plugin: Any) -> str:
     ):
         raise TypeError(f"{plugin!r} is not a plugin: it needs initialize(config) and shutdown()")
     name = getattr(plugin, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"plugin {plugin!r} needs a non-empty str name, got {name!r}")
-    return name
+    return cast(str, v.check(_NAME, f"the name of plugin {plugin!r}", name))
 
 
 class PluginRegistry:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from recovery._enum import StrEnum
 
 
-class CircuitBreakerState(str, Enum):
+class CircuitBreakerState(StrEnum):
     """A breaker's state; the value is the string shown in status and metrics."""
 
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
     REPAIRING = "repairing"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The windows keep the state as a small int, its index in STATES. These codes are the
@@ -30,16 +27,13 @@ STATES = (
 )
 
 
-class TripReason(str, Enum):
+class TripReason(StrEnum):
     """Why a circuit last opened: ``CircuitBreaker.trip_reason`` while it is not closed."""
 
     FAILURES = "failures"  # the failure count or failure rate rule fired
     SLOW_CALLS = "slow_calls"  # the slow-call rate rule fired
     TRIAL_FAILED = "trial_failed"  # a half-open trial failed, was slow or never reported
     FORCED = "forced"  # force_open(), a cluster holding it open, or a repair begun closed
-
-    def __str__(self) -> str:
-        return self.value
 
 
 # The windows keep the reason as a small int, its index in TRIP_REASONS (0 while closed);

@@ -30,7 +30,6 @@ are not verified; the breaker's next trial after them is the test.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import random
@@ -40,11 +39,13 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
+from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import BoundedRunner as BoundedRunner  # re-exported: public here
 from recovery._bounded import run_inline as run_inline  # re-exported: public here
 from recovery._clock import Clock
 from recovery.breaker import CircuitBreaker
+from recovery.config import STRATEGY_KNOBS, check_strategy_options
 from recovery.failures import FailureInfo, FailureType, Severity
 from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
@@ -116,21 +117,9 @@ class RecoveryStrategy(Protocol):
         ...
 
 
-def _check_priority(priority: Any) -> int:
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise TypeError(f"priority must be an int, got {priority!r}")
-    return priority
-
-
-def _check_seconds(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value!r}")
-    return float(value)
+_PRIORITY = v.integer()
+_NAME = v.name()
+_CALLABLE = v.callable_()
 
 
 class _BuiltinStrategy:
@@ -138,9 +127,18 @@ class _BuiltinStrategy:
 
     name: ClassVar[str]
     default_priority: ClassVar[int]
+    # Its keywords' validators, from the table a RecoveryConfig is checked by; a
+    # subclass registered under another name keeps its parent's.
+    _knobs: ClassVar[Mapping[str, v.Validator]]
 
     def __init__(self, *, priority: int | None = None) -> None:
-        self.priority = _check_priority(self.default_priority if priority is None else priority)
+        self.priority: int = (
+            self.default_priority if priority is None else self._knob("priority", priority)
+        )
+
+    def _knob(self, knob: str, value: Any) -> Any:
+        """``value``, checked as the same knob in a ``RecoveryConfig`` is."""
+        return v.check(self._knobs[knob], knob, value)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(priority={self.priority})"
@@ -159,6 +157,7 @@ class RestartStrategy(_BuiltinStrategy):
     """
 
     name = "restart"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 100
     _handles = frozenset(
         {
@@ -172,7 +171,7 @@ class RestartStrategy(_BuiltinStrategy):
 
     def __init__(self, *, priority: int | None = None, shutdown_timeout: float = 5.0) -> None:
         super().__init__(priority=priority)
-        self.shutdown_timeout = _check_seconds("shutdown_timeout", shutdown_timeout)
+        self.shutdown_timeout = float(self._knob("shutdown_timeout", shutdown_timeout))
 
     def can_handle(self, failure: FailureInfo) -> bool:
         return failure.type in self._handles
@@ -202,6 +201,7 @@ class ReloadStrategy(_BuiltinStrategy):
     """
 
     name = "reload"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 80
     _handles = frozenset({FailureType.TIMEOUT, FailureType.ERROR, FailureType.HEALTH_CHECK})
 
@@ -221,6 +221,7 @@ class ResetStrategy(_BuiltinStrategy):
     """Close the breaker: the plugin is believed fine and the failures were transient."""
 
     name = "reset"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 60
 
     def can_handle(self, failure: FailureInfo) -> bool:
@@ -241,11 +242,12 @@ class GracefulDegradationStrategy(_BuiltinStrategy):
     """
 
     name = "degrade"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 40
 
     def __init__(self, *, priority: int | None = None, hold: float | None = 60.0) -> None:
         super().__init__(priority=priority)
-        self.hold = None if hold is None else _check_seconds("hold", hold)
+        self.hold = None if hold is None else float(self._knob("hold", hold))
 
     def can_handle(self, failure: FailureInfo) -> bool:
         return failure.type is FailureType.RESOURCE_LIMIT or (
@@ -270,6 +272,7 @@ class BackoffStrategy(_BuiltinStrategy):
     """
 
     name = "backoff"
+    _knobs = STRATEGY_KNOBS[name]
     default_priority = 20
 
     def __init__(
@@ -281,13 +284,9 @@ class BackoffStrategy(_BuiltinStrategy):
         jitter: float = 0.1,
     ) -> None:
         super().__init__(priority=priority)
-        self.base = _check_seconds("base", base)
-        self.cap = _check_seconds("cap", cap)
-        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not (
-            0 <= jitter < 1
-        ):
-            raise ValueError(f"jitter must be a fraction in [0, 1), got {jitter!r}")
-        self.jitter = float(jitter)
+        self.base = float(self._knob("base", base))
+        self.cap = float(self._knob("cap", cap))
+        self.jitter = float(self._knob("jitter", jitter))
         # Uncapped: the jitter shortens the grown hold, and the cap applies after it.
         self._growth = Backoff(self.base, 2.0, math.inf)
         self._levels: dict[str, int] = {}
@@ -340,16 +339,10 @@ class CustomStrategy:
         recover: Callable[[str, FailureInfo, RecoveryContext], object],
         logger: logging.Logger | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        if not callable(can_handle):
-            raise TypeError(f"can_handle must be callable, got {can_handle!r}")
-        if not callable(recover):
-            raise TypeError(f"recover must be callable, got {recover!r}")
-        self.name = name
-        self.priority = _check_priority(priority)
-        self._can_handle = can_handle
-        self._recover = recover
+        self.name = v.check(_NAME, "name", name)
+        self.priority = v.check(_PRIORITY, "priority", priority)
+        self._can_handle = v.check(_CALLABLE, "can_handle", can_handle)
+        self._recover = v.check(_CALLABLE, "recover", recover)
         self._logger = logger if logger is not None else _logger
 
     def can_handle(self, failure: FailureInfo) -> bool:
@@ -392,12 +385,5 @@ def builtin_strategy(name: str, options: Mapping[str, Any]) -> Builtin:
     An unknown knob raises ``ValueError`` naming the strategy, the knob and the knobs
     it has.
     """
-    cls = BUILTIN_STRATEGIES[name]
-    knobs = inspect.signature(cls).parameters
-    unknown = sorted(set(options) - set(knobs))
-    if unknown:
-        raise ValueError(
-            f"recovery_strategy_configs[{name!r}] has unknown option(s) {', '.join(unknown)}; "
-            f"{name!r} takes {', '.join(sorted(knobs))}"
-        )
-    return cls(**options)
+    check_strategy_options(name, options)
+    return BUILTIN_STRATEGIES[name](**options)

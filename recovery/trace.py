@@ -43,6 +43,8 @@ from typing import Any, Protocol, TextIO
 
 import attrs
 
+from recovery import _validate as v
+
 COLUMNS = ("t", "ok", "latency")
 LABEL = "healthy"
 MAX_LINE_CHARS = 1 << 20
@@ -53,6 +55,7 @@ _ECHO_CHARS = 60  # how much of a bad line an error message quotes
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 _SYNONYMS = {"time": "t"}
 _FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
+_BUFFER_ROWS = v.integer(gt=0, expected="a positive int")
 
 
 class TraceError(ValueError):
@@ -591,12 +594,8 @@ class TraceRecorder:
     def __init__(
         self, path: str | os.PathLike[str], *, buffer_rows: int = 4096, wall_clock: bool = True
     ) -> None:
-        if isinstance(buffer_rows, bool) or not isinstance(buffer_rows, int):
-            raise TypeError(f"buffer_rows must be an int, got {buffer_rows!r}")
-        if buffer_rows < 1:
-            raise ValueError(f"buffer_rows must be a positive int, got {buffer_rows!r}")
-        if not isinstance(wall_clock, bool):
-            raise TypeError(f"wall_clock must be a bool, got {wall_clock!r}")
+        v.check(_BUFFER_ROWS, "buffer_rows", buffer_rows)
+        v.check(v.boolean, "wall_clock", wall_clock)
         self.path = os.fspath(path)
         self._buffer_rows = buffer_rows
         self._wall_clock = wall_clock

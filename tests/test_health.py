@@ -192,7 +192,8 @@ def test_config_defaults_and_timedelta() -> None:
         ("timeout", "5", TypeError),
         ("max_failures", 0, ValueError),
         ("max_failures", True, TypeError),
-        ("check_type", "", TypeError),
+        ("check_type", "", ValueError),
+        ("check_type", 5, TypeError),
         ("custom_checks", (print, 3), TypeError),
     ],
 )

@@ -822,7 +822,8 @@ def test_bad_input_gets_clear_errors(make_manager: MakeManager) -> None:
         ({"recovery_strategy_configs": {"backoff": {"priority": "hi"}}}, TypeError, "priority"),
         ({"recovery_strategy_configs": {"restart": {"bogus": 1}}}, ValueError, "bogus"),
         ({"recovery_strategy_configs": {"backoff": {"cap": 0}}}, ValueError, "cap"),
-        ({"default_recovery_strategy": 3}, ValueError, "default_recovery_strategy"),
+        ({"default_recovery_strategy": 3}, TypeError, "default_recovery_strategy"),
+        ({"default_recovery_strategy": ""}, ValueError, "default_recovery_strategy"),
     ],
 )
 def test_recovery_config_validates(kwargs: dict[str, Any], error: type[Exception], match: str

@@ -129,7 +129,7 @@ def test_unload_removes_even_when_shutdown_raises() -> None:
     [
         (object(), TypeError, "initialize"),
         (Recorder(""), ValueError, "name"),
-        (Recorder(42), ValueError, "42"),  # type: ignore[arg-type]
+        (Recorder(42), TypeError, "42"),  # type: ignore[arg-type]
     ],
 )
 def test_objects_that_are_not_plugins_are_refused(

@@ -214,17 +214,20 @@ def test_backoff_jitter_only_shortens_the_hold() -> None:
 
 
 @pytest.mark.parametrize(
-    ("cls", "kwargs", "match"),
+    ("cls", "kwargs", "error", "match"),
     [
-        (RestartStrategy, {"shutdown_timeout": 0}, "shutdown_timeout"),
-        (BackoffStrategy, {"base": -1}, "base"),
-        (BackoffStrategy, {"cap": math.inf}, "cap"),
-        (BackoffStrategy, {"jitter": 1.0}, "jitter"),
-        (GracefulDegradationStrategy, {"hold": "long"}, "hold"),
+        (RestartStrategy, {"shutdown_timeout": 0}, ValueError, "shutdown_timeout"),
+        (BackoffStrategy, {"base": -1}, ValueError, "base"),
+        (BackoffStrategy, {"cap": math.inf}, ValueError, "cap"),
+        (BackoffStrategy, {"jitter": 1.0}, ValueError, "jitter"),
+        (BackoffStrategy, {"jitter": "none"}, TypeError, "jitter"),
+        (GracefulDegradationStrategy, {"hold": "long"}, TypeError, "hold"),
     ],
 )
-def test_bad_knobs_name_themselves(cls: Any, kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+def test_bad_knobs_name_themselves(
+    cls: Any, kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
         cls(**kwargs)
 
 

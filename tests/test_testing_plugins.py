@@ -92,24 +92,28 @@ def test_it_is_a_plugin_that_serves_calls_once_initialized() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "error", "field"),
     [
-        ({"fail_rate": 1.5}, "fail_rate"),
-        ({"fail_rate": True}, "fail_rate"),
-        ({"latency": -1}, "latency"),
-        ({"latency": float("inf")}, "latency"),
-        ({"crash_on_initialize": -1}, "crash_on_initialize"),
-        ({"recover_after_restarts": 1.5}, "recover_after_restarts"),
+        ({"fail_rate": 1.5}, ValueError, "fail_rate"),
+        ({"fail_rate": True}, TypeError, "fail_rate"),
+        ({"latency": -1}, ValueError, "latency"),
+        ({"latency": float("inf")}, ValueError, "latency"),
+        ({"crash_on_initialize": -1}, ValueError, "crash_on_initialize"),
+        ({"recover_after_restarts": 1.5}, TypeError, "recover_after_restarts"),
     ],
 )
-def test_bad_modes_name_the_field(kwargs: dict[str, Any], field: str) -> None:
-    with pytest.raises(ValueError, match=field):
+def test_bad_modes_name_the_field(
+    kwargs: dict[str, Any], error: type[Exception], field: str
+) -> None:
+    with pytest.raises(error, match=field):
         FlakyPlugin("p", **kwargs)
 
 
 def test_bad_name_is_refused() -> None:
     with pytest.raises(ValueError, match="name"):
         FlakyPlugin("")
+    with pytest.raises(TypeError, match="name"):
+        FlakyPlugin(5)  # type: ignore[arg-type]
 
 
 # --- fail_rate ----------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
 
+from recovery import _validate as v
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed
 from recovery.dashboard.hub import Hub
@@ -43,6 +44,9 @@ from recovery.manager import RecoveryManager
 __all__ = ["Dashboard", "serve", "serve_fleet"]
 
 _logger = logging.getLogger("recovery.dashboard")
+_TOKEN = v.optional(v.name())
+_BREAKER = v.instance_of(CircuitBreaker)
+_PORT = v.integer(ge=0, le=65535)
 
 MAX_CLIENTS = 64  # open /events streams; more get 503
 CLIENT_QUEUE = 64  # messages a client may fall behind before it is cut off (it reconnects)
@@ -120,18 +124,13 @@ def serve(
     if not callable(getattr(rm, "get_recovery_status", None)):
         raise TypeError(f"rm must be a RecoveryManager, got {rm!r}")
     _check_address(host, port)
-    if token is not None and not isinstance(token, str):
-        raise TypeError(f"token must be a str or None, got {token!r}")
-    if token == "":
-        raise ValueError("token must not be empty")
-    if not isinstance(allow_control, bool):
-        raise TypeError(f"allow_control must be a bool, got {allow_control!r}")
+    v.check(_TOKEN, "token", token)
+    v.check(v.boolean, "allow_control", allow_control)
     if allow_control and token is None:
         raise ValueError("allow_control=True needs a token")
     extra: dict[str, CircuitBreaker] = {}
-    for breaker in breakers:
-        if not isinstance(breaker, CircuitBreaker):
-            raise TypeError(f"breakers must hold CircuitBreakers, got {breaker!r}")
+    for index, breaker in enumerate(breakers):
+        v.check(_BREAKER, f"breakers[{index}]", breaker)
         if breaker.name in extra:
             raise ValueError(f"breakers has two breakers named {breaker.name!r}")
         extra[breaker.name] = breaker
@@ -175,10 +174,7 @@ def serve_fleet(
     config = ClusterConfig(url, namespace, None, 1, 10.0, secret)  # the same checks
     _check_address(host, port)
     for name, value in (("fade_after", fade_after), ("forget_after", forget_after)):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(f"{name} must be a number of seconds, got {value!r}")
-        if not 0 < value < float("inf"):
-            raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        v.check(v.positive_seconds, name, value)
     if forget_after <= fade_after:
         raise ValueError(
             f"forget_after must be longer than fade_after, got {forget_after!r} <= {fade_after!r}")
@@ -198,12 +194,8 @@ def serve_fleet(
 
 
 def _check_address(host: str, port: int) -> None:
-    if not isinstance(host, str):
-        raise TypeError(f"host must be a str, got {host!r}")
-    if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int, got {port!r}")
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port must be within 0..65535, got {port!r}")
+    v.check(v.text, "host", host)
+    v.check(_PORT, "port", port)
 
 
 def _start(

@@ -19,12 +19,12 @@ are there for assertions; treat them as read-only.
 
 from __future__ import annotations
 
-import math
 import random
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from recovery import _validate as v
 from recovery._clock import REAL_CLOCK, Clock
 
 
@@ -40,27 +40,9 @@ class PluginNotRunningError(RuntimeError):
     """A call to a plugin that is not initialized, or that was shut down while the call hung."""
 
 
-def _rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _seconds(name: str, value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be an int >= 0, got {value!r}")
-    return value
+_RATE = v.number(ge=0, le=1)
+_SECONDS = v.number(ge=0, unit="seconds")
+_COUNT = v.integer(ge=0)
 
 
 class FlakyPlugin:
@@ -102,19 +84,19 @@ class FlakyPlugin:
         seed: int | None = None,
         clock: Clock | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"name must be a non-empty str, got {name!r}")
-        self.name = name
+        self.name: str = v.check(v.name(), "name", name)
         self.error = error
         self.clock = clock if clock is not None else REAL_CLOCK
         self._lock = threading.Condition()
         self._random = random.Random(seed)
-        self._fail_rate = _rate("fail_rate", fail_rate)
-        self._latency = _seconds("latency", latency)
+        self._fail_rate = float(v.check(_RATE, "fail_rate", fail_rate))
+        self._latency = float(v.check(_SECONDS, "latency", latency))
         self._calls_hang = bool(hang)
         self._checks_hang = bool(health_check_hangs)
-        self._crashes_left = _count("crash_on_initialize", crash_on_initialize)
-        self._restarts_needed = _count("recover_after_restarts", recover_after_restarts)
+        self._crashes_left = v.check(_COUNT, "crash_on_initialize", crash_on_initialize)
+        self._restarts_needed = v.check(
+            _COUNT, "recover_after_restarts", recover_after_restarts
+        )
         self._running = False
         self._shut_down = False  # since the last successful initialize: the next one restarts
         self._generation = 0  # bumped by shutdown, to release what hangs
@@ -251,7 +233,7 @@ class FlakyPlugin:
 
     @fail_rate.setter
     def fail_rate(self, value: float) -> None:
-        self._fail_rate = _rate("fail_rate", value)
+        self._fail_rate = float(v.check(_RATE, "fail_rate", value))
 
     @property
     def latency(self) -> float:
@@ -260,7 +242,7 @@ class FlakyPlugin:
 
     @latency.setter
     def latency(self, value: float) -> None:
-        self._latency = _seconds("latency", value)
+        self._latency = float(v.check(_SECONDS, "latency", value))
 
     def hang(self) -> None:
         """From now on, calls block until :meth:`release` or :meth:`shutdown`."""
@@ -281,12 +263,12 @@ class FlakyPlugin:
     def fail_until_restarted(self, times: int) -> None:
         """From now on, every call fails until the plugin has been restarted ``times`` times."""
         with self._lock:
-            self._restarts_needed = _count("times", times)
+            self._restarts_needed = v.check(_COUNT, "times", times)
 
     def crash_next_initializations(self, times: int) -> None:
         """Make the next ``times`` calls of ``initialize`` raise :class:`InitializationCrash`."""
         with self._lock:
-            self._crashes_left = _count("times", times)
+            self._crashes_left = v.check(_COUNT, "times", times)
 
     # --- observing ----------------------------------------------------------------------------
 
