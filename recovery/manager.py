@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 import attrs
 
 from recovery import _clock, _events
+from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import Run, ThreadRunner
 from recovery._impl import Dispatcher, Route
@@ -563,12 +564,7 @@ class RecoveryManager(Dispatcher):
         for method in ("can_handle", "recover"):
             if not callable(getattr(strategy, method)):
                 raise TypeError(f"{method} of strategy {name!r} must be callable")
-        priority = strategy.priority
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise TypeError(
-                f"priority of strategy {name!r} must be an int, got {priority!r} "
-                f"({type(priority).__name__})"
-            )
+        v.check(v.integer(), f"priority of strategy {name!r}", strategy.priority)
         with self._lock:
             if name in self._strategies:
                 raise ValueError(f"strategy {name!r} is already registered")

@@ -91,7 +91,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'recovery[prometheus]'"
     ) from exc
 
-from recovery import _registry
+from recovery import _registry, _validate
 from recovery.breaker import BreakerMixin, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
@@ -196,8 +196,7 @@ class RecoveryCollector:
     def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
         if rm is not None and not callable(getattr(rm, "get_recovery_status", None)):
             raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
-        if not isinstance(breakers, bool):
-            raise TypeError(f"breakers must be a bool, got {breakers!r}")
+        _validate.check(_validate.boolean, "breakers", breakers)
         if rm is None and not breakers:
             raise ValueError("rm=None with breakers=False: nothing to collect")
         self._rm = rm

@@ -170,20 +170,6 @@ def test_no_event_is_logged_under_the_manager_s_lock(
         root.removeHandler(handler)
         root.setLevel(level)
     assert {event for event, _ in handler.seen} == {"transition", "recovery_action", "alert"}
-    # Including the move to repairing that record_failure makes under the lock.
+    # Including the move to repairing that an episode's start makes.
     assert ("transition", False) in handler.seen
     assert [seen for seen in handler.seen if seen[1]] == []
-
-
-def test_held_records_come_out_in_order_when_the_outermost_block_exits(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    logger = logging.getLogger("recovery.test")
-    with caplog.at_level(logging.INFO, logger="recovery"):
-        with _events.held():
-            _events.emit(logger, logging.INFO, "one %d", (1,), {"event": "a"})
-            with _events.held():
-                _events.emit(logger, logging.INFO, "two", (), {"event": "b"})
-            assert events(caplog) == []
-        _events.emit(logger, logging.INFO, "three", (), {"event": "c"})
-    assert [r.getMessage() for r in caplog.records] == ["one 1", "two", "three"]
