@@ -12,12 +12,25 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import pytest
 
+import recovery
 from recovery.config import CircuitBreakerConfig
 from recovery.failures import FailureInfo
 from recovery.health import HealthCheckConfig
-from recovery.manager import RecoveryConfig, RecoveryManager
+from recovery.manager import EPISODE_OUTCOMES, RecoveryConfig, RecoveryManager
+from recovery.state import CircuitBreakerState
+from recovery.status import (
+    ActionCounts,
+    EpisodeCounts,
+    HealthCheckStatus,
+    LastHealthCheck,
+    PluginRecovery,
+    PluginStatus,
+    RecoveryStatus,
+    StuckStrategy,
+)
 from recovery.strategies import CustomStrategy, RecoveryContext
 from recovery.testing import FakeClock, RecordingAuditLogger
 from tests.conftest import settle
@@ -179,3 +192,55 @@ def test_get_recovery_status_keeps_its_shape_and_values(known: RecoveryManager) 
     # Key order too: the demo's --json and the dashboard print it as it comes.
     assert json.dumps(_walls(status)) == json.dumps(EXPECTED)
 
+
+
+def test_status_gives_the_same_reading_as_typed_values(known: RecoveryManager) -> None:
+    status = known.status()
+    assert isinstance(status, RecoveryStatus)
+    assert (status.running, status.episodes_in_progress, status.stuck_strategies) == (
+        True, 0, ())
+    assert list(status.plugins) == ["steady", "broken", "looping", "degraded"]
+    assert all(isinstance(plugin, PluginStatus) and plugin.name == name
+               for name, plugin in status.plugins.items())
+    steady, broken, looping, degraded = status.plugins.values()
+    assert steady.circuit_breaker.state is CircuitBreakerState.CLOSED
+    assert steady.health_check.enabled is True
+    assert steady.health_check.last_result == LastHealthCheck(True, "0us", "")
+    assert broken.health_check == HealthCheckStatus()
+    # Held open until reset_plugin(): no retry time, as in the dict.
+    assert broken.circuit_breaker.state is CircuitBreakerState.OPEN
+    assert broken.circuit_breaker.next_retry_time is None
+    assert (broken.recovery.failed, broken.recovery.failed_reason) == (True, "unrecoverable")
+    assert looping.recovery.crash_loop is True
+    assert isinstance(looping.recovery.next_attempt, float)
+    assert looping.recovery.actions == {"bad": ActionCounts(success=0, failure=2)}
+    assert looping.recovery.episodes == EpisodeCounts(exhausted=1)
+    assert degraded.recovery.degraded is True
+    assert degraded.recovery.episodes == EpisodeCounts(held=1)
+    assert _walls(status.to_dict()) == EXPECTED
+
+
+def test_episode_counts_has_a_field_per_outcome_in_the_managers_order() -> None:
+    assert tuple(field.name for field in attrs.fields(EpisodeCounts)) == EPISODE_OUTCOMES
+    assert tuple(EpisodeCounts().to_dict()) == EPISODE_OUTCOMES
+
+
+def test_the_typed_values_are_frozen_and_exported() -> None:
+    values = (ActionCounts(), EpisodeCounts(), HealthCheckStatus(), PluginRecovery(),
+              StuckStrategy("restart p", 0.0))
+    for value in values:
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            value.__setattr__(attrs.fields(type(value))[0].name, None)
+    for name in ("RecoveryStatus", "PluginStatus", "PluginRecovery", "HealthCheckStatus",
+                 "LastHealthCheck", "EpisodeCounts", "ActionCounts", "StuckStrategy"):
+        assert getattr(recovery, name) is getattr(recovery.status, name)
+        assert name in recovery.__all__
+
+
+def test_timestamps_are_wall_clock_floats_and_iso_strings_in_the_dict() -> None:
+    view = PluginRecovery(crash_loop=True, next_attempt=1_700_000_012.9,
+                          episode_started=1_700_000_000.0)
+    assert (view.to_dict()["next_attempt"], view.to_dict()["episode_started"]) == (
+        "2023-11-14T22:13:32Z", "2023-11-14T22:13:20Z")
+    assert StuckStrategy("restart p", 1_700_000_000.0).to_dict() == {
+        "label": "restart p", "since": "2023-11-14T22:13:20Z"}
