@@ -244,3 +244,16 @@ def test_timestamps_are_wall_clock_floats_and_iso_strings_in_the_dict() -> None:
         "2023-11-14T22:13:32Z", "2023-11-14T22:13:20Z")
     assert StuckStrategy("restart p", 1_700_000_000.0).to_dict() == {
         "label": "restart p", "since": "2023-11-14T22:13:20Z"}
+
+
+def test_a_breakers_dict_has_its_latency_histogram_as_lists(make: Any) -> None:
+    """The status dict carries each breaker's ``metrics().to_dict()``: nested values too."""
+    breaker = make(record_latency=True)
+    breaker.call(lambda: None)
+    metrics = breaker.metrics()
+    assert metrics.latency is not None
+    data = metrics.to_dict()
+    assert data["latency"] == {"bounds": metrics.latency.bounds,
+                               "counts": metrics.latency.counts, "sum": metrics.latency.sum}
+    assert data["state"] == "closed" and isinstance(data["last_success"], str)
+    assert json.loads(json.dumps(data))["latency"]["counts"] == list(metrics.latency.counts)
