@@ -1688,7 +1688,8 @@ class RecoveryManager(Dispatcher):
                 for action in sorted({action for action, _ in actions})
             },
             episodes=EpisodeCounts(
-                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}),
+                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
+            ) if plugin.episodes else _NO_EPISODES,
         )
 
 
@@ -1767,7 +1768,9 @@ def _health_view(monitor: HealthMonitor | None, name: str) -> HealthCheckStatus:
     return _NOT_CHECKED
 
 
+# Shared by every plugin in that state: most are never checked, or never recovered.
 _NOT_CHECKED = HealthCheckStatus()
+_NO_EPISODES = EpisodeCounts()
 
 
 def _breaker_view(breaker: CircuitBreaker) -> CircuitBreakerMetrics:
