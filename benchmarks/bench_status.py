@@ -46,8 +46,9 @@ def _manager() -> RecoveryManager:
     quiet.setLevel(logging.CRITICAL)
     rm = RecoveryManager(
         PluginRegistry(), _NoAudit(),
+        # A short verify_timeout: no call comes to verify the fixed plugins by.
         RecoveryConfig(enable_health_checking=True, health_check_interval=3600.0,
-                       default_recovery_strategy="fix"),
+                       default_recovery_strategy="fix", verify_timeout=0.05),
         quiet,
     )
     rm.register_strategy("fix", CustomStrategy("fix", 1, lambda f: True, lambda n, f, c: None))
