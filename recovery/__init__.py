@@ -25,6 +25,16 @@ from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.manager import RecoveryManager
 from recovery.plugins import Plugin, PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
+from recovery.status import (
+    ActionCounts,
+    EpisodeCounts,
+    HealthCheckStatus,
+    LastHealthCheck,
+    PluginRecovery,
+    PluginStatus,
+    RecoveryStatus,
+    StuckStrategy,
+)
 from recovery.strategies import (
     BackoffStrategy,
     CustomStrategy,
@@ -46,6 +56,7 @@ logging.getLogger("recovery").addHandler(logging.NullHandler())
 
 __all__ = [
     "EXTENSION_ACTIVE",
+    "ActionCounts",
     "Alert",
     "AlertKind",
     "AlertThresholds",
@@ -60,26 +71,33 @@ __all__ = [
     "Classifier",
     "Clock",
     "CustomStrategy",
+    "EpisodeCounts",
     "FailureInfo",
     "FailureType",
     "GracefulDegradationStrategy",
     "HealthCheckConfig",
     "HealthCheckResult",
+    "HealthCheckStatus",
     "HealthMonitor",
     "JsonlAuditLogger",
+    "LastHealthCheck",
     "LoggingAuditLogger",
     "Plugin",
     "PluginManager",
+    "PluginRecovery",
     "PluginRegistry",
+    "PluginStatus",
     "RecoveryConfig",
     "RecoveryContext",
     "RecoveryManager",
+    "RecoveryStatus",
     "RecoveryStrategy",
     "ReloadStrategy",
     "ResetStrategy",
     "RestartStrategy",
     "Severity",
     "SqliteAuditLogger",
+    "StuckStrategy",
     "Trace",
     "TraceError",
     "TraceRecorder",

@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature, open_frame
+from recovery.status import PluginRecovery
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -55,7 +56,7 @@ def channel(namespace: str) -> str:
 
 
 def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
-                  plugin: dict[str, Any] | None) -> dict[str, Any]:
+                  plugin: PluginRecovery | None) -> dict[str, Any]:
     """What a summary says about one breaker, from its ``metrics().to_dict()``."""
     return {
         "name": metrics["name"],
@@ -72,13 +73,15 @@ def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
     }
 
 
-def _plugin_entry(recovery: dict[str, Any]) -> dict[str, Any]:
-    """The flags and last action of a manager's ``get_recovery_status()`` recovery view."""
-    action = recovery.get("last_action")
+def _plugin_entry(recovery: PluginRecovery) -> dict[str, Any]:
+    """The flags (``_PLUGIN_FLAGS``) and last action of a plugin's recovery."""
+    action = recovery.last_action
     return {
-        **{flag: bool(recovery.get(flag)) for flag in _PLUGIN_FLAGS},
-        "last_action": str(action)[:MAX_ACTION] if action else None,
-        "last_action_success": recovery.get("last_action_success"),
+        "failed": recovery.failed,
+        "crash_loop": recovery.crash_loop,
+        "degraded": recovery.degraded,
+        "last_action": action[:MAX_ACTION] if action else None,
+        "last_action_success": recovery.last_action_success,
     }
 
 
@@ -284,18 +287,17 @@ class Publisher:
         return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
 
 
-def _plugin_views(managers: list[Any]) -> dict[int, dict[str, Any]]:
-    """The recovery view of each breaker that is one of ``managers``' plugins, by
+def _plugin_views(managers: list[Any]) -> dict[int, PluginRecovery]:
+    """The recovery of each breaker that is one of ``managers``' plugins, by
     ``id(breaker)`` (a manager given ``cluster=`` reports itself to the cluster)."""
-    views: dict[int, dict[str, Any]] = {}
+    views: dict[int, PluginRecovery] = {}
     for manager in managers:
-        status = manager.get_recovery_status()["plugins"]
-        for name, view in status.items():
+        for name, plugin in manager.status().plugins.items():
             try:
                 breaker = manager.breaker(name)
             except KeyError:  # unregistered since
                 continue
-            views[id(breaker)] = view["recovery"]
+            views[id(breaker)] = plugin.recovery
     return views
 
 

@@ -38,6 +38,7 @@ from recovery import demo
 from recovery.audit import JsonlAuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.state import CircuitBreakerState
+from recovery.status import RecoveryStatus
 
 PLUGINS = demo.PLUGINS
 MAX_PROCESSES = 16
@@ -256,8 +257,7 @@ def _node(spec: NodeSpec, outbox: _Line) -> None:
                 fault = faults.pop(0)
                 relay.event(fault.plugin, fault.description)
                 fault.apply()
-            outbox.put(("tick", spec.node, _rows(scene.rm.get_recovery_status(),
-                                                 tally.snapshot())))
+            outbox.put(("tick", spec.node, _rows(scene.rm.status(), tally.snapshot())))
     finally:
         workers_stop.set()
         for thread in pool or ():
@@ -268,27 +268,28 @@ def _node(spec: NodeSpec, outbox: _Line) -> None:
         cluster.stop()
         audit.close()
     counts = tally.snapshot()
-    status = scene.rm.get_recovery_status()
+    status = scene.rm.status()
+    cluster_view = status.cluster or {}
     left = demo._join_leftovers(before, demo.THREAD_GRACE)
     outbox.put(("done", spec.node, {
         "rows": _rows(status, counts),
         "actions": {name: sorted(t.actions.items()) for name, t in counts.items()},
         "trips": dict(relay.trips),
         "followed": dict(relay.followed),
-        "cluster": {key: status["cluster"][key] for key in
+        "cluster": {key: cluster_view[key] for key in
                     ("events_published", "events_received", "events_stale",
                      "events_dropped")},
         "threads_left": len(left),
     }))
 
 
-def _rows(status: dict[str, Any], counts: dict[str, demo._PluginTally]) -> dict[str, Any]:
+def _rows(status: RecoveryStatus, counts: dict[str, demo._PluginTally]) -> dict[str, Any]:
     """Per plugin: breaker state, the calls by outcome, and what is wrong now."""
     return {
-        name: {"state": plugin["circuit_breaker"]["state"],
+        name: {"state": plugin.circuit_breaker.state.value,
                **{outcome: getattr(counts[name], outcome) for outcome in demo.OUTCOMES},
-               "flags": demo._flags(plugin["recovery"])}
-        for name, plugin in status["plugins"].items()
+               "flags": demo._flags(plugin.recovery)}
+        for name, plugin in status.plugins.items()
     }
 
 

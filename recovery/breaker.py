@@ -104,7 +104,10 @@ class CircuitBreakerMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the state as its string, timestamps as ISO-8601 UTC strings."""
-        data = attrs.asdict(self)
+        # Not recursive: only the histogram needs it, and every status read pays for this.
+        data = attrs.asdict(self, recurse=False)
+        if self.latency is not None:
+            data["latency"] = attrs.asdict(self.latency)
         data["state"] = self.state.value
         for key in ("last_failure", "last_success", "state_change_time", "next_retry_time"):
             data[key] = iso_utc(data[key])

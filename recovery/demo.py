@@ -38,7 +38,6 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
-import datetime
 import json
 import logging
 import math
@@ -66,6 +65,7 @@ from recovery.failures import FailureInfo, classify
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.state import CircuitBreakerState
+from recovery.status import PluginRecovery, RecoveryStatus
 from recovery.testing.plugins import FlakyPlugin
 
 PLUGINS = ("steady", "flaky", "slow", "hung-check", "crashy")
@@ -641,35 +641,28 @@ def _write(stream: TextIO, text: str) -> bool:
     return True
 
 
-def _clock_time(iso: str) -> str:
-    """An ISO-8601 instant as the local time of day, as the live title shows the time now."""
-    try:
-        moment = datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        return iso
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone().strftime("%H:%M:%S")
+def _clock_time(wall: float) -> str:
+    """A wall-clock instant as the local time of day, as the live title shows the time now."""
+    return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
-def _flags(recovery: dict[str, Any], reasons: bool = False) -> str:
+def _flags(recovery: PluginRecovery, reasons: bool = False) -> str:
     """What is wrong with the plugin now, in words; a crash loop with its next try.
 
-    ``crash_loop`` and ``next_attempt`` are read with ``get``: managers that do not
-    report them simply show no crash loop. ``reasons`` adds why it is out of service.
+    ``reasons`` adds why it is out of service.
     """
     notes = []
-    if recovery.get("crash_loop") and recovery.get("next_attempt"):
-        notes.append(f"next {_clock_time(recovery['next_attempt'])}")
-    if reasons and recovery.get("failed") and recovery.get("failed_reason"):
-        notes.append(str(recovery["failed_reason"]))
+    if recovery.crash_loop and recovery.next_attempt is not None:
+        notes.append(f"next {_clock_time(recovery.next_attempt)}")
+    if reasons and recovery.failed and recovery.failed_reason:
+        notes.append(recovery.failed_reason)
     detail = f" ({'; '.join(notes)})" if notes else ""
     flags = []
-    if recovery.get("crash_loop"):
+    if recovery.crash_loop:
         flags.append("crash-loop" + detail)
-    elif recovery.get("failed"):
+    elif recovery.failed:
         flags.append("failed" + detail)
-    if recovery.get("degraded"):
+    if recovery.degraded:
         flags.append("degraded")
     return ", ".join(flags)
 
@@ -695,7 +688,7 @@ _SUMMARY_LEGEND = textwrap.wrap(
 
 
 def _table(
-    status: dict[str, Any],
+    status: RecoveryStatus,
     tally: dict[str, _PluginTally],
     states: dict[str, _StateTimes],
     rates: dict[str, float | None],
@@ -706,14 +699,14 @@ def _table(
     show, so that a terminal too narrow for both cuts the one that is said elsewhere.
     """
     rows = []
-    for name, plugin in status["plugins"].items():
-        breaker, recovery, counts = plugin["circuit_breaker"], plugin["recovery"], tally[name]
-        action = recovery["last_action"] or "-"
-        if recovery["last_action"] is not None:
-            action += " ok" if recovery["last_action_success"] else " FAILED"
+    for name, plugin in status.plugins.items():
+        recovery, counts = plugin.recovery, tally[name]
+        action = recovery.last_action or "-"
+        if recovery.last_action is not None:
+            action += " ok" if recovery.last_action_success else " FAILED"
         rate = rates.get(name)
         numbers = (
-            f"{name:<10} {breaker['state']:<9} {counts.calls:>6} {counts.ok:>5} "
+            f"{name:<10} {plugin.circuit_breaker.state.value:<9} {counts.calls:>6} {counts.ok:>5} "
             f"{counts.failed:>6} {counts.rejected:>8} {counts.fallback:>8} "
             f"{'-' if rate is None else format(rate, '.0%'):>5} "
             f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
@@ -738,7 +731,7 @@ def _time_cell(times: _StateTimes, state: CircuitBreakerState) -> str:
 
 
 def _summary(
-    status: dict[str, Any],
+    status: RecoveryStatus,
     tally: dict[str, _PluginTally],
     states: dict[str, _StateTimes],
     elapsed: float,
@@ -763,7 +756,7 @@ def _summary(
             f"{action} {'ok' if success else 'failed'} x{count}"
             for (action, success), count in sorted(counts.actions.items())
         ) or "-"
-        flags = _flags(status["plugins"][name]["recovery"], reasons=True)
+        flags = _flags(status.plugins[name].recovery, reasons=True)
         if flags:
             actions += f"; now {flags}"
         lines.append(
@@ -983,7 +976,7 @@ def run(args: argparse.Namespace) -> int:
 
     def table() -> list[str]:
         counts = tally.snapshot()
-        return _table(rm.get_recovery_status(), counts,
+        return _table(rm.status(), counts,
                       state_clock.snapshot(time.monotonic()),
                       recent.update(time.monotonic(), counts))
 
@@ -1031,7 +1024,7 @@ def run(args: argparse.Namespace) -> int:
         # Every count is final now: the workers and the manager have stopped.
         ended = time.monotonic()
         elapsed = ended - started
-        status = rm.get_recovery_status()
+        status = rm.status()
         counts = tally.snapshot()
         states = state_clock.snapshot(ended)
         report.close(_table(status, counts, states, recent.update(ended, counts)))
@@ -1051,7 +1044,7 @@ def run(args: argparse.Namespace) -> int:
             document = {
                 "run": _run_report(seed, duration, elapsed, interrupted, counts, states,
                                    audit_view, len(left)),
-                "status": status,
+                "status": status.to_dict(),
             }
             _write(out, json.dumps(document, indent=2) + "\n")
         _write(notes, "\n".join(summary) + "\n")

@@ -65,7 +65,7 @@ from recovery._bounded import Run, ThreadRunner
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
 from recovery.audit import AuditLogger, record_attempt
-from recovery.breaker import CircuitBreaker
+from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.config import CircuitBreakerConfig
 from recovery.config import RecoveryConfig as RecoveryConfig  # re-exported: its old home
 from recovery.failures import (
@@ -78,6 +78,15 @@ from recovery.failures import (
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
 from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState, TripReason
+from recovery.status import (
+    ActionCounts,
+    EpisodeCounts,
+    HealthCheckStatus,
+    PluginRecovery,
+    PluginStatus,
+    RecoveryStatus,
+    StuckStrategy,
+)
 from recovery.strategies import (
     BUILTIN_STRATEGIES,
     RecoveryContext,
@@ -1416,64 +1425,74 @@ class RecoveryManager(Dispatcher):
 
     # -- status ------------------------------------------------------------------------------
 
-    def get_recovery_status(self) -> dict[str, Any]:
-        """A JSON-serialisable view of the manager and every plugin (docs/design.md, "Status")."""
+    def status(self) -> RecoveryStatus:
+        """The manager and every plugin, as typed values (docs/design.md, "Status").
+
+        The manager's own bookkeeping is read at once under its lock; each breaker,
+        the health monitor and the cluster are then read once each.
+        """
         monitor = self._monitor
         with self._lock:
             plugins = list(self._plugins.values())
-            stuck = sorted(self._stuck, key=lambda run: run.started)
-            status: dict[str, Any] = {
-                "running": self._running,
-                "auto_recovery": self.config.enable_auto_recovery,
-                "health_checking": self.config.enable_health_checking,
-                "alerting": self.config.enable_alerting,
-                "episodes_in_progress": self._open_episodes,
-                "stuck_strategies": [
-                    {"label": run.label, "since": _clock.iso_utc(run.started)} for run in stuck
-                ],
-                "stuck_health_checks": monitor.stuck_threads if monitor is not None else 0,
-            }
+            running, in_progress = self._running, self._open_episodes
+            stuck = tuple(
+                StuckStrategy(run.label, run.started)
+                for run in sorted(self._stuck, key=lambda run: run.started)
+            )
+            stuck_health_checks = monitor.stuck_threads if monitor is not None else 0
             recovery = {plugin.name: self._recovery_view(plugin) for plugin in plugins}
             watched = set(self._health_checks)
-        status["plugins"] = {
-            plugin.name: {
-                "circuit_breaker": _breaker_view(plugin.breaker),
-                "health_check": _health_view(
-                    monitor if plugin.name in watched else None, plugin.name
-                ),
-                "recovery": recovery[plugin.name],
-            }
-            for plugin in plugins
-        }
-        if self._cluster is not None:
-            status["cluster"] = self._cluster.status()
-        return status
-
-    def _recovery_view(self, plugin: _Plugin) -> dict[str, Any]:
-        episode = plugin.episode
-        return {
-            "in_progress": episode is not None,
-            "attempts": plugin.attempts,
-            "last_action": plugin.last_action,
-            "last_action_success": plugin.last_action_success,
-            "degraded": plugin.degraded,
-            "fallbacks_served": plugin.route.fallbacks_served,
-            "failed": plugin.failed,
-            "failed_reason": plugin.failed_reason,
-            "crash_loop": plugin.crash_loop,
-            "next_attempt": _clock.iso_utc(plugin.next_attempt_wall),
-            "failed_episodes_in_a_row": plugin.unrecovered,
-            "consecutive_failures": plugin.consecutive_failures,
-            "episode_failures": episode.failures if episode is not None else 0,
-            "episode_started": _clock.iso_utc(episode.wall_started if episode else None),
-            "recent_episodes": len(plugin.history),
-            "actions": {
-                action: {"success": plugin.actions[action, True],
-                         "failure": plugin.actions[action, False]}
-                for action in sorted({action for action, _ in plugin.actions})
+        return RecoveryStatus(
+            running=running,
+            auto_recovery=self.config.enable_auto_recovery,
+            health_checking=self.config.enable_health_checking,
+            alerting=self.config.enable_alerting,
+            episodes_in_progress=in_progress,
+            stuck_strategies=stuck,
+            stuck_health_checks=stuck_health_checks,
+            plugins={
+                plugin.name: PluginStatus(
+                    plugin.name,
+                    _breaker_view(plugin.breaker),
+                    _health_view(monitor if plugin.name in watched else None, plugin.name),
+                    recovery[plugin.name],
+                )
+                for plugin in plugins
             },
-            "episodes": {outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES},
-        }
+            cluster=self._cluster.status() if self._cluster is not None else None,
+        )
+
+    def get_recovery_status(self) -> dict[str, Any]:
+        """:meth:`status` as a JSON-serialisable dict (docs/design.md, "Status")."""
+        return self.status().to_dict()
+
+    def _recovery_view(self, plugin: _Plugin) -> PluginRecovery:
+        episode = plugin.episode
+        actions = plugin.actions
+        return PluginRecovery(
+            in_progress=episode is not None,
+            attempts=plugin.attempts,
+            last_action=plugin.last_action,
+            last_action_success=plugin.last_action_success,
+            degraded=plugin.degraded,
+            fallbacks_served=plugin.route.fallbacks_served,
+            failed=plugin.failed,
+            failed_reason=plugin.failed_reason,
+            crash_loop=plugin.crash_loop,
+            next_attempt=plugin.next_attempt_wall,
+            failed_episodes_in_a_row=plugin.unrecovered,
+            consecutive_failures=plugin.consecutive_failures,
+            episode_failures=episode.failures if episode is not None else 0,
+            episode_started=episode.wall_started if episode is not None else None,
+            recent_episodes=len(plugin.history),
+            actions={
+                action: ActionCounts(actions[action, True], actions[action, False])
+                for action in sorted({action for action, _ in actions})
+            },
+            episodes=EpisodeCounts(
+                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
+            ) if plugin.episodes else _NO_EPISODES,
+        )
 
 
 def _check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
@@ -1535,26 +1554,31 @@ def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, cl
         raise TypeError(f"clock must have monotonic() and sleep(), got {clock!r}")
 
 
-def _health_view(monitor: HealthMonitor | None, name: str) -> dict[str, Any]:
-    """The monitor's view of the plugin (docs/design.md, "Status"), plus ``enabled``.
+def _health_view(monitor: HealthMonitor | None, name: str) -> HealthCheckStatus:
+    """The monitor's view of the plugin; not checked (``enabled`` False) without one.
 
     A plugin that is not being checked (no check, health checking off, or the
-    manager not started) shows the same keys, empty, with ``enabled`` False.
+    manager not started) shows the same fields, empty, with ``enabled`` False.
     """
     if monitor is not None:
         try:
-            return {**monitor.status(name), "enabled": True}
+            view = monitor.status(name)
         except KeyError:  # registered after the last stop(): watched from the next start()
             pass
-    return {"last_check": None, "last_result": None, "consecutive_fails": 0, "stuck": False,
-            "enabled": False}
+        else:
+            return HealthCheckStatus.checked(view)
+    return _NOT_CHECKED
 
 
-def _breaker_view(breaker: CircuitBreaker) -> dict[str, Any]:
+# Shared by every plugin in that state: most are never checked, or never recovered.
+_NOT_CHECKED = HealthCheckStatus()
+_NO_EPISODES = EpisodeCounts()
+
+
+def _breaker_view(breaker: CircuitBreaker) -> CircuitBreakerMetrics:
     metrics = breaker.metrics()
     retry = metrics.next_retry_time
     if retry is not None and not math.isfinite(retry):
         # Held open until reset: there is no retry time to show.
         metrics = attrs.evolve(metrics, next_retry_time=None)
-    return metrics.to_dict()
-
+    return metrics

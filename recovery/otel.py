@@ -81,7 +81,7 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import attrs
@@ -101,9 +101,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from recovery import _registry
-from recovery.breaker import BreakerMixin, cumulative_buckets
+from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
+from recovery.status import HealthCheckStatus, PluginRecovery, PluginStatus, RecoveryStatus
 
 __all__ = ["INSTRUMENTS", "InstrumentSpec", "Instrumentation", "instrument"]
 
@@ -119,13 +120,14 @@ LE = "recovery.call.duration.le"
 
 @attrs.frozen
 class _Snapshot:
-    """What one callback reads: the manager's status (if any) and every breaker's view."""
+    """What one callback reads: the manager's status (if any) and every breaker's metrics."""
 
-    status: dict[str, Any] | None
-    breakers: list[tuple[str, dict[str, Any]]]
+    status: RecoveryStatus | None
+    breakers: list[tuple[str, CircuitBreakerMetrics]]
 
-    def plugins(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        yield from (self.status or {}).get("plugins", {}).items()
+    def plugins(self) -> Iterator[PluginStatus]:
+        if self.status is not None:
+            yield from self.status.plugins.values()
 
 
 Observe = Callable[[_Snapshot], Iterator[Observation]]
@@ -144,16 +146,16 @@ class InstrumentSpec:
 
 
 def _states(snapshot: _Snapshot) -> Iterator[Observation]:
-    for label, view in snapshot.breakers:
+    for label, metrics in snapshot.breakers:
         for state in CircuitBreakerState:
-            current = int(view["state"] == state.value)
+            current = int(metrics.state is state)
             yield Observation(current, {PLUGIN: label, STATE: state.value})
 
 
-def _breaker(key: str) -> Observe:
+def _breaker(read: Callable[[CircuitBreakerMetrics], float]) -> Observe:
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
-        for label, view in snapshot.breakers:
-            yield Observation(view[key], {PLUGIN: label})
+        for label, metrics in snapshot.breakers:
+            yield Observation(read(metrics), {PLUGIN: label})
 
     return observe
 
@@ -162,59 +164,68 @@ def _latency(part: str) -> Observe:
     """One part ("bucket", "sum", "count") of each recording breaker's latency histogram."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
-        for label, view in snapshot.breakers:
-            latency = view.get("latency")
+        for label, metrics in snapshot.breakers:
+            latency = metrics.latency
             if latency is None:
                 continue
             if part == "sum":
-                yield Observation(latency["sum"], {PLUGIN: label})
+                yield Observation(latency.sum, {PLUGIN: label})
             elif part == "count":
-                yield Observation(sum(latency["counts"]), {PLUGIN: label})
+                yield Observation(latency.count, {PLUGIN: label})
             else:
-                for le, count in cumulative_buckets(latency):
+                for le, count in cumulative_buckets(attrs.asdict(latency)):
                     yield Observation(count, {PLUGIN: label, LE: le})
 
     return observe
 
 
 def _attempts(snapshot: _Snapshot) -> Iterator[Observation]:
-    for plugin, view in snapshot.plugins():
-        for action, results in sorted(view["recovery"].get("actions", {}).items()):
-            for result in ("success", "failure"):
-                attributes = {PLUGIN: plugin, ACTION: action, RESULT: result}
-                yield Observation(results.get(result, 0), attributes)
+    for plugin in snapshot.plugins():
+        for action, counts in plugin.recovery.actions.items():
+            for result, count in (("success", counts.success), ("failure", counts.failure)):
+                attributes = {PLUGIN: plugin.name, ACTION: action, RESULT: result}
+                yield Observation(count, attributes)
 
 
 def _episodes(snapshot: _Snapshot) -> Iterator[Observation]:
-    for plugin, view in snapshot.plugins():
-        for outcome, count in view["recovery"]["episodes"].items():
-            yield Observation(count, {PLUGIN: plugin, OUTCOME: outcome})
+    for plugin in snapshot.plugins():
+        for outcome, count in plugin.recovery.episodes.to_dict().items():
+            yield Observation(count, {PLUGIN: plugin.name, OUTCOME: outcome})
 
 
-def _plugin(section: str, key: str) -> Observe:
-    """A number of the plugin's status; health-check numbers only where checks run."""
+def _recovery(read: Callable[[PluginRecovery], bool]) -> Observe:
+    """A flag of each plugin's recovery, as 0 or 1."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
-        for plugin, view in snapshot.plugins():
-            if section == "health_check" and not view[section]["enabled"]:
-                continue
-            yield Observation(int(view[section][key]), {PLUGIN: plugin})
+        for plugin in snapshot.plugins():
+            yield Observation(int(read(plugin.recovery)), {PLUGIN: plugin.name})
+
+    return observe
+
+
+def _health(read: Callable[[HealthCheckStatus], int]) -> Observe:
+    """A number of each plugin's health check, for the plugins that are checked."""
+
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        for plugin in snapshot.plugins():
+            if plugin.health_check.enabled:
+                yield Observation(int(read(plugin.health_check)), {PLUGIN: plugin.name})
 
     return observe
 
 
 def _healthy(snapshot: _Snapshot) -> Iterator[Observation]:
-    for plugin, view in snapshot.plugins():
-        health = view["health_check"]
-        if health["enabled"] and health["last_result"] is not None:
-            yield Observation(int(health["last_result"]["healthy"]), {PLUGIN: plugin})
+    for plugin in snapshot.plugins():
+        health = plugin.health_check
+        if health.enabled and health.last_result is not None:
+            yield Observation(int(health.last_result.healthy), {PLUGIN: plugin.name})
 
 
-def _cluster(read: Callable[[dict[str, Any]], int]) -> Observe:
-    """A number of the manager's cluster section; nothing without a cluster."""
+def _cluster(read: Callable[[Mapping[str, Any]], int]) -> Observe:
+    """A number of the manager's cluster view (``Cluster.status()``); nothing without one."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
-        cluster = (snapshot.status or {}).get("cluster")
+        cluster = snapshot.status.cluster if snapshot.status is not None else None
         if cluster is not None:
             yield Observation(read(cluster))
 
@@ -222,14 +233,14 @@ def _cluster(read: Callable[[dict[str, Any]], int]) -> Observe:
 
 
 def _cluster_events(snapshot: _Snapshot) -> Iterator[Observation]:
-    cluster = (snapshot.status or {}).get("cluster")
+    cluster = snapshot.status.cluster if snapshot.status is not None else None
     if cluster is not None:
         for direction, kinds in cluster["events"].items():
             for kind, count in kinds.items():
                 yield Observation(count, {DIRECTION: direction, KIND: kind})
 
 
-def _manager(read: Callable[[dict[str, Any]], int]) -> Observe:
+def _manager(read: Callable[[RecoveryStatus], int]) -> Observe:
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
         if snapshot.status is not None:
             yield Observation(read(snapshot.status))
@@ -243,25 +254,27 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
                    "recovery_circuit_breaker_state", _states),
     InstrumentSpec("recovery.requests", "counter", "{request}",
                    "Calls the circuit breaker let through.", "recovery_requests_total",
-                   _breaker("total_requests")),
+                   _breaker(lambda metrics: metrics.total_requests)),
     InstrumentSpec("recovery.successes", "counter", "{request}",
                    "Calls through the breaker that succeeded.", "recovery_successes_total",
-                   _breaker("total_successes")),
+                   _breaker(lambda metrics: metrics.total_successes)),
     InstrumentSpec("recovery.failures", "counter", "{request}",
                    "Calls through the breaker that failed.", "recovery_failures_total",
-                   _breaker("total_failures")),
+                   _breaker(lambda metrics: metrics.total_failures)),
     InstrumentSpec("recovery.slow_calls", "counter", "{request}",
                    "Calls that took at least slow_call_duration.", "recovery_slow_calls_total",
-                   _breaker("total_slow_calls")),
+                   _breaker(lambda metrics: metrics.total_slow_calls)),
     InstrumentSpec("recovery.rejections", "counter", "{request}",
                    "Calls the circuit breaker rejected.", "recovery_rejections_total",
-                   _breaker("total_rejections")),
+                   _breaker(lambda metrics: metrics.total_rejections)),
     InstrumentSpec("recovery.circuit_breaker.open_time", "counter", "s",
                    "Time the breaker spent open or repairing.",
-                   "recovery_circuit_open_seconds_total", _breaker("circuit_open_time")),
+                   "recovery_circuit_open_seconds_total",
+                   _breaker(lambda metrics: metrics.circuit_open_time)),
     InstrumentSpec("recovery.circuit_breaker.window_failure_ratio", "gauge", "1",
                    "Failures over outcomes in the breaker's sliding window.",
-                   "recovery_window_failure_ratio", _breaker("window_failure_rate")),
+                   "recovery_window_failure_ratio",
+                   _breaker(lambda metrics: metrics.window_failure_rate)),
     InstrumentSpec("recovery.call.duration.bucket", "counter", "{call}",
                    "Calls through the breaker that took at most recovery.call.duration.le "
                    "seconds.", "recovery_call_duration_seconds_bucket", _latency("bucket")),
@@ -279,37 +292,37 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
                    _episodes),
     InstrumentSpec("recovery.episode.active", "updowncounter", "{episode}",
                    "Recovery episodes running (1 per plugin at most).", "recovery_in_progress",
-                   _plugin("recovery", "in_progress")),
+                   _recovery(lambda recovery: recovery.in_progress)),
     InstrumentSpec("recovery.plugin.degraded", "updowncounter", "{plugin}",
                    "1 while the plugin is degraded and its fallback is served.",
-                   "recovery_degraded", _plugin("recovery", "degraded")),
+                   "recovery_degraded", _recovery(lambda recovery: recovery.degraded)),
     InstrumentSpec("recovery.plugin.failed", "updowncounter", "{plugin}",
                    "1 once the plugin is marked failed, until reset_plugin().",
-                   "recovery_failed", _plugin("recovery", "failed")),
+                   "recovery_failed", _recovery(lambda recovery: recovery.failed)),
     InstrumentSpec("recovery.plugin.crash_loop", "updowncounter", "{plugin}",
                    "1 while the plugin waits in a crash loop for its next attempt.",
-                   "recovery_crash_loop", _plugin("recovery", "crash_loop")),
+                   "recovery_crash_loop", _recovery(lambda recovery: recovery.crash_loop)),
     InstrumentSpec("recovery.health_check.healthy", "updowncounter", "{plugin}",
                    "Result of the last health check: 1 healthy, 0 not.",
                    "recovery_health_check_healthy", _healthy),
     InstrumentSpec("recovery.health_check.consecutive_failures", "gauge", "{check}",
                    "Failed health checks in a row.",
                    "recovery_health_check_consecutive_failures",
-                   _plugin("health_check", "consecutive_fails")),
+                   _health(lambda health: health.consecutive_fails)),
     InstrumentSpec("recovery.health_check.stuck", "updowncounter", "{plugin}",
                    "1 while the plugin's health check hangs.", "recovery_health_check_stuck",
-                   _plugin("health_check", "stuck")),
+                   _health(lambda health: health.stuck)),
     InstrumentSpec("recovery.health_check.stuck_threads", "updowncounter", "{thread}",
                    "Abandoned health-check threads (hung checks) still running.",
                    "recovery_stuck_health_check_threads",
-                   _manager(lambda status: int(status["stuck_health_checks"]))),
+                   _manager(lambda status: status.stuck_health_checks)),
     InstrumentSpec("recovery.strategy.stuck_runs", "updowncounter", "{run}",
                    "Abandoned recovery strategy runs still running.",
                    "recovery_stuck_strategies",
-                   _manager(lambda status: len(status["stuck_strategies"]))),
+                   _manager(lambda status: len(status.stuck_strategies))),
     InstrumentSpec("recovery.manager.running", "updowncounter", "{manager}",
                    "1 between start() and stop() of the recovery manager.",
-                   "recovery_manager_running", _manager(lambda status: int(status["running"]))),
+                   "recovery_manager_running", _manager(lambda status: int(status.running))),
     InstrumentSpec("recovery.cluster.connected", "updowncounter", "{connection}",
                    "1 while the manager's cluster is connected to Redis.",
                    "recovery_cluster_connected",
@@ -383,7 +396,7 @@ def instrument(
     live breaker), or None (every live breaker). ``meter_provider``: default the
     global one. A provider already instrumented and not closed is a ValueError.
     """
-    if source is not None and not callable(getattr(source, "get_recovery_status", None)):
+    if source is not None and not callable(getattr(source, "status", None)):
         raise TypeError(f"source must be a RecoveryManager or None, got {source!r}")
     if meter_provider is None:
         meter_provider = get_meter_provider()
@@ -415,18 +428,16 @@ def _create(meter: Meter, instrumentation: Instrumentation) -> None:
 
 
 def _snapshot(rm: RecoveryManager | None) -> _Snapshot:
-    """The manager's status and every breaker's view, labelled as the collector labels them."""
-    status = rm.get_recovery_status() if rm is not None else None
-    breakers: list[tuple[str, dict[str, Any]]] = []
+    """The manager's status and every breaker's metrics, labelled as the collector labels them."""
+    status = rm.status() if rm is not None else None
+    breakers: list[tuple[str, CircuitBreakerMetrics]] = []
     owned: list[BreakerMixin] = []
     plugins: list[str] = []
     if rm is not None and status is not None:
-        plugins = list(status["plugins"])
+        plugins = list(status.plugins)
         owned = [rm.breaker(plugin) for plugin in plugins]
-        breakers = [(plugin, view["circuit_breaker"]) for plugin, view in status["plugins"].items()]
-    breakers += [
-        (label, breaker.metrics().to_dict()) for label, breaker in _registry.unowned(plugins, owned)
-    ]
+        breakers = [(plugin.name, plugin.circuit_breaker) for plugin in status.plugins.values()]
+    breakers += [(label, breaker.metrics()) for label, breaker in _registry.unowned(plugins, owned)]
     return _Snapshot(status, breakers)
 
 

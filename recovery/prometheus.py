@@ -18,7 +18,7 @@ plugins; a bare breaker whose key is a plugin's name gets the next free
 two series collide.
 
 :class:`RecoveryCollector` is a custom collector: every scrape reads
-``rm.get_recovery_status()`` once, so the numbers of one scrape are consistent
+``rm.status()`` once, so the numbers of one scrape are consistent
 and nothing is counted twice or on the call path. Plugins registered after the
 collector show up at the next scrape. Metric names follow the Prometheus naming
 rules: a ``recovery_`` prefix, ``_total`` on counters, base units (seconds), one
@@ -75,7 +75,7 @@ Counters restart from zero with the process, as Prometheus expects of counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 try:
@@ -91,10 +91,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'recovery[prometheus]'"
     ) from exc
 
+import attrs
+
 from recovery import _registry, _validate
-from recovery.breaker import BreakerMixin, cumulative_buckets
+from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
+from recovery.status import PluginStatus
 
 __all__ = ["RecoveryCollector"]
 
@@ -156,22 +159,6 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "Cluster messages refused or local events lost to a full queue.", "counter", ()),
 )
 
-_COUNTERS = (
-    ("recovery_requests_total", "total_requests"),
-    ("recovery_successes_total", "total_successes"),
-    ("recovery_failures_total", "total_failures"),
-    ("recovery_slow_calls_total", "total_slow_calls"),
-    ("recovery_rejections_total", "total_rejections"),
-    ("recovery_circuit_open_seconds_total", "circuit_open_time"),
-)
-_FLAGS = (
-    ("recovery_in_progress", "in_progress"),
-    ("recovery_degraded", "degraded"),
-    ("recovery_failed", "failed"),
-    ("recovery_crash_loop", "crash_loop"),
-)
-
-
 def _families() -> dict[str, _Family]:
     families: dict[str, _Family] = {}
     kinds: dict[str, Callable[..., Any]] = {
@@ -194,7 +181,7 @@ class RecoveryCollector:
     """
 
     def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
-        if rm is not None and not callable(getattr(rm, "get_recovery_status", None)):
+        if rm is not None and not callable(getattr(rm, "status", None)):
             raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
         _validate.check(_validate.boolean, "breakers", breakers)
         if rm is None and not breakers:
@@ -211,18 +198,16 @@ class RecoveryCollector:
         plugins: list[str] = []
         cluster = None
         if self._rm is not None:
-            status = self._rm.get_recovery_status()
-            plugins = list(status["plugins"])
-            for plugin, view in status["plugins"].items():
-                _add_plugin(families, plugin, view)
+            status = self._rm.status()
+            plugins = list(status.plugins)
+            for plugin in status.plugins.values():
+                _add_plugin(families, plugin)
             families["recovery_stuck_health_check_threads"].add_metric(
-                [], status["stuck_health_checks"]
+                [], status.stuck_health_checks
             )
-            families["recovery_stuck_strategies"].add_metric(
-                [], len(status["stuck_strategies"])
-            )
-            families["recovery_manager_running"].add_metric([], float(status["running"]))
-            cluster = status.get("cluster")
+            families["recovery_stuck_strategies"].add_metric([], len(status.stuck_strategies))
+            families["recovery_manager_running"].add_metric([], float(status.running))
+            cluster = status.cluster
         if self._breakers:
             _add_bare_breakers(families, self._rm, plugins)
         if cluster is not None:
@@ -239,7 +224,8 @@ _CLUSTER_FAMILIES = (
 )
 
 
-def _add_cluster(families: dict[str, _Family], cluster: dict[str, Any]) -> None:
+def _add_cluster(families: dict[str, _Family], cluster: Mapping[str, Any]) -> None:
+    """From the cluster's own view (``Cluster.status()``)."""
     families["recovery_cluster_connected"].add_metric([], float(cluster["connected"]))
     for direction, kinds in cluster["events"].items():
         for kind, count in kinds.items():
@@ -247,28 +233,27 @@ def _add_cluster(families: dict[str, _Family], cluster: dict[str, Any]) -> None:
     families["recovery_cluster_events_dropped_total"].add_metric([], cluster["events_dropped"])
 
 
-def _add_plugin(families: dict[str, _Family], plugin: str, view: dict[str, Any]) -> None:
-    recovery, health = view["recovery"], view["health_check"]
-    _add_breaker(families, plugin, view["circuit_breaker"])
-    for action, results in sorted(recovery.get("actions", {}).items()):
-        for result in ("success", "failure"):
-            families["recovery_attempts_total"].add_metric(
-                [plugin, action, result], results.get(result, 0)
-            )
-    for outcome, count in recovery["episodes"].items():
-        families["recovery_episodes_total"].add_metric([plugin, outcome], count)
-    for name, key in _FLAGS:
-        families[name].add_metric([plugin], float(recovery[key]))
-    if health["enabled"]:
-        last = health["last_result"]
-        if last is not None:
+def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
+    name, recovery, health = plugin.name, plugin.recovery, plugin.health_check
+    _add_breaker(families, name, plugin.circuit_breaker)
+    for action, counts in recovery.actions.items():
+        families["recovery_attempts_total"].add_metric([name, action, "success"], counts.success)
+        families["recovery_attempts_total"].add_metric([name, action, "failure"], counts.failure)
+    for outcome, count in recovery.episodes.to_dict().items():
+        families["recovery_episodes_total"].add_metric([name, outcome], count)
+    families["recovery_in_progress"].add_metric([name], float(recovery.in_progress))
+    families["recovery_degraded"].add_metric([name], float(recovery.degraded))
+    families["recovery_failed"].add_metric([name], float(recovery.failed))
+    families["recovery_crash_loop"].add_metric([name], float(recovery.crash_loop))
+    if health.enabled:
+        if health.last_result is not None:
             families["recovery_health_check_healthy"].add_metric(
-                [plugin], float(last["healthy"])
+                [name], float(health.last_result.healthy)
             )
         families["recovery_health_check_consecutive_failures"].add_metric(
-            [plugin], health["consecutive_fails"]
+            [name], health.consecutive_fails
         )
-        families["recovery_health_check_stuck"].add_metric([plugin], float(health["stuck"]))
+        families["recovery_health_check_stuck"].add_metric([name], float(health.stuck))
 
 
 # -- bare breakers: every live breaker the manager does not own --------------------------
@@ -282,20 +267,26 @@ def _add_bare_breakers(
     if rm is not None:
         owned = [rm.breaker(plugin) for plugin in plugins]
     for label, breaker in _registry.unowned(plugins, owned):
-        _add_breaker(families, label, breaker.metrics().to_dict())
+        _add_breaker(families, label, breaker.metrics())
 
 
-def _add_breaker(families: dict[str, _Family], label: str, breaker: dict[str, Any]) -> None:
-    """A breaker's own metrics, from its ``metrics().to_dict()`` view."""
+def _add_breaker(families: dict[str, _Family], label: str, metrics: CircuitBreakerMetrics
+                 ) -> None:
+    """A breaker's own metrics."""
     for state in CircuitBreakerState:
         families["recovery_circuit_breaker_state"].add_metric(
-            [label, state.value], float(breaker["state"] == state.value)
+            [label, state.value], float(metrics.state is state)
         )
-    for name, key in _COUNTERS:
-        families[name].add_metric([label], breaker[key])
-    families["recovery_window_failure_ratio"].add_metric([label], breaker["window_failure_rate"])
-    latency = breaker.get("latency")
+    families["recovery_requests_total"].add_metric([label], metrics.total_requests)
+    families["recovery_successes_total"].add_metric([label], metrics.total_successes)
+    families["recovery_failures_total"].add_metric([label], metrics.total_failures)
+    families["recovery_slow_calls_total"].add_metric([label], metrics.total_slow_calls)
+    families["recovery_rejections_total"].add_metric([label], metrics.total_rejections)
+    families["recovery_circuit_open_seconds_total"].add_metric(
+        [label], metrics.circuit_open_time
+    )
+    families["recovery_window_failure_ratio"].add_metric([label], metrics.window_failure_rate)
+    latency = metrics.latency
     if latency is not None:
         histogram = cast(HistogramMetricFamily, families["recovery_call_duration_seconds"])
-        histogram.add_metric([label], cumulative_buckets(latency), latency["sum"])
-
+        histogram.add_metric([label], cumulative_buckets(attrs.asdict(latency)), latency.sum)

@@ -17,9 +17,16 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import attrs
 import pytest
 
-from recovery import CircuitBreaker, FailureInfo, RecoveryConfig, RecoveryManager
+from recovery import (
+    CircuitBreaker,
+    FailureInfo,
+    RecoveryConfig,
+    RecoveryManager,
+    RecoveryStatus,
+)
 from recovery.dashboard import Dashboard, serve
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub
@@ -261,21 +268,30 @@ def test_recovery_actions_and_alerts_reach_the_timeline(
         stream.close()
 
 
+def with_crash_loop(rm: RecoveryManager, name: str, next_attempt: Callable[[], float | None]
+                    ) -> Callable[[], RecoveryStatus]:
+    """``rm.status``, with plugin ``name`` in a crash loop (retried at ``next_attempt()``,
+    wall clock) while that is not None."""
+    real_status = rm.status
+
+    def status() -> RecoveryStatus:
+        view = real_status()
+        plugin = view.plugins[name]
+        when = next_attempt()
+        recovery = attrs.evolve(plugin.recovery, crash_loop=when is not None, next_attempt=when)
+        plugins = {**view.plugins, name: attrs.evolve(plugin, recovery=recovery)}
+        return attrs.evolve(view, plugins=plugins)
+
+    return status
+
+
 def test_crash_loops_reach_the_timeline(
     rm: RecoveryManager, boards: Callable[..., Dashboard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The manager's status gains "crash_loop" and "next_attempt"; until then, a stand-in.
+    # A crash loop on demand: the manager's status, with "p" looping while the event is set.
     looping = threading.Event()
-    real_status = rm.get_recovery_status
-
-    def status() -> dict[str, Any]:
-        view = real_status()
-        view["plugins"]["p"]["recovery"].update(
-            crash_loop=looping.is_set(),
-            next_attempt="2030-01-01T00:00:00Z" if looping.is_set() else None)
-        return view
-
-    monkeypatch.setattr(rm, "get_recovery_status", status)
+    status = with_crash_loop(rm, "p", lambda: 1_893_456_000.0 if looping.is_set() else None)
+    monkeypatch.setattr(rm, "status", status)
     stream = Stream(boards(rm))
     try:
         stream.next()

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 
 from recovery import FailureInfo, RecoveryManager
-from recovery._clock import iso_utc
 from recovery.dashboard import Dashboard
-from tests.test_dashboard import TOKEN, XSS, failing_manager
+from tests.test_dashboard import TOKEN, XSS, failing_manager, with_crash_loop
 
 CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -173,17 +172,10 @@ def test_a_crash_loop_shows_its_badge_its_next_attempt_and_its_control(
     rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page,
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
-    # The manager's status gains "crash_loop" and "next_attempt"; until then, a stand-in.
-    real_status = rm.get_recovery_status
+    # A crash loop on demand: the manager's status, with "search" looping until reset.
     looping = [True]
-
-    def status() -> dict[str, Any]:
-        view = real_status()
-        view["plugins"]["search"]["recovery"].update(
-            crash_loop=looping[0], next_attempt=iso_utc(time.time() + 90) if looping[0] else None)
-        return view
-
-    monkeypatch.setattr(rm, "get_recovery_status", status)
+    monkeypatch.setattr(rm, "status", with_crash_loop(
+        rm, "search", lambda: time.time() + 90 if looping[0] else None))
     original_reset = rm.reset_plugin
 
     def reset(name: str) -> None:

@@ -31,6 +31,7 @@ from recovery._cluster_summary import (
     encode_summary,
 )
 from recovery.breaker import CircuitBreaker
+from recovery.status import PluginRecovery
 from recovery.testing import FakeClock, RecordingAuditLogger
 from tests.helpers import (
     StubPluginManager,
@@ -54,7 +55,7 @@ BOUND = 15.0  # seconds for anything that takes one or two summaries (a second e
 HEAD = {"node": "n1", "host": "h", "pid": 1, "time": 1.0, "seq": 1}
 
 
-def entry(name: str, state: str = "closed", plugin: dict[str, Any] | None = None
+def entry(name: str, state: str = "closed", plugin: PluginRecovery | None = None
           ) -> dict[str, Any]:
     metrics = CircuitBreaker(name).metrics().to_dict()
     metrics["state"] = state
@@ -82,7 +83,8 @@ def node_view(board: Dashboard, node_id: str) -> dict[str, Any] | None:
 def test_a_small_summary_carries_every_breaker_and_round_trips() -> None:
     plugin = {"failed": True, "crash_loop": False, "degraded": False,
               "last_action": "restart", "last_action_success": False}
-    message = encode_summary(HEAD, [entry("a"), entry("b", "open", plugin)], b"k")
+    recovery = PluginRecovery(failed=True, last_action="restart", last_action_success=False)
+    message = encode_summary(HEAD, [entry("a"), entry("b", "open", recovery)], b"k")
     summary = decode_summary(message, b"k")
     assert summary["omitted"] == 0 and summary["breakers_total"] == 2
     assert [b["name"] for b in summary["breakers"]] == ["b", "a"]  # trouble first

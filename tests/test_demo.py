@@ -24,12 +24,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from recovery import __main__ as cli
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
+from recovery.breaker import CircuitBreaker
 from recovery.state import CircuitBreakerState
+from recovery.status import HealthCheckStatus, PluginRecovery, PluginStatus, RecoveryStatus
 from tests.helpers import closed_after, kill_if_running
 
 COMMAND = [sys.executable, "-m", "recovery", "demo"]
@@ -370,21 +373,25 @@ def test_on_a_terminal_the_table_redraws_in_place_and_agrees_with_the_summary(
     assert "crashy     closed" in final
 
 
-def iso(wall: float) -> str:
-    """A wall-clock time as the manager's status writes it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
-
-
 def local(wall: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(wall))
 
 
-def live_row(recovery: dict[str, Any]) -> str:
-    status = {"plugins": {"p": {
-        "circuit_breaker": {"state": "open"},
-        "recovery": {"last_action": "restart", "last_action_success": False,
-                     "degraded": False, "failed": True, **recovery},
-    }}}
+def status_of(plugins: dict[str, PluginRecovery]) -> RecoveryStatus:
+    """A manager's status with these plugins, their breakers open."""
+    metrics = attrs.evolve(CircuitBreaker("p").metrics(), state=OPEN)
+    return RecoveryStatus(
+        running=True, auto_recovery=True, health_checking=True, alerting=True,
+        episodes_in_progress=0, stuck_strategies=(), stuck_health_checks=0,
+        plugins={name: PluginStatus(name, attrs.evolve(metrics, name=name),
+                                    HealthCheckStatus(), recovery)
+                 for name, recovery in plugins.items()},
+    )
+
+
+def live_row(**recovery: Any) -> str:
+    status = status_of({"p": PluginRecovery(last_action="restart", last_action_success=False,
+                                            degraded=False, failed=True, **recovery)})
     tally = {"p": demo._PluginTally(ok=6, failed=2, rejected=3, fallback=1)}
     times = {"p": demo._StateTimes(dict.fromkeys(demo.STATES, 0.0),
                                    {**dict.fromkeys(demo.STATES, 0), OPEN: 4}, OPEN)}
@@ -392,25 +399,25 @@ def live_row(recovery: dict[str, Any]) -> str:
 
 
 def test_the_live_row_shows_a_crash_loop_and_its_next_attempt() -> None:
-    row = live_row({"crash_loop": True, "next_attempt": iso(1_700_000_012)})
+    row = live_row(crash_loop=True, next_attempt=1_700_000_012.0)
     assert row.split()[:9] == ["p", "open", "12", "6", "2", "3", "1", "25%", "4"]
     assert row.endswith(f" crash-loop (next {local(1_700_000_012)})  restart FAILED")
-    assert live_row({"crash_loop": True, "next_attempt": None}).endswith(
+    assert live_row(crash_loop=True, next_attempt=None).endswith(
         " crash-loop  restart FAILED")
-    # A manager that does not report crash loops: failed is failed.
-    assert live_row({}).endswith(" failed  restart FAILED")
+    # Failed and not in a crash loop: failed is failed.
+    assert live_row().endswith(" failed  restart FAILED")
 
 
 def test_the_summary_says_why_a_plugin_is_out_of_service() -> None:
     wall_started = 1_700_000_000.0
     plugins = {
-        "looping": {"crash_loop": True, "next_attempt": iso(wall_started + 9), "failed": True,
-                    "failed_reason": "recovery exhausted", "degraded": False},
-        "given-up": {"failed": True, "failed_reason": "unrecoverable: bad config",
-                     "degraded": False},
-        "fine": {"failed": False, "degraded": True},
+        "looping": PluginRecovery(crash_loop=True, next_attempt=wall_started + 9, failed=True,
+                                  failed_reason="recovery exhausted", degraded=False),
+        "given-up": PluginRecovery(failed=True, failed_reason="unrecoverable: bad config",
+                                   degraded=False),
+        "fine": PluginRecovery(failed=False, degraded=True),
     }
-    status = {"plugins": {name: {"recovery": recovery} for name, recovery in plugins.items()}}
+    status = status_of(plugins)
     tally = {name: demo._PluginTally() for name in plugins}
     times = {name: demo._StateTimes(dict.fromkeys(demo.STATES, 0.0),
                                     dict.fromkeys(demo.STATES, 0), CLOSED) for name in plugins}

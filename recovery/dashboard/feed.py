@@ -28,11 +28,12 @@ from typing import Any
 
 from recovery._clock import iso_utc
 from recovery.alerts import Alert
-from recovery.breaker import CircuitBreaker
+from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
+from recovery.status import PluginRecovery
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -254,12 +255,12 @@ class Feed(Published):
 
     def _catch_up(self) -> None:
         """Send the recovery actions since the last reading (the tiles wait for the tick)."""
-        status = self._rm.get_recovery_status()
+        status = self._rm.status()
         entries = [
             entry
-            for name, view in status["plugins"].items()
+            for name, plugin in status.plugins.items()
             if "plugin:" + name in self._histories
-            for entry in self._diff_recovery("plugin:" + name, name, view["recovery"])
+            for entry in self._diff_recovery("plugin:" + name, name, plugin.recovery)
         ]
         with self._lock:
             for entry in entries:
@@ -267,34 +268,34 @@ class Feed(Published):
 
     def _tick(self) -> None:
         """Read everything, sample the rates, and send every tile."""
-        status = self._rm.get_recovery_status()
+        status = self._rm.status()
         wall, now = time.time(), time.monotonic()
         tiles: list[dict[str, Any]] = []
         entries: list[dict[str, Any]] = []
-        for name, view in status["plugins"].items():
+        for name, plugin in status.plugins.items():
             key = "plugin:" + name
             if key not in self._histories:
                 self._listen(key, name, self._rm.breaker(name))
-            entries += self._diff_recovery(key, name, view["recovery"])
+            entries += self._diff_recovery(key, name, plugin.recovery)
+            recovery = plugin.recovery.to_dict()
+            del recovery["actions"]  # the per-action counts become timeline entries
             tiles.append({
                 "id": key, "kind": "plugin", "name": name,
-                "circuit_breaker": _breaker_fields(view["circuit_breaker"]),
-                "health_check": view["health_check"],
-                # The per-action counts become timeline entries; the rest is shown as is
-                # (fields the manager adds later included).
-                "recovery": {k: v for k, v in view["recovery"].items() if k != "actions"},
+                "circuit_breaker": _breaker_fields(plugin.circuit_breaker),
+                "health_check": plugin.health_check.to_dict(),
+                "recovery": recovery,
             })
         for breaker in self._breakers:
             tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
                           "name": breaker.name,
-                          "circuit_breaker": _breaker_fields(breaker.metrics().to_dict()),
+                          "circuit_breaker": _breaker_fields(breaker.metrics()),
                           "health_check": None, "recovery": None})
         for tile in tiles:
             key, counts = tile["id"], tile["circuit_breaker"]
             rates = self._histories[key].sample(
                 now, counts["total_requests"], counts["total_failures"])
             tile["rate"] = [round(rates[0], 2), round(rates[1], 2)]
-        manager = {key: value for key, value in status.items() if key != "plugins"}
+        manager = status.to_dict(plugins=False)
         with self._lock:
             for entry in entries:
                 self._emit(entry)
@@ -308,7 +309,7 @@ class Feed(Published):
             }
             self._publish(encode("tick", self._view))
 
-    def _diff_recovery(self, key: str, name: str, recovery: dict[str, Any]
+    def _diff_recovery(self, key: str, name: str, recovery: PluginRecovery
                        ) -> list[dict[str, Any]]:
         """Timeline entries for what changed in a plugin's recovery since the last reading.
 
@@ -317,10 +318,11 @@ class Feed(Published):
         """
         counts = {
             (action, result): count
-            for action, results in (recovery.get("actions") or {}).items()
-            for result, count in results.items()
+            for action, runs in recovery.actions.items()
+            for result, count in (("success", runs.success), ("failure", runs.failure))
         }
-        flags = {flag: recovery.get(flag) for flag in ("failed", "crash_loop", "degraded")}
+        flags = {"failed": recovery.failed, "crash_loop": recovery.crash_loop,
+                 "degraded": recovery.degraded}
         before, before_flags = self._actions.get(key), self._flags.get(key)
         self._actions[key], self._flags[key] = counts, flags
         if before is None or before_flags is None:
@@ -338,12 +340,12 @@ class Feed(Published):
             ("crash_loop", "in a crash loop", "crash loop ended", "bad"),
             ("degraded", "degraded: fallback served", "no longer degraded", "warn"),
         ):
-            if bool(flags[flag]) != bool(before_flags[flag]):
+            if flags[flag] != before_flags[flag]:
                 text = on if flags[flag] else off
-                if flag == "failed" and flags[flag] and recovery.get("failed_reason"):
-                    text += f": {recovery['failed_reason']}"
-                if flag == "crash_loop" and flags[flag] and recovery.get("next_attempt"):
-                    text += f", next attempt {recovery['next_attempt']}"
+                if flag == "failed" and flags[flag] and recovery.failed_reason:
+                    text += f": {recovery.failed_reason}"
+                if flag == "crash_loop" and flags[flag] and recovery.next_attempt is not None:
+                    text += f", next attempt {iso_utc(recovery.next_attempt)}"
                 entries.append(_entry("recovery", name, text,
                                       level if flags[flag] else "good", key))
         return entries
@@ -351,16 +353,17 @@ class Feed(Published):
 
 # What a tile shows of a breaker (the rest of its metrics is in /metrics): each tick
 # carries every tile, so this keeps a hundred of them small.
-_BREAKER_FIELDS = (
-    "state", "state_change_time", "next_retry_time", "total_requests", "total_failures",
-    "total_rejections", "total_slow_calls", "window_failure_rate",
-)
-
-
-def _breaker_fields(metrics: dict[str, Any]) -> dict[str, Any]:
-    fields = {key: metrics.get(key) for key in _BREAKER_FIELDS}
-    fields["window_failure_rate"] = round(fields["window_failure_rate"] or 0.0, 4)
-    return fields
+def _breaker_fields(metrics: CircuitBreakerMetrics) -> dict[str, Any]:
+    return {
+        "state": metrics.state.value,
+        "state_change_time": iso_utc(metrics.state_change_time),
+        "next_retry_time": iso_utc(metrics.next_retry_time),
+        "total_requests": metrics.total_requests,
+        "total_failures": metrics.total_failures,
+        "total_rejections": metrics.total_rejections,
+        "total_slow_calls": metrics.total_slow_calls,
+        "window_failure_rate": round(metrics.window_failure_rate, 4),
+    }
 
 
 def _said(state: CircuitBreakerState) -> str:

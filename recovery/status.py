@@ -1,0 +1,236 @@
+"""The recovery manager's status as typed values: what scrapes, dashboards and scripts read.
+
+:meth:`RecoveryManager.status() <recovery.RecoveryManager.status>` returns a
+:class:`RecoveryStatus`; :meth:`RecoveryManager.get_recovery_status()
+<recovery.RecoveryManager.get_recovery_status>` is its :meth:`~RecoveryStatus.to_dict`,
+the JSON-ready dict. The Prometheus collector, the OpenTelemetry instruments, the
+demo and the dashboard read the attributes, so a field renamed or dropped is a type
+error where it is read rather than a ``KeyError`` at the next scrape, and a scrape
+pays for no JSON it does not send.
+
+Timestamps are wall-clock seconds (``time.time()``) in the attributes and ISO-8601
+UTC strings in the dicts, as :class:`~recovery.CircuitBreakerMetrics` has them;
+the health check's, which the health monitor reports already written, are strings
+in both. The manager builds these values, so they carry no validators (a scrape
+builds hundreds of them); the defaults are a plugin nothing has happened to yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from recovery._clock import iso_utc
+from recovery.breaker import CircuitBreakerMetrics
+
+__all__ = [
+    "ActionCounts",
+    "EpisodeCounts",
+    "HealthCheckStatus",
+    "LastHealthCheck",
+    "PluginRecovery",
+    "PluginStatus",
+    "RecoveryStatus",
+    "StuckStrategy",
+]
+
+
+@attrs.frozen
+class ActionCounts:
+    """Runs of one recovery strategy on one plugin, by result."""
+
+    success: int = 0
+    failure: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"success": self.success, "failure": self.failure}
+
+
+@attrs.frozen
+class EpisodeCounts:
+    """Finished recovery episodes of one plugin, by outcome.
+
+    ``recovered``: the action worked and the plugin was verified; ``held``: the
+    strategy left it degraded or its breaker open for a while; ``unverified``: the
+    action worked and no verification gave a verdict; ``exhausted``: every attempt
+    failed; ``interrupted``: the manager stopped, the plugin failed for good, or the
+    episode itself raised.
+    """
+
+    recovered: int = 0
+    held: int = 0
+    unverified: int = 0
+    exhausted: int = 0
+    interrupted: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        """Every outcome, zeros included, in the order above."""
+        return {"recovered": self.recovered, "held": self.held, "unverified": self.unverified,
+                "exhausted": self.exhausted, "interrupted": self.interrupted}
+
+
+@attrs.frozen
+class LastHealthCheck:
+    """The result of a plugin's last health check, as the health monitor reports it."""
+
+    healthy: bool
+    duration: str  # human-readable ("50ms"), as the monitor writes it
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "duration": self.duration, "message": self.message}
+
+
+@attrs.frozen
+class HealthCheckStatus:
+    """The health monitor's view of one plugin; ``enabled`` False (and the rest empty)
+    while it is not checked: no check, health checking off, or the manager stopped."""
+
+    last_check: str | None = None  # ISO-8601 UTC, as the monitor writes it
+    last_result: LastHealthCheck | None = None
+    consecutive_fails: int = 0
+    stuck: bool = False
+    enabled: bool = False
+
+    @classmethod
+    def checked(cls, view: Mapping[str, Any]) -> HealthCheckStatus:
+        """From ``HealthMonitor.status(name)`` of a plugin the monitor checks."""
+        last = view["last_result"]
+        return cls(
+            last_check=view["last_check"],
+            last_result=None if last is None else LastHealthCheck(
+                last["healthy"], last["duration"], last["message"]),
+            consecutive_fails=view["consecutive_fails"],
+            stuck=view["stuck"],
+            enabled=True,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        last = self.last_result
+        return {
+            "last_check": self.last_check,
+            "last_result": None if last is None else last.to_dict(),
+            "consecutive_fails": self.consecutive_fails,
+            "stuck": self.stuck,
+            "enabled": self.enabled,
+        }
+
+
+@attrs.frozen
+class PluginRecovery:
+    """What the manager is doing, and has done, to keep one plugin up.
+
+    ``failed``: out of service, in a crash loop (``crash_loop``, retried at
+    ``next_attempt``) or until ``reset_plugin()``; ``failed_reason`` says which.
+    ``episode_failures`` and ``episode_started`` describe the episode in progress
+    (0 and None without one); ``recent_episodes`` counts those within the
+    restart-intensity period.
+    """
+
+    in_progress: bool = False
+    attempts: int = 0
+    last_action: str | None = None
+    last_action_success: bool | None = None
+    degraded: bool = False
+    fallbacks_served: int = 0
+    failed: bool = False
+    failed_reason: str | None = None
+    crash_loop: bool = False
+    next_attempt: float | None = None  # wall clock
+    failed_episodes_in_a_row: int = 0
+    consecutive_failures: int = 0
+    episode_failures: int = 0
+    episode_started: float | None = None  # wall clock
+    recent_episodes: int = 0
+    actions: Mapping[str, ActionCounts] = attrs.field(factory=dict)  # by strategy, sorted
+    episodes: EpisodeCounts = EpisodeCounts()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "in_progress": self.in_progress,
+            "attempts": self.attempts,
+            "last_action": self.last_action,
+            "last_action_success": self.last_action_success,
+            "degraded": self.degraded,
+            "fallbacks_served": self.fallbacks_served,
+            "failed": self.failed,
+            "failed_reason": self.failed_reason,
+            "crash_loop": self.crash_loop,
+            "next_attempt": iso_utc(self.next_attempt),
+            "failed_episodes_in_a_row": self.failed_episodes_in_a_row,
+            "consecutive_failures": self.consecutive_failures,
+            "episode_failures": self.episode_failures,
+            "episode_started": iso_utc(self.episode_started),
+            "recent_episodes": self.recent_episodes,
+            "actions": {action: counts.to_dict() for action, counts in self.actions.items()},
+            "episodes": self.episodes.to_dict(),
+        }
+
+
+@attrs.frozen
+class PluginStatus:
+    """One plugin: its breaker, its health check, its recovery.
+
+    The breaker's ``next_retry_time`` is None while the manager holds it open until
+    ``reset_plugin()`` (there is no retry time to show).
+    """
+
+    name: str
+    circuit_breaker: CircuitBreakerMetrics
+    health_check: HealthCheckStatus
+    recovery: PluginRecovery
+
+    def to_dict(self) -> dict[str, Any]:
+        """The sections by name (the plugin's own name is the key it is filed under)."""
+        return {
+            "circuit_breaker": self.circuit_breaker.to_dict(),
+            "health_check": self.health_check.to_dict(),
+            "recovery": self.recovery.to_dict(),
+        }
+
+
+@attrs.frozen
+class StuckStrategy:
+    """A strategy run abandoned at its timeout whose thread still runs."""
+
+    label: str  # "<strategy> <plugin>"
+    since: float  # wall clock: when it started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "since": iso_utc(self.since)}
+
+
+@attrs.frozen
+class RecoveryStatus:
+    """The whole manager: its switches, what is stuck, every plugin in registration order,
+    and its cluster's own view (``Cluster.status()``) when it has one."""
+
+    running: bool
+    auto_recovery: bool
+    health_checking: bool
+    alerting: bool
+    episodes_in_progress: int
+    stuck_strategies: tuple[StuckStrategy, ...]  # oldest first
+    stuck_health_checks: int  # abandoned health-check threads still alive
+    plugins: Mapping[str, PluginStatus]
+    cluster: Mapping[str, Any] | None = None
+
+    def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
+        """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
+        as a tile of its own)."""
+        data: dict[str, Any] = {
+            "running": self.running,
+            "auto_recovery": self.auto_recovery,
+            "health_checking": self.health_checking,
+            "alerting": self.alerting,
+            "episodes_in_progress": self.episodes_in_progress,
+            "stuck_strategies": [stuck.to_dict() for stuck in self.stuck_strategies],
+            "stuck_health_checks": self.stuck_health_checks,
+        }
+        if plugins:
+            data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}
+        if self.cluster is not None:
+            data["cluster"] = self.cluster
+        return data
