@@ -65,13 +65,13 @@ class LatencyHistogram:
         return sum(self.counts)
 
 
-def cumulative_buckets(latency: dict[str, Any]) -> list[tuple[str, int]]:
-    """A latency histogram's view (``to_dict()``) as ``(le, calls at most le)`` pairs, as
+def cumulative_buckets(latency: LatencyHistogram) -> list[tuple[str, int]]:
+    """A latency histogram as ``(le, calls at most le)`` pairs, as
     Prometheus' ``_bucket`` series have them: cumulative, ``le`` written as Prometheus
     writes a float (``0.0001``, ``1.0``), ending with ``+Inf``."""
     pairs: list[tuple[str, int]] = []
     total = 0
-    for bound, count in zip((*latency["bounds"], math.inf), latency["counts"], strict=True):
+    for bound, count in zip((*latency.bounds, math.inf), latency.counts, strict=True):
         total += count
         pairs.append(("+Inf" if math.isinf(bound) else repr(float(bound)), total))
     return pairs

@@ -211,7 +211,7 @@ class Cluster:
     def report_for(self, manager: Any) -> None:
         """Put ``manager``'s plugin recovery state (failed, crash loop, last action) in
         the fleet summary; held weakly. ``RecoveryManager(cluster=...)`` calls this."""
-        if not callable(getattr(manager, "get_recovery_status", None)):
+        if not callable(getattr(manager, "status", None)):
             raise TypeError(f"manager must be a RecoveryManager, got {manager!r}")
         with self._lifecycle:
             self._managers.add(manager)

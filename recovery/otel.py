@@ -173,7 +173,7 @@ def _latency(part: str) -> Observe:
             elif part == "count":
                 yield Observation(latency.count, {PLUGIN: label})
             else:
-                for le, count in cumulative_buckets(attrs.asdict(latency)):
+                for le, count in cumulative_buckets(latency):
                     yield Observation(count, {PLUGIN: label, LE: le})
 
     return observe

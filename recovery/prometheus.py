@@ -91,7 +91,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'recovery[prometheus]'"
     ) from exc
 
-import attrs
 
 from recovery import _registry, _validate
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
@@ -289,4 +288,4 @@ def _add_breaker(families: dict[str, _Family], label: str, metrics: CircuitBreak
     latency = metrics.latency
     if latency is not None:
         histogram = cast(HistogramMetricFamily, families["recovery_call_duration_seconds"])
-        histogram.add_metric([label], cumulative_buckets(attrs.asdict(latency)), latency.sum)
+        histogram.add_metric([label], cumulative_buckets(latency), latency.sum)

@@ -121,7 +121,7 @@ def serve(
     than a silently read-only page. ``breakers`` adds tiles for breakers that
     are not plugins of ``rm`` (their names must differ from each other).
     """
-    if not callable(getattr(rm, "get_recovery_status", None)):
+    if not callable(getattr(rm, "status", None)):
         raise TypeError(f"rm must be a RecoveryManager, got {rm!r}")
     _check_address(host, port)
     v.check(_TOKEN, "token", token)
