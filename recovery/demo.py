@@ -1,6 +1,6 @@
 """Watch a recovery manager keep a simulated service up for a few seconds (no setup).
 
-Five simulated plugins (recovery.testing.FlakyPlugin) run behind a RecoveryManager
+Five simulated plugins (FlakyPlugin, also in recovery.testing) run behind a RecoveryManager
 with health checking, called by a thread pool of workers through
 execute_with_recovery:
 
@@ -56,6 +56,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from recovery._flaky import FlakyPlugin
 from recovery.alerts import Alert
 from recovery.audit import AuditLogger, JsonlAuditLogger, record_attempt
 from recovery.breaker import CircuitBreaker
@@ -66,7 +67,6 @@ from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.state import CircuitBreakerState
 from recovery.status import PluginRecovery, RecoveryStatus
-from recovery.testing.plugins import FlakyPlugin
 
 PLUGINS = ("steady", "flaky", "slow", "hung-check", "crashy")
 STATES = (

@@ -217,3 +217,20 @@ def test_import_recovery_does_not_import_the_commands() -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )
     assert done.stdout.strip() == "[]"
+
+
+def test_shipped_code_does_not_import_the_testing_helpers() -> None:
+    """``recovery.testing`` is for tests: the library, the commands, the demo and the
+    dashboard run without it (the demo's simulated plugins live in ``recovery._flaky``)."""
+    shipped = ", ".join(repr(name) for name in (
+        "recovery", "recovery.__main__", "recovery.demo", "recovery._demo_fleet",
+        "recovery.tune", "recovery.dashboard", "recovery.dashboard.cli", "recovery.cluster",
+        "recovery.prometheus",
+    ))
+    done = subprocess.run(
+        [sys.executable, "-c",
+         f"import importlib, sys\nfor name in ({shipped}): importlib.import_module(name)\n"
+         "print(sorted(m for m in sys.modules if m.startswith('recovery.testing')))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert done.stdout.strip() == "[]"
