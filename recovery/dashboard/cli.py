@@ -65,9 +65,24 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(f"fleet dashboard of namespace {args.namespace!r}: {board.url}", flush=True)
     try:
-        threading.Event().wait()
+        _wait_for_ctrl_c()
     except KeyboardInterrupt:
         print("recovery dashboard: stopped", file=sys.stderr)
     finally:
         board.stop()
     return 0
+
+
+def _wait_for_ctrl_c() -> None:
+    """Sleep until Ctrl-C raises KeyboardInterrupt, waking twice a second to let it.
+
+    The kernel hands a SIGINT sent to the process to any one thread that does not
+    block it, here sometimes the feed's or the server's. Python then only notes the
+    signal; its handler, which raises KeyboardInterrupt, runs in the main thread at
+    the next bytecode that thread executes. A main thread asleep in an untimed wait
+    executes none, and the dashboard would ignore Ctrl-C for ever: the timed wait
+    gives it one twice a second.
+    """
+    asleep = threading.Event()
+    while not asleep.wait(0.5):
+        pass
