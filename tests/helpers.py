@@ -8,6 +8,7 @@ share live here, so no test module imports conftest.
 from __future__ import annotations
 
 import importlib
+import signal
 import subprocess
 import threading
 import time
@@ -111,6 +112,17 @@ def recovery_threads() -> set[threading.Thread]:
 
 
 # -- bounded waits ---------------------------------------------------------------------------
+
+
+def hears_ctrl_c() -> None:
+    """``preexec_fn`` of a child a test interrupts with SIGINT: the default handler.
+
+    An ignored SIGINT is inherited across exec, and Python leaves it ignored: a suite
+    started in the background by a shell (``cmd &``), by ``nohup`` or by a CI runner
+    ignores it, and so would every command it starts, which then never hears the
+    test's Ctrl-C.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def eventually(

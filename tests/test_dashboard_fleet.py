@@ -39,6 +39,7 @@ from tests.helpers import (
     eventually,
     failing_strategy,
     fresh_namespace,
+    hears_ctrl_c,
     node_processes,
 )
 from tests.test_cluster_procs import Node
@@ -421,11 +422,13 @@ def test_the_page_is_the_fleet_page_read_only_with_the_same_safety_headers(
 
 
 def test_the_command_serves_the_fleet_until_ctrl_c(redis_url: str, namespace: str) -> None:
-    env = {**os.environ, "FLEET_SECRET": "s3cret"}
+    # PYTHONFAULTHANDLER: a process that outlives its bound dumps every thread's stack.
+    env = {**os.environ, "FLEET_SECRET": "s3cret", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "recovery", "dashboard", "--cluster", redis_url,
          "--namespace", namespace, "--secret-env", "FLEET_SECRET"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=hears_ctrl_c,
     )
     try:
         assert proc.stdout is not None
@@ -436,7 +439,13 @@ def test_the_command_serves_the_fleet_until_ctrl_c(redis_url: str, namespace: st
         with urllib.request.urlopen(url + "status.json", timeout=5) as response:
             assert json.load(response)["namespace"] == namespace
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(BOUND) == 0
+        try:
+            code = proc.wait(BOUND)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, stderr = proc.communicate(timeout=10)
+            pytest.fail(f"still running {BOUND:g} s after Ctrl-C:\n{stderr}")
+        assert code == 0, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -444,6 +453,49 @@ def test_the_command_serves_the_fleet_until_ctrl_c(redis_url: str, namespace: st
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+# The dashboard command, with SIGINT raised in one of its own threads once the main
+# thread sleeps in its wait: how the kernel may deliver a Ctrl-C sent to the process.
+CTRL_C_ON_ANOTHER_THREAD = """
+import argparse, signal, sys, threading, time
+from recovery.dashboard import cli
+
+def waits_for_ctrl_c(frame):
+    # Condition.wait in Event.wait, called from the command itself (cli.py)
+    callers = [frame, frame and frame.f_back, frame and frame.f_back and frame.f_back.f_back]
+    return None not in callers and callers[2].f_code.co_filename.endswith("cli.py") and all(
+        f.f_code.co_name == "wait" for f in callers[:2])
+
+def interrupt_once_the_main_thread_waits():
+    main = threading.main_thread().ident
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not waits_for_ctrl_c(sys._current_frames().get(main)):
+        time.sleep(0.01)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=interrupt_once_the_main_thread_waits, daemon=True).start()
+parser = argparse.ArgumentParser()
+cli.add_arguments(parser)
+sys.exit(cli.run(parser.parse_args(sys.argv[1:])))
+"""
+
+
+def test_the_command_stops_on_a_ctrl_c_that_lands_on_another_thread() -> None:
+    """A SIGINT handled by a thread other than the main one only flags the signal:
+    the main thread must wake to raise KeyboardInterrupt (it once slept for ever)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_ON_ANOTHER_THREAD, "--cluster", "redis://127.0.0.1:1/0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=hears_ctrl_c,
+    )
+    try:
+        _, stderr = proc.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the dashboard ignored a Ctrl-C for {BOUND:g} s")
+    assert proc.returncode == 0, stderr
+    assert "recovery dashboard: stopped" in stderr
 
 
 def test_the_command_refuses_a_missing_secret_variable_in_one_line() -> None:

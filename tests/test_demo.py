@@ -33,7 +33,7 @@ from recovery.audit import JsonlAuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.state import CircuitBreakerState
 from recovery.status import HealthCheckStatus, PluginRecovery, PluginStatus, RecoveryStatus
-from tests.helpers import closed_after, kill_if_running
+from tests.helpers import closed_after, hears_ctrl_c, kill_if_running
 
 COMMAND = [sys.executable, "-m", "recovery", "demo"]
 CLOSED, OPEN, REPAIRING, HALF_OPEN = (
@@ -67,8 +67,7 @@ class Demo:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            # A terminal's Ctrl-C, even if whoever runs the tests ignores SIGINT.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            preexec_fn=hears_ctrl_c,
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._seen: list[str] = []
