@@ -61,7 +61,7 @@ import attrs
 from recovery import _clock, _events
 from recovery import _validate as v
 from recovery._backoff import Backoff
-from recovery._bounded import Run, ThreadRunner
+from recovery._bounded import ThreadRunner
 from recovery._impl import Dispatcher, Route
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
 from recovery.audit import AuditLogger, record_attempt
@@ -404,11 +404,6 @@ class RecoveryManager(Dispatcher):
         alert handler, a strategy, a health-check callback) cannot join it, so it only
         signals and lets a helper thread join."""
         self._local.owned = True
-
-    @property
-    def _stuck(self) -> list[Run]:
-        """Strategy steps abandoned past their timeout and still running, oldest first."""
-        return self._runner.stuck()
 
     def _join(
         self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
@@ -1435,10 +1430,7 @@ class RecoveryManager(Dispatcher):
         with self._lock:
             plugins = list(self._plugins.values())
             running, in_progress = self._running, self._open_episodes
-            stuck = tuple(
-                StuckStrategy(run.label, run.started)
-                for run in sorted(self._stuck, key=lambda run: run.started)
-            )
+            stuck = tuple(StuckStrategy(run.label, run.started) for run in self._runner.stuck())
             stuck_health_checks = monitor.stuck_threads if monitor is not None else 0
             recovery = {plugin.name: self._recovery_view(plugin) for plugin in plugins}
             watched = set(self._health_checks)
