@@ -93,6 +93,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 
 from recovery import _registry, _validate
+from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
@@ -233,7 +234,7 @@ def _add_cluster(families: dict[str, _Family], cluster: Mapping[str, Any]) -> No
 
 
 def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
-    name, recovery, health = plugin.name, plugin.recovery, plugin.health_check
+    name, recovery, health = _label(plugin.name), plugin.recovery, plugin.health_check
     _add_breaker(families, name, plugin.circuit_breaker)
     for action, counts in recovery.actions.items():
         families["recovery_attempts_total"].add_metric([name, action, "success"], counts.success)
@@ -265,8 +266,8 @@ def _add_bare_breakers(
     owned: list[BreakerMixin] = []
     if rm is not None:
         owned = [rm.breaker(plugin) for plugin in plugins]
-    for label, breaker in _registry.unowned(plugins, owned):
-        _add_breaker(families, label, breaker.metrics())
+    for key, breaker in _registry.unowned(plugins, owned):
+        _add_breaker(families, _label(key), breaker.metrics())
 
 
 def _add_breaker(families: dict[str, _Family], label: str, metrics: CircuitBreakerMetrics

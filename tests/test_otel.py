@@ -9,6 +9,7 @@ and no call runs).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 import time
@@ -255,3 +256,29 @@ def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "opentelemetry.metrics", None)
     with pytest.raises(ImportError, match=r"recovery\[otel\]"):
         importlib.import_module("recovery.otel")
+
+
+def test_a_name_with_a_lone_surrogate_is_observed_as_the_collector_labels_it(
+    reader: InMemoryMetricReader, provider: MeterProvider,
+    make_manager: MakeManager, make_breaker: MakeBreaker, name: str,
+) -> None:
+    plugin = os.fsdecode(f"{name}-\xff".encode("latin-1"))  # "...-\udcff", as from a file name
+    plugins = PluginRegistry()
+    plugins.register(FlakyPlugin(plugin))
+    rm = make_manager(plugins)
+    rm.register_plugin(plugin)
+    bare = make_breaker(f"{name}-bare-\udcfe")  # held: the registry holds breakers weakly
+    bare.call(lambda: None)
+    instrument(rm, provider)
+    _, points = read(reader)
+    labels = {dict(attrs).get("recovery.plugin.name") for _, attrs in points} - {None}
+    mine = {str(label) for label in labels if str(label).startswith(name)}
+    assert mine == {f"{name}-\\udcff", f"{name}-bare-\\udcfe"}
+    for label in mine:
+        label.encode("utf-8")  # what an exporter must send: valid UTF-8
+    assert points["recovery.episode.active",
+                  frozenset({("recovery.plugin.name", f"{name}-\\udcff")})] == 0
+    samples = scrape(RecoveryCollector(rm))
+    assert samples["recovery_requests_total", frozenset({("plugin", f"{name}-bare-\\udcfe")})] \
+        == points["recovery.requests", frozenset({("recovery.plugin.name",
+                                                     f"{name}-bare-\\udcfe")})] == 1
