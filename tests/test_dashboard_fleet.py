@@ -376,8 +376,8 @@ def test_past_max_nodes_new_nodes_are_dropped_and_counted(redis_url: str) -> Non
     from recovery.dashboard.hub import Hub
 
     feed = FleetFeed(redis_url, "unused", None, Hub(), max_nodes=2)  # not started
-    for node in ("a", "b", "c", "a"):
-        feed._receive(encode_summary({**HEAD, "node": node}, [entry("x")], None))
+    for node, seq in (("a", 1), ("b", 1), ("c", 1), ("a", 2)):
+        feed._receive(encode_summary({**HEAD, "node": node, "seq": seq}, [entry("x")], None))
     feed._tick()
     view = feed.snapshot()
     assert [n["id"] for n in view["nodes"]] == ["a", "b"]
