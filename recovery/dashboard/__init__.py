@@ -81,6 +81,12 @@ class Dashboard:
         """Streams cut off because their client fell too far behind."""
         return self._hub.dropped
 
+    @property
+    def connections(self) -> dict[str, int]:
+        """Connections ``open`` now; ``refused`` at the cap, cut as too ``slow`` to send
+        their request, and ``reset`` by their client, since the start."""
+        return self._server.counts()
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and join every thread the dashboard started. Idempotent."""
         with self._lock:
