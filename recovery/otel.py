@@ -38,6 +38,7 @@ recovery.attempts                              counter        {attempt}
 recovery.episodes                              counter        {episode}
 recovery.episode.active                        updowncounter  {episode}
 recovery.plugin.degraded                       updowncounter  {plugin}
+recovery.plugin.fallbacks_served               counter        {request}
 recovery.plugin.failed                         updowncounter  {plugin}
 recovery.plugin.crash_loop                     updowncounter  {plugin}
 recovery.health_check.healthy                  updowncounter  {plugin}
@@ -194,8 +195,8 @@ def _episodes(snapshot: _Snapshot) -> Iterator[Observation]:
             yield Observation(count, {PLUGIN: _label(plugin.name), OUTCOME: outcome})
 
 
-def _recovery(read: Callable[[PluginRecovery], bool]) -> Observe:
-    """A flag of each plugin's recovery, as 0 or 1."""
+def _recovery(read: Callable[[PluginRecovery], int]) -> Observe:
+    """A number of each plugin's recovery: a count, or a flag as 0 or 1."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
         for plugin in snapshot.plugins():
@@ -297,6 +298,9 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.plugin.degraded", "updowncounter", "{plugin}",
                    "1 while the plugin is degraded and its fallback is served.",
                    "recovery_degraded", _recovery(lambda recovery: recovery.degraded)),
+    InstrumentSpec("recovery.plugin.fallbacks_served", "counter", "{request}",
+                   "Calls the plugin's fallback answered.", "recovery_fallbacks_served_total",
+                   _recovery(lambda recovery: recovery.fallbacks_served)),
     InstrumentSpec("recovery.plugin.failed", "updowncounter", "{plugin}",
                    "1 once the plugin is marked failed, until reset_plugin().",
                    "recovery_failed", _recovery(lambda recovery: recovery.failed)),

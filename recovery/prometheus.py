@@ -49,6 +49,10 @@ recovery_episodes_total{outcome}               counter finished episodes: "recov
                                                        "exhausted", "interrupted"
 recovery_in_progress                           gauge   1 while a recovery episode runs
 recovery_degraded                              gauge   1 while the fallback is served
+recovery_fallbacks_served_total                counter calls the plugin's fallback answered
+                                                       (while degraded, or for a call the
+                                                       breaker rejected: that call counts
+                                                       in both)
 recovery_failed                                gauge   1 while out of service (in a crash
                                                        loop, or failed until reset)
 recovery_crash_loop                            gauge   1 while in a crash loop (retried
@@ -134,6 +138,8 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_degraded", "1 while the plugin is degraded and its fallback is served.",
      "gauge", _PLUGIN),
+    ("recovery_fallbacks_served_total", "Calls the plugin's fallback answered.", "counter",
+     _PLUGIN),
     ("recovery_failed",
      "1 while the plugin is out of service (crash loop, or failed until reset_plugin()).",
      "gauge", _PLUGIN),
@@ -243,6 +249,7 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
         families["recovery_episodes_total"].add_metric([name, outcome], count)
     families["recovery_in_progress"].add_metric([name], float(recovery.in_progress))
     families["recovery_degraded"].add_metric([name], float(recovery.degraded))
+    families["recovery_fallbacks_served_total"].add_metric([name], recovery.fallbacks_served)
     families["recovery_failed"].add_metric([name], float(recovery.failed))
     families["recovery_crash_loop"].add_metric([name], float(recovery.crash_loop))
     if health.enabled:

@@ -282,3 +282,22 @@ def test_a_name_with_a_lone_surrogate_is_observed_as_the_collector_labels_it(
     assert samples["recovery_requests_total", frozenset({("plugin", f"{name}-bare-\\udcfe")})] \
         == points["recovery.requests", frozenset({("recovery.plugin.name",
                                                      f"{name}-bare-\\udcfe")})] == 1
+
+
+def test_fallbacks_served_are_observed(
+    reader: InMemoryMetricReader, provider: MeterProvider,
+    make_manager: MakeManager, name: str,
+) -> None:
+    plugins = PluginRegistry()
+    plugins.register(FlakyPlugin(name))
+    rm = make_manager(plugins)
+    rm.register_plugin(name, fallback=lambda: "cached")
+    rm.breaker(name).force_open()
+    for _ in range(2):
+        assert rm.execute_with_recovery(name, lambda: "live") == "cached"
+    instrument(rm, provider)
+    metrics, points = read(reader)
+    assert metrics["recovery.plugin.fallbacks_served"].unit == "{request}"
+    attributes = frozenset({("recovery.plugin.name", name)})
+    assert points["recovery.plugin.fallbacks_served", attributes] == 2
+    assert points["recovery.rejections", attributes] == 2

@@ -42,6 +42,7 @@ DOCUMENTED = {
     "recovery_episodes": "counter",
     "recovery_in_progress": "gauge",
     "recovery_degraded": "gauge",
+    "recovery_fallbacks_served": "counter",
     "recovery_failed": "gauge",
     "recovery_crash_loop": "gauge",
     "recovery_health_check_healthy": "gauge",
@@ -293,3 +294,17 @@ def test_a_name_with_a_lone_surrogate_is_exported_escaped_and_the_rest_of_the_sc
     assert value(samples, "recovery_in_progress", plugin="plugin-\\udcff") == 0
     assert value(samples, "recovery_requests_total", plugin="bare-\\udcfe") == 1
     assert value(samples, "recovery_requests_total", plugin="good") == 0
+
+
+def test_fallbacks_served_are_counted_apart_from_rejections(make_manager: MakeManager) -> None:
+    rm = make_manager()
+    rm.register_plugin("good", fallback=lambda: "cached")
+    rm.register_plugin("bad")
+    registry = collector_registry(rm)
+    rm.breaker("good").force_open()
+    for _ in range(3):  # refused by the breaker, answered by the fallback: both count
+        assert rm.execute_with_recovery("good", lambda: "live") == "cached"
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_fallbacks_served_total", plugin="good") == 3
+    assert value(samples, "recovery_rejections_total", plugin="good") == 3
+    assert value(samples, "recovery_fallbacks_served_total", plugin="bad") == 0
