@@ -154,6 +154,16 @@ class FleetFeed(Published):
     def _snapshot(self) -> dict[str, Any]:
         return {**self._view, "control": False, "timeline": list(self._timeline)}
 
+    def nodes(self) -> tuple[list[tuple[str, bool, dict[str, Any]]], dict[str, Any]]:
+        """Each node's (id, silent, latest summary), and the Redis side's counts: what
+        the fleet's ``/metrics`` exports. Summaries are replaced, never changed, so
+        they are handed out as they are."""
+        with self._lock:
+            nodes = [(node_id, node.silent, node.summary)
+                     for node_id, node in sorted(self._nodes.items())]
+            return nodes, {"connected": self._connected, "received": self._received,
+                           "dropped": dict(self._drops)}
+
     # -- the feed's thread ------------------------------------------------------------------
 
     def _run(self) -> None:

@@ -164,11 +164,9 @@ class DashboardServer(ThreadingHTTPServer):
         metrics: Callable[[], tuple[bytes, str]] | None,
         control: Control | None,
         loopback: bool,
-        no_metrics: str = NO_METRICS,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        self.no_metrics = no_metrics  # why /metrics is a 404 when ``metrics`` is None
         self.feed, self.hub, self.static = feed, hub, static
         self.metrics, self.control, self.loopback = metrics, control, loopback
         self.max_connections = MAX_CONNECTIONS
@@ -269,7 +267,7 @@ class Handler(BaseHTTPRequestHandler):
             body, content_type = self.server.metrics()
             self._send(HTTPStatus.OK, body, content_type)
         elif path == "/metrics":
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": self.server.no_metrics})
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": NO_METRICS})
         elif path in CONTROL:
             self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"},
                             {"Allow": "POST"})
