@@ -33,6 +33,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
+from typing import Any
 
 from recovery import _validate as v
 from recovery.breaker import CircuitBreaker
@@ -80,6 +81,10 @@ class Dashboard:
     def dropped_clients(self) -> int:
         """Streams cut off because their client fell too far behind."""
         return self._hub.dropped
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``/status.json`` serves: the latest view and the timeline."""
+        return self._feed.snapshot()
 
     @property
     def connections(self) -> dict[str, int]:
