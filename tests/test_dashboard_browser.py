@@ -246,3 +246,20 @@ def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress
     expect(payments.locator(".badge")).to_have_text(["RECOVERING"])
     expect(page.locator("#manager")).to_contain_text("episodes in progress 1")
     page.screenshot(path=str(tmp_path / "vocabulary.png"), full_page=True)
+
+
+def test_a_name_with_a_lone_surrogate_gets_its_tile_and_the_page_runs_on(
+    boards: Callable[..., Dashboard], page: Page
+) -> None:
+    name = os.fsdecode(b"plugin-\xff")  # "plugin-\udcff": a file name that is not UTF-8
+    manager = failing_manager(name, "payments")
+    try:
+        page.goto(boards(manager).url)
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("article.tile")).to_have_count(2)
+        manager.breaker(name).force_open()
+        expect(page.locator("#summary")).to_contain_text("1 open", timeout=SOON)
+        shown = page.locator("article.tile").first.locator(".tile-name").text_content()
+        assert shown is not None and shown.startswith("plugin-")  # the surrogate drawn as U+FFFD
+    finally:
+        manager.stop(timeout=5.0)
