@@ -35,6 +35,7 @@ import itertools
 import math
 import operator
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -180,6 +181,30 @@ class _LineTooLong(Exception):
     """Raised by :func:`_line_chunks` when no newline comes within ``MAX_LINE_CHARS``."""
 
 
+def open_regular(path: str, what: str, encoding: str, newline: str | None = None) -> TextIO:
+    """Open ``path`` for reading as text, refusing anything that is not a regular file.
+
+    A FIFO, a device or a socket is refused with a :class:`TraceError` that names ``what``
+    and the path, at once: opening a FIFO nobody writes to would wait forever, and a
+    device never ends. ``O_NONBLOCK`` makes the open itself return at once; the file is
+    read blocking as usual once it is known to be a regular one; ``encoding`` and
+    ``newline`` are :func:`open`'s.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TraceError(
+                path, None,
+                f"{what} must be a regular file, not a FIFO, device or socket "
+                "(copy it to a file first)",
+            )
+        os.set_blocking(fd, True)
+        return open(fd, encoding=encoding, newline=newline)  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
     """Read a trace file; raise :class:`TraceError` naming the file and the first bad line.
 
@@ -191,7 +216,7 @@ def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
     """
     source = os.fspath(path)
     try:
-        with open(source, encoding="utf-8-sig") as file:
+        with open_regular(source, "a trace", encoding="utf-8-sig") as file:
             trace = _read(file, source, sort)
     except UnicodeDecodeError:
         raise TraceError(
@@ -486,7 +511,7 @@ def load_incidents(path: str | os.PathLike[str]) -> list[tuple[float, float]]:
     columns: tuple[int, int] | None = None
     line = 1
     try:
-        with open(source, encoding="utf-8-sig", newline="") as file:
+        with open_regular(source, "an incident log", encoding="utf-8-sig", newline="") as file:
             rows = csv.reader(file, strict=True)
             for row in rows:
                 line = rows.line_num

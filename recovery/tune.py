@@ -90,7 +90,14 @@ from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.state import CLOSED_CODE as CLOSED
 from recovery.state import OPEN_CODE as OPEN
-from recovery.trace import Trace, TraceError, load_incidents, load_trace, shown
+from recovery.trace import (
+    Trace,
+    TraceError,
+    load_incidents,
+    load_trace,
+    open_regular,
+    shown,
+)
 
 _OPENS = re.compile(re.escape(bytes([CLOSED, OPEN])))  # a CLOSED state followed by an OPEN one
 _UNHEALTHY_RUNS = re.compile(b"\x00+")
@@ -353,7 +360,7 @@ def load_grid(path: str) -> list[Candidate]:
     ``MAX_GRID``; a file nested too deeply for the JSON parser is refused too.
     """
     try:
-        with open(path, encoding="utf-8") as file:
+        with open_regular(path, "a grid", encoding="utf-8") as file:
             grid = json.load(file)
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text: a grid is a JSON file") from None
@@ -764,12 +771,23 @@ def cost(scores: Scores, weights: Mapping[str, float]) -> float | None:
 
 
 def check_weights(weights: Mapping[str, float]) -> None:
+    """Refuse a weight of an unknown score, and one that is negative or not finite.
+
+    Every score counts something bad (calls lost, delays, false alarms), so a negative
+    weight would reward it: the ranking would recommend the config that does worst.
+    """
     unknown = sorted(set(weights) - set(SCORE_NAMES))
     if unknown:
         raise ValueError(
             f"unknown score(s) to weight: {', '.join(map(shown, unknown))}; "
             f"one of: {', '.join(SCORE_NAMES)}"
         )
+    for key, weight in weights.items():
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ValueError(
+                f"the weight of {key} must be a finite number >= 0, got {weight!r} (every "
+                "score counts something bad: a negative weight would reward it; 0 drops it)"
+            )
 
 
 def evaluate(
@@ -1066,8 +1084,13 @@ def parse_weights(items: Sequence[str]) -> dict[str, float]:
             weights[key] = float(value)
         except ValueError:
             raise ValueError(f"--weight expects score=number, got {shown(item)}") from None
-        if not equals or not math.isfinite(weights[key]):
+        if not equals:
             raise ValueError(f"--weight expects score=number, got {shown(item)}")
+        if not (math.isfinite(weights[key]) and weights[key] >= 0):
+            raise ValueError(
+                f"--weight {item.strip()}: a weight must be a finite number >= 0 (every "
+                "score counts something bad: a negative weight would reward it; 0 drops it)"
+            )
     check_weights(weights)
     return weights
 

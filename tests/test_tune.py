@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -874,4 +876,46 @@ def test_the_comparison_names_missed_outages_and_runs_still_open() -> None:
         "calls through to the broken dependency. They open 0.44 s after an outage starts, on "
         "average (9 of 10 missed), and close 3.35 s after the dependency is back (1 of 9 still "
         "open at the end)."
+    )
+
+
+# -- weights that would reward a bad score; inputs that never end ---------------------------
+
+
+@pytest.mark.parametrize("weight", ["rejected_healthy=-1", "passed_unhealthy=-0.5", "opens=inf"])
+def test_a_negative_or_infinite_weight_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], weight: str
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    assert run_cli(path, "--weight", weight) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"tune: --weight {weight}: a weight must be a finite number >= 0 (every score "
+        "counts something bad: a negative weight would reward it; 0 drops it)\n"
+    )
+    with pytest.raises(ValueError, match=r"the weight of rejected_healthy must be .* got -1\.0"):
+        tune.tune(outage_then_recovery(), [make_candidate({})], {"rejected_healthy": -1.0})
+
+
+@pytest.mark.parametrize("argument", ["TRACE", "--incidents", "--grid"])
+def test_a_fifo_is_refused_at_once_instead_of_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argument: str
+) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)  # nobody writes to it: opening it the usual way would wait forever
+    trace = write_trace(tmp_path, outage_then_recovery())
+    argv = [str(fifo)] if argument == "TRACE" else [trace, argument, str(fifo)]
+    what = {"TRACE": "a trace", "--incidents": "an incident log", "--grid": "a grid"}[argument]
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(run_cli(*argv)), daemon=True)
+    thread.start()
+    thread.join(timeout=10)
+    if thread.is_alive():  # it blocked: a writer at the other end releases it
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        thread.join(timeout=10)
+    assert codes == [2], "tune blocked on the FIFO"
+    assert capsys.readouterr().err == (
+        f"tune: {fifo}: {what} must be a regular file, not a FIFO, device or socket "
+        "(copy it to a file first)\n"
     )
