@@ -96,6 +96,19 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 
 
+DEFAULT_MINIMUM_REQUESTS = 20
+"""Outcomes in the window before the circuit may open, unless ``failure_threshold`` is
+set lower (then it is ``failure_threshold``) or ``minimum_requests`` is set."""
+
+
+def default_minimum_requests(failure_threshold: Any) -> int:
+    """What an unset ``minimum_requests`` becomes beside ``failure_threshold``: the default,
+    or the threshold if lower (a bad threshold is left for its own validator to name)."""
+    if isinstance(failure_threshold, int) and not isinstance(failure_threshold, bool):
+        return min(DEFAULT_MINIMUM_REQUESTS, failure_threshold)
+    return DEFAULT_MINIMUM_REQUESTS
+
+
 @attrs.frozen
 class CircuitBreakerConfig:
     """How a :class:`~recovery.CircuitBreaker` decides to open, probe and close.
@@ -121,7 +134,14 @@ class CircuitBreakerConfig:
     )
     enable_fast_fail: bool = attrs.field(default=True, validator=v.boolean)
     sliding_window_size: int = attrs.field(default=100, validator=v.bounded_int(MAX_WINDOW))
-    minimum_requests: int = attrs.field(default=20, validator=v.positive_int)
+    # Unset, at most failure_threshold: a threshold set below the usual minimum works as
+    # written (failure_threshold=10 opens on the 10th failure in a row, as in every peer).
+    minimum_requests: int = attrs.field(
+        default=attrs.Factory(
+            lambda config: default_minimum_requests(config.failure_threshold), takes_self=True
+        ),
+        validator=v.positive_int,
+    )
     failure_rate_threshold: float | None = attrs.field(
         default=0.5, validator=v.optional(v.rate)
     )

@@ -87,7 +87,7 @@ import attrs
 
 from recovery._validate import positive_seconds, rate, seconds
 from recovery.breaker import CircuitBreaker
-from recovery.config import CircuitBreakerConfig
+from recovery.config import CircuitBreakerConfig, default_minimum_requests
 from recovery.state import CLOSED_CODE as CLOSED
 from recovery.state import OPEN_CODE as OPEN
 from recovery.trace import (
@@ -150,11 +150,10 @@ class Candidate:
 
     @changes.default
     def _changed_fields(self) -> dict[str, Any]:
-        return {
+        return _minimal({
             field.name: getattr(self.config, field.name)
             for field in attrs.fields(CircuitBreakerConfig)
-            if getattr(self.config, field.name) != getattr(_DEFAULTS, field.name)
-        }
+        })
 
     @property
     def label(self) -> str:
@@ -299,6 +298,24 @@ def label_incidents(
 
 
 # -- candidates -------------------------------------------------------------------------
+
+
+def _minimal(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields that must be written to make the config ``fields`` describe: those
+    that differ from what the constructor gives when they are left out.
+
+    Every field's unset value is its default, except ``minimum_requests``, which
+    follows ``failure_threshold`` when that is lower than the default minimum.
+    """
+    written = {
+        key: value for key, value in fields.items()
+        if key != "minimum_requests" and getattr(_DEFAULTS, key) != value
+    }
+    if "minimum_requests" in fields:
+        threshold = fields.get("failure_threshold", _DEFAULTS.failure_threshold)
+        if fields["minimum_requests"] != default_minimum_requests(threshold):
+            written["minimum_requests"] = fields["minimum_requests"]
+    return {key: written[key] for key in fields if key in written}
 
 
 def make_candidate(overrides: Mapping[str, Any]) -> Candidate:
@@ -578,9 +595,7 @@ def _overrides(values: Mapping[str, Any]) -> dict[str, Any] | None:
     slow = fields.pop("slow_call", None)
     if slow is not None:
         fields["slow_call_duration"], fields["slow_call_rate_threshold"] = slow
-    return {
-        key: value for key, value in fields.items() if getattr(_DEFAULTS, key) != value
-    }
+    return _minimal(fields)
 
 
 # -- rules that cannot fire ---------------------------------------------------------------

@@ -348,7 +348,7 @@ def test_cli_prints_a_recommendation_then_a_ranked_table(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "300")
     path = write_trace(tmp_path, outage_then_recovery())
-    never_opens = "failure_threshold=10,timeout=1"
+    never_opens = "failure_threshold=10,minimum_requests=20,timeout=1"  # 16 events: never 20
     assert run_cli(path, "--config", never_opens, "--config", SMALL, "timeout=5") == 0
     text = capsys.readouterr().out
     head, recommended, code, summary, table, notes, warnings = text.split("\n\n")
@@ -356,7 +356,7 @@ def test_cli_prints_a_recommendation_then_a_ranked_table(
     assert recommended == "Recommended (lowest cost = 1*rejected_healthy + 1*passed_unhealthy):"
     assert code == (
         "    CircuitBreakerConfig(failure_threshold=3, success_threshold=1, timeout=5.0, "
-        "sliding_window_size=3, minimum_requests=3)"
+        "sliding_window_size=3)"  # minimum_requests follows failure_threshold=3
     )
     assert summary.replace("\n", " ") == (
         "On this trace it rejects 2 good calls (defaults: 0) and lets 3 calls through to the "
@@ -372,7 +372,7 @@ def test_cli_prints_a_recommendation_then_a_ranked_table(
     assert rows[1].endswith(SMALL + ",timeout=5.0")
     assert rows[2].split()[:2] == ["2", "6"]  # all 6 dead calls sent: a tie, defaults first
     assert rows[2].endswith("defaults")
-    assert rows[3].endswith("failure_threshold=10,timeout=1.0")
+    assert rows[3].endswith("failure_threshold=10,minimum_requests=20,timeout=1.0")
     cost_end = rows[0].index("cost") + len("cost")  # numbers are aligned on the right
     assert all(row[cost_end - 1] != " " and row[cost_end] == " " for row in rows)
     assert notes.startswith("cost = 1*rejected_healthy + 1*passed_unhealthy")
@@ -402,8 +402,8 @@ def test_the_table_fits_the_terminal_and_wide_shows_every_score(
 def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_trace(tmp_path, outage_then_recovery())
     code = run_cli(
-        path, "--config", "failure_threshold=10,timeout=1", "--config", SMALL, "timeout=5",
-        "--json",
+        path, "--config", "failure_threshold=10,minimum_requests=20,timeout=1",
+        "--config", SMALL, "timeout=5", "--json",
         "--weight", "passed_unhealthy=0", "--weight", "rejected_healthy=2",
     )
     assert code == 0
@@ -414,7 +414,7 @@ def test_cli_json_with_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str
     defaults, first, second = report["results"]
     assert (defaults["rank"], defaults["label"], defaults["cost"]) == (1, "defaults", 0.0)
     assert (first["rank"], first["config"], first["cost"]) == (
-        2, {"failure_threshold": 10, "timeout": 1.0}, 0.0
+        2, {"failure_threshold": 10, "minimum_requests": 20, "timeout": 1.0}, 0.0
     )
     assert second["cost"] == 4.0  # 2 good calls rejected, weighted 2
     assert second["scores"]["detection_delay_max"] == pytest.approx(2.1)
@@ -919,3 +919,14 @@ def test_a_fifo_is_refused_at_once_instead_of_blocking(
         f"tune: {fifo}: {what} must be a regular file, not a FIFO, device or socket "
         "(copy it to a file first)\n"
     )
+
+
+def test_a_recommendation_writes_minimum_requests_only_where_it_is_not_implied() -> None:
+    # Left out, minimum_requests follows a lower failure_threshold: writing it is noise...
+    assert make_candidate({"failure_threshold": 3}).code == (
+        "CircuitBreakerConfig(failure_threshold=3)"
+    )
+    # ...but a minimum that differs from the implied one must be written, even the default.
+    pinned = make_candidate({"failure_threshold": 3, "minimum_requests": 20})
+    assert pinned.code == "CircuitBreakerConfig(failure_threshold=3, minimum_requests=20)"
+    assert eval(pinned.code, {"CircuitBreakerConfig": CircuitBreakerConfig}) == pinned.config
