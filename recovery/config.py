@@ -109,6 +109,20 @@ def default_minimum_requests(failure_threshold: Any) -> int:
     return DEFAULT_MINIMUM_REQUESTS
 
 
+PEER_NAMES: Mapping[str, tuple[str, str]] = {
+    "fail_max": ("pybreaker", "failure_threshold"),
+    "reset_timeout": ("pybreaker", "timeout"),
+    "recovery_timeout": ("circuitbreaker", "timeout"),
+    "expected_exception": ("circuitbreaker", "record_exceptions"),
+    "exclude": ("pybreaker", "ignore_exceptions"),
+}
+"""Other breaker libraries' keywords -> (library, the field that means the same here): a
+user moving over types the name they know, and the error translates it."""
+
+
+@v.known_keywords({
+    word: f"{library}'s {word} is {field} here" for word, (library, field) in PEER_NAMES.items()
+})
 @attrs.frozen
 class CircuitBreakerConfig:
     """How a :class:`~recovery.CircuitBreaker` decides to open, probe and close.
@@ -249,6 +263,21 @@ def _strategy_options(instance: Any, attribute: attrs.Attribute[Any], value: Any
             check_strategy_options(name, options)
 
 
+def _breaker_field_hints() -> dict[str, str]:
+    """For RecoveryConfig: a breaker's setting (or another library's name for one) is given
+    to the manager through ``default_circuit_breaker``."""
+    hints = {
+        field.name: f"{field.name} is a CircuitBreakerConfig field: RecoveryConfig("
+        f"default_circuit_breaker=CircuitBreakerConfig({field.name}=...))"
+        for field in attrs.fields(CircuitBreakerConfig)
+    }
+    for word, (library, field) in PEER_NAMES.items():
+        hints[word] = f"{library}'s {word} is CircuitBreakerConfig's {field}: RecoveryConfig(" \
+            f"default_circuit_breaker=CircuitBreakerConfig({field}=...))"
+    return hints
+
+
+@v.known_keywords(_breaker_field_hints())
 @attrs.frozen(kw_only=True)
 class RecoveryConfig:
     """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.
