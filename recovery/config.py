@@ -130,11 +130,18 @@ class CircuitBreakerConfig:
     Durations are seconds (``float``); a ``datetime.timedelta`` is converted.
     Every bad value raises ``ValueError`` or ``TypeError`` naming the field and the
     value, at construction.
+
+    The defaults fit a web client calling an upstream tens of times a second: it opens
+    on 20 failures in the last 100 calls (or half of them, once 20 are in), probes
+    after 2 s, and waits 1.2 times longer after each failed probe, up to a minute. A 1 s
+    blip is over 2 s after it ends; a 20 s outage is cut off in under half a second and
+    served again within a second of its end; a dead upstream gets one call a minute.
+    ``benchmarks/choose_defaults.py`` replays the candidates that chose them.
     """
 
     failure_threshold: int = attrs.field(default=20, validator=v.positive_int)
     success_threshold: int = attrs.field(default=3, validator=v.bounded_int(MAX_TRIALS))
-    timeout: float = attrs.field(default=30.0, converter=v.seconds, validator=v.positive_seconds)
+    timeout: float = attrs.field(default=2.0, converter=v.seconds, validator=v.positive_seconds)
     health_check_interval: float = attrs.field(
         default=10.0, converter=v.seconds, validator=v.interval
     )
@@ -142,9 +149,9 @@ class CircuitBreakerConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_health_checks: int = attrs.field(default=3, validator=v.positive_int)
-    retry_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
+    retry_backoff_factor: float = attrs.field(default=1.2, validator=v.factor)
     max_retry_interval: float = attrs.field(
-        default=300.0, converter=v.seconds, validator=v.positive_seconds
+        default=60.0, converter=v.seconds, validator=v.positive_seconds
     )
     enable_fast_fail: bool = attrs.field(default=True, validator=v.boolean)
     sliding_window_size: int = attrs.field(default=100, validator=v.bounded_int(MAX_WINDOW))

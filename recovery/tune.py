@@ -123,9 +123,10 @@ DEFAULT_GRID: tuple[Mapping[str, Any], ...] = (
     {"failure_threshold": 100},  # the rate rule alone (the count needs a full window)
     {"failure_rate_threshold": 0.25},
     {"minimum_requests": 10},
+    {"timeout": 1.0},
     {"timeout": 5.0},
-    {"timeout": 60.0},
-    {"timeout": 5.0, "retry_backoff_factor": 1.0},
+    {"retry_backoff_factor": 1.0},  # no back-off: a probe every timeout
+    {"timeout": 30.0, "retry_backoff_factor": 2.0, "max_retry_interval": 300.0},  # patient
     {"slow_call_duration": 1.0, "slow_call_rate_threshold": 0.5},
 )
 
@@ -442,7 +443,7 @@ RULE_AXES: Mapping[str, tuple[Any, ...]] = {
 RECOVERY_AXES: Mapping[str, tuple[Any, ...]] = {
     "timeout": (1.0, 2.0, 5.0, 10.0, 30.0, 60.0),
     "success_threshold": (1, 3),
-    "retry_backoff_factor": (1.0, 2.0),
+    "retry_backoff_factor": (1.0, 1.2, 2.0),
     "max_retry_interval": (60.0, 300.0),
 }
 """How it probes and closes again."""

@@ -168,12 +168,13 @@ def test_tune_ranks_by_cost_keeping_ties_in_order() -> None:
         # 10 outcomes needed, so it opens at event 9 (a false open), open 30 s:
         # 6 dead calls sent + events 10-15 rejected = 12.
         make_candidate({"failure_threshold": 5, "minimum_requests": 10,
-                        "failure_rate_threshold": None}),
+                        "failure_rate_threshold": None, "timeout": 30.0}),
         # Opens at 2.1 until 7.1, trial at 8 closes it: 3 sent + events 6, 7 rejected = 5.
         make_candidate({**small, "timeout": 5.0, "success_threshold": 1}),
         # Opens at 2.1 until 3.1; trial at 4 fails, reopens until 6.1 (backoff x2);
         # trial at 7 closes it: 4 sent (0, 1, 2, 4) + event 6 rejected = 5, a tie.
-        make_candidate({**small, "timeout": 1.0, "success_threshold": 1}),
+        make_candidate({**small, "timeout": 1.0, "success_threshold": 1,
+                        "retry_backoff_factor": 2.0}),
         # Never reaches 10 failures: 6 sent, nothing rejected = 6.
         make_candidate({"failure_threshold": 10, "minimum_requests": 10,
                         "failure_rate_threshold": None}),
@@ -436,7 +437,7 @@ def test_cli_uses_the_default_grid_and_a_grid_file(
         json.dumps(dict(make_candidate(grid).overrides)) for grid in tune.DEFAULT_GRID
     )
     grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"timeout": [1, 2, 3]}))
+    grid.write_text(json.dumps({"timeout": [1, 3, 5]}))  # none is the default
     assert run_cli(path, "--grid", str(grid), "--json") == 0
     assert len(json.loads(capsys.readouterr().out)["results"]) == 4  # and the defaults
 
@@ -785,7 +786,8 @@ def test_search_candidates_are_distinct_valid_and_count_rule_free_when_asked() -
     for overrides in seen:
         config = make_candidate(overrides).config
         assert tune.redundant_rules(config) == []
-        assert not (config.retry_backoff_factor == 1.0 and config.max_retry_interval != 300.0)
+        assert not (config.retry_backoff_factor == 1.0
+                    and config.max_retry_interval != CircuitBreakerConfig().max_retry_interval)
     assert sorted(tune.scrambled({"a": (1, 2, 3), "b": (4, 5)}), key=str) == sorted(
         ({"a": a, "b": b} for a in (1, 2, 3) for b in (4, 5)), key=str
     )
