@@ -276,7 +276,7 @@ class LabelRule:
             # 0.07, where 0.07 * 100 rounds above 7. Every window holds its own call.
             shares = map(operator.truediv, failures, map(operator.sub, stop, first))
             healthy.extend(map(operator.lt, shares, itertools.repeat(self.unhealthy_rate)))
-        return Trace(trace.t, trace.ok, trace.latency, healthy, trace.source)
+        return attrs.evolve(trace, healthy=healthy)
 
 
 def label_incidents(
@@ -295,7 +295,7 @@ def label_incidents(
         if low == high:
             unused.append((start, end))
         healthy[low:high] = bytes(high - low)
-    return Trace(trace.t, trace.ok, trace.latency, healthy, trace.source), unused
+    return attrs.evolve(trace, healthy=healthy), unused
 
 
 # -- candidates -------------------------------------------------------------------------
@@ -978,6 +978,21 @@ def trace_warnings(trace: Trace, labels: str | None) -> list[str]:
     return notes
 
 
+def rejection_warnings(trace: Trace) -> list[str]:
+    """Whether the breaker that recorded the trace rejected calls, and for how much of it."""
+    if not trace.rejections:
+        return []
+    count = len(trace.rejections)
+    return [
+        f"the breaker that recorded this trace rejected calls in {count:,} span"
+        f"{'s' if count > 1 else ''} covering {trace.rejected_share():.0%} of its time: no "
+        "call reached the dependency then, so the trace cannot say how it was, and the "
+        "replays judge every config on the gaps the recording breaker left; record "
+        "behind an observe-only breaker, CircuitBreakerConfig(enable_fast_fail=False), "
+        "whose calls all run"
+    ]
+
+
 def candidate_warnings(trace: Trace, results: Sequence[TuneResult]) -> list[str]:
     """Rules of the shown candidates that can never fire (first), or never do on this trace."""
     notes = []
@@ -1150,7 +1165,7 @@ def run(args: argparse.Namespace) -> int:
         print("tune: --search needs labels: drop --no-derive-labels or give --incidents",
               file=sys.stderr)
         return 2
-    warnings += trace_warnings(trace, labels)
+    warnings += rejection_warnings(trace) + trace_warnings(trace, labels)
     found = explore(
         trace, candidates, weights,
         search=StagedSearch(*search_space(trace)) if args.search else None,
@@ -1191,6 +1206,7 @@ def _report(context: _Context, found: Tuning) -> dict[str, Any]:
         "trace": trace.source,
         "events": len(trace),
         "labelled": trace.labelled,
+        "rejections": {"spans": len(trace.rejections), "share": trace.rejected_share()},
         "labels": context.labels,
         "label_rule": None if context.derived is None else attrs.asdict(context.derived),
         "incidents": context.incidents,

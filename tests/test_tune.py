@@ -932,3 +932,41 @@ def test_a_recommendation_writes_minimum_requests_only_where_it_is_not_implied()
     pinned = make_candidate({"failure_threshold": 3, "minimum_requests": 20})
     assert pinned.code == "CircuitBreakerConfig(failure_threshold=3, minimum_requests=20)"
     assert eval(pinned.code, {"CircuitBreakerConfig": CircuitBreakerConfig}) == pinned.config
+
+
+# -- a trace recorded behind a breaker that rejected calls -----------------------------------
+
+
+def test_tune_warns_about_a_trace_with_rejections_and_says_how_to_record_without(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "behind.csv"
+    calls = "".join(f"{t},{0 if 4 <= t < 6 else 1},0\n" for t in range(10))
+    path.write_text("t,ok,latency\n" + calls + "4,rejected,3\n")  # rejected 4-7 of 0-9
+    assert run_cli(str(path), "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["events"] == 10  # the rejected time is no call
+    assert report["rejections"] == {"spans": 1, "share": pytest.approx(3 / 9)}
+    assert report["warnings"][0] == (
+        "the breaker that recorded this trace rejected calls in 1 span covering 33% of its "
+        "time: no call reached the dependency then, so the trace cannot say how it was, and "
+        "the replays judge every config on the gaps the recording breaker left; record "
+        "behind an observe-only breaker, CircuitBreakerConfig(enable_fast_fail=False), "
+        "whose calls all run"
+    )
+    assert run_cli(str(path)) == 0  # and the table's warnings say it too
+    assert "observe-only breaker" in capsys.readouterr().out
+    incidents = tmp_path / "incidents.csv"
+    incidents.write_text("start,end\n4,6\n")
+    assert run_cli(str(path), "--incidents", str(incidents), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["rejections"]["spans"] == 1  # labels keep it
+
+
+def test_a_trace_without_rejections_gets_no_such_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path, outage_then_recovery())
+    assert run_cli(path, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rejections"] == {"spans": 0, "share": 0.0}
+    assert not any("rejected calls" in note for note in report["warnings"])
