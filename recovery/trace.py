@@ -76,7 +76,7 @@ class TraceError(ValueError):
         self.problem = problem
 
 
-def shown(text: str, limit: int = _ECHO_CHARS) -> str:
+def quoted(text: str, limit: int = _ECHO_CHARS) -> str:
     """``text`` quoted for an error message, cut to ``limit`` characters.
 
     A bad line can be megabytes long (a binary file, a log without newlines);
@@ -347,7 +347,7 @@ def _headerless_names(first: str, source: str) -> list[str] | None:
         raise TraceError(
             source, 1,
             f"no header (the first field is a time), so expected 3 or 4 fields "
-            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {shown(first)}",
+            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {quoted(first)}",
         )
     return [*COLUMNS, LABEL][: len(fields)]
 
@@ -364,7 +364,7 @@ def _read_header(header: str, source: str) -> list[str]:
     if missing:
         raise TraceError(
             source, 1,
-            f"header {shown(header)} lacks column(s) {', '.join(missing)}; "
+            f"header {quoted(header)} lacks column(s) {', '.join(missing)}; "
             f"expected {','.join(COLUMNS)}[,{LABEL}]",
         )
     wanted = [*COLUMNS, LABEL]
@@ -413,7 +413,7 @@ def _split_quoted(
             row = next(csv.reader([text], strict=True), None) or [""]
         except csv.Error as error:
             raise TraceError(
-                source, first_line + index, f"bad CSV quoting ({error}): {shown(text)}"
+                source, first_line + index, f"bad CSV quoting ({error}): {quoted(text)}"
             ) from None
         if len(row) != len(names):
             raise _field_count(source, first_line + index, names, len(row), text)
@@ -426,7 +426,7 @@ def _field_count(source: str, line: int, names: list[str], found: int, text: str
     return TraceError(
         source, line,
         f"expected {len(names)} comma-separated fields ({','.join(names)}), "
-        f"found {found}: {shown(text)}",
+        f"found {found}: {quoted(text)}",
     )
 
 
@@ -471,7 +471,7 @@ def _numbers(name: str, column: list[str], source: str, first_line: int) -> arra
                 parse(text)
             except ValueError:
                 raise TraceError(
-                    source, first_line + index, f"{name} is not {expected}: {shown(text)}"
+                    source, first_line + index, f"{name} is not {expected}: {quoted(text)}"
                 ) from None
         raise AssertionError("unreachable: a column failed to parse but no value did")
     if not all(map(math.isfinite, values)):
@@ -502,7 +502,7 @@ def _zero_ones(
         also = f"; {REJECTED} marks time the breaker rejected calls" if outcome else ""
         raise TraceError(
             source, first_line + index,
-            f"{name} must be 0 or 1, got {shown(column[index])} "
+            f"{name} must be 0 or 1, got {quoted(column[index])} "
             f"(true/false and yes/no are accepted too{also})",
         ) from None
 
@@ -590,7 +590,7 @@ def load_incidents(path: str | os.PathLike[str]) -> list[tuple[float, float]]:
             source, None, "not UTF-8 text: an incident log is a CSV text file"
         ) from None
     except csv.Error as error:
-        raise TraceError(source, line, f"not CSV: {shown(str(error))}") from None
+        raise TraceError(source, line, f"not CSV: {quoted(str(error))}") from None
     return incidents
 
 
@@ -606,7 +606,7 @@ def _incident_header(row: list[str], source: str, line: int) -> tuple[int, int] 
         raise TraceError(
             source, line,
             "expected a header naming start and end, or rows start,end; "
-            f"got {shown(','.join(row))}",
+            f"got {quoted(','.join(row))}",
         )
     return names.index("start"), names.index("end")
 
@@ -615,7 +615,7 @@ def _incident(
     row: list[str], columns: tuple[int, int], source: str, line: int
 ) -> tuple[float, float]:
     if len(row) <= max(columns):
-        raise TraceError(source, line, f"expected start,end, got {shown(','.join(row))}")
+        raise TraceError(source, line, f"expected start,end, got {quoted(','.join(row))}")
     start, end = (
         _incident_time(name, row[position], source, line)
         for name, position in zip(("start", "end"), columns, strict=True)
@@ -623,7 +623,7 @@ def _incident(
     if end <= start:
         raise TraceError(
             source, line,
-            f"end ({shown(row[columns[1]])}) is not after start ({shown(row[columns[0]])})",
+            f"end ({quoted(row[columns[1]])}) is not after start ({quoted(row[columns[0]])})",
         )
     return start, end
 
@@ -633,10 +633,10 @@ def _incident_time(name: str, text: str, source: str, line: int) -> float:
         value = parse_time(text)
     except ValueError:
         raise TraceError(
-            source, line, f"{name} is not a Unix or ISO-8601 time: {shown(text)}"
+            source, line, f"{name} is not a Unix or ISO-8601 time: {quoted(text)}"
         ) from None
     if not math.isfinite(value):
-        raise TraceError(source, line, f"{name} must be a finite time, got {shown(text)}")
+        raise TraceError(source, line, f"{name} must be a finite time, got {quoted(text)}")
     return value
 
 
@@ -722,7 +722,7 @@ class TraceRecorder:
                 self._file.flush()  # an empty recording is already a valid trace
             elif header.rstrip("\r\n") != ",".join(COLUMNS):
                 raise ValueError(
-                    f"{self.path} already holds something else (header {shown(header)}); "
+                    f"{self.path} already holds something else (header {quoted(header)}); "
                     f"a trace starts with {','.join(COLUMNS)}"
                 )
         except BaseException:
