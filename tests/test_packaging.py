@@ -223,7 +223,7 @@ def test_shipped_code_does_not_import_the_testing_helpers() -> None:
     """``recovery.testing`` is for tests: the library, the commands, the demo and the
     dashboard run without it (the demo's simulated plugins live in ``recovery._flaky``)."""
     shipped = ", ".join(repr(name) for name in (
-        "recovery", "recovery.__main__", "recovery.demo", "recovery._demo_fleet",
+        "recovery", "recovery.__main__", "recovery.demo", "recovery.demo.fleet",
         "recovery.tune", "recovery.dashboard", "recovery.dashboard.cli", "recovery.cluster",
         "recovery.prometheus",
     ))

@@ -10,37 +10,14 @@ as the other cluster tests do.
 
 from __future__ import annotations
 
-import io
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from recovery import __main__ as cli
 from recovery import demo
-from recovery._demo_fleet import (
-    DEFAULT_PROCESSES,
-    FAULT_NODES,
-    FOLLOW_SPAN,
-    FleetView,
-    faults_of,
-    opening,
-)
 from recovery.audit import JsonlAuditLogger
-from recovery.testing.plugins import FlakyPlugin
-from tests.helpers import closed_after, kill_if_running
-from tests.redis_server import _free_port
-from tests.test_demo import COMMAND, Demo
-
-
-@pytest.fixture
-def start() -> Iterator[Callable[..., Demo]]:
-    """``start(*command)``: a Demo, killed at the end of the test if it is still running
-    (its nodes then see their pipe close, and end)."""
-    yield from closed_after(Demo, lambda run: kill_if_running(run.process))
-
+from tests.demo.process import COMMAND, Demo
 
 OUTCOMES = ("calls", "ok", "failed", "rejected", "fallback", "trips", "followed")
 
@@ -159,106 +136,3 @@ def test_a_second_ctrl_c_ends_every_process_at_once(
         assert run.process.returncode == demo.EXIT_INTERRUPTED
         assert err.count("\n") == 1 and "quit at once, the nodes killed" in err
     assert all(gone(pid) for pid in pids(out))
-
-
-@pytest.mark.parametrize(
-    ("args", "says"),
-    [
-        (["--processes", "3"], "--processes needs --cluster URL"),
-        (["--processes", "0"], "--processes: must be from 1 to 16, got '0'"),
-        (["--cluster", "http://x", "--processes", "2"], "--cluster: url must start with redis://"),
-        (["--cluster", "redis://127.0.0.1:1/0", "--json"],
-         "--json is not available with --cluster"),
-        (["--cluster", "redis://127.0.0.1:1/0", "--audit", "a.jsonl"],
-         "--audit is not available with --cluster"),
-    ],
-)
-def test_a_bad_fleet_argument_is_one_plain_line(
-    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    pytest.importorskip("redis")
-    try:
-        code = cli.main(["demo", *args])
-    except SystemExit as exit:  # argparse's way out
-        code = exit.code  # type: ignore[assignment]
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    assert err.count("\n") == 1 and err.startswith("recovery demo: error: ")
-    assert says in err
-
-
-def test_an_unreachable_redis_is_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("redis")
-    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"  # nobody listens there
-    assert cli.main(["demo", "--cluster", url]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.count("\n") == 1
-    assert err.startswith(
-        f"recovery demo: error: --cluster: cannot reach Redis at {url.replace(':hunter2@', '')}: "
-    )
-    assert "hunter2" not in err
-
-
-def test_each_fault_hits_one_node_and_every_fault_is_somewhere() -> None:
-    plugins = {name: FlakyPlugin(name) for name in demo.PLUGINS}
-    faults = demo._timeline(plugins, 10.0)
-    assert len(faults) == len(FAULT_NODES)
-    for processes in (1, 2, 3, DEFAULT_PROCESSES, 16):
-        hits = [faults_of(node, processes, faults) for node in range(1, processes + 1)]
-        assert sorted(f.at for node in hits for f in node) == [f.at for f in faults]
-    # slow's end is on the node where slow began, so that it ends there.
-    slow = [node for node in range(1, 4)
-            if any(f.plugin == "slow" for f in faults_of(node, 3, faults))]
-    assert slow == [3]
-
-
-class Said(demo._Reporter):
-    def __init__(self) -> None:
-        super().__init__(io.StringIO(), 0.0)
-        self.lines: list[str] = []
-
-    def event(self, plugin: str, text: str) -> None:
-        self.lines.append(f"{plugin}: {text}")
-
-
-def test_a_trip_is_one_line_once_every_node_followed_or_after_a_second() -> None:
-    said = Said()
-    view = FleetView(3, said)
-    view.take(("move", 2, "flaky", "closed", "open", False, 10.0), 0.0)
-    view.take(("move", 1, "flaky", "closed", "open", True, 10.002), 0.0)
-    view.expire(10.5)
-    assert said.lines == []  # node 3 has not followed yet
-    view.take(("move", 3, "flaky", "closed", "open", True, 10.003), 0.0)
-    assert said.lines == [
-        "flaky: node 2 tripped -> open on 3/3 nodes (the others followed within 3.0 ms)"]
-    # The fleet's close: node 2's trial passed, the cluster closed the two others.
-    view.take(("move", 1, "flaky", "open", "closed", True, 11.0), 0.0)
-    view.take(("move", 2, "flaky", "half_open", "closed", False, 11.0), 0.0)
-    assert len(said.lines) == 1  # node 3 is still open
-    view.take(("move", 3, "flaky", "open", "closed", True, 11.0), 0.0)
-    assert said.lines[1:] == ["flaky: closed on 3/3 nodes (node 2's trial passed)"]
-    # A node repairing does not follow: the line comes after FOLLOW_SPAN, saying so.
-    view.take(("move", 2, "slow", "closed", "repairing", False, 19.0), 0.0)
-    view.take(("move", 3, "slow", "closed", "open", False, 20.0), 0.0)
-    view.take(("move", 1, "slow", "closed", "open", True, 20.002), 0.0)
-    view.expire(20.0 + FOLLOW_SPAN / 2)
-    assert len(said.lines) == 2
-    view.expire(20.0 + FOLLOW_SPAN)
-    assert said.lines[2:] == [
-        "slow: node 3 tripped -> open on 2/3 nodes (followed within 2.0 ms; node 2 repairing)"]
-    assert view.trips == {"flaky": 1, "slow": 1}
-    assert view.followed == {"flaky": 2, "slow": 1}
-
-
-@pytest.mark.parametrize(
-    ("old", "by_cluster", "kind"),
-    [("closed", False, "trip"), ("half_open", False, "trip"), ("closed", True, "follow"),
-     ("half_open", True, None), ("repairing", False, None), ("repairing", True, None)],
-)
-def test_what_counts_as_a_trip_and_as_following(
-    old: str, by_cluster: bool, kind: str | None
-) -> None:
-    assert opening(old, "open", by_cluster) == kind
-    assert opening(old, "closed", by_cluster) is None

@@ -1,0 +1,188 @@
+"""What one process's run shows: the live table, the summary, and their numbers as JSON."""
+
+from __future__ import annotations
+
+import collections
+import textwrap
+import time
+from typing import Any
+
+from recovery.demo.calls import OUTCOMES, RECENT_SPAN, PluginCalls
+from recovery.demo.scenario import CALL_DEADLINE
+from recovery.demo.state_times import STATES, StateTimes
+from recovery.state import CircuitBreakerState
+from recovery.status import PluginRecovery, RecoveryStatus
+
+LIVE_LEGEND = [
+    "CALLS = OK + FAILED + REJECTED + FALLBACK (what each caller got)",
+    f"FAIL%: failed share of the calls that reached the plugin in the last {RECENT_SPAN:g} s",
+    "TRIPS: times the breaker opened, however briefly",
+]
+SUMMARY_LEGEND = textwrap.wrap(
+    "CALLS = OK + FAILED + REJECTED + FALLBACK: each call counted once, by what its caller "
+    "got. OK, FAILED: the plugin answered, or raised (or answered after the caller's "
+    f"{CALL_DEADLINE * 1e3:.0f} ms deadline); REJECTED: the breaker turned it away "
+    "(CircuitOpenError); FALLBACK: the plugin's fallback answered instead (breaker "
+    "rejecting, or plugin degraded).", 79
+) + textwrap.wrap(
+    "RECOVERY ACTIONS: the strategy runs, as audited (as many as the audit trail's "
+    "records below).", 79
+) + textwrap.wrap(
+    "TIME IN STATE: seconds in each breaker state (Nx: times it entered it); each row "
+    "adds up to the run's time.", 79
+)
+
+
+def clock_time(wall: float) -> str:
+    """A wall-clock instant as the local time of day, as the live title shows the time now."""
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
+def flags(recovery: PluginRecovery, reasons: bool = False) -> str:
+    """What is wrong with the plugin now, in words; a crash loop with its next try.
+
+    ``reasons`` adds why it is out of service.
+    """
+    notes = []
+    if recovery.crash_loop and recovery.next_attempt is not None:
+        notes.append(f"next {clock_time(recovery.next_attempt)}")
+    if reasons and recovery.failed and recovery.failed_reason:
+        notes.append(recovery.failed_reason)
+    detail = f" ({'; '.join(notes)})" if notes else ""
+    words = []
+    if recovery.crash_loop:
+        words.append("crash-loop" + detail)
+    elif recovery.failed:
+        words.append("failed" + detail)
+    if recovery.degraded:
+        words.append("degraded")
+    return ", ".join(words)
+
+
+def live_table(
+    status: RecoveryStatus,
+    tally: dict[str, PluginCalls],
+    states: dict[str, StateTimes],
+    rates: dict[str, float | None],
+) -> list[str]:
+    """The live table: the demo's own call counts, the manager's view of each plugin.
+
+    FLAGS (what is wrong now) comes before LAST ACTION, which the event lines also
+    show, so that a terminal too narrow for both cuts the one that is said elsewhere.
+    """
+    rows = []
+    for name, plugin in status.plugins.items():
+        recovery, counts = plugin.recovery, tally[name]
+        action = recovery.last_action or "-"
+        if recovery.last_action is not None:
+            action += " ok" if recovery.last_action_success else " FAILED"
+        rate = rates.get(name)
+        numbers = (
+            f"{name:<10} {plugin.circuit_breaker.state.value:<9} {counts.calls:>6} {counts.ok:>5} "
+            f"{counts.failed:>6} {counts.rejected:>8} {counts.fallback:>8} "
+            f"{'-' if rate is None else format(rate, '.0%'):>5} "
+            f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
+        )
+        rows.append((numbers, flags(recovery) or "-", action))
+    flags_width = max([len("FLAGS"), *(len(words) for _, words, _ in rows)])
+    header = (
+        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>5} {'FAILED':>6} {'REJECTED':>8} "
+        f"{'FALLBACK':>8} {'FAIL%':>5} {'TRIPS':>5} {'FLAGS':<{flags_width}}  LAST ACTION"
+    )
+    lines = [header] + [
+        f"{numbers} {words:<{flags_width}}  {action}" for numbers, words, action in rows
+    ]
+    return [*lines, "", *LIVE_LEGEND]
+
+
+def _time_cell(times: StateTimes, state: CircuitBreakerState) -> str:
+    entered = times.entered[state]
+    if not entered and times.seconds[state] == 0.0:
+        return "-"
+    return f"{times.seconds[state]:.3f}s" + (f" {entered}x" if entered else "")
+
+
+def summary(
+    status: RecoveryStatus,
+    tally: dict[str, PluginCalls],
+    states: dict[str, StateTimes],
+    elapsed: float,
+    interrupted: bool,
+    wall_started: float,
+) -> list[str]:
+    """The end of a run: calls by outcome and recovery actions per plugin, time in state."""
+    ended = "interrupted" if interrupted else "finished"
+    span = " to ".join(clock_time(wall) for wall in (wall_started, wall_started + elapsed))
+    lines = [
+        f"{ended} after {elapsed:.3f}s ({span})",
+        "",
+        f"{'PLUGIN':<11} {'CALLS':>7} {'OK':>7} {'FAILED':>7} {'REJECTED':>8} {'FALLBACK':>8}"
+        "  RECOVERY ACTIONS",
+    ]
+    totals = collections.Counter[str]()
+    for name, counts in tally.items():
+        row = {outcome: getattr(counts, outcome) for outcome in OUTCOMES}
+        row["calls"] = counts.calls
+        totals.update(row)
+        actions = ", ".join(
+            f"{action} {'ok' if success else 'failed'} x{count}"
+            for (action, success), count in sorted(counts.actions.items())
+        ) or "-"
+        now_wrong = flags(status.plugins[name].recovery, reasons=True)
+        if now_wrong:
+            actions += f"; now {now_wrong}"
+        lines.append(
+            f"{name:<11} {row['calls']:>7} {row['ok']:>7} {row['failed']:>7} "
+            f"{row['rejected']:>8} {row['fallback']:>8}  {actions}"
+        )
+    lines.append(
+        f"{'total':<11} {totals['calls']:>7} {totals['ok']:>7} {totals['failed']:>7} "
+        f"{totals['rejected']:>8} {totals['fallback']:>8}"
+    )
+    lines += [
+        "",
+        f"{'TIME IN STATE':<13}" + "".join(f"{state.value:>14}" for state in STATES),
+    ]
+    for name, times in states.items():
+        lines.append(f"{name:<13}" + "".join(f"{_time_cell(times, s):>14}" for s in STATES))
+    lines += [
+        "",
+        *SUMMARY_LEGEND,
+    ]
+    return lines
+
+
+def run_report(
+    seed: int,
+    duration: float,
+    elapsed: float,
+    interrupted: bool,
+    tally: dict[str, PluginCalls],
+    states: dict[str, StateTimes],
+    audit: dict[str, Any],
+    threads_left: int,
+) -> dict[str, Any]:
+    """The summary's numbers, JSON-ready, for --json."""
+    plugins = {}
+    for name, counts in tally.items():
+        times = states[name]
+        plugins[name] = {
+            "calls": counts.calls,
+            **{outcome: getattr(counts, outcome) for outcome in OUTCOMES},
+            "actions": [
+                {"action": action, "success": success, "count": count}
+                for (action, success), count in sorted(counts.actions.items())
+            ],
+            "time_in_state": {state.value: times.seconds[state] for state in STATES},
+            "entered": {state.value: times.entered[state] for state in STATES},
+            "final_state": times.state.value,
+        }
+    return {
+        "seed": seed,
+        "duration": duration,
+        "elapsed": elapsed,
+        "interrupted": interrupted,
+        "plugins": plugins,
+        "audit": audit,
+        "threads_left": threads_left,
+    }
