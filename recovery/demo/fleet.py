@@ -20,11 +20,13 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import shlex
 import signal
 import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -41,6 +43,40 @@ DONE_TIMEOUT = 30.0
 """Seconds the nodes get, once told to stop, to send their final counts and exit."""
 CONNECT_TIMEOUT = 2.0
 """Seconds the first look at Redis may take before --cluster is refused."""
+PASSWORD_VARIABLE = "REDIS_PASSWORD"
+"""Where the dashboard command takes the password of --cluster's URL from, so that the
+password is never shown."""
+
+
+def dashboard_command(url: str, namespace: str) -> list[str]:
+    """How to watch this run on the fleet dashboard: lines to show, the command ready to
+    paste into another terminal.
+
+    The dashboard reads one namespace, "recovery" unless told; the demo's is new for
+    each run, so the command names it. The nodes sign nothing (no --secret-env). A
+    password in the URL is not shown: the command reads it from ``PASSWORD_VARIABLE``.
+    """
+    python = os.path.relpath(sys.executable)
+    if python.startswith(os.pardir):
+        python = sys.executable
+    elif os.sep not in python:
+        python = os.curdir + os.sep + python  # not a name the shell looks up on PATH
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        cluster = shlex.quote(url)
+    else:  # in double quotes, so that the shell puts the password in
+        hidden = "\0"
+        host = parts.netloc.rpartition("@")[2]
+        bare = urllib.parse.urlunsplit(
+            parts._replace(netloc=f"{parts.username or ''}:{hidden}@{host}"))
+        quoted = "".join("\\" + c if c in '"$`\\' else c for c in bare)
+        cluster = '"' + quoted.replace(hidden, f"${{{PASSWORD_VARIABLE}}}") + '"'
+    command = (f"{shlex.quote(python)} -m recovery dashboard --cluster {cluster} "
+               f"--namespace {shlex.quote(namespace)}")
+    lines = ["the fleet in a browser while the demo runs: in another terminal,"]
+    if parts.password is not None:
+        lines.append(f"  export {PASSWORD_VARIABLE}='...'   # the password in --cluster's URL")
+    return [*lines, "  " + command]
 
 
 def _reach(url: str) -> str | None:
@@ -190,7 +226,8 @@ def _show(
     live = out.isatty() and os.environ.get("TERM") != "dumb"
     started = time.monotonic()
     wall_started = time.time()
-    report: Reporter = (LiveTable(out, started, duration) if live
+    watch = dashboard_command(url, namespace)
+    report: Reporter = (LiveTable(out, started, duration, subtitle=watch) if live
                         else EventLines(out, started))
     ctrl_c.show_cursor = live
     view = FleetView(processes, report)
@@ -198,7 +235,7 @@ def _show(
         f"recovery demo: {len(PLUGINS)} plugins in {processes} processes (pids "
         f"{', '.join(str(pids[n]) for n in sorted(pids))}), {workers} workers each, "
         f"{duration:g}s, seed {seed}; sharing the breakers through "
-        f"{shown(url)} as {namespace}\n"))
+        f"{shown(url)} as {namespace}\n" + "".join(line + "\n" for line in watch)))
     nodes.tell("go")
     end = started + duration
     done: dict[int, dict[str, Any]] = {}

@@ -6,6 +6,7 @@ import collections
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from typing import TextIO
 
 from recovery.alerts import Alert
@@ -75,9 +76,14 @@ class LiveTable(Reporter):
 
     RECENT = 10
 
-    def __init__(self, out: TextIO, started: float, duration: float) -> None:
+    def __init__(
+        self, out: TextIO, started: float, duration: float, subtitle: Sequence[str] = (),
+    ) -> None:
+        """``subtitle``: lines shown under the title while the run lasts, never cut to the
+        terminal's width (a command to paste must stay whole: the terminal wraps it)."""
         super().__init__(out, started)
         self._duration = duration
+        self._subtitle = list(subtitle)
         self._recent: collections.deque[str] = collections.deque(maxlen=self.RECENT)
         self._drawn = 0
         self._note = "(Ctrl-C ends it early)"
@@ -94,22 +100,27 @@ class LiveTable(Reporter):
         elapsed = time.monotonic() - self._started
         now = time.strftime("%H:%M:%S")
         self._draw(
-            f"recovery demo  {elapsed:5.1f}s of {self._duration:g}s  {now}   {self._note}", lines
+            f"recovery demo  {elapsed:5.1f}s of {self._duration:g}s  {now}   {self._note}",
+            self._subtitle, lines,
         )
 
-    def _draw(self, title: str, table: list[str]) -> None:
-        lines = [title, "", *table, "", "recent events:"]
+    def _draw(self, title: str, whole: list[str], table: list[str]) -> None:
+        """Draw over the last frame: ``title``, the ``whole`` lines, ``table``, events."""
         size = shutil.get_terminal_size()
-        # The frame must fit the screen, or moving back up over it would fall short.
-        room = max(size.lines - 1 - len(lines), 0)
-        with self._lock:
-            lines.extend(list(self._recent)[len(self._recent) - room:] if room else [])
         width = max(size.columns - 1, 20)
+        cut = [title[:width], *(line[:width] for line in ["", *table, "", "recent events:"])]
+        # A whole line longer than the screen is wide takes more than one row.
+        rows = len(cut) + sum(max(1, -(-len(line) // size.columns)) for line in whole)
+        # The frame must fit the screen, or moving back up over it would fall short.
+        room = max(size.lines - 1 - rows, 0)
+        with self._lock:
+            events = list(self._recent)[len(self._recent) - room:] if room else []
+        lines = [cut[0], *whole, *cut[1:], *(line[:width] for line in events)]
         text = f"\x1b[{self._drawn}A\r" if self._drawn else ""
-        text += "".join(f"{line[:width]}\x1b[K\n" for line in lines) + "\x1b[J"
+        text += "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J"
         self._write(text)
-        self._drawn = len(lines)
+        self._drawn = rows + len(events)
 
     def close(self, lines: list[str]) -> None:
-        self._draw("recovery demo: the final numbers (the summary follows)", lines)
+        self._draw("recovery demo: the final numbers (the summary follows)", [], lines)
         self._write("\x1b[?25h\n")

@@ -42,8 +42,8 @@ class Demo:
             self._lines.put(line)
         self._lines.put(None)
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> None:
-        """Until a line of stdout contains ``text``."""
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        """Until a line of stdout contains ``text``; that line."""
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -53,7 +53,7 @@ class Demo:
             assert line is not None, f"{text!r} never printed: {self._seen}"
             self._seen.append(line)
             if text in line:
-                return
+                return line
 
     def interrupt(self) -> None:
         self.process.send_signal(signal.SIGINT)

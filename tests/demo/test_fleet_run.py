@@ -10,14 +10,23 @@ as the other cluster tests do.
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import re
+import shlex
+import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from recovery import __main__ as cli
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
 from tests.demo.process import COMMAND, Demo
+from tests.helpers import eventually
 
 OUTCOMES = ("calls", "ok", "failed", "rejected", "fallback", "trips", "followed")
 
@@ -136,3 +145,59 @@ def test_a_second_ctrl_c_ends_every_process_at_once(
         assert run.process.returncode == demo.EXIT_INTERRUPTED
         assert err.count("\n") == 1 and "quit at once, the nodes killed" in err
     assert all(gone(pid) for pid in pids(out))
+
+
+def test_the_dashboard_command_it_prints_shows_this_runs_nodes(
+    redis_url: str, start: Callable[..., Demo]
+) -> None:
+    """The run's namespace is its own, not the dashboard's default: the command printed
+    names it, and pasted as it is, its page shows every node of this run."""
+    run = start(*fleet(redis_url, "--duration", "120"))
+    run.wait_for("the fleet in a browser while the demo runs", timeout=90)
+    command = shlex.split(run.wait_for(" -m recovery dashboard "))
+    assert command[1:] == ["-m", "recovery", "dashboard", "--cluster", redis_url,
+                           "--namespace", command[-1]]
+    assert command[-1].startswith("recovery-demo-")
+    board = start(*command)
+    url = board.wait_for("fleet dashboard of namespace", timeout=30).split()[-1]
+
+    def nodes() -> list[str]:
+        with urllib.request.urlopen(url + "status.json", timeout=5) as page:
+            return [node["id"] for node in json.load(page)["nodes"]]
+
+    assert eventually(lambda: nodes() == ["node1", "node2", "node3"], timeout=30,
+                      interval=0.2)
+    board.interrupt()
+    board.finish(timeout=20)
+    run.interrupt()
+    out, err = run.finish(timeout=60)
+    assert run.process.returncode == 0, err
+    assert out.rstrip().endswith("processes left: 0\nthreads left: 0")
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_dashboard_command_stays_whole_above_the_live_table(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live frame cuts its lines to the terminal's width, but not the command: cut,
+    it would not run. It is shown while the run lasts, not in the final frame (the
+    run's records are gone from Redis by then)."""
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "60")
+    monkeypatch.setenv("LINES", "40")
+    assert cli.main(["demo", "--cluster", redis_url, "--processes", "2", "--workers", "1",
+                     "--duration", "1"]) == 0
+    out = terminal.getvalue()
+    running, final = out.split("recovery demo: the final numbers")
+    command = re.search(r"\n  (\S+ -m recovery dashboard .*)\x1b\[K\n", running)
+    assert command, running
+    words = shlex.split(command.group(1))
+    assert words[4:6] == ["--cluster", redis_url] and words[6] == "--namespace"
+    assert len(command.group(1)) > 60
+    assert "-m recovery dashboard" not in final
