@@ -7,8 +7,15 @@ import threading
 
 import attrs
 
-OUTCOMES = ("ok", "failed", "rejected", "fallback")
-"""What a call got; every call has exactly one, so CALLS is their sum."""
+OUTCOMES = ("ok", "failed", "circuit_open", "fallback_served")
+"""What a call got; every call has exactly one, so CALLS is their sum.
+
+``ok``: the plugin answered in time; ``failed``: it raised, or answered after the
+caller's deadline (the breaker counted a failure); ``circuit_open``: the breaker
+refused the call and, with no fallback to serve it, the caller got CircuitOpenError;
+``fallback_served``: the plugin's fallback answered (the breaker refused the call, or
+the plugin was degraded). The breaker's own count of the calls it refused, served
+or not, is its ``total_rejections``: "rejected" on every surface."""
 RECENT_SPAN = 1.0
 """Seconds of calls behind the live table's FAIL%."""
 
@@ -19,14 +26,19 @@ class PluginCalls:
 
     ok: int = 0
     failed: int = 0
-    rejected: int = 0
-    fallback: int = 0
+    circuit_open: int = 0
+    fallback_served: int = 0
     actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
+
+    @property
+    def errors(self) -> int:
+        """The calls whose caller got an exception: failed, or refused with no fallback."""
+        return self.failed + self.circuit_open
 
     @property
     def calls(self) -> int:
         """Every call, once: the sum of the outcomes, so the columns cannot disagree."""
-        return self.ok + self.failed + self.rejected + self.fallback
+        return self.ok + self.errors + self.fallback_served
 
 
 class CallTally:
@@ -60,8 +72,8 @@ class RecentFailures:
     """The live table's FAIL%: failed / (ok + failed) over the last ``span`` seconds.
 
     OK and FAILED are the calls that reached the plugin; the share of them that
-    failed is the plugin's health now. None when no call reached it (all rejected
-    or served by the fallback). Fed the cumulative counts once a frame.
+    failed is the plugin's health now. None when no call reached it (all refused by
+    the breaker, or served by the fallback). Fed the cumulative counts once a frame.
     """
 
     def __init__(self, span: float = RECENT_SPAN) -> None:

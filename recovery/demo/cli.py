@@ -21,9 +21,11 @@ path (JsonlAuditLogger.read reads it), and "threads left: 0" once every thread i
 started has been joined.
 
 Every number can be checked against another. Each call is counted once, by what
-its caller got: CALLS = OK + FAILED + REJECTED + FALLBACK, live and in the summary.
-Time in each breaker state comes from the breakers' transition listeners, so a
-state held for a microsecond still shows, and a plugin's times add up to the run's.
+its caller got: CALLS = OK + ERRORS + FALLBACK SERVED, live and in the summary.
+REJECTED is the breaker's count of the calls it refused (served by the fallback or
+not), the number the dashboard shows as "rejected". Time in each breaker state
+comes from the breakers' transition listeners, so a state held for a microsecond
+still shows, and a plugin's times add up to the run's.
 
 Ctrl-C stops it early, cleanly, with the summary (exit status 0: the run did what
 it was asked); a second Ctrl-C quits at once with a one-line note (exit status 130).

@@ -21,12 +21,12 @@ import attrs
 
 from recovery.audit import JsonlAuditLogger
 from recovery.breaker import CircuitBreaker
-from recovery.demo.calls import OUTCOMES, CallTally, PluginCalls
+from recovery.demo.calls import CallTally, PluginCalls
 from recovery.demo.output import join_leftovers
 from recovery.demo.reporting_audit import ReportingAuditLogger
 from recovery.demo.scenario import PLUGINS, Fault, build_scenario, work
 from recovery.demo.screen import TICK, Reporter
-from recovery.demo.tables import flags
+from recovery.demo.tables import flags, plugin_numbers
 from recovery.state import CircuitBreakerState
 from recovery.status import RecoveryStatus
 
@@ -207,10 +207,10 @@ def _node(spec: NodeSpec, outbox: _ParentLine) -> None:
 
 
 def node_rows(status: RecoveryStatus, counts: dict[str, PluginCalls]) -> dict[str, Any]:
-    """Per plugin: breaker state, the calls by outcome, and what is wrong now."""
+    """Per plugin: breaker state, its numbers (``NUMBERS``), and what is wrong now."""
     return {
         name: {"state": plugin.circuit_breaker.state.value,
-               **{outcome: getattr(counts[name], outcome) for outcome in OUTCOMES},
+               **plugin_numbers(counts[name], plugin.circuit_breaker.total_rejections),
                "flags": flags(plugin.recovery)}
         for name, plugin in status.plugins.items()
     }

@@ -6,9 +6,8 @@ import collections
 import urllib.parse
 from typing import Any
 
-from recovery.demo.calls import OUTCOMES
 from recovery.demo.scenario import PLUGINS
-from recovery.demo.tables import clock_time
+from recovery.demo.tables import COUNTS_EXPLAINED, NUMBERS, clock_time
 
 
 def shown(url: str) -> str:
@@ -26,13 +25,13 @@ def fleet_summary(
     """The run's numbers, from the nodes' own final counts, added up two ways."""
     ended = "interrupted" if interrupted else "finished"
     span = " to ".join(clock_time(wall) for wall in (wall_started, wall_started + elapsed))
-    columns = (f"{'CALLS':>7} {'OK':>7} {'FAILED':>7} {'REJECTED':>8} {'FALLBACK':>8} "
-               f"{'TRIPS':>5} {'FOLLOWED':>8}")
+    columns = (f"{'CALLS':>7} {'OK':>7} {'ERRORS':>7} {'FALLBACK SERVED':>16} "
+               f"{'REJECTED':>9} {'TRIPS':>5} {'FOLLOWED':>8}")
 
     def cells(counts: collections.Counter[str]) -> str:
-        return (f"{counts['calls']:>7} {counts['ok']:>7} {counts['failed']:>7} "
-                f"{counts['rejected']:>8} {counts['fallback']:>8} {counts['trips']:>5} "
-                f"{counts['followed']:>8}")
+        return (f"{counts['calls']:>7} {counts['ok']:>7} {counts['errors']:>7} "
+                f"{counts['fallbacks_served']:>16} {counts['rejected']:>9} "
+                f"{counts['trips']:>5} {counts['followed']:>8}")
 
     by_plugin = {name: collections.Counter[str]() for name in PLUGINS}
     by_node = {node: collections.Counter[str]() for node in sorted(done)}
@@ -40,8 +39,7 @@ def fleet_summary(
     for node, report in sorted(done.items()):
         for name in PLUGINS:
             row = report["rows"][name]
-            counts = collections.Counter({o: row[o] for o in OUTCOMES})
-            counts["calls"] = sum(row[o] for o in OUTCOMES)
+            counts = collections.Counter({key: row[key] for key in NUMBERS})
             counts["trips"] = report["trips"].get(name, 0)
             counts["followed"] = report["followed"].get(name, 0)
             by_plugin[name].update(counts)
@@ -78,11 +76,11 @@ def fleet_summary(
              received == published * (processes - 1) else "")
     lines += [
         "",
-        "Each call is counted once, by the node that made it: CALLS = OK + FAILED + "
-        "REJECTED + FALLBACK",
-        "in every row; a plugin's row is the sum of its rows on the nodes, and both tables "
-        "add up to",
-        "the same total: " + " + ".join(str(c["calls"]) for c in by_node.values())
+        *COUNTS_EXPLAINED,
+        "Each call is counted once, by the node that made it; a plugin's row is the sum of "
+        "its rows",
+        "on the nodes, and both tables add up to the same total: "
+        + " + ".join(str(c["calls"]) for c in by_node.values())
         + f" = {node_total['calls']} calls"
         + (f" ({missing} node(s) sent no final counts)" if missing else "") + ".",
         "TRIPS: a breaker opened by its own node (its calls, a failed trial); FOLLOWED: a "

@@ -11,17 +11,18 @@ from typing import Any
 
 import attrs
 
-from recovery.demo.calls import OUTCOMES
 from recovery.demo.fleet_node import opening
 from recovery.demo.scenario import PLUGINS
 from recovery.demo.screen import Reporter
+from recovery.demo.tables import CALLS_LEGEND, NUMBERS, REJECTED_LEGEND
 
 FOLLOW_SPAN = 1.0
 """Seconds a trip waits for the other nodes to follow before its line is shown anyway."""
 GLYPHS = {"closed": ".", "open": "O", "half_open": "H", "repairing": "R"}
 LIVE_LEGEND = [
     "NODES: one letter per process, node 1 first: . closed  O open  H half-open  R repairing",
-    "CALLS = OK + FAILED + REJECTED + FALLBACK (what each caller got), summed over the nodes",
+    CALLS_LEGEND + ", summed over the nodes",
+    REJECTED_LEGEND,
     "TRIPS: opened by the node's own calls; FOLLOWED: closed, opened by the cluster after "
     "another node's trip",
 ]
@@ -115,21 +116,21 @@ class FleetView:
 
     def table(self) -> list[str]:
         header = (f"{'PLUGIN':<10} {'FLEET':<9} {'NODES':<{max(self.processes, 5)}} "
-                  f"{'OPEN ON':>7} {'CALLS':>6} {'OK':>6} {'FAILED':>6} {'REJECTED':>8} "
-                  f"{'FALLBACK':>8} {'TRIPS':>5} {'FOLLOWED':>8}  FLAGS")
+                  f"{'OPEN ON':>7} {'CALLS':>6} {'OK':>6} {'ERRORS':>6} "
+                  f"{'FALLBACK SERVED':>16} {'REJECTED':>9} {'TRIPS':>5} {'FOLLOWED':>8}  FLAGS")
         lines = [header]
         for name in PLUGINS:
             states = [self._state(name, n) for n in range(1, self.processes + 1)]
             fleet = states[0] if len(set(states)) == 1 else "mixed"
             glyphs = "".join(GLYPHS.get(s, "?") for s in states)
             opened = f"{states.count('open')}/{self.processes}"
-            sums = {o: sum(rows[name][o] for rows in self.rows.values()) for o in OUTCOMES}
+            sums = {key: sum(rows[name][key] for rows in self.rows.values()) for key in NUMBERS}
             flagged = "; ".join(f"node {n}: {rows[name]['flags']}"
                                 for n, rows in sorted(self.rows.items()) if rows[name]["flags"])
             lines.append(
                 f"{name:<10} {fleet:<9} {glyphs:<{max(self.processes, 5)}} {opened:>7} "
-                f"{sum(sums.values()):>6} {sums['ok']:>6} {sums['failed']:>6} "
-                f"{sums['rejected']:>8} {sums['fallback']:>8} {self.trips[name]:>5} "
+                f"{sums['calls']:>6} {sums['ok']:>6} {sums['errors']:>6} "
+                f"{sums['fallbacks_served']:>16} {sums['rejected']:>9} {self.trips[name]:>5} "
                 f"{self.followed[name]:>8}  {flagged or '-'}"
             )
         return [*lines, "", *LIVE_LEGEND]

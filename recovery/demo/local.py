@@ -164,8 +164,8 @@ def run_local(
         if as_json:
             audit_view = {"path": trail, "records": this_run, "earlier_records": earlier_records}
             document = {
-                "run": run_report(seed, duration, elapsed, interrupted, counts, states,
-                                  audit_view, len(left)),
+                "run": run_report(seed, duration, elapsed, interrupted, status, counts,
+                                  states, audit_view, len(left)),
                 "status": status.to_dict(),
             }
             write(out, json.dumps(document, indent=2) + "\n")

@@ -185,10 +185,10 @@ def work(
         try:
             answer = rm.execute_with_recovery(name, calls[name])
         except CircuitOpenError:
-            outcome = "rejected"
+            outcome = "circuit_open"
         except Exception:
             outcome = "failed"
         else:
-            outcome = "fallback" if isinstance(answer, FallbackAnswer) else "ok"
+            outcome = "fallback_served" if isinstance(answer, FallbackAnswer) else "ok"
         tally.call(name, outcome)
         stop.wait(WORKER_PAUSE)

@@ -5,26 +5,37 @@ from __future__ import annotations
 import collections
 import textwrap
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from recovery.demo.calls import OUTCOMES, RECENT_SPAN, PluginCalls
+from recovery.demo.calls import RECENT_SPAN, PluginCalls
 from recovery.demo.scenario import CALL_DEADLINE
 from recovery.demo.state_times import STATES, StateTimes
 from recovery.state import CircuitBreakerState
 from recovery.status import PluginRecovery, RecoveryStatus
 
+NUMBERS = ("calls", "ok", "errors", "fallbacks_served", "rejected")
+"""A plugin's numbers, by their names in --json (and in the status: fallbacks_served)."""
+CALLS_LEGEND = "CALLS = OK + ERRORS + FALLBACK SERVED (what each caller got)"
+REJECTED_LEGEND = ("REJECTED: calls the breaker refused (not closed), then served by the "
+                   "fallback or an error to the caller")
 LIVE_LEGEND = [
-    "CALLS = OK + FAILED + REJECTED + FALLBACK (what each caller got)",
+    CALLS_LEGEND,
+    REJECTED_LEGEND,
     f"FAIL%: failed share of the calls that reached the plugin in the last {RECENT_SPAN:g} s",
     "TRIPS: times the breaker opened, however briefly",
 ]
-SUMMARY_LEGEND = textwrap.wrap(
-    "CALLS = OK + FAILED + REJECTED + FALLBACK: each call counted once, by what its caller "
-    "got. OK, FAILED: the plugin answered, or raised (or answered after the caller's "
-    f"{CALL_DEADLINE * 1e3:.0f} ms deadline); REJECTED: the breaker turned it away "
-    "(CircuitOpenError); FALLBACK: the plugin's fallback answered instead (breaker "
-    "rejecting, or plugin degraded).", 79
-) + textwrap.wrap(
+COUNTS_EXPLAINED = textwrap.wrap(
+    "CALLS = OK + ERRORS + FALLBACK SERVED: each call counted once, by what its caller "
+    "got. OK: the plugin answered in time. ERRORS: an exception reached the caller: the "
+    f"plugin's own, a TimeoutError (an answer after the caller's {CALL_DEADLINE * 1e3:.0f} "
+    "ms deadline), or CircuitOpenError (a call the breaker refused, with no fallback to "
+    "serve it). FALLBACK SERVED: the plugin's fallback answered instead (the breaker "
+    "refused the call, or the plugin was degraded). REJECTED: the calls the breaker "
+    "refused, served by the fallback or not (its total_rejections, \"rejected\" on the "
+    "dashboard).", 79
+)
+SUMMARY_LEGEND = COUNTS_EXPLAINED + textwrap.wrap(
     "RECOVERY ACTIONS: the strategy runs, as audited (as many as the audit trail's "
     "records below).", 79
 ) + textwrap.wrap(
@@ -67,6 +78,9 @@ def live_table(
 ) -> list[str]:
     """The live table: the demo's own call counts, the manager's view of each plugin.
 
+    CALLS, OK, ERRORS and FALLBACK SERVED are what the callers got; REJECTED, FAIL%
+    and TRIPS are the breaker's side, REJECTED as the dashboard shows it.
+
     FLAGS (what is wrong now) comes before LAST ACTION, which the event lines also
     show, so that a terminal too narrow for both cuts the one that is said elsewhere.
     """
@@ -77,17 +91,19 @@ def live_table(
         if recovery.last_action is not None:
             action += " ok" if recovery.last_action_success else " FAILED"
         rate = rates.get(name)
+        breaker = plugin.circuit_breaker
         numbers = (
-            f"{name:<10} {plugin.circuit_breaker.state.value:<9} {counts.calls:>6} {counts.ok:>5} "
-            f"{counts.failed:>6} {counts.rejected:>8} {counts.fallback:>8} "
+            f"{name:<10} {breaker.state.value:<9} {counts.calls:>6} {counts.ok:>6} "
+            f"{counts.errors:>6} {counts.fallback_served:>16} {breaker.total_rejections:>9} "
             f"{'-' if rate is None else format(rate, '.0%'):>5} "
             f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
         )
         rows.append((numbers, flags(recovery) or "-", action))
     flags_width = max([len("FLAGS"), *(len(words) for _, words, _ in rows)])
     header = (
-        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>5} {'FAILED':>6} {'REJECTED':>8} "
-        f"{'FALLBACK':>8} {'FAIL%':>5} {'TRIPS':>5} {'FLAGS':<{flags_width}}  LAST ACTION"
+        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>6} {'ERRORS':>6} "
+        f"{'FALLBACK SERVED':>16} {'REJECTED':>9} {'FAIL%':>5} {'TRIPS':>5} "
+        f"{'FLAGS':<{flags_width}}  LAST ACTION"
     )
     lines = [header] + [
         f"{numbers} {words:<{flags_width}}  {action}" for numbers, words, action in rows
@@ -116,13 +132,12 @@ def summary(
     lines = [
         f"{ended} after {elapsed:.3f}s ({span})",
         "",
-        f"{'PLUGIN':<11} {'CALLS':>7} {'OK':>7} {'FAILED':>7} {'REJECTED':>8} {'FALLBACK':>8}"
-        "  RECOVERY ACTIONS",
+        f"{'PLUGIN':<11} {'CALLS':>7} {'OK':>7} {'ERRORS':>7} {'FALLBACK SERVED':>16} "
+        f"{'REJECTED':>9}  RECOVERY ACTIONS",
     ]
     totals = collections.Counter[str]()
     for name, counts in tally.items():
-        row = {outcome: getattr(counts, outcome) for outcome in OUTCOMES}
-        row["calls"] = counts.calls
+        row = plugin_numbers(counts, status.plugins[name].circuit_breaker.total_rejections)
         totals.update(row)
         actions = ", ".join(
             f"{action} {'ok' if success else 'failed'} x{count}"
@@ -131,14 +146,8 @@ def summary(
         now_wrong = flags(status.plugins[name].recovery, reasons=True)
         if now_wrong:
             actions += f"; now {now_wrong}"
-        lines.append(
-            f"{name:<11} {row['calls']:>7} {row['ok']:>7} {row['failed']:>7} "
-            f"{row['rejected']:>8} {row['fallback']:>8}  {actions}"
-        )
-    lines.append(
-        f"{'total':<11} {totals['calls']:>7} {totals['ok']:>7} {totals['failed']:>7} "
-        f"{totals['rejected']:>8} {totals['fallback']:>8}"
-    )
+        lines.append(f"{name:<11} {_cells(row)}  {actions}")
+    lines.append(f"{'total':<11} {_cells(totals)}")
     lines += [
         "",
         f"{'TIME IN STATE':<13}" + "".join(f"{state.value:>14}" for state in STATES),
@@ -152,11 +161,24 @@ def summary(
     return lines
 
 
+def plugin_numbers(counts: PluginCalls, rejected: int) -> dict[str, int]:
+    """A plugin's numbers (``NUMBERS``) as the summaries and --json give them;
+    ``rejected``: its breaker's total_rejections."""
+    return {"calls": counts.calls, "ok": counts.ok, "errors": counts.errors,
+            "fallbacks_served": counts.fallback_served, "rejected": rejected}
+
+
+def _cells(row: Mapping[str, int]) -> str:
+    return (f"{row['calls']:>7} {row['ok']:>7} {row['errors']:>7} "
+            f"{row['fallbacks_served']:>16} {row['rejected']:>9}")
+
+
 def run_report(
     seed: int,
     duration: float,
     elapsed: float,
     interrupted: bool,
+    status: RecoveryStatus,
     tally: dict[str, PluginCalls],
     states: dict[str, StateTimes],
     audit: dict[str, Any],
@@ -167,8 +189,7 @@ def run_report(
     for name, counts in tally.items():
         times = states[name]
         plugins[name] = {
-            "calls": counts.calls,
-            **{outcome: getattr(counts, outcome) for outcome in OUTCOMES},
+            **plugin_numbers(counts, status.plugins[name].circuit_breaker.total_rejections),
             "actions": [
                 {"action": action, "success": success, "count": count}
                 for (action, success), count in sorted(counts.actions.items())

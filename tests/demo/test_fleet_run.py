@@ -28,7 +28,7 @@ from recovery.audit import JsonlAuditLogger
 from tests.demo.process import COMMAND, Demo
 from tests.helpers import eventually
 
-OUTCOMES = ("calls", "ok", "failed", "rejected", "fallback", "trips", "followed")
+OUTCOMES = ("calls", "ok", "errors", "fallbacks_served", "rejected", "trips", "followed")
 
 
 def fleet(url: str, *args: str) -> list[str]:
@@ -85,7 +85,7 @@ def test_a_trip_in_one_process_is_followed_by_the_others_and_every_number_adds_u
     for rows in (plugins, nodes):
         total = rows.pop("total")
         for row in rows.values():
-            assert row["calls"] == row["ok"] + row["failed"] + row["rejected"] + row["fallback"]
+            assert row["calls"] == row["ok"] + row["errors"] + row["fallbacks_served"]
         assert {c: sum(row[c] for row in rows.values()) for c in OUTCOMES} == total
     assert sum(row["calls"] for row in nodes.values()) == sum(
         row["calls"] for row in plugins.values())

@@ -21,8 +21,8 @@ def local(wall: float) -> str:
 
 
 def status_of(plugins: dict[str, PluginRecovery]) -> RecoveryStatus:
-    """A manager's status with these plugins, their breakers open."""
-    metrics = attrs.evolve(CircuitBreaker("p").metrics(), state=OPEN)
+    """A manager's status with these plugins, their breakers open (7 calls rejected)."""
+    metrics = attrs.evolve(CircuitBreaker("p").metrics(), state=OPEN, total_rejections=7)
     return RecoveryStatus(
         running=True, auto_recovery=True, health_checking=True, alerting=True,
         episodes_in_progress=0, stuck_strategies=(), stuck_health_checks=0,
@@ -35,7 +35,7 @@ def status_of(plugins: dict[str, PluginRecovery]) -> RecoveryStatus:
 def live_row(**recovery: Any) -> str:
     status = status_of({"p": PluginRecovery(last_action="restart", last_action_success=False,
                                             degraded=False, failed=True, **recovery)})
-    tally = {"p": PluginCalls(ok=6, failed=2, rejected=3, fallback=1)}
+    tally = {"p": PluginCalls(ok=6, failed=2, circuit_open=3, fallback_served=1)}
     times = {"p": StateTimes(dict.fromkeys(STATES, 0.0),
                                    {**dict.fromkeys(STATES, 0), OPEN: 4}, OPEN)}
     return live_table(status, tally, times, {"p": 0.25})[1]
@@ -43,7 +43,9 @@ def live_row(**recovery: Any) -> str:
 
 def test_the_live_row_shows_a_crash_loop_and_its_next_attempt() -> None:
     row = live_row(crash_loop=True, next_attempt=1_700_000_012.0)
-    assert row.split()[:9] == ["p", "open", "12", "6", "2", "3", "1", "25%", "4"]
+    # CALLS, OK, ERRORS (2 failed, 3 refused), FALLBACK SERVED: what the callers got;
+    # REJECTED is the breaker's own count, from the status.
+    assert row.split()[:9] == ["p", "open", "12", "6", "5", "1", "7", "25%", "4"]
     assert row.endswith(f" crash-loop (next {local(1_700_000_012)})  restart FAILED")
     assert live_row(crash_loop=True, next_attempt=None).endswith(
         " crash-loop  restart FAILED")
