@@ -73,7 +73,8 @@ def dashboard_command(url: str, namespace: str) -> list[str]:
         cluster = '"' + quoted.replace(hidden, f"${{{PASSWORD_VARIABLE}}}") + '"'
     command = (f"{shlex.quote(python)} -m recovery dashboard --cluster {cluster} "
                f"--namespace {shlex.quote(namespace)}")
-    lines = ["the fleet in a browser while the demo runs: in another terminal,"]
+    lines = ["to watch the fleet in a browser while the demo runs, paste this into another "
+             "terminal:"]
     if parts.password is not None:
         lines.append(f"  export {PASSWORD_VARIABLE}='...'   # the password in --cluster's URL")
     return [*lines, "  " + command]
@@ -231,11 +232,11 @@ def _show(
                         else EventLines(out, started))
     ctrl_c.show_cursor = live
     view = FleetView(processes, report)
-    write(out, "" if live else (
-        f"recovery demo: {len(PLUGINS)} plugins in {processes} processes (pids "
-        f"{', '.join(str(pids[n]) for n in sorted(pids))}), {workers} workers each, "
-        f"{duration:g}s, seed {seed}; sharing the breakers through "
-        f"{shown(url)} as {namespace}\n" + "".join(line + "\n" for line in watch)))
+    write(out, f"recovery demo: {len(PLUGINS)} plugins in {processes} processes (pids "
+               f"{', '.join(str(pids[n]) for n in sorted(pids))}), {workers} workers each, "
+               f"{duration:g}s, seed {seed}; sharing the breakers through "
+               f"{shown(url)} as {namespace}\n" + ("" if live else "".join(
+                   line + "\n" for line in watch)))
     nodes.tell("go")
     end = started + duration
     done: dict[int, dict[str, Any]] = {}

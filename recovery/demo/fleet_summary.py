@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import textwrap
 import urllib.parse
 from typing import Any
 
@@ -26,12 +27,12 @@ def fleet_summary(
     ended = "interrupted" if interrupted else "finished"
     span = " to ".join(clock_time(wall) for wall in (wall_started, wall_started + elapsed))
     columns = (f"{'CALLS':>7} {'OK':>7} {'ERRORS':>7} {'FALLBACK SERVED':>16} "
-               f"{'REJECTED':>9} {'TRIPS':>5} {'FOLLOWED':>8}")
+               f"{'REJECTED':>9} {'TRIPS':>6} {'FOLLOWED':>8}")
 
     def cells(counts: collections.Counter[str]) -> str:
         return (f"{counts['calls']:>7} {counts['ok']:>7} {counts['errors']:>7} "
                 f"{counts['fallbacks_served']:>16} {counts['rejected']:>9} "
-                f"{counts['trips']:>5} {counts['followed']:>8}")
+                f"{counts['trips']:>6} {counts['followed']:>8}")
 
     by_plugin = {name: collections.Counter[str]() for name in PLUGINS}
     by_node = {node: collections.Counter[str]() for node in sorted(done)}
@@ -77,17 +78,17 @@ def fleet_summary(
     lines += [
         "",
         *COUNTS_EXPLAINED,
-        "Each call is counted once, by the node that made it; a plugin's row is the sum of "
-        "its rows",
-        "on the nodes, and both tables add up to the same total: "
-        + " + ".join(str(c["calls"]) for c in by_node.values())
+        *textwrap.wrap(
+            "Each call is counted once, by the node that made it; a plugin's row is the sum "
+            "of its rows on the nodes, and both tables add up to the same total:", 79),
+        "  " + " + ".join(str(c["calls"]) for c in by_node.values())
         + f" = {node_total['calls']} calls"
         + (f" ({missing} node(s) sent no final counts)" if missing else "") + ".",
-        "TRIPS: a breaker opened by its own node (its calls, a failed trial); FOLLOWED: a "
-        "closed breaker",
-        "opened by the cluster because another node tripped: a trip from closed is "
-        "followed by the",
-        "nodes whose breaker was still closed (N-1 at most).",
+        *textwrap.wrap(
+            "TRIPS: a breaker opened by its own node (its calls, a failed trial); FOLLOWED: a "
+            "closed breaker opened by the cluster because another node tripped: a trip from "
+            "closed is followed by the nodes whose breaker was still closed (N-1 at most).",
+            79),
         f"cluster events: {published} published, {received} received{reach}.",
     ]
     return lines

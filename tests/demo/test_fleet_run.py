@@ -90,7 +90,7 @@ def test_a_trip_in_one_process_is_followed_by_the_others_and_every_number_adds_u
     assert sum(row["calls"] for row in nodes.values()) == sum(
         row["calls"] for row in plugins.values())
     calls = " + ".join(str(nodes[f"node {n}"]["calls"]) for n in (1, 2, 3))
-    assert f"the same total: {calls} = {sum(r['calls'] for r in nodes.values())} calls." in out
+    assert f"the same total:\n  {calls} = {sum(r['calls'] for r in nodes.values())} calls.\n" in out
     # The trip was node 1's own; the two others were opened by the cluster.
     assert plugins["flaky"]["trips"] >= 1 and plugins["flaky"]["followed"] >= 2
     assert nodes["node 1"]["trips"] >= 1
@@ -153,7 +153,7 @@ def test_the_dashboard_command_it_prints_shows_this_runs_nodes(
     """The run's namespace is its own, not the dashboard's default: the command printed
     names it, and pasted as it is, its page shows every node of this run."""
     run = start(*fleet(redis_url, "--duration", "120"))
-    run.wait_for("the fleet in a browser while the demo runs", timeout=90)
+    run.wait_for("to watch the fleet in a browser while the demo runs", timeout=90)
     command = shlex.split(run.wait_for(" -m recovery dashboard "))
     assert command[1:] == ["-m", "recovery", "dashboard", "--cluster", redis_url,
                            "--namespace", command[-1]]
