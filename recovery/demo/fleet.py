@@ -267,8 +267,7 @@ def _show(
                   for name in sorted(os.listdir(audit_dir)))
     summary += [
         "",
-        f"audit trails: {audit_dir}: {records(written)} from {processes} nodes "
-        "(one per strategy run above)",
+        f"audit trails: {audit_dir}: {records(written)} from {processes} nodes",
         f"processes left: {len(left_processes)}",
     ]
     threads = join_leftovers(before)

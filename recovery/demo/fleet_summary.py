@@ -8,7 +8,14 @@ import urllib.parse
 from typing import Any
 
 from recovery.demo.scenario import PLUGINS
-from recovery.demo.tables import COUNTS_EXPLAINED, NUMBERS, clock_time
+from recovery.demo.tables import (
+    COUNTS_EXPLAINED,
+    NUMBERS,
+    NUMBERS_HEADER,
+    action_lines,
+    clock_time,
+    number_cells,
+)
 
 
 def shown(url: str) -> str:
@@ -26,13 +33,10 @@ def fleet_summary(
     """The run's numbers, from the nodes' own final counts, added up two ways."""
     ended = "interrupted" if interrupted else "finished"
     span = " to ".join(clock_time(wall) for wall in (wall_started, wall_started + elapsed))
-    columns = (f"{'CALLS':>7} {'OK':>7} {'ERRORS':>7} {'FALLBACK SERVED':>16} "
-               f"{'REJECTED':>9} {'TRIPS':>6} {'FOLLOWED':>8}")
+    columns = f"{NUMBERS_HEADER} {'TRIPS':>5} {'FOLLOWED':>8}"
 
     def cells(counts: collections.Counter[str]) -> str:
-        return (f"{counts['calls']:>7} {counts['ok']:>7} {counts['errors']:>7} "
-                f"{counts['fallbacks_served']:>16} {counts['rejected']:>9} "
-                f"{counts['trips']:>6} {counts['followed']:>8}")
+        return f"{number_cells(counts)} {counts['trips']:>5} {counts['followed']:>8}"
 
     by_plugin = {name: collections.Counter[str]() for name in PLUGINS}
     by_node = {node: collections.Counter[str]() for node in sorted(done)}
@@ -52,14 +56,14 @@ def fleet_summary(
         f"{ended} after {elapsed:.3f}s ({span}), {processes} processes",
         f"sharing the plugins' breakers through {shown(url)} as {namespace}",
         "",
-        f"{'PLUGIN':<11} {columns}  RECOVERY ACTIONS (all nodes)",
+        f"{'PLUGIN':<11} {columns}",
+        *(f"{name:<11} {cells(counts)}" for name, counts in by_plugin.items()),
+        f"{'total':<11} {cells(total)}",
+        "",
+        *action_lines("RECOVERY ACTIONS (all nodes)", actions, {}),
+        "",
+        f"{'NODE':<11} {columns}  CLUSTER EVENTS",
     ]
-    for name, counts in by_plugin.items():
-        done_actions = ", ".join(f"{action} {'ok' if ok else 'failed'} x{count}"
-                                 for (action, ok), count in sorted(actions[name].items()))
-        lines.append(f"{name:<11} {cells(counts)}  {done_actions or '-'}")
-    lines += [f"{'total':<11} {cells(total)}", "",
-              f"{'NODE':<11} {columns}  CLUSTER EVENTS"]
     for node, counts in by_node.items():
         cluster = done[node]["cluster"]
         lines.append(

@@ -117,7 +117,7 @@ class FleetView:
     def table(self) -> list[str]:
         header = (f"{'PLUGIN':<10} {'FLEET':<9} {'NODES':<{max(self.processes, 5)}} "
                   f"{'OPEN ON':>7} {'CALLS':>6} {'OK':>6} {'ERRORS':>6} "
-                  f"{'FALLBACK SERVED':>16} {'REJECTED':>9} {'TRIPS':>6} {'FOLLOWED':>8}  FLAGS")
+                  f"{'FALLBACK SERVED':>16} {'REJECTED':>9} {'TRIPS':>5} {'FOLLOWED':>8}  FLAGS")
         lines = [header]
         for name in PLUGINS:
             states = [self._state(name, n) for n in range(1, self.processes + 1)]
@@ -130,7 +130,7 @@ class FleetView:
             lines.append(
                 f"{name:<10} {fleet:<9} {glyphs:<{max(self.processes, 5)}} {opened:>7} "
                 f"{sums['calls']:>6} {sums['ok']:>6} {sums['errors']:>6} "
-                f"{sums['fallbacks_served']:>16} {sums['rejected']:>9} {self.trips[name]:>6} "
+                f"{sums['fallbacks_served']:>16} {sums['rejected']:>9} {self.trips[name]:>5} "
                 f"{self.followed[name]:>8}  {flagged or '-'}"
             )
         return [*lines, "", *LIVE_LEGEND]

@@ -155,9 +155,8 @@ def run_local(
         lines = summary(status, counts, states, elapsed, interrupted, wall_started)
         lines += [
             "",
-            f"audit trail: {trail}: {records(this_run)} from this run (one per strategy "
-            "run above)" + (f", after {records(earlier_records)} of earlier runs"
-                            if earlier_records else ""),
+            f"audit trail: {trail}: {records(this_run)} from this run"
+            + (f", after {records(earlier_records)} of earlier runs" if earlier_records else ""),
         ]
         left = join_leftovers(before)
         lines.append(f"threads left: {len(left)}" + "".join(f" {t.name!r}" for t in left))

@@ -74,7 +74,7 @@ class EventLines(Reporter):
 class LiveTable(Reporter):
     """The status table, redrawn in place with plain ANSI escapes, and the latest events."""
 
-    RECENT = 10
+    RECENT = 20
 
     def __init__(
         self, out: TextIO, started: float, duration: float, subtitle: Sequence[str] = (),

@@ -17,8 +17,7 @@ from recovery.status import PluginRecovery, RecoveryStatus
 NUMBERS = ("calls", "ok", "errors", "fallbacks_served", "rejected")
 """A plugin's numbers, by their names in --json (and in the status: fallbacks_served)."""
 CALLS_LEGEND = "CALLS = OK + ERRORS + FALLBACK SERVED (what each caller got)"
-REJECTED_LEGEND = ("REJECTED: calls the breaker refused (not closed), then served by the "
-                   "fallback or an error to the caller")
+REJECTED_LEGEND = "REJECTED: calls the breaker refused (then served by the fallback, or an error)"
 LIVE_LEGEND = [
     CALLS_LEGEND,
     REJECTED_LEGEND,
@@ -93,16 +92,17 @@ def live_table(
         rate = rates.get(name)
         breaker = plugin.circuit_breaker
         numbers = (
-            f"{name:<10} {breaker.state.value:<9} {counts.calls:>6} {counts.ok:>6} "
-            f"{counts.errors:>6} {counts.fallback_served:>16} {breaker.total_rejections:>9} "
+            f"{name:<10} {breaker.state.value:<9} {counts.calls:>5} {counts.ok:>5} "
+            f"{counts.errors:>6}  {counts.fallback_served:>15}  {breaker.total_rejections:>8} "
             f"{'-' if rate is None else format(rate, '.0%'):>5} "
             f"{states[name].entered[CircuitBreakerState.OPEN]:>5}"
         )
         rows.append((numbers, flags(recovery) or "-", action))
-    flags_width = max([len("FLAGS"), *(len(words) for _, words, _ in rows)])
+    # "degraded" is the usual widest: LAST ACTION does not move when it comes and goes.
+    flags_width = max([len("degraded"), *(len(words) for _, words, _ in rows)])
     header = (
-        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>6} {'OK':>6} {'ERRORS':>6} "
-        f"{'FALLBACK SERVED':>16} {'REJECTED':>9} {'FAIL%':>5} {'TRIPS':>5} "
+        f"{'PLUGIN':<10} {'STATE':<9} {'CALLS':>5} {'OK':>5} {'ERRORS':>6}  "
+        f"{'FALLBACK SERVED':>15}  {'REJECTED':>8} {'FAIL%':>5} {'TRIPS':>5} "
         f"{'FLAGS':<{flags_width}}  LAST ACTION"
     )
     lines = [header] + [
@@ -126,28 +126,20 @@ def summary(
     interrupted: bool,
     wall_started: float,
 ) -> list[str]:
-    """The end of a run: calls by outcome and recovery actions per plugin, time in state."""
+    """The end of a run: calls per plugin, its recovery actions, its time in each state."""
     ended = "interrupted" if interrupted else "finished"
     span = " to ".join(clock_time(wall) for wall in (wall_started, wall_started + elapsed))
-    lines = [
-        f"{ended} after {elapsed:.3f}s ({span})",
-        "",
-        f"{'PLUGIN':<11} {'CALLS':>7} {'OK':>7} {'ERRORS':>7} {'FALLBACK SERVED':>16} "
-        f"{'REJECTED':>9}  RECOVERY ACTIONS",
-    ]
+    lines = [f"{ended} after {elapsed:.3f}s ({span})", "", f"{'PLUGIN':<11} {NUMBERS_HEADER}"]
     totals = collections.Counter[str]()
     for name, counts in tally.items():
         row = plugin_numbers(counts, status.plugins[name].circuit_breaker.total_rejections)
         totals.update(row)
-        actions = ", ".join(
-            f"{action} {'ok' if success else 'failed'} x{count}"
-            for (action, success), count in sorted(counts.actions.items())
-        ) or "-"
-        now_wrong = flags(status.plugins[name].recovery, reasons=True)
-        if now_wrong:
-            actions += f"; now {now_wrong}"
-        lines.append(f"{name:<11} {_cells(row)}  {actions}")
-    lines.append(f"{'total':<11} {_cells(totals)}")
+        lines.append(f"{name:<11} {number_cells(row)}")
+    lines.append(f"{'total':<11} {number_cells(totals)}")
+    now_wrong = {name: flags(plugin.recovery, reasons=True)
+                 for name, plugin in status.plugins.items()}
+    lines += ["", *action_lines("RECOVERY ACTIONS", {name: counts.actions for name, counts in
+                                                      tally.items()}, now_wrong)]
     lines += [
         "",
         f"{'TIME IN STATE':<13}" + "".join(f"{state.value:>14}" for state in STATES),
@@ -168,9 +160,31 @@ def plugin_numbers(counts: PluginCalls, rejected: int) -> dict[str, int]:
             "fallbacks_served": counts.fallback_served, "rejected": rejected}
 
 
-def _cells(row: Mapping[str, int]) -> str:
-    return (f"{row['calls']:>7} {row['ok']:>7} {row['errors']:>7} "
-            f"{row['fallbacks_served']:>16} {row['rejected']:>9}")
+NUMBERS_HEADER = (f"{'CALLS':>7} {'OK':>7} {'ERRORS':>7}  {'FALLBACK SERVED':>15}  "
+                  f"{'REJECTED':>8}")
+
+
+def number_cells(row: Mapping[str, int]) -> str:
+    """A row's ``NUMBERS``, under ``NUMBERS_HEADER``."""
+    return (f"{row['calls']:>7} {row['ok']:>7} {row['errors']:>7}  "
+            f"{row['fallbacks_served']:>15}  {row['rejected']:>8}")
+
+
+def action_lines(
+    title: str,
+    actions: Mapping[str, Mapping[tuple[str, bool], int]],
+    now_wrong: Mapping[str, str],
+) -> list[str]:
+    """Each plugin's strategy runs (``restart failed x1, restart ok x2``), and what is
+    still wrong with it at the end, under ``title``."""
+    lines = [title]
+    for name, runs in actions.items():
+        text = ", ".join(f"{action} {'ok' if success else 'failed'} x{count}"
+                         for (action, success), count in sorted(runs.items())) or "-"
+        if now_wrong.get(name):
+            text += f"; now {now_wrong[name]}"
+        lines.append(f"{name:<11} {text}")
+    return lines
 
 
 def run_report(

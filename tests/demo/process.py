@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -74,9 +75,11 @@ class Demo:
 
 
 def summary_rows(out: str) -> dict[str, list[str]]:
-    """The summary's call table: plugin -> [CALLS, OK, FAILED, REJECTED, FALLBACK]."""
+    """The summary's call table: plugin -> [CALLS, OK, ERRORS, FALLBACK SERVED, REJECTED]."""
     rows = {}
-    table = out[out.index("RECOVERY ACTIONS"):]
+    header = re.search(r"\nPLUGIN +CALLS +OK +ERRORS", out)
+    assert header, out
+    table = out[header.start() + 1:]
     for line in table.splitlines()[1:]:
         if not line.strip():
             break
