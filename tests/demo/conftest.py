@@ -7,11 +7,11 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.demo.process import Demo
-from tests.helpers import closed_after, kill_if_running
+from tests.helpers import closed_after
 
 
 @pytest.fixture
 def start() -> Iterator[Callable[..., Demo]]:
     """``start(*command)``: a Demo, killed at the end of the test if it is still running
     (a fleet's nodes then see their pipe close, and end)."""
-    yield from closed_after(Demo, lambda run: kill_if_running(run.process))
+    yield from closed_after(Demo, Demo.close)

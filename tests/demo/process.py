@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-from tests.helpers import hears_ctrl_c
+from tests.helpers import hears_ctrl_c, kill_if_running
 
 COMMAND = [sys.executable, "-m", "recovery", "demo"]
 
@@ -72,6 +72,14 @@ class Demo:
             self._seen.append(line)
         assert self.process.stderr is not None
         return "".join(self._seen), self.process.stderr.read()
+
+    def close(self) -> None:
+        """Kill it if it still runs, and close our ends of its pipes."""
+        kill_if_running(self.process)
+        self._reader.join(10)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def summary_rows(out: str) -> dict[str, list[str]]:
