@@ -10,7 +10,6 @@ as the other cluster tests do.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -25,6 +24,7 @@ import pytest
 from recovery import __main__ as cli
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
+from tests.demo.doubles import FakeTerminal
 from tests.demo.process import COMMAND, Demo
 from tests.helpers import eventually
 
@@ -173,11 +173,6 @@ def test_the_dashboard_command_it_prints_shows_this_runs_nodes(
     out, err = run.finish(timeout=60)
     assert run.process.returncode == 0, err
     assert out.rstrip().endswith("processes left: 0\nthreads left: 0")
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_on_a_terminal_the_dashboard_command_stays_whole_above_the_live_table(

@@ -3,8 +3,6 @@ and the one line a trip or a fleet's close makes."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
 from recovery._flaky import FlakyPlugin
@@ -12,7 +10,7 @@ from recovery.demo.cli import DEFAULT_PROCESSES
 from recovery.demo.fleet_node import FAULT_NODES, faults_of, opening
 from recovery.demo.fleet_view import FOLLOW_SPAN, FleetView
 from recovery.demo.scenario import PLUGINS, timeline
-from recovery.demo.screen import Reporter
+from tests.demo.doubles import RecordedEvents
 
 
 def test_each_fault_hits_one_node_and_every_fault_is_somewhere() -> None:
@@ -28,17 +26,8 @@ def test_each_fault_hits_one_node_and_every_fault_is_somewhere() -> None:
     assert slow == [3]
 
 
-class Said(Reporter):
-    def __init__(self) -> None:
-        super().__init__(io.StringIO(), 0.0)
-        self.lines: list[str] = []
-
-    def event(self, plugin: str, text: str) -> None:
-        self.lines.append(f"{plugin}: {text}")
-
-
 def test_a_trip_is_one_line_once_every_node_followed_or_after_a_second() -> None:
-    said = Said()
+    said = RecordedEvents()
     view = FleetView(3, said)
     view.take(("move", 2, "flaky", "closed", "open", False, 10.0), 0.0)
     view.take(("move", 1, "flaky", "closed", "open", True, 10.002), 0.0)

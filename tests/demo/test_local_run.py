@@ -9,7 +9,6 @@ durations.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
+from tests.demo.doubles import FakeTerminal
 from tests.demo.process import run_demo, summary_rows
 
 
@@ -139,11 +139,6 @@ def test_every_number_adds_up(tmp_path: Path) -> None:
     assert f"{strategy_runs} records from this run" in done.stderr
     assert "after 3 records of earlier runs" in done.stderr
     assert "threads left: 0" in done.stderr
-
-
-class FakeTerminal(io.StringIO):
-    def isatty(self) -> bool:
-        return True
 
 
 def test_on_a_terminal_the_table_redraws_in_place_and_agrees_with_the_summary(

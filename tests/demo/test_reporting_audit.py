@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import pytest
 
 from recovery.demo.calls import CallTally
 from recovery.demo.reporting_audit import ReportingAuditLogger
-from recovery.demo.screen import Reporter
+from tests.demo.doubles import RecordedEvents
 
 
 class Recorder:
@@ -27,20 +26,11 @@ class Recorder:
         self.records.append((*args, verdicts))
 
 
-class Events(Reporter):
-    def __init__(self) -> None:
-        super().__init__(io.StringIO(), 0.0)
-        self.lines: list[str] = []
-
-    def event(self, plugin: str, text: str) -> None:
-        self.lines.append(f"{plugin}: {text}")
-
-
 @pytest.mark.parametrize("detailed", [True, False])
 def test_the_audit_trail_gets_the_verification_when_its_logger_takes_it(
     detailed: bool,
 ) -> None:
-    inner, tally, events = Recorder(detailed), CallTally(("p",)), Events()
+    inner, tally, events = Recorder(detailed), CallTally(("p",)), RecordedEvents()
     audit = ReportingAuditLogger(inner, tally, events)
     audit.log_recovery_attempt("p", "error", "restart", False,
                                action_succeeded=True, verified=False)
