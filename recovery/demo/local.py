@@ -101,8 +101,10 @@ def run_local(
 
     def table() -> list[str]:
         counts = tally.snapshot()
-        return live_table(rm.status(), counts, state_times.snapshot(time.monotonic()),
-                          recent.update(time.monotonic(), counts))
+        lines = live_table(rm.status(), counts, state_times.snapshot(time.monotonic()),
+                           recent.update(time.monotonic(), counts))
+        # In the frame too: the line printed before it scrolls away on a short terminal.
+        return lines if board is None else [f"dashboard: {board.url}", "", *lines]
 
     ctrl_c = CtrlC(
         f"recovery demo: Ctrl-C twice: quit at once, without the summary "

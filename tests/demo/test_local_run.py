@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from recovery import __main__ as cli
 from recovery import demo
 from recovery.audit import JsonlAuditLogger
 from tests.demo.doubles import FakeTerminal
@@ -175,3 +176,23 @@ def test_on_a_terminal_the_table_redraws_in_place_and_agrees_with_the_summary(
     del summary["total"]
     assert live == summary
     assert "crashy     closed" in final
+
+
+def test_on_a_short_terminal_the_dashboard_url_stays_in_the_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The URL line printed before the live frame scrolls away once the frame fills a
+    short terminal; the frame itself shows it while the dashboard serves."""
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("LINES", "20")
+    assert cli.main(["demo", "--duration", "0.5", "--seed", "1", "--dashboard",
+                     "--audit", str(tmp_path / "audit.jsonl")]) == 0
+    running, final = terminal.getvalue().split("recovery demo: the final numbers")
+    url = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", running)
+    assert url, running
+    frames = running.split("recovery demo  ")[1:]
+    assert frames and all(f"\ndashboard: {url.group(1)}\x1b[K\n" in f for f in frames)
+    assert "dashboard: " not in final
