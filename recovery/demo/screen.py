@@ -114,7 +114,7 @@ class LiveTable(Reporter):
         # The frame must fit the screen, or moving back up over it would fall short.
         room = max(size.lines - 1 - rows, 0)
         with self._lock:
-            events = list(self._recent)[len(self._recent) - room:] if room else []
+            events = list(self._recent)[-room:] if room else []
         lines = [cut[0], *whole, *cut[1:], *(line[:width] for line in events)]
         text = f"\x1b[{self._drawn}A\r" if self._drawn else ""
         text += "".join(f"{line}\x1b[K\n" for line in lines) + "\x1b[J"

@@ -34,3 +34,20 @@ def test_a_line_kept_whole_counts_the_rows_it_wraps_to(monkeypatch: pytest.Monke
     assert second.startswith(f"\x1b[{rows}A\r")
     live.close(["TABLE", "row"])
     assert "dashboard" not in out.getvalue()[len(first) + len(second):]
+
+
+@pytest.mark.parametrize(("lines", "shown"), [(40, 20), (27, 20), (19, 12), (12, 5), (7, 0)])
+def test_the_frame_shows_the_latest_events_that_fit(
+    lines: int, shown: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("LINES", str(lines))
+    out = io.StringIO()
+    live = LiveTable(out, 0.0, 10.0)
+    for index in range(25):
+        live.event("p", f"event {index}")
+    live.refresh(["TABLE", "row"])  # title, "", 2 lines, "", "recent events:": 6 rows
+    drawn = ESCAPES.sub("", out.getvalue()).split("\n")[:-1]
+    events = [line.split()[-1] for line in drawn if "event " in line]
+    assert events == [str(n) for n in range(25 - shown, 25)]
+    assert len(drawn) == min(lines - 1, 6 + LiveTable.RECENT)
