@@ -242,3 +242,19 @@ def test_warning_is_a_plain_value() -> None:
         "breaker": "db", "kind": "latency", "since": 1.0, "baseline": 0.02,
         "current": 0.05, "expected_trip_in": None, "ended": None,
     }
+
+
+def test_calls_counted_across_an_open_and_a_reset_are_not_evidence(
+    make_breaker: MakeBreaker, clock: FakeClock, forecaster: Forecaster
+) -> None:
+    """A sample in which the breaker left CLOSED and came back is dropped: its failures
+    belong to an outage the breaker already saw."""
+    breaker = make_breaker()
+    forecaster.watch(breaker)
+    drive(breaker, forecaster, clock, 300, error_rate=0.01)
+    while breaker.state is CircuitBreakerState.CLOSED:
+        breaker.record(breaker.try_admit(), True, 0.01)
+    breaker.reset()
+    clock.advance(0.25)
+    assert forecaster.poll() == []
+    assert drive(breaker, forecaster, clock, 60, error_rate=0.01) == []
