@@ -2,6 +2,7 @@
 
     python benchmarks/bench_forecast.py                  # the committed traces
     python benchmarks/bench_forecast.py sweep [SEEDS]    # fresh traces: 20, 50, 200 calls/s x seeds
+    python benchmarks/bench_forecast.py poll [BREAKERS]  # microseconds a poll spends per breaker
 
 Each trace is replayed through the default breaker (``CircuitBreakerConfig()`` as it
 is when this runs) watched by a :class:`~recovery.forecast.Forecaster`
@@ -31,8 +32,9 @@ from typing import Any
 
 import attrs
 
+from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
-from recovery.forecast import ForecastScore, score_forecast
+from recovery.forecast import Forecaster, ForecastScore, score_forecast
 from recovery.trace import Trace, load_trace
 
 TRACES = Path(__file__).resolve().parent / "traces"
@@ -166,8 +168,43 @@ def summary(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
+def poll_cost(breakers: int, polls: int = 200) -> str:
+    """What one sample costs the forecaster's thread, per watched breaker (calls pay
+    nothing: a breaker does not know it is watched)."""
+    clock = _Clock()
+    forecaster = Forecaster(clock=clock)
+    watched = [
+        CircuitBreaker(f"dep-{index}", CircuitBreakerConfig(record_latency=True), clock=clock)
+        for index in range(breakers)
+    ]
+    for breaker in watched:
+        forecaster.watch(breaker)
+    began = time.perf_counter()
+    for _ in range(polls):
+        for breaker in watched:
+            breaker.call(int)
+        clock.now += forecaster.interval
+        forecaster.poll()
+    seconds = time.perf_counter() - began
+    return (f"{breakers} breakers, {polls} polls: {seconds / polls / breakers * 1e6:.1f} us "
+            "per breaker per poll (one call each included)")
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def main(argv: Sequence[str]) -> None:
-    if argv and argv[0] == "sweep":
+    if argv and argv[0] == "poll":
+        print(poll_cost(int(argv[1]) if len(argv) > 1 else 100))
+    elif argv and argv[0] == "sweep":
         rows = run(sweep(int(argv[1]) if len(argv) > 1 else 2))
         print(table(rows))
         print()
