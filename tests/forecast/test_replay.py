@@ -21,7 +21,9 @@ from recovery.trace import Trace, load_trace
 TRACES = Path(__file__).resolve().parents[2] / "benchmarks" / "traces"
 
 
-def labelled(phases: list[tuple[float, float, bool]], rate: float = 50.0, seed: int = 3) -> Trace:
+def labelled(
+    phases: list[tuple[float, float | tuple[float, float], bool]], rate: float = 50.0, seed: int = 3
+) -> Trace:
     """Poisson calls through ``(seconds, error_rate, healthy)`` phases; an error rate may be
     a (start, end) pair, grown geometrically over the phase."""
     rng = random.Random(seed)
