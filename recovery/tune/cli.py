@@ -1,8 +1,8 @@
 """``python -m recovery tune TRACE``: the command line, from arguments to the printed report.
 
 :func:`run` loads the inputs (candidates, weights, the trace and its labels) once, then
-hands them to the one mode there is, :func:`recommend`; another mode would take the same
-:class:`Inputs`.
+hands them to :func:`recommend`, which also scores the early-warning forecaster on the
+same trace when ``--forecast`` asks (:func:`forecast_scores`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from recovery.forecast import ForecastScore, score_forecast
 from recovery.trace import Trace, TraceError, load_incidents, load_trace, quoted
 from recovery.tune.candidates import (
     DEFAULT_GRID,
@@ -33,7 +34,7 @@ from recovery.tune.caveats import (
     trace_warnings,
 )
 from recovery.tune.labels import LabelRule, label_incidents
-from recovery.tune.ranking import DEFAULT_BUDGET, explore
+from recovery.tune.ranking import DEFAULT_BUDGET, Tuning, explore
 from recovery.tune.report import ReportContext, json_report, text_report
 from recovery.tune.scores import DEFAULT_WEIGHTS, check_weights
 from recovery.tune.search import StagedSearch, search_space
@@ -79,6 +80,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sort", action="store_true", help="sort the trace by t instead of refusing disorder"
+    )
+    parser.add_argument(
+        "--forecast", action="store_true",
+        help="also score the early-warning forecaster: lead time before the recommended "
+        "(and the default) breaker opens, per outage, and false warnings per hour",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--wide", action="store_true", help="every score column, uncut")
@@ -179,8 +185,9 @@ def load_inputs(args: argparse.Namespace) -> Inputs:
         derived = rule
         trace = rule.label(trace)
         labels = "derived"
-    if args.search and labels is None:
-        raise ValueError("--search needs labels: drop --no-derive-labels or give --incidents")
+    for flag, wanted in (("--search", args.search), ("--forecast", args.forecast)):
+        if wanted and labels is None:
+            raise ValueError(f"{flag} needs labels: drop --no-derive-labels or give --incidents")
     warnings += rejection_warnings(trace) + trace_warnings(trace, labels)
     return Inputs(trace, candidates, weights, labels, derived, warnings)
 
@@ -202,13 +209,29 @@ def recommend(args: argparse.Namespace, inputs: Inputs) -> int:
     context = ReportContext(
         trace, inputs.weights, inputs.labels, inputs.derived, args.incidents, warnings
     )
+    forecasts = forecast_scores(trace, found) if args.forecast else {}
     if args.json:
-        output = json.dumps(json_report(context, found), indent=2)
+        report = json_report(context, found)
+        if forecasts:
+            report["forecast"] = {name: score.to_dict() for name, score in forecasts.items()}
+        output = json.dumps(report, indent=2)
     else:
         width = None if args.wide else shutil.get_terminal_size((100, 24)).columns
         output = text_report(context, found, width, args.top)
+        for name, score in forecasts.items():
+            output += f"\n\nEarly warning before the {name} breaker opens:\n{score.text()}"
     try:
         print(output)
     except BrokenPipeError:  # piped into head: the reader has what it wanted
         sys.stdout = None  # nothing left to flush at exit
     return 0
+
+
+def forecast_scores(trace: Trace, found: Tuning) -> dict[str, ForecastScore]:
+    """The forecaster replayed on ``trace`` in front of the recommended config and the
+    defaults (once when they are the same config), keyed ``"recommended"``/``"default"``."""
+    scores = {"default": score_forecast(trace, found.defaults.candidate.config)}
+    recommended = found.recommended
+    if recommended is not None and recommended is not found.defaults:
+        scores = {"recommended": score_forecast(trace, recommended.candidate.config), **scores}
+    return scores

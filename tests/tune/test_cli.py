@@ -434,3 +434,25 @@ def test_a_trace_without_rejections_gets_no_such_warning(
     report = json.loads(capsys.readouterr().out)
     assert report["rejections"] == {"spans": 0, "share": 0.0}
     assert not any("rejected calls" in note for note in report["warnings"])
+
+
+def test_forecast_scores_the_early_warning_before_the_recommended_and_default_breaker(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ramp = Path(__file__).parents[2] / "benchmarks" / "traces" / "ramp_geometric.csv"
+    assert run_cli(str(ramp), "--config", "timeout=1", "--forecast", "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    scores = report["forecast"]
+    defaults_won = report["recommendation"]["code"] == "CircuitBreakerConfig()"
+    assert set(scores) == ({"default"} if defaults_won else {"recommended", "default"})
+    default = scores["default"]
+    assert default["outages"] and all(o["warned"] is not None for o in default["outages"])
+    assert default["median_lead"] > 0
+    assert run_cli(str(ramp), "--forecast") == 0
+    assert "Early warning before the default breaker opens:" in capsys.readouterr().out
+
+
+def test_forecast_needs_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_trace(tmp_path, hand_trace(None, [0.1] * 4))
+    assert run_cli(path, "--no-derive-labels", "--forecast") == 2
+    assert "--forecast needs labels" in capsys.readouterr().err
