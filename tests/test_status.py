@@ -123,7 +123,7 @@ def _recovery(**fields: Any) -> dict[str, Any]:
         "degraded": False, "fallbacks_served": 0, "failed": False, "failed_reason": None,
         "crash_loop": False, "next_attempt": None, "failed_episodes_in_a_row": 0,
         "consecutive_failures": 0, "episode_failures": 0, "episode_started": None,
-        "recent_episodes": 0, "actions": {},
+        "recent_episodes": 0, "abandoned_threads": 0, "refused_runs": 0, "actions": {},
         "episodes": {"recovered": 0, "held": 0, "unverified": 0, "exhausted": 0,
                      "interrupted": 0},
         **fields,
@@ -138,6 +138,8 @@ EXPECTED: dict[str, Any] = {
     "episodes_in_progress": 0,
     "stuck_strategies": [],
     "stuck_health_checks": 0,
+    "callback_timeouts": 0,
+    "callback_errors": 0,
     "plugins": {
         "steady": {
             "circuit_breaker": _breaker(
