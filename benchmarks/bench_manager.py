@@ -69,8 +69,11 @@ class _Idle:
 def _manager(**config: Any) -> RecoveryManager:
     quiet = logging.getLogger("recovery.bench")
     quiet.setLevel(logging.CRITICAL)
+    registry = PluginRegistry()
+    for name in ("p", "q"):
+        registry.register(_Idle(name))
     return RecoveryManager(
-        PluginRegistry(),
+        registry,
         _NoAudit(),
         RecoveryConfig(enable_health_checking=False, **config),
         quiet,

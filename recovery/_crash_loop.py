@@ -26,11 +26,18 @@ from typing import TYPE_CHECKING
 
 from recovery import _clock, _deadline
 from recovery._backoff import Backoff
+from recovery._dependencies import DEPENDENCY, PLUGIN
 from recovery._supervised import Episode, Supervised, Verification
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.failures import FailureInfo, FailureType
 
 MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
+
+# The alerts at the two ends of a crash loop, by kind of registration.
+_LOOP_ALERTS = {
+    PLUGIN: (AlertKind.CRASH_LOOP, AlertKind.CRASH_LOOP_ENDED),
+    DEPENDENCY: (AlertKind.DEPENDENCY_DOWN, AlertKind.DEPENDENCY_UP),
+}
 
 
 class CrashLoops:
@@ -70,15 +77,21 @@ class CrashLoops:
             plugin.failed_reason = reason
 
     def _crash_loop_started(self, plugin: Supervised, why: str) -> None:
-        """Outside the lock: hold the breaker open, wake the timer, alert once."""
+        """Outside the lock: hold the breaker open, wake the timer, alert once.
+
+        In a dependency's words: it is down since its trouble began, and probed next
+        after the delay (nothing is restarted)."""
         self._control(lambda: plugin.breaker.force_open(math.inf))
         self._timer_wake.set()
-        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP_ENDED)
-        self._alerts.fire_once(
-            plugin.name,
-            AlertKind.CRASH_LOOP,
-            f"{why}; crash loop: breaker held open, next attempt in {plugin.crash_delay:g}s",
-        )
+        started, ended = _LOOP_ALERTS[plugin.kind]
+        self._alerts.rearm(plugin.name, ended)
+        if plugin.kind == DEPENDENCY:
+            message = (f"down since {_clock.iso_utc(plugin.down_since)}, next probe in "
+                       f"{plugin.crash_delay:g}s ({why}); breaker held open")
+        else:
+            message = (f"{why}; crash loop: breaker held open, next attempt in "
+                       f"{plugin.crash_delay:g}s")
+        self._alerts.fire_once(plugin.name, started, message)
 
     def _leave_crash_loop(self, plugin: Supervised, failed_reason: str | None = None) -> None:
         """Under the lock: no next attempt; failed with ``failed_reason`` (None: serving)."""
@@ -86,12 +99,14 @@ class CrashLoops:
         plugin.next_attempt = None
         plugin.next_attempt_wall = None
         plugin.failed_reason = failed_reason
+        if failed_reason is None:
+            plugin.down_since = None
 
     def _crash_loop_ended(self, plugin: Supervised) -> None:
-        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP)
-        self._alerts.fire_once(
-            plugin.name, AlertKind.CRASH_LOOP_ENDED, "recovered; crash loop ended"
-        )
+        started, ended = _LOOP_ALERTS[plugin.kind]
+        self._alerts.rearm(plugin.name, started)
+        self._alerts.fire_once(plugin.name, ended, "up again; probes ended"
+                               if plugin.kind == DEPENDENCY else "recovered; crash loop ended")
 
     def _probe(self, plugin: Supervised) -> None:
         """End a crash loop's wait: start its next episode (one attempt) now."""

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from recovery import _clock, _deadline
 from recovery._bounded import ThreadRunner
+from recovery._dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
 from recovery._outbox import Outbox
 from recovery._supervised import (
     CLOSED,
@@ -160,7 +161,7 @@ class EpisodeRunner:
             elif result is not None:
                 outcome = result
         except Exception as exc:
-            self._outbox.log(logging.ERROR, "recovery episode of plugin %r failed", plugin.name,
+            self._outbox.log(logging.ERROR, "recovery episode of %s failed", label(plugin),
                              exc_info=exc)
         finally:
             if not parked:
@@ -239,16 +240,16 @@ class EpisodeRunner:
             self._control(lambda: breaker.end_repair(False))
         self._check_recovery_time(plugin, episode)
         self._outbox.log(
-            logging.INFO, "%s of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
+            logging.INFO, "%s of %s %s after %d attempt(s) (%d failure(s) counted)",
+            "probe" if plugin.kind == DEPENDENCY else
             "crash-loop probe" if episode.probe else "recovery episode",
-            plugin.name, outcome, episode.attempts, episode.failures,
+            label(plugin), outcome, episode.attempts, episode.failures,
         )
         if crash_started:
-            self._crash_loop_started(
-                plugin,
-                f"{episode.attempts} recovery attempt(s) failed for "
-                f"{episode.failure.type.value} failure",
-            )
+            self._crash_loop_started(plugin, f"{episode.attempts} probe(s) failed"
+                                     if plugin.kind == DEPENDENCY else
+                                     f"{episode.attempts} recovery attempt(s) failed for "
+                                     f"{episode.failure.type.value} failure")
         if crash_ended:
             self._crash_loop_ended(plugin)
         if gave_up:
@@ -288,6 +289,8 @@ class EpisodeRunner:
         with self._lock:
             strategies = dict(self._strategies)
         chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
+        if plugin.kind == DEPENDENCY and (chosen is None or chosen in PLUGIN_ACTIONS):
+            return [("probe", PROBE)]  # nothing to restart or reload: probe it
         if chosen is not None:
             strategy = strategies.get(chosen)
             if strategy is None:
@@ -535,8 +538,8 @@ class EpisodeRunner:
         self._audit(plugin.name, failure, action, success, action_succeeded, verified)
         level = logging.INFO if success else logging.WARNING
         if self.logger.isEnabledFor(level):
-            self._outbox.log(level, "recovery action %s of plugin %r: %s",
-                             action, plugin.name, "success" if success else "failure", extra={
+            self._outbox.log(level, "recovery action %s of %s: %s",
+                             action, label(plugin), "success" if success else "failure", extra={
                 "event": "recovery_action", "plugin": plugin.name, "action": action,
                 "result": "success" if success else "failure",
                 "duration": self.clock.monotonic() - started,

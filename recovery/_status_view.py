@@ -78,6 +78,9 @@ class StatusView:
                     _breaker_view(plugin.breaker),
                     _health_view(monitor if plugin.name in watched else None, plugin.name),
                     recovery[plugin.name],
+                    plugin.kind,
+                    plugin.depends_on,
+                    dict(plugin.tags),
                 )
                 for plugin in plugins
             },
@@ -108,6 +111,7 @@ class StatusView:
             episode_started=episode.wall_started if episode is not None else None,
             recent_episodes=len(plugin.history),
             abandoned_threads=abandoned,
+            down_since=plugin.down_since,
             refused_runs=plugin.refused_runs,
             actions={
                 action: ActionCounts(actions[action, True], actions[action, False])

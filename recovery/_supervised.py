@@ -93,6 +93,9 @@ class Supervised:
     name: str
     breaker: CircuitBreaker
     route: Route
+    kind: str = "plugin"  # or "dependency": an upstream nothing here can restart
+    depends_on: tuple[str, ...] = ()
+    tags: dict[str, str] = attrs.field(factory=dict)
     # Strategy runs by (action, success), for status and the Prometheus collector.
     actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
     # Finished episodes by outcome ("recovered", "held", ...), likewise.
@@ -119,6 +122,7 @@ class Supervised:
     hold_until: float | None = None  # a strategy holds the breaker open until then
     verification: Verification | None = None
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed
+    down_since: float | None = None  # wall clock: when its current trouble began
 
     @property
     def failed(self) -> bool:

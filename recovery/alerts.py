@@ -31,6 +31,10 @@ class AlertKind(StrEnum):
     UNRECOVERABLE = "unrecoverable"
     CRASH_LOOP = "crash_loop"
     CRASH_LOOP_ENDED = "crash_loop_ended"
+    # A dependency's words for the same two ends: down (probed after a growing
+    # delay), and up again.
+    DEPENDENCY_DOWN = "dependency_down"
+    DEPENDENCY_UP = "dependency_up"
 
 
 @attrs.frozen
@@ -86,10 +90,12 @@ class AlertDispatcher:
     """
 
     def __init__(self, logger: logging.Logger | None = None, *, enabled: bool = True,
-                 post: Post | None = None) -> None:
+                 post: Post | None = None,
+                 describe: Callable[[str], str] = "plugin {!r}".format) -> None:
         self._logger = logger if logger is not None else _logger
         self._enabled = enabled
         self._post = post
+        self._describe = describe  # a name as the log says it: "plugin 'p'"
         self._handlers: tuple[AlertHandler, ...] = ()
         self._fired: set[tuple[str, AlertKind]] = set()
         self._lock = threading.Lock()
@@ -113,7 +119,7 @@ class AlertDispatcher:
         alert = Alert(plugin_name, kind, message)
         log = functools.partial(
             self._logger.warning,  # a structured event: the fields go with the record
-            "alert %s for plugin %r: %s", kind.value, plugin_name, message,
+            "alert %s for %s: %s", kind.value, self._describe(plugin_name), message,
             extra={"event": "alert", "plugin": plugin_name, "alert": kind.value,
                    "detail": message},
         )

@@ -53,7 +53,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -63,6 +63,7 @@ from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
 from recovery._crash_loop import CrashLoops
+from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
 from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._impl import Dispatcher, Route
 from recovery._outbox import Outbox
@@ -78,7 +79,7 @@ from recovery._supervised import (
 )
 from recovery._supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
-from recovery.audit import AuditLogger
+from recovery.audit import AuditLogger, MemoryAuditLogger
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.config import RecoveryConfig as RecoveryConfig  # re-exported: its old home
@@ -90,7 +91,7 @@ from recovery.failures import (
     exception_message,
 )
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
-from recovery.plugins import PluginManager
+from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
 
@@ -107,7 +108,7 @@ class _Then(enum.Enum):
     START_CRASH_LOOP = enum.auto()
 
 
-class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
+class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
     ``execute_with_recovery(plugin_name, fn, *args, **kwargs)`` is inherited from
@@ -119,9 +120,14 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
     failure, classified from its exception, which may start an episode. An
     unknown plugin name is a ``KeyError``.
 
-    ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`);
-    ``audit_logger`` receives every strategy run (through ``log_recovery_attempt``
-    when it has one, else ``log_failure_recovery``); neither may be None. ``logger`` (default
+    ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`;
+    default: an empty :class:`~recovery.PluginRegistry`, for a manager of
+    dependencies only); ``audit_logger`` receives every strategy run (through
+    ``log_recovery_attempt`` when it has one, else ``log_failure_recovery``;
+    default: :class:`~recovery.MemoryAuditLogger` ``(maxlen=10_000)``, queryable,
+    each record also logged on the ``recovery.audit`` logger).
+    :meth:`register_plugin` puts a plugin of the plugin manager under supervision,
+    :meth:`register_dependency` an upstream nothing here can restart. ``logger`` (default
     ``logging.getLogger("recovery.manager")``) gets the manager's own messages and
     the alerts. ``clock`` (default: real) drives back-offs, strategy timeouts and
     health-check schedules; ``classifier`` (default :func:`~recovery.classify`) maps
@@ -138,8 +144,8 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
 
     def __init__(
         self,
-        plugin_manager: PluginManager,
-        audit_logger: AuditLogger,
+        plugin_manager: PluginManager | None = None,
+        audit_logger: AuditLogger | None = None,
         config: RecoveryConfig | None = None,
         logger: logging.Logger | None = None,
         *,
@@ -155,6 +161,10 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
             raise TypeError(f"config must be a RecoveryConfig, got {config!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        if plugin_manager is None:
+            plugin_manager = PluginRegistry()
+        if audit_logger is None:
+            audit_logger = MemoryAuditLogger(maxlen=10_000)
         _check_collaborators(plugin_manager, audit_logger, logger, clock)
         super().__init__()
         self.plugin_manager = plugin_manager
@@ -177,7 +187,7 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
             ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
             config.callback_timeout, self.logger)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
-                                       post=self._outbox.post)
+                                       post=self._outbox.post, describe=self._describe)
 
         # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
         # moves (whose listeners are anyone's), alerts, audit records and log records
@@ -215,6 +225,7 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
         All or nothing: the monitor is built and given every check before any
         thread starts, and a failure to start a thread stops what did start.
         """
+        self._check_dependency_graph()
         with self._lock:
             if self._running:
                 return
@@ -374,35 +385,52 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
         is degraded or its breaker rejects. A name registered twice is a ValueError.
         """
         _check_name("plugin name", name)
-        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
-            raise TypeError(
-                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
-            )
         if health_check_config is not None and not isinstance(
             health_check_config, HealthCheckConfig
         ):
             raise TypeError(
                 f"health_check_config must be a HealthCheckConfig, got {health_check_config!r}"
             )
-        if fallback is not None and not callable(fallback):
-            raise TypeError(f"fallback must be callable, got {fallback!r}")
         if health_check is not None and not callable(health_check):
             raise TypeError(f"health_check must be callable, got {health_check!r}")
+        if self.plugin_manager.get_plugin(name) is None:
+            raise LookupError(
+                f"plugin {name!r} is not in the plugin manager (it has: "
+                f"{', '.join(map(repr, self.plugin_manager.list_plugins())) or 'none'}); "
+                "an upstream you cannot restart is registered with register_dependency()")
+        # Kept even with health checking off: a recovery is verified by it, once.
+        check = health_check if health_check is not None else self._plugin_health_check(name)
+        return self._supervise(name, PLUGIN, breaker_config, check, fallback,
+                               health_check_config=health_check_config)
+
+    def _supervise(
+        self, name: str, kind: str, breaker_config: CircuitBreakerConfig | None,
+        check: Callable[[], Any] | None, fallback: Callable[..., Any] | None,
+        depends_on: tuple[str, ...] = (), tags: Mapping[str, str] | None = None,
+        health_check_config: HealthCheckConfig | None = None,
+    ) -> CircuitBreaker:
+        """Register a plugin or a dependency: its breaker, route and health check."""
+        _check_name(f"{kind} name", name)
+        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
+            raise TypeError(
+                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
+            )
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be callable, got {fallback!r}")
         if breaker_config is None:
             breaker_config = self.config.default_circuit_breaker
         with self._lock:
             if name in self._plugins:
-                raise ValueError(f"plugin {name!r} is already registered")
+                raise ValueError(f"{name!r} is already registered")
             breaker = CircuitBreaker(name, breaker_config, clock=self.clock)
-            plugin = Supervised(name, breaker, Route(breaker, fallback))
+            plugin = Supervised(name, breaker, Route(breaker, fallback), kind, depends_on,
+                                dict(tags or {}))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
         breaker.add_failure_listener(self._on_failure)
         if self._cluster is not None:
             self._cluster.attach(breaker)
-        # Kept even with health checking off: a recovery is verified by it, once.
-        check = health_check if health_check is not None else self._plugin_health_check(name)
         if check is not None:
             if health_check_config is None:
                 health_check_config = HealthCheckConfig(
@@ -415,6 +443,11 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
                 if self._running and self._monitor is not None:
                     self._watch(self._monitor, name, check, health_check_config)
         return breaker
+
+    def call(self, name: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)`` through ``name``'s breaker, its fallback while it is
+        down: the same as :meth:`execute_with_recovery`, named for dependencies."""
+        return self.execute_with_recovery(name, fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     def _watch(
         self, monitor: HealthMonitor, name: str, check: Callable[[], Any],
@@ -490,6 +523,11 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
         raises (anything) or blocks past it is counted in status and logged.
         """
         self._alerts.add_handler(handler)
+
+    def _describe(self, name: str) -> str:
+        """A registration as messages name it: "plugin 'p'", "dependency 'payments'"."""
+        plugin = self._plugins.get(name)
+        return f"plugin {name!r}" if plugin is None else label(plugin)
 
     def breaker(self, name: str) -> CircuitBreaker:
         return self._plugin(name).breaker
@@ -616,6 +654,7 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
             plugin.consecutive_failures = 0
             plugin.unrecovered = 0
             plugin.hold_until = None
+            plugin.down_since = None
             ended = plugin.crash_loop and plugin.episode is None
             if ended:
                 self._leave_crash_loop(plugin)
@@ -702,7 +741,8 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
         elif then is _Then.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
-                f"more than {config.max_episodes_per_period} recovery episodes within "
+                f"more than {config.max_episodes_per_period} "
+                f"{'failures' if plugin.kind == DEPENDENCY else 'recovery episodes'} within "
                 f"{config.episode_period:g}s",
             )
 
@@ -713,6 +753,8 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView):
         counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
         limit = self._thresholds.recovery_time
         plugin.episode = Episode(failure, now, None if limit is None else now + limit, probe)
+        if plugin.down_since is None:
+            plugin.down_since = plugin.episode.wall_started
         plugin.attempts = 0
         self._open_episodes += 1
 
@@ -862,11 +904,7 @@ def _check_name(what: str, name: Any) -> None:
 
 
 def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, clock: Any) -> None:
-    """Refuse at construction what would fail at the first episode, or lose its records.
-
-    None is refused too: a manager without an audit trail would drop every record
-    in silence (``recovery.LoggingAuditLogger()`` sends them to the logging system).
-    """
+    """Refuse at construction what would fail at the first episode, or lose its records."""
     if not isinstance(plugin_manager, PluginManager):
         raise TypeError(
             "plugin_manager must be a PluginManager (get_plugin(), list_plugins(), "

@@ -149,6 +149,7 @@ class PluginRecovery:
     recent_episodes: int = 0
     abandoned_threads: int = 0
     refused_runs: int = 0
+    down_since: float | None = None  # wall clock: when its current trouble began
     actions: Mapping[str, ActionCounts] = attrs.field(factory=dict)  # by strategy, sorted
     episodes: EpisodeCounts = EpisodeCounts()
 
@@ -171,6 +172,7 @@ class PluginRecovery:
             "recent_episodes": self.recent_episodes,
             "abandoned_threads": self.abandoned_threads,
             "refused_runs": self.refused_runs,
+            "down_since": iso_utc(self.down_since),
             "actions": {action: counts.to_dict() for action, counts in self.actions.items()},
             "episodes": self.episodes.to_dict(),
         }
@@ -188,10 +190,16 @@ class PluginStatus:
     circuit_breaker: CircuitBreakerMetrics
     health_check: HealthCheckStatus
     recovery: PluginRecovery
+    kind: str = "plugin"  # or "dependency" (registered with register_dependency())
+    depends_on: tuple[str, ...] = ()
+    tags: Mapping[str, str] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The sections by name (the plugin's own name is the key it is filed under)."""
         return {
+            "kind": self.kind,
+            "depends_on": list(self.depends_on),
+            "tags": dict(self.tags),
             "circuit_breaker": self.circuit_breaker.to_dict(),
             "health_check": self.health_check.to_dict(),
             "recovery": self.recovery.to_dict(),
