@@ -29,6 +29,7 @@ from recovery._backoff import Backoff
 from recovery._dependencies import DEPENDENCY, PLUGIN
 from recovery._supervised import Episode, Supervised, Verification
 from recovery.alerts import AlertDispatcher, AlertKind
+from recovery.config import RecoveryConfig
 from recovery.failures import FailureInfo, FailureType
 
 MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
@@ -44,6 +45,7 @@ class CrashLoops:
     """The crash-loop part of :class:`recovery.RecoveryManager` (a mixin)."""
 
     clock: _clock.Clock
+    config: RecoveryConfig
     _lock: threading.RLock
     _plugins: dict[str, Supervised]
     _parked: dict[str, Supervised]  # by name, in the order they parked
@@ -67,14 +69,41 @@ class CrashLoops:
         The breaker is to be held open until then (the caller does it, outside the
         lock); the plugin is failed while it waits, with ``reason``.
         """
-        delay = self._crash_backoff.delay(plugin.crash_level)
+        plugin.crash_delay = self._crash_backoff.delay(plugin.crash_level)
         plugin.crash_level = min(plugin.crash_level + 1, MAX_LEVEL)
-        plugin.crash_delay = delay
-        plugin.next_attempt = now + delay
-        plugin.next_attempt_wall = time.time() + delay
+        self._wait_again(plugin, now)
         if not plugin.crash_loop:
             plugin.crash_loop = True
             plugin.failed_reason = reason
+
+    def _wait_again(self, plugin: Supervised, now: float) -> None:
+        """Under the lock: the next attempt of a crash loop is its delay from ``now``
+        (a probe that never ran, cut short by stop(), waits the same delay again)."""
+        plugin.next_attempt = now + plugin.crash_delay
+        plugin.next_attempt_wall = time.time() + plugin.crash_delay
+
+    def _too_many_episodes(self, plugin: Supervised, now: float,
+                           quiet_since: float | None) -> bool:
+        """Under the lock, for a failure that would start an episode at ``now``: is the
+        restart intensity exceeded (more than ``max_episodes_per_period`` episodes
+        within ``episode_period``)? If not, the episode is counted in the history.
+
+        ``stable_period`` without trouble (since ``quiet_since``) forgets the
+        back-off state first: the history, the crash-loop delay, the failed
+        episodes in a row.
+        """
+        config = self.config
+        history = plugin.history
+        if quiet_since is not None and now - quiet_since >= config.stable_period:
+            history.clear()
+            plugin.crash_level = 0
+            plugin.unrecovered = 0
+        while history and now - history[0] >= config.episode_period:
+            history.popleft()
+        if len(history) >= config.max_episodes_per_period:
+            return True
+        history.append(now)
+        return False
 
     def _crash_loop_started(self, plugin: Supervised, why: str) -> None:
         """Outside the lock: hold the breaker open, wake the timer, alert once.

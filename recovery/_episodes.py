@@ -26,7 +26,6 @@ import functools
 import logging
 import math
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +104,7 @@ class EpisodeRunner:
                               failed_reason: str | None = None) -> None: ...
         def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
         def _crash_loop_ended(self, plugin: Supervised) -> None: ...
+        def _wait_again(self, plugin: Supervised, now: float) -> None: ...
 
     def _work(self) -> None:
         self._own_thread()
@@ -215,8 +215,7 @@ class EpisodeRunner:
                     self._leave_crash_loop(plugin)
             elif outcome == INTERRUPTED:
                 if plugin.crash_loop:  # stopped during a probe: wait the same delay again
-                    plugin.next_attempt = now + plugin.crash_delay
-                    plugin.next_attempt_wall = time.time() + plugin.crash_delay
+                    self._wait_again(plugin, now)
             else:  # exhausted, held or unverified: not known to be back in service
                 plugin.unrecovered += 1
                 if config.give_up_after is not None and (

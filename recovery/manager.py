@@ -348,8 +348,7 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Depende
         with self._lock:
             in_crash_loop = plugin.crash_loop
             if in_crash_loop:
-                plugin.next_attempt = self.clock.monotonic() + plugin.crash_delay
-                plugin.next_attempt_wall = time.time() + plugin.crash_delay
+                self._wait_again(plugin, self.clock.monotonic())
         if in_crash_loop or plugin.failed_for_good:
             self._control(lambda: breaker.force_open(math.inf))
         else:
@@ -703,22 +702,12 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Depende
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
                 pass
+            elif self._too_many_episodes(plugin, now, quiet_since):
+                self._enter_crash_loop(plugin, INTENSITY, now)
+                then = _Then.START_CRASH_LOOP
             else:
-                history = plugin.history
-                if quiet_since is not None and now - quiet_since >= config.stable_period:
-                    # Healthy for stable_period: forget the back-off state.
-                    history.clear()
-                    plugin.crash_level = 0
-                    plugin.unrecovered = 0
-                while history and now - history[0] >= config.episode_period:
-                    history.popleft()
-                if len(history) >= config.max_episodes_per_period:
-                    self._enter_crash_loop(plugin, INTENSITY, now)
-                    then = _Then.START_CRASH_LOOP
-                else:
-                    history.append(now)
-                    self._open_episode(plugin, failure, now, probe=False)
-                    then = _Then.START_EPISODE
+                self._open_episode(plugin, failure, now, probe=False)
+                then = _Then.START_EPISODE
         if then is _Then.START_EPISODE:
             self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
