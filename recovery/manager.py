@@ -17,7 +17,8 @@ threads:
   ``strategy_timeout`` has failed (a stuck one is abandoned and reported);
 - an action is not a recovery: the attempt succeeds only once the plugin is
   *verified*, by its health check run once, or without one by its breaker's
-  half-open trials within ``verify_timeout``;
+  half-open trials within ``verify_timeout`` (a deadline: the episode is parked
+  and holds no worker meanwhile);
 - up to ``max_recovery_attempts`` attempts, ``recovery_backoff_base *
   recovery_backoff_factor**k`` seconds apart on the manager's clock;
 - exhausted, or restart intensity exceeded (as in OTP supervisors: more than
@@ -32,21 +33,32 @@ threads:
 Only a non-recoverable failure, or ``give_up_after`` failed episodes in a row,
 leaves a plugin failed (breaker held open) until :meth:`reset_plugin`.
 
+A *dependency* (:meth:`RecoveryManager.register_dependency`: an upstream nothing
+here can restart) is recovered by probes instead of restarts, in its own words.
+User callbacks (alert handlers, audit and log records) are delivered on the
+manager's own thread, each bounded (:mod:`recovery._outbox`).
+
+The parts live in modules of one concern each, mixed into the manager: the
+episode runner (:mod:`recovery._episodes`), the crash loop and its timer
+(:mod:`recovery._crash_loop`), the link to the health monitor
+(:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
+the status view (:mod:`recovery._status_view`); the bookkeeping records are in
+:mod:`recovery._supervised`.
+
 Time: everything runs on the manager's clock. The back-off between attempts is
-a pause (:func:`recovery._clock.pause`): on the real clock ``stop()`` interrupts
+a pause (:func:`recovery._deadline.pause`): on the real clock ``stop()`` interrupts
 it; a :class:`recovery.testing.FakeClock` is advanced through it at once, so an
 episode of several attempts completes without the test moving the clock (it
 sees the clock moved by the back-offs). A strategy's timeout, a verification's
 ``verify_timeout`` and a crash loop's delay are deadlines: on a FakeClock they
 pass only when the clock is advanced past them (``clock.wait_for_waiters(n)``
-tells when a thread is parked on one; a timer thread is parked on the clock
-while some plugin waits in a crash loop).
+tells when a thread is parked on one; the timer thread is parked on the clock
+while some plugin waits in a crash loop or for a verification).
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
 import functools
 import logging
@@ -56,8 +68,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import attrs
-
 from recovery import _clock
 from recovery import _validate as v
 from recovery._backoff import Backoff
@@ -65,13 +75,13 @@ from recovery._bounded import ThreadRunner
 from recovery._crash_loop import CrashLoops
 from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
 from recovery._episodes import EpisodeRunner, safe_repr
+from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
 from recovery._supervised import (
     CLOSED,
     INTENSITY,
-    OPEN,
     REJECTING,
     UNRECOVERABLE,
     Episode,
@@ -90,7 +100,7 @@ from recovery.failures import (
     classify,
     exception_message,
 )
-from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
+from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
@@ -108,7 +118,9 @@ class _Then(enum.Enum):
     START_CRASH_LOOP = enum.auto()
 
 
-class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies):
+class RecoveryManager(
+    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink
+):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
     ``execute_with_recovery(plugin_name, fn, *args, **kwargs)`` is inherited from
@@ -448,49 +460,6 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Depende
         down: the same as :meth:`execute_with_recovery`, named for dependencies."""
         return self.execute_with_recovery(name, fn, *args, **kwargs)  # type: ignore[no-any-return]
 
-    def _watch(
-        self, monitor: HealthMonitor, name: str, check: Callable[[], Any],
-        config: HealthCheckConfig,
-    ) -> None:
-        monitor.watch(
-            name,
-            check,
-            self._health_config(name, config, self._plugins[name].breaker.state),
-            on_failure_limit=self._on_health_failure_limit,
-            on_healthy=self._on_healthy,
-        )
-
-    def _health_config(
-        self, name: str, config: HealthCheckConfig, state: CircuitBreakerState
-    ) -> HealthCheckConfig:
-        """The plugin's check config for a breaker state.
-
-        While the breaker is open (or repairing) the check runs at the breaker
-        config's ``health_check_interval`` with its ``health_check_timeout``, so a
-        dead dependency that comes back is found sooner than its open period would;
-        otherwise at the registered config's interval and timeout.
-        """
-        if state not in REJECTING:
-            return config
-        breaker_config = self._plugins[name].breaker.config
-        return attrs.evolve(config, interval=breaker_config.health_check_interval,
-                            timeout=breaker_config.health_check_timeout)
-
-    def _plugin_health_check(self, name: str) -> Callable[[], Any] | None:
-        """The plugin's own ``health_check``, looked up on every run (a restart may replace
-        the plugin object), or None if the plugin has none now."""
-        plugin = self.plugin_manager.get_plugin(name)
-        if not callable(getattr(plugin, "health_check", None)):
-            return None
-
-        def check() -> Any:
-            current = self.plugin_manager.get_plugin(name)
-            if current is None:
-                raise LookupError(f"plugin {name!r} is not loaded")
-            return current.health_check()  # type: ignore[attr-defined]  # optional in Plugin
-
-        return check
-
     def register_strategy(self, name: str, strategy: RecoveryStrategy) -> None:
         """Add a strategy under ``name`` (the action written to the audit log).
 
@@ -632,17 +601,6 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Depende
         if new is CLOSED:
             self._recovered(plugin)
 
-    def _recheck_at_new_pace(self, name: str, state: CircuitBreakerState) -> None:
-        """The breaker started or stopped rejecting: switch its health-check config."""
-        with self._lock:
-            monitor = self._monitor
-            registered = self._health_checks.get(name)
-        if monitor is None or registered is None:
-            return
-        # KeyError: registered after the monitor stopped; watched from the next start().
-        with contextlib.suppress(KeyError):
-            monitor.reconfigure(name, self._health_config(name, registered[1], state))
-
     def _recovered(self, plugin: Supervised) -> None:
         """The breaker closed on its own trials: the plugin serves again.
 
@@ -783,43 +741,6 @@ class RecoveryManager(Dispatcher, EpisodeRunner, CrashLoops, StatusView, Depende
         self._control(plugin.breaker.reset)
         self._timer_wake.set()
         self._alerts.rearm(name)
-
-    # -- health checks ------------------------------------------------------------------------
-
-    def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
-        """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
-        self._own_thread()  # a monitor thread
-        plugin = self._plugins[name]
-        plugin.breaker.record_health_check(False)
-        self.record_failure(
-            name,
-            FailureInfo(
-                FailureType.HEALTH_CHECK,
-                message=result.message or "health check failed",
-                context={"check_type": result.check_type, "details": dict(result.details)},
-            ),
-        )
-
-    def _on_healthy(self, name: str, result: HealthCheckResult) -> None:
-        """A healthy check ends a crash loop's wait (its next episode starts now), lets
-        an OPEN breaker try a call now (unless a strategy holds it open: a hold is a
-        hold), and ends an open-ended degradation. During an episode the episode
-        owns the breaker; a plugin failed for good stays so until reset_plugin()."""
-        self._own_thread()  # a monitor thread
-        plugin = self._plugins[name]
-        plugin.breaker.record_health_check(True)
-        now = self.clock.monotonic()
-        with self._lock:
-            if plugin.failed_for_good or plugin.episode is not None:
-                return
-            probe = plugin.crash_loop
-            if plugin.degraded and plugin.degraded_until is None:
-                plugin.degraded = False
-            held = plugin.hold_until is not None and now < plugin.hold_until
-        if probe:
-            self._probe(plugin)
-        elif not held and plugin.breaker.state is OPEN:
-            self._control(plugin.breaker.allow_trial)
 
     # -- episodes -----------------------------------------------------------------------------
 
