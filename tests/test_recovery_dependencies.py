@@ -8,6 +8,8 @@ FakeClock's; the server's threads are joined when the test ends.
 from __future__ import annotations
 
 import http.server
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -29,7 +31,7 @@ OPEN = CircuitBreakerState.OPEN
 class Upstream:
     """A local HTTP server whose ``/healthz`` answers as ``mode`` says."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.mode = "healthy"
         self.release = threading.Event()  # ends every hanging answer
         self.hits = 0
@@ -40,6 +42,12 @@ class Upstream:
                 upstream.hits += 1
                 if upstream.mode == "hanging":
                     upstream.release.wait(10.0)
+                if upstream.mode == "streaming":  # a body that never ends
+                    self.send_response(200)
+                    self.end_headers()
+                    while not upstream.release.is_set():
+                        self.wfile.write(b"x" * 65536)
+                    return
                 status = {"healthy": 200, "failing": 500, "redirect": 302}.get(upstream.mode, 200)
                 self.send_response(status)
                 if status == 302:
@@ -53,7 +61,10 @@ class Upstream:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/healthz"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "http" if tls is None else "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}/healthz"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -151,6 +162,40 @@ def test_a_health_url_is_healthy_on_2xx_and_3xx(
         rm.record_failure("payments", FailureInfo("error"))
         settle(rm, clock)
         assert rm.audit_logger.query(plugin="payments")[-1]["success"] is healthy
+
+
+def test_a_health_url_reads_a_bounded_part_of_an_endless_body(
+    clock: FakeClock, upstream: Upstream,
+) -> None:
+    upstream.mode = "streaming"
+    rm = _manager(clock, max_recovery_attempts=1)
+    rm.register_dependency("payments", health_check=upstream.url)
+    with rm:
+        rm.record_failure("payments", FailureInfo("error"))
+        settle(rm, clock)  # the check came back while the body still streams
+        assert not upstream.release.is_set()
+        assert rm.audit_logger.query(plugin="payments")[-1]["success"] is True
+        upstream.release.set()
+
+
+def test_a_health_url_over_tls_is_verified(clock: FakeClock, tmp_path: Any) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    upstream = Upstream(tls=context)  # a self-signed certificate: not to be trusted
+    try:
+        rm = _manager(clock, max_recovery_attempts=1)
+        rm.register_dependency("payments", health_check=upstream.url)
+        with rm:
+            rm.record_failure("payments", FailureInfo("error"))
+            settle(rm, clock)
+            assert rm.audit_logger.query(plugin="payments")[-1]["success"] is False
+        assert upstream.hits == 0  # refused at the handshake
+    finally:
+        upstream.close()
 
 
 def test_a_custom_strategy_named_for_a_dependency_still_runs(clock: FakeClock) -> None:
