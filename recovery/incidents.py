@@ -202,7 +202,7 @@ class _Open:
     ended: float | None = None
 
     def snapshot(self) -> Incident:
-        ordered = sorted(self.members.values(), key=lambda m: (m.first_onset, m.name))
+        ordered = sorted(self.members.values(), key=lambda m: m.first_onset)  # stable
         return Incident(self.id, self.root, tuple(m.name for m in ordered), self.started,
                         self.ended, tuple(m.evidence() for m in ordered), self.cause_known)
 
@@ -269,6 +269,9 @@ class IncidentTracker:
         with self._lock:
             now = self.clock.monotonic()
             events: list[IncidentEvent] = []
+            released: list[str] = []
+            # No sweep before placing: an onset at the very end of another's gathering
+            # time may still link it, or complete its simultaneous group.
             current = self._of.get(name)
             if current is not None:
                 incident = self._open[current]
@@ -276,7 +279,8 @@ class IncidentTracker:
             else:
                 incident = self._place(name, kind, now, events)
             self._hold(incident, now)
-            return self._update(incident, now, events)
+            self._sweep(now, events, released)
+            return Update(incident.snapshot(), tuple(events), (), tuple(released))
 
     def recovered(self, name: str) -> Update:
         """``name`` is verified well again (its recovery was verified, its trial passed,
@@ -288,9 +292,12 @@ class IncidentTracker:
         v.check(v.name(), "name", name)
         with self._lock:
             now = self.clock.monotonic()
+            events: list[IncidentEvent] = []
+            released: list[str] = []
+            self._sweep(now, events, released)
             current = self._of.get(name)
             if current is None:
-                return self._update(None, now, [])
+                return Update(None, tuple(events), (), tuple(released))
             incident = self._open[current]
             trials: list[str] = []
             if name == incident.root:
@@ -300,11 +307,10 @@ class IncidentTracker:
                         trials.append(member.name)
                 incident.root_verified = True
             incident.members[name].recovered = True
-            events: list[IncidentEvent] = []
             if all(member.recovered for member in incident.members.values()):
                 self._resolve(incident, now, events, "every member recovered")
-            update = self._update(incident, now, events)
-            return attrs.evolve(update, trials=(*trials, *update.trials))
+            self._sweep(now, events, released)
+            return Update(incident.snapshot(), tuple(events), tuple(trials), tuple(released))
 
     def fold(self, name: str, alert_kind: str) -> Incident | None:
         """``name``'s own alert ``alert_kind`` is about to fire: the incident it is in
@@ -326,7 +332,10 @@ class IncidentTracker:
         For the caller's timer, at :meth:`next_due`; every other call does it too.
         """
         with self._lock:
-            return self._update(None, self.clock.monotonic(), [])
+            events: list[IncidentEvent] = []
+            released: list[str] = []
+            self._sweep(self.clock.monotonic(), events, released)
+            return Update(None, tuple(events), (), tuple(released))
 
     # -- what the manager asks -------------------------------------------------------------
 
@@ -536,10 +545,9 @@ class IncidentTracker:
             f"incident {incident.id}: root {incident.root}"
             f"{', with ' + ', '.join(others) if others else ''}{cause}"))
 
-    def _update(self, incident: _Open | None, now: float,
-                events: list[IncidentEvent]) -> Update:
-        """Do what is due at ``now`` and return the update of a call."""
-        released: list[str] = []
+    def _sweep(self, now: float, events: list[IncidentEvent], released: list[str]) -> None:
+        """Do what is due at ``now``: announce incidents that gathered long enough (a lone
+        onset first grouped with simultaneous ones), end holds that are over."""
         for open_ in sorted(self._open.values(), key=lambda incident: incident.started):
             if open_.id in self._open and not open_.announced \
                     and now >= open_.started + SIMULTANEOUS:
@@ -550,8 +558,6 @@ class IncidentTracker:
                         and not member.recovered and not self._held(open_, member, now)):
                     member.released = True  # timed out, or its root is no longer upstream
                     released.append(member.name)
-        snapshot = None if incident is None else incident.snapshot()
-        return Update(snapshot, tuple(events), (), tuple(released))
 
 
 def _rank(member: _Member) -> tuple[int, int]:
