@@ -10,7 +10,9 @@ tripping, or an early warning that it is going bad) into incidents:
   between the two in either direction, or the same value of a tag;
 - without any declared link, ``min_group`` or more onsets within
   :data:`SIMULTANEOUS` seconds of the first are one incident whose cause is
-  unknown (an undeclared common cause: a network partition, a shared host);
+  unknown (an undeclared common cause: a network partition, a shared host). This
+  is decided when the first one's gathering time ends (below), so that siblings
+  whose root trips a moment after them are linked through it first;
 - anything else is an incident of its own.
 
 An onset linked to two open incidents joins them into one (the older keeps its id):
@@ -33,8 +35,9 @@ root changes) and "incident_resolved" (every member recovered). An incident is
 announced :data:`SIMULTANEOUS` seconds after it started, so that onsets of the same
 instant (the root and its dependents seen in the same second, in any order) are
 one page naming the right root, not a page per breaker. Events are returned by the
-calls that cause them and by :meth:`IncidentTracker.poll`; the tracker calls no
-user code, so it can be called under no particular thread's rules.
+calls that cause them and by :meth:`IncidentTracker.poll` (call it at
+:meth:`IncidentTracker.next_due`); the tracker calls no user code and starts no
+thread, so whoever delivers the events decides on which thread handlers run.
 
 Time comes from the clock given (a FakeClock in tests); every method is
 thread-safe.
@@ -549,8 +552,9 @@ class IncidentTracker:
         """Do what is due at ``now``: announce incidents that gathered long enough (a lone
         onset first grouped with simultaneous ones), end holds that are over."""
         for open_ in sorted(self._open.values(), key=lambda incident: incident.started):
-            if open_.id in self._open and not open_.announced \
-                    and now >= open_.started + SIMULTANEOUS:
+            if open_.id not in self._open:
+                continue  # grouped into an earlier one by this sweep
+            if not open_.announced and now >= open_.started + SIMULTANEOUS:
                 self._group_unlinked(open_, now, events)
                 self._announce(open_, events)
             for member in open_.members.values():
