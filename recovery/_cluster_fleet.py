@@ -39,6 +39,9 @@ LEASE_TTL = 5.0
 """Seconds a trial lease lives unless renewed: how long a dead holder blocks the fleet."""
 LEASE_RENEW = 1.0
 """How often the holder renews its lease while its breaker is half-open."""
+MAX_PERIOD = 1e9
+"""The longest finite open period the cluster publishes or stores (about 31 years): any
+longer one is cut to this, so no period reaches an overflowing timer or Redis TTL."""
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -137,6 +140,8 @@ class Fleet:
             # have ended (half-open) before we got here: the trip still stands for
             # the fleet (the repair is local), for a first open period.
             period = breaker.config.timeout
+        if not math.isinf(period):  # inf: held until reset, everywhere
+            period = min(period, MAX_PERIOD)
         # The event as it will be if the fleet is where we last saw it (the usual
         # case): the trip script then publishes it too, in the same round trip.
         event = Event("open", breaker.name, t.epoch + 1, self.node,
@@ -241,7 +246,9 @@ class Fleet:
             self.sync(t)
         elif result[0] == -2:
             left = math.inf if result[1] == -1 else result[1] / 1000
-            t.fleet, t.until = "open", self._now() + left
+            if t.opened_by != self.node:
+                left = _capped(t, left)
+            t.fleet, t.until = "open", self._now() + _capped(t, left)
             self._hold(t, left)
         else:
             t.lease_epoch = None
@@ -257,6 +264,7 @@ class Fleet:
             self._trial_ended(t, success=True)
 
     def _follow_trial(self, t: Tracked, left: float) -> None:
+        left = min(left, LEASE_TTL)  # a lease never lives longer, unless forged
         t.fleet, t.until = "trial", self._now() + left
         self._hold(t, left)
 
@@ -265,7 +273,9 @@ class Fleet:
     ) -> None:
         t.epoch, t.level, t.fleet, t.opened_by = epoch, level, "open", by
         t.lease_epoch = None
-        t.until = self._now() + period
+        if by != self.node:
+            period = _capped(t, period)  # a remote period at the local cap
+        t.until = self._now() + _capped(t, period)
         self._hold(t, period)
 
     def _closed(self, t: Tracked, epoch: int, everyone: bool) -> None:
@@ -292,3 +302,10 @@ class Fleet:
         t.held = True
         breaker._opened_by = None if t.opened_by == self.node else t.opened_by
         breaker.force_open(left + HOLD_MARGIN)
+
+
+def _capped(t: Tracked, seconds: float) -> float:
+    """``seconds`` at most the breaker's ``max_retry_interval`` (inf, until reset, stays):
+    the longest this process waits on a fleet deadline before it reads the records
+    again, and the longest hold a period from another node gets here."""
+    return seconds if math.isinf(seconds) else min(seconds, t.breaker.config.max_retry_interval)

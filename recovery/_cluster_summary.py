@@ -246,9 +246,9 @@ class Publisher:
             except faults as exc:  # Redis away: the next second tries again
                 self.errors += 1
                 _logger.debug("cluster summary not published: %s", exc)
-            except Exception:
+            except BaseException as exc:  # the thread must outlive anything
                 self.errors += 1
-                _logger.exception("cluster summary failed")
+                self._cluster._failed("summary publisher", exc, None)
 
     def message(self) -> bytes:
         cluster = self._cluster

@@ -40,7 +40,7 @@ import attrs
 
 from recovery import _clock, _validate
 from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
-from recovery._cluster_fleet import Fleet, Tracked
+from recovery._cluster_fleet import LEASE_RENEW, Fleet, Tracked
 from recovery._cluster_store import Store
 from recovery._cluster_summary import summary_thread
 from recovery.state import CircuitBreakerState
@@ -66,6 +66,7 @@ BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0
 _POLL = 0.2  # how often the subscriber looks up from the socket (stop, reconnect requests)
 _SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
 _HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
+_MAX_WAIT = 60.0  # the worker's longest sleep: no deadline, however far, overflows a timer
 _FAULTS = (redis.RedisError, OSError)
 
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP, _WAKE = range(7)
@@ -343,6 +344,12 @@ class Cluster:
             self._errors += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
 
+    def _failed(self, thread: str, exc: BaseException, on: object) -> None:
+        """An exception that is not a Redis fault reached a cluster thread: counted and
+        logged, and the thread goes on (it is a bug, or a listener that raised)."""
+        self._fault(exc)
+        _logger.error("cluster %s failed on %r; it goes on", thread, on, exc_info=exc)
+
     def _set_connected(self, connected: bool) -> None:
         with self._stats_lock:
             self._connected = connected
@@ -357,10 +364,11 @@ class Cluster:
             try:
                 self._listen(pubsub)
                 backoff = BACKOFF_FIRST
-            except Exception as exc:  # Redis faults; anything else is logged, then retried
-                if not isinstance(exc, _FAULTS):
-                    _logger.exception("cluster subscriber failed")
-                self._fault(exc)
+            except BaseException as exc:  # Redis faults; anything else is
+                if isinstance(exc, _FAULTS):  # logged too; then it reconnects
+                    self._fault(exc)
+                else:
+                    self._failed("subscriber", exc, None)
                 self._inbox.put((_DISCONNECTED,))
                 if self._stopping.wait(random.uniform(backoff / 2, backoff)):
                     break
@@ -402,28 +410,20 @@ class Cluster:
         try:
             with self._fleet_lock:
                 self._handle((_REMOTE, event))
-        except Exception as exc:
-            self._fault(exc)
-            _logger.exception("cluster subscriber failed on %r", event)
+        except BaseException as exc:  # the subscriber must outlive anything
+            self._failed("subscriber", exc, event)
         self._inbox.put((_WAKE,))
 
     # -- the worker thread ----------------------------------------------------------------
 
     def _work(self) -> None:
         self._worker_ident = threading.get_ident()
-        real = isinstance(self._clock, _clock.MonotonicClock)
         while True:
-            timeout = self._next_deadline() - self._clock.monotonic()
-            if not real:  # a test clock moves without waking us: look again soon
-                timeout = min(timeout, 0.01)
+            item: tuple[Any, ...] | None = None
             try:
-                item = self._inbox.get(timeout=max(timeout, 0.0) if math.isfinite(timeout)
-                                       else None)
-            except queue.Empty:
-                item = None
-            if item is not None and item[0] == _STOP:
-                return
-            try:
+                item = self._next_item()
+                if item is not None and item[0] == _STOP:
+                    return
                 with self._fleet_lock:
                     if item is not None:
                         self._handle(item)
@@ -433,9 +433,20 @@ class Cluster:
                 self._fault(exc)
                 self._set_connected(False)
                 self._reconnect.set()
-            except Exception as exc:
-                self._fault(exc)
-                _logger.exception("cluster worker failed on %r", item)
+                if item is not None and item[0] == _LOCAL:  # published once Redis is back
+                    Fleet.note_offline(*item[1:])
+            except BaseException as exc:  # the worker must outlive anything
+                self._failed("worker", exc, item)
+
+    def _next_item(self) -> tuple[Any, ...] | None:
+        """The next queued item, or None once the nearest fleet deadline is due."""
+        timeout = min(self._next_deadline() - self._clock.monotonic(), _MAX_WAIT)
+        if not isinstance(self._clock, _clock.MonotonicClock):
+            timeout = min(timeout, 0.01)  # a test clock moves without waking us: look soon
+        try:
+            return self._inbox.get(timeout=max(timeout, 0.0))
+        except queue.Empty:
+            return None
 
     def _next_deadline(self) -> float:
         if not self._connected:
@@ -446,7 +457,12 @@ class Cluster:
         now = self._clock.monotonic()
         for tracked in list(self._tracked.values()):
             if tracked.until <= now:
-                self._fleet.tick(tracked)
+                try:
+                    self._fleet.tick(tracked)
+                except BaseException:
+                    if tracked.until <= now:  # a deadline that fails is retried, not spun on
+                        tracked.until = now + LEASE_RENEW
+                    raise
 
     def _handle(self, item: tuple[Any, ...]) -> None:
         kind = item[0]

@@ -1,0 +1,86 @@
+"""The cluster under abuse: huge periods, a silent Redis, hostile names, forged and
+replayed messages and records. Nothing dies, nothing is lost, nobody gets in.
+
+Every test runs on a real redis-server (tests/redis_server.py); faults are made with
+SIGSTOP/SIGCONT, kill and FLUSHALL, and every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import pytest
+
+from recovery._cluster_codec import Event, encode
+from tests import test_cluster
+from tests.test_cluster import trip, until
+
+with contextlib.suppress(ImportError):  # without it the redis_url fixture skips or fails
+    import redis
+
+namespace = test_cluster.namespace  # the fixtures: a fresh namespace, started nodes
+nodes = test_cluster.nodes
+
+
+def publish(url: str, channel: str, message: bytes) -> None:
+    client = redis.Redis.from_url(url)
+    try:
+        client.publish(channel, message)
+    finally:
+        client.close()
+
+
+# -- durations are capped; the threads never die -------------------------------------------
+
+
+def test_a_huge_forced_period_propagates_and_the_threads_go_on(nodes: Any) -> None:
+    (c1, b1), (c2, b2) = nodes(), nodes()
+    b1.force_open(1e10)  # past threading.TIMEOUT_MAX: once killed both workers
+    until(lambda: b2.state.value == "open")
+    # The follower holds a remote period at its own cap (max_retry_interval, 300 s).
+    assert b2.retry_after is not None and b2.retry_after <= 300 + 1.0
+    b1.reset()  # both workers are still there to publish and to follow
+    until(lambda: b2.state.value == "closed")
+    assert b1.state.value == "closed"
+    for cluster in (c1, c2):
+        assert all(t.is_alive() for t in cluster._threads)
+
+
+def test_a_forged_huge_period_is_held_at_the_local_cap_only(
+    nodes: Any, redis_url: str, namespace: str
+) -> None:
+    (c1, b1), (c2, b2) = nodes(), nodes()
+    forged = Event("open", "db", 1, "mallory", 1e300, 0, "forged")  # no secret: accepted
+    publish(redis_url, f"{namespace}:events", encode(forged, None))
+    until(lambda: b1.state.value == "open" and b2.state.value == "open")
+    for cb in (b1, b2):
+        assert cb.retry_after is not None and cb.retry_after <= 300 + 1.0
+    b1.reset()  # its worker lived through the forged period: it publishes the close
+    until(lambda: c1.status()["events"]["published"]["close"] == 1)
+    for cluster in (c1, c2):
+        assert all(t.is_alive() for t in cluster._threads)
+
+
+def test_an_exception_on_a_cluster_thread_is_counted_logged_and_survived(
+    nodes: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (_c1, b1), (c2, b2) = nodes(), nodes()
+    raised: list[str] = []
+
+    def once(_cb: Any, _old: Any, new: Any) -> None:
+        if not raised:  # the follower's subscriber applies the open: it gets this
+            raised.append(new.value)
+            raise SystemExit("a listener that exits")
+
+    b2.add_listener(once)
+    with caplog.at_level(logging.ERROR, logger="recovery.cluster"):
+        trip(b1)
+        until(lambda: b2.state.value == "open")
+        until(lambda: c2.status()["errors"] >= 1)
+    assert "SystemExit" in (c2.status()["last_error"] or "")
+    assert any("SystemExit" in (r.exc_text or "") for r in caplog.records)
+    b1.reset()  # the subscriber lived on: the close still arrives
+    until(lambda: b2.state.value == "closed")
+    assert all(t.is_alive() for t in c2._threads)
