@@ -500,18 +500,18 @@ class Cluster:
         """On (re)connection: publish resets made offline, follow the records, then
         publish trips made offline that the fleet does not know of yet."""
         tracked = list(self._tracked.values())
-        for t in tracked:
+        for t in tracked:  # each pending item is forgotten only once Redis took it
             if t.pending == "reset":
-                t.pending = None
                 if t.breaker.state is CircuitBreakerState.CLOSED:
                     self._fleet.reset(t)
+                t.pending = None
         for t in tracked:
             self._fleet.sync(t)
         for t in tracked:
             if t.pending == "trip":
-                t.pending = None
                 if t.fleet == "closed" and t.breaker.state is not CircuitBreakerState.CLOSED:
                     self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
+                t.pending = None
 
     def _encode(self, event: Event) -> bytes | None:
         message = encode(event, self.config.secret)

@@ -13,12 +13,16 @@ from typing import Any
 
 import pytest
 
+from recovery import CircuitBreakerConfig
 from recovery._cluster_codec import Event, encode
 from tests import test_cluster
+from tests.redis_server import RedisServer
 from tests.test_cluster import trip, until
 
 with contextlib.suppress(ImportError):  # without it the redis_url fixture skips or fails
     import redis
+
+    from recovery.cluster import Cluster
 
 namespace = test_cluster.namespace  # the fixtures: a fresh namespace, started nodes
 nodes = test_cluster.nodes
@@ -84,3 +88,32 @@ def test_an_exception_on_a_cluster_thread_is_counted_logged_and_survived(
     b1.reset()  # the subscriber lived on: the close still arrives
     until(lambda: b2.state.value == "closed")
     assert all(t.is_alive() for t in c2._threads)
+
+
+# -- a silent Redis ---------------------------------------------------------------------------
+
+
+def test_a_trip_made_while_redis_is_silent_is_published_once_it_answers(
+    own_redis: RedisServer, breaker_cls: Any
+) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=30.0)
+    clusters = [Cluster(own_redis.url, namespace="silent") for _ in range(2)]
+    breakers = [breaker_cls("db", config) for _ in range(2)]
+    for cluster, breaker in zip(clusters, breakers, strict=True):
+        cluster.attach(breaker)
+        cluster.start()
+    try:
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        own_redis.pause()  # connected, but nothing answers
+        try:
+            trip(breakers[0])
+            # The trip script times out on the tripping node: a fault, not a lost trip.
+            until(lambda: not clusters[0].status()["connected"])
+        finally:
+            own_redis.resume()
+        until(lambda: breakers[1].state.value == "open")
+        assert breakers[1].metrics().opened_by == clusters[0].node_id
+    finally:
+        for cluster in clusters:
+            cluster.stop()
