@@ -260,6 +260,12 @@ class Cluster:
                                  daemon=True),
             ]
             self._threads.append(summary_thread(self))  # the fleet dashboard's feed
+        if self.config.secret is None:
+            _logger.warning(
+                "cluster %r has no secret: anyone who can publish on this Redis can open "
+                "these breakers (give Cluster(secret=...) the same secret on every node)",
+                self.config.namespace,
+            )
         for thread in self._threads:
             thread.start()
 

@@ -117,3 +117,21 @@ def test_a_trip_made_while_redis_is_silent_is_published_once_it_answers(
     finally:
         for cluster in clusters:
             cluster.stop()
+
+
+# -- trust ---------------------------------------------------------------------------------
+
+
+def test_start_without_a_secret_warns_and_with_one_does_not(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    for secret, warned in ((None, True), ("s3cret", False)):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="recovery.cluster"), \
+                Cluster(redis_url, namespace=namespace, secret=secret):
+            pass
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                    and "secret" in r.getMessage()]
+        assert bool(warnings) is warned, warnings
+        if warned:
+            assert "anyone who can publish on this Redis can open these breakers" in warnings[0]
