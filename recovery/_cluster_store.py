@@ -1,6 +1,8 @@
 """The cluster records in Redis, each change one atomic Lua script.
 
-Keys of breaker ``name`` in namespace ``ns`` (prefix ``ns:breaker:name:``):
+Keys of breaker ``name`` in namespace ``ns`` (prefix ``ns:breaker:name:``, where
+``name`` is escaped by :func:`key_part` so that it holds no ``:``; the key then reads
+back one way only, and no namespace/breaker pair shares a key with another):
 
 - ``fleet`` (hash, no expiry): ``epoch``, bumped by every fleet decision so a stale
   event never overrides a newer one, and ``level``, the backoff level of the next
@@ -108,6 +110,24 @@ class Record:
     lease_for: float | None
 
 
+_ESCAPES = {ord("%"): "%25", ord(":"): "%3A"}
+
+
+def key_part(name: str) -> str:
+    """``name`` as it goes into a Redis key: ``%`` and ``:`` percent-escaped, and each
+    lone surrogate (``os.fsdecode`` makes them from undecodable bytes) as the escaped
+    bytes of its ``surrogatepass`` encoding, so that any ``str`` makes a valid key.
+    Distinct names give distinct parts, and none of them holds a ``:``."""
+    escaped = name.translate(_ESCAPES)
+    if not any("\ud800" <= c <= "\udfff" for c in escaped):
+        return escaped
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in c.encode("utf-8", "surrogatepass"))
+        if "\ud800" <= c <= "\udfff" else c
+        for c in escaped
+    )
+
+
 def _ms(seconds: float) -> int:
     return -1 if math.isinf(seconds) else max(int(seconds * 1000), 1)
 
@@ -125,7 +145,8 @@ class Store:
         self._lease = client.register_script(_LEASE)
 
     def _keys(self, name: str, *parts: str) -> list[str]:
-        return [f"{self._namespace}:breaker:{name}:{part}" for part in parts]
+        prefix = f"{self._namespace}:breaker:{key_part(name)}:"
+        return [prefix + part for part in parts]
 
     def trip(
         self, name: str, node: str, quorum: int, window: float, period: float, reason: str,

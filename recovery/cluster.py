@@ -94,6 +94,12 @@ def _check_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
         raise ValueError(
             f"{attribute.name} must be 1-200 characters without spaces, got {value!r}"
         )
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError(
+            f"{attribute.name} must be valid Unicode text (no lone surrogates), got {value!r}"
+        ) from None
 
 
 def _check_secret(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import Any
 
 import pytest
 
 from recovery import CircuitBreakerConfig
 from recovery._cluster_codec import Event, encode
+from recovery._cluster_store import key_part
+from recovery._cluster_summary import channel, decode_summary
 from tests import test_cluster
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisServer, drop_namespace
 from tests.test_cluster import trip, until
 
 with contextlib.suppress(ImportError):  # without it the redis_url fixture skips or fails
@@ -135,3 +138,78 @@ def test_start_without_a_secret_warns_and_with_one_does_not(
         assert bool(warnings) is warned, warnings
         if warned:
             assert "anyone who can publish on this Redis can open these breakers" in warnings[0]
+
+
+# -- names and keys --------------------------------------------------------------------------
+
+SURROGATE_NAME = os.fsdecode(b"caf\xe9")  # 'caf\udce9' on a UTF-8 file system
+
+
+def test_a_name_with_a_lone_surrogate_works_on_every_cluster_path(
+    nodes: Any, redis_url: str, namespace: str, breaker_cls: Any
+) -> None:
+    assert SURROGATE_NAME == "caf\udce9"
+    (c1, b1), (_c2, b2) = nodes(name=SURROGATE_NAME), nodes(name=SURROGATE_NAME)
+    assert c1.status()["connected"]  # the resync on connect read its records
+    trip(b1)  # the trip script's keys, and the event
+    until(lambda: b2.state.value == "open")
+    (c3, b3) = nodes(name=SURROGATE_NAME)  # a late joiner reads the records
+    until(lambda: b3.state.value == "open")
+    assert c3.status()["breakers"][SURROGATE_NAME]["opened_by"] == c1.node_id
+    # The summaries carry it too, and the dashboard's reader takes them.
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    try:
+        pubsub.subscribe(channel(namespace))
+        names: list[str] = []
+
+        def summary_read() -> bool:
+            message = pubsub.get_message(timeout=0.2)
+            if message is not None and message["type"] == "message":
+                names.extend(e["name"] for e in decode_summary(message["data"], None)["breakers"])
+            return SURROGATE_NAME in names
+
+        until(summary_read)
+    finally:
+        pubsub.close()
+        client.close()
+    b2.reset()
+    until(lambda: b1.state.value == "closed" and b3.state.value == "closed")
+
+
+def test_no_namespace_and_breaker_pair_shares_keys_with_another(
+    redis_url: str, namespace: str, breaker_cls: Any
+) -> None:
+    # Unescaped, namespace "x" with breaker "b:breaker:c" and namespace "x:breaker:b"
+    # with breaker "c" both had the keys "x:breaker:b:breaker:c:...".
+    first = Cluster(redis_url, namespace=namespace)
+    second = Cluster(redis_url, namespace=f"{namespace}:breaker:b")
+    one, other = breaker_cls("b:breaker:c"), breaker_cls("c")
+    first.attach(one)
+    second.attach(other)
+    try:
+        with first:
+            until(lambda: first.status()["connected"])
+            one.force_open(60)
+            until(lambda: first.status()["events"]["published"]["open"] == 1)
+            with second:  # it reads its records before it says connected
+                until(lambda: second.status()["connected"])
+                assert other.state.value == "closed"
+                assert second.status()["breakers"]["c"]["fleet"] == "closed"
+    finally:
+        drop_namespace(redis_url, f"{namespace}:breaker:b")
+
+
+def test_key_parts_are_escaped_one_way() -> None:
+    assert key_part("db") == "db"
+    assert key_part("a:b%c") == "a%3Ab%25c"
+    assert key_part("caf\udce9") == "caf%ED%B3%A9"
+    assert ":" not in key_part("x:breaker:y")
+    names = ["a:b", "a%3Ab", "a%253Ab", "caf\udce9", "caf%ED%B3%A9", "café"]
+    assert len({key_part(n) for n in names}) == len(names)
+
+
+@pytest.mark.parametrize("field", ["namespace", "node_id"])
+def test_a_namespace_or_node_id_with_a_lone_surrogate_is_refused(field: str) -> None:
+    with pytest.raises(ValueError, match=f"{field} must be valid Unicode"):
+        Cluster("redis://127.0.0.1:1/0", **{field: "caf\udce9"})
