@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from recovery._cluster_codec import Event
+from recovery._cluster_codec import Event, Rejected
 from recovery._cluster_store import Record, Store
 from recovery.state import CircuitBreakerState
 
@@ -82,6 +82,8 @@ class Fleet:
         self, store: Store, node: str, quorum: int, quorum_window: float,
         now: Callable[[], float], encode: Callable[[Event], bytes | None],
         published: Callable[[str], None],
+        verify: Callable[[bytes], Event] | None = None,
+        dropped: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.store = store
         self.node = node
@@ -90,6 +92,8 @@ class Fleet:
         self._now = now
         self._encode = encode  # None: a message no receiver would accept (counted)
         self._published = published
+        self._verify = verify  # with a secret: decodes a record's event, or raises Rejected
+        self._dropped = dropped
 
     # -- what the breakers did ----------------------------------------------------------
 
@@ -123,7 +127,7 @@ class Fleet:
             t.pending = "reset"
 
     def reset(self, t: Tracked) -> None:
-        epoch = self.store.close(t.breaker.name, self.node, None)[1]
+        epoch = self.store.close(t.breaker.name, self.node, None, t.epoch)[1]
         self._closed(t, epoch, everyone=False)
         self._publish(Event("close", t.breaker.name, epoch, self.node, reason="reset"))
 
@@ -149,14 +153,14 @@ class Fleet:
         message = self._encode(event)
         result = self.store.trip(
             breaker.name, self.node, self._quorum, self._quorum_window, period, reason,
-            (event.epoch, event.level), message or b"",
+            (event.epoch, event.level), message or b"", t.epoch,
         )
         if result[0] == 1:
             self._opened(t, result[1], result[2], period, self.node)
             if result[3]:
                 self._published(event.kind)
             elif message is not None:  # None: too big for anyone, dropped and counted
-                self._publish(attrs.evolve(event, epoch=t.epoch, level=t.level))
+                self._announce(attrs.evolve(event, epoch=t.epoch, level=t.level))
         elif result[0] != 2:  # already open, or a trial runs: follow the records
             self.sync(t)
 
@@ -165,7 +169,7 @@ class Fleet:
         assert lease is not None
         t.lease_epoch = None
         if success:
-            result = self.store.close(name, self.node, lease)
+            result = self.store.close(name, self.node, lease, t.epoch)
             if result[0] == 1:
                 self._closed(t, result[1], everyone=False)
                 self._publish(Event("close", name, t.epoch, self.node, reason="trial passed"))
@@ -179,8 +183,8 @@ class Fleet:
             if result[0] == 1:
                 period = result[3] / 1000
                 self._opened(t, result[1], result[2], period, self.node)
-                self._publish(Event("open", name, t.epoch, self.node, period, t.level,
-                                    "trial failed"))
+                self._announce(Event("open", name, t.epoch, self.node, period, t.level,
+                                     "trial failed"))
                 return
         self.sync(t)  # the lease had expired: someone else decides
 
@@ -202,6 +206,15 @@ class Fleet:
         self.adopt(t, self.store.read(t.breaker.name))
 
     def adopt(self, t: Tracked, record: Record) -> None:
+        problem = self._distrust(t, record)
+        if problem is not None:  # follow what the records would say without it: closed
+            if problem:
+                self._dropped(problem)
+            record = attrs.evolve(record, epoch=t.epoch, open_for=None, opened_by=None,
+                                  lease_holder=None, lease_for=None, event=None)
+        elif record.open_for is not None and self._verify is not None:
+            assert record.event is not None
+            record = attrs.evolve(record, opened_by=self._verify(record.event).node)
         t.level = record.level
         if record.open_for is not None:
             t.lease_epoch = None
@@ -215,6 +228,31 @@ class Fleet:
                 self._follow_trial(t, record.lease_for or LEASE_TTL)
         else:
             self._closed(t, record.epoch, everyone=False)
+
+    def _distrust(self, t: Tracked, record: Record) -> str | None:
+        """Why ``record`` must not be followed (a reason to count, or "" for records
+        that were merely lost), or None if it may be.
+
+        A record older than what this process knows was rolled back or lost (FLUSHALL)
+        and, if it says open or trial, replayed. With a secret, an open record must
+        hold the open event it was written with, signed, of its own breaker, epoch and
+        namespace, and may not last longer than that event's period.
+        """
+        if record.epoch < t.epoch:
+            return "stale_record" if record.open_for or record.lease_holder else ""
+        if record.open_for is None or self._verify is None:
+            return None
+        if record.event is None:
+            return "record_unsigned"
+        try:
+            event = self._verify(record.event)
+        except Rejected as rejected:
+            return f"record_{rejected.reason}"
+        limit = math.inf if event.period is None else event.period + 0.001
+        if (event.kind != "open" or event.name != t.breaker.name
+                or event.epoch != record.epoch or record.open_for > limit):
+            return "record_mismatch"
+        return None
 
     def tick(self, t: Tracked) -> None:
         """The fleet deadline of ``t`` passed: take, renew or look for the trial lease."""
@@ -230,6 +268,13 @@ class Fleet:
         message = self._encode(event)
         if message is not None:
             self.store.publish(message)
+            self._published(event.kind)
+
+    def _announce(self, event: Event) -> None:
+        """Publish an open event and store it in its open record (which a reader with
+        the secret trusts only with it), unless the fleet moved on since."""
+        message = self._encode(event)
+        if message is not None and self.store.announce(event.name, event.epoch, message):
             self._published(event.kind)
 
     # -- the moves ------------------------------------------------------------------------
@@ -282,7 +327,7 @@ class Fleet:
         """The fleet is closed. ``everyone``: a close event, which also closes a breaker
         open on its own (a quorum vote); a record read closes only what the fleet held."""
         was_held = t.fleet != "closed" or t.held
-        t.epoch, t.fleet, t.until, t.opened_by = epoch, "closed", math.inf, None
+        t.epoch, t.fleet, t.until, t.opened_by = max(epoch, t.epoch), "closed", math.inf, None
         t.level = 0  # a close resets the backoff (the close script sets it so)
         t.lease_epoch, t.held = None, False
         breaker = t.breaker

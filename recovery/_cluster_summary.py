@@ -30,7 +30,14 @@ import threading
 import time
 from typing import Any
 
-from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature, open_frame
+from recovery._cluster_codec import (
+    MAX_TEXT,
+    VERSION,
+    Rejected,
+    _signature,
+    check_namespace,
+    open_frame,
+)
 from recovery.status import PluginRecovery
 
 _logger = logging.getLogger("recovery.cluster")
@@ -194,9 +201,15 @@ def _entry(data: Any) -> dict[str, Any]:
     }
 
 
-def decode_summary(message: bytes, secret: bytes | None) -> dict[str, Any]:
-    """Verify and parse one summary into a dict of known fields only; raises Rejected."""
+def decode_summary(message: bytes, secret: bytes | None,
+                   namespace: str | None = None) -> dict[str, Any]:
+    """Verify and parse one summary into a dict of known fields only; raises Rejected.
+
+    With ``namespace``, a summary that names another one (in its signed body) is
+    refused as ``foreign_namespace``, and so, with a ``secret``, is one naming none.
+    """
     data = open_frame(message, secret, MAX_SUMMARY_BYTES)
+    check_namespace(data, secret, namespace)
     if data.get("kind") != "summary":
         raise Rejected("malformed", "not a summary")
     pid = data.get("pid")
@@ -266,8 +279,8 @@ class Publisher:
         for name in [name for name in self._last if name not in names]:
             del self._last[name]
         self._seq += 1
-        head = {"node": cluster.node_id, "host": self._host, "pid": os.getpid(),
-                "time": round(time.time(), 3), "seq": self._seq}
+        head = {"node": cluster.node_id, "ns": cluster.config.namespace, "host": self._host,
+                "pid": os.getpid(), "time": round(time.time(), 3), "seq": self._seq}
         return encode_summary(head, entries, cluster.config.secret)
 
     def publish_once(self) -> None:

@@ -178,6 +178,7 @@ class Cluster:
         self._fleet = Fleet(
             self._store, node_id, self.config.quorum, self.config.quorum_window,
             self._clock.monotonic, self._encode, self._count_published,
+            None if self.config.secret is None else self._decode, self._count_drop,
         )
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._stopping = threading.Event()
@@ -398,7 +399,7 @@ class Cluster:
         if message is None or message["type"] != "subscribe":
             raise redis.ConnectionError(f"no subscription confirmation, got {message!r}")
         self._inbox.put((_CONNECTED,))
-        secret = self.config.secret
+        secret, namespace = self.config.secret, self.config.namespace
         while not self._stopping.is_set():
             if self._reconnect.is_set():
                 raise redis.ConnectionError("the worker lost Redis")
@@ -407,7 +408,7 @@ class Cluster:
                 continue
             data = message["data"]
             try:
-                event = decode(data, secret)
+                event = decode(data, secret, namespace)
             except Rejected as rejected:
                 self._count_drop(rejected.reason)
                 continue
@@ -525,8 +526,11 @@ class Cluster:
                     self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
                 t.pending = None
 
+    def _decode(self, message: bytes) -> Event:
+        return decode(message, self.config.secret, self.config.namespace)
+
     def _encode(self, event: Event) -> bytes | None:
-        message = encode(event, self.config.secret)
+        message = encode(event, self.config.secret, self.config.namespace)
         if len(message) > MAX_MESSAGE_BYTES:  # a breaker name no receiver would accept
             self._count_drop("oversized")
             return None

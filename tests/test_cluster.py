@@ -332,7 +332,7 @@ def test_forged_malformed_oversized_and_badly_signed_messages_are_dropped(
                                  "foreign_version": 1, "oversized": 1}
     assert status["events_received"] == 0
     assert b1.state.value == "closed"
-    client.publish(channel, encode(forged, b"s3cret"))  # the real secret is obeyed
+    client.publish(channel, encode(forged, b"s3cret", namespace))  # the real secret: obeyed
     until(lambda: b1.state.value == "open")
     client.close()
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from typing import Any
 
+import attrs
 import pytest
 
 from recovery import CircuitBreakerConfig
-from recovery._cluster_codec import Event, encode
+from recovery._cluster_codec import Event, Rejected, encode
 from recovery._cluster_store import key_part
-from recovery._cluster_summary import channel, decode_summary
+from recovery._cluster_summary import Publisher, channel, decode_summary
 from tests import test_cluster
 from tests.redis_server import RedisServer, drop_namespace
 from tests.test_cluster import trip, until
@@ -213,3 +215,106 @@ def test_key_parts_are_escaped_one_way() -> None:
 def test_a_namespace_or_node_id_with_a_lone_surrogate_is_refused(field: str) -> None:
     with pytest.raises(ValueError, match=f"{field} must be valid Unicode"):
         Cluster("redis://127.0.0.1:1/0", **{field: "caf\udce9"})
+
+
+def test_with_a_secret_an_unsigned_or_badly_signed_record_is_ignored_and_counted(
+    nodes: Any, redis_url: str, namespace: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"{namespace}:breaker:db"
+    forged = Event("open", "db", 1, "mallory", 60.0, 0, "forged")
+    cases = {
+        "record_unsigned": {},
+        "record_bad_signature": {"event": encode(forged, b"wrong", namespace)},
+        # Signed for this breaker, but the record was made to outlive the signed period.
+        "record_mismatch": {"event": encode(attrs.evolve(forged, period=0.5), b"k",
+                                            namespace)},
+    }
+    try:
+        for reason, extra in cases.items():
+            client.delete(f"{prefix}:open")
+            client.hset(f"{prefix}:fleet", mapping={"epoch": 1, "level": 0})
+            # No TTL: before, this was "open until reset" at the next read.
+            client.hset(f"{prefix}:open", mapping={"epoch": 1, "level": 0,
+                                                  "node": "mallory", "reason": "x", **extra})
+            (cluster, cb) = nodes(secret="k")  # it read the records before "connected"
+            assert cb.state.value == "closed"
+            assert cluster.status()["dropped"] == {reason: 1}
+            assert cluster.status()["breakers"]["db"]["fleet"] == "closed"
+        # The nodes' own records are signed: a late joiner with the secret follows them.
+        client.delete(f"{prefix}:open")
+        (_, b1) = nodes(secret="k")
+        b1.force_open(60)
+        (late, b2) = nodes(secret="k")
+        assert b2.state.value == "open" and late.status()["dropped"] == {}
+        assert b2.metrics().opened_by is not None
+    finally:
+        client.close()
+
+
+def test_a_message_signed_for_another_namespace_is_dropped(
+    nodes: Any, redis_url: str, namespace: str
+) -> None:
+    (cluster, cb) = nodes(secret="shared")
+    staging = Event("open", "db", 7, "staging-node", 60.0, 0, "closed->open")
+    publish(redis_url, f"{namespace}:events", encode(staging, b"shared", "staging"))
+    publish(redis_url, f"{namespace}:events", encode(staging, b"shared"))  # names none
+    until(lambda: cluster.status()["events_dropped"] == 2)
+    assert cluster.status()["dropped"] == {"foreign_namespace": 2}
+    assert cb.state.value == "closed"
+
+
+def test_an_old_signed_open_replayed_after_the_records_are_lost_is_dropped(
+    own_redis: RedisServer, breaker_cls: Any
+) -> None:
+    clusters = [Cluster(own_redis.url, namespace="replay", secret="k") for _ in range(2)]
+    breakers = [breaker_cls("db") for _ in range(2)]
+    sniffer = redis.Redis.from_url(own_redis.url)
+    pubsub = sniffer.pubsub()
+    for cluster, breaker in zip(clusters, breakers, strict=True):
+        cluster.attach(breaker)
+        cluster.start()
+    try:
+        until(lambda: all(c.status()["connected"] for c in clusters))
+        pubsub.subscribe("replay:events")
+        until(lambda: (pubsub.get_message(timeout=0.1) or {}).get("type") == "subscribe")
+        breakers[0].force_open(60)
+        captured: list[bytes] = []
+
+        def sniffed() -> bool:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None and message["type"] == "message":
+                captured.append(message["data"])
+            return bool(captured)
+
+        until(sniffed)  # the signed open, epoch 1
+        until(lambda: breakers[1].state.value == "open")
+        breakers[0].reset()  # epoch 2
+        until(lambda: breakers[1].state.value == "closed")
+        pubsub.close()
+        sniffer.close()
+        errors = [c.status()["errors"] for c in clusters]
+        own_redis.restart()  # every record lost; both nodes reconnect and read them again
+        until(lambda: all(c.status()["connected"] and c.status()["errors"] > e
+                          for c, e in zip(clusters, errors, strict=True)))
+        publish(own_redis.url, "replay:events", captured[0])
+        until(lambda: clusters[1].status()["events_stale"] >= 1)
+        assert breakers[1].state.value == "closed"
+        assert clusters[1].status()["events"]["received"]["open"] == 1  # the real one only
+        # The fleet's next decision is still newer than anything the nodes saw.
+        breakers[0].force_open(60)
+        until(lambda: breakers[1].state.value == "open")
+        assert clusters[1].status()["breakers"]["db"]["epoch"] == 3
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+def test_a_summary_names_its_namespace_in_the_signed_body() -> None:
+    cluster = Cluster("redis://127.0.0.1:1/0", namespace="prod", secret="k")
+    message = Publisher(cluster, threading.Event()).message()
+    assert decode_summary(message, b"k", "prod")["node"] == cluster.node_id
+    assert decode_summary(message, b"k")["node"] == cluster.node_id  # the reader of old
+    with pytest.raises(Rejected) as info:
+        decode_summary(message, b"k", "staging")
+    assert info.value.reason == "foreign_namespace"
