@@ -431,6 +431,7 @@ class Cluster:
 
     def _work(self) -> None:
         self._worker_ident = threading.get_ident()
+        _never_preempt_callers()
         while True:
             item: tuple[Any, ...] | None = None
             try:
@@ -538,6 +539,23 @@ class Cluster:
 
     def _count_published(self, kind: str) -> None:
         self._count_event("published", kind)
+
+
+def _never_preempt_callers() -> None:
+    """Make the calling thread (the worker) ``SCHED_BATCH`` where the OS has it.
+
+    A tripping call hands its transition over with a put on the worker's queue, which
+    wakes the worker. On a busy machine the kernel would often run the woken worker at
+    once on the caller's core, and the caller paid two context switches (10-20 us)
+    for a hand-off that costs 1-3 us. A batch thread has the same share of the CPU
+    but never preempts a running one on wake-up: it runs on an idle core at once, or
+    when the caller's time slice ends. Linux only; elsewhere nothing changes.
+    """
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(threading.get_native_id(), policy, os.sched_param(0))
 
 
 _CLUSTERS: weakref.WeakSet[Cluster] = weakref.WeakSet()
