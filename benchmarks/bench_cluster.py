@@ -191,7 +191,11 @@ def tripping_call(url: str, namespace: str, trips: int = 300,
     # The floor: a listener that does nothing but wake a thread waiting on a queue.
     woken = CircuitBreaker("woken", config)
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-    woken.add_listener(lambda _cb, old, new: inbox.put((old, new)))
+
+    def hand_off(_cb: Any, old: CircuitBreakerState, new: CircuitBreakerState) -> None:
+        inbox.put((old, new))
+
+    woken.add_listener(hand_off)
     def drain() -> None:
         while inbox.get() is not None:
             pass
