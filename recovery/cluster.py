@@ -31,6 +31,8 @@ import queue
 import random
 import socket
 import threading
+import time
+import urllib.parse
 import uuid
 import weakref
 from collections import Counter
@@ -67,6 +69,8 @@ _POLL = 0.2  # how often the subscriber looks up from the socket (stop, reconnec
 _SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
 _HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
 _MAX_WAIT = 60.0  # the worker's longest sleep: no deadline, however far, overflows a timer
+WARN_EVERY = 60.0
+"""Seconds between two WARNINGs that Redis cannot be reached (the first is logged at once)."""
 _FAULTS = (redis.RedisError, OSError)
 
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP, _WAKE = range(7)
@@ -125,6 +129,52 @@ class ClusterConfig:
     secret: bytes | None = attrs.field(
         default=None, converter=_secret, validator=_check_secret, repr=False
     )
+
+
+def _where(url: str) -> str:
+    """The server of a Redis URL, for logs: never its password (user info or query)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{parts.hostname}:{port or 6379}"
+
+
+class _ConnectionLog:
+    """Says when Redis is lost and found: the first failure at WARNING, then at most
+    one WARNING every :data:`WARN_EVERY` seconds (with how many failed meanwhile), and
+    every (re)connection at INFO. A typo in a URL is never silent."""
+
+    def __init__(self, namespace: str, url: str) -> None:
+        self._namespace, self._where = namespace, _where(url)
+        self._lock = threading.Lock()
+        self._warned_at: float | None = None
+        self._unreported = 0
+        self._down = False
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self._down = True
+            now = time.monotonic()
+            if self._warned_at is not None and now - self._warned_at < WARN_EVERY:
+                self._unreported += 1
+                return
+            unreported, self._unreported, self._warned_at = self._unreported, 0, now
+        _logger.warning(
+            "cluster %r cannot reach Redis at %s (%s: %s)%s; its breakers go on alone "
+            "meanwhile, and it keeps retrying", self._namespace, self._where,
+            type(exc).__name__, exc,
+            f"; {unreported} more failures since the last warning" if unreported else "",
+        )
+
+    def connected(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        _logger.info("cluster %r %s Redis at %s", self._namespace,
+                     "reached" if not was_down else "reconnected to", self._where)
 
 
 def _default_node_id() -> str:
@@ -193,6 +243,7 @@ class Cluster:
         self._stale = 0  # events not newer than what we knew: no harm, but worth seeing
         self._errors = 0
         self._last_error: str | None = None
+        self._connection_log = _ConnectionLog(self.config.namespace, self.config.url)
 
     # -- attachment ---------------------------------------------------------------------
 
@@ -380,6 +431,7 @@ class Cluster:
             except BaseException as exc:  # Redis faults; anything else is
                 if isinstance(exc, _FAULTS):  # logged too; then it reconnects
                     self._fault(exc)
+                    self._connection_log.failed(exc)
                 else:
                     self._failed("subscriber", exc, None)
                 self._inbox.put((_DISCONNECTED,))
@@ -445,6 +497,7 @@ class Cluster:
                         self._run_deadlines()
             except _FAULTS as exc:
                 self._fault(exc)
+                self._connection_log.failed(exc)
                 self._set_connected(False)
                 self._reconnect.set()
                 if item is not None and item[0] == _LOCAL:  # published once Redis is back
@@ -506,6 +559,7 @@ class Cluster:
                 self._fleet.sync(item[1])
         elif kind == _CONNECTED:
             self._resync()
+            self._connection_log.connected()
             self._set_connected(True)
         elif kind == _DISCONNECTED:
             self._set_connected(False)

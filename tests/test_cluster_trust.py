@@ -318,3 +318,38 @@ def test_a_summary_names_its_namespace_in_the_signed_body() -> None:
     with pytest.raises(Rejected) as info:
         decode_summary(message, b"k", "staging")
     assert info.value.reason == "foreign_namespace"
+
+
+# -- saying what is wrong ---------------------------------------------------------------------
+
+
+def messages(caplog: pytest.LogCaptureFixture, level: int, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name == "recovery.cluster" and r.levelno == level and text in r.getMessage()]
+
+
+def test_an_unreachable_redis_is_a_warning_at_most_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cluster = Cluster("redis://user:pw@127.0.0.1:1/0?password=pw2", namespace="typo")
+    with caplog.at_level(logging.INFO, logger="recovery.cluster"), cluster:
+        until(lambda: cluster.status()["errors"] >= 4)
+    warnings = messages(caplog, logging.WARNING, "cannot reach Redis")
+    assert len(warnings) == 1, warnings
+    assert "redis://127.0.0.1:1" in warnings[0] and "pw" not in warnings[0]
+    assert "'typo'" in warnings[0]
+
+
+def test_a_lost_redis_is_a_warning_and_its_return_is_info(
+    own_redis: RedisServer, breaker_cls: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cluster = Cluster(own_redis.url, namespace="flap", secret="k")
+    cluster.attach(breaker_cls("db"))
+    with caplog.at_level(logging.INFO, logger="recovery.cluster"), cluster:
+        until(lambda: cluster.status()["connected"])
+        assert len(messages(caplog, logging.INFO, "reached Redis")) == 1
+        own_redis.kill()
+        until(lambda: messages(caplog, logging.WARNING, "cannot reach Redis"))
+        own_redis.start()
+        until(lambda: messages(caplog, logging.INFO, "reconnected to Redis"))
+        assert cluster.status()["connected"]
