@@ -284,6 +284,8 @@ class Publisher:
         return encode_summary(head, entries, cluster.config.secret)
 
     def publish_once(self) -> None:
+        if not self._cluster.serving():  # a preloading parent is not a node of the fleet
+            return
         message = self.message()
         self._cluster._client.publish(channel(self._cluster.config.namespace), message)
         self.published += 1

@@ -244,6 +244,7 @@ class Cluster:
         self._errors = 0
         self._last_error: str | None = None
         self._connection_log = _ConnectionLog(self.config.namespace, self.config.url)
+        self.forked = False  # see serving()
 
     # -- attachment ---------------------------------------------------------------------
 
@@ -365,6 +366,22 @@ class Cluster:
         was_running, self._running = self._running, False
         if was_running:
             self.start()
+
+    def serving(self) -> bool:
+        """Whether this process serves calls, as far as the fleet page is concerned.
+
+        False for a preloading parent (``gunicorn --preload``: a process that started
+        the cluster, then forked the workers that do the work): a process that has
+        forked since the cluster started and whose attached breakers have seen no call
+        yet. Such a process publishes no summary, so the fleet page shows the workers
+        only; its first call makes it a serving node again.
+        """
+        if not self.forked:
+            return True
+        with self._lifecycle:
+            breakers = [t.breaker for t in self._tracked.values()]
+        return any(m.total_requests or m.total_rejections
+                   for m in (b.metrics() for b in breakers))
 
     # -- status ---------------------------------------------------------------------------
 
@@ -623,4 +640,9 @@ def _after_fork_in_child() -> None:
             _logger.exception("cluster %s could not be renewed after fork", cluster.node_id)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _after_fork_in_parent() -> None:
+    for cluster in list(_CLUSTERS):
+        cluster.forked = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child, after_in_parent=_after_fork_in_parent)

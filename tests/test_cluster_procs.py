@@ -184,3 +184,62 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
     finally:
         cluster.stop()
         drop_namespace(redis_url, namespace)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads: that is the case
+def test_a_preloading_parent_is_not_a_serving_node(redis_url: str) -> None:
+    """gunicorn --preload: the parent starts the cluster and forks the workers; it serves
+    no calls, so only the workers publish summaries, until the parent serves one."""
+    import redis
+
+    from recovery import CircuitBreaker, CircuitBreakerConfig
+    from recovery._cluster_summary import channel, decode_summary
+    from recovery.cluster import Cluster
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    cb = CircuitBreaker(cluster_node.BREAKER, CircuitBreakerConfig(**CONFIG))
+    cluster = Cluster(redis_url, namespace=namespace)
+    cluster.attach(cb)
+    cluster.start()
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    try:
+        eventually(lambda: cluster.status()["connected"], BOUND)
+        assert cluster.serving()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a preloaded worker that serves calls until told to stop
+            try:
+                os.close(write_end)
+                cb.call(lambda: None)
+                os.read(read_end, 1)  # the parent closes its end when done
+            finally:
+                os._exit(0)
+        os.close(read_end)
+        try:
+            assert not cluster.serving()
+            pubsub.subscribe(channel(namespace))
+            seen: list[str] = []
+
+            def listen() -> list[str]:  # the nodes heard so far, after one more look
+                message = pubsub.get_message(timeout=0.2)
+                if message is not None and message["type"] == "message":
+                    seen.append(decode_summary(message["data"], None)["node"])
+                return seen
+
+            eventually(lambda: any(n != cluster.node_id for n in listen()), BOUND)
+            child = next(n for n in seen if n != cluster.node_id)
+            seen.clear()  # from here on, two of the child's seconds
+            eventually(lambda: listen().count(child) >= 2, BOUND)
+            assert cluster.node_id not in seen  # the parent stayed quiet
+            cb.call(lambda: None)  # the parent serves a call: it is a node again
+            eventually(lambda: cluster.node_id in listen(), BOUND)
+        finally:
+            os.close(write_end)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        pubsub.close()
+        client.close()
+        cluster.stop()
+        drop_namespace(redis_url, namespace)
