@@ -44,6 +44,7 @@ from recovery import _clock, _validate
 from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
 from recovery._cluster_fleet import LEASE_RENEW, Fleet, Tracked
 from recovery._cluster_store import Store
+from recovery._cluster_summary import channel as summary_channel
 from recovery._cluster_summary import summary_thread
 from recovery.state import CircuitBreakerState
 
@@ -57,7 +58,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "pip install 'recovery[redis]'"
     ) from exc
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "ClusterSnapshot"]
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -175,6 +176,19 @@ class _ConnectionLog:
             was_down, self._down = self._down, False
         _logger.info("cluster %r %s Redis at %s", self._namespace,
                      "reached" if not was_down else "reconnected to", self._where)
+
+
+@attrs.frozen
+class ClusterSnapshot:
+    """One look at a :class:`Cluster`'s node: its id and namespace, the breakers it
+    shares, the managers it reports for (see ``report_for``), and whether it counts
+    as a serving node (see :meth:`Cluster.serving`)."""
+
+    node_id: str
+    namespace: str
+    breakers: tuple[Any, ...]
+    managers: tuple[Any, ...]
+    serving: bool
 
 
 def _default_node_id() -> str:
@@ -318,7 +332,10 @@ class Cluster:
                 threading.Thread(target=self._work, name="recovery-cluster-worker",
                                  daemon=True),
             ]
-            self._threads.append(summary_thread(self))  # the fleet dashboard's feed
+            self._threads.append(summary_thread(  # the fleet dashboard's feed
+                self, self._stopping, self._publish_summary,
+                lambda exc: self._failed("summary publisher", exc, None),
+            ))
         if self.config.secret is None:
             _logger.warning(
                 "cluster %r has no secret: anyone who can publish on this Redis can open "
@@ -372,16 +389,25 @@ class Cluster:
 
         False for a preloading parent (``gunicorn --preload``: a process that started
         the cluster, then forked the workers that do the work): a process that has
-        forked since the cluster started and whose attached breakers have seen no call
-        yet. Such a process publishes no summary, so the fleet page shows the workers
-        only; its first call makes it a serving node again.
+        forked since the cluster was made and whose attached breakers have seen no
+        call yet. Such a process publishes no summary, so the fleet page shows the
+        workers only; its first call makes it a serving node again.
         """
-        if not self.forked:
-            return True
+        return self.snapshot().serving
+
+    def snapshot(self) -> ClusterSnapshot:
+        """This process's node as the fleet sees it now (what its summaries are made of)."""
         with self._lifecycle:
-            breakers = [t.breaker for t in self._tracked.values()]
-        return any(m.total_requests or m.total_rejections
-                   for m in (b.metrics() for b in breakers))
+            breakers = tuple(t.breaker for t in self._tracked.values())
+            managers = tuple(self._managers)
+        serving = not self.forked or any(
+            m.total_requests or m.total_rejections for m in (b.metrics() for b in breakers)
+        )
+        return ClusterSnapshot(self.node_id, self.config.namespace, breakers, managers,
+                               serving)
+
+    def _publish_summary(self, message: bytes) -> None:
+        self._client.publish(summary_channel(self.config.namespace), message)
 
     # -- status ---------------------------------------------------------------------------
 

@@ -495,3 +495,24 @@ def test_manager_refuses_a_non_cluster() -> None:
 
     with pytest.raises(TypeError, match="cluster"):
         RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=object())
+
+
+def test_snapshot_is_what_the_summaries_are_made_of(breaker_cls: Any) -> None:
+    from recovery import RecoveryManager
+    from recovery.cluster import ClusterSnapshot
+    from recovery.plugins import PluginRegistry
+    from recovery.testing import RecordingAuditLogger
+
+    cluster = Cluster("redis://127.0.0.1:1/0", namespace="snap", node_id="n1")
+    cb = breaker_cls("db")
+    cluster.attach(cb)
+    rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
+    snapshot = cluster.snapshot()
+    assert isinstance(snapshot, ClusterSnapshot)
+    assert (snapshot.node_id, snapshot.namespace) == ("n1", "snap")
+    assert snapshot.breakers == (cb,) and snapshot.managers == (rm,)
+    assert snapshot.serving and cluster.serving()
+    cluster.forked = True  # what a fork does in the parent: no call yet, not serving
+    assert not cluster.snapshot().serving
+    cb.call(lambda: None)
+    assert cluster.snapshot().serving
