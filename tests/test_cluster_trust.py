@@ -57,6 +57,19 @@ def test_a_huge_forced_period_propagates_and_the_threads_go_on(nodes: Any) -> No
         assert all(t.is_alive() for t in cluster._threads)
 
 
+def test_a_huge_configured_period_propagates_and_the_threads_go_on(nodes: Any) -> None:
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=1e10,
+                                  max_retry_interval=1e10)
+    (c1, b1), (c2, b2) = nodes(config=config), nodes(config=config)
+    trip(b1)
+    until(lambda: b2.state.value == "open")
+    b2.reset()
+    until(lambda: b1.state.value == "closed")
+    for cluster in (c1, c2):
+        assert all(t.is_alive() for t in cluster._threads)
+
+
 def test_a_forged_huge_period_is_held_at_the_local_cap_only(
     nodes: Any, redis_url: str, namespace: str
 ) -> None:
