@@ -611,18 +611,26 @@ class Cluster:
         """On (re)connection: publish resets made offline, follow the records, then
         publish trips made offline that the fleet does not know of yet."""
         tracked = list(self._tracked.values())
-        for t in tracked:  # each pending item is forgotten only once Redis took it
-            if t.pending == "reset":
-                if t.breaker.state is CircuitBreakerState.CLOSED:
-                    self._fleet.reset(t)
-                t.pending = None
-        for t in tracked:
-            self._fleet.sync(t)
-        for t in tracked:
-            if t.pending == "trip":
-                if t.fleet == "closed" and t.breaker.state is not CircuitBreakerState.CLOSED:
-                    self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
-                t.pending = None
+        for step in (self._publish_reset, self._fleet.sync, self._publish_trip):
+            for t in tracked:
+                try:
+                    step(t)
+                except _FAULTS:
+                    raise  # Redis is gone again: the next connection starts over
+                except BaseException as exc:  # one breaker's trouble is not the others'
+                    self._failed("worker", exc, t)
+
+    def _publish_reset(self, t: Tracked) -> None:
+        if t.pending == "reset":  # forgotten only once Redis took it
+            if t.breaker.state is CircuitBreakerState.CLOSED:
+                self._fleet.reset(t)
+            t.pending = None
+
+    def _publish_trip(self, t: Tracked) -> None:
+        if t.pending == "trip":
+            if t.fleet == "closed" and t.breaker.state is not CircuitBreakerState.CLOSED:
+                self._fleet.local(t, CircuitBreakerState.CLOSED, CircuitBreakerState.OPEN)
+            t.pending = None
 
     def _decode(self, message: bytes) -> Event:
         return decode(message, self.config.secret, self.config.namespace)

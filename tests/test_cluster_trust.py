@@ -366,3 +366,25 @@ def test_a_lost_redis_is_a_warning_and_its_return_is_info(
         own_redis.start()
         until(lambda: messages(caplog, logging.INFO, "reconnected to Redis"))
         assert cluster.status()["connected"]
+
+
+def test_a_breaker_that_fails_in_resync_does_not_keep_the_others_out(
+    nodes: Any, breaker_cls: Any
+) -> None:
+    (c1, first) = nodes(name="a")
+    (c2, second) = nodes(name="b")
+    first.force_open(60)
+    second.force_open(60)
+    until(lambda: c1.status()["events_published"] == c2.status()["events_published"] == 1)
+    late_cluster, late_a = nodes(name="a", start=False)
+    late_b = breaker_cls("b")
+    late_cluster.attach(late_b)
+
+    def exits(_cb: Any, _old: Any, _new: Any) -> None:
+        raise SystemExit("a listener that exits")
+
+    late_a.add_listener(exits)
+    late_cluster.start()  # the resync opens "a", whose listener exits: "b" still follows
+    until(lambda: late_cluster.status()["connected"])
+    assert late_b.state.value == "open"
+    assert late_cluster.status()["errors"] >= 1
