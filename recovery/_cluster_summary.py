@@ -258,7 +258,10 @@ class Publisher:
         import redis  # here, so importing recovery.cluster without it fails with its hint
 
         faults = (redis.RedisError, OSError)
-        next_at = time.monotonic()
+        # The first one a second after start, not at once: a preloading parent (which
+        # starts the cluster at import, then forks the workers) has forked by then, and
+        # never shows in the fleet as a node that serves nothing.
+        next_at = time.monotonic() + INTERVAL
         while not self._stopping.wait(max(next_at - time.monotonic(), 0.0)):
             next_at += INTERVAL
             if next_at <= time.monotonic():  # fell behind (Redis slow): skip, do not burst
