@@ -258,7 +258,7 @@ class Cluster:
         self._errors = 0
         self._last_error: str | None = None
         self._connection_log = _ConnectionLog(self.config.namespace, self.config.url)
-        self.forked = False  # see serving()
+        self._forked = False  # see serving()
 
     # -- attachment ---------------------------------------------------------------------
 
@@ -400,7 +400,7 @@ class Cluster:
         with self._lifecycle:
             breakers = tuple(t.breaker for t in self._tracked.values())
             managers = tuple(self._managers)
-        serving = not self.forked or any(
+        serving = not self._forked or any(
             m.total_requests or m.total_rejections for m in (b.metrics() for b in breakers)
         )
         return ClusterSnapshot(self.node_id, self.config.namespace, breakers, managers,
@@ -676,7 +676,7 @@ def _after_fork_in_child() -> None:
 
 def _after_fork_in_parent() -> None:
     for cluster in list(_CLUSTERS):
-        cluster.forked = True
+        cluster._forked = True
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child, after_in_parent=_after_fork_in_parent)

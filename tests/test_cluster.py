@@ -512,7 +512,7 @@ def test_snapshot_is_what_the_summaries_are_made_of(breaker_cls: Any) -> None:
     assert (snapshot.node_id, snapshot.namespace) == ("n1", "snap")
     assert snapshot.breakers == (cb,) and snapshot.managers == (rm,)
     assert snapshot.serving and cluster.serving()
-    cluster.forked = True  # what a fork does in the parent: no call yet, not serving
+    cluster._forked = True  # what a fork does in the parent: no call yet, not serving
     assert not cluster.snapshot().serving
     cb.call(lambda: None)
     assert cluster.snapshot().serving
