@@ -454,8 +454,8 @@ class Cluster:
     def _failed(self, thread: str, exc: BaseException, on: object) -> None:
         """An exception that is not a Redis fault reached a cluster thread: counted and
         logged, and the thread goes on (it is a bug, or a listener that raised)."""
-        self._fault(exc)
         _logger.error("cluster %s failed on %r; it goes on", thread, on, exc_info=exc)
+        self._fault(exc)  # counted once logged: who sees the count finds the log
 
     def _set_connected(self, connected: bool) -> None:
         with self._stats_lock:

@@ -6,6 +6,7 @@ Multi-process cases are in test_cluster_procs.py.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import math
@@ -74,6 +75,8 @@ def nodes(
     yield node
     for cluster in made:
         cluster.stop()
+    made.clear()
+    gc.collect()  # a test's breakers (and their names) leave the process's registry with it
 
 
 def test_a_trip_opens_every_node_for_the_remaining_period(nodes: Any) -> None:
