@@ -21,6 +21,7 @@ from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 import logging
 import threading
+import weakref
 
 from recovery import state as _codes
 from recovery._window_py import WindowSettings, window_settings
@@ -161,6 +162,47 @@ cdef extern from "_window.h":
         void* uncallable) except -1
 
 
+cdef class _Rules:
+    """What a window takes from its config: the numbers (``Settings``) and the exception
+    matchers. Immutable, so every window of an equal config shares one (``_rules_of``):
+    a breaker carries a pointer, not a copy."""
+
+    cdef Settings settings
+    cdef object record_types, ignore_types     # exception classes: one isinstance each
+    cdef object record_tests, ignore_tests     # predicates fn(exc) -> bool, beside them
+    cdef bint has_ignore, has_ignore_tests, has_record_tests
+    cdef object __weakref__
+
+    def __init__(self, config):
+        self.settings = window_settings(config)._asdict()
+        if not 0 < self.settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
+            raise ValueError(
+                f"half_open_max_calls must be <= {SLOT_BITS}, got {self.settings.trial_limit}"
+            )
+        self.record_types, self.record_tests = split_matchers(config.record_exceptions)
+        self.ignore_types, self.ignore_tests = split_matchers(config.ignore_exceptions)
+        self.has_ignore = len(self.ignore_types) > 0
+        self.has_ignore_tests = len(self.ignore_tests) > 0
+        self.has_record_tests = len(self.record_tests) > 0
+
+
+# config -> its _Rules, while some window uses them.
+_shared_rules = weakref.WeakValueDictionary()
+
+
+cdef _Rules _rules_of(config):
+    cdef _Rules rules
+    try:
+        found = _shared_rules.get(config)
+    except TypeError:  # a config holding an unhashable predicate: not shared
+        return _Rules(config)
+    if found is not None:
+        return <_Rules>found
+    rules = _Rules(config)
+    _shared_rules[config] = rules
+    return rules
+
+
 cdef inline double _monotonic() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
@@ -187,20 +229,20 @@ cdef class Window:
     cdef object _local
     cdef unsigned long long _stack_owner   # thread state whose with-stack is cached below
     cdef list _owner_stack
-    cdef object _record_types
-    cdef object _ignore_types
-    cdef object _record_tests       # predicates fn(exc) -> bool, beside the classes
-    cdef object _ignore_tests
+    cdef _Rules _rules              # the config's settings and matchers, shared
     cdef object _observer
     cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
 
-    cdef unsigned char* _ring      # the window, then one byte a trial slot (its lap; 0: free)
+    # The window, then one byte a trial slot (its lap; 0: free). Allocated by the first
+    # outcome or manual transition (_ensure_ring), so a breaker never called holds none;
+    # every state but CLOSED is reached through one of those, so it exists whenever a
+    # trial slot can be taken.
+    cdef unsigned char* _ring
     cdef unsigned char _lap        # the lap of the last trial admitted, 1..255
     cdef unsigned char* _slots
-    cdef Settings _settings         # the config's numbers (window_settings)
+    cdef Settings* _settings        # &_rules.settings: the config's numbers
     cdef Py_ssize_t _pos, _count, _window_failures, _window_slow
-    cdef bint _has_ignore, _has_ignore_tests, _has_record_tests
-    cdef unsigned long long _latency_counts[LATENCY_SLOTS]
+    cdef unsigned long long* _latency_counts   # LATENCY_SLOTS counts; NULL unless record_latency
     cdef double _latency_sum
 
     cdef int _state
@@ -217,28 +259,21 @@ cdef class Window:
     def __cinit__(self, *args, **kwargs):
         self._ring = NULL
         self._slots = NULL
+        self._latency_counts = NULL
 
     def __init__(self, str name, config, clock=None):
         self.name = name
         self._config = config
         self._clock = clock
         self._clock_read = None if clock is None else clock.monotonic
-        self._local = threading.local()
-        self._settings = window_settings(config)._asdict()
-        if not 0 < self._settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
-            raise ValueError(
-                f"half_open_max_calls must be <= {SLOT_BITS}, got {self._settings.trial_limit}"
-            )
-        self._ring = <unsigned char*>PyMem_Malloc(self._settings.size + self._settings.trial_limit)
-        if self._ring == NULL:
-            raise MemoryError()
-        self._slots = self._ring + self._settings.size
-        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
-        self._record_types, self._record_tests = split_matchers(config.record_exceptions)
-        self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
-        self._has_ignore = len(self._ignore_types) > 0
-        self._has_ignore_tests = len(self._ignore_tests) > 0
-        self._has_record_tests = len(self._record_tests) > 0
+        self._rules = _rules_of(config)
+        self._settings = &self._rules.settings
+        if self._settings.record_latency and self._latency_counts == NULL:
+            self._latency_counts = <unsigned long long*>PyMem_Malloc(
+                LATENCY_SLOTS * sizeof(unsigned long long))
+            if self._latency_counts == NULL:
+                raise MemoryError()
+            memset(self._latency_counts, 0, LATENCY_SLOTS * sizeof(unsigned long long))
         self._observer = None
         self._failure_hook = None
         self._state = CLOSED
@@ -248,11 +283,32 @@ cdef class Window:
 
     def __dealloc__(self):
         PyMem_Free(self._ring)
+        PyMem_Free(self._latency_counts)
+
+    @cython.final
+    cdef int _ensure_ring(self) except -1:
+        """Allocate the window and the trial slots, once (outside the locked blocks)."""
+        cdef Py_ssize_t length
+        cdef unsigned char* ring
+        if self._ring != NULL:
+            return 0
+        length = self._settings.size + self._settings.trial_limit
+        ring = <unsigned char*>PyMem_Malloc(length)
+        if ring == NULL:
+            raise MemoryError()
+        memset(ring, 0, length)
+        with cython.critical_section(self):
+            if self._ring == NULL:
+                self._ring = ring
+                self._slots = ring + self._settings.size
+                ring = NULL
+        PyMem_Free(ring)  # another thread installed one first
+        return 0
 
     @cython.final
     cdef inline int _ready(self) except -1:
-        """Refuse to run on a window whose ``__init__`` never ran (its ring is NULL)."""
-        if self._ring == NULL:
+        """Refuse to run on a window whose ``__init__`` never ran (it has no config)."""
+        if self._config is None:
             raise RuntimeError(
                 f"{type(self).__name__} was not initialised: a subclass's __init__ must "
                 f"call super().__init__(name, config, clock)"
@@ -294,7 +350,8 @@ cdef class Window:
         self._trial_successes = 0
         self._state_changed = _wall(CLOCK_REALTIME)
         self._half_open_since = now
-        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
+        if self._ring != NULL:
+            memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
         self._pos = 0
         self._count = 0
         self._window_failures = 0
@@ -510,6 +567,8 @@ cdef class Window:
         Every caller has checked ``_ready()``: an admission did, or ``record``/``_end``."""
         cdef int transition
         cdef double now = NAN
+        if self._ring == NULL:
+            self._ensure_ring()
         while True:
             with cython.critical_section(self):
                 transition = self._record(token, flags, now, duration)
@@ -542,17 +601,18 @@ cdef class Window:
         """Classify the end of a call (``exc`` is None on success) and record it."""
         cdef int flags = 0
         cdef double duration = 0.0
+        cdef _Rules rules = self._rules
         if exc is not None:
             if (
                 not isinstance(exc, Exception)
-                or (self._has_ignore and isinstance(exc, self._ignore_types))
-                or (self._has_ignore_tests and matches(self.name, self._ignore_tests, exc, False))
+                or (rules.has_ignore and isinstance(exc, rules.ignore_types))
+                or (rules.has_ignore_tests and matches(self.name, rules.ignore_tests, exc, False))
             ):
                 with cython.critical_section(self):
                     self._release(token)
                 return 0
-            if isinstance(exc, self._record_types) or (
-                self._has_record_tests and matches(self.name, self._record_tests, exc, True)
+            if isinstance(exc, rules.record_types) or (
+                rules.has_record_tests and matches(self.name, rules.record_tests, exc, True)
             ):
                 flags = FAILED
         if start >= 0:
@@ -584,6 +644,12 @@ cdef class Window:
         if stack is not None:
             return stack
         local = self._local
+        if local is None:  # made by the first with block, not for every breaker
+            local = threading.local()
+            with cython.critical_section(self):
+                if self._local is None:
+                    self._local = local
+                local = self._local
         try:
             stack = local.stack
         except AttributeError:
@@ -696,6 +762,7 @@ cdef class Window:
         cdef int transition = NO_TRANSITION
         cdef int state
         self._ready()
+        self._ensure_ring()
         with cython.critical_section(self):
             state = self._state
             if action == RESET:
@@ -785,10 +852,12 @@ cdef class Window:
 
     def _read_settings(self):
         """The settings this window runs on, read back (tests check the copy is whole)."""
-        return WindowSettings(**self._settings)
+        self._ready()
+        return WindowSettings(**self._settings[0])
 
     def _snapshot(self):
         """A consistent copy of the counters, taken under the lock."""
+        self._ready()
         cdef double now = self._clock_now()
         cdef int state
         cdef unsigned long long requests, failures, successes, rejections, slow_calls
@@ -817,7 +886,7 @@ cdef class Window:
             retry_in = self._open_until - now
             level = self._backoff_level
             for i in range(LATENCY_SLOTS):
-                latency[i] = self._latency_counts[i]
+                latency[i] = 0 if self._latency_counts == NULL else self._latency_counts[i]
             latency_sum = self._latency_sum
         return {
             "state": state,
@@ -871,6 +940,7 @@ cdef class Window:
         cdef unsigned char[:] admitted_view = admitted
         cdef unsigned char[:] states_view = states
         self._ready()
+        self._ensure_ring()
         with cython.critical_section(self):
             for i in range(n):
                 token = self._admit(t[i], &transition, &retry_after)

@@ -120,8 +120,20 @@ else:
     _WindowBase = object
 
 
+# Adding and removing listeners is rare: one lock serves every breaker, so a breaker
+# does not carry a lock of its own.
+_listeners_lock = threading.Lock()
+
+# The config of every breaker built without one: configs are frozen, so one is shared.
+_DEFAULT_CONFIG = CircuitBreakerConfig()
+
+
 class BreakerMixin(_WindowBase):
     """Everything of a breaker that is not the hot path; combine with a window class."""
+
+    # The attributes live in CircuitBreaker's slots (a mixin with slots of its own
+    # could not be combined with the compiled window's layout).
+    __slots__ = ()
 
     def __init__(
         self,
@@ -135,7 +147,7 @@ class BreakerMixin(_WindowBase):
         if not name.strip():
             raise ValueError(f"name must not be empty or blank, got {name!r}")
         if config is None:
-            config = CircuitBreakerConfig(**fields)
+            config = CircuitBreakerConfig(**fields) if fields else _DEFAULT_CONFIG
         elif fields:
             raise TypeError(
                 f"give a config or config fields as keywords, not both: got config and "
@@ -146,7 +158,6 @@ class BreakerMixin(_WindowBase):
         super().__init__(name, config, clock)
         self._listeners: tuple[Listener, ...] = ()
         self._failure_listeners: tuple[FailureListener, ...] = ()
-        self._listeners_lock = threading.Lock()
         self._health_check_success: bool | None = None
         self._opened_by: str | None = None  # set by recovery.cluster
         _registry.register(self)  # findable by monitoring: recovery.breakers()
@@ -310,11 +321,11 @@ class BreakerMixin(_WindowBase):
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        with self._listeners_lock:
+        with _listeners_lock:
             self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        with self._listeners_lock:
+        with _listeners_lock:
             listeners = list(self._listeners)
             listeners.remove(listener)
             self._listeners = tuple(listeners)
@@ -349,7 +360,7 @@ class BreakerMixin(_WindowBase):
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        with self._listeners_lock:
+        with _listeners_lock:
             self._failure_listeners = (*self._failure_listeners, listener)
             self._failure_hook = self._failed
 
@@ -412,3 +423,10 @@ class CircuitBreaker(BreakerMixin, Window):
     ``CircuitBreaker("db", failure_threshold=3)``. See
     :class:`~recovery.CircuitBreakerConfig` for the rules.
     """
+
+    # No per-instance dict: a process may hold many thousands of breakers. (The twin
+    # window is a plain class, weakly referable already.)
+    __slots__ = (
+        "_listeners", "_failure_listeners", "_health_check_success", "_opened_by",
+        *(() if hasattr(Window, "__weakref__") else ("__weakref__",)),
+    )
