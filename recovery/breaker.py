@@ -124,6 +124,15 @@ else:
 # does not carry a lock of its own.
 _listeners_lock = threading.Lock()
 
+class _Required:
+    """The default of a breaker's name, so that leaving it out gets a clear error."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_NAME_REQUIRED: Any = _Required()
+
 # The config of every breaker built without one: configs are frozen, so one is shared.
 _DEFAULT_CONFIG = CircuitBreakerConfig()
 
@@ -137,11 +146,16 @@ class BreakerMixin(_WindowBase):
 
     def __init__(
         self,
-        name: str,
+        name: str = _NAME_REQUIRED,
         config: CircuitBreakerConfig | None = None,
         clock: Clock | None = None,
         **fields: Any,
     ) -> None:
+        if name is _NAME_REQUIRED:
+            raise TypeError(
+                "a circuit breaker needs a name, its first argument: "
+                "CircuitBreaker(\"my-service\", failure_threshold=5)"
+            )
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
         if not name.strip():
