@@ -10,7 +10,8 @@ against ``with``, ``await call_async`` against ``await call_async``, decorated
 and a rejection while open against each peer's own rejection. A peer without the
 form is left out of that row, and one that is not installed is skipped with a line
 that says so. The cases run in interleaved rounds (every case once a round, round
-after round), so a noisy moment on a shared machine touches all of them alike; a
+after round), so a noisy moment on a shared machine touches all of them alike, and
+are timed in CPU time (a wait for a core is not charged); a
 case's number is the median of its rounds less the median of the same bare call
 (``work()``, ``await async_work()``; for a rejection, an empty statement). Then the
 memory each library holds per breaker (10,000 breakers, default settings, measured
@@ -109,6 +110,11 @@ LIBRARIES = ("recovery", "pybreaker", "circuitbreaker", "aiobreaker", "aiocircui
              "purgatory", "lasier")
 
 
+# Cases are timed in this thread's CPU time, not wall time: on a shared machine a
+# process waiting for a core would otherwise be charged for the wait.
+CPU_TIME = time.thread_time
+
+
 class Case:
     """One statement of one form, timed as ``number`` runs (async: batches of awaits)."""
 
@@ -122,9 +128,9 @@ class Case:
             exec(compile(source, "<case>", "exec"), namespace)
             batch = namespace.pop("batch")
             run = namespace["run"]
-            self.timer = timeit.Timer(lambda: run(batch(ASYNC_BATCH)))
+            self.timer = timeit.Timer(lambda: run(batch(ASYNC_BATCH)), timer=CPU_TIME)
         else:
-            self.timer = timeit.Timer(statement, globals=namespace)
+            self.timer = timeit.Timer(statement, globals=namespace, timer=CPU_TIME)
 
     def ns(self, number: int) -> float:
         if self.is_async:
@@ -519,13 +525,16 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--only", nargs="+", choices=LIBRARIES, metavar="LIBRARY",
+                        help="measure these libraries only (recovery is always measured)")
     args = parser.parse_args()
     number, rounds, seconds = (2_000, 3, 0.05) if args.quick else (100_000, 21, 1.0)
     rounds = args.rounds or rounds
 
     print(f"recovery {recovery.__name__} compiled window: {recovery.EXTENSION_ACTIVE}; "
           f"Python {sys.version.split()[0]}")
-    libraries = [lib for lib in LIBRARIES if lib == "recovery" or installed(lib)]
+    libraries = [lib for lib in LIBRARIES if lib == "recovery" or (
+        (args.only is None or lib in args.only) and installed(lib))]
     versions = []
     for lib in libraries[1:]:
         try:
@@ -534,7 +543,8 @@ def main() -> None:
             versions.append(lib)
     print("peers: " + ", ".join(versions))
     results = measure(build_cases(libraries), number, rounds)
-    memory = {lib: bytes_per_breaker(make) for lib, make in _memory_factories().items()}
+    memory = {lib: bytes_per_breaker(make) for lib, make in _memory_factories().items()
+              if lib in libraries}
     print(f"{rounds} interleaved rounds; forms: " + "; ".join(
         f"{form}: {what}" for form, (_, what) in FORMS.items()))
     print_table(results, libraries, memory)

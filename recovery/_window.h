@@ -14,6 +14,7 @@
 #define RECOVERY_WINDOW_H
 
 #include <Python.h>
+#include <structmember.h>
 
 /* Values shared with _window.pyx, which names them in its ``except?`` clauses: a
    function that raised returns its sentinel, and the caller here checks
@@ -24,8 +25,6 @@ enum {
     RECOVERY_ADMIT_ERROR = -3,  /* admission: a user clock or a listener raised */
 };
 
-/* Marks a ``with`` block's saved token as timed (generations never reach 2**42). */
-#define RECOVERY_TIMED_BIT (1LL << 62)
 
 /* A new exception of ``type`` from the type's tp_new alone (_rejection in
    _window.pyx says why). */
@@ -54,41 +53,53 @@ static recovery_route_fn recovery_route;
 static recovery_fallback_fn recovery_fallback;
 static recovery_divert_fn recovery_divert;
 
-/* Admit, run args[0](*args[1:]) outside the lock, record. ``route`` (or NULL)
-   gives the fallback that answers a rejected call. */
-static PyObject *recovery_guarded(PyObject *breaker, PyObject *route,
+typedef int (*recovery_release_fn)(PyObject *, long long);
+static recovery_release_fn recovery_release;
+
+/* Raise the error a rejected call gets: fresh, with no frame of ours in its traceback. */
+static int recovery_raise_rejection(PyObject *breaker, int state, double retry_after) {
+    PyObject *value = recovery_reject(breaker, state, retry_after);
+    if (value == NULL) return -1;
+    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+    Py_DECREF(value);
+    return -1;
+}
+
+/* Record how a call ended with the exception that is set; the exception stays set.
+   Recording that fails (a user clock raised) is reported, never put in its place. */
+static void recovery_finish_failed(PyObject *breaker, long long token, double start) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    if (recovery_finish(breaker, token, value, start) < 0) PyErr_WriteUnraisable(breaker);
+    PyErr_Restore(type, value, tb);
+}
+
+/* Admit, run fn(*args) outside the lock, record. ``route`` (or NULL) gives the
+   fallback that answers a rejected call. */
+static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *fn,
                                   PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames) {
     long long token;
     int state;
     double start, retry_after;
-    PyObject *result, *type, *value, *tb, *fallback;
+    PyObject *result, *value, *fallback;
     token = recovery_admit(breaker, &state, &retry_after);
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) return NULL;
     if (token == RECOVERY_REJECTED) {
         if (route != NULL && (fallback = recovery_fallback(route)) != NULL) {
-            return PyObject_Vectorcall(fallback, args + 1, (size_t)(nargs - 1), kwnames);
+            return PyObject_Vectorcall(fallback, args, (size_t)nargs, kwnames);
         }
-        /* Rejected: raise a fresh error with no frame of ours in its traceback. */
-        value = recovery_reject(breaker, state, retry_after);
-        if (value == NULL) return NULL;
-        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-        Py_DECREF(value);
+        recovery_raise_rejection(breaker, state, retry_after);
         return NULL;
     }
     /* A user clock that raises here gives the admission back. */
     start = recovery_start(breaker, token);
     if (start == RECOVERY_START_ERROR && PyErr_Occurred()) return NULL;
-    result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    result = PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     if (result == NULL) {
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL) PyException_SetTraceback(value, tb);
-        if (recovery_finish(breaker, token, value, start) < 0) {
-            /* Recording failed (a user clock raised): report it, keep fn's error. */
-            PyErr_WriteUnraisable(breaker);
-        }
-        PyErr_Restore(type, value, tb);
+        recovery_finish_failed(breaker, token, start);
         return NULL;
     }
     if (Py_IS_TYPE(result, &PyCoro_Type) || Py_IS_TYPE(result, &PyGen_Type)
@@ -123,7 +134,7 @@ static PyObject *recovery_call(PyObject *self, PyObject *const *args,
         return NULL;
     }
     if (!PyCallable_Check(args[0])) return recovery_refuse_uncallable("call", args[0]);
-    return recovery_guarded(self, NULL, args, nargs, kwnames);
+    return recovery_guarded(self, NULL, args[0], args + 1, nargs - 1, kwnames);
 }
 
 static PyObject *recovery_execute(PyObject *self, PyObject *const *args,
@@ -144,12 +155,507 @@ static PyObject *recovery_execute(PyObject *self, PyObject *const *args,
     if (diverted) {
         result = recovery_divert(self, args, nargs, kwnames);
     } else {
-        result = recovery_guarded(breaker, route, args + 1, nargs - 1, kwnames);
+        result = recovery_guarded(breaker, route, args[1], args + 2, nargs - 2, kwnames);
     }
     Py_DECREF(breaker);
     Py_DECREF(route);
     return result;
 }
+
+/* -- the decorator: a function guarded by a breaker, called by vectorcall ---------------
+
+   ``@breaker`` on a plain function returns one of these: calling it goes straight to
+   recovery_guarded, as ``breaker.call(fn, ...)`` does, with no Python frame between.
+   On a coroutine function (``is_async``) a call returns a recovery_Awaiting instead.
+   It has a __dict__ (functools.update_wrapper fills it) and binds as a method does. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyObject *breaker;
+    PyObject *fn;
+    PyObject *dict;
+    PyObject *weakrefs;
+} recovery_Guard;
+
+static PyTypeObject *recovery_guard_type;
+
+/* getattr(obj, name) into *result: 1 found, 0 not there, -1 error. */
+static int recovery_optional_attr(PyObject *obj, const char *name, PyObject **result) {
+    *result = PyObject_GetAttrString(obj, name);
+    if (*result != NULL) return 1;
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return -1;
+    PyErr_Clear();
+    return 0;
+}
+static PyTypeObject *recovery_awaiting_type;
+static PyTypeObject *recovery_ready_type;
+
+/* -- awaiting fn(*args) through a breaker ---------------------------------------------
+
+   What ``breaker.call_async(fn, ...)`` and a guarded coroutine function return: a
+   coroutine (it has __await__, send, throw and close, so asyncio takes it as one) that
+   admits the call when first driven, then awaits what fn returns, passing every send
+   and throw through, and records how it ended. fn's arguments are kept inline
+   (positional, then keyword values; ``kwnames`` names the latter). */
+typedef struct {
+    PyObject_VAR_HEAD
+    PyObject *breaker;
+    PyObject *fn;       /* NULL once called */
+    PyObject *kwnames;  /* NULL when none */
+    PyObject *inner;    /* the awaited iterator, while running */
+    Py_ssize_t nargs;
+    long long token;
+    double start;
+    int stage;          /* AWAITING_NEW, AWAITING_RUNNING or AWAITING_DONE */
+    PyObject *args[1];
+} recovery_Awaiting;
+
+enum { AWAITING_NEW, AWAITING_RUNNING, AWAITING_DONE };
+
+static PyObject *recovery_awaiting_new(PyObject *breaker, PyObject *fn,
+                                       PyObject *const *args, Py_ssize_t nargs,
+                                       PyObject *kwnames) {
+    Py_ssize_t i, total = nargs + (kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames));
+    recovery_Awaiting *self = PyObject_GC_NewVar(recovery_Awaiting, recovery_awaiting_type,
+                                                 total);
+    if (self == NULL) return NULL;
+    self->breaker = Py_NewRef(breaker);
+    self->fn = Py_NewRef(fn);
+    self->kwnames = Py_XNewRef(kwnames);
+    self->inner = NULL;
+    self->nargs = nargs;
+    self->token = 0;
+    self->start = -1.0;
+    self->stage = AWAITING_NEW;
+    for (i = 0; i < total; i++) self->args[i] = Py_NewRef(args[i]);
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+static void recovery_awaiting_drop_call(recovery_Awaiting *self) {
+    Py_ssize_t i;
+    for (i = 0; i < Py_SIZE(self); i++) Py_CLEAR(self->args[i]);
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->kwnames);
+}
+
+/* Admit, call fn and find the iterator to await; -1 with an exception set. */
+static int recovery_awaiting_start(recovery_Awaiting *self) {
+    int state;
+    double retry_after;
+    PyObject *awaitable, *inner;
+    PyObject *fn = self->fn;
+    long long token = recovery_admit(self->breaker, &state, &retry_after);
+    self->stage = AWAITING_DONE;  /* until it runs */
+    if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) goto fail;
+    if (token == RECOVERY_REJECTED) {
+        recovery_raise_rejection(self->breaker, state, retry_after);
+        goto fail;
+    }
+    self->start = recovery_start(self->breaker, token);
+    if (self->start == RECOVERY_START_ERROR && PyErr_Occurred()) goto fail;
+    self->token = token;
+    awaitable = PyObject_Vectorcall(fn, self->args, (size_t)self->nargs, self->kwnames);
+    recovery_awaiting_drop_call(self);
+    if (awaitable == NULL) {
+        recovery_finish_failed(self->breaker, token, self->start);
+        return -1;
+    }
+    if (PyCoro_CheckExact(awaitable)) {
+        inner = awaitable;
+    } else if (Py_TYPE(awaitable)->tp_as_async != NULL
+               && Py_TYPE(awaitable)->tp_as_async->am_await != NULL) {
+        inner = Py_TYPE(awaitable)->tp_as_async->am_await(awaitable);
+        Py_DECREF(awaitable);
+        if (inner == NULL) {
+            recovery_finish_failed(self->breaker, token, self->start);
+            return -1;
+        }
+    } else {
+        /* Not awaitable: nothing ran that counts. */
+        recovery_release(self->breaker, token);
+        PyErr_Format(PyExc_TypeError,
+                     "call_async() needs fn to return an awaitable, got %R: "
+                     "use call() for a plain function", awaitable);
+        Py_DECREF(awaitable);
+        return -1;
+    }
+    self->inner = inner;
+    self->stage = AWAITING_RUNNING;
+    return 0;
+fail:
+    recovery_awaiting_drop_call(self);
+    return -1;
+}
+
+/* After the awaited iterator answered ``status``: record the end, if it ended. */
+static PySendResult recovery_awaiting_after(recovery_Awaiting *self, PySendResult status,
+                                            PyObject **result) {
+    if (status == PYGEN_NEXT) return status;
+    self->stage = AWAITING_DONE;
+    Py_CLEAR(self->inner);
+    if (status == PYGEN_RETURN) {
+        if (recovery_finish(self->breaker, self->token, NULL, self->start) < 0) {
+            Py_CLEAR(*result);
+            return PYGEN_ERROR;
+        }
+        return status;
+    }
+    recovery_finish_failed(self->breaker, self->token, self->start);
+    return status;
+}
+
+static PySendResult recovery_awaiting_send(PyObject *op, PyObject *arg, PyObject **result) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    *result = NULL;
+    if (self->stage == AWAITING_NEW) {
+        if (recovery_awaiting_start(self) < 0) return PYGEN_ERROR;
+    } else if (self->stage == AWAITING_DONE) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse an already awaited breaker call");
+        return PYGEN_ERROR;
+    }
+    return recovery_awaiting_after(self, PyIter_Send(self->inner, arg, result), result);
+}
+
+/* A send's answer as Python's iterator protocol has it: the yielded value, or NULL
+   with StopIteration(value) (or the error) set. */
+static PyObject *recovery_sent(PySendResult status, PyObject *result) {
+    PyObject *stop;
+    if (status == PYGEN_NEXT) return result;
+    if (status == PYGEN_RETURN) {
+        if (result == Py_None) {
+            Py_DECREF(result);
+            PyErr_SetNone(PyExc_StopIteration);
+            return NULL;
+        }
+        stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+        Py_DECREF(result);
+        if (stop != NULL) {
+            PyErr_SetObject(PyExc_StopIteration, stop);
+            Py_DECREF(stop);
+        }
+    }
+    return NULL;
+}
+
+static PyObject *recovery_awaiting_iternext(PyObject *self) {
+    PyObject *result;
+    PySendResult status = recovery_awaiting_send(self, Py_None, &result);
+    return recovery_sent(status, result);
+}
+
+static PyObject *recovery_awaiting_send_method(PyObject *self, PyObject *arg) {
+    PyObject *result;
+    PySendResult status = recovery_awaiting_send(self, arg, &result);
+    return recovery_sent(status, result);
+}
+
+static PyObject *recovery_awaiting_throw(PyObject *op, PyObject *const *args,
+                                         Py_ssize_t nargs) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    PyObject *throw, *result, *type, *value, *tb;
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    if (self->stage == AWAITING_RUNNING) {
+        if (recovery_optional_attr(self->inner, "throw", &throw) < 0) return NULL;
+        if (throw != NULL) {
+            result = PyObject_Vectorcall(throw, args, (size_t)nargs, NULL);
+            Py_DECREF(throw);
+            if (result != NULL) return result;  /* it yielded: still running */
+            self->stage = AWAITING_DONE;
+            Py_CLEAR(self->inner);
+            if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                /* It caught the error and returned: a success, as its value says. */
+                PyErr_Fetch(&type, &value, &tb);
+                if (recovery_finish(self->breaker, self->token, NULL, self->start) < 0) {
+                    Py_XDECREF(type);
+                    Py_XDECREF(value);
+                    Py_XDECREF(tb);
+                    return NULL;
+                }
+                PyErr_Restore(type, value, tb);
+                return NULL;
+            }
+            recovery_finish_failed(self->breaker, self->token, self->start);
+            return NULL;
+        }
+    }
+    /* Not running (or nothing to pass it to): it ends the call with this error. */
+    if (nargs == 1) {
+        if (PyExceptionInstance_Check(args[0])) {
+            PyErr_SetObject((PyObject *)Py_TYPE(args[0]), args[0]);
+        } else {
+            PyErr_SetObject(args[0], NULL);
+        }
+    } else {
+        PyErr_SetObject(args[0], args[1]);
+    }
+    if (self->stage == AWAITING_RUNNING) {
+        self->stage = AWAITING_DONE;
+        Py_CLEAR(self->inner);
+        recovery_finish_failed(self->breaker, self->token, self->start);
+    } else {
+        self->stage = AWAITING_DONE;
+        recovery_awaiting_drop_call(self);
+    }
+    return NULL;
+}
+
+/* Closed before it finished: the call gives its admission back, counting nothing (as
+   for any BaseException that is not an Exception). */
+static PyObject *recovery_awaiting_close(PyObject *op, PyObject *unused) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    PyObject *close, *result;
+    if (self->stage != AWAITING_RUNNING) {
+        self->stage = AWAITING_DONE;
+        recovery_awaiting_drop_call(self);
+        Py_RETURN_NONE;
+    }
+    self->stage = AWAITING_DONE;
+    if (recovery_optional_attr(self->inner, "close", &close) < 0) goto failed;
+    if (close != NULL) {
+        result = PyObject_CallNoArgs(close);
+        Py_DECREF(close);
+        if (result == NULL) goto failed;
+        Py_DECREF(result);
+    }
+    Py_CLEAR(self->inner);
+    if (recovery_release(self->breaker, self->token) < 0) return NULL;
+    Py_RETURN_NONE;
+failed:
+    Py_CLEAR(self->inner);
+    recovery_finish_failed(self->breaker, self->token, self->start);
+    return NULL;
+}
+
+static PyObject *recovery_self(PyObject *self) { return Py_NewRef(self); }
+
+static int recovery_awaiting_traverse(PyObject *op, visitproc visit, void *arg) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    Py_ssize_t i;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->breaker);
+    Py_VISIT(self->fn);
+    Py_VISIT(self->kwnames);
+    Py_VISIT(self->inner);
+    for (i = 0; i < Py_SIZE(self); i++) Py_VISIT(self->args[i]);
+    return 0;
+}
+
+static int recovery_awaiting_clear(PyObject *op) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    recovery_awaiting_drop_call(self);
+    Py_CLEAR(self->inner);
+    return 0;
+}
+
+static void recovery_awaiting_dealloc(PyObject *op) {
+    recovery_Awaiting *self = (recovery_Awaiting *)op;
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject *type_, *value, *tb;
+    PyObject_GC_UnTrack(op);
+    if (self->stage == AWAITING_RUNNING && self->breaker != NULL) {
+        /* Dropped mid-await without close(): give the admission back. */
+        PyErr_Fetch(&type_, &value, &tb);
+        if (recovery_release(self->breaker, self->token) < 0) PyErr_WriteUnraisable(op);
+        PyErr_Restore(type_, value, tb);
+    }
+    recovery_awaiting_clear(op);
+    Py_CLEAR(self->breaker);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyMethodDef recovery_awaiting_methods[] = {
+    {"send", (PyCFunction)recovery_awaiting_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))recovery_awaiting_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)recovery_awaiting_close, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot recovery_awaiting_slots[] = {
+    {Py_tp_doc, "A call through a circuit breaker, awaited: admitted when first driven, "
+                "recorded when what it awaits returns or raises."},
+    {Py_am_await, (void *)recovery_self},
+    {Py_am_send, (void *)recovery_awaiting_send},
+    {Py_tp_iter, (void *)recovery_self},
+    {Py_tp_iternext, (void *)recovery_awaiting_iternext},
+    {Py_tp_methods, recovery_awaiting_methods},
+    {Py_tp_traverse, (void *)recovery_awaiting_traverse},
+    {Py_tp_clear, (void *)recovery_awaiting_clear},
+    {Py_tp_dealloc, (void *)recovery_awaiting_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec recovery_awaiting_spec = {
+    "recovery._window.AwaitingCall", sizeof(recovery_Awaiting) - sizeof(PyObject *),
+    sizeof(PyObject *), Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, recovery_awaiting_slots,
+};
+
+/* -- an awaitable that is already done: what ``async with``'s methods return -------------
+
+   The compiled ``__aenter__`` and ``__aexit__`` do their bookkeeping when called (which
+   ``async with`` does right before awaiting the result) and return one of these. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *value;
+} recovery_Ready;
+
+static PyObject *recovery_ready_new(PyObject *value) {
+    recovery_Ready *self = PyObject_New(recovery_Ready, recovery_ready_type);
+    if (self == NULL) return NULL;
+    self->value = Py_NewRef(value);
+    return (PyObject *)self;
+}
+
+static PySendResult recovery_ready_send(PyObject *self, PyObject *arg, PyObject **result) {
+    *result = Py_NewRef(((recovery_Ready *)self)->value);
+    return PYGEN_RETURN;
+}
+
+static PyObject *recovery_ready_iternext(PyObject *self) {
+    PyObject *result;
+    PySendResult status = recovery_ready_send(self, Py_None, &result);
+    return recovery_sent(status, result);
+}
+
+static void recovery_ready_dealloc(PyObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    Py_DECREF(((recovery_Ready *)self)->value);
+    PyObject_Free(self);
+    Py_DECREF(type);
+}
+
+static PyType_Slot recovery_ready_slots[] = {
+    {Py_am_await, (void *)recovery_self},
+    {Py_am_send, (void *)recovery_ready_send},
+    {Py_tp_iter, (void *)recovery_self},
+    {Py_tp_iternext, (void *)recovery_ready_iternext},
+    {Py_tp_dealloc, (void *)recovery_ready_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec recovery_ready_spec = {
+    "recovery._window.Done", sizeof(recovery_Ready), 0, Py_TPFLAGS_DEFAULT,
+    recovery_ready_slots,
+};
+
+/* -- the guard's own functions ---------------------------------------------------------- */
+
+static PyObject *recovery_guard_call(PyObject *op, PyObject *const *args, size_t nargsf,
+                                     PyObject *kwnames) {
+    recovery_Guard *self = (recovery_Guard *)op;
+    return recovery_guarded(self->breaker, NULL, self->fn, args, PyVectorcall_NARGS(nargsf),
+                            kwnames);
+}
+
+static PyObject *recovery_guard_call_async(PyObject *op, PyObject *const *args,
+                                           size_t nargsf, PyObject *kwnames) {
+    recovery_Guard *self = (recovery_Guard *)op;
+    return recovery_awaiting_new(self->breaker, self->fn, args, PyVectorcall_NARGS(nargsf),
+                                 kwnames);
+}
+
+static PyObject *recovery_guard_new(PyObject *breaker, PyObject *fn, int is_async) {
+    recovery_Guard *self = PyObject_GC_New(recovery_Guard, recovery_guard_type);
+    if (self == NULL) return NULL;
+    self->vectorcall = is_async ? recovery_guard_call_async : recovery_guard_call;
+    self->breaker = Py_NewRef(breaker);
+    self->fn = Py_NewRef(fn);
+    self->dict = NULL;
+    self->weakrefs = NULL;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
+}
+
+/* Bound to an instance as a function is, so ``@breaker`` works on methods too. */
+static PyObject *recovery_guard_get(PyObject *self, PyObject *obj, PyObject *type) {
+    if (obj == NULL || obj == Py_None) return Py_NewRef(self);
+    return PyMethod_New(self, obj);
+}
+
+static int recovery_guard_traverse(PyObject *op, visitproc visit, void *arg) {
+    recovery_Guard *self = (recovery_Guard *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->breaker);
+    Py_VISIT(self->fn);
+    Py_VISIT(self->dict);
+    return 0;
+}
+
+static int recovery_guard_clear(PyObject *op) {
+    recovery_Guard *self = (recovery_Guard *)op;
+    Py_CLEAR(self->breaker);
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->dict);
+    return 0;
+}
+
+static void recovery_guard_dealloc(PyObject *op) {
+    PyTypeObject *type = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    if (((recovery_Guard *)op)->weakrefs != NULL) PyObject_ClearWeakRefs(op);
+    recovery_guard_clear(op);
+    type->tp_free(op);
+    Py_DECREF(type);
+}
+
+static PyObject *recovery_guard_repr(PyObject *op) {
+    recovery_Guard *self = (recovery_Guard *)op;
+    return PyUnicode_FromFormat("<%R guarded by %R>", self->fn, self->breaker);
+}
+
+static PyMemberDef recovery_guard_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(recovery_Guard, vectorcall), READONLY, NULL},
+    {"__dictoffset__", T_PYSSIZET, offsetof(recovery_Guard, dict), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(recovery_Guard, weakrefs), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyGetSetDef recovery_guard_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot recovery_guard_slots[] = {
+    {Py_tp_doc, "A function guarded by a circuit breaker (what @breaker returns)."},
+    {Py_tp_call, (void *)PyVectorcall_Call},
+    {Py_tp_descr_get, (void *)recovery_guard_get},
+    {Py_tp_repr, (void *)recovery_guard_repr},
+    {Py_tp_members, recovery_guard_members},
+    {Py_tp_getset, recovery_guard_getset},
+    {Py_tp_traverse, (void *)recovery_guard_traverse},
+    {Py_tp_clear, (void *)recovery_guard_clear},
+    {Py_tp_dealloc, (void *)recovery_guard_dealloc},
+    {0, NULL},
+};
+
+static PyType_Spec recovery_guard_spec = {
+    "recovery._window.GuardedFunction", sizeof(recovery_Guard), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+        | Py_TPFLAGS_METHOD_DESCRIPTOR,
+    recovery_guard_slots,
+};
+
+static PyObject *recovery_call_async(PyObject *self, PyObject *const *args,
+                                     Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "call_async() missing required argument: 'fn'");
+        return NULL;
+    }
+    if (!PyCallable_Check(args[0])) return recovery_refuse_uncallable("call_async", args[0]);
+    return recovery_awaiting_new(self, args[0], args + 1, nargs - 1, kwnames);
+}
+
+static PyMethodDef recovery_call_async_def = {
+    "call_async", (PyCFunction)(void (*)(void))recovery_call_async,
+    METH_FASTCALL | METH_KEYWORDS,
+    "call_async($self, fn, /, *args, **kwargs)\n--\n\n"
+    "``await fn(*args, **kwargs)`` through the breaker: the coroutine twin of call. "
+    "Admitted when awaited, recorded when fn's awaitable returns or raises."
+};
 
 static PyMethodDef recovery_execute_def = {
     "execute_with_recovery", (PyCFunction)(void (*)(void))recovery_execute,
@@ -181,7 +687,16 @@ static int recovery_install(PyObject *type, PyMethodDef *def) {
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
                                     void *admit, void *reject, void *start,
                                     void *finish, void *route, void *fallback,
-                                    void *divert, void *refuse, void *uncallable) {
+                                    void *divert, void *refuse, void *uncallable,
+                                    void *release) {
+    recovery_release = (recovery_release_fn)release;
+    recovery_guard_type = (PyTypeObject *)PyType_FromSpec(&recovery_guard_spec);
+    if (recovery_guard_type == NULL) return -1;
+    recovery_awaiting_type = (PyTypeObject *)PyType_FromSpec(&recovery_awaiting_spec);
+    if (recovery_awaiting_type == NULL) return -1;
+    recovery_ready_type = (PyTypeObject *)PyType_FromSpec(&recovery_ready_spec);
+    if (recovery_ready_type == NULL) return -1;
+    if (recovery_install(window, &recovery_call_async_def) < 0) return -1;
     recovery_refuse = (recovery_refuse_fn)refuse;
     recovery_uncallable = (recovery_uncallable_fn)uncallable;
     recovery_admit = (recovery_admit_fn)admit;

@@ -13,14 +13,14 @@ outside, and the block runs again.
 
 cimport cython
 from libc.math cimport NAN, isinf, isnan, pow
-from libc.string cimport memset
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memmove, memset
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
+import contextvars
 import logging
-import threading
 import weakref
 
 from recovery import state as _codes
@@ -111,12 +111,15 @@ cdef enum:
     LAP_SHIFT = 12
     SLOT_BITS = 0x3FF
 
-# A thread state's id is unique for the interpreter's life; thread idents are reused.
+# The context (contextvars.Context) the thread runs in: every thread has its own, and
+# so has every asyncio task. (A field of CPython's thread state, read directly: no
+# public function returns the current context without copying it.)
 cdef extern from "Python.h":
     ctypedef struct PyThreadState:
-        pass
+        PyObject* context
     PyThreadState* PyThreadState_Get()
-    unsigned long long PyThreadState_GetID(PyThreadState* tstate)
+    int PyContextVar_Get(object var, PyObject* default_value, PyObject** value) except -1
+    object PyContextVar_Set(object var, object value)
 
 # Results of the locked blocks besides a token (or REJECTED) or a transition.
 cdef enum:
@@ -152,14 +155,13 @@ cdef extern from "_window.h":
         REJECTED "RECOVERY_REJECTED"        # an admission's answer: not admitted
         START_ERROR "RECOVERY_START_ERROR"  # the except? value of a call's start time
         ADMIT_ERROR "RECOVERY_ADMIT_ERROR"  # the except? value of an admission
-    # Marks a ``with`` block's saved token as timed. A C macro, not a module
-    # variable: those are looked up through module state.
-    long long TIMED_BIT "RECOVERY_TIMED_BIT"
     object _new_error "recovery_new_error"(object type, object args)
+    object _new_guard "recovery_guard_new"(object breaker, object fn, int is_async)
+    object _done "recovery_ready_new"(object value)
     int _install_methods "recovery_install_methods"(
         object window, object dispatcher, void* admit, void* reject, void* start,
         void* finish, void* route, void* fallback, void* divert, void* refuse,
-        void* uncallable) except -1
+        void* uncallable, void* release) except -1
 
 
 cdef class _Rules:
@@ -219,6 +221,90 @@ cdef inline int _transition(int old, int new) noexcept nogil:
     return old << 4 | new
 
 
+cdef struct Block:
+    PyObject* breaker     # a strong reference
+    long long token
+    double start
+
+
+cdef class _Blocks:
+    """The ``with`` and ``async with`` blocks open in one context, innermost last.
+
+    Kept per context, not per thread: a thread runs in a context of its own, and so
+    does each asyncio task, so concurrent tasks on one thread each exit their own
+    block (a ``with`` that spans an ``await`` included). A context copied for a new
+    task still refers to its parent's blocks, so ``owner`` says whose they are; it is
+    the context's address, not a reference (that would make a cycle through the
+    context and keep everything in it alive until the garbage collector runs): a
+    context that dies with blocks open leaves them to be adopted by a later one, but
+    never shared by two live ones.
+    """
+
+    cdef PyObject* owner
+    cdef Block* items
+    cdef Py_ssize_t depth, capacity
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.depth):
+            Py_DECREF(<object>self.items[i].breaker)
+        PyMem_Free(self.items)
+
+    cdef int push(self, object breaker, long long token, double start) except -1:
+        cdef Block* grown
+        if self.depth == self.capacity:
+            grown = <Block*>PyMem_Realloc(self.items, (self.capacity * 2 + 4) * sizeof(Block))
+            if grown == NULL:
+                raise MemoryError()
+            self.items = grown
+            self.capacity = self.capacity * 2 + 4
+        Py_INCREF(breaker)
+        self.items[self.depth].breaker = <PyObject*>breaker
+        self.items[self.depth].token = token
+        self.items[self.depth].start = start
+        self.depth += 1
+        return 0
+
+    cdef Py_ssize_t find(self, object breaker) noexcept:
+        """The innermost block of ``breaker``, or -1."""
+        cdef Py_ssize_t i = self.depth - 1
+        while i >= 0 and self.items[i].breaker != <PyObject*>breaker:
+            i -= 1
+        return i
+
+    cdef void take(self, Py_ssize_t index, long long* token, double* start) noexcept:
+        """Remove block ``index`` (usually the innermost), giving its admission."""
+        cdef PyObject* breaker = self.items[index].breaker
+        token[0] = self.items[index].token
+        start[0] = self.items[index].start
+        self.depth -= 1
+        if index < self.depth:
+            memmove(&self.items[index], &self.items[index + 1],
+                    (self.depth - index) * sizeof(Block))
+        Py_DECREF(<object>breaker)
+
+
+_blocks_var = contextvars.ContextVar("recovery_blocks")
+
+
+cdef _Blocks _blocks(bint create):
+    """The current context's blocks (None if it has none and ``create`` is False)."""
+    cdef PyObject* found = NULL
+    cdef _Blocks blocks
+    PyContextVar_Get(_blocks_var, NULL, &found)
+    if found != NULL:
+        blocks = <_Blocks>found
+        Py_DECREF(<object>found)  # PyContextVar_Get's new reference; the var holds one
+        if blocks.owner == PyThreadState_Get().context:
+            return blocks
+    if not create:
+        return None
+    blocks = _Blocks()
+    PyContextVar_Set(_blocks_var, blocks)  # makes the thread's context if it had none
+    blocks.owner = PyThreadState_Get().context
+    return blocks
+
+
 cdef class Window:
     """Outcome window, state machine and admission for one breaker, behind one lock."""
 
@@ -226,9 +312,6 @@ cdef class Window:
     cdef readonly object _config
     cdef readonly object _clock
     cdef object _clock_read        # the clock's bound monotonic(), or None for the C clock
-    cdef object _local
-    cdef unsigned long long _stack_owner   # thread state whose with-stack is cached below
-    cdef list _owner_stack
     cdef _Rules _rules              # the config's settings and matchers, shared
     cdef object _observer
     cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
@@ -628,81 +711,63 @@ cdef class Window:
         return 0
 
     @cython.final
-    cdef list _thread_stack(self):
-        """This thread's stack of ``with`` admissions.
-
-        The last thread's stack is cached beside its thread state's id (never
-        reused, unlike a thread ident), which saves the thread-local lookup
-        (about a fifth of a ``with`` block's cost) whenever one thread enters and
-        exits in turn.
-        """
-        cdef unsigned long long ident = PyThreadState_GetID(PyThreadState_Get())
-        cdef list stack = None
-        with cython.critical_section(self):
-            if self._stack_owner == ident and self._owner_stack is not None:
-                stack = self._owner_stack
-        if stack is not None:
-            return stack
-        local = self._local
-        if local is None:  # made by the first with block, not for every breaker
-            local = threading.local()
-            with cython.critical_section(self):
-                if self._local is None:
-                    self._local = local
-                local = self._local
-        try:
-            stack = local.stack
-        except AttributeError:
-            stack = local.stack = [0]
-        with cython.critical_section(self):
-            self._stack_owner = ident
-            self._owner_stack = stack
-        return stack
-
-    def __enter__(self):
+    cdef int _enter_block(self) except -1:
+        """Admit a ``with`` or ``async with`` block and keep its admission in the
+        blocks of the current context, so that its exit records against it."""
         cdef long long token = self._try_admit()
         cdef double start = -1.0
         if (self._settings.slow_duration >= 0 or self._observer is not None
                 or self._settings.record_latency):
             start = self._timed_start(token)
-        cdef list stack = self._thread_stack()
-        cdef Py_ssize_t depth
-        # Each thread keeps its own admissions, so nested and concurrent blocks
-        # each record against the token they were admitted with. stack[0] is
-        # the depth; slots above it are reused, never popped, because a list
-        # reallocates on every push to and pop from empty. A timed entry takes
-        # a slot for its start time first; the token's TIMED_BIT says so.
-        depth = stack[0]
-        if start >= 0:
-            depth += 1
-            _put(stack, depth, start)
-            token |= TIMED_BIT
-        depth += 1
-        _put(stack, depth, token)
-        stack[0] = depth
-        return self
+        try:
+            _blocks(True).push(self, token, start)
+        except BaseException:
+            self.release(token)
+            raise
+        return 0
 
-    def __exit__(self, exc_type, exc, tb):
-        cdef list stack = self._thread_stack()
-        cdef Py_ssize_t depth = stack[0]
+    @cython.final
+    cdef int _exit_block(self, exc) except -1:
+        cdef _Blocks blocks = _blocks(False)
         cdef long long token
-        cdef double start = -1.0
-        if depth < 1:
-            # Entered on another thread: nothing here to pair with (an explicit guard;
-            # unchecked indexing must never be what meets this mistake).
+        cdef double start
+        cdef Py_ssize_t index = -1 if blocks is None else blocks.find(self)
+        if index < 0:
+            # Entered in another thread or task: nothing here to pair with.
             self._lost_admission()
-            raise foreign_exit(self.name)
-        token = stack[depth]
-        depth -= 1
-        if token & TIMED_BIT:
-            token &= ~TIMED_BIT
-            start = stack[depth]
-            depth -= 1
-        stack[0] = depth
+            raise foreign_exit(self.name, "thread or task")
+        blocks.take(index, &token, &start)
         if exc is None and start < 0 and token & 3 == NORMAL:
             self._record_outcome(token, 0, None, -1.0)
         else:
             self._finish(token, exc, start)
+        return 0
+
+    def __enter__(self):
+        self._enter_block()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._exit_block(exc)
+
+    def __aenter__(self):
+        """Admit the block now (``async with`` awaits the result at once): nothing
+        here blocks, so the awaitable returned is already done."""
+        self._enter_block()
+        return _done(self)
+
+    def __aexit__(self, exc_type, exc, tb):
+        self._exit_block(exc)
+        return _done(None)
+
+    def _guard(self, fn):
+        """``fn`` guarded by this breaker, called straight from C (what ``@breaker`` returns)."""
+        return _new_guard(self, fn, 0)
+
+    def _guard_async(self, fn):
+        """A coroutine function ``fn`` guarded by this breaker: each call returns an
+        awaitable call admitted when first awaited."""
+        return _new_guard(self, fn, 1)
 
     def try_admit(self):
         """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
@@ -1053,11 +1118,6 @@ cdef object _rejection(str name, int state, double retry_after):
     )
 
 
-cdef inline void _put(list stack, Py_ssize_t index, object value):
-    if index == len(stack):
-        stack.append(value)
-    else:
-        stack[index] = value
 
 
 cdef long long _admit_hook(object self, int* state, double* retry_after) except? ADMIT_ERROR:
@@ -1094,7 +1154,14 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
+cdef int _release_hook(object self, long long token) except -1:
+    cdef Window window = <Window>self
+    with cython.critical_section(window):
+        window._release(token)
+    return 0
+
+
 _install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
                  <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
                  <void*>_fallback_hook, <void*>_divert_hook, <void*>_refuse_hook,
-                 <void*>_uncallable_hook)
+                 <void*>_uncallable_hook, <void*>_release_hook)
