@@ -657,6 +657,38 @@ static PyMethodDef recovery_call_async_def = {
     "Admitted when awaited, recorded when fn's awaitable returns or raises."
 };
 
+/* -- with: the block's methods, in C so that a with statement costs one C call each ---- */
+
+typedef int (*recovery_enter_fn)(PyObject *);
+typedef int (*recovery_exit_fn)(PyObject *, PyObject *);
+static recovery_enter_fn recovery_enter_block;
+static recovery_exit_fn recovery_exit_block;
+
+static PyObject *recovery_enter(PyObject *self, PyObject *unused) {
+    if (recovery_enter_block(self) < 0) return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *recovery_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "__exit__() takes 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    if (recovery_exit_block(self, args[1]) < 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef recovery_enter_def = {
+    "__enter__", (PyCFunction)recovery_enter, METH_NOARGS,
+    "__enter__($self, /)\n--\n\n"
+    "Admit the block (or raise CircuitOpenError); its exit records how it ended."
+};
+
+static PyMethodDef recovery_exit_def = {
+    "__exit__", (PyCFunction)(void (*)(void))recovery_exit, METH_FASTCALL,
+    "__exit__($self, exc_type, exc, tb, /)\n--\n\nRecord how the block ended."
+};
+
 static PyMethodDef recovery_execute_def = {
     "execute_with_recovery", (PyCFunction)(void (*)(void))recovery_execute,
     METH_FASTCALL | METH_KEYWORDS,
@@ -688,8 +720,12 @@ static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
                                     void *admit, void *reject, void *start,
                                     void *finish, void *route, void *fallback,
                                     void *divert, void *refuse, void *uncallable,
-                                    void *release) {
+                                    void *release, void *enter, void *exit) {
     recovery_release = (recovery_release_fn)release;
+    recovery_enter_block = (recovery_enter_fn)enter;
+    recovery_exit_block = (recovery_exit_fn)exit;
+    if (recovery_install(window, &recovery_enter_def) < 0) return -1;
+    if (recovery_install(window, &recovery_exit_def) < 0) return -1;
     recovery_guard_type = (PyTypeObject *)PyType_FromSpec(&recovery_guard_spec);
     if (recovery_guard_type == NULL) return -1;
     recovery_awaiting_type = (PyTypeObject *)PyType_FromSpec(&recovery_awaiting_spec);

@@ -161,7 +161,7 @@ cdef extern from "_window.h":
     int _install_methods "recovery_install_methods"(
         object window, object dispatcher, void* admit, void* reject, void* start,
         void* finish, void* route, void* fallback, void* divert, void* refuse,
-        void* uncallable, void* release) except -1
+        void* uncallable, void* release, void* enter, void* exit) except -1
 
 
 cdef class _Rules:
@@ -250,7 +250,8 @@ cdef class _Blocks:
             Py_DECREF(<object>self.items[i].breaker)
         PyMem_Free(self.items)
 
-    cdef int push(self, object breaker, long long token, double start) except -1:
+    cdef int reserve(self) except -1:
+        """Room for one more block."""
         cdef Block* grown
         if self.depth == self.capacity:
             grown = <Block*>PyMem_Realloc(self.items, (self.capacity * 2 + 4) * sizeof(Block))
@@ -258,12 +259,15 @@ cdef class _Blocks:
                 raise MemoryError()
             self.items = grown
             self.capacity = self.capacity * 2 + 4
+        return 0
+
+    cdef void push(self, object breaker, long long token, double start) noexcept:
+        """Add a block, in the room ``reserve`` made."""
         Py_INCREF(breaker)
         self.items[self.depth].breaker = <PyObject*>breaker
         self.items[self.depth].token = token
         self.items[self.depth].start = start
         self.depth += 1
-        return 0
 
     cdef Py_ssize_t find(self, object breaker) noexcept:
         """The innermost block of ``breaker``, or -1."""
@@ -303,6 +307,24 @@ cdef _Blocks _blocks(bint create):
     PyContextVar_Set(_blocks_var, blocks)  # makes the thread's context if it had none
     blocks.owner = PyThreadState_Get().context
     return blocks
+
+
+cdef class Window
+
+
+cdef inline bint _closed_token(Window window, int* state, long long* token) noexcept:
+    """A closed circuit's token, without the lock, as the twin's ``try_admit`` takes it.
+
+    The generation is read first: one read before a transition is older than the
+    state, which makes the call one admitted before it (it then counts in the totals
+    only). False when the circuit is not closed (or the window not initialised).
+    """
+    cdef long long generation = window._generation
+    if window._state == CLOSED and window._settings != NULL:
+        state[0] = CLOSED
+        token[0] = generation << GEN_SHIFT
+        return True
+    return False
 
 
 cdef class Window:
@@ -545,13 +567,15 @@ cdef class Window:
                 count += 1
             failures += flags & FAILED
             slow += (flags & SLOW) >> 1
-            if count >= self._settings.minimum_requests:
+            # A rate rule cannot fire without one failure (or slow call) in the
+            # window: the division is skipped on the common, all-good path.
+            if count >= self._settings.minimum_requests and (failures or slow):
                 if failures >= self._settings.failure_threshold or (
-                    self._settings.failure_rate > 0
+                    self._settings.failure_rate > 0 and failures
                     and <double>failures / count >= self._settings.failure_rate
                 ):
                     fires = TRIP_FAILURES
-                elif (self._settings.slow_rate > 0
+                elif (self._settings.slow_rate > 0 and slow
                       and <double>slow / count >= self._settings.slow_rate):
                     fires = TRIP_SLOW_CALLS
             if fires != TRIP_NONE and not self._read_now(&now):
@@ -614,6 +638,8 @@ cdef class Window:
         cdef long long token
         cdef int transition
         cdef double now = NAN
+        if _closed_token(self, state, &token):
+            return token
         self._ready()
         while True:
             with cython.critical_section(self):
@@ -714,16 +740,14 @@ cdef class Window:
     cdef int _enter_block(self) except -1:
         """Admit a ``with`` or ``async with`` block and keep its admission in the
         blocks of the current context, so that its exit records against it."""
+        cdef _Blocks blocks = _blocks(True)
+        blocks.reserve()  # before the admission: nothing can fail after it
         cdef long long token = self._try_admit()
         cdef double start = -1.0
         if (self._settings.slow_duration >= 0 or self._observer is not None
                 or self._settings.record_latency):
             start = self._timed_start(token)
-        try:
-            _blocks(True).push(self, token, start)
-        except BaseException:
-            self.release(token)
-            raise
+        blocks.push(self, token, start)
         return 0
 
     @cython.final
@@ -742,13 +766,6 @@ cdef class Window:
         else:
             self._finish(token, exc, start)
         return 0
-
-    def __enter__(self):
-        self._enter_block()
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self._exit_block(exc)
 
     def __aenter__(self):
         """Admit the block now (``async with`` awaits the result at once): nothing
@@ -1121,6 +1138,9 @@ cdef object _rejection(str name, int state, double retry_after):
 
 
 cdef long long _admit_hook(object self, int* state, double* retry_after) except? ADMIT_ERROR:
+    cdef long long token
+    if _closed_token(<Window>self, state, &token):
+        return token
     return (<Window>self)._admit_call(state, retry_after)
 
 
@@ -1154,6 +1174,14 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
+cdef int _enter_hook(object self) except -1:
+    return (<Window>self)._enter_block()
+
+
+cdef int _exit_hook(object self, object exc) except -1:
+    return (<Window>self)._exit_block(exc)
+
+
 cdef int _release_hook(object self, long long token) except -1:
     cdef Window window = <Window>self
     with cython.critical_section(window):
@@ -1164,4 +1192,5 @@ cdef int _release_hook(object self, long long token) except -1:
 _install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
                  <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
                  <void*>_fallback_hook, <void*>_divert_hook, <void*>_refuse_hook,
-                 <void*>_uncallable_hook, <void*>_release_hook)
+                 <void*>_uncallable_hook, <void*>_release_hook, <void*>_enter_hook,
+                 <void*>_exit_hook)

@@ -570,7 +570,7 @@ class Window:
         self._enter_block()
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any, /) -> None:
         self._exit_block(exc)
 
     def __aenter__(self) -> Awaitable[Any]:
