@@ -8,6 +8,7 @@ it starts and recorded when it ends. Async tests drive their own loop with
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import types
@@ -228,6 +229,19 @@ def test_guarded_coroutines_are_coroutines_to_asyncio(make_breaker: MakeBreaker)
     assert asyncio.run(main()) == [2, 4, 6, 8]
     assert asyncio.run(double(5)) == 10
     assert totals(cb) == (5, 0, 5)
+
+
+def test_a_guarded_partial_of_a_coroutine_function_stays_one(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
+
+    async def scale(factor: int, x: int) -> int:
+        await asyncio.sleep(0)
+        return factor * x
+
+    triple = cb(functools.partial(scale, 3))  # no code object of its own
+    assert inspect.iscoroutinefunction(triple)
+    assert asyncio.run(triple(2)) == 6
+    assert totals(cb) == (1, 0, 1)
 
 
 def test_an_awaited_call_cannot_be_awaited_again(make_breaker: MakeBreaker) -> None:
