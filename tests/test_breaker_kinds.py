@@ -8,6 +8,7 @@ it starts and recorded when it ends. Async tests drive their own loop with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import gc
 import inspect
@@ -229,6 +230,19 @@ def test_guarded_coroutines_are_coroutines_to_asyncio(make_breaker: MakeBreaker)
     assert asyncio.run(main()) == [2, 4, 6, 8]
     assert asyncio.run(double(5)) == 10
     assert totals(cb) == (5, 0, 5)
+
+
+def test_with_methods_work_by_hand_and_through_exit_stack(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=5, minimum_requests=5)
+    assert cb.__enter__() is cb
+    cb.__exit__(None, None, None)
+    assert type(cb).__enter__(cb) is cb  # called on the class, the breaker first
+    type(cb).__exit__(cb, Boom, Boom(), None)
+    with contextlib.ExitStack() as stack:  # looks both up on the type, binds __exit__
+        assert stack.enter_context(cb) is cb
+    with pytest.raises(TypeError):
+        cb.__exit__(None)
+    assert totals(cb) == (3, 1, 2)
 
 
 def test_a_guarded_partial_of_a_coroutine_function_stays_one(make_breaker: MakeBreaker) -> None:
