@@ -164,45 +164,7 @@ cdef extern from "_window.h":
         void* uncallable, void* release, void* enter, void* exit) except -1
 
 
-cdef class _Rules:
-    """What a window takes from its config: the numbers (``Settings``) and the exception
-    matchers. Immutable, so every window of an equal config shares one (``_rules_of``):
-    a breaker carries a pointer, not a copy."""
-
-    cdef Settings settings
-    cdef object record_types, ignore_types     # exception classes: one isinstance each
-    cdef object record_tests, ignore_tests     # predicates fn(exc) -> bool, beside them
-    cdef bint has_ignore, has_ignore_tests, has_record_tests
-    cdef object __weakref__
-
-    def __init__(self, config):
-        self.settings = window_settings(config)._asdict()
-        if not 0 < self.settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
-            raise ValueError(
-                f"half_open_max_calls must be <= {SLOT_BITS}, got {self.settings.trial_limit}"
-            )
-        self.record_types, self.record_tests = split_matchers(config.record_exceptions)
-        self.ignore_types, self.ignore_tests = split_matchers(config.ignore_exceptions)
-        self.has_ignore = len(self.ignore_types) > 0
-        self.has_ignore_tests = len(self.ignore_tests) > 0
-        self.has_record_tests = len(self.record_tests) > 0
-
-
-# config -> its _Rules, while some window uses them.
-_shared_rules = weakref.WeakValueDictionary()
-
-
-cdef _Rules _rules_of(config):
-    cdef _Rules rules
-    try:
-        found = _shared_rules.get(config)
-    except TypeError:  # a config holding an unhashable predicate: not shared
-        return _Rules(config)
-    if found is not None:
-        return <_Rules>found
-    rules = _Rules(config)
-    _shared_rules[config] = rules
-    return rules
+include "_window_rules.pxi"
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -221,92 +183,7 @@ cdef inline int _transition(int old, int new) noexcept nogil:
     return old << 4 | new
 
 
-cdef struct Block:
-    PyObject* breaker     # a strong reference
-    long long token
-    double start
-
-
-cdef class _Blocks:
-    """The ``with`` and ``async with`` blocks open in one context, innermost last.
-
-    Kept per context, not per thread: a thread runs in a context of its own, and so
-    does each asyncio task, so concurrent tasks on one thread each exit their own
-    block (a ``with`` that spans an ``await`` included). A context copied for a new
-    task still refers to its parent's blocks, so ``owner`` says whose they are; it is
-    the context's address, not a reference (that would make a cycle through the
-    context and keep everything in it alive until the garbage collector runs): a
-    context that dies with blocks open leaves them to be adopted by a later one, but
-    never shared by two live ones.
-    """
-
-    cdef PyObject* owner
-    cdef Block* items
-    cdef Py_ssize_t depth, capacity
-
-    def __dealloc__(self):
-        cdef Py_ssize_t i
-        for i in range(self.depth):
-            Py_DECREF(<object>self.items[i].breaker)
-        PyMem_Free(self.items)
-
-    cdef int reserve(self) except -1:
-        """Room for one more block."""
-        cdef Block* grown
-        if self.depth == self.capacity:
-            grown = <Block*>PyMem_Realloc(self.items, (self.capacity * 2 + 4) * sizeof(Block))
-            if grown == NULL:
-                raise MemoryError()
-            self.items = grown
-            self.capacity = self.capacity * 2 + 4
-        return 0
-
-    cdef void push(self, object breaker, long long token, double start) noexcept:
-        """Add a block, in the room ``reserve`` made."""
-        Py_INCREF(breaker)
-        self.items[self.depth].breaker = <PyObject*>breaker
-        self.items[self.depth].token = token
-        self.items[self.depth].start = start
-        self.depth += 1
-
-    cdef Py_ssize_t find(self, object breaker) noexcept:
-        """The innermost block of ``breaker``, or -1."""
-        cdef Py_ssize_t i = self.depth - 1
-        while i >= 0 and self.items[i].breaker != <PyObject*>breaker:
-            i -= 1
-        return i
-
-    cdef void take(self, Py_ssize_t index, long long* token, double* start) noexcept:
-        """Remove block ``index`` (usually the innermost), giving its admission."""
-        cdef PyObject* breaker = self.items[index].breaker
-        token[0] = self.items[index].token
-        start[0] = self.items[index].start
-        self.depth -= 1
-        if index < self.depth:
-            memmove(&self.items[index], &self.items[index + 1],
-                    (self.depth - index) * sizeof(Block))
-        Py_DECREF(<object>breaker)
-
-
-_blocks_var = contextvars.ContextVar("recovery_blocks")
-
-
-cdef _Blocks _blocks(bint create):
-    """The current context's blocks (None if it has none and ``create`` is False)."""
-    cdef PyObject* found = NULL
-    cdef _Blocks blocks
-    PyContextVar_Get(_blocks_var, NULL, &found)
-    if found != NULL:
-        blocks = <_Blocks>found
-        Py_DECREF(<object>found)  # PyContextVar_Get's new reference; the var holds one
-        if blocks.owner == PyThreadState_Get().context:
-            return blocks
-    if not create:
-        return None
-    blocks = _Blocks()
-    PyContextVar_Set(_blocks_var, blocks)  # makes the thread's context if it had none
-    blocks.owner = PyThreadState_Get().context
-    return blocks
+include "_window_blocks.pxi"
 
 
 cdef class Window
@@ -1040,86 +917,7 @@ cdef class Window:
         """Called after every transition, outside the lock; the breaker tells its listeners."""
 
 
-cdef class Route:
-    """One plugin's way through ``execute_with_recovery``: its breaker and fallback.
-
-    ``diverted`` sends every call to the dispatcher's ``_diverted_call`` instead
-    (the manager sets it while the plugin is degraded). ``fallbacks_served``
-    counts the calls the fallback answered.
-    """
-
-    cdef readonly Window breaker
-    cdef readonly object fallback
-    cdef public bint diverted
-    cdef unsigned long long _served
-
-    def __init__(self, Window breaker not None, fallback=None):
-        self.breaker = breaker
-        self.fallback = fallback
-        self.diverted = False
-
-    @property
-    def fallbacks_served(self):
-        return self._served
-
-    def serve_fallback(self, args, kwargs):
-        """Answer a call with the fallback (which must exist), counting it."""
-        with cython.critical_section(self):
-            self._served += 1
-        return self.fallback(*args, **kwargs)
-
-
-cdef class Dispatcher:
-    """Routes ``execute_with_recovery(plugin_name, fn, ...)`` to the plugin's breaker, in C.
-
-    The recovery manager subclasses it, as the breaker subclasses ``Window``, so
-    the per-call path from plugin name to ``fn`` has no Python frame in it.
-    """
-
-    cdef dict _routes
-
-    def __cinit__(self, *args, **kwargs):
-        self._routes = {}
-
-    def _add_route(self, str name, Route route not None):
-        self._routes[name] = route
-
-    def _diverted_call(self, plugin_name, fn, args, kwargs):
-        """Serve a call of a diverted route; the manager decides what that means."""
-        raise NotImplementedError
-
-
-cdef int _route_hook(object self, object name, PyObject** breaker, PyObject** route) except -1:
-    """Find the route of ``name``: new references in *breaker and *route; 1 if diverted."""
-    found = (<Dispatcher>self)._routes.get(name)
-    if found is None:
-        raise KeyError(f"unknown plugin {name!r}")
-    cdef Route r = <Route>found
-    Py_INCREF(r)
-    Py_INCREF(r.breaker)
-    route[0] = <PyObject*>r
-    breaker[0] = <PyObject*>r.breaker
-    return 1 if r.diverted else 0
-
-
-cdef PyObject* _fallback_hook(object route) noexcept:
-    """The route's fallback, counted as served (borrowed; the route holds it), or NULL."""
-    cdef Route r = <Route>route
-    if r.fallback is None:
-        return NULL
-    with cython.critical_section(r):
-        r._served += 1
-    return <PyObject*>r.fallback
-
-
-cdef object _divert_hook(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef Py_ssize_t i
-    positional = tuple([<object>args[i] for i in range(2, nargs)])
-    keywords = {}
-    if kwnames != NULL:
-        for i, key in enumerate(<tuple>kwnames):
-            keywords[key] = <object>args[nargs + i]
-    return self._diverted_call(<object>args[0], <object>args[1], positional, keywords)
+include "_window_dispatch.pxi"
 
 
 cdef object _rejection(str name, int state, double retry_after):
