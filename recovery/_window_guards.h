@@ -588,9 +588,10 @@ static PyObject *recovery_bound_new(PyObject *breaker, recovery_block_call_fn ca
     } else
 #endif
     {
+        /* The object holds a reference to its type (PyObject_Init takes it) while it
+           is on the free list too: only a real free gives it back. */
         self = PyObject_GC_New(recovery_Bound, recovery_bound_type);
         if (self == NULL) return NULL;
-        Py_INCREF(recovery_bound_type);  /* held by the object while it is on the list too */
     }
     self->vectorcall = recovery_bound_vectorcall;
     self->breaker = Py_NewRef(breaker);
