@@ -22,7 +22,11 @@ restarts that did not fix the plugin (unnecessary), and the regret per episode
 against the best fixed order for each key (found by trying every order).
 
 Goals: after 50 episodes per key, "learned" has a mean time to recovery at least 30 %
-lower than "priority"; over the first 20, at most 5 % higher.
+lower than "priority"; over the first 20, at most 5 % higher. The "mostly-fine" mix
+is there to show what learning costs where the priorities were nearly right: its
+best fixed orders are only about a third faster than the priority order, so it
+cannot meet the 30 % goal by much, if at all (the "best fixed order" line shows the
+ceiling).
 """
 
 from __future__ import annotations
@@ -115,6 +119,23 @@ def mostly_fine_mix() -> list[Key]:
     ]
 
 
+def slow_fix_mix() -> list[Key]:
+    """Restart works but slowly where a cheaper strategy works as well: only time
+    tells them apart."""
+    backoff = Fix(0.1, 0.05, 8.0)
+    return [
+        Key("a", "health_check", ((1.0, {"restart": Fix(0.95, 5.0, 4.0),
+                                         "reload": Fix(0.9, 1.0, 1.0),
+                                         "reset": Fix(0.95, 0.05, 0.3), "backoff": backoff}),)),
+        Key("b", "error", ((1.0, {"restart": Fix(0.9, 4.0, 3.0), "reload": Fix(0.9, 0.5, 0.5),
+                                  "backoff": backoff}),)),
+        Key("c", "timeout", ((1.0, {
+            "restart": Fix(0.6, 3.0, 2.0), "reload": _never(1.0), "reset": Fix(0.3, 0.05, 0.5),
+            "degrade": Fix(0.95, 0.2, 0.3), "backoff": Fix(0.3, 0.05, 5.0)}),)),
+        Key("d", "panic", ((1.0, {"restart": Fix(0.95, 2.0, 1.0), "backoff": backoff}),)),
+    ]
+
+
 def random_mix(seed: int, keys: int = 5) -> list[Key]:
     """Random keys: each strategy mostly fixes (0.7-1), sometimes (0.1-0.5) or never
     its class, with random times; at least one strategy mostly fixes each class."""
@@ -138,6 +159,7 @@ def random_mix(seed: int, keys: int = 5) -> list[Key]:
 MIXES: dict[str, Callable[[int], list[Key]]] = {
     "seed": lambda seed: seed_mix(),
     "mostly-fine": lambda seed: mostly_fine_mix(),
+    "slow-fix": lambda seed: slow_fix_mix(),
     "random": random_mix,
 }
 
@@ -149,6 +171,12 @@ class Episode:
     time: float
     actions: int
     wasted_restarts: int
+
+
+def pause(attempt: int) -> float:
+    """The manager's wait before ``attempt`` (1-based): none before the first, then
+    1 s doubling up to 60 s (recovery_backoff_base, _factor, max_recovery_backoff)."""
+    return 0.0 if attempt == 1 else min(2.0 ** (attempt - 2), 60.0)
 
 
 def run_episode(
@@ -163,8 +191,7 @@ def run_episode(
     well_at: float | None = None
     wasted = 0
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        if attempt > 1:
-            clock.advance(min(2.0 ** (attempt - 2), 60.0))
+        clock.advance(pause(attempt))
         left = [item for item in candidates if item[0] not in tried] or candidates
         if len(left) == len(candidates):
             tried.clear()
@@ -296,9 +323,16 @@ def compare(
                 for phase, in_phase in PHASES.items():
                     if in_phase(run):
                         pooled[name][phase].append(run)
-    return {name: {phase: summarise(runs, best[phase] if regret else None)
-                   for phase, runs in phases.items()}
-            for name, phases in pooled.items()}
+    table = {name: {phase: summarise(runs, best[phase] if regret else None)
+                    for phase, runs in phases.items()}
+             for name, phases in pooled.items()}
+    if regret:  # the best fixed order of each key, over the same episode counts
+        table["best fixed order"] = {
+            phase: Summary(statistics.fmean(
+                best[phase][run.key] for run in pooled["priority"][phase]),
+                math.nan, math.nan, math.nan, 0.0)
+            for phase in PHASES}
+    return table
 
 
 def report(mix_name: str, seeds: Sequence[int]) -> bool:

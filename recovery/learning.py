@@ -16,10 +16,11 @@ attempt's outcome. From those it gives:
   time of a try-until-one-works search; the chance is drawn from a Beta posterior
   (Thompson sampling) so a strategy that was unlucky still gets tried now and then.
   The priorities are the prior: each strategy starts with ``prior_strength``
-  pseudo-attempts whose success share falls with its rank in the priority order,
-  and a strategy never tried takes its prior mean rather than a draw, so with no
-  history the order is exactly the priority order, and a strategy enters the race
-  only when the others' evidence lets it. ``random_seed`` makes the draws repeat.
+  pseudo-attempts whose success share falls with its rank in the priority order
+  (0.6 for the highest down to 0.4 for the lowest), and while a plugin has no
+  history for a failure type every chance is its prior mean rather than a draw, so
+  with no history the order is exactly the priority order. ``random_seed`` makes
+  the draws repeat.
 - :meth:`StrategyLearner.verification_window`: 1.5 times the 95th percentile of a
   strategy's observed times to verified recovery, within [1 s, ``verify_timeout``],
   once it has 5 of them; ``verify_timeout`` before that. The times run from the
@@ -53,7 +54,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import sqlite3
 import statistics
 import threading
 from collections import deque
@@ -252,7 +252,7 @@ class StrategyLearner:
                 records = audit_logger.query()
             else:
                 records = list(getattr(audit_logger, "attempts", ()))
-        except (OSError, sqlite3.Error, ValueError) as exc:
+        except Exception as exc:  # a history never stops a manager from starting
             _logger.error("could not read the audit history of %r, learning from scratch: %s",
                           audit_logger, exc)
             records = ()
@@ -301,8 +301,15 @@ class StrategyLearner:
     def _learned(
         self, tallies: Mapping[str, _Tally], ranked: list[tuple[str, int]]
     ) -> list[tuple[str, int]]:
-        """Sort by sampled expected time: mean attempt cost / Thompson-drawn chance."""
+        """Sort by sampled expected time: mean attempt cost / Thompson-drawn chance.
+
+        Without any history for the key every chance is its prior mean, so the
+        order is the priority order; once there is some, every chance is drawn,
+        an untried strategy's from its prior. An untried strategy's cost is the
+        mean cost of the key's timed attempts (all alike when none was timed), and
+        a tried one's is its own mean pulled toward that by one pseudo-attempt."""
         levels = sorted({priority for _, priority in ranked}, reverse=True)
+        history = any(tally.attempts for tally in tallies.values())
         costed = [t for t in tallies.values() if t.costed]
         pooled = (sum(t.cost_total for t in costed) / sum(t.costed for t in costed)
                   if costed else _DEFAULT_COST)
@@ -312,8 +319,10 @@ class StrategyLearner:
             mean = _PRIOR_HIGH - (_PRIOR_HIGH - _PRIOR_LOW) * step
             alpha, beta = self.prior_strength * mean, self.prior_strength * (1 - mean)
             tally = tallies.get(name)
-            if tally is None or tally.attempts == 0:
+            if not history:
                 chance, cost = mean, pooled
+            elif tally is None or tally.attempts == 0:
+                chance, cost = self._random.betavariate(alpha, beta), pooled
             else:
                 chance = self._random.betavariate(alpha + tally.successes,
                                                   beta + tally.attempts - tally.successes)
