@@ -335,6 +335,10 @@ def compare(
     return table
 
 
+def _cell(value: float, width: int) -> str:
+    return f"{'-':>{width}}" if math.isnan(value) else f"{value:{width}.2f}"
+
+
 def report(mix_name: str, seeds: Sequence[int]) -> bool:
     table = compare(mix_name, seeds)
     print(f"\nmix {mix_name!r}, seeds {seeds[0]}..{seeds[-1]} ({len(seeds)})")
@@ -342,8 +346,8 @@ def report(mix_name: str, seeds: Sequence[int]) -> bool:
           f"{'wasted restarts':>16} {'regret s':>9}")
     for name, phases in table.items():
         for phase, s in phases.items():
-            print(f"  {name:24} {phase:9} {s.mean:7.2f} {s.p95:7.2f} {s.actions:8.2f} "
-                  f"{s.wasted_restarts:16.2f} {s.regret:9.2f}")
+            print(f"  {name:24} {phase:9} {s.mean:7.2f} {_cell(s.p95, 7)} {_cell(s.actions, 8)} "
+                  f"{_cell(s.wasted_restarts, 16)} {_cell(s.regret, 9)}")
     early = table["learned"]["first 20"].mean / table["priority"]["first 20"].mean - 1
     late = 1 - table["learned"]["after 50"].mean / table["priority"]["after 50"].mean
     ok = late >= 0.30 and early <= 0.05

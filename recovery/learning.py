@@ -105,10 +105,6 @@ class StrategyStats:
     mean_attempt_time: float | None
 
     @property
-    def success_rate(self) -> float | None:
-        return self.successes / self.attempts if self.attempts else None
-
-    @property
     def median_time(self) -> float | None:
         return statistics.median(self.recovery_times) if self.recovery_times else None
 
