@@ -61,6 +61,13 @@ recovery_health_check_healthy                  gauge   last health check: 1 heal
                                                        0 not (absent before the first)
 recovery_health_check_consecutive_failures     gauge   failed checks in a row
 recovery_health_check_stuck                    gauge   1 while the plugin's check hangs
+recovery_early_warning{kind}                   gauge   1 while an early warning of that
+                                                       kind ("failure_rate", "latency")
+                                                       is up, 0 if not: only with
+                                                       RecoveryConfig(early_warning=True)
+recovery_early_warnings_total{kind}            counter early warnings raised (so one that
+                                                       came and went between two scrapes
+                                                       still counts)
 recovery_stuck_health_check_threads            gauge   abandoned check threads still alive
 recovery_stuck_strategies                      gauge   strategy runs abandoned, still alive
 recovery_manager_running                       gauge   1 between start() and stop()
@@ -152,6 +159,11 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_health_check_stuck", "1 while the plugin's health check hangs.", "gauge",
      _PLUGIN),
+    ("recovery_early_warning",
+     "1 while an early warning of the kind is up: the breaker is heading for a trip.",
+     "gauge", ("plugin", "kind")),
+    ("recovery_early_warnings_total", "Early warnings raised, by kind.", "counter",
+     ("plugin", "kind")),
     ("recovery_stuck_health_check_threads",
      "Abandoned health-check threads (hung checks) still running.", "gauge", ()),
     ("recovery_stuck_strategies", "Abandoned recovery strategy runs still running.", "gauge",
@@ -261,6 +273,10 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
             [name], health.consecutive_fails
         )
         families["recovery_health_check_stuck"].add_metric([name], float(health.stuck))
+    if plugin.warning is not None:
+        for kind, warning in plugin.warning.kinds().items():
+            families["recovery_early_warning"].add_metric([name, kind], float(warning.active))
+            families["recovery_early_warnings_total"].add_metric([name, kind], warning.raised)
 
 
 # -- bare breakers: every live breaker the manager does not own --------------------------

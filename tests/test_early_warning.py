@@ -212,3 +212,72 @@ def test_with_alerting_off_the_warning_is_in_status_and_no_alert_goes_out(
         assert took < 60
         assert rm.wait_idle(5)
     assert alerts == []
+
+
+def test_the_warning_is_exported_to_prometheus_and_opentelemetry(
+    rm: RecoveryManager, clock: ParkingClock
+) -> None:
+    pytest.importorskip("prometheus_client")
+    sdk = pytest.importorskip("opentelemetry.sdk.metrics")
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from recovery.otel import instrument
+    from recovery.prometheus import RecoveryCollector
+    from tests.test_otel import read, scrape
+
+    rm.register_dependency("payments")
+    rm.register_dependency("search")
+    assert clock.wait_for_waiters(1)
+    upstream = Upstream(rm, clock, "payments")
+    upstream.run(240, 0.01)
+    took = upstream.run(60, 0.06, until=lambda: warning_of(rm, "payments").active)
+    assert took < 60
+
+    def series(name: str, plugin: str, kind: str) -> tuple[str, frozenset[tuple[str, str]]]:
+        return name, frozenset({("plugin", plugin), ("kind", kind)})
+
+    samples = scrape(RecoveryCollector(rm, breakers=False))
+    expected = {
+        series("recovery_early_warning", "payments", "failure_rate"): 1.0,
+        series("recovery_early_warning", "payments", "latency"): 0.0,
+        series("recovery_early_warning", "search", "failure_rate"): 0.0,
+        series("recovery_early_warning", "search", "latency"): 0.0,
+        series("recovery_early_warnings_total", "payments", "failure_rate"): 1.0,
+        series("recovery_early_warnings_total", "payments", "latency"): 0.0,
+        series("recovery_early_warnings_total", "search", "failure_rate"): 0.0,
+        series("recovery_early_warnings_total", "search", "latency"): 0.0,
+    }
+    assert {key: value for key, value in samples.items() if "early_warning" in key[0]} == expected
+
+    reader = InMemoryMetricReader()
+    provider = sdk.MeterProvider(metric_readers=[reader])
+    try:
+        instrumentation = instrument(rm, provider)
+        _, points = read(reader)
+        instrumentation.close()
+    finally:
+        provider.shutdown()
+    names = {"recovery.plugin.early_warning": "recovery_early_warning",
+             "recovery.plugin.early_warnings": "recovery_early_warnings_total"}
+    observed = {
+        series(names[name], dict(attributes)["recovery.plugin.name"],
+               dict(attributes)["recovery.early_warning.kind"]): value
+        for (name, attributes), value in points.items() if name in names
+    }
+    assert observed == expected
+
+
+@pytest.mark.parametrize(("kind", "baseline", "current", "trip", "text"), [
+    ("failure_rate", 0.009, 0.061, 12.4,
+     "failure rate 6.1%, usually 0.9%; at this trend its breaker opens in about 12s"),
+    ("failure_rate", 0.01, 0.2, 0.0,
+     "failure rate 20.0%, usually 1.0%; at this trend its breaker opens any moment now"),
+    ("latency", 0.02, 0.085, None, "typical call 85ms, usually 20ms; its breaker is still closed"),
+])
+def test_the_alert_says_what_moved_from_what_and_when_the_breaker_would_open(
+    kind: str, baseline: float, current: float, trip: float | None, text: str
+) -> None:
+    from recovery._early_warning import warning_message
+    from recovery.forecast import Warning
+
+    assert warning_message(Warning("payments", kind, 1000.0, baseline, current, trip)) == text  # type: ignore[arg-type]

@@ -48,6 +48,8 @@ DOCUMENTED = {
     "recovery_health_check_healthy": "gauge",
     "recovery_health_check_consecutive_failures": "gauge",
     "recovery_health_check_stuck": "gauge",
+    "recovery_early_warning": "gauge",
+    "recovery_early_warnings": "counter",
     "recovery_stuck_health_check_threads": "gauge",
     "recovery_stuck_strategies": "gauge",
     "recovery_manager_running": "gauge",
