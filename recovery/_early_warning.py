@@ -88,7 +88,8 @@ class EarlyWarnings:
             since = time.time() - max(self.clock.monotonic() - warning.since, 0.0)
             plugin.warnings[warning.kind] = (warning, since)
             plugin.warnings_raised[warning.kind] += 1
-        self._alerts.fire(plugin.name, AlertKind.EARLY_WARNING, warning_message(warning))
+        self._alerts.fire(plugin.name, AlertKind.EARLY_WARNING, warning_message(
+            warning.kind, warning.current, warning.baseline, warning.expected_trip_in))
 
     def _latest_warnings(self) -> tuple[bool, Latest]:
         """Outside the lock, for ``status()``: whether the manager watches, and the
@@ -120,16 +121,16 @@ def _kind_view(plugin: Supervised, kind: str, latest: Latest) -> EarlyWarning:
 _QUIET = EarlyWarning()
 
 
-def warning_message(warning: ForecastWarning) -> str:
-    """The alert's text: what moved, from what, and when the breaker would open."""
-    if warning.kind == "failure_rate":
-        text = f"failure rate {warning.current:.1%}, usually {warning.baseline:.1%}"
+def warning_message(
+    kind: str, current: float, baseline: float, expected_trip_in: float | None
+) -> str:
+    """An early warning in words: what moved, from what, and when the breaker would open."""
+    if kind == "failure_rate":
+        text = f"failure rate {current:.1%}, usually {baseline:.1%}"
     else:
-        text = (f"typical call {warning.current * 1000:.0f}ms, "
-                f"usually {warning.baseline * 1000:.0f}ms")
-    trip = warning.expected_trip_in
-    if trip is None:
+        text = f"typical call {current * 1000:.0f}ms, usually {baseline * 1000:.0f}ms"
+    if expected_trip_in is None:
         return text + "; its breaker is still closed"
-    if trip < 1.0:
+    if expected_trip_in < 1.0:
         return text + "; at this trend its breaker opens any moment now"
-    return text + f"; at this trend its breaker opens in about {trip:.0f}s"
+    return text + f"; at this trend its breaker opens in about {expected_trip_in:.0f}s"

@@ -278,6 +278,5 @@ def test_the_alert_says_what_moved_from_what_and_when_the_breaker_would_open(
     kind: str, baseline: float, current: float, trip: float | None, text: str
 ) -> None:
     from recovery._early_warning import warning_message
-    from recovery.forecast import Warning
 
-    assert warning_message(Warning("payments", kind, 1000.0, baseline, current, trip)) == text  # type: ignore[arg-type]
+    assert warning_message(kind, current, baseline, trip) == text
