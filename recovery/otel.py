@@ -108,7 +108,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from recovery import _registry
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 from recovery.status import (
     EarlyWarning,
@@ -116,6 +115,7 @@ from recovery.status import (
     PluginRecovery,
     PluginStatus,
     RecoveryStatus,
+    StatusSource,
 )
 
 __all__ = ["INSTRUMENTS", "InstrumentSpec", "Instrumentation", "instrument"]
@@ -383,7 +383,7 @@ class Instrumentation:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = False
-        self._source: RecoveryManager | None = None
+        self._source: StatusSource | None = None
 
     def close(self) -> None:
         """Stop observing (and drop the reference to the manager)."""
@@ -395,7 +395,7 @@ class Instrumentation:
     def active(self) -> bool:
         return self._active
 
-    def _bind(self, source: RecoveryManager | None) -> None:
+    def _bind(self, source: StatusSource | None) -> None:
         with self._lock:
             if self._active:
                 raise ValueError(
@@ -424,7 +424,7 @@ _instrumented_lock = threading.Lock()
 
 
 def instrument(
-    source: RecoveryManager | None = None, meter_provider: MeterProvider | None = None
+    source: StatusSource | None = None, meter_provider: MeterProvider | None = None
 ) -> Instrumentation:
     """Register observable instruments for ``source`` on ``meter_provider``.
 
@@ -432,8 +432,10 @@ def instrument(
     live breaker), or None (every live breaker). ``meter_provider``: default the
     global one. A provider already instrumented and not closed is a ValueError.
     """
-    if source is not None and not callable(getattr(source, "status", None)):
-        raise TypeError(f"source must be a RecoveryManager or None, got {source!r}")
+    if source is not None and not isinstance(source, StatusSource):
+        raise TypeError(
+            f"source must be a RecoveryManager (status() and breaker(name)) or None, "
+            f"got {source!r}")
     if meter_provider is None:
         meter_provider = get_meter_provider()
     elif not callable(getattr(meter_provider, "get_meter", None)):
@@ -463,7 +465,7 @@ def _create(meter: Meter, instrumentation: Instrumentation) -> None:
         )
 
 
-def _snapshot(rm: RecoveryManager | None) -> _Snapshot:
+def _snapshot(rm: StatusSource | None) -> _Snapshot:
     """The manager's status and every breaker's metrics, labelled as the collector labels them."""
     status = rm.status() if rm is not None else None
     breakers: list[tuple[str, CircuitBreakerMetrics]] = []

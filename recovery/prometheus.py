@@ -106,9 +106,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from recovery import _registry, _validate
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus
+from recovery.status import PluginStatus, StatusSource
 
 __all__ = ["RecoveryCollector"]
 
@@ -198,9 +197,10 @@ class RecoveryCollector:
     the breakers alone; ``breakers=False`` the manager's plugins alone.
     """
 
-    def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
-        if rm is not None and not callable(getattr(rm, "status", None)):
-            raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
+    def __init__(self, rm: StatusSource | None = None, breakers: bool = True) -> None:
+        if rm is not None and not isinstance(rm, StatusSource):
+            raise TypeError(
+                f"rm must be a RecoveryManager (status() and breaker(name)) or None, got {rm!r}")
         _validate.check(_validate.boolean, "breakers", breakers)
         if rm is None and not breakers:
             raise ValueError("rm=None with breakers=False: nothing to collect")
@@ -283,7 +283,7 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
 
 
 def _add_bare_breakers(
-    families: dict[str, _Family], rm: RecoveryManager | None, plugins: list[str]
+    families: dict[str, _Family], rm: StatusSource | None, plugins: list[str]
 ) -> None:
     """Add the registry's breakers that are not ``rm``'s plugins (those are already in)."""
     owned: list[BreakerMixin] = []

@@ -18,12 +18,12 @@ builds hundreds of them); the defaults are a plugin nothing has happened to yet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from recovery._clock import iso_utc
-from recovery.breaker import CircuitBreakerMetrics
+from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 
 __all__ = [
     "ActionCounts",
@@ -35,6 +35,7 @@ __all__ = [
     "PluginStatus",
     "PluginWarning",
     "RecoveryStatus",
+    "StatusSource",
     "StuckStrategy",
 ]
 
@@ -306,3 +307,18 @@ class RecoveryStatus:
         if self.cluster is not None:
             data["cluster"] = self.cluster
         return data
+
+
+@runtime_checkable
+class StatusSource(Protocol):
+    """What the readers of a recovery manager need of it: its status, and each plugin's
+    breaker (so the process's other breakers are told from the manager's, and none is
+    counted twice). :class:`recovery.RecoveryManager` is one.
+
+    The Prometheus collector, the OpenTelemetry instruments and the dashboard's feed
+    depend on this, not on the manager: anything that answers both may be exported.
+    """
+
+    def status(self) -> RecoveryStatus: ...
+
+    def breaker(self, name: str) -> CircuitBreaker: ...

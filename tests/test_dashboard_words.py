@@ -104,8 +104,8 @@ def test_an_early_warning_is_raised_on_the_tile_and_the_timeline_and_is_over_the
         _, raised = stream.until(timeline_event("warning", "payments", "early warning: "))
         assert raised["level"] == "warn"
         assert "failure rate" in raised["text"] and "usually" in raised["text"]
-        _, tick = stream.until(lambda event, data: event == "tick" and (tile(
-            data, "plugin:payments")["warning"] or {}).get("active"))
+        _, tick = stream.until(lambda event, data: event == "tick" and bool((tile(
+            data, "plugin:payments")["warning"] or {}).get("active")))
         warning = tile(tick, "plugin:payments")["warning"]
         assert warning["failure_rate"]["active"] and warning["failure_rate"]["raised"] == 1
         assert not warning["latency"]["active"]

@@ -24,17 +24,16 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from recovery._clock import iso_utc
 from recovery._early_warning import warning_message
-from recovery.alerts import Alert, AlertKind
+from recovery.alerts import Alert, AlertHandler, AlertKind
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus, PluginWarning
+from recovery.status import PluginStatus, PluginWarning, StatusSource
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -110,12 +109,18 @@ class Published:
         self._hub.publish(message)
 
 
+class Watched(StatusSource, Protocol):
+    """What the feed reads of a recovery manager: its status and breakers, and its alerts."""
+
+    def add_alert_handler(self, handler: AlertHandler) -> None: ...
+
+
 class Feed(Published):
     """Readings of ``rm`` and of extra ``breakers``, published to ``hub``."""
 
     def __init__(
         self,
-        rm: RecoveryManager,
+        rm: Watched,
         breakers: Sequence[CircuitBreaker],
         hub: Hub,
         *,
