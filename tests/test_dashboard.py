@@ -573,7 +573,7 @@ def test_a_tile_carries_rejections_fallbacks_served_and_what_its_window_is(
 ) -> None:
     rm = failing_manager("p")
     try:
-        rm.register_dependency("cached", fallback=lambda: "from cache")
+        rm.register_plugin("cached", fallback=lambda: "from cache")
         rm.breaker("cached").force_open()
         for _ in range(3):
             assert rm.execute_with_recovery("cached", lambda: "live") == "from cache"

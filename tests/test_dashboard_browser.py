@@ -223,7 +223,7 @@ def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress
     rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rm.register_dependency("checkout", fallback=lambda: "cached")
+    rm.register_plugin("checkout", fallback=lambda: "cached")
     rm.breaker("checkout").force_open()
     for _ in range(4):  # refused by the breaker, answered by the fallback
         assert rm.execute_with_recovery("checkout", lambda: "live") == "cached"
