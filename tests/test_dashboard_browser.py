@@ -20,16 +20,15 @@ from typing import Any
 import attrs
 import pytest
 
-from recovery import (
-    CircuitBreakerConfig,
-    FailureInfo,
-    RecoveryConfig,
-    RecoveryManager,
-    RecoveryStatus,
-)
+from recovery import FailureInfo, RecoveryManager, RecoveryStatus
 from recovery.dashboard import Dashboard
-from recovery.testing import FakeClock
-from tests.test_dashboard import TOKEN, XSS, failing_manager, with_crash_loop
+from tests.test_dashboard import (
+    TOKEN,
+    XSS,
+    failing_manager,
+    register_loaded,
+    with_crash_loop,
+)
 
 CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -223,7 +222,7 @@ def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress
     rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rm.register_plugin("checkout", fallback=lambda: "cached")
+    register_loaded(rm, "checkout", fallback=lambda: "cached")
     rm.breaker("checkout").force_open()
     for _ in range(4):  # refused by the breaker, answered by the fallback
         assert rm.execute_with_recovery("checkout", lambda: "live") == "cached"
@@ -275,6 +274,7 @@ def test_a_name_with_a_lone_surrogate_gets_its_tile_and_the_page_runs_on(
 def test_an_early_warning_shows_its_badge_and_line_and_goes_away(
     boards: Callable[..., Dashboard], page: Page, tmp_path: Path
 ) -> None:
+    from recovery import RecoveryConfig
     from tests.test_early_warning import ParkingClock, Upstream
 
     clock = ParkingClock()
@@ -317,6 +317,8 @@ def test_an_early_warning_shows_its_badge_and_line_and_goes_away(
 def test_a_dependency_tile_says_down_since_and_next_probe_never_crash_loop(
     boards: Callable[..., Dashboard], page: Page, tmp_path: Path
 ) -> None:
+    from recovery import CircuitBreakerConfig, RecoveryConfig
+    from recovery.testing import FakeClock
     from tests.helpers import settle
 
     clock = FakeClock(1000.0)
