@@ -334,6 +334,11 @@ class RecoveryConfig:
     - ``max_abandoned_threads`` (4): threads of one plugin (strategies, checks,
       callbacks) left running past their timeout; while that many are stuck, no
       more are started for it.
+    - ``incident_window`` (30.0), ``incident_min_group`` (3), ``incident_hold_timeout``
+      (120.0): incidents (:mod:`recovery.incidents`, always on): trips of linked
+      registrations this close are one incident; this many unlinked trips within 2 s
+      are one, cause unknown; a dependent is held (not restarted) at most this long
+      while its root is repaired.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -395,6 +400,13 @@ class RecoveryConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
+    incident_window: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    incident_min_group: int = attrs.field(default=3, validator=v.integer(ge=2))
+    incident_hold_timeout: float = attrs.field(
+        default=120.0, converter=v.seconds, validator=v.positive_seconds
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:
