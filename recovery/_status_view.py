@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -19,6 +19,7 @@ from recovery._outbox import Outbox
 from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
+from recovery.incidents import IncidentTracker
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -43,6 +44,10 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, Any]
     _cluster: Any
+    _tracker: IncidentTracker
+
+    if TYPE_CHECKING:
+        def _incident_view(self, name: str) -> tuple[str | None, float | None]: ...
 
     def status(self) -> RecoveryStatus:
         """The manager and every plugin, as typed values (docs/design.md, "Status").
@@ -62,6 +67,7 @@ class StatusView:
             recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name])
                         for plugin in plugins}
             watched = set(self._health_checks)
+        incidents = {plugin.name: self._incident_view(plugin.name) for plugin in plugins}
         return RecoveryStatus(
             running=running,
             auto_recovery=self.config.enable_auto_recovery,
@@ -81,10 +87,13 @@ class StatusView:
                     plugin.kind,
                     plugin.depends_on,
                     dict(plugin.tags),
+                    *incidents[plugin.name],
                 )
                 for plugin in plugins
             },
             cluster=self._cluster.status() if self._cluster is not None else None,
+            incidents=tuple(incident.to_dict()
+                            for incident in self._tracker.incidents(active_only=True)),
         )
 
     def get_recovery_status(self) -> dict[str, Any]:
