@@ -111,6 +111,7 @@ class EpisodeRunner:
         def _held_by_incident(self, plugin: Supervised) -> bool: ...
         def _hold_open(self, plugin: Supervised) -> None: ...
         def _incident_recovered(self, name: str) -> None: ...
+        def _incident_id(self, name: str) -> str | None: ...
 
     def _work(self) -> None:
         self._own_thread()
@@ -595,7 +596,7 @@ class EpisodeRunner:
             f"audit logger (record of {action} of plugin {name!r})", name,
             functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
                               action, success, action_succeeded=action_succeeded,
-                              verified=verified))
+                              verified=verified, incident=self._incident_id(name)))
 
     def _refused(self, plugin: Supervised, what: str) -> None:
         """A run not started: the plugin has as many stuck threads as allowed."""

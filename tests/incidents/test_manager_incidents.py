@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from recovery.alerts import Alert
+from recovery.audit import MemoryAuditLogger
 from recovery.config import CircuitBreakerConfig
 from recovery.dependency_graph import DependencyCycleError
 from recovery.manager import RecoveryConfig, RecoveryManager
@@ -228,3 +229,23 @@ def _thresholds(**fields: Any) -> Any:
     from recovery.alerts import AlertThresholds
 
     return AlertThresholds(**fields)
+
+
+def test_each_audit_record_carries_the_incident_id_where_the_logger_takes_it(
+    clock: FakeClock, outage: Outage,
+) -> None:
+    memory = MemoryAuditLogger()
+    rm = RecoveryManager(StubPluginManager("a"), memory, RecoveryConfig(
+        enable_health_checking=False, max_recovery_attempts=1, incident_hold_timeout=1.0),
+        clock=clock)
+    rm.register_dependency("db", health_check=outage.healthy, breaker_config=TRIPS_AT_ONCE)
+    rm.register_plugin("a", TRIPS_AT_ONCE, health_check=lambda: True, depends_on=("db",))
+    with rm:
+        trip(rm, "db", "a")
+        quiet(rm)
+        (incident,) = rm.incidents()
+        clock.advance(1.0)  # a's hold times out: it is restarted, inside the incident
+        quiet(rm)
+        records = memory.query()
+        assert [(r["plugin"], r["action"]) for r in records] == [("db", "probe"), ("a", "restart")]
+        assert {r["incident"] for r in records} == {incident.id}
