@@ -249,3 +249,25 @@ def test_each_audit_record_carries_the_incident_id_where_the_logger_takes_it(
         records = memory.query()
         assert [(r["plugin"], r["action"]) for r in records] == [("db", "probe"), ("a", "restart")]
         assert {r["incident"] for r in records} == {incident.id}
+
+
+def test_prometheus_shows_open_incidents_their_members_and_who_is_held(
+    manager: Any,
+) -> None:
+    pytest.importorskip("prometheus_client")
+    from recovery.prometheus import RecoveryCollector
+
+    rm = manager()
+    with rm:
+        trip(rm, "db", *DEPENDENTS)
+        quiet(rm)
+        (incident,) = rm.incidents()
+        samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                   for family in RecoveryCollector(rm, breakers=False).collect()
+                   for sample in family.samples if "incident" in sample.name}
+    assert samples[("recovery_incidents_open", ())] == 1
+    assert samples[("recovery_incident_members",
+                    (("incident", incident.id), ("root", "db")))] == 6
+    held = {dict(labels)["plugin"]: value for (name, labels), value in samples.items()
+            if name == "recovery_incident_held"}
+    assert held == {"db": 0, **dict.fromkeys(DEPENDENTS, 1), "x": 0}
