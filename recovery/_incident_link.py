@@ -31,7 +31,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from recovery import _clock
-from recovery._supervised import Episode, Supervised
+from recovery._backoff import Backoff
+from recovery._crash_loop import MAX_LEVEL
+from recovery._supervised import EXHAUSTED, Episode, Supervised
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.config import RecoveryConfig
 from recovery.dependency_graph import DependencyGraph, Node
@@ -63,6 +65,8 @@ class IncidentLink:
     """The incident part of :class:`recovery.RecoveryManager` (a mixin)."""
 
     clock: _clock.Clock
+    config: RecoveryConfig
+    _crash_backoff: Backoff
     _lock: threading.RLock
     _plugins: dict[str, Supervised]
     _running: bool
@@ -77,6 +81,8 @@ class IncidentLink:
         def _open_episode(self, plugin: Supervised, failure: FailureInfo, now: float, *,
                           probe: bool) -> None: ...
         def _queue_episode(self, plugin: Supervised) -> None: ...
+        def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None: ...
+        def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
 
     # -- declarations ----------------------------------------------------------------------
 
@@ -186,22 +192,49 @@ class IncidentLink:
     def _end_hold(self, name: str, *, trial: bool) -> None:
         """The hold on ``name`` ended: a trial (its root was verified) or, timed out,
         its own recovery. A member with an episode already (it never waited held)
-        goes on with it; a failed one stays as it is."""
+        goes on with it; a failed one stays as it is.
+
+        A hold that timed out counts as the back-off it replaced: the member
+        enters its crash loop where its repairs since its trip would be by now
+        (the next attempt at the next slot of that schedule, the delays doubling
+        on from there). Started afresh instead, every dependent of a root still
+        down would run full episodes at the same moment against it.
+        """
         plugin = self._plugins.get(name)
         if plugin is None:
             return
         now = self.clock.monotonic()
         with self._lock:
-            was_held = self._held_until.pop(name, None) is not None
-            if not (was_held and self._running and plugin.episode is None
+            until = self._held_until.pop(name, None)
+            if not (until is not None and self._running and plugin.episode is None
                     and not plugin.failed):
                 return
-            failure = plugin.last_failure or FailureInfo(
-                FailureType.ERROR, message="held by an incident")
-            self._open_episode(plugin, failure, now, probe=False)
-            assert plugin.episode is not None
-            plugin.episode.trial = trial
-        self._queue_episode(plugin)
+            if not trial:
+                level, wait = self._slot_after(now - (until - self.config.incident_hold_timeout))
+                plugin.crash_level = max(plugin.crash_level, level)
+                self._enter_crash_loop(plugin, EXHAUSTED, now)
+                plugin.next_attempt = now + wait
+                plugin.next_attempt_wall = time.time() + wait
+            else:
+                failure = plugin.last_failure or FailureInfo(
+                    FailureType.ERROR, message="held by an incident")
+                self._open_episode(plugin, failure, now, probe=False)
+                assert plugin.episode is not None
+                plugin.episode.trial = True
+        if trial:
+            self._queue_episode(plugin)
+        else:
+            self._crash_loop_started(plugin, "its incident's hold timed out with the root "
+                                     "still down")
+
+    def _slot_after(self, held: float) -> tuple[int, float]:
+        """Crash-loop waits that fit in ``held`` seconds from the first, and the time
+        from there to the end of the next one (the next attempt)."""
+        level, spent = 0, 0.0
+        while level < MAX_LEVEL and spent + self._crash_backoff.delay(level) <= held:
+            spent += self._crash_backoff.delay(level)
+            level += 1
+        return level, spent + self._crash_backoff.delay(level) - held
 
     # -- what users and the views read ------------------------------------------------------
 

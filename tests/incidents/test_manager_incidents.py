@@ -167,6 +167,18 @@ def test_a_held_dependent_is_repaired_on_its_own_when_its_hold_times_out(
         assert all(actions(audit, name) == [] for name in DEPENDENTS)
         clock.advance(1.0)  # the hold is over; db is still down
         quiet(rm)
+        # The hold counted as back-off: each is in its crash loop where its repairs
+        # since the trip would be (waits of 5 s, then 10 s: the next slot is at 15 s).
+        status = rm.get_recovery_status()["plugins"]
+        for name in DEPENDENTS:
+            assert status[name]["held_until"] is None
+            assert status[name]["recovery"]["crash_loop"] is True
+            assert actions(audit, name) == []
+        clock.advance(4.0)
+        quiet(rm)
+        assert all(actions(audit, name) == [] for name in DEPENDENTS)
+        clock.advance(1.0)
+        quiet(rm)
         for name in DEPENDENTS:
             assert actions(audit, name) == ["restart"], name
             assert rm.breaker(name).state is not OPEN
@@ -244,10 +256,13 @@ def test_each_audit_record_carries_the_incident_id_where_the_logger_takes_it(
         trip(rm, "db", "a")
         quiet(rm)
         (incident,) = rm.incidents()
-        clock.advance(1.0)  # a's hold times out: it is restarted, inside the incident
+        clock.advance(1.0)  # a's hold times out: its crash loop's next slot is at 5 s
+        quiet(rm)
+        clock.advance(4.0)
         quiet(rm)
         records = memory.query()
-        assert [(r["plugin"], r["action"]) for r in records] == [("db", "probe"), ("a", "restart")]
+        assert [r["action"] for r in records if r["plugin"] == "a"] == ["restart"]
+        assert {r["plugin"] for r in records} == {"db", "a"}
         assert {r["incident"] for r in records} == {incident.id}
 
 
