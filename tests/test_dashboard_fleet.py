@@ -396,6 +396,66 @@ def test_a_managers_plugins_carry_their_recovery_flags(
         client.close()
 
 
+def test_two_managers_sharing_an_outage_show_one_incident_on_the_fleet_page(
+    redis_url: str, namespace: str, boards: Callable[..., Dashboard]
+) -> None:
+    """Each node's manager opens its own incident (its own id) for db and payments,
+    which depends on it; the fleet page shows one, root db, open on 2 of 2 nodes."""
+    from recovery.config import CircuitBreakerConfig
+
+    trips_at_once = CircuitBreakerConfig(failure_threshold=1)
+    managers: list[RecoveryManager] = []
+    clusters: list[Cluster] = []
+    board = boards(redis_url, namespace)
+    try:
+        for node_id in ("node-a", "node-b"):
+            # A quorum of 2: each node's trips stay its own until both voted, so each
+            # manager sees the outage first-hand (as each process of a fleet does).
+            cluster = Cluster(redis_url, namespace=namespace, node_id=node_id, quorum=2)
+            rm = RecoveryManager(
+                StubPluginManager("payments"), RecordingAuditLogger(),
+                RecoveryConfig(enable_health_checking=False), clock=FakeClock(),
+                cluster=cluster)
+            rm.register_dependency("db", breaker_config=trips_at_once)
+            rm.register_plugin("payments", trips_at_once, depends_on=("db",))
+            clusters.append(cluster)
+            managers.append(rm)
+            rm.start()
+            cluster.start()
+        for rm in managers:
+            for name in ("db", "payments"):
+                with pytest.raises(ConnectionError):
+                    rm.execute_with_recovery(name, _db_down)
+        local = {node_id: rm.incidents(active_only=True)
+                 for node_id, rm in zip(("node-a", "node-b"), managers, strict=True)}
+        assert all(len(found) == 1 for found in local.values()), local
+
+        def one_incident() -> dict[str, Any] | None:
+            shown = status(board).get("incidents") or []
+            if len(shown) == 1 and len(shown[0]["local"]) == 2:
+                return shown[0]  # type: ignore[no-any-return]
+            return None
+
+        shown = soon(one_incident, "one incident from both nodes")
+        assert shown["root"] == "db" and shown["cause_known"] is True
+        assert [(m["name"], m["open_on"]) for m in shown["members"]] == [
+            ("db", 2), ("payments", 2)]
+        assert (shown["nodes_affected"], shown["live_nodes"]) == (2, 2)
+        assert {(item["node"], item["id"]) for item in shown["local"]} == {
+            (node, found[0].id) for node, found in local.items()}
+        breakers = {b["name"]: b["incident"] for b in node_view(board, "node-a")["breakers"]}
+        assert breakers == {"db": local["node-a"][0].id, "payments": local["node-a"][0].id}
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+        for rm in managers:
+            rm.stop(timeout=5.0)
+
+
+def _db_down() -> None:
+    raise ConnectionError("db is down")
+
+
 def test_forged_unsigned_and_malformed_summaries_are_dropped_and_counted(
     redis_url: str, namespace: str, boards: Any
 ) -> None:
