@@ -4,7 +4,9 @@ A started :class:`~recovery.cluster.Cluster` runs one more thread that, once a
 second, takes the cluster's ``snapshot()``, reads its attached breakers
 (``metrics()``, the public snapshot) and, for breakers a
 :class:`~recovery.manager.RecoveryManager` registered, that plugin's recovery
-flags, and publishes them on the namespace's ``summaries`` channel: a channel of
+flags and open incident, with the managers' open incidents (so the fleet page can
+show one outage once across nodes), and publishes them on the namespace's
+``summaries`` channel: a channel of
 its own, so the fleet's decisions on the events channel never wait behind (or get
 mixed up with) the dashboard's traffic. Nothing is stored in
 Redis: a node that stops publishing simply goes quiet, and the dashboard fades it.

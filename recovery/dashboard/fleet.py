@@ -3,7 +3,8 @@
 One thread subscribes to the namespace's summaries channel, checks each message
 (framing, signature, every field: what fails is dropped and counted by reason,
 never shown) and keeps the latest summary per node. Once a second it publishes
-the fleet view: node by node, and breaker by breaker (which nodes have it open),
+the fleet view: node by node, breaker by breaker (which nodes have it open) and
+incident by incident (one outage once, however many nodes opened one for it),
 through the same :class:`~recovery.dashboard.hub.Hub` and Server-Sent Events as
 the single-process page.
 
