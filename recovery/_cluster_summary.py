@@ -4,7 +4,9 @@ A started :class:`~recovery.cluster.Cluster` runs one more thread that, once a
 second, takes the cluster's ``snapshot()``, reads its attached breakers
 (``metrics()``, the public snapshot) and, for breakers a
 :class:`~recovery.manager.RecoveryManager` registered, that plugin's recovery
-flags, and publishes them on the namespace's ``summaries`` channel: a channel of
+flags and open incident, with the managers' open incidents (so the fleet page can
+show one outage once across nodes), and publishes them on the namespace's
+``summaries`` channel: a channel of
 its own, so the fleet's decisions on the events channel never wait behind (or get
 mixed up with) the dashboard's traffic. Nothing is stored in
 Redis: a node that stops publishing simply goes quiet, and the dashboard fades it.
@@ -29,7 +31,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from recovery._cluster_codec import (
@@ -53,6 +55,13 @@ MAX_SUMMARY_BYTES = 16384
 """The largest summary on the wire (frame and signature included), sent or accepted."""
 MAX_ACTION = 200
 """A last recovery action longer than this is cut (it is a label, not a report)."""
+MAX_INCIDENTS = 20
+"""Open incidents a summary carries at most (the oldest first); more are counted."""
+MAX_MEMBERS = 100
+"""Members of one incident a summary names at most (the root first); more are counted."""
+MAX_INCIDENT_ID = 64
+"""The longest incident id accepted (the manager's are ``inc-<prefix>-<n>``)."""
+_INCIDENT_SHARE = 0.5  # the part of the size bound the incidents may take
 STATES = ("closed", "open", "half_open", "repairing")
 _TROUBLE = {"open": 0, "half_open": 1, "repairing": 2, "closed": 3}
 _FRAME = len(VERSION) + 2 + 64  # "R1 " + hex HMAC-SHA256 + " "
@@ -68,9 +77,11 @@ def channel(namespace: str) -> str:
 
 
 def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
-                  plugin: PluginRecovery | None) -> dict[str, Any]:
-    """What a summary says about one breaker, from its ``metrics().to_dict()``."""
-    return {
+                  plugin: PluginRecovery | None, incident: str | None = None) -> dict[str, Any]:
+    """What a summary says about one breaker, from its ``metrics().to_dict()``, and the
+    id of the open incident its plugin is a member of (only when there is one: readers
+    that predate incidents ignore the field, and a quiet fleet's summaries stay small)."""
+    entry = {
         "name": metrics["name"],
         "state": metrics["state"],
         "opened_by": metrics.get("opened_by"),
@@ -83,6 +94,20 @@ def breaker_entry(metrics: dict[str, Any], rate: tuple[float, float],
         "rate": [round(rate[0], 2), round(rate[1], 2)],
         "plugin": None if plugin is None else _plugin_entry(plugin),
     }
+    if incident is not None:
+        entry["incident"] = incident[:MAX_INCIDENT_ID]
+    return entry
+
+
+def incident_entry(incident: Mapping[str, Any]) -> dict[str, Any]:
+    """What a summary says about one open incident, from its ``Incident.to_dict()``: its
+    id, root, members (the root first, at most :data:`MAX_MEMBERS`, the rest counted in
+    ``members_total``) and whether its cause is known. The evidence stays on the node."""
+    root = incident["root"]
+    members = [root] + [name for name in incident["members"] if name != root]
+    return {"id": str(incident["id"])[:MAX_INCIDENT_ID], "root": root,
+            "members": members[:MAX_MEMBERS], "members_total": len(members),
+            "cause_known": bool(incident["cause_known"])}
 
 
 def _plugin_entry(recovery: PluginRecovery) -> dict[str, Any]:
@@ -102,13 +127,19 @@ def _dumps(data: Any) -> bytes:
 
 
 def encode_summary(head: dict[str, Any], entries: list[dict[str, Any]],
-                   secret: bytes | None) -> bytes:
+                   secret: bytes | None,
+                   incidents: list[dict[str, Any]] | None = None) -> bytes:
     """Frame and sign a summary of ``head`` plus as many ``entries`` as fit the bound.
 
     The entries go in trouble first (open, half-open, repairing, failed plugins,
     then the rest by name); those that would push the message past
-    :data:`MAX_SUMMARY_BYTES` are left out and counted in ``omitted``.
+    :data:`MAX_SUMMARY_BYTES` are left out and counted in ``omitted``. The open
+    ``incidents`` (:func:`incident_entry`, oldest first) go in the head, at most
+    :data:`MAX_INCIDENTS` of them within half the bound; those left out are counted
+    in ``incidents_total``. A summary without incidents carries neither field.
     """
+    if incidents:
+        head = {**head, **_incidents_within(incidents)}
     entries = sorted(entries, key=_priority)
     total = len(entries)
 
@@ -128,6 +159,18 @@ def encode_summary(head: dict[str, Any], entries: list[dict[str, Any]],
         budget -= cost
     body = start(total - len(kept)) + b",".join(kept) + b"]}"
     return b" ".join((VERSION, _signature(secret, body), body))
+
+
+def _incidents_within(incidents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``incidents`` (oldest first) that fit their share of the size bound."""
+    budget = int(MAX_SUMMARY_BYTES * _INCIDENT_SHARE)
+    kept: list[dict[str, Any]] = []
+    for incident in incidents[:MAX_INCIDENTS]:
+        budget -= len(_dumps(incident)) + 1
+        if budget < 0:
+            break
+        kept.append(incident)
+    return {"incidents": kept, "incidents_total": len(incidents)}
 
 
 def _priority(entry: dict[str, Any]) -> tuple[int, str]:
@@ -192,6 +235,7 @@ def _entry(data: Any) -> dict[str, Any]:
                   "last_action_success": success}
     rate_fail = _number(rate[1], "rate")
     return {
+        "incident": _text(data, "incident", optional=True, limit=MAX_INCIDENT_ID),
         "name": _text(data, "name"),
         "state": state,
         "opened_by": _text(data, "opened_by", optional=True),
@@ -204,6 +248,40 @@ def _entry(data: Any) -> dict[str, Any]:
         "rate": [_number(rate[0], "rate"), rate_fail],
         "plugin": plugin,
     }
+
+
+def _incident(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise _malformed("incident", data)
+    members = data.get("members")
+    if not isinstance(members, list) or not 0 < len(members) <= MAX_MEMBERS:
+        raise _malformed("members", members)
+    names = [_text({"member": name}, "member") for name in members]
+    root = _text(data, "root")
+    if names[0] != root:
+        raise _malformed("members", members)
+    cause_known = data.get("cause_known")
+    if not isinstance(cause_known, bool):
+        raise _malformed("cause_known", cause_known)
+    total = _count(data, "members_total")
+    if total < len(names):
+        raise _malformed("members_total", total)
+    return {"id": _text(data, "id", limit=MAX_INCIDENT_ID), "root": root, "members": names,
+            "members_total": total, "cause_known": cause_known}
+
+
+def _incidents(data: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """A summary's open incidents and how many the node had (none from a node that
+    predates incidents or has none open)."""
+    if "incidents" not in data:
+        return [], 0
+    incidents = data["incidents"]
+    if not isinstance(incidents, list) or len(incidents) > MAX_INCIDENTS:
+        raise _malformed("incidents", incidents)
+    total = _count(data, "incidents_total")
+    if total < len(incidents):
+        raise _malformed("incidents_total", total)
+    return [_incident(incident) for incident in incidents], total
 
 
 def decode_summary(message: bytes, secret: bytes | None,
@@ -223,6 +301,7 @@ def decode_summary(message: bytes, secret: bytes | None,
     breakers = data.get("breakers")
     if not isinstance(breakers, list):
         raise _malformed("breakers", breakers)
+    incidents, incidents_total = _incidents(data)
     return {
         "node": _text(data, "node"),
         "host": _text(data, "host", limit=255),
@@ -232,6 +311,8 @@ def decode_summary(message: bytes, secret: bytes | None,
         "breakers": [_entry(entry) for entry in breakers],
         "breakers_total": _count(data, "breakers_total"),
         "omitted": _count(data, "omitted"),
+        "incidents": incidents,
+        "incidents_total": incidents_total,
     }
 
 
@@ -280,20 +361,20 @@ class Publisher:
         if snapshot is None:
             snapshot = self._cluster.snapshot()
         breakers = snapshot.breakers
-        plugins = _plugin_views(snapshot.managers)
+        plugins, incidents = _plugin_views(snapshot.managers)
         now = time.monotonic()
         entries = []
         for breaker in breakers:
             metrics = breaker.metrics().to_dict()
-            entries.append(breaker_entry(metrics, self._rate(metrics, now),
-                                         plugins.get(id(breaker))))
+            recovery, incident = plugins.get(id(breaker), (None, None))
+            entries.append(breaker_entry(metrics, self._rate(metrics, now), recovery, incident))
         names = {breaker.name for breaker in breakers}
         for name in [name for name in self._last if name not in names]:
             del self._last[name]
         self._seq += 1
         head = {"node": snapshot.node_id, "ns": snapshot.namespace, "host": self._host,
                 "pid": os.getpid(), "time": round(time.time(), 3), "seq": self._seq}
-        return encode_summary(head, entries, self._cluster.config.secret)
+        return encode_summary(head, entries, self._cluster.config.secret, incidents)
 
     def publish_once(self, send: Callable[[bytes], object]) -> None:
         snapshot = self._cluster.snapshot()
@@ -314,18 +395,23 @@ class Publisher:
         return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
 
 
-def _plugin_views(managers: tuple[Any, ...]) -> dict[int, PluginRecovery]:
-    """The recovery of each breaker that is one of ``managers``' plugins, by
-    ``id(breaker)`` (a manager given ``cluster=`` reports itself to the cluster)."""
-    views: dict[int, PluginRecovery] = {}
+def _plugin_views(managers: tuple[Any, ...]) -> tuple[
+        dict[int, tuple[PluginRecovery, str | None]], list[dict[str, Any]]]:
+    """The recovery and open incident of each breaker that is one of ``managers``'
+    plugins, by ``id(breaker)`` (a manager given ``cluster=`` reports itself to the
+    cluster), and the managers' open incidents (:func:`incident_entry`), oldest first."""
+    views: dict[int, tuple[PluginRecovery, str | None]] = {}
+    incidents: list[dict[str, Any]] = []
     for manager in managers:
-        for name, plugin in manager.status().plugins.items():
+        status = manager.status()
+        for name, plugin in status.plugins.items():
             try:
                 breaker = manager.breaker(name)
             except KeyError:  # unregistered since
                 continue
-            views[id(breaker)] = plugin.recovery
-    return views
+            views[id(breaker)] = (plugin.recovery, plugin.incident)
+        incidents.extend(incident_entry(incident) for incident in status.incidents)
+    return views, incidents
 
 
 def summary_thread(cluster: Cluster, stopping: threading.Event,

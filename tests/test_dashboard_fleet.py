@@ -26,11 +26,14 @@ import pytest
 from recovery import FailureInfo, RecoveryConfig, RecoveryManager
 from recovery._cluster_codec import Rejected
 from recovery._cluster_summary import (
+    MAX_INCIDENTS,
+    MAX_MEMBERS,
     MAX_SUMMARY_BYTES,
     breaker_entry,
     channel,
     decode_summary,
     encode_summary,
+    incident_entry,
 )
 from recovery.breaker import CircuitBreaker
 from recovery.status import PluginRecovery
@@ -58,11 +61,17 @@ BOUND = 15.0  # seconds for anything that takes one or two summaries (a second e
 HEAD = {"node": "n1", "host": "h", "pid": 1, "time": 1.0, "seq": 1}
 
 
-def entry(name: str, state: str = "closed", plugin: PluginRecovery | None = None
-          ) -> dict[str, Any]:
+def entry(name: str, state: str = "closed", plugin: PluginRecovery | None = None,
+          incident: str | None = None) -> dict[str, Any]:
     metrics = CircuitBreaker(name).metrics().to_dict()
     metrics["state"] = state
-    return breaker_entry(metrics, (1.5, 0.25), plugin)
+    return breaker_entry(metrics, (1.5, 0.25), plugin, incident)
+
+
+def incident(id_: str, root: str, *members: str, cause_known: bool = True) -> dict[str, Any]:
+    """An open incident as a summary carries it (from the shape of Incident.to_dict())."""
+    return incident_entry({"id": id_, "root": root, "members": [root, *members],
+                           "cause_known": cause_known, "evidence": [], "started": 1.0})
 
 
 def soon(probe: Callable[[], Any], what: str, bound: float = BOUND) -> Any:
@@ -158,6 +167,102 @@ def test_a_summary_with_a_malformed_field_is_refused_whole(change: dict[str, Any
     with pytest.raises(Rejected) as refused:
         decode_summary(_forge({**GOOD, **change}), None)
     assert refused.value.reason == "malformed"
+
+
+def test_open_incidents_and_each_breakers_incident_round_trip() -> None:
+    incidents = [incident("inc-a-1", "db", "payments", "orders"),
+                 incident("inc-a-2", "cache", cause_known=False)]
+    message = encode_summary(
+        HEAD, [entry("db", "open", incident="inc-a-1"), entry("mail")], b"k", incidents)
+    summary = decode_summary(message, b"k")
+    assert summary["incidents"] == incidents and summary["incidents_total"] == 2
+    assert summary["incidents"][0] == {"id": "inc-a-1", "root": "db",
+                                       "members": ["db", "payments", "orders"],
+                                       "members_total": 3, "cause_known": True}
+    by_name = {b["name"]: b["incident"] for b in summary["breakers"]}
+    assert by_name == {"db": "inc-a-1", "mail": None}
+    # Without incidents the summary carries no incident field at all (old readers).
+    quiet = encode_summary(HEAD, [entry("mail")], None)
+    assert b"incident" not in quiet
+    assert decode_summary(quiet, None)["incidents"] == []
+
+
+def test_an_incident_lists_its_root_first_and_bounds_its_members() -> None:
+    many = incident_entry({"id": "i", "root": "r", "cause_known": True,
+                           "members": [f"m{i}" for i in range(150)] + ["r"]})
+    assert many["members"][0] == "r" and len(many["members"]) == MAX_MEMBERS
+    assert many["members_total"] == 151
+
+
+def test_many_incidents_stay_within_the_bound_oldest_first_and_counted() -> None:
+    big = [incident(f"inc-{i}", f"root-{i}-" + "x" * 900, "y" * 1000) for i in range(30)]
+    message = encode_summary(HEAD, [entry("a", "open")], None, big)
+    assert len(message) <= MAX_SUMMARY_BYTES
+    summary = decode_summary(message, None)
+    kept = summary["incidents"]
+    assert 0 < len(kept) < MAX_INCIDENTS and summary["incidents_total"] == 30
+    assert [i["id"] for i in kept] == [f"inc-{i}" for i in range(len(kept))]
+    assert summary["breakers"][0]["name"] == "a"  # the breakers still fit
+
+
+GOOD_INCIDENT = incident("inc-a-1", "db", "payments")
+
+
+@pytest.mark.parametrize("change", [
+    {"incidents": {}}, {"incidents": [GOOD_INCIDENT] * (MAX_INCIDENTS + 1),
+                        "incidents_total": MAX_INCIDENTS + 1},
+    {"incidents": [GOOD_INCIDENT], "incidents_total": 0},
+    {"incidents": [GOOD_INCIDENT]},  # no total
+    {"incidents": [{**GOOD_INCIDENT, "members": []}], "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "members": ["payments", "db"]}], "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "members": ["db", 7]}], "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "members": ["db"] * (MAX_MEMBERS + 1)}],
+     "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "id": "i" * 65}], "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "cause_known": 1}], "incidents_total": 1},
+    {"incidents": [{**GOOD_INCIDENT, "members_total": 1}], "incidents_total": 1},
+    {"breakers": [{**GOOD["breakers"][0], "incident": ""}]},
+    {"breakers": [{**GOOD["breakers"][0], "incident": "i" * 65}]},
+])
+def test_a_summary_with_a_malformed_incident_is_refused_whole(change: dict[str, Any]) -> None:
+    fine = {**GOOD, "incidents": [GOOD_INCIDENT], "incidents_total": 1}
+    assert decode_summary(_forge(fine), None)["incidents"] == [GOOD_INCIDENT]
+    with pytest.raises(Rejected) as refused:
+        decode_summary(_forge({**GOOD, **change}), None)
+    assert refused.value.reason == "malformed"
+
+
+def test_a_fleet_shows_an_incident_once_with_each_members_node_count(
+    redis_url: str,
+) -> None:
+    from recovery.dashboard.fleet import FleetFeed
+    from recovery.dashboard.hub import Hub
+
+    feed = FleetFeed(redis_url, "unused", None, Hub())  # not started: fed directly
+    summaries = {  # three nodes, each manager with its own ids for the same outage
+        "n1": [incident("inc-1-1", "db", "payments", "orders")],
+        "n2": [incident("inc-2-4", "db", "payments")],
+        # db did not trip on n3: its manager saw payments first, and orders with it.
+        "n3": [incident("inc-3-9", "payments", "orders"),
+               incident("inc-3-10", "mail", cause_known=False)],
+        "n4": [],
+    }
+    for node, incidents in summaries.items():
+        feed._receive(encode_summary({**HEAD, "node": node}, [entry("db")], None, incidents))
+    feed._tick()
+    shown = feed.snapshot()["incidents"]
+    assert [i["root"] for i in shown] == ["db", "mail"]
+    outage, mail = shown
+    assert outage["cause_known"] is True and mail["cause_known"] is False
+    assert (outage["nodes_affected"], outage["live_nodes"]) == (3, 4)
+    assert [(m["name"], m["open_on"], m["nodes"]) for m in outage["members"]] == [
+        ("db", 2, ["n1", "n2"]), ("payments", 3, ["n1", "n2", "n3"]),
+        ("orders", 2, ["n1", "n3"])]
+    assert outage["local"] == [{"node": "n1", "id": "inc-1-1", "root": "db"},
+                               {"node": "n2", "id": "inc-2-4", "root": "db"},
+                               {"node": "n3", "id": "inc-3-9", "root": "payments"}]
+    assert [(m["name"], m["open_on"]) for m in mail["members"]] == [("mail", 1)]
+    feed.stop(1.0)
 
 
 def test_unknown_fields_are_not_passed_on() -> None:
@@ -289,6 +394,66 @@ def test_a_managers_plugins_carry_their_recovery_flags(
         rm.stop(timeout=5.0)
         pubsub.close()
         client.close()
+
+
+def test_two_managers_sharing_an_outage_show_one_incident_on_the_fleet_page(
+    redis_url: str, namespace: str, boards: Callable[..., Dashboard]
+) -> None:
+    """Each node's manager opens its own incident (its own id) for db and payments,
+    which depends on it; the fleet page shows one, root db, open on 2 of 2 nodes."""
+    from recovery.config import CircuitBreakerConfig
+
+    trips_at_once = CircuitBreakerConfig(failure_threshold=1)
+    managers: list[RecoveryManager] = []
+    clusters: list[Cluster] = []
+    board = boards(redis_url, namespace)
+    try:
+        for node_id in ("node-a", "node-b"):
+            # A quorum of 2: each node's trips stay its own until both voted, so each
+            # manager sees the outage first-hand (as each process of a fleet does).
+            cluster = Cluster(redis_url, namespace=namespace, node_id=node_id, quorum=2)
+            rm = RecoveryManager(
+                StubPluginManager("payments"), RecordingAuditLogger(),
+                RecoveryConfig(enable_health_checking=False), clock=FakeClock(),
+                cluster=cluster)
+            rm.register_dependency("db", breaker_config=trips_at_once)
+            rm.register_plugin("payments", trips_at_once, depends_on=("db",))
+            clusters.append(cluster)
+            managers.append(rm)
+            rm.start()
+            cluster.start()
+        for rm in managers:
+            for name in ("db", "payments"):
+                with pytest.raises(ConnectionError):
+                    rm.execute_with_recovery(name, _db_down)
+        local = {node_id: rm.incidents(active_only=True)
+                 for node_id, rm in zip(("node-a", "node-b"), managers, strict=True)}
+        assert all(len(found) == 1 for found in local.values()), local
+
+        def one_incident() -> dict[str, Any] | None:
+            shown = status(board).get("incidents") or []
+            if len(shown) == 1 and len(shown[0]["local"]) == 2:
+                return shown[0]  # type: ignore[no-any-return]
+            return None
+
+        shown = soon(one_incident, "one incident from both nodes")
+        assert shown["root"] == "db" and shown["cause_known"] is True
+        assert [(m["name"], m["open_on"]) for m in shown["members"]] == [
+            ("db", 2), ("payments", 2)]
+        assert (shown["nodes_affected"], shown["live_nodes"]) == (2, 2)
+        assert {(item["node"], item["id"]) for item in shown["local"]} == {
+            (node, found[0].id) for node, found in local.items()}
+        breakers = {b["name"]: b["incident"] for b in node_view(board, "node-a")["breakers"]}
+        assert breakers == {"db": local["node-a"][0].id, "payments": local["node-a"][0].id}
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+        for rm in managers:
+            rm.stop(timeout=5.0)
+
+
+def _db_down() -> None:
+    raise ConnectionError("db is down")
 
 
 def test_forged_unsigned_and_malformed_summaries_are_dropped_and_counted(

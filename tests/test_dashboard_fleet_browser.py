@@ -153,3 +153,54 @@ def test_redis_out_of_reach_is_said_on_the_page(
         expect(page.locator("#manager")).to_contain_text("redis disconnected")
         expect(page.locator("#empty")).to_be_visible()
         page.screenshot(path=str(tmp_path / "redis_down.png"), full_page=True)
+
+
+@pytest.mark.parametrize("board", [{"fade_after": 30.0}], indirect=True)
+def test_an_incident_across_nodes_is_shown_once_with_its_counts(
+    redis_url: str, namespace: str, board: Dashboard, page: Page, tmp_path: Path
+) -> None:
+    import redis
+
+    from recovery._cluster_summary import channel, encode_summary
+    from tests.test_dashboard_fleet import entry, incident
+
+    # Three nodes whose managers each opened their own incident for one outage of db
+    # (the third saw payments fail, not db), and a fourth with nothing open.
+    incidents = {
+        "node-1": [incident("inc-1-1", "db", "payments", "orders")],
+        "node-2": [incident("inc-2-4", "db", "payments")],
+        "node-3": [incident("inc-3-9", "payments", "orders")],
+        "node-4": [],
+    }
+    page.goto(board.url)
+    expect(page.locator("#connection")).to_have_text("live")
+    expect(page.locator("#incidents-section")).to_be_hidden()
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for seq, (node, open_ones) in enumerate(incidents.items(), 1):
+            head = {"node": node, "ns": namespace, "host": "h", "pid": seq, "time": 1.0,
+                    "seq": 1}
+            breakers = [entry("db", "open" if open_ones else "closed",
+                              incident=open_ones[0]["id"] if open_ones else None)]
+            client.publish(channel(namespace),
+                           encode_summary(head, breakers, None, open_ones))
+    finally:
+        client.close()
+    tiles = page.locator("article.incident")
+    expect(tiles).to_have_count(1, timeout=SOON)
+    tile = tiles.first
+    expect(tile.locator(".tile-name")).to_have_text("db")
+    expect(tile.locator(".state")).to_have_text("INCIDENT")
+    expect(tile.locator(".sub")).to_have_text("root db \u00b7 on 3 of 4 nodes")
+    members = tile.locator(".row.member")
+    expect(members.locator(".rname")).to_have_text(["db", "payments", "orders"])
+    expect(members.locator(".rmore")).to_have_text([
+        "open on 2 of 4 nodes (the root)",
+        "open on 3 of 4 nodes, root db",
+        "open on 2 of 4 nodes, root db",
+    ])
+    expect(members.nth(1)).to_have_attribute(
+        "aria-label", "payments: open on 3 of 4 nodes, root db")
+    expect(tile.locator(".chip .cstate")).to_have_text(["inc-1-1", "inc-2-4", "inc-3-9"])
+    expect(node_tile(page, "node-1").locator(".row")).to_contain_text("incident inc-1-1")
+    page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)

@@ -3,7 +3,8 @@
 One thread subscribes to the namespace's summaries channel, checks each message
 (framing, signature, every field: what fails is dropped and counted by reason,
 never shown) and keeps the latest summary per node. Once a second it publishes
-the fleet view: node by node, and breaker by breaker (which nodes have it open),
+the fleet view: node by node, breaker by breaker (which nodes have it open) and
+incident by incident (one outage once, however many nodes opened one for it),
 through the same :class:`~recovery.dashboard.hub.Hub` and Server-Sent Events as
 the single-process page.
 
@@ -300,6 +301,7 @@ class FleetFeed(Published):
                           "received": self._received, "dropped": dict(self._drops)},
                 "nodes": nodes,
                 "breakers": _by_breaker(nodes),
+                "incidents": _by_incident(nodes),
                 "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
             }
             self._publish(encode("tick", self._view))
@@ -311,7 +313,8 @@ class FleetFeed(Published):
             "id": node_id, "host": summary["host"], "pid": summary["pid"],
             "heard_ago": round(now - node.heard, 1), "silent": node.silent,
             "breakers": summary["breakers"], "breakers_total": summary["breakers_total"],
-            "omitted": summary["omitted"],
+            "omitted": summary["omitted"], "incidents": summary["incidents"],
+            "incidents_total": summary["incidents_total"],
         }
 
 
@@ -330,6 +333,64 @@ def _by_breaker(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
         views.append({"name": name, "nodes": states, "counts": dict(counts)})
     views.sort(key=lambda v: (*(-v["counts"].get(s, 0) for s in _TROUBLE), v["name"]))
     return views
+
+
+def _by_incident(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The live nodes' open incidents, each shown once for the whole fleet.
+
+    Every node's manager correlates on its own, so one outage is an incident on each
+    node it reaches, with ids of their own. Two of them are the same when one's root
+    is among the other's members (the same root, or a root that another node saw
+    fail downstream of something it did not see fail). Of the roots they name, the
+    fleet's is the one most nodes named, then one no node saw as a dependent, then
+    by name. Each member says on how many live nodes it is open.
+    """
+    live = [node for node in nodes if not node["silent"]]
+    found = [(node["id"], incident) for node in live for incident in node["incidents"]]
+    group = list(range(len(found)))
+
+    def top(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    holders: dict[str, list[int]] = {}  # member name -> the incidents naming it
+    for i, (_, incident) in enumerate(found):
+        for name in incident["members"]:
+            holders.setdefault(name, []).append(i)
+    for i, (_, incident) in enumerate(found):
+        for j in holders.get(incident["root"], ()):
+            group[top(i)] = top(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(found)):
+        groups.setdefault(top(i), []).append(i)
+    views = [_incident_view([found[i] for i in members], len(live))
+             for members in groups.values()]
+    return sorted(views, key=lambda view: (-view["nodes_affected"], view["root"]))
+
+
+def _incident_view(found: list[tuple[str, dict[str, Any]]], live: int) -> dict[str, Any]:
+    """One fleet incident from its nodes' ``found`` (node id, incident) pairs."""
+    votes = collections.Counter(incident["root"] for _, incident in found)
+    dependents = {name for _, incident in found for name in incident["members"][1:]}
+    root = min(votes, key=lambda name: (-votes[name], name in dependents, name))
+    open_on: dict[str, set[str]] = {}
+    for node, incident in found:
+        for name in incident["members"]:
+            open_on.setdefault(name, set()).add(node)
+    names = sorted(open_on, key=lambda name: (name != root, -len(open_on[name]), name))
+    members = [{"name": name, "open_on": len(open_on[name]), "nodes": sorted(open_on[name])}
+               for name in names]
+    return {
+        "root": root,
+        "cause_known": any(incident["cause_known"] for _, incident in found),
+        "nodes_affected": len({node for node, _ in found}),
+        "live_nodes": live,
+        "members": members,
+        "local": [{"node": node, "id": incident["id"], "root": incident["root"]}
+                  for node, incident in sorted(found, key=lambda f: (f[0], f[1]["id"]))],
+    }
 
 
 def _where(summary: dict[str, Any]) -> str:

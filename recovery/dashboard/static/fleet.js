@@ -54,6 +54,9 @@
     const breakers = data.breakers || [];
     renderSummary(nodes, breakers);
     renderRedis(data);
+    const incidents = data.incidents || [];
+    $("incidents").replaceChildren(...incidents.map(incidentTile));
+    $("incidents-section").hidden = incidents.length === 0;
     // Trouble always gets a tile; past a dozen, breakers closed everywhere fold into one list.
     const shown = breakers.filter((b, i) => i < TILES || inTrouble(b));
     const folded = breakers.filter((b, i) => !(i < TILES || inTrouble(b)));
@@ -122,6 +125,48 @@
       if (label === "redis" && bad && redis.last_error) item.title = redis.last_error;
       return item;
     }));
+  }
+
+  // -- incidents: one outage once, with the nodes each member is open on --
+  function incidentTile(incident) {
+    const tile = el("article", "tile incident");
+    tile.dataset.state = "open";
+    tile.dataset.root = incident.root;
+    const name = el("h3", "tile-name", incident.root);
+    name.title = "root " + incident.root;
+    const head = el("div", "tile-head");
+    head.append(name, el("span", "state", incident.cause_known ? "INCIDENT" : "CAUSE UNKNOWN"));
+    const of = " of " + plural(incident.live_nodes, "node");
+    const rows = el("ul", "rows");
+    for (const member of incident.members) {
+      const isRoot = member.name === incident.root;
+      const row = el("li", "row member num");
+      row.dataset.state = "open";
+      row.dataset.member = member.name;
+      const known = incident.cause_known;
+      const said = "open on " + member.open_on + of + (isRoot
+        ? (known ? " (the root)" : " (the first)") : (known ? ", root " + incident.root : ""));
+      const label = el("span", "rname", member.name);
+      label.title = member.name;
+      const more = el("span", "rmore", said);
+      more.title = "on " + member.nodes.join(", ");
+      row.setAttribute("aria-label", member.name + ": " + said);
+      row.append(label, el("span", "rstate", isRoot ? (known ? "ROOT" : "FIRST") : ""), more);
+      rows.append(row);
+    }
+    const sub = (incident.cause_known ? "root " + incident.root : "cause unknown (first: " +
+      incident.root + ")") + " \u00b7 on " + incident.nodes_affected + of;
+    const ids = el("div", "chips");
+    for (const local of incident.local) {
+      const chip = el("span", "chip");
+      chip.dataset.state = "open";
+      chip.dataset.node = local.node;
+      chip.append(el("span", "cname", local.node), el("span", "cstate", local.id));
+      chip.title = local.node + ": incident " + local.id + ", root " + local.root;
+      ids.append(chip);
+    }
+    tile.append(head, el("div", "sub", sub), rows, ids);
+    return tile;
   }
 
   // -- breaker by breaker: which nodes have it open --
@@ -207,6 +252,7 @@
       facts.push(Math.round(breaker.window_failure_rate * 100) + "% failed in its window");
     }
     if (breaker.opened_by) facts.push("opened by " + breaker.opened_by);
+    if (breaker.incident) facts.push("incident " + breaker.incident);
     const plugin = breaker.plugin;
     if (plugin && plugin.last_action) {
       const ok = plugin.last_action_success;
