@@ -115,3 +115,23 @@ def test_a_lone_failure_is_no_group(
             data, "plugin:orders")["circuit_breaker"]["state"] != "closed")
         assert tick["incidents"] == [] and tile(tick, "plugin:orders")["incident"] is None
         assert incident_entries(board) == []
+
+
+def test_unlinked_failures_at_once_are_a_group_whose_cause_is_unknown(watch: Watch) -> None:
+    clock = FakeClock(1000.0)
+    names = ("p", "q", "r")  # nothing declared between them
+    with RecoveryManager(StubPluginManager(*names), RecordingAuditLogger(),
+                         RecoveryConfig(enable_health_checking=False, max_recovery_attempts=1,
+                                        crash_loop_delay=5.0), clock=clock) as rm:
+        for name in names:
+            rm.register_plugin(name, TRIPS_AT_ONCE, health_check=lambda: False)
+        board, stream = watch(rm)
+        trip(rm, *names)
+        quiet(rm)
+        clock.advance(2.0)  # the gathering time: then three lone onsets are one group
+        quiet(rm)
+        _, tick = stream.until(lambda event, data: event == "tick" and data["incidents"]
+                               and len(data["incidents"][0]["members"]) == 3)
+        (view,) = tick["incidents"]
+        assert (view["root"], view["cause_known"], view["links"]) == ("p", False, [])
+        assert incident_entries(board) == ["incident opened: root p, with q, r, cause unknown"]

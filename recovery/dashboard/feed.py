@@ -354,7 +354,9 @@ class Feed(Published):
             started = self._first_seen.setdefault(incident["id"], wall)
             if len(incident["members"]) < 2:
                 continue
-            links = sorted({item["reason"] for item in incident["evidence"]} - {"first"})
+            # The declared links that joined its members: "depends_on", "tag".
+            links = sorted({item["reason"] for item in incident["evidence"]}
+                           & {"depends_on", "tag"})
             grouped[incident["id"]] = {
                 "id": incident["id"], "root": incident["root"],
                 "members": list(incident["members"]), "cause_known": incident["cause_known"],
