@@ -11,6 +11,7 @@ Every test saves a screenshot in its tmp dir. Waits are Playwright's bounded
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -354,3 +355,50 @@ def test_a_dependency_tile_says_down_since_and_next_probe_never_crash_loop(
         page.screenshot(path=str(tmp_path / "dependency_down.png"), full_page=True)
         payments.get_by_role("button", name="Mark as up").click()
         expect(payments.locator(".badge")).to_have_count(0, timeout=SOON)
+
+
+def test_an_incident_groups_its_tiles_under_one_header_root_first(
+    boards: Callable[..., Dashboard], page: Page, tmp_path: Path
+) -> None:
+    from recovery.testing import FakeClock
+    from tests.incidents.test_manager_incidents import Outage, quiet, trip
+    from tests.test_dashboard_incidents import MEMBERS, incident_manager
+
+    clock, outage = FakeClock(1000.0), Outage()
+    with incident_manager(clock, outage) as rm:
+        page.goto(boards(rm).url)
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("#summary")).to_contain_text("0 incidents")
+        trip(rm, "db", *MEMBERS)
+        quiet(rm)
+        group = page.locator("section.incident")
+        expect(group).to_have_count(1, timeout=SOON)
+        expect(group.locator("article.tile")).to_have_count(4, timeout=SOON)
+        expect(group.locator(".incident-title")).to_have_text("Incident \u00b7 root db")
+        facts = group.locator(".incident-facts")
+        expect(facts).to_contain_text("started ")
+        expect(facts).to_contain_text("cause known: linked by depends_on")
+        expect(group.locator(".incident-members")).to_have_text(
+            "members: " + ", ".join(("db", *MEMBERS)))
+        first = group.locator("article.tile").first
+        expect(first.locator(".tile-name")).to_have_text("db")
+        expect(first.locator(".badge", has_text="ROOT")).to_be_visible()
+        for name in MEMBERS:  # the markup-named one too, as text
+            member = group.locator("article.tile").filter(
+                has=page.get_by_role("heading", name=name, exact=True))
+            expect(member.locator(".badge", has_text="held until ")).to_have_text(
+                re.compile(r"held until \d\d:\d\d:\d\d"))
+            expect(member.locator(".badge", has_text="ROOT")).to_have_count(0)
+        expect(page.locator("#summary")).to_contain_text("1 incident")
+        expect(page.locator("#timeline")).to_contain_text("incident opened: root db, with ")
+        assert page.dialogs == [] and page.locator("img").count() == 0  # type: ignore[attr-defined]
+        page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+
+        outage.down = False
+        clock.advance(5.0)  # db's probe finds it back: the members' trials pass
+        quiet(rm)
+        expect(page.locator("section.incident")).to_have_count(0, timeout=SOON)
+        expect(page.locator("#tiles > article.tile")).to_have_count(4)
+        expect(page.locator("#summary")).to_contain_text("0 incidents")
+        expect(page.locator("#timeline")).to_contain_text("incident resolved: root db, 4 members")
+        page.screenshot(path=str(tmp_path / "incident_resolved.png"), full_page=True)

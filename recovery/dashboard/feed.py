@@ -5,8 +5,9 @@ never on the call path: breaker listeners and the alert handler only append a
 note to a queue and wake the dashboard's thread, so a transition costs the
 thread that caused it an append. From each reading the feed derives what the
 status does not say directly: request and failure rates (differences between
-readings), and recovery actions (the per-action counts going up), which join
-transitions and alerts on the timeline.
+readings), recovery actions (the per-action counts going up), and incidents
+opened, grown and resolved (the open incidents compared), which join transitions
+and alerts on the timeline.
 
 Everything a client sees goes out as Server-Sent Events through the
 :class:`~recovery.dashboard.hub.Hub`: ``snapshot`` (everything, first on every
@@ -33,7 +34,7 @@ from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus, PluginWarning, StatusSource
+from recovery.status import PluginStatus, PluginWarning, RecoveryStatus, StatusSource
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -151,6 +152,10 @@ class Feed(Published):
         self._view: dict[str, Any] = {}
         self._encoded_snapshot: bytes | None = None
         self._tiles: dict[str, dict[str, Any]] = {}  # the view's tiles by id
+        # Incidents the page groups (two members or more) as last read, by id; None
+        # before the first reading. Open incidents' ids -> wall clock first seen.
+        self._grouped: dict[str, dict[str, Any]] | None = None
+        self._first_seen: dict[str, float] = {}
         self._active = True
         # The manager has no way to remove an alert handler: this one goes inert on stop().
         rm.add_alert_handler(self._on_alert)
@@ -201,9 +206,10 @@ class Feed(Published):
         self._window_sizes[key] = breaker.config.sliding_window_size
 
     def _on_alert(self, alert: Alert) -> None:
-        # An early warning's raise and end come from the readings (with alerting off
-        # too, and a warning that came and went between two readings still shows).
-        if self._active and alert.kind is not AlertKind.EARLY_WARNING:
+        # An early warning's raise and end, and an incident's events, come from the
+        # readings (with alerting off too, and a warning that came and went between two
+        # readings still shows).
+        if self._active and alert.kind not in _FROM_READINGS:
             self.note("alert", alert.plugin_name, f"{alert.kind.value}: {alert.message}",
                        "bad", wall=alert.timestamp, key="plugin:" + alert.plugin_name)
 
@@ -274,6 +280,7 @@ class Feed(Published):
             if "plugin:" + name in self._histories
             for entry in self._diff_plugin("plugin:" + name, name, plugin)
         ]
+        entries += self._diff_incidents(status)
         with self._lock:
             for entry in entries:
                 self._emit(entry)
@@ -283,7 +290,8 @@ class Feed(Published):
         status = self._rm.status()
         wall, now = time.time(), time.monotonic()
         tiles: list[dict[str, Any]] = []
-        entries: list[dict[str, Any]] = []
+        entries = self._diff_incidents(status)
+        grouped = self._grouped or {}
         for name, plugin in status.plugins.items():
             key = "plugin:" + name
             if key not in self._histories:
@@ -297,6 +305,9 @@ class Feed(Published):
                 "health_check": plugin.health_check.to_dict(),
                 "recovery": recovery,
                 "warning": None if plugin.warning is None else plugin.warning.to_dict(),
+                # The grouped incident it is in, and when its hold by it ends.
+                "incident": plugin.incident if plugin.incident in grouped else None,
+                "held_until": iso_utc(plugin.held_until),
             })
         for breaker in self._breakers:
             tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
@@ -319,9 +330,40 @@ class Feed(Published):
                 "now": wall,
                 "manager": manager,
                 "tiles": tiles,
+                "incidents": list(grouped.values()),
                 "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
             }
             self._publish(encode("tick", self._view))
+
+    def _diff_incidents(self, status: RecoveryStatus) -> list[dict[str, Any]]:
+        """Read the open incidents the page groups, and timeline entries for what
+        changed since the last reading: opened, a member joined (or a new root), resolved.
+
+        The page groups incidents of two members or more, as the manager pages them: an
+        incident of one is its own tile, already on the timeline by its trip. Started is
+        the wall clock when the feed first read the incident (within a reading, which
+        a trip prompts at once). An incident that vanished because another absorbed it
+        is not resolved: the survivor's "joined" entry says it.
+        """
+        wall = time.time()
+        open_ids = {incident["id"] for incident in status.incidents}
+        for gone in self._first_seen.keys() - open_ids:
+            del self._first_seen[gone]
+        grouped: dict[str, dict[str, Any]] = {}
+        for incident in status.incidents:
+            started = self._first_seen.setdefault(incident["id"], wall)
+            if len(incident["members"]) < 2:
+                continue
+            # The declared links that joined its members: "depends_on", "tag".
+            links = sorted({item["reason"] for item in incident["evidence"]}
+                           & {"depends_on", "tag"})
+            grouped[incident["id"]] = {
+                "id": incident["id"], "root": incident["root"],
+                "members": list(incident["members"]), "cause_known": incident["cause_known"],
+                "links": links, "started": iso_utc(started), "started_t": started,
+            }
+        before, self._grouped = self._grouped, grouped
+        return [] if before is None else _incident_entries(before, grouped, wall)
 
     def _diff_plugin(self, key: str, name: str, plugin: PluginStatus) -> list[dict[str, Any]]:
         """Timeline entries for what changed in a plugin's recovery and early warnings
@@ -372,6 +414,43 @@ class Feed(Published):
             entries.append(_entry("recovery", name, text, level if flags[flag] else "good",
                                   key))
         return entries
+
+
+# Alerts the timeline takes from the readings instead of the alert handler.
+_FROM_READINGS = frozenset({AlertKind.EARLY_WARNING, AlertKind.INCIDENT_OPENED,
+                            AlertKind.INCIDENT_UPDATED, AlertKind.INCIDENT_RESOLVED})
+
+
+def _incident_entries(before: dict[str, dict[str, Any]], now: dict[str, dict[str, Any]],
+                      wall: float) -> list[dict[str, Any]]:
+    """"incident opened: ...", "incident updated: ..." and "incident resolved: ..."
+    between two readings of the grouped incidents, each on its root's tile."""
+    entries = []
+    for id_, incident in now.items():
+        root, key = incident["root"], "plugin:" + incident["root"]
+        was = before.get(id_)
+        if was is None:
+            others = ", ".join(name for name in incident["members"] if name != root)
+            cause = "" if incident["cause_known"] else ", cause unknown"
+            entries.append(_entry("incident", root, f"incident opened: root {root}, with "
+                                  f"{others}{cause}", "bad", key))
+            continue
+        joined = [name for name in incident["members"] if name not in was["members"]]
+        if joined:
+            entries.append(_entry("incident", root, "incident updated: "
+                                  f"{', '.join(joined)} joined", "warn", key))
+        if root != was["root"]:
+            entries.append(_entry("incident", root, f"incident updated: root now {root} "
+                                  f"(was {was['root']})", "warn", key))
+    in_open = {name for incident in now.values() for name in incident["members"]}
+    for id_, was in before.items():
+        if id_ in now or set(was["members"]) <= in_open:
+            continue  # open still, or absorbed by another incident
+        lasted = max(wall - was["started_t"], 0.0)
+        entries.append(_entry("incident", was["root"], f"incident resolved: root "
+                              f"{was['root']}, {len(was['members'])} members, lasted "
+                              f"{lasted:.0f}s", "good", "plugin:" + was["root"]))
+    return entries
 
 
 _PLUGIN_FLAGS = (

@@ -11,6 +11,8 @@
 
   const { $, el, setText, fmtRate, clock } = RecoveryDashboard;
   const tiles = new Map();  // tile id -> {el, parts, history}
+  const groups = new Map(); // open incident id -> {el, parts}: its header and its tiles
+  let incidents = new Map(); // open incident id -> the feed's view of it (two members or more)
   let control = false;
   let serverSkew = 0;       // server clock minus this browser's, in ms
   let lastSeq = 0;
@@ -53,6 +55,8 @@
     control = Boolean(data.control);
     showControlNotice();
     for (const [id, tile] of tiles) { tile.el.remove(); tiles.delete(id); }
+    for (const group of groups.values()) group.el.remove();
+    groups.clear();
     order.last = "";
     applyTick(data);
     for (const [id, columns] of Object.entries(data.history || {})) {
@@ -71,6 +75,7 @@
   function applyTick(data) {
     serverSkew = data.now * 1000 - Date.now();
     renderManager(data.manager || {});
+    incidents = new Map((data.incidents || []).map((incident) => [incident.id, incident]));
     for (const view of data.tiles || []) {
       let tile = tiles.get(view.id);
       if (!tile) tile = addTile(view);
@@ -91,7 +96,7 @@
   // The header's counts by state, and the order of the tiles.
   function overview() {
     const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0,
-      down: 0, warning: 0 };
+      down: 0, warning: 0, incidents: incidents.size };
     for (const { view } of tiles.values()) {
       const state = view.circuit_breaker.state;
       counts[state] = (counts[state] || 0) + 1;
@@ -105,6 +110,7 @@
       if (view.warning && view.warning.active) counts.warning += 1;
     }
     renderSummary(counts);
+    renderGroups();
     order([...tiles.values()].map((tile) => tile.view));
   }
 
@@ -117,14 +123,68 @@
     if (view.warning && view.warning.active && view.circuit_breaker.state === "closed") return 4;
     return RANK[view.circuit_breaker.state] ?? 5;
   }
+  // An open incident's tiles go together under its header, oldest incident first, its
+  // root's tile first and then its members in the order they joined; the rest after.
   function order(views) {
-    const sorted = views.map((view, index) => [rank(view), index, view.id])
+    const placed = [];  // [box, tile ids]
+    const grouped = new Set();
+    for (const [id, incident] of incidents) {
+      const ids = [incident.root, ...incident.members.filter((name) => name !== incident.root)]
+        .map((name) => "plugin:" + name).filter((tileId) => tiles.has(tileId));
+      ids.forEach((tileId) => grouped.add(tileId));
+      placed.push([groups.get(id), ids]);
+    }
+    const rest = views.filter((view) => !grouped.has(view.id))
+      .map((view, index) => [rank(view), index, view.id])
       .sort((a, b) => a[0] - b[0] || a[1] - b[1]).map((entry) => entry[2]);
-    const key = sorted.join("\n");
+    const key = placed.map(([, ids]) => ids.join("\n")).join("\n\n") + "\n\n\n" + rest.join("\n");
     if (key === order.last) return;
     order.last = key;
     const box = $("tiles");
-    for (const id of sorted) box.append(tiles.get(id).el);
+    for (const [group, ids] of placed) {
+      box.append(group.el);
+      for (const tileId of ids) group.parts.tiles.append(tiles.get(tileId).el);
+    }
+    for (const id of rest) box.append(tiles.get(id).el);
+  }
+
+  // -- incidents: one header per open incident, over its tiles --
+  function renderGroups() {
+    for (const [id, group] of groups) {
+      if (incidents.has(id)) continue;
+      // Resolved: its tiles go back among the rest before the group goes.
+      for (const node of [...group.parts.tiles.children]) $("tiles").append(node);
+      group.el.remove();
+      groups.delete(id);
+      order.last = "";
+    }
+    for (const [id, incident] of incidents) {
+      let group = groups.get(id);
+      if (!group) {
+        const parts = { title: el("h2", "incident-title"), facts: el("div", "incident-facts num"),
+          members: el("div", "incident-members"), tiles: el("div", "incident-tiles") };
+        const head = el("header", "incident-head");
+        head.append(parts.title, parts.facts, parts.members);
+        const node = el("section", "incident");
+        node.dataset.incident = id;
+        node.setAttribute("aria-label", "Incident " + id);
+        node.append(head, parts.tiles);
+        group = { el: node, parts };
+        groups.set(id, group);
+        order.last = "";
+      }
+      const { parts } = group;
+      setText(parts.title, "Incident \u00b7 root " + incident.root);
+      const lasted = fmtDuration(secondsSince(incident.started));
+      const cause = incident.cause_known
+        ? "cause known" + (incident.links.length ? ": linked by " + incident.links.join(", ") : "")
+        : "cause unknown (no declared link)";
+      setText(parts.facts, "started " + clock(incident.started_t) + (lasted ? " (" + lasted + " ago)" : "") +
+        " \u00b7 " + incident.members.length + " members \u00b7 " + cause);
+      group.el.classList.toggle("unknown", !incident.cause_known);
+      setText(parts.members, "members: " + incident.members.join(", "));
+      parts.members.title = incident.members.join(", ");
+    }
   }
 
   function addEvent(entry, live) {
@@ -147,7 +207,7 @@
   function renderSummary(counts) {
     const labels = [["closed", "closed"], ["open", "open"], ["half_open", "half-open"],
       ["repairing", "repairing"], ["failed", "failed"], ["crash_loop", "crash loop"],
-      ["down", "down"], ["warning", "early warning"]];
+      ["down", "down"], ["warning", "early warning"], ["incidents", "incidents"]];
     const summary = $("summary");
     if (summary.childElementCount !== labels.length) {
       summary.replaceChildren(...labels.map(([key]) => {
@@ -158,7 +218,7 @@
     }
     labels.forEach(([key, label], index) => {
       const node = summary.children[index];
-      setText(node, counts[key] + " " + label);
+      setText(node, counts[key] + " " + (key === "incidents" && counts[key] === 1 ? "incident" : label));
       node.classList.toggle("zero", counts[key] === 0);
     });
   }
@@ -289,6 +349,11 @@
     if (recovery.in_progress) badges.push([dependency ? "PROBING" : "RECOVERING", "info"]);
     const warning = view.warning;
     if (warning && warning.active) badges.push(["EARLY WARNING", "warn"]);
+    const incident = incidents.get(view.incident);
+    if (incident && incident.root === view.name) badges.push(["ROOT", "bad"]);
+    else if (incident && view.held_until) {
+      badges.push(["held until " + clock(Date.parse(view.held_until) / 1000), "info"]);
+    }
     const health = view.health_check;
     if (health && health.stuck) badges.push(["CHECK STUCK", "warn"]);
     const badgeKey = badges.map((b) => b[0]).join("|");
