@@ -118,6 +118,23 @@ def test_the_readme_links_into_the_site_resolve() -> None:
     assert [link for link in links if not (ROOT / link).is_file()] == []
 
 
+# A file of the checkout named in prose: recovery/_window.pyx, benchmarks/traces/steady.csv...
+CHECKOUT_PATH = re.compile(
+    r"\b(?:recovery|tests|benchmarks|contrib|docs)/[\w/.-]+\.(?:py|pyx|pyi|h|json|yml|csv|md)\b"
+)
+
+
+def test_every_file_the_docs_name_exists() -> None:
+    """A module moved or renamed takes the pages that name it along."""
+    named = {
+        (str(page.relative_to(ROOT)), path)
+        for page in [README, ROOT / "CONTRIBUTING.md", *PAGES]
+        for path in CHECKOUT_PATH.findall(page.read_text(encoding="utf-8"))
+    }
+    assert len(named) >= 10
+    assert sorted(pair for pair in named if not (ROOT / pair[1]).exists()) == []
+
+
 def test_nothing_cites_the_outside_contract() -> None:
     """The project states its contract in docs/design.md; no file cites another."""
     paths = [*_sources(), *PAGES, ROOT / "CONTRIBUTING.md", ROOT / "CHANGELOG.md",
