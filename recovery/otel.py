@@ -38,6 +38,7 @@ recovery.attempts                              counter        {attempt}
 recovery.episodes                              counter        {episode}
 recovery.episode.active                        updowncounter  {episode}
 recovery.plugin.degraded                       updowncounter  {plugin}
+recovery.plugin.fallbacks_served               counter        {request}
 recovery.plugin.failed                         updowncounter  {plugin}
 recovery.plugin.crash_loop                     updowncounter  {plugin}
 recovery.health_check.healthy                  updowncounter  {plugin}
@@ -101,6 +102,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from recovery import _registry
+from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
@@ -183,22 +185,22 @@ def _attempts(snapshot: _Snapshot) -> Iterator[Observation]:
     for plugin in snapshot.plugins():
         for action, counts in plugin.recovery.actions.items():
             for result, count in (("success", counts.success), ("failure", counts.failure)):
-                attributes = {PLUGIN: plugin.name, ACTION: action, RESULT: result}
+                attributes = {PLUGIN: _label(plugin.name), ACTION: action, RESULT: result}
                 yield Observation(count, attributes)
 
 
 def _episodes(snapshot: _Snapshot) -> Iterator[Observation]:
     for plugin in snapshot.plugins():
         for outcome, count in plugin.recovery.episodes.to_dict().items():
-            yield Observation(count, {PLUGIN: plugin.name, OUTCOME: outcome})
+            yield Observation(count, {PLUGIN: _label(plugin.name), OUTCOME: outcome})
 
 
-def _recovery(read: Callable[[PluginRecovery], bool]) -> Observe:
-    """A flag of each plugin's recovery, as 0 or 1."""
+def _recovery(read: Callable[[PluginRecovery], int]) -> Observe:
+    """A number of each plugin's recovery: a count, or a flag as 0 or 1."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
         for plugin in snapshot.plugins():
-            yield Observation(int(read(plugin.recovery)), {PLUGIN: plugin.name})
+            yield Observation(int(read(plugin.recovery)), {PLUGIN: _label(plugin.name)})
 
     return observe
 
@@ -209,7 +211,7 @@ def _health(read: Callable[[HealthCheckStatus], int]) -> Observe:
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:
         for plugin in snapshot.plugins():
             if plugin.health_check.enabled:
-                yield Observation(int(read(plugin.health_check)), {PLUGIN: plugin.name})
+                yield Observation(int(read(plugin.health_check)), {PLUGIN: _label(plugin.name)})
 
     return observe
 
@@ -218,7 +220,7 @@ def _healthy(snapshot: _Snapshot) -> Iterator[Observation]:
     for plugin in snapshot.plugins():
         health = plugin.health_check
         if health.enabled and health.last_result is not None:
-            yield Observation(int(health.last_result.healthy), {PLUGIN: plugin.name})
+            yield Observation(int(health.last_result.healthy), {PLUGIN: _label(plugin.name)})
 
 
 def _cluster(read: Callable[[Mapping[str, Any]], int]) -> Observe:
@@ -296,6 +298,9 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.plugin.degraded", "updowncounter", "{plugin}",
                    "1 while the plugin is degraded and its fallback is served.",
                    "recovery_degraded", _recovery(lambda recovery: recovery.degraded)),
+    InstrumentSpec("recovery.plugin.fallbacks_served", "counter", "{request}",
+                   "Calls the plugin's fallback answered.", "recovery_fallbacks_served_total",
+                   _recovery(lambda recovery: recovery.fallbacks_served)),
     InstrumentSpec("recovery.plugin.failed", "updowncounter", "{plugin}",
                    "1 once the plugin is marked failed, until reset_plugin().",
                    "recovery_failed", _recovery(lambda recovery: recovery.failed)),
@@ -436,8 +441,10 @@ def _snapshot(rm: RecoveryManager | None) -> _Snapshot:
     if rm is not None and status is not None:
         plugins = list(status.plugins)
         owned = [rm.breaker(plugin) for plugin in plugins]
-        breakers = [(plugin.name, plugin.circuit_breaker) for plugin in status.plugins.values()]
-    breakers += [(label, breaker.metrics()) for label, breaker in _registry.unowned(plugins, owned)]
+        breakers = [(_label(plugin.name), plugin.circuit_breaker)
+                    for plugin in status.plugins.values()]
+    breakers += [(_label(key), breaker.metrics())
+                 for key, breaker in _registry.unowned(plugins, owned)]
     return _Snapshot(status, breakers)
 
 

@@ -49,6 +49,10 @@ recovery_episodes_total{outcome}               counter finished episodes: "recov
                                                        "exhausted", "interrupted"
 recovery_in_progress                           gauge   1 while a recovery episode runs
 recovery_degraded                              gauge   1 while the fallback is served
+recovery_fallbacks_served_total                counter calls the plugin's fallback answered
+                                                       (while degraded, or for a call the
+                                                       breaker rejected: that call counts
+                                                       in both)
 recovery_failed                                gauge   1 while out of service (in a crash
                                                        loop, or failed until reset)
 recovery_crash_loop                            gauge   1 while in a crash loop (retried
@@ -93,6 +97,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 
 from recovery import _registry, _validate
+from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
@@ -133,6 +138,8 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_degraded", "1 while the plugin is degraded and its fallback is served.",
      "gauge", _PLUGIN),
+    ("recovery_fallbacks_served_total", "Calls the plugin's fallback answered.", "counter",
+     _PLUGIN),
     ("recovery_failed",
      "1 while the plugin is out of service (crash loop, or failed until reset_plugin()).",
      "gauge", _PLUGIN),
@@ -233,7 +240,7 @@ def _add_cluster(families: dict[str, _Family], cluster: Mapping[str, Any]) -> No
 
 
 def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
-    name, recovery, health = plugin.name, plugin.recovery, plugin.health_check
+    name, recovery, health = _label(plugin.name), plugin.recovery, plugin.health_check
     _add_breaker(families, name, plugin.circuit_breaker)
     for action, counts in recovery.actions.items():
         families["recovery_attempts_total"].add_metric([name, action, "success"], counts.success)
@@ -242,6 +249,7 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
         families["recovery_episodes_total"].add_metric([name, outcome], count)
     families["recovery_in_progress"].add_metric([name], float(recovery.in_progress))
     families["recovery_degraded"].add_metric([name], float(recovery.degraded))
+    families["recovery_fallbacks_served_total"].add_metric([name], recovery.fallbacks_served)
     families["recovery_failed"].add_metric([name], float(recovery.failed))
     families["recovery_crash_loop"].add_metric([name], float(recovery.crash_loop))
     if health.enabled:
@@ -265,8 +273,8 @@ def _add_bare_breakers(
     owned: list[BreakerMixin] = []
     if rm is not None:
         owned = [rm.breaker(plugin) for plugin in plugins]
-    for label, breaker in _registry.unowned(plugins, owned):
-        _add_breaker(families, label, breaker.metrics())
+    for key, breaker in _registry.unowned(plugins, owned):
+        _add_breaker(families, _label(key), breaker.metrics())
 
 
 def _add_breaker(families: dict[str, _Family], label: str, metrics: CircuitBreakerMetrics

@@ -566,3 +566,21 @@ def test_the_demo_serves_its_manager_while_it_runs_and_prints_the_url(
     assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", out, re.MULTILINE)
     assert [view["name"] for view in snapshots[0]["tiles"]] == list(demo.PLUGINS)
     assert out.rstrip().endswith("threads left: 0")  # the dashboard's threads too
+
+
+def test_a_tile_carries_rejections_fallbacks_served_and_what_its_window_is(
+    boards: Callable[..., Dashboard],
+) -> None:
+    rm = failing_manager("p")
+    try:
+        rm.register_plugin("cached", fallback=lambda: "from cache")
+        rm.breaker("cached").force_open()
+        for _ in range(3):
+            assert rm.execute_with_recovery("cached", lambda: "live") == "from cache"
+        data = json.loads(request(boards(rm), "GET", "/status.json")[2])
+        cached = tile(data, "plugin:cached")
+        assert cached["circuit_breaker"]["total_rejections"] == 3
+        assert cached["recovery"]["fallbacks_served"] == 3
+        assert cached["circuit_breaker"]["window_size"] == 100  # "failed, last 100 calls"
+    finally:
+        rm.stop(timeout=5.0)

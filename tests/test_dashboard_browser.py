@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from recovery import FailureInfo, RecoveryManager
+from recovery import FailureInfo, RecoveryManager, RecoveryStatus
 from recovery.dashboard import Dashboard
 from tests.test_dashboard import TOKEN, XSS, failing_manager, with_crash_loop
 
@@ -209,3 +210,56 @@ def test_a_stopped_server_shows_disconnected_and_a_restart_reconnects(
     assert again.address == board.address
     expect(page.locator("#connection")).to_have_text("live", timeout=5000)
     expect(tile(page, "search")).to_have_attribute("data-state", "open", timeout=SOON)
+
+
+def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress(
+    rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rm.register_plugin("checkout", fallback=lambda: "cached")
+    rm.breaker("checkout").force_open()
+    for _ in range(4):  # refused by the breaker, answered by the fallback
+        assert rm.execute_with_recovery("checkout", lambda: "live") == "cached"
+    for _ in range(10):
+        rm.execute_with_recovery("search", lambda: None)
+    # An episode in progress on demand: the manager's status, with one running for 12 s.
+    real_status = rm.status
+
+    def status() -> RecoveryStatus:
+        view = real_status()
+        plugin = view.plugins["payments"]
+        recovery = attrs.evolve(plugin.recovery, in_progress=True,
+                                episode_started=time.time() - 12)
+        plugins = {**view.plugins, "payments": attrs.evolve(plugin, recovery=recovery)}
+        return attrs.evolve(view, plugins=plugins, episodes_in_progress=1)
+
+    monkeypatch.setattr(rm, "status", status)
+    page.goto(boards(rm).url)
+    expect(page.locator("#connection")).to_have_text("live")
+    checkout = tile(page, "checkout")
+    expect(checkout.locator(".facts")).to_contain_text("rejected4")
+    expect(checkout.locator(".facts")).to_contain_text("fallback served4")
+    expect(checkout.locator(".facts")).to_contain_text("failed, last 100 calls\u2014 (open)")
+    expect(tile(page, "search").locator(".facts")).to_contain_text("failed, last 100 calls0%")
+    payments = tile(page, "payments")
+    expect(payments.locator(".line").last).to_contain_text("in progress for 12s")
+    expect(payments.locator(".badge")).to_have_text(["RECOVERING"])
+    expect(page.locator("#manager")).to_contain_text("episodes in progress 1")
+    page.screenshot(path=str(tmp_path / "vocabulary.png"), full_page=True)
+
+
+def test_a_name_with_a_lone_surrogate_gets_its_tile_and_the_page_runs_on(
+    boards: Callable[..., Dashboard], page: Page
+) -> None:
+    name = os.fsdecode(b"plugin-\xff")  # "plugin-\udcff": a file name that is not UTF-8
+    manager = failing_manager(name, "payments")
+    try:
+        page.goto(boards(manager).url)
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.locator("article.tile")).to_have_count(2)
+        manager.breaker(name).force_open()
+        expect(page.locator("#summary")).to_contain_text("1 open", timeout=SOON)
+        shown = page.locator("article.tile").first.locator(".tile-name").text_content()
+        assert shown is not None and shown.startswith("plugin-")  # the surrogate drawn as U+FFFD
+    finally:
+        manager.stop(timeout=5.0)

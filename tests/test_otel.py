@@ -9,6 +9,7 @@ and no call runs).
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 import time
@@ -255,3 +256,48 @@ def test_missing_opentelemetry_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "opentelemetry.metrics", None)
     with pytest.raises(ImportError, match=r"recovery\[otel\]"):
         importlib.import_module("recovery.otel")
+
+
+def test_a_name_with_a_lone_surrogate_is_observed_as_the_collector_labels_it(
+    reader: InMemoryMetricReader, provider: MeterProvider,
+    make_manager: MakeManager, make_breaker: MakeBreaker, name: str,
+) -> None:
+    plugin = os.fsdecode(f"{name}-\xff".encode("latin-1"))  # "...-\udcff", as from a file name
+    plugins = PluginRegistry()
+    plugins.register(FlakyPlugin(plugin))
+    rm = make_manager(plugins)
+    rm.register_plugin(plugin)
+    bare = make_breaker(f"{name}-bare-\udcfe")  # held: the registry holds breakers weakly
+    bare.call(lambda: None)
+    instrument(rm, provider)
+    _, points = read(reader)
+    labels = {dict(attrs).get("recovery.plugin.name") for _, attrs in points} - {None}
+    mine = {str(label) for label in labels if str(label).startswith(name)}
+    assert mine == {f"{name}-\\udcff", f"{name}-bare-\\udcfe"}
+    for label in mine:
+        label.encode("utf-8")  # what an exporter must send: valid UTF-8
+    assert points["recovery.episode.active",
+                  frozenset({("recovery.plugin.name", f"{name}-\\udcff")})] == 0
+    samples = scrape(RecoveryCollector(rm))
+    assert samples["recovery_requests_total", frozenset({("plugin", f"{name}-bare-\\udcfe")})] \
+        == points["recovery.requests", frozenset({("recovery.plugin.name",
+                                                     f"{name}-bare-\\udcfe")})] == 1
+
+
+def test_fallbacks_served_are_observed(
+    reader: InMemoryMetricReader, provider: MeterProvider,
+    make_manager: MakeManager, name: str,
+) -> None:
+    plugins = PluginRegistry()
+    plugins.register(FlakyPlugin(name))
+    rm = make_manager(plugins)
+    rm.register_plugin(name, fallback=lambda: "cached")
+    rm.breaker(name).force_open()
+    for _ in range(2):
+        assert rm.execute_with_recovery(name, lambda: "live") == "cached"
+    instrument(rm, provider)
+    metrics, points = read(reader)
+    assert metrics["recovery.plugin.fallbacks_served"].unit == "{request}"
+    attributes = frozenset({("recovery.plugin.name", name)})
+    assert points["recovery.plugin.fallbacks_served", attributes] == 2
+    assert points["recovery.rejections", attributes] == 2

@@ -9,6 +9,7 @@ back-off, a health-check interval or a timeout.
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from typing import Any
@@ -25,7 +26,7 @@ from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
-from tests.helpers import MakeManager, eventually, settle
+from tests.helpers import MakeBreaker, MakeManager, eventually, settle
 
 DOCUMENTED = {
     "recovery_circuit_breaker_state": "gauge",
@@ -41,6 +42,7 @@ DOCUMENTED = {
     "recovery_episodes": "counter",
     "recovery_in_progress": "gauge",
     "recovery_degraded": "gauge",
+    "recovery_fallbacks_served": "counter",
     "recovery_failed": "gauge",
     "recovery_crash_loop": "gauge",
     "recovery_health_check_healthy": "gauge",
@@ -269,3 +271,40 @@ def test_a_crash_loop_shows_as_failed_and_crash_loop(
     assert value(samples, "recovery_crash_loop", plugin="bad") == 1
     assert value(samples, "recovery_failed", plugin="bad") == 1
     assert value(samples, "recovery_crash_loop", plugin="good") == 0
+
+
+SURROGATE = os.fsdecode(b"plugin-\xff")  # "plugin-\udcff": a file name that is not UTF-8
+
+
+def test_a_name_with_a_lone_surrogate_is_exported_escaped_and_the_rest_of_the_scrape_stays(
+    make_manager: MakeManager, make_breaker: MakeBreaker,
+) -> None:
+    plugins = PluginRegistry()
+    plugins.register(FlakyPlugin(SURROGATE))
+    plugins.register(FlakyPlugin("good"))
+    rm = make_manager(plugins)
+    rm.register_plugin(SURROGATE)
+    rm.register_plugin("good")
+    bare = make_breaker("bare-\udcfe")
+    bare.call(lambda: None)
+    registry = CollectorRegistry()
+    registry.register(RecoveryCollector(rm))
+    _, samples = scrape(registry)  # raised UnicodeEncodeError: an empty scrape for all
+    assert value(samples, "recovery_requests_total", plugin="plugin-\\udcff") == 0
+    assert value(samples, "recovery_in_progress", plugin="plugin-\\udcff") == 0
+    assert value(samples, "recovery_requests_total", plugin="bare-\\udcfe") == 1
+    assert value(samples, "recovery_requests_total", plugin="good") == 0
+
+
+def test_fallbacks_served_are_counted_apart_from_rejections(make_manager: MakeManager) -> None:
+    rm = make_manager()
+    rm.register_plugin("good", fallback=lambda: "cached")
+    rm.register_plugin("bad")
+    registry = collector_registry(rm)
+    rm.breaker("good").force_open()
+    for _ in range(3):  # refused by the breaker, answered by the fallback: both count
+        assert rm.execute_with_recovery("good", lambda: "live") == "cached"
+    _, samples = scrape(registry)
+    assert value(samples, "recovery_fallbacks_served_total", plugin="good") == 3
+    assert value(samples, "recovery_rejections_total", plugin="good") == 3
+    assert value(samples, "recovery_fallbacks_served_total", plugin="bad") == 0

@@ -18,8 +18,8 @@ Prometheus exposition (when prometheus-client is installed), and, only with
 
 :func:`serve_fleet` serves the page of a whole fleet instead: the status summary
 that every node with a started :class:`~recovery.cluster.Cluster` publishes once a
-second, node by node and breaker by breaker (same server, routes and safety
-rules; always read-only).
+second, node by node and breaker by breaker, and at ``/metrics`` all of them,
+labelled by node (same server, routes and safety rules; always read-only).
 
 It runs on threads of its own (the standard library's threaded HTTP server and
 one thread that reads the manager once a second) and reaches the manager only
@@ -33,12 +33,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from importlib import resources
+from typing import Any
 
 from recovery import _validate as v
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard.feed import Feed
 from recovery.dashboard.hub import Hub
-from recovery.dashboard.server import NO_METRICS, STATIC, Control, DashboardServer, Source
+from recovery.dashboard.server import STATIC, Control, DashboardServer, Source
 from recovery.manager import RecoveryManager
 
 __all__ = ["Dashboard", "serve", "serve_fleet"]
@@ -80,6 +81,16 @@ class Dashboard:
     def dropped_clients(self) -> int:
         """Streams cut off because their client fell too far behind."""
         return self._hub.dropped
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``/status.json`` serves: the latest view and the timeline."""
+        return self._feed.snapshot()
+
+    @property
+    def connections(self) -> dict[str, int]:
+        """Connections ``open`` now; ``refused`` at the cap, cut as too ``slow`` to send
+        their request, and ``reset`` by their client, since the start."""
+        return self._server.counts()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop serving and join every thread the dashboard started. Idempotent."""
@@ -166,7 +177,9 @@ def serve_fleet(
     breaker. ``secret`` must be the cluster's (summaries not signed with it are
     dropped and counted). A node unheard for ``fade_after`` seconds is shown as
     silent, and dropped after ``forget_after``. Always read-only; Redis down (at
-    start or later) shows on the page and is retried, never raised.
+    start or later) shows on the page and is retried, never raised. ``/metrics``
+    (with prometheus-client) exports every node's breakers with a ``node`` label:
+    one scrape target for the whole fleet (:mod:`recovery.dashboard.fleet_metrics`).
     """
     from recovery.cluster import ClusterConfig  # needs redis-py: the 'redis' extra
     from recovery.dashboard.fleet import FleetFeed
@@ -189,8 +202,13 @@ def serve_fleet(
               "common.js": (files / "common.js").read_bytes(),
               "app.js": (files / "fleet.js").read_bytes(),
               "style.css": (files / "style.css").read_bytes()}
-    return _start(host, port, feed, hub, static, None, None, loopback, fragment="",
-                  no_metrics="the fleet page has no /metrics: each process serves its own")
+    try:
+        from recovery.dashboard.fleet_metrics import renderer
+    except ImportError:  # no prometheus-client: /metrics is a 404 that says so
+        metrics = None
+    else:
+        metrics = renderer(feed.nodes)
+    return _start(host, port, feed, hub, static, metrics, None, loopback, fragment="")
 
 
 def _check_address(host: str, port: int) -> None:
@@ -201,13 +219,13 @@ def _check_address(host: str, port: int) -> None:
 def _start(
     host: str, port: int, feed: Source, hub: Hub, static: dict[str, bytes],
     metrics: Callable[[], tuple[bytes, str]] | None, control: Control | None,
-    loopback: bool, fragment: str, no_metrics: str = NO_METRICS,
+    loopback: bool, fragment: str,
 ) -> Dashboard:
     """Bind the server (stopping ``feed`` if that fails), then start serving."""
     try:
         server = DashboardServer(
             (host, port), feed=feed, hub=hub, static=static, metrics=metrics,
-            control=control, loopback=loopback, no_metrics=no_metrics,
+            control=control, loopback=loopback,
         )
     except BaseException:
         feed.stop(0.0)

@@ -134,6 +134,7 @@ class Feed(Published):
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._histories: dict[str, RateHistory] = {}
+        self._window_sizes: dict[str, int] = {}  # what the window failure ratio is over
         self._timeline: collections.deque[dict[str, Any]] = collections.deque(maxlen=TIMELINE)
         self._seq = itertools.count(1)
         self._actions: dict[str, dict[tuple[str, str], int]] = {}
@@ -189,6 +190,7 @@ class Feed(Published):
         breaker.add_listener(on_transition)
         self._listening.append((breaker, on_transition))
         self._histories[key] = RateHistory(HISTORY)
+        self._window_sizes[key] = breaker.config.sliding_window_size
 
     def _on_alert(self, alert: Alert) -> None:
         if self._active:
@@ -292,6 +294,7 @@ class Feed(Published):
                           "health_check": None, "recovery": None})
         for tile in tiles:
             key, counts = tile["id"], tile["circuit_breaker"]
+            counts["window_size"] = self._window_sizes[key]
             rates = self._histories[key].sample(
                 now, counts["total_requests"], counts["total_failures"])
             tile["rate"] = [round(rates[0], 2), round(rates[1], 2)]

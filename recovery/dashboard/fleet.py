@@ -13,6 +13,32 @@ hosts cannot make a live node look dead. A node unheard for ``fade_after``
 seconds is shown as silent (faded); after ``forget_after`` seconds it is dropped.
 The timeline says when nodes join, fall silent, come back and are dropped, and
 when a breaker changes state on a node.
+
+Which summaries are believed. Without a secret anyone who can publish on the
+Redis can write a summary under any node's id, so a summary must not be able to
+silence the node whose id it takes; with a secret, a replayed one must not turn
+a node's view back. A node's *run* is the process that publishes under its id,
+known by the host and pid its summaries carry; a run numbers its summaries 1, 2,
+3 ... one a second (``seq``). So:
+
+- From the run shown, a summary is accepted only with a higher ``seq`` than the
+  last one accepted (else: dropped, ``stale``: a repeat, a replay, a straggler),
+  and no further ahead than the time since then allows, one a second plus
+  :data:`SEQ_SLACK` (else: dropped, ``seq_jump``). One forged summary with a huge
+  ``seq`` is refused, and one within the slack holds the real node's summaries
+  back for :data:`SEQ_SLACK` seconds at most, less than a node takes to fade.
+- Anything else under the node's id (another host or pid, or a ``seq`` that
+  started again) is another run: a restart, or a second process given the same
+  id. It replaces the run shown only once that run has been quiet for
+  :data:`RUN_QUIET` seconds, and only with a later time of writing than the
+  last summary accepted (else: dropped, ``other_run`` while the shown run is
+  live, ``stale`` for an older one). A live node cannot be displaced, and a
+  restarted one takes over a few seconds after it went quiet.
+
+Every summary is either accepted (``received``) or dropped with its reason
+(``dropped``), so the two always add up to what arrived. Without a secret a
+forger who keeps publishing can still make up a node's view: only a secret
+keeps that out.
 """
 
 from __future__ import annotations
@@ -26,8 +52,9 @@ import threading
 import time
 from typing import Any
 
-from recovery._clock import iso_utc
+from recovery._clock import REAL_CLOCK, Clock, iso_utc
 from recovery._cluster_codec import Rejected
+from recovery._cluster_summary import INTERVAL as PUBLISHED_EVERY
 from recovery._cluster_summary import channel, decode_summary
 from recovery.dashboard.feed import TIMELINE, Published, encode
 from recovery.dashboard.hub import Hub
@@ -38,6 +65,8 @@ INTERVAL = 1.0  # seconds between two fleet views sent to the page
 FADE_AFTER = 5.0  # seconds without a summary before a node is shown as silent
 FORGET_AFTER = 60.0  # seconds without a summary before a node is dropped
 MAX_NODES = 1000  # nodes shown at once; summaries of more are dropped (reason "too_many_nodes")
+SEQ_SLACK = 2  # summaries a run's seq may be ahead of one per second since the last accepted
+RUN_QUIET = 3.0  # seconds the shown run of a node must be quiet before another run replaces it
 BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0  # reconnection waits, as the cluster's
 _POLL = 0.2  # longest wait on the socket, so stop() is seen soon
 _SOCKET_TIMEOUT = 2.0
@@ -52,6 +81,21 @@ class _Node:
         self.heard = heard
         self.silent = False
 
+    def verdict(self, summary: dict[str, Any], now: float) -> str | None:
+        """Why ``summary`` (under this node's id) is dropped; None to accept it.
+
+        "restart" accepts it too, as a new run that replaces the one shown.
+        """
+        last, quiet = self.summary, now - self.heard
+        if (summary["host"], summary["pid"]) == (last["host"], last["pid"]) \
+                and summary["seq"] > last["seq"]:
+            if summary["seq"] - last["seq"] > quiet / PUBLISHED_EVERY + SEQ_SLACK:
+                return "seq_jump"
+            return None
+        if summary["time"] <= last["time"]:
+            return "stale"
+        return "restart" if quiet >= RUN_QUIET else "other_run"
+
 
 class FleetFeed(Published):
     """The fleet view of ``namespace`` on the Redis at ``url``, published to ``hub``."""
@@ -59,7 +103,7 @@ class FleetFeed(Published):
     def __init__(
         self, url: str, namespace: str, secret: bytes | None, hub: Hub, *,
         fade_after: float = FADE_AFTER, forget_after: float = FORGET_AFTER,
-        interval: float = INTERVAL, max_nodes: int = MAX_NODES,
+        interval: float = INTERVAL, max_nodes: int = MAX_NODES, clock: Clock = REAL_CLOCK,
     ) -> None:
         import redis
         from redis.backoff import NoBackoff
@@ -76,6 +120,7 @@ class FleetFeed(Published):
         self._fade_after, self._forget_after = fade_after, forget_after
         self._interval = interval
         self._max_nodes = max_nodes
+        self._clock = clock  # when a node was heard: fading, and how far its seq may run
         self._lock = threading.Lock()  # guards all below; publishing happens under it
         self._nodes: dict[str, _Node] = {}
         self._timeline: collections.deque[dict[str, Any]] = collections.deque(maxlen=TIMELINE)
@@ -108,6 +153,16 @@ class FleetFeed(Published):
 
     def _snapshot(self) -> dict[str, Any]:
         return {**self._view, "control": False, "timeline": list(self._timeline)}
+
+    def nodes(self) -> tuple[list[tuple[str, bool, dict[str, Any]]], dict[str, Any]]:
+        """Each node's (id, silent, latest summary), and the Redis side's counts: what
+        the fleet's ``/metrics`` exports. Summaries are replaced, never changed, so
+        they are handed out as they are."""
+        with self._lock:
+            nodes = [(node_id, node.silent, node.summary)
+                     for node_id, node in sorted(self._nodes.items())]
+            return nodes, {"connected": self._connected, "received": self._received,
+                           "dropped": dict(self._drops)}
 
     # -- the feed's thread ------------------------------------------------------------------
 
@@ -173,11 +228,15 @@ class FleetFeed(Published):
             with self._lock:
                 self._drops[rejected.reason] += 1
             return
-        now = time.monotonic()
+        now = self._clock.monotonic()
         with self._lock:
             node = self._nodes.get(summary["node"])
             if node is None and len(self._nodes) >= self._max_nodes:
                 self._drops["too_many_nodes"] += 1
+                return
+            verdict = None if node is None else node.verdict(summary, now)
+            if verdict not in (None, "restart"):
+                self._drops[str(verdict)] += 1
                 return
             self._received += 1
             if node is None:
@@ -187,11 +246,12 @@ class FleetFeed(Published):
                     if entry["state"] != "closed":
                         self._transition(summary["node"], entry, None)
                 return
-            if summary["seq"] <= node.summary["seq"] and summary["time"] <= node.summary["time"]:
-                return  # an older summary than the one shown (a restarted node starts over)
             before = {entry["name"]: entry["state"] for entry in node.summary["breakers"]}
             node.summary, node.heard = summary, now
-            if node.silent:
+            if verdict == "restart":
+                node.silent = False
+                self._emit("node", summary["node"], f"restarted ({_where(summary)})", "info")
+            elif node.silent:
                 node.silent = False
                 self._emit("node", summary["node"], "publishing again", "good")
             for entry in summary["breakers"]:
@@ -216,7 +276,7 @@ class FleetFeed(Published):
         self._publish(encode("event", entry))
 
     def _tick(self) -> None:
-        now, wall = time.monotonic(), time.time()
+        now, wall = self._clock.monotonic(), time.time()
         with self._lock:
             for node_id, node in list(self._nodes.items()):
                 quiet = now - node.heard

@@ -10,16 +10,29 @@ Safety is decided here: fixed routes only (no path from a request ever reaches
 the file system), bounded request bodies, a loopback server answers only to
 loopback host names (a DNS-rebinding page cannot read it), and control
 requests need controls switched on, the same origin and the token.
+
+Bounded under abuse: at most :data:`MAX_CONNECTIONS` connections at once (each
+holds a thread; one more is answered 503 and closed at once, without a thread),
+a request must arrive whole (request line, headers and body) within
+:data:`REQUEST_DEADLINE` seconds however slowly it trickles in, a client that
+resets its connection costs a counted line at DEBUG (never a traceback), and a
+control body is parsed only when it is at most :data:`MAX_BODY` bytes nested at
+most :data:`MAX_DEPTH` deep (else 413 or 400). :meth:`DashboardServer.counts`
+says how many connections were refused, cut for being slow, or reset.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hmac
+import io
 import json
 import logging
 import socket
+import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,6 +47,9 @@ from recovery.manager import RecoveryManager
 _logger = logging.getLogger("recovery.dashboard")
 
 MAX_BODY = 4096  # bytes of a control request: a name and an action need far less
+MAX_DEPTH = 4  # nesting of a control request's JSON; {"plugin": NAME} needs 1
+MAX_CONNECTIONS = 128  # open connections (threads) at once, /events streams included
+REQUEST_DEADLINE = 10.0  # seconds for a whole request to arrive, however it trickles in
 DRAIN = 65536  # bytes of an oversized body read and dropped so the 413 reaches the client
 SOCKET_TIMEOUT = 10.0  # seconds a read or write may block before the connection is dropped
 KEEPALIVE = 15.0  # seconds of an idle stream before a comment line tests the connection
@@ -148,16 +164,48 @@ class DashboardServer(ThreadingHTTPServer):
         metrics: Callable[[], tuple[bytes, str]] | None,
         control: Control | None,
         loopback: bool,
-        no_metrics: str = NO_METRICS,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        self.no_metrics = no_metrics  # why /metrics is a 404 when ``metrics`` is None
         self.feed, self.hub, self.static = feed, hub, static
         self.metrics, self.control, self.loopback = metrics, control, loopback
+        self.max_connections = MAX_CONNECTIONS
         self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
+        self._connections_lock = threading.Lock()  # guards the two above and below
+        self._counts: collections.Counter[str] = collections.Counter()
         super().__init__(address, Handler)
+
+    def count(self, what: str) -> None:
+        with self._connections_lock:
+            self._counts[what] += 1
+
+    def counts(self) -> dict[str, int]:
+        """Connections open now, and those refused (at the cap), cut (too slow) and reset."""
+        with self._connections_lock:
+            return {"open": len(self._connections), "refused": self._counts["refused"],
+                    "slow": self._counts["slow"], "reset": self._counts["reset"]}
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that reset its connection is one counted line; anything else a bug, logged."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):  # reset, aborted, broken pipe
+            self.count("reset")
+            _logger.debug("dashboard: %s ended its connection abruptly: %s",
+                          client_address[0], error)
+        else:
+            _logger.error("dashboard: a request from %s failed", client_address[0],
+                          exc_info=error)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Refuse a connection past :data:`MAX_CONNECTIONS` with a 503, before any thread."""
+        with self._connections_lock:
+            if len(self._connections) < self.max_connections:
+                return True
+            self._counts["refused"] += 1
+        with contextlib.suppress(OSError):  # a fresh socket: this small write cannot block
+            request.setblocking(False)
+            request.send(_BUSY)
+        return False  # the server then closes it
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
@@ -191,6 +239,12 @@ class Handler(BaseHTTPRequestHandler):
     sys_version = ""
     timeout = SOCKET_TIMEOUT
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # read through the deadline instead
+        self.rfile = io.BufferedReader(
+            _Deadline(self.connection, time.monotonic() + REQUEST_DEADLINE, self.server))
+
     def log_message(self, format: str, *args: Any) -> None:
         _logger.debug("dashboard %s: " + format, self.client_address[0], *args)
 
@@ -204,14 +258,16 @@ class Handler(BaseHTTPRequestHandler):
             name, content_type = STATIC[path]
             self._send(HTTPStatus.OK, self.server.static[name], content_type)
         elif path == "/status.json":
-            self._send_json(HTTPStatus.OK, self.server.feed.snapshot())
+            data = self.server.feed.snapshot()
+            data["server"] = {**data.get("server", {}), "connections": self.server.counts()}
+            self._send_json(HTTPStatus.OK, data)
         elif path == "/events":
             self._stream()
         elif path == "/metrics" and self.server.metrics is not None:
             body, content_type = self.server.metrics()
             self._send(HTTPStatus.OK, body, content_type)
         elif path == "/metrics":
-            self._send_json(HTTPStatus.NOT_FOUND, {"error": self.server.no_metrics})
+            self._send_json(HTTPStatus.NOT_FOUND, {"error": NO_METRICS})
         elif path in CONTROL:
             self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"error": "use POST"},
                             {"Allow": "POST"})
@@ -240,7 +296,7 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(HTTPStatus.FORBIDDEN, {"error": "missing or wrong token"})
         else:
             try:
-                report = control.act(CONTROL[path], json.loads(body or b"null"))
+                report = control.act(CONTROL[path], parse_control(body))
             except KeyError as exc:
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": str(exc.args[0])})
             except ValueError as exc:  # json.JSONDecodeError is one
@@ -333,3 +389,68 @@ class Handler(BaseHTTPRequestHandler):
                    headers: Mapping[str, str] | None = None) -> None:
         body = dumps(data).encode()
         self._send(status, body, "application/json", headers)
+
+
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"Retry-After: 1\r\nConnection: close\r\nContent-Length: 33\r\n\r\n"
+    b'{"error": "too many connections"}'
+)
+
+
+class _Deadline(io.RawIOBase):
+    """A connection's reading side that gives up at ``deadline`` (monotonic seconds).
+
+    The socket's own timeout bounds one read; a sender that trickles a byte just
+    inside it would hold the connection's thread for ever. Each read here waits
+    at most until the deadline, so the whole request has that long to arrive.
+    """
+
+    def __init__(self, connection: socket.socket, deadline: float,
+                 server: DashboardServer) -> None:
+        super().__init__()
+        self._connection, self._deadline, self._server = connection, deadline, server
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError(f"the request did not arrive whole in {REQUEST_DEADLINE}s")
+            self._connection.settimeout(min(left, SOCKET_TIMEOUT))
+            try:
+                return self._connection.recv_into(buffer)
+            finally:
+                self._connection.settimeout(SOCKET_TIMEOUT)  # for the writes that follow
+        except TimeoutError:
+            self._server.count("slow")
+            raise
+
+
+def parse_control(body: bytes) -> Any:
+    """A control request's JSON, refused (ValueError) past :data:`MAX_DEPTH` levels.
+
+    The depth is measured before parsing, so no body can make the parser recurse
+    deep (``"[" * 4000`` used to raise RecursionError and get no answer at all).
+    """
+    depth, deepest, in_string, escaped = 0, 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_DEPTH:
+                raise ValueError(f"the body is nested deeper than {MAX_DEPTH} levels")
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return json.loads(body or b"null")

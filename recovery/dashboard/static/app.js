@@ -157,7 +157,7 @@
       ["manager", manager.running ? "running" : "stopped", !manager.running],
       ["auto-recovery", manager.auto_recovery ? "on" : "off", false],
       ["health checks", manager.health_checking ? "on" : "off", false],
-      ["episodes", String(manager.episodes_in_progress || 0), false],
+      ["episodes in progress", String(manager.episodes_in_progress || 0), false],
       ["stuck threads", String(stuckStrategies + stuckChecks), stuckStrategies + stuckChecks > 0],
     ];
     const box = $("manager");
@@ -281,12 +281,15 @@
     setText(parts.failures.value, fmtRate(rate[1]));
     if (redraw) drawRates(tile);
 
-    renderFacts(parts.facts, [
+    // One vocabulary with the terminal, /status.json and the metrics: "rejected" is
+    // the calls the breaker refused, "fallback served" the calls the fallback answered.
+    const facts = [
       ["requests", String(cb.total_requests)],
       ["rejected", String(cb.total_rejections)],
-      ["slow", String(cb.total_slow_calls)],
-      ["window failures", Math.round((cb.window_failure_rate || 0) * 100) + "%"],
-    ]);
+    ];
+    if (view.kind === "plugin") facts.push(["fallback served", String(recovery.fallbacks_served || 0)]);
+    facts.push(["slow", String(cb.total_slow_calls)], windowFact(cb));
+    renderFacts(parts.facts, facts);
 
     if (view.kind === "plugin") {
       renderHealth(parts.health, health);
@@ -295,15 +298,27 @@
     renderControls(tile, recovery);
   }
 
+  // The failure ratio of the breaker's window: its last N calls, counted afresh from
+  // each state change (so just after opening it has nothing in it, whatever the rate of
+  // failures per second said a moment before). Open, it takes no calls: no ratio.
+  function windowFact(cb) {
+    const label = "failed, last " + (cb.window_size || "") + " calls";
+    if (cb.state === "open" || cb.state === "repairing") return [label, "\u2014 (" + STATE_TEXT[cb.state].toLowerCase() + ")"];
+    return [label, Math.round((cb.window_failure_rate || 0) * 100) + "%"];
+  }
+
   function renderFacts(dl, facts) {
     if (dl.childElementCount !== facts.length) {
-      dl.replaceChildren(...facts.map(([label]) => {
+      dl.replaceChildren(...facts.map(() => {
         const div = el("div");
-        div.append(el("dt", "", label), el("dd"));
+        div.append(el("dt"), el("dd"));
         return div;
       }));
     }
-    facts.forEach(([, value], index) => setText(dl.children[index].lastChild, value));
+    facts.forEach(([label, value], index) => {
+      setText(dl.children[index].firstChild, label);
+      setText(dl.children[index].lastChild, value);
+    });
   }
 
   function renderHealth(part, health) {
@@ -329,7 +344,16 @@
   function renderRecovery(part, recovery, cb) {
     let text = "no recovery yet";
     let level = "";
-    if (recovery.last_action) {
+    if (recovery.in_progress) {
+      // An episode runs: say so first, whatever its last action was.
+      const since = fmtDuration(secondsSince(recovery.episode_started));
+      text = "in progress" + (since ? " for " + since : "");
+      if (recovery.last_action) {
+        const ok = recovery.last_action_success;
+        text += " \u00b7 last: " + recovery.last_action + " " + (ok === true ? "succeeded" : ok === false ? "failed" : "running");
+      }
+      level = "info";
+    } else if (recovery.last_action) {
       const ok = recovery.last_action_success;
       text = recovery.last_action + " " + (ok === true ? "succeeded" : ok === false ? "failed" : "running");
       level = ok === true ? "good" : ok === false ? "bad" : "";

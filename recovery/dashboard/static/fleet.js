@@ -201,8 +201,11 @@
     name.title = breaker.name;
     row.append(name, el("span", "rstate", stateText(breaker.state)));
     const facts = [fmtRate(breaker.rate[0]) + " req/s", fmtRate(breaker.rate[1]) + " fail/s",
-      breaker.requests + " requests", breaker.rejections + " rejected",
-      Math.round(breaker.window_failure_rate * 100) + "% window failures"];
+      breaker.requests + " requests", breaker.rejections + " rejected"];
+    // The window starts afresh at each state change, and an open breaker takes no calls.
+    if (breaker.state === "closed" || breaker.state === "half_open") {
+      facts.push(Math.round(breaker.window_failure_rate * 100) + "% failed in its window");
+    }
     if (breaker.opened_by) facts.push("opened by " + breaker.opened_by);
     const plugin = breaker.plugin;
     if (plugin && plugin.last_action) {
