@@ -125,11 +125,15 @@ url = "https://example.invalid/"
 breaker = _recovery.CircuitBreaker("readme-placeholder")
 rm = _recovery.RecoveryManager(_recovery.PluginRegistry(), _recovery.LoggingAuditLogger())
 
+source = sys.stdin.read()
 # Servers the examples start on fixed ports get a free port instead, so that two
-# runs of the suite on one machine never collide.
-import prometheus_client
-_start_http_server = prometheus_client.start_http_server
-prometheus_client.start_http_server = lambda port, *a, **kw: _start_http_server(0, *a, **kw)
+# runs of the suite on one machine never collide. prometheus_client is imported only
+# for a block that starts its server: it reads its environment (multiprocess mode) once,
+# when imported, and a block may set that environment first.
+if "start_http_server" in source:
+    import prometheus_client
+    _start_http_server = prometheus_client.start_http_server
+    prometheus_client.start_http_server = lambda port, *a, **kw: _start_http_server(0, *a, **kw)
 import recovery.dashboard
 _serve = recovery.dashboard.serve
 recovery.dashboard.serve = lambda rm, *a, port=0, **kw: _serve(rm, *a, port=0, **kw)
@@ -140,7 +144,7 @@ namespace = {
     "session": session, "url": url, "breaker": breaker, "rm": rm,
 }
 line = int(sys.argv[1])
-code = compile("\n" * (line - 1) + sys.stdin.read(), sys.argv[2], "exec",
+code = compile("\n" * (line - 1) + source, sys.argv[2], "exec",
                flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 try:
     result = eval(code, namespace)
