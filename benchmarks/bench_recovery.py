@@ -35,7 +35,6 @@ from typing import Any
 import attrs
 import pytest
 
-from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitOpenError
 from recovery.manager import RecoveryConfig, RecoveryManager
 from recovery.plugins import PluginRegistry
@@ -45,6 +44,7 @@ from recovery.testing import FakeClock
 RATE = 50.0  # calls a second
 START = 1.0  # the dependency fails from here (clock seconds)
 OUTAGES = (0.5, 10.0, 120.0)
+AFTER = 60.0  # seconds run past an outage's end: more than the slowest recovery in the table
 
 
 class SimClock(FakeClock):
@@ -180,16 +180,15 @@ def simulate(
 ) -> Outcome:
     """Run ``rate`` calls a second through an outage of ``outage`` seconds
     (``math.inf``: it never ends) and ``after`` seconds past its end (default:
-    timeout + two health-check intervals of the default breaker, plus 10 s; for
-    an endless outage, ``after`` is the whole run after the failure starts)."""
+    ``AFTER``; for an endless outage, ``after`` is the whole run after the failure
+    starts)."""
     clock = SimClock()
     dependency = Dependency(clock, START, outage)
     plugin = (CheckedSimPlugin if health_check else SimPlugin)("dep", dependency)
     registry = PluginRegistry()
     registry.register(plugin)
-    breaker_config = CircuitBreakerConfig()
     if after is None:
-        after = breaker_config.timeout + 2 * breaker_config.health_check_interval + 10.0
+        after = AFTER
     end = START + (after if outage == float("inf") else outage + after)
     episodes = _EpisodeCounter()
     rm = RecoveryManager(registry, audit if audit is not None else _Silent(),

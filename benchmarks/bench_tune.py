@@ -3,7 +3,7 @@
     pytest benchmarks/bench_tune.py                             # timings + scores
     pytest benchmarks/bench_tune.py --benchmark-json=tune.json  # scores in extra_info
     python benchmarks/bench_tune.py                             # the figures, printed
-    python benchmarks/bench_tune.py defaults                    # "why these defaults" table
+    python benchmarks/bench_tune.py defaults                    # choose_defaults.py's table
     python benchmarks/bench_tune.py search                      # --search, a million events
     python benchmarks/bench_tune.py memory [ROWS]               # bytes a row (default 5 M)
 
@@ -39,6 +39,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks import choose_defaults
 from recovery._impl import EXTENSION_ACTIVE
 from recovery.config import CircuitBreakerConfig
 from recovery.trace import Trace, load_trace
@@ -48,7 +49,6 @@ from recovery.tune import (
     StagedSearch,
     cost,
     explore,
-    make_candidate,
     replay,
     score,
     search_space,
@@ -56,7 +56,10 @@ from recovery.tune import (
 
 TRACES = Path(__file__).resolve().parent / "traces"
 SCENARIOS = ("steady", "outage", "long_outage", "blip", "brownout", "flapping", "latency_spike")
-OLD_DEFAULTS = {"failure_threshold": 5, "minimum_requests": 10, "failure_rate_threshold": None}
+OLD_DEFAULTS = {  # the first defaults, before the opening rule and the recovery were chosen
+    "failure_threshold": 5, "minimum_requests": 10, "failure_rate_threshold": None,
+    "timeout": 30.0, "retry_backoff_factor": 2.0, "max_retry_interval": 300.0,
+}
 CONFIGS: Mapping[str, CircuitBreakerConfig] = {
     "defaults": CircuitBreakerConfig(),
     "old_defaults": CircuitBreakerConfig(**OLD_DEFAULTS),
@@ -263,48 +266,11 @@ def _cell(value: float | None) -> str:
     return str(value) if isinstance(value, int) else f"{value:.2f}"
 
 
-# The "Why these defaults" table: the old defaults, the new ones, and their neighbours.
-NEIGHBOURS: Mapping[str, Mapping[str, Any]] = {
-    "old defaults (5, 10, no rate)": OLD_DEFAULTS,
-    "defaults (20, 20, 0.5)": {},
-    "failure_threshold=10": {"failure_threshold": 10},
-    "failure_threshold=30": {"failure_threshold": 30},
-    "minimum_requests=10": {"minimum_requests": 10},
-    "minimum_requests=50": {"minimum_requests": 50},
-    "failure_rate_threshold=0.35": {"failure_rate_threshold": 0.35},
-    "failure_rate_threshold=None": {"failure_rate_threshold": None},
-}
-
-
-def defaults_table() -> list[str]:
-    """A Markdown table: per config, the figures the defaults were chosen by."""
-    traces = {name: load_trace(TRACES / f"{name}.csv") for name in SCENARIOS}
-    head = (
-        "| config | steady: false_opens | outage: detection_delay_max | long_outage: "
-        "detection_delay_max | blip: false_opens / missed | brownout: detection_delay_max "
-        "| cost, all 7 traces |"
-    )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
-    for label, overrides in NEIGHBOURS.items():
-        config = make_candidate(overrides).config
-        scores = {name: score(trace, *replay(trace, config)) for name, trace in traces.items()}
-        total = sum(cost(s, DEFAULT_WEIGHTS) or 0.0 for s in scores.values())
-        blip = scores["blip"]
-        lines.append(
-            f"| {label} | {scores['steady'].false_opens} "
-            f"| {_cell(scores['outage'].detection_delay_max)} s "
-            f"| {_cell(scores['long_outage'].detection_delay_max)} s "
-            f"| {blip.false_opens} / {blip.missed_outages} of {blip.outages} "
-            f"| {_cell(scores['brownout'].detection_delay_max)} s | {total:,.0f} |"
-        )
-    return lines
-
-
 def main(argv: list[str]) -> None:
     """Print the figures without pytest (see the module docstring for the commands)."""
     command = argv[0] if argv else "all"
     if command == "defaults":
-        print("\n".join(defaults_table()))
+        print("\n".join(choose_defaults.table()))
         return
     if command == "memory":
         rows = int(argv[1]) if len(argv) > 1 else 5 * MILLION

@@ -12,6 +12,7 @@ not print warnings of a program that configured no logging).
 import logging
 from importlib import metadata
 
+from recovery import forecast as forecast  # recovery.forecast.Forecaster after import recovery
 from recovery._clock import Clock
 from recovery._impl import EXTENSION_ACTIVE
 from recovery._registry import breakers

@@ -40,8 +40,9 @@ def _main(argv: Sequence[str] | None) -> int:
 
     # The command modules are imported here, when the command line is parsed (each
     # adds its own arguments and help), never by `import recovery`.
-    from recovery import demo, tune
+    from recovery import tune
     from recovery.dashboard import cli as dashboard
+    from recovery.demo import cli as demo
 
     modules = {"demo": demo, "tune": tune, "dashboard": dashboard}
     for name, module in modules.items():

@@ -16,9 +16,11 @@ every other error of the library, and users match on these.
 from __future__ import annotations
 
 import datetime
+import difflib
+import functools
 import math
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -212,3 +214,47 @@ epoch_seconds = number(ge=0, unit="seconds since the epoch")
 def bounded_int(upper: int) -> Validator:
     """An int in ``[1, upper]``: counts that size memory or loops."""
     return integer(gt=0, le=upper)
+
+
+C = TypeVar("C", bound=type)
+
+
+def known_keywords(hints: Mapping[str, str]) -> Callable[[C], C]:
+    """Class decorator for an attrs class: an unknown keyword argument raises a
+    ``TypeError`` that teaches, in one line.
+
+    Python's own "unexpected keyword argument" names only the word given. This names
+    what was meant: ``hints[word]`` when the word is known to be someone else's (another
+    library's name for a field, a field of another class), else the closest field
+    (``failure_treshold`` -> ``failure_threshold``), else every field. Only a call with
+    an unknown keyword pays for the check beyond one set comparison.
+    """
+
+    def decorate(cls: C) -> C:
+        init = cls.__dict__["__init__"]
+        fields = tuple(field.alias for field in attrs.fields(cls) if field.init)
+        known = frozenset(fields)
+
+        @functools.wraps(init)
+        def checked_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            if not known.issuperset(kwargs):
+                word = next(key for key in kwargs if key not in known)
+                raise TypeError(_unknown_keyword(cls.__name__, word, fields, hints))
+            init(self, *args, **kwargs)
+
+        cls.__init__ = checked_init  # type: ignore[misc]  # the same signature, checked
+        return cls
+
+    return decorate
+
+
+def _unknown_keyword(
+    owner: str, word: str, fields: tuple[str, ...], hints: Mapping[str, str]
+) -> str:
+    said = f"{owner}() got an unexpected keyword argument {word!r}"
+    if word in hints:
+        return f"{said}: {hints[word]}"
+    closest = difflib.get_close_matches(word, fields, n=1, cutoff=0.6)
+    if closest:
+        return f"{said}; did you mean {closest[0]}?"
+    return f"{said}; its fields are {', '.join(fields)}"

@@ -96,6 +96,33 @@ LATENCY_BUCKETS: tuple[float, ...] = (
 )
 
 
+DEFAULT_MINIMUM_REQUESTS = 20
+"""Outcomes in the window before the circuit may open, unless ``failure_threshold`` is
+set lower (then it is ``failure_threshold``) or ``minimum_requests`` is set."""
+
+
+def default_minimum_requests(failure_threshold: Any) -> int:
+    """What an unset ``minimum_requests`` becomes beside ``failure_threshold``: the default,
+    or the threshold if lower (a bad threshold is left for its own validator to name)."""
+    if isinstance(failure_threshold, int) and not isinstance(failure_threshold, bool):
+        return min(DEFAULT_MINIMUM_REQUESTS, failure_threshold)
+    return DEFAULT_MINIMUM_REQUESTS
+
+
+PEER_NAMES: Mapping[str, tuple[str, str]] = {
+    "fail_max": ("pybreaker", "failure_threshold"),
+    "reset_timeout": ("pybreaker", "timeout"),
+    "recovery_timeout": ("circuitbreaker", "timeout"),
+    "expected_exception": ("circuitbreaker", "record_exceptions"),
+    "exclude": ("pybreaker", "ignore_exceptions"),
+}
+"""Other breaker libraries' keywords -> (library, the field that means the same here): a
+user moving over types the name they know, and the error translates it."""
+
+
+@v.known_keywords({
+    word: f"{library}'s {word} is {field} here" for word, (library, field) in PEER_NAMES.items()
+})
 @attrs.frozen
 class CircuitBreakerConfig:
     """How a :class:`~recovery.CircuitBreaker` decides to open, probe and close.
@@ -103,6 +130,13 @@ class CircuitBreakerConfig:
     Durations are seconds (``float``); a ``datetime.timedelta`` is converted.
     Every bad value raises ``ValueError`` or ``TypeError`` naming the field and the
     value, at construction.
+
+    The defaults fit a web client calling an upstream tens of times a second: it opens
+    on 20 failures in the last 100 calls (or half of them, once 20 are in), probes
+    after 2 s, and waits 1.2 times longer after each failed probe, up to a minute. A 1 s
+    blip is over 2 s after it ends; a 20 s outage is cut off in under half a second and
+    served again within a second of its end; a dead upstream gets one call a minute.
+    ``benchmarks/choose_defaults.py`` replays the candidates that chose them.
 
     - ``failure_threshold``: failures in the window that open the circuit.
     - ``success_threshold``: successful half-open trials that close it again.
@@ -137,7 +171,7 @@ class CircuitBreakerConfig:
 
     failure_threshold: int = attrs.field(default=20, validator=v.positive_int)
     success_threshold: int = attrs.field(default=3, validator=v.bounded_int(MAX_TRIALS))
-    timeout: float = attrs.field(default=30.0, converter=v.seconds, validator=v.positive_seconds)
+    timeout: float = attrs.field(default=2.0, converter=v.seconds, validator=v.positive_seconds)
     health_check_interval: float = attrs.field(
         default=10.0, converter=v.seconds, validator=v.interval
     )
@@ -145,13 +179,20 @@ class CircuitBreakerConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_health_checks: int = attrs.field(default=3, validator=v.positive_int)
-    retry_backoff_factor: float = attrs.field(default=2.0, validator=v.factor)
+    retry_backoff_factor: float = attrs.field(default=1.2, validator=v.factor)
     max_retry_interval: float = attrs.field(
-        default=300.0, converter=v.seconds, validator=v.positive_seconds
+        default=60.0, converter=v.seconds, validator=v.positive_seconds
     )
     enable_fast_fail: bool = attrs.field(default=True, validator=v.boolean)
     sliding_window_size: int = attrs.field(default=100, validator=v.bounded_int(MAX_WINDOW))
-    minimum_requests: int = attrs.field(default=20, validator=v.positive_int)
+    # Unset, at most failure_threshold: a threshold set below the usual minimum works as
+    # written (failure_threshold=10 opens on the 10th failure in a row, as in every peer).
+    minimum_requests: int = attrs.field(
+        default=attrs.Factory(
+            lambda config: default_minimum_requests(config.failure_threshold), takes_self=True
+        ),
+        validator=v.positive_int,
+    )
     failure_rate_threshold: float | None = attrs.field(
         default=0.5, validator=v.optional(v.rate)
     )
@@ -259,6 +300,21 @@ def _strategy_options(instance: Any, attribute: attrs.Attribute[Any], value: Any
             check_strategy_options(name, options)
 
 
+def _breaker_field_hints() -> dict[str, str]:
+    """For RecoveryConfig: a breaker's setting (or another library's name for one) is given
+    to the manager through ``default_circuit_breaker``."""
+    hints = {
+        field.name: f"{field.name} is a CircuitBreakerConfig field: RecoveryConfig("
+        f"default_circuit_breaker=CircuitBreakerConfig({field.name}=...))"
+        for field in attrs.fields(CircuitBreakerConfig)
+    }
+    for word, (library, field) in PEER_NAMES.items():
+        hints[word] = f"{library}'s {word} is CircuitBreakerConfig's {field}: RecoveryConfig(" \
+            f"default_circuit_breaker=CircuitBreakerConfig({field}=...))"
+    return hints
+
+
+@v.known_keywords(_breaker_field_hints())
 @attrs.frozen(kw_only=True)
 class RecoveryConfig:
     """How the manager recovers plugins. ``RecoveryConfig()`` is a sensible default.

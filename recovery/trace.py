@@ -35,6 +35,7 @@ import itertools
 import math
 import operator
 import os
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -44,6 +45,7 @@ from typing import Any, Protocol, TextIO
 import attrs
 
 from recovery import _validate as v
+from recovery.state import CLOSED_CODE, CircuitBreakerState
 
 COLUMNS = ("t", "ok", "latency")
 LABEL = "healthy"
@@ -55,6 +57,11 @@ _ECHO_CHARS = 60  # how much of a bad line an error message quotes
 _ZERO_ONE = bytes.maketrans(b"01", b"\x00\x01")
 _SYNONYMS = {"time": "t"}
 _FLAGS = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0}
+REJECTED = "rejected"
+"""The ``ok`` of a row that is not a call: the recording breaker rejected calls from ``t``
+for ``latency`` seconds (see :class:`TraceRecorder`)."""
+_REJECTED_CODE = 2
+_OUTCOMES = {**_FLAGS, REJECTED: _REJECTED_CODE}
 _BUFFER_ROWS = v.integer(gt=0, expected="a positive int")
 
 
@@ -69,7 +76,7 @@ class TraceError(ValueError):
         self.problem = problem
 
 
-def shown(text: str, limit: int = _ECHO_CHARS) -> str:
+def quoted(text: str, limit: int = _ECHO_CHARS) -> str:
     """``text`` quoted for an error message, cut to ``limit`` characters.
 
     A bad line can be megabytes long (a binary file, a log without newlines);
@@ -105,7 +112,9 @@ class Trace:
     """One trace in columns: event ``i`` is ``t[i], ok[i], latency[i]`` (and ``healthy[i]``).
 
     ``ok`` and ``healthy`` hold one byte per event, 1 or 0. ``healthy`` is None
-    when the trace carries no labels.
+    when the trace carries no labels. ``rejections`` are the ``(start, seconds)`` spans in
+    which the breaker that recorded the trace rejected calls (its ``rejected`` rows): no
+    call reached the dependency then, so the trace does not say how it was.
     """
 
     t: array.array[float]
@@ -113,6 +122,7 @@ class Trace:
     latency: array.array[float]
     healthy: bytearray | None = None
     source: str = "<trace>"
+    rejections: tuple[tuple[float, float], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         lengths = {len(self.t), len(self.ok), len(self.latency)}
@@ -133,6 +143,21 @@ class Trace:
         """True when the trace says when the dependency was truly healthy."""
         return self.healthy is not None
 
+    def rejected_share(self) -> float:
+        """The share of the recording's time (from its first row to its last) that the
+        rejection spans cover, overlaps counted once: 0.0 without any."""
+        if not self.rejections:
+            return 0.0
+        spans = sorted((start, start + seconds) for start, seconds in self.rejections)
+        first = min(spans[0][0], self.t[0]) if len(self) else spans[0][0]
+        last = max(max(end for _, end in spans), self.t[-1] if len(self) else -math.inf)
+        covered, reach = 0.0, -math.inf
+        for start, end in spans:
+            if end > reach:
+                covered += end - max(start, reach)
+                reach = end
+        return covered / (last - first) if last > first else 1.0
+
     @classmethod
     def from_rows(cls, rows: Iterable[Sequence[float]], source: str = "<trace>") -> Trace:
         """Build a trace from ``(t, ok, latency)`` or ``(t, ok, latency, healthy)`` rows.
@@ -150,8 +175,10 @@ class Trace:
             for column in zip(*rows, strict=True)
         ] or [[] for _ in names]
         parsed = _parse_columns(dict(zip(names, columns, strict=True)), source, first_line=1)
-        _check_order(parsed["t"], source, first_line=1, previous=-math.inf)
-        return cls(**parsed, source=source)
+        rows_kept = _take_rejections(parsed)
+        _check_order(parsed["t"], source, 1, -math.inf, rows_kept)
+        rejections = parsed.pop(REJECTED)
+        return cls(**parsed, source=source, rejections=tuple(rejections))
 
     def sorted_by_time(self) -> Trace:
         """The same events ordered by ``t`` (stable: equal times keep their order).
@@ -171,13 +198,38 @@ class Trace:
             return bytearray(map(column.__getitem__, order))
 
         healthy = None if self.healthy is None else flags(self.healthy)
-        return Trace(
-            times(self.t), flags(self.ok), times(self.latency), healthy, self.source
+        return attrs.evolve(
+            self, t=times(self.t), ok=flags(self.ok), latency=times(self.latency),
+            healthy=healthy,
         )
 
 
 class _LineTooLong(Exception):
     """Raised by :func:`_line_chunks` when no newline comes within ``MAX_LINE_CHARS``."""
+
+
+def open_regular(path: str, what: str, encoding: str, newline: str | None = None) -> TextIO:
+    """Open ``path`` for reading as text, refusing anything that is not a regular file.
+
+    A FIFO, a device or a socket is refused with a :class:`TraceError` that names ``what``
+    and the path, at once: opening a FIFO nobody writes to would wait forever, and a
+    device never ends. ``O_NONBLOCK`` makes the open itself return at once; the file is
+    read blocking as usual once it is known to be a regular one; ``encoding`` and
+    ``newline`` are :func:`open`'s.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise TraceError(
+                path, None,
+                f"{what} must be a regular file, not a FIFO, device or socket "
+                "(copy it to a file first)",
+            )
+        os.set_blocking(fd, True)
+        return open(fd, encoding=encoding, newline=newline)  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
@@ -191,7 +243,7 @@ def load_trace(path: str | os.PathLike[str], *, sort: bool = False) -> Trace:
     """
     source = os.fspath(path)
     try:
-        with open(source, encoding="utf-8-sig") as file:
+        with open_regular(source, "a trace", encoding="utf-8-sig") as file:
             trace = _read(file, source, sort)
     except UnicodeDecodeError:
         raise TraceError(
@@ -218,11 +270,14 @@ def _read(file: TextIO, source: str, sort: bool) -> Trace:
     if LABEL in names:
         healthy = bytearray()
     previous = -math.inf
+    rejections: list[tuple[float, float]] = []
     try:
         for lines in _line_chunks(file, first):
             parsed = _parse_columns(_split(lines, names, source, line), source, line)
+            rows_kept = _take_rejections(parsed)
+            rejections += parsed[REJECTED]
             if not sort:
-                previous = _check_order(parsed["t"], source, line, previous)
+                previous = _check_order(parsed["t"], source, line, previous, rows_kept)
             t.extend(parsed["t"])
             ok.extend(parsed["ok"])
             latency.extend(parsed["latency"])
@@ -231,7 +286,7 @@ def _read(file: TextIO, source: str, sort: bool) -> Trace:
             line += len(lines)
     except _LineTooLong:
         raise _too_long(source, line) from None
-    return Trace(t, ok, latency, healthy, source)
+    return Trace(t, ok, latency, healthy, source, tuple(rejections))
 
 
 def _too_long(source: str, line: int) -> TraceError:
@@ -292,7 +347,7 @@ def _headerless_names(first: str, source: str) -> list[str] | None:
         raise TraceError(
             source, 1,
             f"no header (the first field is a time), so expected 3 or 4 fields "
-            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {shown(first)}",
+            f"({','.join(COLUMNS)}[,{LABEL}]), found {len(fields)}: {quoted(first)}",
         )
     return [*COLUMNS, LABEL][: len(fields)]
 
@@ -309,7 +364,7 @@ def _read_header(header: str, source: str) -> list[str]:
     if missing:
         raise TraceError(
             source, 1,
-            f"header {shown(header)} lacks column(s) {', '.join(missing)}; "
+            f"header {quoted(header)} lacks column(s) {', '.join(missing)}; "
             f"expected {','.join(COLUMNS)}[,{LABEL}]",
         )
     wanted = [*COLUMNS, LABEL]
@@ -358,7 +413,7 @@ def _split_quoted(
             row = next(csv.reader([text], strict=True), None) or [""]
         except csv.Error as error:
             raise TraceError(
-                source, first_line + index, f"bad CSV quoting ({error}): {shown(text)}"
+                source, first_line + index, f"bad CSV quoting ({error}): {quoted(text)}"
             ) from None
         if len(row) != len(names):
             raise _field_count(source, first_line + index, names, len(row), text)
@@ -371,7 +426,7 @@ def _field_count(source: str, line: int, names: list[str], found: int, text: str
     return TraceError(
         source, line,
         f"expected {len(names)} comma-separated fields ({','.join(names)}), "
-        f"found {found}: {shown(text)}",
+        f"found {found}: {quoted(text)}",
     )
 
 
@@ -384,7 +439,7 @@ def _parse_columns(
         if name in ("t", "latency"):
             parsed[name] = _numbers(name, column, source, first_line)
         else:
-            parsed[name] = _zero_ones(name, column, source, first_line)
+            parsed[name] = _zero_ones(name, column, source, first_line, name == "ok")
     latency = parsed["latency"]
     if latency and min(latency) < 0:
         negative = _first(lambda value: value < 0, latency)
@@ -416,7 +471,7 @@ def _numbers(name: str, column: list[str], source: str, first_line: int) -> arra
                 parse(text)
             except ValueError:
                 raise TraceError(
-                    source, first_line + index, f"{name} is not {expected}: {shown(text)}"
+                    source, first_line + index, f"{name} is not {expected}: {quoted(text)}"
                 ) from None
         raise AssertionError("unreachable: a column failed to parse but no value did")
     if not all(map(math.isfinite, values)):
@@ -428,29 +483,61 @@ def _numbers(name: str, column: list[str], source: str, first_line: int) -> arra
     return values
 
 
-def _zero_ones(name: str, column: list[str], source: str, first_line: int) -> bytearray:
-    """``1``/``0``, ``true``/``false``, ``yes``/``no`` (any case, spaces around) as 1/0 bytes."""
+def _zero_ones(
+    name: str, column: list[str], source: str, first_line: int, outcome: bool = False
+) -> bytearray:
+    """``1``/``0``, ``true``/``false``, ``yes``/``no`` (any case, spaces around) as 1/0 bytes;
+    an ``outcome`` (the ``ok`` column) may also be ``rejected``, as 2."""
     # Fast path for the canonical "0"/"1": one join, one translate, no per-value lookup.
     joined = "".join(column)
     if len(joined) == len(column) and not joined.strip("01"):
         return bytearray(joined, "ascii").translate(_ZERO_ONE)
+    words = _OUTCOMES if outcome else _FLAGS
     try:
-        return bytearray(map(_FLAGS.__getitem__, map(str.lower, map(str.strip, column))))
+        return bytearray(map(words.__getitem__, map(str.lower, map(str.strip, column))))
     except KeyError:
         index = next(
-            index for index, text in enumerate(column) if text.strip().lower() not in _FLAGS
+            index for index, text in enumerate(column) if text.strip().lower() not in words
         )
+        also = f"; {REJECTED} marks time the breaker rejected calls" if outcome else ""
         raise TraceError(
             source, first_line + index,
-            f"{name} must be 0 or 1, got {shown(column[index])} "
-            "(true/false and yes/no are accepted too)",
+            f"{name} must be 0 or 1, got {quoted(column[index])} "
+            f"(true/false and yes/no are accepted too{also})",
         ) from None
 
 
+def _take_rejections(parsed: dict[str, Any]) -> list[int] | None:
+    """Move the ``rejected`` rows of a parsed chunk out of its columns, into
+    ``parsed[REJECTED]`` as ``(start, seconds)`` spans; return the positions of the rows
+    kept (None when every row was kept, the usual case: one scan of ``ok``)."""
+    ok = parsed["ok"]
+    if _REJECTED_CODE not in ok:
+        parsed[REJECTED] = []
+        return None
+    kept = [row for row, code in enumerate(ok) if code != _REJECTED_CODE]
+    t, latency = parsed["t"], parsed["latency"]
+    parsed[REJECTED] = [
+        (t[row], latency[row]) for row, code in enumerate(ok) if code == _REJECTED_CODE
+    ]
+    for name, column in list(parsed.items()):
+        if isinstance(column, bytearray):
+            parsed[name] = bytearray(map(column.__getitem__, kept))
+        elif isinstance(column, array.array):
+            parsed[name] = array.array(column.typecode, map(column.__getitem__, kept))
+    return kept
+
+
+
 def _check_order(
-    t: array.array[float], source: str, first_line: int, previous: float
+    t: array.array[float], source: str, first_line: int, previous: float,
+    rows: Sequence[int] | None = None,
 ) -> float:
-    """Raise naming the first row whose ``t`` is before the one above it; return the last t."""
+    """Raise naming the first row whose ``t`` is before the one above it; return the last t.
+
+    ``rows`` are the positions in the chunk of the rows ``t`` holds (None: all of them):
+    a ``rejected`` row is written when the rejecting ends, so it is not in time order.
+    """
     if not t:
         return previous
     if t[0] >= previous and all(map(operator.le, t, itertools.islice(t, 1, None))):
@@ -459,7 +546,7 @@ def _check_order(
     for index, value in enumerate(t):
         if value < before:
             raise TraceError(
-                source, first_line + index,
+                source, first_line + (index if rows is None else rows[index]),
                 f"t goes back in time ({value!r} after {before!r}); rows must be sorted by t "
                 "(tune --sort sorts them)",
             )
@@ -486,7 +573,7 @@ def load_incidents(path: str | os.PathLike[str]) -> list[tuple[float, float]]:
     columns: tuple[int, int] | None = None
     line = 1
     try:
-        with open(source, encoding="utf-8-sig", newline="") as file:
+        with open_regular(source, "an incident log", encoding="utf-8-sig", newline="") as file:
             rows = csv.reader(file, strict=True)
             for row in rows:
                 line = rows.line_num
@@ -503,7 +590,7 @@ def load_incidents(path: str | os.PathLike[str]) -> list[tuple[float, float]]:
             source, None, "not UTF-8 text: an incident log is a CSV text file"
         ) from None
     except csv.Error as error:
-        raise TraceError(source, line, f"not CSV: {shown(str(error))}") from None
+        raise TraceError(source, line, f"not CSV: {quoted(str(error))}") from None
     return incidents
 
 
@@ -519,7 +606,7 @@ def _incident_header(row: list[str], source: str, line: int) -> tuple[int, int] 
         raise TraceError(
             source, line,
             "expected a header naming start and end, or rows start,end; "
-            f"got {shown(','.join(row))}",
+            f"got {quoted(','.join(row))}",
         )
     return names.index("start"), names.index("end")
 
@@ -528,7 +615,7 @@ def _incident(
     row: list[str], columns: tuple[int, int], source: str, line: int
 ) -> tuple[float, float]:
     if len(row) <= max(columns):
-        raise TraceError(source, line, f"expected start,end, got {shown(','.join(row))}")
+        raise TraceError(source, line, f"expected start,end, got {quoted(','.join(row))}")
     start, end = (
         _incident_time(name, row[position], source, line)
         for name, position in zip(("start", "end"), columns, strict=True)
@@ -536,7 +623,7 @@ def _incident(
     if end <= start:
         raise TraceError(
             source, line,
-            f"end ({shown(row[columns[1]])}) is not after start ({shown(row[columns[0]])})",
+            f"end ({quoted(row[columns[1]])}) is not after start ({quoted(row[columns[0]])})",
         )
     return start, end
 
@@ -546,24 +633,46 @@ def _incident_time(name: str, text: str, source: str, line: int) -> float:
         value = parse_time(text)
     except ValueError:
         raise TraceError(
-            source, line, f"{name} is not a Unix or ISO-8601 time: {shown(text)}"
+            source, line, f"{name} is not a Unix or ISO-8601 time: {quoted(text)}"
         ) from None
     if not math.isfinite(value):
-        raise TraceError(source, line, f"{name} must be a finite time, got {shown(text)}")
+        raise TraceError(source, line, f"{name} must be a finite time, got {quoted(text)}")
     return value
 
 
 class _Observed(Protocol):
+    """What a recorder needs of a breaker: its calls, its transitions, its counts."""
+
+    @property
+    def clock(self) -> Any: ...
+
+    @property
+    def state_code(self) -> int: ...
+
     def set_observer(self, observer: Callable[[float, bool, float], object] | None) -> None: ...
+
+    def add_listener(self, listener: Callable[[Any, Any, Any], object]) -> None: ...
+
+    def remove_listener(self, listener: Callable[[Any, Any, Any], object]) -> None: ...
+
+    def metrics(self) -> Any: ...
 
 
 class TraceRecorder:
     """Append one CSV row ``t,ok,latency`` per call of the breakers it is attached to.
 
-    ``recorder.attach(breaker)`` makes every executed call of ``breaker`` a row
-    (rejected calls never ran, so they are not rows: replay decides rejections
-    itself). For a recovery manager's plugin, attach ``rm.breaker(name)``; keep one
-    trace per dependency, since a replay stands for one breaker.
+    ``recorder.attach(breaker)`` makes every executed call of ``breaker`` a row. A call
+    the breaker rejected never ran, so it says nothing of the dependency; the time in
+    which the breaker rejected calls is a row of its own, ``t,rejected,seconds``: from
+    ``t`` (when the breaker left CLOSED) for ``seconds`` (until it closed again, or was
+    detached) it rejected at least one call. It is written when that time ends, so it
+    may come after rows of later calls; ``load_trace`` keeps these spans apart
+    (``Trace.rejections``) and ``tune`` warns about the share of time they cover. For a
+    trace without gaps, record behind an observe-only breaker
+    (``CircuitBreakerConfig(enable_fast_fail=False)``): it changes state and reports as
+    usual, and rejects nothing. For a recovery manager's plugin, attach
+    ``rm.breaker(name)``; keep one trace per dependency, since a replay stands for one
+    breaker.
 
     ``record`` is cheap and thread-safe: it appends a tuple to a buffer under a
     lock; every ``buffer_rows`` rows the buffer is written out, sorted by ``t``,
@@ -599,9 +708,11 @@ class TraceRecorder:
         self.path = os.fspath(path)
         self._buffer_rows = buffer_rows
         self._wall_clock = wall_clock
-        self._rows: list[tuple[float, bool, float]] = []
+        self._rows: list[tuple[float, bool | None, float]] = []  # ok None: rejected
         self._lock = threading.Lock()
         self._attached: list[_Observed] = []
+        # Per attached breaker not CLOSED: since when, and its rejections then.
+        self._away: dict[int, tuple[float, int]] = {}
         self._file = open(self.path, "a+", encoding="utf-8", newline="")  # noqa: SIM115
         try:
             self._file.seek(0)
@@ -611,7 +722,7 @@ class TraceRecorder:
                 self._file.flush()  # an empty recording is already a valid trace
             elif header.rstrip("\r\n") != ",".join(COLUMNS):
                 raise ValueError(
-                    f"{self.path} already holds something else (header {shown(header)}); "
+                    f"{self.path} already holds something else (header {quoted(header)}); "
                     f"a trace starts with {','.join(COLUMNS)}"
                 )
         except BaseException:
@@ -622,12 +733,7 @@ class TraceRecorder:
     def record(self, t: float, ok: bool, latency: float) -> None:
         """Add one call: started at ``t`` on the breaker's clock, succeeded if ``ok``, took
         ``latency`` seconds."""
-        with self._lock:
-            if not self._open:
-                return
-            self._rows.append((t, ok, latency))
-            if len(self._rows) >= self._buffer_rows:
-                self._write()
+        self._add((t, ok, latency))
 
     def _write(self) -> None:
         """Write the buffered rows (lock held)."""
@@ -636,8 +742,9 @@ class TraceRecorder:
         rows = sorted(self._rows, key=operator.itemgetter(0))
         self._rows = []
         offset = time.time() - time.monotonic() if self._wall_clock else 0.0
+        words = {True: "1", False: "0", None: REJECTED}
         self._file.write(
-            "".join(f"{t + offset!r},{1 if ok else 0},{latency!r}\n" for t, ok, latency in rows)
+            "".join(f"{t + offset!r},{words[ok]},{latency!r}\n" for t, ok, latency in rows)
         )
         self._file.flush()
 
@@ -648,7 +755,11 @@ class TraceRecorder:
                 self._write()
 
     def attach(self, breaker: _Observed) -> None:
-        """Record every call of ``breaker`` (replaces any observer it had)."""
+        """Record every call of ``breaker`` (replaces any observer it had), and the time
+        in which it rejects calls."""
+        breaker.add_listener(self._transitioned)
+        if breaker.state_code != CLOSED_CODE:
+            self._left_closed(breaker)
         breaker.set_observer(self.record)
         with self._lock:
             self._attached.append(breaker)
@@ -663,6 +774,40 @@ class TraceRecorder:
                 detached = [breaker]
         for each in detached:
             each.set_observer(None)
+            each.remove_listener(self._transitioned)
+            self._closed_again(each)
+
+    def _transitioned(
+        self, breaker: _Observed, old: CircuitBreakerState, new: CircuitBreakerState
+    ) -> None:
+        """A listener: note when ``breaker`` leaves CLOSED, and record the rejecting time
+        when it closes again."""
+        if new is CircuitBreakerState.CLOSED:
+            self._closed_again(breaker)
+        else:
+            self._left_closed(breaker)
+
+    def _left_closed(self, breaker: _Observed) -> None:
+        since = (_now(breaker), breaker.metrics().total_rejections)
+        with self._lock:
+            self._away.setdefault(id(breaker), since)
+
+    def _closed_again(self, breaker: _Observed) -> None:
+        with self._lock:
+            away = self._away.pop(id(breaker), None)
+        if away is None:
+            return
+        since, rejections = away
+        if breaker.metrics().total_rejections > rejections:
+            self._add((since, None, max(0.0, _now(breaker) - since)))
+
+    def _add(self, row: tuple[float, bool | None, float]) -> None:
+        with self._lock:
+            if not self._open:
+                return
+            self._rows.append(row)
+            if len(self._rows) >= self._buffer_rows:
+                self._write()
 
     def close(self) -> None:
         """Detach every breaker, write the buffered rows and close the file."""
@@ -684,3 +829,9 @@ class TraceRecorder:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _now(breaker: _Observed) -> float:
+    """The time on ``breaker``'s clock, the one its calls are reported on."""
+    clock = breaker.clock
+    return time.monotonic() if clock is None else float(clock.monotonic())

@@ -164,7 +164,8 @@ def test_failed_trial_reopens_with_growing_capped_backoff(
 def test_backoff_resets_when_the_circuit_closes(
     make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
-    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=10.0)
+    cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=10.0,
+                      retry_backoff_factor=2.0)
     fail(cb)
     clock.advance(10.0)
     fail(cb)
@@ -215,7 +216,7 @@ def test_lost_trial_reopens_after_max_half_open_wait(
     make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
     cb = make_breaker(failure_threshold=1, minimum_requests=1, success_threshold=1, timeout=5.0,
-                      max_half_open_wait=30.0)
+                      max_half_open_wait=30.0, retry_backoff_factor=2.0)
     fail(cb)
     clock.advance(5.0)
     cb.try_admit()  # a trial that never reports back
@@ -511,7 +512,8 @@ def test_add_listener_rejects_non_callables(make_breaker: MakeBreaker) -> None:
 def test_reset_closes_clears_window_and_backoff(
     make_breaker: MakeBreaker, clock: FakeClock
 ) -> None:
-    cb = make_breaker(failure_threshold=2, minimum_requests=2, timeout=10.0)
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, timeout=10.0,
+                      retry_backoff_factor=2.0)
     fail(cb, 2)
     clock.advance(10.0)
     fail(cb)

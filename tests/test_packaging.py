@@ -95,6 +95,9 @@ def test_a_wheel_built_without_a_compiler_runs_on_the_twin(tmp_path: Path) -> No
     (wheel,) = wheels.glob("recovery-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "recovery/_window_py.py" in names
+    subpackages = sorted(str(init.relative_to(source)) for init in
+                         (source / "recovery").rglob("__init__.py"))
+    assert [init for init in subpackages if init not in names] == []  # every package ships
     assert [name for name in names if name.endswith(".dist-info/licenses/LICENSE")], names
     assert not [name for name in names if name.startswith("recovery/_window.")
                 and name.endswith((".so", ".pyd"))], names
@@ -246,7 +249,7 @@ def test_shipped_code_does_not_import_the_testing_helpers() -> None:
     """``recovery.testing`` is for tests: the library, the commands, the demo and the
     dashboard run without it (the demo's simulated plugins live in ``recovery._flaky``)."""
     shipped = ", ".join(repr(name) for name in (
-        "recovery", "recovery.__main__", "recovery.demo", "recovery._demo_fleet",
+        "recovery", "recovery.__main__", "recovery.demo", "recovery.demo.fleet",
         "recovery.tune", "recovery.dashboard", "recovery.dashboard.cli", "recovery.cluster",
         "recovery.prometheus",
     ))

@@ -443,3 +443,109 @@ def test_detach_all_and_context_exit_stop_recording(tmp_path: Path) -> None:
         breaker.call(seen.append, 2)  # after the with block: not recorded
     assert len(load_trace(tmp_path / "two.csv")) == 2
     assert len(seen) == 4
+
+
+# -- rejections: the time a recording breaker did not call the dependency ------------------
+
+
+def down() -> None:
+    raise ConnectionError("down")
+
+
+def record_an_outage(
+    path: Path, breaker_cls: type[CircuitBreaker], clock: FakeClock, **fields: Any
+) -> tuple[float, float, int]:
+    """One call every 0.1 s: 1 s healthy, 1 s down, 2 s healthy, recorded behind a breaker
+    that opens on 3 failures and probes after 0.5 s. Returns (time it opened, time it
+    closed again, calls that ran)."""
+    config = CircuitBreakerConfig(failure_threshold=3, timeout=0.5, success_threshold=1,
+                                  retry_backoff_factor=1.0, **fields)
+    breaker = breaker_cls("dep", config, clock=clock)
+    changes: list[tuple[str, float]] = []
+    breaker.add_listener(lambda _b, _old, new: changes.append((new.value, clock.monotonic())))
+    ran = 0
+    with TraceRecorder(path, wall_clock=False, buffer_rows=5) as recorder:
+        recorder.attach(breaker)
+        for step in range(40):
+            try:
+                breaker.call(down if 10 <= step < 20 else int)
+                ran += 1
+            except ConnectionError:
+                ran += 1
+            except Exception:  # rejected: the call did not run
+                pass
+            clock.advance(0.1)
+    opened = next(t for state, t in changes if state == "open")
+    closed = [t for state, t in changes if state == "closed"]
+    return opened, closed[-1] if closed else float("nan"), ran
+
+
+def test_the_recorder_writes_the_time_a_breaker_rejected_calls_as_a_rejected_row(
+    tmp_path: Path, breaker_cls: type[CircuitBreaker]
+) -> None:
+    clock = FakeClock(1000.0)
+    path = tmp_path / "behind.csv"
+    opened, closed, ran = record_an_outage(path, breaker_cls, clock)
+    assert ran < 40  # some calls were rejected, and are no rows
+    rows = path.read_text().splitlines()
+    rejected = [row for row in rows if ",rejected," in row]
+    assert rejected == [f"{opened!r},rejected,{closed - opened!r}"]
+    loaded = load_trace(path)  # the rejected row comes late, and is taken out of the calls
+    assert len(loaded) == ran
+    assert loaded.rejections == ((opened, closed - opened),)
+    assert loaded.rejected_share() == pytest.approx((closed - opened) / (loaded.t[-1] - 1000.0))
+
+
+def test_an_observe_only_breaker_records_every_call_and_no_rejection(
+    tmp_path: Path, breaker_cls: type[CircuitBreaker]
+) -> None:
+    path = tmp_path / "observed.csv"
+    opened, _, ran = record_an_outage(
+        path, breaker_cls, FakeClock(1000.0), enable_fast_fail=False
+    )
+    assert opened > 0 and ran == 40  # it opened, and still let every call run
+    assert "rejected" not in path.read_text()
+    loaded = load_trace(path)
+    assert len(loaded) == 40 and loaded.rejections == ()
+    assert loaded.rejected_share() == 0.0
+
+
+def test_a_breaker_detached_while_it_rejects_ends_its_rejecting_time(
+    tmp_path: Path, breaker_cls: type[CircuitBreaker]
+) -> None:
+    clock = FakeClock(1000.0)
+    breaker = breaker_cls("dep", failure_threshold=1, timeout=60.0, clock=clock)
+    path = tmp_path / "cut.csv"
+    with TraceRecorder(path, wall_clock=False) as recorder:
+        recorder.attach(breaker)
+        with pytest.raises(ConnectionError):
+            breaker.call(down)
+        clock.advance(1.0)
+        with pytest.raises(Exception, match="open"):
+            breaker.call(int)
+        clock.advance(2.0)
+    # Left open: the recorder's close ends the span at the time it was detached.
+    assert load_trace(path).rejections == ((1000.0, 3.0),)
+
+
+def test_rejected_rows_load_apart_with_right_line_numbers_and_only_in_ok(
+    tmp_path: Path,
+) -> None:
+    text = "t,ok,latency\n1,1,0\n2,0,0\n5,1,0\n2,REJECTED,2.5\n6,1,0\n"
+    loaded = load_trace(write(tmp_path, text))
+    assert list(loaded.t) == [1.0, 2.0, 5.0, 6.0]
+    assert loaded.rejections == ((2.0, 2.5),)
+    assert loaded.sorted_by_time().rejections == loaded.rejections
+    with pytest.raises(TraceError, match=r"line 6: t goes back in time \(4\.0 after 5\.0\)"):
+        load_trace(write(tmp_path, "t,ok,latency\n1,1,0\n2,0,0\n5,1,0\n2,rejected,2\n4,1,0\n"))
+    with pytest.raises(TraceError, match=r"line 2: healthy must be 0 or 1, got 'rejected'"):
+        load_trace(write(tmp_path, "t,ok,latency,healthy\n1,1,0,rejected\n"))
+    assert Trace.from_rows([(1, 1, 0), (0.5, "rejected", 3)]).rejections == ((0.5, 3.0),)
+
+
+def test_the_share_of_rejected_time_counts_overlaps_once() -> None:
+    calls = [(float(t), 1, 0.0) for t in range(11)]  # 0 to 10 s
+    spans = [(1.0, "rejected", 2.0), (2.0, "rejected", 2.0), (8.0, "rejected", 4.0)]
+    trace = Trace.from_rows(calls + spans)
+    # 1-4 and 8-12 of a recording from 0 to 12.
+    assert trace.rejected_share() == pytest.approx(7.0 / 12.0)

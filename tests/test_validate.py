@@ -246,3 +246,70 @@ def test_recovery_config_refuses_what_the_strategy_refuses_with_the_same_error(
     # The config says which entry a priority is from; otherwise the words are the same.
     long_name = f"recovery_strategy_configs[{name!r}]['priority']"
     assert str(by_config.value).replace(long_name, "priority") == str(by_strategy.value)
+
+
+# -- unknown keywords: the error names what was meant ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("word", "meant"),
+    [
+        ("failure_treshold", "; did you mean failure_threshold?"),
+        ("timout", "; did you mean timeout?"),
+        ("fail_max", ": pybreaker's fail_max is failure_threshold here"),
+        ("reset_timeout", ": pybreaker's reset_timeout is timeout here"),
+        ("recovery_timeout", ": circuitbreaker's recovery_timeout is timeout here"),
+        ("expected_exception", ": circuitbreaker's expected_exception is record_exceptions here"),
+        ("exclude", ": pybreaker's exclude is ignore_exceptions here"),
+    ],
+)
+def test_an_unknown_breaker_keyword_names_the_field_meant(
+    breaker_cls: type[recovery.CircuitBreaker], word: str, meant: str
+) -> None:
+    expected = f"CircuitBreakerConfig() got an unexpected keyword argument {word!r}{meant}"
+    with pytest.raises(TypeError) as raised:
+        CircuitBreakerConfig(**{word: 1})
+    assert str(raised.value) == expected
+    # The breaker's keyword form builds the config from its keywords: the same error.
+    with pytest.raises(TypeError) as raised:
+        breaker_cls("db", **{word: 1})
+    assert str(raised.value) == expected
+
+
+def test_a_keyword_like_no_field_lists_the_fields_on_one_line() -> None:
+    with pytest.raises(TypeError) as raised:
+        CircuitBreakerConfig(colour="red")
+    message = str(raised.value)
+    assert message.startswith(
+        "CircuitBreakerConfig() got an unexpected keyword argument 'colour'; its fields are "
+        "failure_threshold, success_threshold, timeout,"
+    )
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("word", "meant"),
+    [
+        ("max_recovery_atempts", "; did you mean max_recovery_attempts?"),
+        ("failure_threshold", ": failure_threshold is a CircuitBreakerConfig field: "
+         "RecoveryConfig(default_circuit_breaker=CircuitBreakerConfig(failure_threshold=...))"),
+        ("fail_max", ": pybreaker's fail_max is CircuitBreakerConfig's failure_threshold: "
+         "RecoveryConfig(default_circuit_breaker=CircuitBreakerConfig(failure_threshold=...))"),
+    ],
+)
+def test_an_unknown_manager_keyword_names_the_field_meant(word: str, meant: str) -> None:
+    with pytest.raises(TypeError) as raised:
+        RecoveryConfig(**{word: 1})
+    assert str(raised.value) == (
+        f"RecoveryConfig() got an unexpected keyword argument {word!r}{meant}"
+    )
+
+
+def test_the_checked_configs_stay_frozen_attrs_classes_with_their_signatures() -> None:
+    for cls in (CircuitBreakerConfig, RecoveryConfig):
+        assert attrs.has(cls)
+        config = cls()
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            config.health_check_interval = 1.0  # type: ignore[misc]
+        assert attrs.evolve(config, health_check_interval=1.0).health_check_interval == 1.0
+        assert "health_check_interval" in inspect.signature(cls).parameters
