@@ -153,7 +153,7 @@ class CircuitBreakerConfig:
     - ``enable_fast_fail``: reject calls while open (off: observe only, calls still run).
     - ``sliding_window_size``: outcomes the window keeps.
     - ``minimum_requests``: outcomes the window needs before any rule may open the
-      circuit.
+      circuit (unset: 20, or ``failure_threshold`` when that is lower).
     - ``failure_rate_threshold``: failure rate in the window that opens it (None: off).
     - ``slow_call_duration``: a call at least this long is slow (None: calls are not
       timed).

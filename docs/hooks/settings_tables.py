@@ -75,11 +75,10 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _default(field: attrs.Attribute[Any]) -> str:
-    default = field.default
-    if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
-        default = default.factory()  # type: ignore[attr-defined]
-    return _show(default)
+def _default(cls: type[Any], field: attrs.Attribute[Any]) -> str:
+    """The value a config built without arguments holds (a factory that reads other
+    fields, ``takes_self``, included)."""
+    return _show(getattr(cls(), field.name))
 
 
 def _markdown(text: str) -> str:
@@ -101,7 +100,7 @@ def settings_table(target: str) -> str:
         )
     rows = ["| field | default | meaning |", "|---|---|---|"]
     rows += [
-        f"| `{field.name}` | `{_default(field)}` | {_markdown(meanings[field.name])} |"
+        f"| `{field.name}` | `{_default(cls, field)}` | {_markdown(meanings[field.name])} |"
         for field in fields
     ]
     return "\n".join(rows)
