@@ -9,9 +9,10 @@ it, as a reader pasting it would. A block with a top-level ``await`` runs in an 
 loop, as in ``python -m asyncio``.
 
 Every ```sh block runs in bash (``-e -o pipefail``), and every ``$ command`` of a
-```console block (its output is an illustration: timings differ from run to run), in a
-temp directory that links the checkout's ``benchmarks`` and ``contrib`` and where
-``python``, ``python3`` and ``.venv/bin/python`` are the interpreter running the suite.
+```console block (its output is an illustration: timings differ from run to run), with
+``python``, ``python3`` and ``.venv/bin/python`` the interpreter running the suite.
+Every block runs in a temp directory that links the checkout's ``benchmarks`` and
+``contrib``, so a path such as ``benchmarks/traces/steady.csv`` works as from the root.
 
 A comment on the line before a fence says what a block needs:
 
@@ -156,7 +157,8 @@ finally:
 
 
 def _shell_dir(tmp_path: Path) -> dict[str, str]:
-    """Make ``tmp_path`` look like the checkout to a shell example; its environment."""
+    """Make ``tmp_path`` look like the checkout to an example (its ``benchmarks`` and
+    ``contrib``); the environment of a shell example."""
     for name in ("benchmarks", "contrib"):
         (tmp_path / name).symlink_to(ROOT / name)
     venv_bin = tmp_path / ".venv" / "bin"
@@ -205,13 +207,14 @@ def run_block(block: Block, tmp_path: Path, request: pytest.FixtureRequest) -> N
         _require(block.needs)
         if block.needs == "redis":
             source = source.replace(EXAMPLE_REDIS_URL, request.getfixturevalue("redis_url"))
+    shell_env = _shell_dir(tmp_path)
     if block.kind == "python":
         command = [sys.executable, "-c", RUNNER, str(block.line), str(ROOT / block.path)]
         env = None
     else:
         script = source if block.kind == "shell" else console_commands(source)
         command = ["bash", "-e", "-o", "pipefail", "-c", script]
-        source, env = "", _shell_dir(tmp_path)
+        source, env = "", shell_env
     done = subprocess.run(
         command, input=source, capture_output=True, text=True, cwd=tmp_path,
         timeout=BLOCK_TIMEOUT, env=env,
