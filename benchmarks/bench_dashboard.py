@@ -100,7 +100,7 @@ def _manager() -> RecoveryManager:
     )
     rm.register_strategy("noop", CustomStrategy("noop", 1, lambda f: True, recover))
     for index in range(PLUGINS):
-        rm.register_plugin(f"plugin-{index:03d}")
+        rm.register_dependency(f"plugin-{index:03d}")
     return rm
 
 

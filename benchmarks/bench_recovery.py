@@ -102,12 +102,17 @@ def _quiet(rm: RecoveryManager, clock: SimClock) -> bool:
     if clock.due():
         return False
     monitor = rm._monitor
+    if not rm._outbox.idle():
+        return False
     with rm._lock:
         if rm._queue or rm._runner.running():
             return False
-        expected = rm._open_episodes
-        if any(plugin.next_attempt is not None for plugin in rm._plugins.values()):
-            expected += 1  # the crash-loop timer
+        # A parked episode (its verification waiting for a trial) holds no thread:
+        # the timer waits for its deadline, and for crash loops' next attempts.
+        expected = rm._open_episodes - len(rm._parked)
+        if rm._parked or any(plugin.next_attempt is not None
+                             for plugin in rm._plugins.values()):
+            expected += 1  # the timer
     if monitor is not None:
         if monitor._in_flight:
             return False

@@ -55,7 +55,7 @@ def _manager() -> RecoveryManager:
     rm.start()
     for index in range(PLUGINS):
         name = f"plugin-{index}"
-        rm.register_plugin(name, health_check=(lambda: True) if index % 4 == 0 else None)
+        rm.register_dependency(name, health_check=(lambda: True) if index % 4 == 0 else None)
         rm.execute_with_recovery(name, lambda: None)
         if index % 4 == 1:
             rm.record_failure(name, FailureInfo("error"))

@@ -17,7 +17,13 @@ from recovery._clock import Clock
 from recovery._impl import EXTENSION_ACTIVE
 from recovery._registry import breakers
 from recovery.alerts import Alert, AlertKind, AlertThresholds
-from recovery.audit import AuditLogger, JsonlAuditLogger, LoggingAuditLogger, SqliteAuditLogger
+from recovery.audit import (
+    AuditLogger,
+    JsonlAuditLogger,
+    LoggingAuditLogger,
+    MemoryAuditLogger,
+    SqliteAuditLogger,
+)
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.config import CircuitBreakerConfig, RecoveryConfig
 from recovery.errors import CircuitOpenError, CircuitRepairingError
@@ -83,6 +89,7 @@ __all__ = [
     "JsonlAuditLogger",
     "LastHealthCheck",
     "LoggingAuditLogger",
+    "MemoryAuditLogger",
     "Plugin",
     "PluginManager",
     "PluginRecovery",

@@ -7,6 +7,7 @@ a page per incident, not a page per failed call.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -30,6 +31,10 @@ class AlertKind(StrEnum):
     UNRECOVERABLE = "unrecoverable"
     CRASH_LOOP = "crash_loop"
     CRASH_LOOP_ENDED = "crash_loop_ended"
+    # A dependency's words for the same two ends: down (probed after a growing
+    # delay), and up again.
+    DEPENDENCY_DOWN = "dependency_down"
+    DEPENDENCY_UP = "dependency_up"
 
 
 @attrs.frozen
@@ -69,18 +74,28 @@ class Alert:
 
 AlertHandler = Callable[[Alert], object]
 
+Post = Callable[[str, str, Callable[[], object]], object]
+"""``post(label, plugin_name, deliver)``: have ``deliver()`` called later, elsewhere."""
+
 
 class AlertDispatcher:
     """Fire each (plugin, kind) alert once until the plugin is re-armed.
 
     Delivery is to the logger (at WARNING) and to every handler; a handler that
-    raises is logged and the others still run. Thread-safe; callers must not hold
-    locks that a handler might need, since handlers run on the caller's thread.
+    raises is logged and the others still run. Thread-safe. Whether an alert fires
+    is decided on the caller's thread; with ``post`` (the recovery manager gives its
+    outbox) the log record and each handler are delivered through it, on the
+    manager's own thread, each bounded; without, on the caller's thread, so the
+    caller must not hold locks that a handler might need.
     """
 
-    def __init__(self, logger: logging.Logger | None = None, *, enabled: bool = True) -> None:
+    def __init__(self, logger: logging.Logger | None = None, *, enabled: bool = True,
+                 post: Post | None = None,
+                 describe: Callable[[str], str] = "plugin {!r}".format) -> None:
         self._logger = logger if logger is not None else _logger
         self._enabled = enabled
+        self._post = post
+        self._describe = describe  # a name as the log says it: "plugin 'p'"
         self._handlers: tuple[AlertHandler, ...] = ()
         self._fired: set[tuple[str, AlertKind]] = set()
         self._lock = threading.Lock()
@@ -102,11 +117,20 @@ class AlertDispatcher:
             self._fired.add(key)
             handlers = self._handlers
         alert = Alert(plugin_name, kind, message)
-        self._logger.warning(  # a structured event: the fields go with the record
-            "alert %s for plugin %r: %s", kind.value, plugin_name, message,
+        log = functools.partial(
+            self._logger.warning,  # a structured event: the fields go with the record
+            "alert %s for %s: %s", kind.value, self._describe(plugin_name), message,
             extra={"event": "alert", "plugin": plugin_name, "alert": kind.value,
                    "detail": message},
         )
+        if self._post is not None:
+            self._post(f"log handler (alert {kind.value} of {plugin_name!r})", plugin_name, log)
+            for handler in handlers:
+                name = getattr(handler, "__qualname__", None) or type(handler).__name__
+                self._post(f"alert handler {name} (alert {kind.value} of {plugin_name!r})",
+                           plugin_name, functools.partial(handler, alert))
+            return alert
+        log()
         for handler in handlers:
             try:
                 handler(alert)

@@ -7,12 +7,14 @@ The recovery manager audits every strategy run, whatever the outcome
 A logger that also has ``log_recovery_attempt`` (:class:`DetailedAuditLogger`) receives
 that call instead, with two more facts: ``action_succeeded`` (the strategy itself
 returned without raising) and ``verified`` (True/False when a verification ran, None when none did).
-A user's four-argument logger never sees them. Three ready loggers, all detailed:
+A user's four-argument logger never sees them. Four ready loggers, all detailed:
 
 - :class:`LoggingAuditLogger`: a stdlib log record per action, with the fields in
   ``extra`` so structured handlers (JSON formatters, log shippers) see them as fields.
 - :class:`JsonlAuditLogger`: one JSON object per line in a file.
 - :class:`SqliteAuditLogger`: a row per action in a SQLite database, queryable.
+- :class:`MemoryAuditLogger`: the last records in memory, queryable, each also
+  logged; the recovery manager's default.
 
 Every record carries the same fields: ``ts`` (wall-clock time of the action, seconds
 since the Unix epoch as a float, from :func:`time.time` or the logger's ``now``:
@@ -43,6 +45,7 @@ gives, and both read them back as the same ``str``.
 
 from __future__ import annotations
 
+import collections
 import datetime
 import errno
 import json
@@ -255,7 +258,7 @@ class LoggingAuditLogger(_RecordWriter):
             details = f" (action {action}, verification {check})"
         self.logger.log(
             logging.INFO if fields["success"] else logging.WARNING,
-            "recovery %s of plugin %r after %s failure %s%s",
+            "recovery %s of %r after %s failure %s%s",
             fields["action"],
             fields["plugin"],
             fields["failure_type"],
@@ -266,6 +269,54 @@ class LoggingAuditLogger(_RecordWriter):
 
     def __repr__(self) -> str:
         return f"LoggingAuditLogger({self.logger.name!r})"
+
+
+class MemoryAuditLogger(_RecordWriter):
+    """Keeps the last ``maxlen`` records in memory, queryable, and logs each one.
+
+    What the recovery manager keeps when it is given no audit logger: the trail is
+    there to read (:meth:`query`, the same answer as :meth:`SqliteAuditLogger.query`)
+    without a file to configure, and each record also goes to ``logger`` (default
+    the ``recovery.audit`` logger) as :class:`LoggingAuditLogger` writes it. The
+    oldest records are dropped past ``maxlen``: memory stays bounded however long
+    the process runs.
+
+    ``now`` (default :func:`time.time`) gives each record's ``ts``. Thread-safe.
+    """
+
+    def __init__(self, maxlen: int = 10_000, *, logger: logging.Logger | None = None,
+                 now: WallClock = time.time) -> None:
+        v.check(v.positive_int, "maxlen", maxlen)
+        self.maxlen = maxlen
+        self._wall = _wall_clock(now)
+        self._log = LoggingAuditLogger(logger)
+        self._lock = threading.Lock()
+        self._records: collections.deque[dict[str, Any]] = collections.deque(maxlen=maxlen)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._records.append(dict(record))
+        self._log._emit(record)
+
+    def query(
+        self, plugin: str | None = None, since: float | datetime.datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The records kept, oldest first, optionally one plugin's, ``ts >= since``
+        (epoch seconds or a :class:`~datetime.datetime`)."""
+        if isinstance(since, datetime.datetime):
+            since = since.timestamp()
+        with self._lock:
+            records = list(self._records)
+        return [dict(record) for record in records
+                if (plugin is None or record["plugin"] == plugin)
+                and (since is None or record["ts"] >= since)]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._records)
+
+    def __repr__(self) -> str:
+        return f"MemoryAuditLogger(maxlen={self.maxlen})"
 
 
 class JsonlAuditLogger(_RecordWriter):

@@ -362,6 +362,12 @@ class RecoveryConfig:
     - ``crash_loop_max_delay``: the cap of that wait, which doubles each time.
     - ``give_up_after``: episodes in a row that fail to bring the plugin back before
       the manager gives up on it until ``reset_plugin()``; None never gives up.
+    - ``callback_timeout``: the most an alert handler, an audit record or a log record
+      of the manager may take before it is abandoned (counted and logged; its thread
+      goes on, so a late record still lands).
+    - ``max_abandoned_threads``: threads of one plugin (strategies, checks, callbacks)
+      left running past their timeout; while that many are stuck, no more are started
+      for it.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -419,6 +425,10 @@ class RecoveryConfig:
         default=300.0, converter=v.seconds, validator=v.interval
     )
     give_up_after: int | None = attrs.field(default=None, validator=v.optional(v.positive_int))
+    callback_timeout: float = attrs.field(
+        default=5.0, converter=v.seconds, validator=v.interval
+    )
+    max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:

@@ -17,7 +17,8 @@ threads:
   ``strategy_timeout`` has failed (a stuck one is abandoned and reported);
 - an action is not a recovery: the attempt succeeds only once the plugin is
   *verified*, by its health check run once, or without one by its breaker's
-  half-open trials within ``verify_timeout``;
+  half-open trials within ``verify_timeout`` (a deadline: the episode is parked
+  and holds no worker meanwhile);
 - up to ``max_recovery_attempts`` attempts, ``recovery_backoff_base *
   recovery_backoff_factor**k`` seconds apart on the manager's clock;
 - exhausted, or restart intensity exceeded (as in OTP supervisors: more than
@@ -32,40 +33,64 @@ threads:
 Only a non-recoverable failure, or ``give_up_after`` failed episodes in a row,
 leaves a plugin failed (breaker held open) until :meth:`reset_plugin`.
 
+A *dependency* (:meth:`RecoveryManager.register_dependency`: an upstream nothing
+here can restart) is recovered by probes instead of restarts, in its own words.
+User callbacks (alert handlers, audit and log records) are delivered on the
+manager's own thread, each bounded (:mod:`recovery._outbox`).
+
+The parts live in modules of one concern each, mixed into the manager: the
+episode runner (:mod:`recovery._episodes`), the crash loop and its timer
+(:mod:`recovery._crash_loop`), the link to the health monitor
+(:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
+the status view (:mod:`recovery._status_view`); the bookkeeping records are in
+:mod:`recovery._supervised`.
+
 Time: everything runs on the manager's clock. The back-off between attempts is
-a pause (:func:`recovery._clock.pause`): on the real clock ``stop()`` interrupts
+a pause (:func:`recovery._deadline.pause`): on the real clock ``stop()`` interrupts
 it; a :class:`recovery.testing.FakeClock` is advanced through it at once, so an
 episode of several attempts completes without the test moving the clock (it
 sees the clock moved by the back-offs). A strategy's timeout, a verification's
 ``verify_timeout`` and a crash loop's delay are deadlines: on a FakeClock they
 pass only when the clock is advanced past them (``clock.wait_for_waiters(n)``
-tells when a thread is parked on one; a timer thread is parked on the clock
-while some plugin waits in a crash loop).
+tells when a thread is parked on one; the timer thread is parked on the clock
+while some plugin waits in a crash loop or for a verification).
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import enum
 import functools
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-import attrs
-
-from recovery import _clock, _events
+from recovery import _clock
 from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
+from recovery._crash_loop import CrashLoops
+from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
+from recovery._episodes import EpisodeRunner, safe_repr
+from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
+from recovery._outbox import Outbox
+from recovery._status_view import StatusView
+from recovery._supervised import (
+    CLOSED,
+    INTENSITY,
+    REJECTING,
+    UNRECOVERABLE,
+    Episode,
+    Supervised,
+)
+from recovery._supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
-from recovery.audit import AuditLogger, record_attempt
-from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
+from recovery.audit import AuditLogger, MemoryAuditLogger
+from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.config import RecoveryConfig as RecoveryConfig  # re-exported: its old home
 from recovery.failures import (
@@ -75,130 +100,13 @@ from recovery.failures import (
     classify,
     exception_message,
 )
-from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
-from recovery.plugins import PluginManager
+from recovery.health import HealthCheckConfig, HealthMonitor
+from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
-from recovery.status import (
-    ActionCounts,
-    EpisodeCounts,
-    HealthCheckStatus,
-    PluginRecovery,
-    PluginStatus,
-    RecoveryStatus,
-    StuckStrategy,
-)
-from recovery.strategies import (
-    BUILTIN_STRATEGIES,
-    RecoveryContext,
-    RecoveryStrategy,
-    builtin_strategy,
-)
+from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
 
 _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
-_OPEN = CircuitBreakerState.OPEN
-_CLOSED = CircuitBreakerState.CLOSED
-_REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
-_BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
-
-
-@attrs.define(eq=False)
-class _Episode:
-    """One recovery of one plugin, from the failure that started it to its end.
-
-    A *probe* is the episode a crash loop starts when its delay ends: one attempt.
-    """
-
-    failure: FailureInfo
-    started: float
-    # When the "recovery_time" alert is due (manager clock); None once fired or if off.
-    alarm: float | None
-    probe: bool
-    wall_started: float = attrs.field(factory=time.time)
-    failures: int = 1
-    attempts: int = 0
-
-
-@attrs.define(eq=False)
-class _Verification:
-    """Waiting for a plugin's half-open trials to tell whether an action worked."""
-
-    event: threading.Event = attrs.field(factory=threading.Event)
-    verdict: bool | None = None
-
-    def observe(self, new: CircuitBreakerState) -> None:
-        """A transition of the plugin's breaker: closed is a pass, open a fail."""
-        if self.verdict is not None:
-            return
-        if new is _CLOSED:
-            self.verdict = True
-        elif new in _REJECTING:
-            self.verdict = False
-        else:
-            return
-        self.event.set()
-
-
-# Why a plugin is failed (out of service). The first two are crash loops (retried
-# after a growing delay); the last two last until reset_plugin().
-_EXHAUSTED, _INTENSITY, _UNRECOVERABLE, _GAVE_UP = (
-    "exhausted", "restart_intensity", "unrecoverable", "gave_up")
-_FOR_GOOD = frozenset({_UNRECOVERABLE, _GAVE_UP})
-
-
-@attrs.define(eq=False)
-class _Plugin:
-    """The manager's bookkeeping for one plugin; guarded by the manager's lock."""
-
-    name: str
-    breaker: CircuitBreaker
-    route: Route
-    # Strategy runs by (action, success), for status and the Prometheus collector.
-    actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
-    # Finished episodes by outcome ("recovered", "held", ...), likewise.
-    episodes: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    _degraded: bool = attrs.field(default=False, init=False)
-    degraded_until: float | None = None
-    failed_reason: str | None = None
-    episode: _Episode | None = None
-    history: collections.deque[float] = attrs.field(factory=collections.deque)
-    consecutive_failures: int = 0
-    last_trouble: float | None = None
-    last_failure: FailureInfo | None = None
-    last_action: str | None = None
-    last_action_success: bool | None = None
-    attempts: int = 0
-    # Crash loop: retried at next_attempt (manager clock; wall clock for status)
-    # after crash_delay, which doubles with crash_level until stable_period passes.
-    crash_loop: bool = False
-    crash_level: int = 0
-    crash_delay: float = 0.0
-    next_attempt: float | None = None
-    next_attempt_wall: float | None = None
-    unrecovered: int = 0  # episodes in a row that did not bring it back
-    hold_until: float | None = None  # a strategy holds the breaker open until then
-    verification: _Verification | None = None
-
-    @property
-    def failed(self) -> bool:
-        """Out of service: in a crash loop, or for good."""
-        return self.failed_reason is not None
-
-    @property
-    def failed_for_good(self) -> bool:
-        """Failed until reset_plugin(): nothing the manager does brings it back."""
-        return self.failed_reason in _FOR_GOOD
-
-    @property
-    def degraded(self) -> bool:
-        return self._degraded
-
-    @degraded.setter
-    def degraded(self, value: bool) -> None:
-        # A degraded plugin with a fallback has its calls diverted off the C path to
-        # _diverted_call, which serves the fallback while the degradation lasts.
-        self._degraded = value
-        self.route.diverted = value and self.route.fallback is not None
 
 
 class _Then(enum.Enum):
@@ -209,14 +117,10 @@ class _Then(enum.Enum):
     HOLD_UNRECOVERABLE = enum.auto()
     START_CRASH_LOOP = enum.auto()
 
-# How an episode ended.
-_RECOVERED, _HELD, _UNVERIFIED, _EXHAUSTED_OUTCOME, _INTERRUPTED = EPISODE_OUTCOMES = (
-    "recovered", "held", "unverified", "exhausted", "interrupted")
 
-_MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
-
-
-class RecoveryManager(Dispatcher):
+class RecoveryManager(
+    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink
+):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
     ``execute_with_recovery(plugin_name, fn, *args, **kwargs)`` is inherited from
@@ -228,9 +132,14 @@ class RecoveryManager(Dispatcher):
     failure, classified from its exception, which may start an episode. An
     unknown plugin name is a ``KeyError``.
 
-    ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`);
-    ``audit_logger`` receives every strategy run (through ``log_recovery_attempt``
-    when it has one, else ``log_failure_recovery``); neither may be None. ``logger`` (default
+    ``plugin_manager`` holds the plugins (:class:`~recovery.plugins.PluginManager`;
+    default: an empty :class:`~recovery.PluginRegistry`, for a manager of
+    dependencies only); ``audit_logger`` receives every strategy run (through
+    ``log_recovery_attempt`` when it has one, else ``log_failure_recovery``;
+    default: :class:`~recovery.MemoryAuditLogger` ``(maxlen=10_000)``, queryable,
+    each record also logged on the ``recovery.audit`` logger).
+    :meth:`register_plugin` puts a plugin of the plugin manager under supervision,
+    :meth:`register_dependency` an upstream nothing here can restart. ``logger`` (default
     ``logging.getLogger("recovery.manager")``) gets the manager's own messages and
     the alerts. ``clock`` (default: real) drives back-offs, strategy timeouts and
     health-check schedules; ``classifier`` (default :func:`~recovery.classify`) maps
@@ -247,8 +156,8 @@ class RecoveryManager(Dispatcher):
 
     def __init__(
         self,
-        plugin_manager: PluginManager,
-        audit_logger: AuditLogger,
+        plugin_manager: PluginManager | None = None,
+        audit_logger: AuditLogger | None = None,
         config: RecoveryConfig | None = None,
         logger: logging.Logger | None = None,
         *,
@@ -264,6 +173,10 @@ class RecoveryManager(Dispatcher):
             raise TypeError(f"config must be a RecoveryConfig, got {config!r}")
         if not callable(classifier):
             raise TypeError(f"classifier must be callable, got {classifier!r}")
+        if plugin_manager is None:
+            plugin_manager = PluginRegistry()
+        if audit_logger is None:
+            audit_logger = MemoryAuditLogger(maxlen=10_000)
         _check_collaborators(plugin_manager, audit_logger, logger, clock)
         super().__init__()
         self.plugin_manager = plugin_manager
@@ -279,7 +192,14 @@ class RecoveryManager(Dispatcher):
         self._thresholds = config.alert_thresholds
         # A crash loop's delay doubles with each entry, up to its cap.
         self._crash_backoff = Backoff(config.crash_loop_delay, 2.0, config.crash_loop_max_delay)
-        self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting)
+        # Steps that may hang (strategies, checks, user callbacks) run on threads of
+        # their own; user callbacks are delivered on the manager's own thread.
+        self._runner = ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads)
+        self._outbox = Outbox(
+            ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
+            config.callback_timeout, self.logger)
+        self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
+                                       post=self._outbox.post, describe=self._describe)
 
         # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
         # moves (whose listeners are anyone's), alerts, audit records and log records
@@ -288,17 +208,15 @@ class RecoveryManager(Dispatcher):
         # Re-entrant only so that a thread can ask whether it holds it (_is_owned).
         self._lock = threading.RLock()
         self._idle = threading.Condition(self._lock)
-        self._plugins: dict[str, _Plugin] = {}
+        self._plugins: dict[str, Supervised] = {}
+        # Episodes whose verification waits for a trial off the workers, by plugin name.
+        self._parked: dict[str, Supervised] = {}
         self._strategies: dict[str, RecoveryStrategy] = {}
         self._open_episodes = 0
-        self._queue: collections.deque[_Plugin] = collections.deque()
+        self._queue: collections.deque[Supervised] = collections.deque()
         self._work_ready = threading.Condition(self._lock)
         self._free_workers = 0  # workers waiting for an episode
-        # Verifications whose episode waits for a half-open trial (only time, or a
-        # call, can end that wait): what is_quiescent() counts as waiting for the clock.
-        self._trial_waits: set[_Verification] = set()
         self._workers: list[threading.Thread] = []
-        self._runner = ThreadRunner(self.clock, self._own_thread)
         self._running = False
         self._stopping = threading.Event()
         self._timer_wake = threading.Event()  # a crash-loop deadline changed (or stop)
@@ -319,6 +237,7 @@ class RecoveryManager(Dispatcher):
         All or nothing: the monitor is built and given every check before any
         thread starts, and a failure to start a thread stops what did start.
         """
+        self._check_dependency_graph()
         with self._lock:
             if self._running:
                 return
@@ -343,13 +262,14 @@ class RecoveryManager(Dispatcher):
                 for i in range(self.config.recovery_workers)
             ]
             self._workers.append(threading.Thread(
-                target=self._time_crash_loops, args=(stopping, wake),
+                target=self._time_deadlines, args=(stopping, wake),
                 name="recovery-crash-loop-timer", daemon=True,
             ))
         for chosen in {*self.config.plugin_recovery_strategies.values(),
                        self.config.default_recovery_strategy} - {None, *self._strategies}:
             self.logger.warning("configured recovery strategy %r is not registered", chosen)
         try:
+            self._outbox.start(self._own_thread)
             for worker in self._workers:
                 worker.start()
             if monitor is not None:
@@ -379,18 +299,27 @@ class RecoveryManager(Dispatcher):
             self._running = False
             self._stopping.set()
             self._runner.interrupt()
-            for plugin in self._plugins.values():
-                if plugin.verification is not None:
-                    plugin.verification.event.set()
             workers = self._workers
             self._workers = []
             drained = list(self._queue)
             self._queue.clear()
+            parked = [(plugin, plugin.episode) for plugin in self._parked.values()]
+            self._parked.clear()
             self._work_ready.notify_all()
             monitor = self._monitor
         self._timer_wake.set()
+        for plugin, episode in parked:  # audited as the unverified runs they are
+            if episode is not None and episode.parked is not None:
+                verification = episode.parked
+                self._record_run(plugin, episode.failure, verification.action, True, True,
+                                 None, verification.started)
+            plugin.verification = None
+            self._drop_episode(plugin)
         for plugin in drained:
             self._drop_episode(plugin)
+        outbox = self._outbox.stop()
+        if outbox is not None:
+            workers = [*workers, outbox]
         if getattr(self._local, "owned", False):
             threading.Thread(
                 target=self._join, args=(workers, monitor, deadline), name="recovery-stopper",
@@ -422,7 +351,7 @@ class RecoveryManager(Dispatcher):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
                 self._control(functools.partial(plugin.breaker.end_repair, False))
 
-    def _drop_episode(self, plugin: _Plugin) -> None:
+    def _drop_episode(self, plugin: Supervised) -> None:
         """End a queued episode that never ran (stop()): breaker OPEN, no callbacks.
 
         A crash loop's probe is put back to wait its delay again.
@@ -431,8 +360,7 @@ class RecoveryManager(Dispatcher):
         with self._lock:
             in_crash_loop = plugin.crash_loop
             if in_crash_loop:
-                plugin.next_attempt = self.clock.monotonic() + plugin.crash_delay
-                plugin.next_attempt_wall = time.time() + plugin.crash_delay
+                self._wait_again(plugin, self.clock.monotonic())
         if in_crash_loop or plugin.failed_for_good:
             self._control(lambda: breaker.force_open(math.inf))
         else:
@@ -468,35 +396,53 @@ class RecoveryManager(Dispatcher):
         is degraded or its breaker rejects. A name registered twice is a ValueError.
         """
         _check_name("plugin name", name)
-        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
-            raise TypeError(
-                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
-            )
         if health_check_config is not None and not isinstance(
             health_check_config, HealthCheckConfig
         ):
             raise TypeError(
                 f"health_check_config must be a HealthCheckConfig, got {health_check_config!r}"
             )
-        if fallback is not None and not callable(fallback):
-            raise TypeError(f"fallback must be callable, got {fallback!r}")
         if health_check is not None and not callable(health_check):
             raise TypeError(f"health_check must be callable, got {health_check!r}")
+        if self.plugin_manager.get_plugin(name) is None:
+            raise LookupError(
+                f"plugin {name!r} is not in the plugin manager (it has: "
+                f"{', '.join(map(repr, self.plugin_manager.list_plugins())) or 'none'}); "
+                "an upstream you cannot restart is registered with register_dependency()")
+        # Kept even with health checking off: a recovery is verified by it, once.
+        check = health_check if health_check is not None else self._plugin_health_check(name)
+        return self._supervise(name, PLUGIN, breaker_config, check, fallback,
+                               health_check_config=health_check_config)
+
+    def _supervise(
+        self, name: str, kind: str, breaker_config: CircuitBreakerConfig | None,
+        check: Callable[[], Any] | None, fallback: Callable[..., Any] | None,
+        depends_on: tuple[str, ...] = (), tags: Mapping[str, str] | None = None,
+        health_check_config: HealthCheckConfig | None = None,
+    ) -> CircuitBreaker:
+        """Register a plugin or a dependency: its breaker, route and health check."""
+        _check_name(f"{kind} name", name)
+        if breaker_config is not None and not isinstance(breaker_config, CircuitBreakerConfig):
+            raise TypeError(
+                f"breaker_config must be a CircuitBreakerConfig, got {breaker_config!r}"
+            )
+        if fallback is not None and not callable(fallback):
+            raise TypeError(f"fallback must be callable, got {fallback!r}")
         if breaker_config is None:
             breaker_config = self.config.default_circuit_breaker
         with self._lock:
             if name in self._plugins:
-                raise ValueError(f"plugin {name!r} is already registered")
+                raise ValueError(f"{name!r} is already registered")
             breaker = CircuitBreaker(name, breaker_config, clock=self.clock)
-            plugin = _Plugin(name, breaker, Route(breaker, fallback))
+            plugin = Supervised(name, breaker, Route(breaker, fallback), kind, depends_on,
+                                dict(tags or {}))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
         breaker.add_listener(self._on_transition)
         breaker.add_failure_listener(self._on_failure)
         if self._cluster is not None:
             self._cluster.attach(breaker)
-        check = health_check if health_check is not None else self._plugin_health_check(name)
-        if self.config.enable_health_checking and check is not None:
+        if check is not None:
             if health_check_config is None:
                 health_check_config = HealthCheckConfig(
                     interval=self.config.health_check_interval,
@@ -509,48 +455,10 @@ class RecoveryManager(Dispatcher):
                     self._watch(self._monitor, name, check, health_check_config)
         return breaker
 
-    def _watch(
-        self, monitor: HealthMonitor, name: str, check: Callable[[], Any],
-        config: HealthCheckConfig,
-    ) -> None:
-        monitor.watch(
-            name,
-            check,
-            self._health_config(name, config, self._plugins[name].breaker.state),
-            on_failure_limit=self._on_health_failure_limit,
-            on_healthy=self._on_healthy,
-        )
-
-    def _health_config(
-        self, name: str, config: HealthCheckConfig, state: CircuitBreakerState
-    ) -> HealthCheckConfig:
-        """The plugin's check config for a breaker state.
-
-        While the breaker is open (or repairing) the check runs at the breaker
-        config's ``health_check_interval`` with its ``health_check_timeout``, so a
-        dead dependency that comes back is found sooner than its open period would;
-        otherwise at the registered config's interval and timeout.
-        """
-        if state not in _REJECTING:
-            return config
-        breaker_config = self._plugins[name].breaker.config
-        return attrs.evolve(config, interval=breaker_config.health_check_interval,
-                            timeout=breaker_config.health_check_timeout)
-
-    def _plugin_health_check(self, name: str) -> Callable[[], Any] | None:
-        """The plugin's own ``health_check``, looked up on every run (a restart may replace
-        the plugin object), or None if the plugin has none now."""
-        plugin = self.plugin_manager.get_plugin(name)
-        if not callable(getattr(plugin, "health_check", None)):
-            return None
-
-        def check() -> Any:
-            current = self.plugin_manager.get_plugin(name)
-            if current is None:
-                raise LookupError(f"plugin {name!r} is not loaded")
-            return current.health_check()  # type: ignore[attr-defined]  # optional in Plugin
-
-        return check
+    def call(self, name: str, fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+        """``fn(*args, **kwargs)`` through ``name``'s breaker, its fallback while it is
+        down: the same as :meth:`execute_with_recovery`, named for dependencies."""
+        return self.execute_with_recovery(name, fn, *args, **kwargs)  # type: ignore[no-any-return]
 
     def register_strategy(self, name: str, strategy: RecoveryStrategy) -> None:
         """Add a strategy under ``name`` (the action written to the audit log).
@@ -575,13 +483,24 @@ class RecoveryManager(Dispatcher):
             self._strategies[name] = strategy
 
     def add_alert_handler(self, handler: AlertHandler) -> None:
-        """Call ``handler(alert)`` for every alert (on the thread that raised it)."""
+        """Call ``handler(alert)`` for every alert, on the manager's own thread.
+
+        Never on the thread whose failure raised it: ``record_failure`` and calls
+        through the manager return at once whatever a handler does. Handlers run
+        one at a time, in order, each bounded by ``callback_timeout``; one that
+        raises (anything) or blocks past it is counted in status and logged.
+        """
         self._alerts.add_handler(handler)
+
+    def _describe(self, name: str) -> str:
+        """A registration as messages name it: "plugin 'p'", "dependency 'payments'"."""
+        plugin = self._plugins.get(name)
+        return f"plugin {name!r}" if plugin is None else label(plugin)
 
     def breaker(self, name: str) -> CircuitBreaker:
         return self._plugin(name).breaker
 
-    def _plugin(self, name: str) -> _Plugin:
+    def _plugin(self, name: str) -> Supervised:
         try:
             return self._plugins[name]
         except KeyError:
@@ -630,10 +549,10 @@ class RecoveryManager(Dispatcher):
             if isinstance(failure, FailureInfo):
                 return failure
             self.logger.error("classifier returned %s for %s, not a FailureInfo; recording "
-                              "an error", _safe_repr(failure), _describe(exc))
+                              "an error", safe_repr(failure), _describe(exc))
         return FailureInfo(FailureType.ERROR, message=_describe(exc))
 
-    def _still_degraded(self, plugin: _Plugin) -> bool:
+    def _still_degraded(self, plugin: Supervised) -> bool:
         until = plugin.degraded_until
         if until is None or self.clock.monotonic() < until:
             return True
@@ -643,7 +562,7 @@ class RecoveryManager(Dispatcher):
                 plugin.degraded_until = None
         return False
 
-    def _check_failure_rate(self, plugin: _Plugin) -> None:
+    def _check_failure_rate(self, plugin: Supervised) -> None:
         """Alert when the breaker's window failure rate reaches the threshold.
 
         Checked after each failed call, once the window holds ``minimum_requests``
@@ -671,29 +590,18 @@ class RecoveryManager(Dispatcher):
         transition may settle a verification in progress; a close means the plugin
         recovered (trips are failures, seen by :meth:`_on_failure`; for that,
         transitions the manager makes are ignored)."""
-        if (old in _REJECTING) != (new in _REJECTING):
+        if (old in REJECTING) != (new in REJECTING):
             self._recheck_at_new_pace(breaker.name, new)
         plugin = self._plugins[breaker.name]
         verification = plugin.verification
-        if verification is not None:
-            verification.observe(new)
+        if verification is not None and verification.observe(new):
+            self._resume(plugin, verification)
         if getattr(self._local, "controlling", False):
             return
-        if new is _CLOSED:
+        if new is CLOSED:
             self._recovered(plugin)
 
-    def _recheck_at_new_pace(self, name: str, state: CircuitBreakerState) -> None:
-        """The breaker started or stopped rejecting: switch its health-check config."""
-        with self._lock:
-            monitor = self._monitor
-            registered = self._health_checks.get(name)
-        if monitor is None or registered is None:
-            return
-        # KeyError: registered after the monitor stopped; watched from the next start().
-        with contextlib.suppress(KeyError):
-            monitor.reconfigure(name, self._health_config(name, registered[1], state))
-
-    def _recovered(self, plugin: _Plugin) -> None:
+    def _recovered(self, plugin: Supervised) -> None:
         """The breaker closed on its own trials: the plugin serves again.
 
         A crash loop waiting for its next attempt ends too (someone closed the
@@ -703,6 +611,7 @@ class RecoveryManager(Dispatcher):
             plugin.consecutive_failures = 0
             plugin.unrecovered = 0
             plugin.hold_until = None
+            plugin.down_since = None
             ended = plugin.crash_loop and plugin.episode is None
             if ended:
                 self._leave_crash_loop(plugin)
@@ -744,29 +653,19 @@ class RecoveryManager(Dispatcher):
             plugin.last_trouble = now
             plugin.last_failure = failure
             if not failure.recoverable and not plugin.failed_for_good:
-                plugin.failed_reason = _UNRECOVERABLE
-                self._leave_crash_loop(plugin, failed_reason=_UNRECOVERABLE)
+                plugin.failed_reason = UNRECOVERABLE
+                self._leave_crash_loop(plugin, failed_reason=UNRECOVERABLE)
                 then = _Then.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
                 pass
+            elif self._too_many_episodes(plugin, now, quiet_since):
+                self._enter_crash_loop(plugin, INTENSITY, now)
+                then = _Then.START_CRASH_LOOP
             else:
-                history = plugin.history
-                if quiet_since is not None and now - quiet_since >= config.stable_period:
-                    # Healthy for stable_period: forget the back-off state.
-                    history.clear()
-                    plugin.crash_level = 0
-                    plugin.unrecovered = 0
-                while history and now - history[0] >= config.episode_period:
-                    history.popleft()
-                if len(history) >= config.max_episodes_per_period:
-                    self._enter_crash_loop(plugin, _INTENSITY, now)
-                    then = _Then.START_CRASH_LOOP
-                else:
-                    history.append(now)
-                    self._open_episode(plugin, failure, now, probe=False)
-                    then = _Then.START_EPISODE
+                self._open_episode(plugin, failure, now, probe=False)
+                then = _Then.START_EPISODE
         if then is _Then.START_EPISODE:
             self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
@@ -789,21 +688,24 @@ class RecoveryManager(Dispatcher):
         elif then is _Then.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
-                f"more than {config.max_episodes_per_period} recovery episodes within "
+                f"more than {config.max_episodes_per_period} "
+                f"{'failures' if plugin.kind == DEPENDENCY else 'recovery episodes'} within "
                 f"{config.episode_period:g}s",
             )
 
     def _open_episode(
-        self, plugin: _Plugin, failure: FailureInfo, now: float, *, probe: bool
+        self, plugin: Supervised, failure: FailureInfo, now: float, *, probe: bool
     ) -> None:
         """Under the lock: the plugin has an episode from now on (later failures are
         counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
         limit = self._thresholds.recovery_time
-        plugin.episode = _Episode(failure, now, None if limit is None else now + limit, probe)
+        plugin.episode = Episode(failure, now, None if limit is None else now + limit, probe)
+        if plugin.down_since is None:
+            plugin.down_since = plugin.episode.wall_started
         plugin.attempts = 0
         self._open_episodes += 1
 
-    def _queue_episode(self, plugin: _Plugin) -> None:
+    def _queue_episode(self, plugin: Supervised) -> None:
         """Outside the lock, as the breaker's listeners run: move the breaker to
         REPAIRING, then hand the episode to a worker.
 
@@ -818,86 +720,6 @@ class RecoveryManager(Dispatcher):
                 self._work_ready.notify()
                 return
         self._drop_episode(plugin)
-
-    # -- the crash loop ----------------------------------------------------------------------
-
-    def _enter_crash_loop(self, plugin: _Plugin, reason: str, now: float) -> None:
-        """Plan the next attempt after a delay that doubles each time (under the lock).
-
-        The breaker is to be held open until then (the caller does it, outside the
-        lock); the plugin is failed while it waits, with ``reason``.
-        """
-        delay = self._crash_backoff.delay(plugin.crash_level)
-        plugin.crash_level = min(plugin.crash_level + 1, _MAX_LEVEL)
-        plugin.crash_delay = delay
-        plugin.next_attempt = now + delay
-        plugin.next_attempt_wall = time.time() + delay
-        if not plugin.crash_loop:
-            plugin.crash_loop = True
-            plugin.failed_reason = reason
-
-    def _crash_loop_started(self, plugin: _Plugin, why: str) -> None:
-        """Outside the lock: hold the breaker open, wake the timer, alert once."""
-        self._control(lambda: plugin.breaker.force_open(math.inf))
-        self._timer_wake.set()
-        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP_ENDED)
-        self._alerts.fire_once(
-            plugin.name,
-            AlertKind.CRASH_LOOP,
-            f"{why}; crash loop: breaker held open, next attempt in {plugin.crash_delay:g}s",
-        )
-
-    def _leave_crash_loop(self, plugin: _Plugin, failed_reason: str | None = None) -> None:
-        """Under the lock: no next attempt; failed with ``failed_reason`` (None: serving)."""
-        plugin.crash_loop = False
-        plugin.next_attempt = None
-        plugin.next_attempt_wall = None
-        plugin.failed_reason = failed_reason
-
-    def _crash_loop_ended(self, plugin: _Plugin) -> None:
-        self._alerts.rearm(plugin.name, AlertKind.CRASH_LOOP)
-        self._alerts.fire_once(
-            plugin.name, AlertKind.CRASH_LOOP_ENDED, "recovered; crash loop ended"
-        )
-
-    def _probe(self, plugin: _Plugin) -> None:
-        """End a crash loop's wait: start its next episode (one attempt) now."""
-        now = self.clock.monotonic()
-        with self._lock:
-            if not (plugin.crash_loop and plugin.episode is None and self._running):
-                return
-            plugin.next_attempt = None
-            plugin.next_attempt_wall = None
-            failure = plugin.last_failure or FailureInfo(
-                FailureType.ERROR, message="crash loop retry"
-            )
-            self._open_episode(plugin, failure, now, probe=True)
-        self._queue_episode(plugin)
-
-    def _time_crash_loops(self, stopping: threading.Event, wake: threading.Event) -> None:
-        """The timer thread: start each crash loop's next episode when its time comes.
-
-        It parks on the manager's clock only while some plugin waits in a crash
-        loop (on a FakeClock the deadline comes when the test advances to it);
-        otherwise on ``wake``, which every change of a deadline sets.
-        """
-        self._own_thread()
-        while not stopping.is_set():
-            wake.clear()
-            now = self.clock.monotonic()
-            with self._lock:
-                planned = [(plugin.next_attempt, plugin) for plugin in self._plugins.values()
-                           if plugin.next_attempt is not None]
-            due = [plugin for when, plugin in planned if when <= now]
-            for plugin in due:
-                self._probe(plugin)
-            if due:
-                continue
-            soonest = min((when for when, _ in planned), default=None)
-            if soonest is None:
-                wake.wait()
-            else:
-                _clock.wait(self.clock, wake, soonest - now)
 
     def reset_plugin(self, name: str) -> None:
         """Forget the plugin's failures: not failed, not in a crash loop, not degraded,
@@ -920,62 +742,34 @@ class RecoveryManager(Dispatcher):
         self._timer_wake.set()
         self._alerts.rearm(name)
 
-    # -- health checks ------------------------------------------------------------------------
-
-    def _on_health_failure_limit(self, name: str, result: HealthCheckResult) -> None:
-        """``max_failures`` failed checks in a row: a HEALTH_CHECK failure of the plugin."""
-        self._own_thread()  # a monitor thread
-        plugin = self._plugins[name]
-        plugin.breaker.record_health_check(False)
-        self.record_failure(
-            name,
-            FailureInfo(
-                FailureType.HEALTH_CHECK,
-                message=result.message or "health check failed",
-                context={"check_type": result.check_type, "details": dict(result.details)},
-            ),
-        )
-
-    def _on_healthy(self, name: str, result: HealthCheckResult) -> None:
-        """A healthy check ends a crash loop's wait (its next episode starts now), lets
-        an OPEN breaker try a call now (unless a strategy holds it open: a hold is a
-        hold), and ends an open-ended degradation. During an episode the episode
-        owns the breaker; a plugin failed for good stays so until reset_plugin()."""
-        self._own_thread()  # a monitor thread
-        plugin = self._plugins[name]
-        plugin.breaker.record_health_check(True)
-        now = self.clock.monotonic()
-        with self._lock:
-            if plugin.failed_for_good or plugin.episode is not None:
-                return
-            probe = plugin.crash_loop
-            if plugin.degraded and plugin.degraded_until is None:
-                plugin.degraded = False
-            held = plugin.hold_until is not None and now < plugin.hold_until
-        if probe:
-            self._probe(plugin)
-        elif not held and plugin.breaker.state is _OPEN:
-            self._control(plugin.breaker.allow_trial)
-
     # -- episodes -----------------------------------------------------------------------------
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block (real time) until no episode is running or queued; False on timeout.
+        """Block (real time) until no episode is running or queued, and every alert,
+        audit record and log record made so far is delivered; False on timeout.
 
-        A plugin waiting in a crash loop for its next attempt is idle.
+        A plugin waiting in a crash loop for its next attempt is idle. A callback
+        past ``callback_timeout`` counts as delivered (abandoned).
         """
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            return self._idle.wait_for(lambda: self._open_episodes == 0, timeout)
+            if not self._idle.wait_for(lambda: self._open_episodes == 0, timeout):
+                return False
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        return self._outbox.wait_idle(left)
 
     def is_quiescent(self) -> bool:
         """True when nothing the manager does can go on until its clock moves.
 
-        That is: no strategy, ``can_handle`` or verifying health check is running;
-        no health check is running or due; no episode waits for a free worker, and
-        every episode in progress waits for a half-open trial; no crash loop's next
-        attempt is due. All that is left is time: a trial (or ``verify_timeout``), a
-        breaker's open period or a strategy's hold, a crash loop's delay, the next
-        health check. A back-off between attempts is not waiting: on a FakeClock the
+        That is: no strategy, ``can_handle``, verifying health check or user
+        callback (alert handler, audit or log record) is running or waiting to be
+        delivered; no health check is running or due; no episode waits for a free
+        worker, and every episode in progress is parked, waiting for a half-open
+        trial; no deadline of the timer (a crash loop's next attempt, a
+        verification's end) is due: seeing one due wakes the timer to act on it.
+        All that is left is time: a trial (or ``verify_timeout``), a breaker's open
+        period or a strategy's hold, a crash loop's delay, the next health check.
+        A back-off between attempts is not waiting: on a FakeClock the
         episode advances the clock through it itself.
 
         For tests that drive the manager with a :class:`recovery.testing.FakeClock`:
@@ -991,527 +785,25 @@ class RecoveryManager(Dispatcher):
         """
         monitor = self._monitor
         now = self.clock.monotonic()
+        if not self._outbox.idle():
+            return False
         with self._lock:
             if self._runner.running():
                 return False
-            waiting = len(self._trial_waits)
-            if any(verification.event.is_set() for verification in self._trial_waits):
-                return False  # a trial told: its episode goes on now
             queued = len(self._queue)
             if queued and self._free_workers:
                 return False
-            if self._open_episodes != waiting + queued:
+            if self._open_episodes != len(self._parked) + queued:
                 return False  # an episode is at work, or between a worker and its queue
-            if any(plugin.next_attempt is not None and plugin.next_attempt <= now
-                   for plugin in self._plugins.values()):
+            if self._due(now):
+                self._timer_wake.set()  # it may have read the clock before it moved
                 return False
         return monitor is None or not monitor._is_busy()
-
-    def _work(self) -> None:
-        self._own_thread()
-        stopping = self._stopping
-        while True:
-            with self._lock:
-                while not self._queue and not stopping.is_set():
-                    self._free_workers += 1
-                    try:
-                        self._work_ready.wait()
-                    finally:
-                        self._free_workers -= 1
-                if not self._queue:
-                    return
-                plugin = self._queue.popleft()
-            self._run_episode(plugin, stopping)
-
-    def _run_episode(self, plugin: _Plugin, stopping: threading.Event) -> None:
-        episode = plugin.episode
-        assert episode is not None
-        config = self.config
-        attempts = 1 if episode.probe else config.max_recovery_attempts
-        outcome = _INTERRUPTED
-        try:
-            for attempt in range(1, attempts + 1):
-                if stopping.is_set() or plugin.failed_for_good:
-                    break
-                with self._lock:
-                    episode.attempts = plugin.attempts = attempt
-                if attempt > 1:  # a failed verification reopened it: REPAIRING again
-                    self._control(plugin.breaker.begin_repair)
-                result = self._attempt(plugin, episode, stopping)
-                if result is not None:
-                    outcome = result
-                    break
-                if stopping.is_set() or plugin.failed_for_good:
-                    break
-                if attempt < attempts and self._pause(
-                    plugin, episode, stopping, config.backoff(attempt)
-                ):
-                    break
-            else:
-                outcome = _EXHAUSTED_OUTCOME
-        except Exception:
-            self.logger.exception("recovery episode of plugin %r failed", plugin.name)
-        finally:
-            self._finish_episode(plugin, episode, outcome)
-
-    def _pause(
-        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event, seconds: float
-    ) -> bool:
-        """The back-off between attempts; True if stop() cut it short. The
-        "recovery_time" alert fires at its deadline, within the pause if due there."""
-        end = self.clock.monotonic() + seconds
-        alarm = episode.alarm
-        if alarm is not None and alarm < end:
-            if _clock.pause(self.clock, stopping, max(alarm - self.clock.monotonic(), 0.0)):
-                return True
-            self._check_recovery_time(plugin, episode)
-        return _clock.pause(self.clock, stopping, max(end - self.clock.monotonic(), 0.0))
-
-    def _episode_wait(
-        self, plugin: _Plugin, episode: _Episode, event: threading.Event, timeout: float
-    ) -> bool:
-        """Wait for ``event`` on the manager's clock, at most ``timeout`` seconds,
-        firing the "recovery_time" alert when its deadline falls within the wait:
-        a hung strategy is exactly when that alert is needed."""
-        end = self.clock.monotonic() + timeout
-        while True:
-            alarm = episode.alarm
-            until = end if alarm is None else min(end, alarm)
-            if _clock.wait(self.clock, event, until - self.clock.monotonic()):
-                return True
-            if alarm is not None and self.clock.monotonic() >= alarm:
-                self._check_recovery_time(plugin, episode)
-            if self.clock.monotonic() >= end:
-                return event.is_set()
-
-    def _finish_episode(self, plugin: _Plugin, episode: _Episode, outcome: str) -> None:
-        """Settle the plugin after an episode: serving, held, in (or on in) a crash
-        loop, or given up; then the episode is over and ``wait_idle`` may return."""
-        breaker = plugin.breaker
-        config = self.config
-        now = self.clock.monotonic()
-        crash_started = crash_ended = gave_up = False
-        with self._lock:
-            plugin.episodes[outcome] += 1
-            if plugin.failed_for_good:
-                pass  # a non-recoverable failure arrived meanwhile: it has acted
-            elif outcome == _RECOVERED:
-                plugin.unrecovered = 0
-                crash_ended = plugin.crash_loop
-                if crash_ended:
-                    self._leave_crash_loop(plugin)
-            elif outcome == _INTERRUPTED:
-                if plugin.crash_loop:  # stopped during a probe: wait the same delay again
-                    plugin.next_attempt = now + plugin.crash_delay
-                    plugin.next_attempt_wall = time.time() + plugin.crash_delay
-            else:  # exhausted, held or unverified: not known to be back in service
-                plugin.unrecovered += 1
-                if config.give_up_after is not None and (
-                    plugin.unrecovered >= config.give_up_after
-                ):
-                    self._leave_crash_loop(plugin, failed_reason=_GAVE_UP)
-                    gave_up = True
-                elif outcome == _EXHAUSTED_OUTCOME or plugin.crash_loop:
-                    crash_started = not plugin.crash_loop
-                    self._enter_crash_loop(plugin, _EXHAUSTED, now)
-            in_crash_loop = plugin.crash_loop
-            for_good = plugin.failed_for_good
-        if for_good:
-            self._control(lambda: breaker.force_open(math.inf))
-        elif in_crash_loop:
-            self._control(lambda: breaker.force_open(math.inf))
-            self._timer_wake.set()
-        elif outcome in (_RECOVERED, _HELD, _UNVERIFIED):
-            self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
-        else:
-            self._control(lambda: breaker.end_repair(False))
-        self._check_recovery_time(plugin, episode)
-        self.logger.info(
-            "%s of plugin %r %s after %d attempt(s) (%d failure(s) counted)",
-            "crash-loop probe" if episode.probe else "recovery episode",
-            plugin.name, outcome, episode.attempts, episode.failures,
-        )
-        if crash_started:
-            self._crash_loop_started(
-                plugin,
-                f"{episode.attempts} recovery attempt(s) failed for "
-                f"{episode.failure.type.value} failure",
-            )
-        if crash_ended:
-            self._crash_loop_ended(plugin)
-        if gave_up:
-            self._alerts.fire_once(
-                plugin.name,
-                AlertKind.RECOVERY_EXHAUSTED,
-                f"{plugin.unrecovered} recovery episodes in a row failed "
-                f"(give_up_after={config.give_up_after}); breaker held open until "
-                "reset_plugin()",
-            )
-        with self._lock:
-            plugin.episode = None
-            plugin.last_trouble = self.clock.monotonic()
-            self._open_episodes -= 1
-            self._idle.notify_all()
-        self._timer_wake.set()
-
-    def _check_recovery_time(self, plugin: _Plugin, episode: _Episode) -> None:
-        """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
-        alarm = episode.alarm
-        if alarm is None or self.clock.monotonic() < alarm:
-            return
-        episode.alarm = None
-        elapsed = self.clock.monotonic() - episode.started
-        self._alerts.fire_once(
-            plugin.name,
-            AlertKind.RECOVERY_TIME,
-            f"recovery running for {elapsed:.3g}s (threshold {self._thresholds.recovery_time:g}s)",
-        )
-
-    def _chain(
-        self, plugin: _Plugin, episode: _Episode
-    ) -> list[tuple[str, RecoveryStrategy]]:
-        """The strategies to try, in order, for one attempt."""
-        config = self.config
-        name = plugin.name
-        with self._lock:
-            strategies = dict(self._strategies)
-        chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
-        if chosen is not None:
-            strategy = strategies.get(chosen)
-            if strategy is None:
-                self.logger.error("recovery strategy %r of plugin %r is not registered",
-                                  chosen, name)
-                return []
-            return [(chosen, strategy)]
-        ranked = sorted(
-            strategies.items(),
-            key=lambda item: -config.recovery_strategy_configs.get(item[0], {}).get(
-                "priority", item[1].priority
-            ),
-        )
-        return [
-            (strategy_name, strategy)
-            for strategy_name, strategy in ranked
-            if self._handles(plugin, episode, strategy_name, strategy)
-        ]
-
-    def _handles(
-        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy
-    ) -> bool:
-        """``strategy.can_handle(failure)``, bounded like ``recover``: a user's
-        ``can_handle`` that blocks must not hold a worker (the built-ins' are pure
-        and run inline). One that raises, hangs or answers oddly declines."""
-        failure = episode.failure
-        if type(strategy) in _BUILTIN_TYPES:
-            return strategy.can_handle(failure)
-        run = self._runner.run(
-            functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
-            f"can_handle {name} {plugin.name}",
-            functools.partial(self._episode_wait, plugin, episode),
-        )
-        if not run.finished:
-            self.logger.error("can_handle of strategy %r still running after %.3gs; abandoned",
-                              name, self.config.strategy_timeout)
-            return False
-        if run.error is not None:
-            self.logger.error("can_handle of strategy %r failed", name, exc_info=run.error)
-            return False
-        if not isinstance(run.value, bool):
-            self.logger.error("can_handle of strategy %r returned %s, not a bool; declined",
-                              name, _safe_repr(run.value))
-            return False
-        return run.value
-
-    def _attempt(
-        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event
-    ) -> str | None:
-        """Run the chain once: "recovered", "held", "unverified", or None when the
-        attempt failed.
-
-        Strategies are tried in order until one's action is done; that one's
-        verification is the attempt's verdict. A strategy that leaves the breaker
-        held open (backoff) or the plugin degraded (degrade) claims no fix, only
-        time or a fallback: it is not verified, and ends the episode "held". An
-        action nothing could verify ends it "unverified". Either way the
-        breaker's own next trial is the verification (a failed trial is a new
-        failure). Each run is audited: ``success`` is False when the action or
-        its verification failed.
-        """
-        failure = episode.failure
-        chain = self._chain(plugin, episode)
-        if not chain:
-            self.logger.warning("no recovery strategy handles %s failure of plugin %r",
-                                failure.type.value, plugin.name)
-        plugin_config = self._plugin_config(plugin.name)
-        for strategy_name, strategy in chain:
-            if stopping.is_set() or plugin.failed_for_good:
-                return None
-            ctx = RecoveryContext(
-                plugin_manager=self.plugin_manager,
-                breaker=plugin.breaker,
-                clock=self.clock,
-                logger=self.logger,
-                config=self.config.recovery_strategy_configs.get(strategy_name, {}),
-                plugin_config=plugin_config,
-                run_bounded=self._runner.run_or_raise,
-            )
-            started = self.clock.monotonic()
-            if not self._act(plugin, episode, strategy_name, strategy, ctx):
-                self._record_run(plugin, failure, strategy_name, False, False, None, started)
-                continue
-            retry_in = plugin.breaker.retry_after
-            if ctx.degraded or plugin.breaker.state is _OPEN:
-                now = self.clock.monotonic()
-                with self._lock:
-                    if ctx.degraded:
-                        plugin.degraded = True
-                        plugin.degraded_until = (
-                            None if ctx.degraded_for is None else now + ctx.degraded_for
-                        )
-                    if retry_in is not None and math.isfinite(retry_in):
-                        plugin.hold_until = now + retry_in
-                self._record_run(plugin, failure, strategy_name, True, True, None, started)
-                return _HELD
-            verified = self._verify(plugin, episode, stopping)
-            self._record_run(plugin, failure, strategy_name, verified is not False, True,
-                             verified, started)
-            if verified is None:
-                return _UNVERIFIED
-            return _RECOVERED if verified else None
-        return None
-
-    def _act(
-        self, plugin: _Plugin, episode: _Episode, name: str, strategy: RecoveryStrategy,
-        ctx: RecoveryContext,
-    ) -> bool:
-        """Run ``strategy.recover`` under ``strategy_timeout``; True if its action was done.
-
-        ``recover`` returns None on success and raises on failure. A strategy that
-        reports failure by returning it (``False``, ``"failed"``, anything but None
-        or True) has failed too, with a warning saying how to report it.
-        """
-        timeout = self.config.strategy_timeout
-        run = self._runner.run(
-            functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
-            f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
-        )
-        if not run.finished:
-            self.logger.error(
-                "recovery strategy %r for plugin %r still running after %.3gs; abandoned",
-                name, plugin.name, timeout,
-            )
-            return False
-        if run.error is not None:
-            self.logger.warning("recovery strategy %r failed for plugin %r", name, plugin.name,
-                                exc_info=run.error)
-            return False
-        if run.value is None or run.value is True:
-            return True
-        self.logger.warning(
-            "recovery strategy %r returned %s for plugin %r: taken as a failed attempt "
-            "(recover() returns None when done and raises when it fails)",
-            name, _safe_repr(run.value), plugin.name,
-        )
-        return False
-
-    def _verify(
-        self, plugin: _Plugin, episode: _Episode, stopping: threading.Event
-    ) -> bool | None:
-        """Is the plugin well after an action? True, False, or None when nothing
-        could tell (no health check, and no trial call within ``verify_timeout``).
-
-        A health check, run once under its timeout, decides while the breaker
-        stays REPAIRING, so a probe of a dependency still down costs no call.
-        Without one the breaker is moved to HALF_OPEN and its trials decide:
-        closing is a pass, reopening (a failed trial) a fail; at ``verify_timeout``
-        a trial that succeeded is a pass, and none at all is no verdict: the
-        breaker stays half-open and its next call is the trial. A strategy that
-        closed the breaker itself (reset) has no trials to wait for: no verdict.
-        """
-        breaker = plugin.breaker
-        with self._lock:
-            registered = self._health_checks.get(plugin.name)
-        if registered is not None:
-            check, check_config = registered
-            run = self._runner.run(
-                functools.partial(_check_once, check, check_config), check_config.timeout,
-                f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
-            )
-            healthy = run.finished and run.error is None and run.value is True
-            breaker.record_health_check(healthy)
-            if healthy:
-                self._control(lambda: breaker.end_repair(True))
-            return healthy
-        verification = _Verification()
-        with self._lock:
-            plugin.verification = verification
-        try:
-            successes = breaker.metrics().total_successes
-            self._control(lambda: breaker.end_repair(True))
-            state = breaker.state
-            if state is _CLOSED:
-                return None
-            if state is not CircuitBreakerState.HALF_OPEN:
-                return False
-            with self._lock:
-                self._trial_waits.add(verification)
-            try:
-                self._episode_wait(plugin, episode, verification.event,
-                                   self.config.verify_timeout)
-            finally:
-                with self._lock:
-                    self._trial_waits.discard(verification)
-            if stopping.is_set():
-                return None  # cut short by stop(): no verdict
-            if verification.verdict is not None:
-                return verification.verdict
-            if breaker.metrics().total_successes > successes:
-                return True
-            return None
-        finally:
-            with self._lock:
-                plugin.verification = None
-
-    def _record_run(
-        self, plugin: _Plugin, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None, started: float,
-    ) -> None:
-        """Audit and log one strategy run (begun at ``started`` on the clock), and count it
-        for status."""
-        self._audit(plugin.name, failure, action, success, action_succeeded, verified)
-        level = logging.INFO if success else logging.WARNING
-        if self.logger.isEnabledFor(level):
-            _events.emit(self.logger, level, "recovery action %s of plugin %r: %s", (
-                action, plugin.name, "success" if success else "failure"), {
-                "event": "recovery_action", "plugin": plugin.name, "action": action,
-                "result": "success" if success else "failure",
-                "duration": self.clock.monotonic() - started,
-                "failure_type": failure.type.value, "action_succeeded": action_succeeded,
-                "verified": verified,
-            })
-        with self._lock:
-            plugin.last_action = action
-            plugin.last_action_success = success
-            plugin.actions[action, success] += 1
-
-    def _plugin_config(self, name: str) -> Any:
-        """The config to load the plugin with: the plugin manager's ``config_of(name)``
-        when it has one (PluginRegistry does), else None."""
-        config_of = getattr(self.plugin_manager, "config_of", None)
-        if not callable(config_of):
-            return None
-        try:
-            return config_of(name)
-        except KeyError:
-            return None
-
-    def _audit(
-        self, name: str, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None,
-    ) -> None:
-        """One record per strategy run. A logger with ``log_recovery_attempt`` gets
-        the action's own result and the verification's too, through that method
-        only; a four-argument logger gets ``success``, the attempt's verdict."""
-        try:
-            record_attempt(self.audit_logger, name, failure.type.value, action, success,
-                           action_succeeded=action_succeeded, verified=verified)
-        except Exception:
-            self.logger.exception("audit logger failed to record %s of plugin %r", action, name)
-
-    # -- status ------------------------------------------------------------------------------
-
-    def status(self) -> RecoveryStatus:
-        """The manager and every plugin, as typed values (docs/design.md, "Status").
-
-        The manager's own bookkeeping is read at once under its lock; each breaker,
-        the health monitor and the cluster are then read once each.
-        """
-        monitor = self._monitor
-        with self._lock:
-            plugins = list(self._plugins.values())
-            running, in_progress = self._running, self._open_episodes
-            stuck = tuple(StuckStrategy(run.label, run.started) for run in self._runner.stuck())
-            stuck_health_checks = monitor.stuck_threads if monitor is not None else 0
-            recovery = {plugin.name: self._recovery_view(plugin) for plugin in plugins}
-            watched = set(self._health_checks)
-        return RecoveryStatus(
-            running=running,
-            auto_recovery=self.config.enable_auto_recovery,
-            health_checking=self.config.enable_health_checking,
-            alerting=self.config.enable_alerting,
-            episodes_in_progress=in_progress,
-            stuck_strategies=stuck,
-            stuck_health_checks=stuck_health_checks,
-            plugins={
-                plugin.name: PluginStatus(
-                    plugin.name,
-                    _breaker_view(plugin.breaker),
-                    _health_view(monitor if plugin.name in watched else None, plugin.name),
-                    recovery[plugin.name],
-                )
-                for plugin in plugins
-            },
-            cluster=self._cluster.status() if self._cluster is not None else None,
-        )
-
-    def get_recovery_status(self) -> dict[str, Any]:
-        """:meth:`status` as a JSON-serialisable dict (docs/design.md, "Status")."""
-        return self.status().to_dict()
-
-    def _recovery_view(self, plugin: _Plugin) -> PluginRecovery:
-        episode = plugin.episode
-        actions = plugin.actions
-        return PluginRecovery(
-            in_progress=episode is not None,
-            attempts=plugin.attempts,
-            last_action=plugin.last_action,
-            last_action_success=plugin.last_action_success,
-            degraded=plugin.degraded,
-            fallbacks_served=plugin.route.fallbacks_served,
-            failed=plugin.failed,
-            failed_reason=plugin.failed_reason,
-            crash_loop=plugin.crash_loop,
-            next_attempt=plugin.next_attempt_wall,
-            failed_episodes_in_a_row=plugin.unrecovered,
-            consecutive_failures=plugin.consecutive_failures,
-            episode_failures=episode.failures if episode is not None else 0,
-            episode_started=episode.wall_started if episode is not None else None,
-            recent_episodes=len(plugin.history),
-            actions={
-                action: ActionCounts(actions[action, True], actions[action, False])
-                for action in sorted({action for action, _ in actions})
-            },
-            episodes=EpisodeCounts(
-                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
-            ) if plugin.episodes else _NO_EPISODES,
-        )
-
-
-def _check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
-    """Run a plugin's health check (and its custom checks) once: True if all pass.
-
-    What counts as a pass is what the health monitor counts: True, or a
-    HealthCheckResult that is healthy. A check that raises fails (the caller sees
-    the exception).
-    """
-    for one in (check, *config.custom_checks):
-        result = one()
-        healthy = result.healthy if isinstance(result, HealthCheckResult) else result
-        if healthy is not True:
-            return False
-    return True
 
 
 def _describe(exc: BaseException) -> str:
     """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
     return exception_message(exc) or type(exc).__name__
-
-
-def _safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<{type(value).__name__} (its repr() failed)>"
 
 
 def _check_name(what: str, name: Any) -> None:
@@ -1522,11 +814,7 @@ def _check_name(what: str, name: Any) -> None:
 
 
 def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, clock: Any) -> None:
-    """Refuse at construction what would fail at the first episode, or lose its records.
-
-    None is refused too: a manager without an audit trail would drop every record
-    in silence (``recovery.LoggingAuditLogger()`` sends them to the logging system).
-    """
+    """Refuse at construction what would fail at the first episode, or lose its records."""
     if not isinstance(plugin_manager, PluginManager):
         raise TypeError(
             "plugin_manager must be a PluginManager (get_plugin(), list_plugins(), "
@@ -1544,33 +832,3 @@ def _check_collaborators(plugin_manager: Any, audit_logger: Any, logger: Any, cl
         callable(getattr(clock, "monotonic", None)) and callable(getattr(clock, "sleep", None))
     ):
         raise TypeError(f"clock must have monotonic() and sleep(), got {clock!r}")
-
-
-def _health_view(monitor: HealthMonitor | None, name: str) -> HealthCheckStatus:
-    """The monitor's view of the plugin; not checked (``enabled`` False) without one.
-
-    A plugin that is not being checked (no check, health checking off, or the
-    manager not started) shows the same fields, empty, with ``enabled`` False.
-    """
-    if monitor is not None:
-        try:
-            view = monitor.status(name)
-        except KeyError:  # registered after the last stop(): watched from the next start()
-            pass
-        else:
-            return HealthCheckStatus.checked(view)
-    return _NOT_CHECKED
-
-
-# Shared by every plugin in that state: most are never checked, or never recovered.
-_NOT_CHECKED = HealthCheckStatus()
-_NO_EPISODES = EpisodeCounts()
-
-
-def _breaker_view(breaker: CircuitBreaker) -> CircuitBreakerMetrics:
-    metrics = breaker.metrics()
-    retry = metrics.next_retry_time
-    if retry is not None and not math.isfinite(retry):
-        # Held open until reset: there is no retry time to show.
-        metrics = attrs.evolve(metrics, next_retry_time=None)
-    return metrics

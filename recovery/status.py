@@ -126,7 +126,10 @@ class PluginRecovery:
     ``next_attempt``) or until ``reset_plugin()``; ``failed_reason`` says which.
     ``episode_failures`` and ``episode_started`` describe the episode in progress
     (0 and None without one); ``recent_episodes`` counts those within the
-    restart-intensity period.
+    restart-intensity period. ``abandoned_threads``: its steps (strategies,
+    checks, callbacks) abandoned at their timeout whose threads still run, at
+    most ``max_abandoned_threads``; ``refused_runs``: steps not started because
+    that bound was reached.
     """
 
     in_progress: bool = False
@@ -144,6 +147,9 @@ class PluginRecovery:
     episode_failures: int = 0
     episode_started: float | None = None  # wall clock
     recent_episodes: int = 0
+    abandoned_threads: int = 0
+    refused_runs: int = 0
+    down_since: float | None = None  # wall clock: when its current trouble began
     actions: Mapping[str, ActionCounts] = attrs.field(factory=dict)  # by strategy, sorted
     episodes: EpisodeCounts = EpisodeCounts()
 
@@ -164,6 +170,9 @@ class PluginRecovery:
             "episode_failures": self.episode_failures,
             "episode_started": iso_utc(self.episode_started),
             "recent_episodes": self.recent_episodes,
+            "abandoned_threads": self.abandoned_threads,
+            "refused_runs": self.refused_runs,
+            "down_since": iso_utc(self.down_since),
             "actions": {action: counts.to_dict() for action, counts in self.actions.items()},
             "episodes": self.episodes.to_dict(),
         }
@@ -181,10 +190,16 @@ class PluginStatus:
     circuit_breaker: CircuitBreakerMetrics
     health_check: HealthCheckStatus
     recovery: PluginRecovery
+    kind: str = "plugin"  # or "dependency" (registered with register_dependency())
+    depends_on: tuple[str, ...] = ()
+    tags: Mapping[str, str] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The sections by name (the plugin's own name is the key it is filed under)."""
         return {
+            "kind": self.kind,
+            "depends_on": list(self.depends_on),
+            "tags": dict(self.tags),
             "circuit_breaker": self.circuit_breaker.to_dict(),
             "health_check": self.health_check.to_dict(),
             "recovery": self.recovery.to_dict(),
@@ -216,6 +231,9 @@ class RecoveryStatus:
     stuck_health_checks: int  # abandoned health-check threads still alive
     plugins: Mapping[str, PluginStatus]
     cluster: Mapping[str, Any] | None = None
+    # Alert handlers, audit and log records past callback_timeout, or that raised.
+    callback_timeouts: int = 0
+    callback_errors: int = 0
 
     def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
         """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
@@ -228,6 +246,8 @@ class RecoveryStatus:
             "episodes_in_progress": self.episodes_in_progress,
             "stuck_strategies": [stuck.to_dict() for stuck in self.stuck_strategies],
             "stuck_health_checks": self.stuck_health_checks,
+            "callback_timeouts": self.callback_timeouts,
+            "callback_errors": self.callback_errors,
         }
         if plugins:
             data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}

@@ -162,6 +162,12 @@ def run_threads(count: int, target: Callable[[int], Any], timeout: float = 20.0)
     assert errors == []
 
 
+def no_episode(rm: RecoveryManager) -> bool:
+    """No episode is running or queued now (what ``wait_idle(0)`` said before it also
+    waited for the alerts and records the manager delivers on its own thread)."""
+    return rm.status().episodes_in_progress == 0
+
+
 def settle(
     rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0
 ) -> None:

@@ -465,7 +465,7 @@ def test_manager_attaches_every_plugin_and_reports_the_cluster(
     cluster = Cluster(redis_url, namespace=namespace)
     other = Cluster(redis_url, namespace=namespace)
     rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
-    cb = rm.register_plugin("db", config)
+    cb = rm.register_dependency("db", breaker_config=config)
     peer = CircuitBreaker("db", config)
     other.attach(peer)
     # Attached before the clusters start, so each connection reads the breakers' records

@@ -41,7 +41,7 @@ WAIT = 5.0  # seconds: the most any promised update may take here
 def failing_manager(*names: str) -> RecoveryManager:
     """A started manager on a fake clock (episodes wait on it) with a failing strategy "bad"."""
     rm = RecoveryManager(
-        StubPluginManager(), RecordingAuditLogger(),
+        StubPluginManager(*names), RecordingAuditLogger(),
         RecoveryConfig(enable_health_checking=False, default_recovery_strategy="bad"),
         clock=FakeClock(),
     )

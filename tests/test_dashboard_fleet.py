@@ -248,7 +248,7 @@ def test_a_managers_plugins_carry_their_recovery_flags(
 ) -> None:
     cluster = Cluster(redis_url, namespace=namespace, node_id="mgr")
     rm = RecoveryManager(
-        StubPluginManager(), RecordingAuditLogger(),
+        StubPluginManager("p", "q"), RecordingAuditLogger(),
         RecoveryConfig(enable_health_checking=False, default_recovery_strategy="bad"),
         clock=FakeClock(), cluster=cluster,
     )

@@ -123,7 +123,8 @@ def _recovery(**fields: Any) -> dict[str, Any]:
         "degraded": False, "fallbacks_served": 0, "failed": False, "failed_reason": None,
         "crash_loop": False, "next_attempt": None, "failed_episodes_in_a_row": 0,
         "consecutive_failures": 0, "episode_failures": 0, "episode_started": None,
-        "recent_episodes": 0, "actions": {},
+        "recent_episodes": 0, "abandoned_threads": 0, "refused_runs": 0, "down_since": None,
+        "actions": {},
         "episodes": {"recovered": 0, "held": 0, "unverified": 0, "exhausted": 0,
                      "interrupted": 0},
         **fields,
@@ -138,8 +139,11 @@ EXPECTED: dict[str, Any] = {
     "episodes_in_progress": 0,
     "stuck_strategies": [],
     "stuck_health_checks": 0,
+    "callback_timeouts": 0,
+    "callback_errors": 0,
     "plugins": {
         "steady": {
+            "kind": "plugin", "depends_on": [], "tags": {},
             "circuit_breaker": _breaker(
                 "steady", "closed", total_requests=1, total_successes=1, last_success=WALL,
                 state_change_time=WALL, health_check_success=True),
@@ -151,30 +155,33 @@ EXPECTED: dict[str, Any] = {
             "recovery": _recovery(),
         },
         "broken": {
+            "kind": "plugin", "depends_on": [], "tags": {},
             "circuit_breaker": _breaker("broken", "open", state_change_time=WALL),
             "health_check": _UNCHECKED,
             "recovery": _recovery(failed=True, failed_reason="unrecoverable",
                                   consecutive_failures=1),
         },
         "looping": {
+            "kind": "plugin", "depends_on": [], "tags": {},
             "circuit_breaker": _breaker("looping", "open", state_change_time=WALL,
                                         circuit_open_time=1.0),
             "health_check": _UNCHECKED,
             "recovery": _recovery(
                 attempts=2, last_action="bad", last_action_success=False, failed=True,
-                failed_reason="exhausted", crash_loop=True, next_attempt=WALL,
+                failed_reason="exhausted", crash_loop=True, next_attempt=WALL, down_since=WALL,
                 failed_episodes_in_a_row=1, consecutive_failures=1, recent_episodes=1,
                 actions={"bad": {"success": 0, "failure": 2}},
                 episodes={"recovered": 0, "held": 0, "unverified": 0, "exhausted": 1,
                           "interrupted": 0}),
         },
         "degraded": {
+            "kind": "plugin", "depends_on": [], "tags": {},
             "circuit_breaker": _breaker("degraded", "half_open", state_change_time=WALL),
             "health_check": _UNCHECKED,
             "recovery": _recovery(
                 attempts=1, last_action="degrade", last_action_success=True, degraded=True,
                 fallbacks_served=1, failed_episodes_in_a_row=1, consecutive_failures=1,
-                recent_episodes=1,
+                recent_episodes=1, down_since=WALL,
                 actions={"degrade": {"success": 1, "failure": 0}},
                 episodes={"recovered": 0, "held": 1, "unverified": 0, "exhausted": 0,
                           "interrupted": 0}),

@@ -1,0 +1,606 @@
+"""The episode runner: the manager's worker threads, and what one episode does.
+
+An episode is the recovery of one plugin, from the failure that started it to
+its end (docs/design.md, "Episodes"). A worker takes it from the queue and runs
+its attempts: each runs the plugin's strategy chain, every step of which is
+user code bounded on a thread of its own (:mod:`recovery._bounded`), and the
+action it did is verified. Verification by a health check is run once, bounded.
+Verification by the breaker's half-open trials is a *deadline*, not a held
+worker: the episode is parked, its worker freed for other plugins, and the
+timer (:mod:`recovery._crash_loop`) or the trial's transition hands it back to
+a worker with its verdict. (Held for ``verify_timeout``, two workers took
+83 minutes to get 1,000 idle plugins out of REPAIRING.)
+
+Every strategy run is audited before the episode moves on, through the outbox
+(:mod:`recovery._outbox`): bounded by ``callback_timeout``, a BaseException or a
+block of the audit logger is counted and logged, and the episode goes on. The
+runner's own log records go through the outbox too, so a log handler that
+blocks holds no worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import functools
+import logging
+import math
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from recovery import _clock, _deadline
+from recovery._bounded import ThreadRunner
+from recovery._dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
+from recovery._outbox import Outbox
+from recovery._supervised import (
+    CLOSED,
+    EXHAUSTED,
+    EXHAUSTED_OUTCOME,
+    GAVE_UP,
+    HELD,
+    INTERRUPTED,
+    OPEN,
+    RECOVERED,
+    UNVERIFIED,
+    Episode,
+    Supervised,
+    Verification,
+)
+from recovery.alerts import AlertDispatcher, AlertKind, AlertThresholds
+from recovery.audit import AuditLogger, record_attempt
+from recovery.failures import FailureInfo
+from recovery.health import HealthCheckConfig, HealthCheckResult
+from recovery.plugins import PluginManager
+from recovery.state import CircuitBreakerState
+from recovery.strategies import (
+    BUILTIN_STRATEGIES,
+    RecoveryContext,
+    RecoveryStrategy,
+)
+
+if TYPE_CHECKING:
+    from recovery.config import RecoveryConfig
+
+BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
+class _Park(enum.Enum):
+    PARKED = enum.auto()
+
+
+PARKED = _Park.PARKED
+"""What an attempt returns when its verification waits off the workers."""
+
+
+class EpisodeRunner:
+    """The episode part of :class:`recovery.RecoveryManager` (a mixin)."""
+
+    config: RecoveryConfig
+    clock: _clock.Clock
+    logger: logging.Logger
+    plugin_manager: PluginManager
+    audit_logger: AuditLogger
+    _lock: threading.RLock
+    _idle: threading.Condition
+    _work_ready: threading.Condition
+    _queue: collections.deque[Supervised]
+    _parked: dict[str, Supervised]  # by name, in the order they parked
+    _free_workers: int
+    _open_episodes: int
+    _running: bool
+    _stopping: threading.Event
+    _timer_wake: threading.Event
+    _runner: ThreadRunner
+    _outbox: Outbox
+    _alerts: AlertDispatcher
+    _thresholds: AlertThresholds
+    _strategies: dict[str, RecoveryStrategy]
+    _health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]]
+
+    if TYPE_CHECKING:
+        def _own_thread(self) -> None: ...
+        def _control(self, action: Callable[[], object]) -> None: ...
+        def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None: ...
+        def _leave_crash_loop(self, plugin: Supervised,
+                              failed_reason: str | None = None) -> None: ...
+        def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
+        def _crash_loop_ended(self, plugin: Supervised) -> None: ...
+        def _wait_again(self, plugin: Supervised, now: float) -> None: ...
+
+    def _work(self) -> None:
+        self._own_thread()
+        stopping = self._stopping
+        while True:
+            with self._lock:
+                while not self._queue and not stopping.is_set():
+                    self._free_workers += 1
+                    try:
+                        self._work_ready.wait()
+                    finally:
+                        self._free_workers -= 1
+                if not self._queue:
+                    return
+                plugin = self._queue.popleft()
+            self._run_episode(plugin, stopping)
+
+    def _run_episode(self, plugin: Supervised, stopping: threading.Event) -> None:
+        """Run the episode's attempts, from where it stands, until it ends or parks.
+
+        A parked episode (its verification waits off the workers) comes back here
+        with its verdict: that attempt is settled first, then the next ones run.
+        """
+        episode = plugin.episode
+        assert episode is not None
+        config = self.config
+        attempts = 1 if episode.probe else config.max_recovery_attempts
+        outcome = INTERRUPTED
+        parked = False
+        try:
+            verification, episode.parked = episode.parked, None
+            result: str | _Park | None = None
+            if verification is not None:
+                result = self._settle_verification(plugin, episode, verification, stopping)
+            while result is None:
+                attempt = episode.attempts
+                if attempt >= 1 and (stopping.is_set() or plugin.failed_for_good):
+                    break
+                if attempt >= attempts:
+                    outcome = EXHAUSTED_OUTCOME
+                    break
+                if attempt >= 1 and self._pause(plugin, episode, stopping,
+                                                config.backoff(attempt)):
+                    break
+                if stopping.is_set() or plugin.failed_for_good:
+                    break
+                with self._lock:
+                    episode.attempts = plugin.attempts = attempt + 1
+                if attempt >= 1:  # a failed verification reopened it: REPAIRING again
+                    self._control(plugin.breaker.begin_repair)
+                result = self._attempt(plugin, episode, stopping)
+            if result is PARKED:
+                parked = True
+            elif result is not None:
+                outcome = result
+        except Exception as exc:
+            self._outbox.log(logging.ERROR, "recovery episode of %s failed", label(plugin),
+                             exc_info=exc)
+        finally:
+            if not parked:
+                self._finish_episode(plugin, episode, outcome)
+
+    def _pause(
+        self, plugin: Supervised, episode: Episode, stopping: threading.Event, seconds: float
+    ) -> bool:
+        """The back-off between attempts; True if stop() cut it short. The
+        "recovery_time" alert fires at its deadline, within the pause if due there."""
+        end = self.clock.monotonic() + seconds
+        alarm = episode.alarm
+        if alarm is not None and alarm < end:
+            if _deadline.pause(self.clock, stopping, max(alarm - self.clock.monotonic(), 0.0)):
+                return True
+            self._check_recovery_time(plugin, episode)
+        return _deadline.pause(self.clock, stopping, max(end - self.clock.monotonic(), 0.0))
+
+    def _episode_wait(
+        self, plugin: Supervised, episode: Episode, event: threading.Event, timeout: float
+    ) -> bool:
+        """Wait for ``event`` on the manager's clock, at most ``timeout`` seconds,
+        firing the "recovery_time" alert when its deadline falls within the wait:
+        a hung strategy is exactly when that alert is needed."""
+        end = self.clock.monotonic() + timeout
+        while True:
+            alarm = episode.alarm
+            until = end if alarm is None else min(end, alarm)
+            if _deadline.wait_until(self.clock, event, until):
+                return True
+            if alarm is not None and self.clock.monotonic() >= alarm:
+                self._check_recovery_time(plugin, episode)
+            if self.clock.monotonic() >= end:
+                return event.is_set()
+
+    def _finish_episode(self, plugin: Supervised, episode: Episode, outcome: str) -> None:
+        """Settle the plugin after an episode: serving, held, in (or on in) a crash
+        loop, or given up; then the episode is over and ``wait_idle`` may return."""
+        breaker = plugin.breaker
+        config = self.config
+        now = self.clock.monotonic()
+        crash_started = crash_ended = gave_up = False
+        with self._lock:
+            plugin.episodes[outcome] += 1
+            if plugin.failed_for_good:
+                pass  # a non-recoverable failure arrived meanwhile: it has acted
+            elif outcome == RECOVERED:
+                plugin.unrecovered = 0
+                crash_ended = plugin.crash_loop
+                if crash_ended:
+                    self._leave_crash_loop(plugin)
+            elif outcome == INTERRUPTED:
+                if plugin.crash_loop:  # stopped during a probe: wait the same delay again
+                    self._wait_again(plugin, now)
+            else:  # exhausted, held or unverified: not known to be back in service
+                plugin.unrecovered += 1
+                if config.give_up_after is not None and (
+                    plugin.unrecovered >= config.give_up_after
+                ):
+                    self._leave_crash_loop(plugin, failed_reason=GAVE_UP)
+                    gave_up = True
+                elif outcome == EXHAUSTED_OUTCOME or plugin.crash_loop:
+                    crash_started = not plugin.crash_loop
+                    self._enter_crash_loop(plugin, EXHAUSTED, now)
+            in_crash_loop = plugin.crash_loop
+            for_good = plugin.failed_for_good
+        if for_good:
+            self._control(lambda: breaker.force_open(math.inf))
+        elif in_crash_loop:
+            self._control(lambda: breaker.force_open(math.inf))
+            self._timer_wake.set()
+        elif outcome in (RECOVERED, HELD, UNVERIFIED):
+            self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
+        else:
+            self._control(lambda: breaker.end_repair(False))
+        self._check_recovery_time(plugin, episode)
+        self._outbox.log(
+            logging.INFO, "%s of %s %s after %d attempt(s) (%d failure(s) counted)",
+            "probe" if plugin.kind == DEPENDENCY else
+            "crash-loop probe" if episode.probe else "recovery episode",
+            label(plugin), outcome, episode.attempts, episode.failures,
+        )
+        if crash_started:
+            self._crash_loop_started(plugin, f"{episode.attempts} probe(s) failed"
+                                     if plugin.kind == DEPENDENCY else
+                                     f"{episode.attempts} recovery attempt(s) failed for "
+                                     f"{episode.failure.type.value} failure")
+        if crash_ended:
+            self._crash_loop_ended(plugin)
+        if gave_up:
+            self._alerts.fire_once(
+                plugin.name,
+                AlertKind.RECOVERY_EXHAUSTED,
+                f"{plugin.unrecovered} recovery episodes in a row failed "
+                f"(give_up_after={config.give_up_after}); breaker held open until "
+                "reset_plugin()",
+            )
+        with self._lock:
+            plugin.episode = None
+            plugin.last_trouble = self.clock.monotonic()
+            self._open_episodes -= 1
+            self._idle.notify_all()
+        self._timer_wake.set()
+
+    def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None:
+        """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
+        alarm = episode.alarm
+        if alarm is None or self.clock.monotonic() < alarm:
+            return
+        episode.alarm = None
+        elapsed = self.clock.monotonic() - episode.started
+        self._alerts.fire_once(
+            plugin.name,
+            AlertKind.RECOVERY_TIME,
+            f"recovery running for {elapsed:.3g}s (threshold {self._thresholds.recovery_time:g}s)",
+        )
+
+    def _chain(
+        self, plugin: Supervised, episode: Episode
+    ) -> list[tuple[str, RecoveryStrategy]]:
+        """The strategies to try, in order, for one attempt."""
+        config = self.config
+        name = plugin.name
+        with self._lock:
+            strategies = dict(self._strategies)
+        chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
+        if plugin.kind == DEPENDENCY and (chosen is None or chosen in PLUGIN_ACTIONS):
+            return [("probe", PROBE)]  # nothing to restart or reload: probe it
+        if chosen is not None:
+            strategy = strategies.get(chosen)
+            if strategy is None:
+                self._outbox.log(logging.ERROR,
+                                 "recovery strategy %r of plugin %r is not registered",
+                                 chosen, name)
+                return []
+            return [(chosen, strategy)]
+        ranked = sorted(
+            strategies.items(),
+            key=lambda item: -config.recovery_strategy_configs.get(item[0], {}).get(
+                "priority", item[1].priority
+            ),
+        )
+        return [
+            (strategy_name, strategy)
+            for strategy_name, strategy in ranked
+            if self._handles(plugin, episode, strategy_name, strategy)
+        ]
+
+    def _handles(
+        self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy
+    ) -> bool:
+        """``strategy.can_handle(failure)``, bounded like ``recover``: a user's
+        ``can_handle`` that blocks must not hold a worker (the built-ins' are pure
+        and run inline). One that raises, hangs or answers oddly declines."""
+        failure = episode.failure
+        if type(strategy) in BUILTIN_TYPES:
+            return strategy.can_handle(failure)
+        run = self._runner.run(
+            functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
+            f"can_handle {name} {plugin.name}",
+            functools.partial(self._episode_wait, plugin, episode), key=plugin.name,
+        )
+        if run.refused:
+            self._refused(plugin, f"can_handle of strategy {name!r}")
+            return False
+        if not run.finished:
+            self._outbox.log(logging.ERROR,
+                             "can_handle of strategy %r still running after %.3gs; abandoned",
+                             name, self.config.strategy_timeout)
+            return False
+        if run.error is not None:
+            self._outbox.log(logging.ERROR, "can_handle of strategy %r failed", name,
+                             exc_info=run.error)
+            return False
+        if not isinstance(run.value, bool):
+            self._outbox.log(logging.ERROR,
+                             "can_handle of strategy %r returned %s, not a bool; declined",
+                             name, safe_repr(run.value))
+            return False
+        return run.value
+
+    def _attempt(
+        self, plugin: Supervised, episode: Episode, stopping: threading.Event
+    ) -> str | _Park | None:
+        """Run the chain once: "recovered", "held", "unverified", PARKED (its
+        verification waits off the workers), or None when the
+        attempt failed.
+
+        Strategies are tried in order until one's action is done; that one's
+        verification is the attempt's verdict. A strategy that leaves the breaker
+        held open (backoff) or the plugin degraded (degrade) claims no fix, only
+        time or a fallback: it is not verified, and ends the episode "held". An
+        action nothing could verify ends it "unverified". Either way the
+        breaker's own next trial is the verification (a failed trial is a new
+        failure). Each run is audited: ``success`` is False when the action or
+        its verification failed.
+        """
+        failure = episode.failure
+        chain = self._chain(plugin, episode)
+        if not chain:
+            self._outbox.log(logging.WARNING,
+                             "no recovery strategy handles %s failure of plugin %r",
+                             failure.type.value, plugin.name)
+        plugin_config = self._plugin_config(plugin.name)
+        for strategy_name, strategy in chain:
+            if stopping.is_set() or plugin.failed_for_good:
+                return None
+            ctx = RecoveryContext(
+                plugin_manager=self.plugin_manager,
+                breaker=plugin.breaker,
+                clock=self.clock,
+                logger=self.logger,
+                config=self.config.recovery_strategy_configs.get(strategy_name, {}),
+                plugin_config=plugin_config,
+                run_bounded=functools.partial(self._runner.run_or_raise, key=plugin.name),
+            )
+            started = self.clock.monotonic()
+            if not self._act(plugin, episode, strategy_name, strategy, ctx):
+                self._record_run(plugin, failure, strategy_name, False, False, None, started)
+                continue
+            retry_in = plugin.breaker.retry_after
+            if ctx.degraded or plugin.breaker.state is OPEN:
+                now = self.clock.monotonic()
+                with self._lock:
+                    if ctx.degraded:
+                        plugin.degraded = True
+                        plugin.degraded_until = (
+                            None if ctx.degraded_for is None else now + ctx.degraded_for
+                        )
+                    if retry_in is not None and math.isfinite(retry_in):
+                        plugin.hold_until = now + retry_in
+                self._record_run(plugin, failure, strategy_name, True, True, None, started)
+                return HELD
+            verified = self._verify(plugin, episode, strategy_name, started, stopping)
+            if verified is PARKED:
+                return PARKED
+            self._record_run(plugin, failure, strategy_name, verified is not False, True,
+                             verified, started)
+            if verified is None:
+                return UNVERIFIED
+            return RECOVERED if verified else None
+        return None
+
+    def _act(
+        self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy,
+        ctx: RecoveryContext,
+    ) -> bool:
+        """Run ``strategy.recover`` under ``strategy_timeout``; True if its action was done.
+
+        ``recover`` returns None on success and raises on failure. A strategy that
+        reports failure by returning it (``False``, ``"failed"``, anything but None
+        or True) has failed too, with a warning saying how to report it.
+        """
+        timeout = self.config.strategy_timeout
+        run = self._runner.run(
+            functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
+            f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
+            key=plugin.name,
+        )
+        if run.refused:
+            self._refused(plugin, f"recovery strategy {name!r}")
+            return False
+        if not run.finished:
+            self._outbox.log(
+                logging.ERROR,
+                "recovery strategy %r for plugin %r still running after %.3gs; abandoned",
+                name, plugin.name, timeout,
+            )
+            return False
+        if run.error is not None:
+            self._outbox.log(logging.WARNING, "recovery strategy %r failed for plugin %r", name,
+                             plugin.name, exc_info=run.error)
+            return False
+        if run.value is None or run.value is True:
+            return True
+        self._outbox.log(
+            logging.WARNING,
+            "recovery strategy %r returned %s for plugin %r: taken as a failed attempt "
+            "(recover() returns None when done and raises when it fails)",
+            name, safe_repr(run.value), plugin.name,
+        )
+        return False
+
+    def _verify(
+        self, plugin: Supervised, episode: Episode, action: str, started: float,
+        stopping: threading.Event,
+    ) -> bool | _Park | None:
+        """Is the plugin well after ``action`` (run from ``started``)? True, False,
+        None when nothing could tell, or PARKED: the verdict comes later.
+
+        A health check (registered, or the plugin's own, even with periodic health
+        checking off), run once under its timeout, decides while the breaker stays
+        REPAIRING, so a probe of a dependency still down costs no call. Without one
+        the breaker is moved to HALF_OPEN and its trials decide: closing is a pass,
+        reopening (a failed trial) a fail. Waiting for them holds no worker: the
+        episode is *parked* until a trial tells or ``verify_timeout`` passes (the
+        timer's deadline), then handed back to a worker. At the deadline a trial
+        that succeeded is a pass, and none at all is no verdict: the breaker stays
+        half-open and its next call is the trial. A strategy that closed the
+        breaker itself (reset) has no trials to wait for: no verdict.
+        """
+        breaker = plugin.breaker
+        with self._lock:
+            registered = self._health_checks.get(plugin.name)
+        if registered is not None:
+            check, check_config = registered
+            run = self._runner.run(
+                functools.partial(check_once, check, check_config), check_config.timeout,
+                f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
+                key=plugin.name,
+            )
+            healthy = run.finished and run.error is None and run.value is True
+            breaker.record_health_check(healthy)
+            if healthy:
+                self._control(lambda: breaker.end_repair(True))
+            return healthy
+        verification = Verification(action, started, breaker.metrics().total_successes,
+                                    self.clock.monotonic() + self.config.verify_timeout)
+        with self._lock:
+            plugin.verification = verification
+        self._control(lambda: breaker.end_repair(True))
+        state = breaker.state
+        with self._lock:
+            if state is CircuitBreakerState.HALF_OPEN and verification.verdict is None and (
+                    self._running and not stopping.is_set()):
+                episode.parked = verification
+                self._parked[plugin.name] = plugin
+                self._timer_wake.set()
+                return PARKED
+            plugin.verification = None
+        if state is CLOSED:
+            return None
+        if state is not CircuitBreakerState.HALF_OPEN:
+            return False
+        return verification.verdict  # a trial told before the episode could park
+
+    def _resume(self, plugin: Supervised, verification: Verification) -> None:
+        """A parked verification has its verdict, or its deadline passed: hand the
+        episode back to a worker."""
+        with self._lock:
+            episode = plugin.episode
+            if (self._parked.get(plugin.name) is not plugin or episode is None
+                    or episode.parked is not verification):
+                return
+            del self._parked[plugin.name]
+            plugin.verification = None
+            self._queue.append(plugin)
+            self._work_ready.notify()
+        self._timer_wake.set()  # its deadline is no longer one to wait for
+
+    def _settle_verification(
+        self, plugin: Supervised, episode: Episode, verification: Verification,
+        stopping: threading.Event,
+    ) -> str | None:
+        """The verdict of a parked verification (at its deadline: a trial that
+        succeeded is a pass, none is no verdict), audited; the attempt's result."""
+        verified = verification.verdict
+        if verified is None and not stopping.is_set() and (
+                plugin.breaker.metrics().total_successes > verification.successes):
+            verified = True
+        self._record_run(plugin, episode.failure, verification.action, verified is not False,
+                         True, verified, verification.started)
+        if verified is None:
+            return UNVERIFIED
+        return RECOVERED if verified else None
+
+    def _record_run(
+        self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
+        action_succeeded: bool, verified: bool | None, started: float,
+    ) -> None:
+        """Audit and log one strategy run (begun at ``started`` on the clock), and count it
+        for status."""
+        self._audit(plugin.name, failure, action, success, action_succeeded, verified)
+        level = logging.INFO if success else logging.WARNING
+        if self.logger.isEnabledFor(level):
+            self._outbox.log(level, "recovery action %s of %s: %s",
+                             action, label(plugin), "success" if success else "failure", extra={
+                "event": "recovery_action", "plugin": plugin.name, "action": action,
+                "result": "success" if success else "failure",
+                "duration": self.clock.monotonic() - started,
+                "failure_type": failure.type.value, "action_succeeded": action_succeeded,
+                "verified": verified,
+            })
+        with self._lock:
+            plugin.last_action = action
+            plugin.last_action_success = success
+            plugin.actions[action, success] += 1
+
+    def _plugin_config(self, name: str) -> Any:
+        """The config to load the plugin with: the plugin manager's ``config_of(name)``
+        when it has one (PluginRegistry does), else None."""
+        config_of = getattr(self.plugin_manager, "config_of", None)
+        if not callable(config_of):
+            return None
+        try:
+            return config_of(name)
+        except KeyError:
+            return None
+
+    def _audit(
+        self, name: str, failure: FailureInfo, action: str, success: bool,
+        action_succeeded: bool, verified: bool | None,
+    ) -> None:
+        """One record per strategy run. A logger with ``log_recovery_attempt`` gets
+        the action's own result and the verification's too, through that method
+        only; a four-argument logger gets ``success``, the attempt's verdict."""
+        self._outbox.deliver(
+            f"audit logger (record of {action} of plugin {name!r})", name,
+            functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
+                              action, success, action_succeeded=action_succeeded,
+                              verified=verified))
+
+    def _refused(self, plugin: Supervised, what: str) -> None:
+        """A run not started: the plugin has as many stuck threads as allowed."""
+        with self._lock:
+            plugin.refused_runs += 1
+        self._outbox.log(
+            logging.ERROR, "%s for plugin %r not run: %d of its threads are stuck (the most "
+            "allowed); it fails at once until one returns", what, plugin.name,
+            self.config.max_abandoned_threads)
+
+
+def check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
+    """Run a plugin's health check (and its custom checks) once: True if all pass.
+
+    What counts as a pass is what the health monitor counts: True, or a
+    HealthCheckResult that is healthy. A check that raises fails (the caller sees
+    the exception).
+    """
+    for one in (check, *config.custom_checks):
+        result = one()
+        healthy = result.healthy if isinstance(result, HealthCheckResult) else result
+        if healthy is not True:
+            return False
+    return True
+
+
+def safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} (its repr() failed)>"

@@ -1,0 +1,146 @@
+"""The recovery manager's bookkeeping: one record per supervised plugin, its episode,
+and a verification parked until a trial or its deadline tells.
+
+Plain records, guarded by the manager's lock; the manager, its episode runner and
+its crash-loop timer all read and write them.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import attrs
+
+from recovery._impl import Route
+from recovery.breaker import CircuitBreaker
+from recovery.failures import FailureInfo
+from recovery.state import CircuitBreakerState
+
+CLOSED = CircuitBreakerState.CLOSED
+OPEN = CircuitBreakerState.OPEN
+REJECTING = (CircuitBreakerState.OPEN, CircuitBreakerState.REPAIRING)
+
+
+@attrs.define(eq=False)
+class Verification:
+    """After an action on a plugin without a health check: its breaker is half-open,
+    and the episode is parked (no worker held) until a trial tells or ``deadline``
+    (``verify_timeout`` after the action, on the manager's clock) passes.
+
+    ``action`` and ``started`` are the strategy run being verified, audited when the
+    verdict comes; ``successes`` the breaker's successes before it, so a trial that
+    succeeded without closing the breaker still counts as a pass at the deadline.
+    """
+
+    action: str
+    started: float
+    successes: int
+    deadline: float
+    event: threading.Event = attrs.field(factory=threading.Event)
+    verdict: bool | None = None
+
+    def observe(self, new: CircuitBreakerState) -> bool:
+        """A transition of the plugin's breaker: closed is a pass, open a fail.
+        True when this transition gave the verdict."""
+        if self.verdict is not None:
+            return False
+        if new is CLOSED:
+            self.verdict = True
+        elif new in REJECTING:
+            self.verdict = False
+        else:
+            return False
+        self.event.set()
+        return True
+
+
+@attrs.define(eq=False)
+class Episode:
+    """One recovery of one plugin, from the failure that started it to its end.
+
+    A *probe* is the episode a crash loop starts when its delay ends: one attempt.
+    ``parked`` is its verification while the episode waits for one off the workers.
+    """
+
+    failure: FailureInfo
+    started: float
+    # When the "recovery_time" alert is due (manager clock); None once fired or if off.
+    alarm: float | None
+    probe: bool
+    wall_started: float = attrs.field(factory=time.time)
+    failures: int = 1
+    attempts: int = 0
+    parked: Verification | None = None
+
+
+# Why a plugin is failed (out of service). The first two are crash loops (retried
+# after a growing delay); the last two last until reset_plugin().
+EXHAUSTED, INTENSITY, UNRECOVERABLE, GAVE_UP = (
+    "exhausted", "restart_intensity", "unrecoverable", "gave_up")
+FOR_GOOD = frozenset({UNRECOVERABLE, GAVE_UP})
+
+# How an episode ended.
+RECOVERED, HELD, UNVERIFIED, EXHAUSTED_OUTCOME, INTERRUPTED = EPISODE_OUTCOMES = (
+    "recovered", "held", "unverified", "exhausted", "interrupted")
+
+
+@attrs.define(eq=False)
+class Supervised:
+    """The manager's bookkeeping for one plugin; guarded by the manager's lock."""
+
+    name: str
+    breaker: CircuitBreaker
+    route: Route
+    kind: str = "plugin"  # or "dependency": an upstream nothing here can restart
+    depends_on: tuple[str, ...] = ()
+    tags: dict[str, str] = attrs.field(factory=dict)
+    # Strategy runs by (action, success), for status and the Prometheus collector.
+    actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
+    # Finished episodes by outcome ("recovered", "held", ...), likewise.
+    episodes: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    _degraded: bool = attrs.field(default=False, init=False)
+    degraded_until: float | None = None
+    failed_reason: str | None = None
+    episode: Episode | None = None
+    history: collections.deque[float] = attrs.field(factory=collections.deque)
+    consecutive_failures: int = 0
+    last_trouble: float | None = None
+    last_failure: FailureInfo | None = None
+    last_action: str | None = None
+    last_action_success: bool | None = None
+    attempts: int = 0
+    # Crash loop: retried at next_attempt (manager clock; wall clock for status)
+    # after crash_delay, which doubles with crash_level until stable_period passes.
+    crash_loop: bool = False
+    crash_level: int = 0
+    crash_delay: float = 0.0
+    next_attempt: float | None = None
+    next_attempt_wall: float | None = None
+    unrecovered: int = 0  # episodes in a row that did not bring it back
+    hold_until: float | None = None  # a strategy holds the breaker open until then
+    verification: Verification | None = None
+    refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed
+    down_since: float | None = None  # wall clock: when its current trouble began
+
+    @property
+    def failed(self) -> bool:
+        """Out of service: in a crash loop, or for good."""
+        return self.failed_reason is not None
+
+    @property
+    def failed_for_good(self) -> bool:
+        """Failed until reset_plugin(): nothing the manager does brings it back."""
+        return self.failed_reason in FOR_GOOD
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded
+
+    @degraded.setter
+    def degraded(self, value: bool) -> None:
+        # A degraded plugin with a fallback has its calls diverted off the C path to
+        # _diverted_call, which serves the fallback while the degradation lasts.
+        self._degraded = value
+        self.route.diverted = value and self.route.fallback is not None
