@@ -61,13 +61,20 @@ if os.environ.get("RECOVERY_NO_EXTENSIONS") != "1":
 
     ext_modules = cythonize(
         [
-            # _window.h is the extension's C half: the compiler finds it beside the
-            # generated C; ``depends`` rebuilds the module when it changes.
+            # _window.h (with _window_guards.h) is the extension's C half: the compiler
+            # finds it beside the generated C; ``depends`` rebuilds the module when it
+            # or one of the .pxi parts of _window.pyx changes.
             Extension(
                 "recovery._window",
                 ["recovery/_window.pyx"],
                 include_dirs=["recovery"],
-                depends=["recovery/_window.h"],
+                depends=[
+                    "recovery/_window.h",
+                    "recovery/_window_guards.h",
+                    "recovery/_window_rules.pxi",
+                    "recovery/_window_blocks.pxi",
+                    "recovery/_window_dispatch.pxi",
+                ],
             )
         ],
         compiler_directives={
