@@ -10,6 +10,7 @@ Set ``RECOVERY_NO_EXTENSIONS=1`` at build time to skip the extension on purpose.
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -68,13 +69,10 @@ if os.environ.get("RECOVERY_NO_EXTENSIONS") != "1":
                 "recovery._window",
                 ["recovery/_window.pyx"],
                 include_dirs=["recovery"],
-                depends=[
-                    "recovery/_window.h",
-                    "recovery/_window_guards.h",
-                    "recovery/_window_rules.pxi",
-                    "recovery/_window_blocks.pxi",
-                    "recovery/_window_dispatch.pxi",
-                ],
+                depends=sorted(
+                    str(part) for pattern in ("_window*.h", "_window_*.pxi")
+                    for part in Path("recovery").glob(pattern)
+                ),
             )
         ],
         compiler_directives={

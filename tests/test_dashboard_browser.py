@@ -22,7 +22,13 @@ import pytest
 
 from recovery import FailureInfo, RecoveryManager, RecoveryStatus
 from recovery.dashboard import Dashboard
-from tests.test_dashboard import TOKEN, XSS, failing_manager, with_crash_loop
+from tests.test_dashboard import (
+    TOKEN,
+    XSS,
+    failing_manager,
+    register_loaded,
+    with_crash_loop,
+)
 
 CHROMIUM = os.environ.get("RECOVERY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -216,7 +222,7 @@ def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress
     rm: RecoveryManager, boards: Callable[..., Dashboard], page: Page, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    rm.register_plugin("checkout", fallback=lambda: "cached")
+    register_loaded(rm, "checkout", fallback=lambda: "cached")
     rm.breaker("checkout").force_open()
     for _ in range(4):  # refused by the breaker, answered by the fallback
         assert rm.execute_with_recovery("checkout", lambda: "live") == "cached"
