@@ -120,7 +120,7 @@ def test_the_readme_links_into_the_site_resolve() -> None:
 
 # A file of the checkout named in prose: recovery/_window.pyx, benchmarks/traces/steady.csv...
 CHECKOUT_PATH = re.compile(
-    r"\b(?:recovery|tests|benchmarks|contrib|docs)/[\w/.-]+\.(?:py|pyx|pyi|h|json|yml|csv|md)\b"
+    r"\b(?:recovery|tests|benchmarks|contrib|docs)/[\w/.-]+\.(?:py|pyx|pxi|pyi|h|json|yml|csv|md)\b"
 )
 
 
