@@ -368,6 +368,16 @@ class RecoveryConfig:
     - ``max_abandoned_threads``: threads of one plugin (strategies, checks, callbacks)
       left running past their timeout; while that many are stuck, no more are started
       for it.
+    - ``early_warning``: watch every plugin's and dependency's breaker with a
+      :class:`recovery.forecast.Forecaster` on the manager's clock, and raise an
+      "early_warning" alert when one is going bad before it opens (off by default: it
+      is one more thread, and a learned baseline can still cry wolf now and then).
+    - ``incident_window``: trips of linked registrations this close (seconds) are one
+      incident (:mod:`recovery.incidents`, always on).
+    - ``incident_min_group``: this many unlinked trips within 2 s are one incident,
+      cause unknown.
+    - ``incident_hold_timeout``: a dependent is held (not restarted) at most this long
+      while its root is repaired.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -429,6 +439,14 @@ class RecoveryConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
+    early_warning: bool = attrs.field(default=False, validator=v.boolean)
+    incident_window: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    incident_min_group: int = attrs.field(default=3, validator=v.integer(ge=2))
+    incident_hold_timeout: float = attrs.field(
+        default=120.0, converter=v.seconds, validator=v.positive_seconds
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:

@@ -141,6 +141,7 @@ EXPECTED: dict[str, Any] = {
     "stuck_health_checks": 0,
     "callback_timeouts": 0,
     "callback_errors": 0,
+    "incidents": [],
     "plugins": {
         "steady": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -153,6 +154,7 @@ EXPECTED: dict[str, Any] = {
                 "consecutive_fails": 0, "stuck": False, "enabled": True,
             },
             "recovery": _recovery(),
+            "warning": None,  # early warning is off
         },
         "broken": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -160,6 +162,7 @@ EXPECTED: dict[str, Any] = {
             "health_check": _UNCHECKED,
             "recovery": _recovery(failed=True, failed_reason="unrecoverable",
                                   consecutive_failures=1),
+            "warning": None,
         },
         "looping": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -173,6 +176,7 @@ EXPECTED: dict[str, Any] = {
                 actions={"bad": {"success": 0, "failure": 2}},
                 episodes={"recovered": 0, "held": 0, "unverified": 0, "exhausted": 1,
                           "interrupted": 0}),
+            "warning": None,
         },
         "degraded": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -185,9 +189,14 @@ EXPECTED: dict[str, Any] = {
                 actions={"degrade": {"success": 1, "failure": 0}},
                 episodes={"recovered": 0, "held": 1, "unverified": 0, "exhausted": 0,
                           "interrupted": 0}),
+            "warning": None,
         },
     },
 }
+
+
+for _plugin in EXPECTED["plugins"].values():  # in no incident: none is linked or grouped
+    _plugin.update(incident=None, held_until=None)
 
 
 def test_get_recovery_status_keeps_its_shape_and_values(known: RecoveryManager) -> None:
