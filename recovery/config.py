@@ -137,6 +137,36 @@ class CircuitBreakerConfig:
     blip is over 2 s after it ends; a 20 s outage is cut off in under half a second and
     served again within a second of its end; a dead upstream gets one call a minute.
     ``benchmarks/choose_defaults.py`` replays the candidates that chose them.
+
+    - ``failure_threshold``: failures in the window that open the circuit.
+    - ``success_threshold``: successful half-open trials that close it again.
+    - ``timeout``: how long the circuit stays open before a trial call is let
+      through; not a call timeout (nothing here times a call out).
+    - ``health_check_interval``: the pace of the plugin's health check while its
+      circuit is open or repairing.
+    - ``health_check_timeout``: the time limit of that check.
+    - ``max_health_checks``: failed checks in a row that count as a failure of the
+      plugin.
+    - ``retry_backoff_factor``: each failed trial makes the next open period this many
+      times longer.
+    - ``max_retry_interval``: the longest open period.
+    - ``enable_fast_fail``: reject calls while open (off: observe only, calls still run).
+    - ``sliding_window_size``: outcomes the window keeps.
+    - ``minimum_requests``: outcomes the window needs before any rule may open the
+      circuit (unset: 20, or ``failure_threshold`` when that is lower).
+    - ``failure_rate_threshold``: failure rate in the window that opens it (None: off).
+    - ``slow_call_duration``: a call at least this long is slow (None: calls are not
+      timed).
+    - ``slow_call_rate_threshold``: slow-call rate that opens it (None: off).
+    - ``half_open_max_calls``: concurrent trials in half-open (None:
+      ``success_threshold``).
+    - ``record_exceptions``: exceptions (classes or predicates) that count as failures.
+    - ``ignore_exceptions``: exceptions (classes or predicates) that are not counted at
+      all.
+    - ``max_half_open_wait``: half-open longer than this without a verdict reopens
+      (None: wait).
+    - ``record_latency``: time every call the breaker lets through into a latency
+      histogram (two clock reads a call).
     """
 
     failure_threshold: int = attrs.field(default=20, validator=v.positive_int)
@@ -294,54 +324,59 @@ class RecoveryConfig:
     wait (intervals, timeouts, back-offs) must be at least 10 ms: a loop asked to
     wake every microsecond would spend its life under its own lock.
 
-    - ``enable_auto_recovery`` (True): start episodes for recoverable failures; off,
-      failures are only counted, alerted and (if unrecoverable) acted on.
-    - ``health_check_interval`` (30.0), ``health_check_timeout`` (5.0): the default
-      period and time limit of a plugin's active health check.
-    - ``max_recovery_attempts`` (3): attempts per episode.
-    - ``recovery_backoff_base`` (1.0), ``recovery_backoff_factor`` (2.0),
-      ``max_recovery_backoff`` (60.0): the wait before attempt ``k + 2`` is
+    - ``enable_auto_recovery``: start episodes for recoverable failures; off, failures
+      are only counted, alerted and (if unrecoverable) acted on.
+    - ``health_check_interval``: the default pace of a plugin's active health check
+      while its circuit is closed.
+    - ``max_recovery_attempts``: attempts per episode.
+    - ``recovery_backoff_factor``: each further wait between attempts is this many
+      times longer: the wait before attempt ``k + 2`` is
       ``min(base * factor**k, max_recovery_backoff)``.
-    - ``default_circuit_breaker`` (``CircuitBreakerConfig()``): for plugins registered
-      without one.
-    - ``default_recovery_strategy`` (None): a strategy name used alone for every plugin
+    - ``recovery_backoff_base``: the wait after the first failed attempt.
+    - ``max_recovery_backoff``: the longest wait between attempts.
+    - ``default_circuit_breaker``: the breaker config of plugins registered without one.
+    - ``default_recovery_strategy``: a strategy name used alone for every plugin
       without an entry in ``plugin_recovery_strategies``; None tries the chain.
-    - ``plugin_recovery_strategies`` ({}): plugin name → the one strategy to use for it.
-    - ``recovery_strategy_configs`` ({}): strategy name → options: ``priority`` for any
+    - ``plugin_recovery_strategies``: plugin name → the one strategy to use for it.
+    - ``recovery_strategy_configs``: strategy name → options: ``priority`` for any
       strategy, and the built-ins' own knobs (restart: ``shutdown_timeout``; degrade:
       ``hold``; backoff: ``base``, ``cap``, ``jitter``). Custom strategies see their
       entry as ``ctx.config``.
-    - ``enable_health_checking`` (True), ``health_check_concurrency`` (4): run the
-      plugins' health checks on a pool of this many threads.
-    - ``enable_alerting`` (True), ``alert_thresholds`` (``AlertThresholds()``).
-    - ``max_episodes_per_period`` (5), ``episode_period`` (300.0): restart intensity;
-      one more episode within the period puts the plugin in a crash loop instead.
-    - ``stable_period`` (600.0): seconds without a failure after which a plugin's
-      back-off state (episode history, crash-loop delay, failed episodes in a row)
-      is forgotten.
-    - ``strategy_timeout`` (30.0): the most one strategy run may take.
-    - ``recovery_workers`` (2): threads that run episodes (episodes of different
-      plugins run in parallel up to this many).
-    - ``verify_timeout`` (10.0): how long, after an action, the breaker's half-open
-      trials have to prove a plugin without a health check well.
-    - ``crash_loop_delay`` (5.0), ``crash_loop_max_delay`` (300.0): the first wait of
-      a crash loop before its next attempt, doubling each time up to the cap.
-    - ``give_up_after`` (None): episodes in a row that fail to bring the plugin back
-      before the manager gives up on it until ``reset_plugin()``; None never gives up.
-    - ``callback_timeout`` (5.0): the most an alert handler, an audit record or a log
-      record of the manager may take before it is abandoned (counted and logged; its
-      thread goes on, so a late record still lands).
-    - ``max_abandoned_threads`` (4): threads of one plugin (strategies, checks,
-      callbacks) left running past their timeout; while that many are stuck, no
-      more are started for it.
-    - ``early_warning`` (False): watch every plugin's and dependency's breaker with a
+    - ``enable_health_checking``: run the plugins' health checks.
+    - ``health_check_timeout``: the default time limit of a plugin's health check.
+    - ``health_check_concurrency``: threads that run the health checks (at most 1,024).
+    - ``enable_alerting``: raise alerts.
+    - ``alert_thresholds``: when each alert fires (see ``AlertThresholds``).
+    - ``max_episodes_per_period``: restart intensity: one more episode than this within
+      ``episode_period`` puts the plugin in a crash loop instead.
+    - ``episode_period``: the window of that count, in seconds.
+    - ``stable_period``: seconds without a failure after which a plugin's back-off state
+      (episode history, crash-loop delay, failed episodes in a row) is forgotten.
+    - ``strategy_timeout``: the most one strategy run (or a custom ``can_handle``) may
+      take.
+    - ``recovery_workers``: threads that run episodes (episodes of different plugins
+      run in parallel up to this many; at most 1,024).
+    - ``verify_timeout``: how long, after an action, the breaker's half-open trials
+      have to prove a plugin without a health check well.
+    - ``crash_loop_delay``: the first wait of a crash loop before its next attempt.
+    - ``crash_loop_max_delay``: the cap of that wait, which doubles each time.
+    - ``give_up_after``: episodes in a row that fail to bring the plugin back before
+      the manager gives up on it until ``reset_plugin()``; None never gives up.
+    - ``callback_timeout``: the most an alert handler, an audit record or a log record
+      of the manager may take before it is abandoned (counted and logged; its thread
+      goes on, so a late record still lands).
+    - ``max_abandoned_threads``: threads of one plugin (strategies, checks, callbacks)
+      left running past their timeout; while that many are stuck, no more are started
+      for it.
+    - ``early_warning``: watch every plugin's and dependency's breaker with a
       :class:`recovery.forecast.Forecaster` on the manager's clock, and raise an
-      "early_warning" alert when one is going bad before it opens (off by default:
-      it is one more thread, and a learned baseline can still cry wolf now and then).
-    - ``incident_window`` (30.0), ``incident_min_group`` (3), ``incident_hold_timeout``
-      (120.0): incidents (:mod:`recovery.incidents`, always on): trips of linked
-      registrations this close are one incident; this many unlinked trips within 2 s
-      are one, cause unknown; a dependent is held (not restarted) at most this long
+      "early_warning" alert when one is going bad before it opens (off by default: it
+      is one more thread, and a learned baseline can still cry wolf now and then).
+    - ``incident_window``: trips of linked registrations this close (seconds) are one
+      incident (:mod:`recovery.incidents`, always on).
+    - ``incident_min_group``: this many unlinked trips within 2 s are one incident,
+      cause unknown.
+    - ``incident_hold_timeout``: a dependent is held (not restarted) at most this long
       while its root is repaired.
     """
 
