@@ -12,18 +12,25 @@ Configuration, from the environment:
 """
 
 import json
+import logging
 import os
+import sys
 import urllib.request
 
 import recovery
 from recovery.cluster import Cluster
+
+# gunicorn sets up only its own logger: without this line the library's warnings
+# (breaker opened, dependency down, Redis unreachable) go nowhere.
+logging.basicConfig(level=logging.INFO, format="[%(process)d] %(levelname)s %(name)s: %(message)s")
 
 PAYMENTS_URL = os.environ.get("PAYMENTS_URL", "http://127.0.0.1:8081")
 
 cluster = Cluster(
     os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
     namespace=os.environ.get("RECOVERY_NAMESPACE", "shop"),
-    secret=os.environ["RECOVERY_SECRET"],
+    secret=os.environ.get("RECOVERY_SECRET") or sys.exit(
+        "app: set RECOVERY_SECRET, the secret the workers sign their messages with"),
 )
 rm = recovery.RecoveryManager(cluster=cluster)
 rm.register_dependency(

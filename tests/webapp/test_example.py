@@ -214,6 +214,12 @@ def test_the_breaker_opens_for_every_worker_serves_the_fallback_and_closes_on_re
     # Both workers hold it open, the one that never saw a failure too: the fleet's view.
     assert len(open_on(redis_url, webapp, timeout=10)) == 2
 
+    # Stay down, with no traffic, across a few of the fleet's open periods (2 s, then
+    # x1.2): each one's end hands the trial lease to a process, gunicorn's master
+    # included, which serves no calls (it once kept the lease, and the fleet open, for
+    # ever). Real time passes here: it is the scenario, a quiet spell, not a wait.
+    time.sleep(8)
+
     upstream.mode = "healthy"
     back = time.monotonic()
     until(webapp, from_upstream, timeout=15)
