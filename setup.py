@@ -10,6 +10,7 @@ Set ``RECOVERY_NO_EXTENSIONS=1`` at build time to skip the extension on purpose.
 
 import os
 import sys
+from pathlib import Path
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
@@ -61,13 +62,17 @@ if os.environ.get("RECOVERY_NO_EXTENSIONS") != "1":
 
     ext_modules = cythonize(
         [
-            # _window.h is the extension's C half: the compiler finds it beside the
-            # generated C; ``depends`` rebuilds the module when it changes.
+            # _window.h (with _window_guards.h) is the extension's C half: the compiler
+            # finds it beside the generated C; ``depends`` rebuilds the module when it
+            # or one of the .pxi parts of _window.pyx changes.
             Extension(
                 "recovery._window",
                 ["recovery/_window.pyx"],
                 include_dirs=["recovery"],
-                depends=["recovery/_window.h"],
+                depends=sorted(
+                    str(part) for pattern in ("_window*.h", "_window_*.pxi")
+                    for part in Path("recovery").glob(pattern)
+                ),
             )
         ],
         compiler_directives={

@@ -20,12 +20,18 @@ import pytest
 from benchmarks.compare import (
     FAILURE_BATCH,
     FAILURE_WINDOW,
+    FORMS,
+    LIBRARIES,
     Boom,
     await_bare,
     await_breaker,
+    build_cases,
+    bytes_per_breaker,
     calls_per_second,
     fail,
+    installed,
     io_wait,
+    measure,
     never_opening,
     rows,
     work,
@@ -175,3 +181,12 @@ def test_thread_scaling_runs(fn: Any, threads: int) -> None:
     """Smoke-runs the scaling measurement of compare.py (its numbers come from that script)."""
     cb = never_opening()
     assert calls_per_second(cb, fn, threads, 0.05) > 0
+
+
+def test_compare_runs_every_case_of_every_installed_peer() -> None:
+    """Smoke-runs compare.py's cases once each, so none can rot (its numbers come from it)."""
+    libraries = [lib for lib in LIBRARIES if lib == "recovery" or installed(lib)]
+    results = measure(build_cases(libraries), number=ASYNC_BATCH, rounds=1)
+    assert {form for form, library in results if library == "recovery"} == set(FORMS)
+    assert all(ns > 0 for ns in results.values())
+    assert bytes_per_breaker(CircuitBreaker, count=100) > 0

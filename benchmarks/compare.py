@@ -1,29 +1,42 @@
-"""Per-call cost of the breaker against a bare call and against its peers, in one process.
+"""The breaker against its peers, form by form, in one process.
 
-    python benchmarks/compare.py            # full run (about a minute)
-    python benchmarks/compare.py --quick    # a smoke run
+    python benchmarks/compare.py            # full run (a few minutes)
+    python benchmarks/compare.py --quick    # a smoke run, not a measurement
 
-Prints the median ns per call of each case, the overhead over the matching bare
-case, and the ratio to pybreaker and circuitbreaker; then thread scaling. All
-numbers come from this one process, so they are comparable with each other.
+Each form of guarding a call is measured for recovery and for every peer that has
+the same form: ``call`` against ``call``, decorator against decorator, ``with``
+against ``with``, ``await call_async`` against ``await call_async``, decorated
+``async def`` against decorated ``async def``, ``async with`` against ``async with``,
+and a rejection while open against each peer's own rejection. A peer without the
+form is left out of that row, and one that is not installed is skipped with a line
+that says so. The cases run in interleaved rounds (every case once a round, round
+after round), so a noisy moment on a shared machine touches all of them alike, and
+are timed in CPU time (a wait for a core is not charged); a
+case's number is the median of its rounds less the median of the same bare call
+(``work()``, ``await async_work()``; for a rejection, an empty statement). Then the
+memory each library holds per breaker (10,000 breakers, default settings, measured
+with tracemalloc), and thread scaling.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import importlib
+import importlib.metadata
+import logging
 import statistics
+import sys
 import threading
 import time
 import timeit
+import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import circuitbreaker
-import pybreaker
-
 import recovery
-from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from recovery import CircuitBreaker, CircuitBreakerConfig
 
 
 class Boom(Exception):
@@ -63,16 +76,12 @@ async def await_breaker(cb: CircuitBreaker, n: int) -> None:
         await call_async(async_work)
 
 
-def median_ns(stmt: str, namespace: dict[str, Any], number: int, repeat: int,
-              setup: str = "pass") -> float:
-    times = timeit.repeat(stmt, setup, globals=namespace, number=number, repeat=repeat)
-    return statistics.median(times) / number * 1e9
-
-
 # The failure case resets its breaker before each timing batch and keeps the
 # batch shorter than the window, so the circuit never opens while it is timed.
 FAILURE_WINDOW = 1_000
 FAILURE_BATCH = 900
+
+NEVER = 10**9  # a peer's failure threshold that is never reached
 
 
 def never_opening(size: int = 100, **fields: Any) -> CircuitBreaker:
@@ -83,44 +92,364 @@ def never_opening(size: int = 100, **fields: Any) -> CircuitBreaker:
     )
 
 
-def cases() -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """name -> (statement, bare statement it is compared with, namespace)."""
-    failing = never_opening(FAILURE_WINDOW)
-    open_breaker = CircuitBreaker("open", CircuitBreakerConfig(timeout=1e6))
-    open_breaker.force_open()
-    py_breaker = pybreaker.CircuitBreaker(fail_max=10**9)
-    cb_decorated = circuitbreaker.circuit(failure_threshold=10**9)(work)
+# -- the cases ------------------------------------------------------------------------------
+
+FORMS = {
+    # form: (bare statement, what it measures)
+    "call": ("work()", "cb.call(f)"),
+    "call, record_latency": ("work()", "cb.call(f), timing every call (recovery only)"),
+    "decorator": ("work()", "@cb def f; f()"),
+    "with": ("work()", "with cb: f()"),
+    "rejection": ("pass", "a call rejected while open (absolute ns)"),
+    "call_async": ("await async_work()", "await cb.call_async(f)"),
+    "async def": ("await async_work()", "@cb async def f; await f()"),
+    "async with": ("await async_work()", "async with cb: await f()"),
+}
+ASYNC_FORMS = {"call_async", "async def", "async with"}
+LIBRARIES = ("recovery", "pybreaker", "circuitbreaker", "aiobreaker", "aiocircuitbreaker",
+             "purgatory", "lasier")
+
+
+# Cases are timed in this thread's CPU time, not wall time: on a shared machine a
+# process waiting for a core would otherwise be charged for the wait.
+CPU_TIME = time.thread_time
+
+
+class Case:
+    """One statement of one form, timed as ``number`` runs (async: batches of awaits)."""
+
+    def __init__(self, statement: str, namespace: dict[str, Any], is_async: bool) -> None:
+        self.is_async = is_async
+        if is_async:
+            # Compiled into a coroutine that awaits the statement ASYNC_BATCH times, run
+            # to completion on a loop of its own.
+            body = statement.replace("\n", "\n        ")
+            source = f"async def batch(n):\n    for _ in range(n):\n        {body}\n"
+            exec(compile(source, "<case>", "exec"), namespace)
+            batch = namespace.pop("batch")
+            run = namespace["run"]
+            self.timer = timeit.Timer(lambda: run(batch(ASYNC_BATCH)), timer=CPU_TIME)
+        else:
+            self.timer = timeit.Timer(statement, globals=namespace, timer=CPU_TIME)
+
+    def ns(self, number: int) -> float:
+        if self.is_async:
+            runs = max(number // ASYNC_BATCH, 1)
+            return self.timer.timeit(runs) / (runs * ASYNC_BATCH) * 1e9
+        return self.timer.timeit(number) / number * 1e9
+
+
+class _Cache:
+    """An in-process cache with the django/redis calls lasier makes (it needs one)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, int] = {}
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: int, timeout: Any = None) -> None:
+        self.data[key] = value
+
+    def add(self, key: str, value: int, timeout: Any = None) -> None:
+        self.data.setdefault(key, value)
+
+    def incr(self, key: str) -> int:
+        self.data[key] = self.data.get(key, 0) + 1
+        return self.data[key]
+
+    def expire(self, key: str, timeout: Any) -> None:
+        pass
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+class _AsyncCache(_Cache):
+    async def get(self, key: str) -> Any:  # type: ignore[override]
+        return self.data.get(key)
+
+    async def set(self, key: str, value: int, timeout: Any = None) -> None:  # type: ignore[override]
+        self.data[key] = value
+
+    async def add(self, key: str, value: int, timeout: Any = None) -> None:  # type: ignore[override]
+        self.data.setdefault(key, value)
+
+    async def incr(self, key: str) -> int:  # type: ignore[override]
+        return super().incr(key)
+
+    async def expire(self, key: str, timeout: Any) -> None:  # type: ignore[override]
+        pass
+
+    async def delete(self, key: str) -> None:  # type: ignore[override]
+        self.data.pop(key, None)
+
+
+def _recovery_cases(ns: dict[str, Any]) -> dict[str, str]:
     cb = never_opening()
-    ns: dict[str, Any] = {
-        "work": work, "fail": fail, "Boom": Boom, "CircuitOpenError": CircuitOpenError,
-        "cb": cb, "timed": never_opening(record_latency=True), "small": never_opening(10),
-        "large": never_opening(10_000),
-        "opened": open_breaker, "failing": failing, "pyb": py_breaker, "cbd": cb_decorated,
-        "rows": rows, "guarded_rows": cb(rows), "run": asyncio.new_event_loop().run_until_complete,
-        "await_bare": await_bare, "await_breaker": await_breaker, "B": ASYNC_BATCH,
-    }
-    catch_fail = "try:\n    {}\nexcept Boom:\n    pass"
+    opened = CircuitBreaker("open", CircuitBreakerConfig(timeout=1e6))
+    opened.force_open()
+    ns.update(cb=cb, opened=opened, timed=never_opening(record_latency=True),
+              CircuitOpenError=recovery.CircuitOpenError, guarded=cb(work),
+              async_guarded=cb(async_work))
     return {
-        "bare call": ("work()", "work()", ns),
-        "breaker.call (success)": ("cb.call(work)", "work()", ns),
-        # Its "over bare" less breaker.call's is what record_latency adds per call.
-        "breaker.call, record_latency": ("timed.call(work)", "work()", ns),
-        "breaker.call, window 10": ("small.call(work)", "work()", ns),
-        "breaker.call, window 10,000": ("large.call(work)", "work()", ns),
-        "with breaker: (success)": ("with cb:\n    work()", "work()", ns),
-        "breaker.call (failure)": (
-            catch_fail.format("failing.call(fail)"), catch_fail.format("fail()"), ns),
-        "rejection while open": (
-            "try:\n    opened.call(work)\nexcept CircuitOpenError:\n    pass", "pass", ns),
-        "pybreaker.call (success)": ("pyb.call(work)", "work()", ns),
-        "circuitbreaker (success)": ("cbd()", "work()", ns),
-        "decorated generator (a run)": ("sum(guarded_rows())", "sum(rows())", ns),
-        "await cb.call_async(f)": ("run(await_breaker(cb, B))", "run(await_bare(B))", ns),
+        "call": "cb.call(work)",
+        "call, record_latency": "timed.call(work)",
+        "decorator": "guarded()",
+        "with": "with cb:\n    work()",
+        "rejection": "try:\n    opened.call(work)\nexcept CircuitOpenError:\n    pass",
+        "call_async": "await cb.call_async(async_work)",
+        "async def": "await async_guarded()",
+        "async with": "async with cb:\n    await async_work()",
     }
 
 
-# Cases timed as a batch of calls: name -> calls a statement makes.
-BATCHED = {"await cb.call_async(f)": ASYNC_BATCH}
+def _pybreaker_cases(ns: dict[str, Any]) -> dict[str, str]:
+    import pybreaker
+
+    pyb = pybreaker.CircuitBreaker(fail_max=NEVER)
+    opened = pybreaker.CircuitBreaker(reset_timeout=10**6)
+    opened.open()
+    ns.update(pyb=pyb, pyb_open=opened, pyb_guarded=pyb(work),
+              PyBreakerError=pybreaker.CircuitBreakerError)
+    # Its call_async needs tornado, and its decorator runs an async def unawaited.
+    return {
+        "call": "pyb.call(work)",
+        "decorator": "pyb_guarded()",
+        "with": "with pyb.calling():\n    work()",
+        "rejection": "try:\n    pyb_open.call(work)\nexcept PyBreakerError:\n    pass",
+    }
+
+
+def _circuitbreaker_cases(ns: dict[str, Any]) -> dict[str, str]:
+    import circuitbreaker
+
+    cbk = circuitbreaker.CircuitBreaker(failure_threshold=NEVER, name="bench")
+    opened = circuitbreaker.CircuitBreaker(failure_threshold=1, recovery_timeout=10**6)
+    opened_guarded = opened(work)
+    try:
+        opened(fail)()
+    except Boom:
+        pass
+    ns.update(cbk=cbk, cbk_guarded=cbk(work), cbk_async=cbk(async_work),
+              cbk_open=opened_guarded, CbkError=circuitbreaker.CircuitBreakerError)
+    # Its call() and `with` never reject (only its decorator checks the state), so its
+    # rejection is timed through the decorator.
+    return {
+        "call": "cbk.call(work)",
+        "decorator": "cbk_guarded()",
+        "with": "with cbk:\n    work()",
+        "rejection": "try:\n    cbk_open()\nexcept CbkError:\n    pass",
+        "call_async": "await cbk.call_async(async_work)",
+        "async def": "await cbk_async()",
+    }
+
+
+def _aiobreaker_cases(ns: dict[str, Any]) -> dict[str, str]:
+    import aiobreaker
+
+    aio = aiobreaker.CircuitBreaker(fail_max=NEVER)
+    opened = aiobreaker.CircuitBreaker()
+    opened.open()
+    ns.update(aio=aio, aio_open=opened, aio_guarded=aio(work), aio_async=aio(async_work),
+              AioError=aiobreaker.CircuitBreakerError)
+    return {
+        "call": "aio.call(work)",
+        "decorator": "aio_guarded()",
+        "rejection": "try:\n    aio_open.call(work)\nexcept AioError:\n    pass",
+        "call_async": "await aio.call_async(async_work)",
+        "async def": "await aio_async()",
+    }
+
+
+def _aiocircuitbreaker_cases(ns: dict[str, Any]) -> dict[str, str]:
+    import aiocircuitbreaker
+
+    acb = aiocircuitbreaker.CircuitBreaker(failure_threshold=NEVER)
+    ns.update(acb=acb, acb_async=acb(async_work))
+    # Async only: its `with` is a no-op kept for its own use, and it has no sync call.
+    return {
+        "call_async": "await acb.call(async_work)",
+        "async def": "await acb_async()",
+    }
+
+
+def _purgatory_cases(ns: dict[str, Any]) -> dict[str, str]:
+    import purgatory
+
+    sync = purgatory.SyncCircuitBreakerFactory(default_threshold=NEVER)
+    opened_factory = purgatory.SyncCircuitBreakerFactory(default_threshold=1, default_ttl=10**6)
+    opened = opened_factory.get_breaker("open")
+    try:
+        with opened:
+            fail()
+    except Boom:
+        pass
+    factory = purgatory.AsyncCircuitBreakerFactory(default_threshold=NEVER)
+    # Its breakers are looked up by name; the `with` rows look theirs up once, up front.
+    ns.update(pg_sync=sync(circuit="bench")(work), pg_with=sync.get_breaker("bench"),
+              pg_open=opened, PgError=purgatory.domain.model.OpenedState,
+              pg_async=factory(circuit="bench")(async_work),
+              pg_async_with=ns["run"](factory.get_breaker("bench")))
+    return {
+        "decorator": "pg_sync()",
+        "with": "with pg_with:\n    work()",
+        "rejection": "try:\n    with pg_open:\n        work()\nexcept PgError:\n    pass",
+        "async def": "await pg_async()",
+        "async with": "async with pg_async_with:\n    await async_work()",
+    }
+
+
+def _lasier_cases(ns: dict[str, Any]) -> dict[str, str]:
+    from lasier.circuit_breaker.asyncio import CircuitBreaker as AsyncLasier
+    from lasier.circuit_breaker.rules import MaxFailuresRule
+    from lasier.circuit_breaker.sync import CircuitBreaker as Lasier
+
+    class LasierOpen(Exception):
+        pass
+
+
+    logging.getLogger("lasier").setLevel(logging.CRITICAL + 1)  # it logs each opening
+
+    def build(cls: Any, cache: Any, key: str) -> Any:
+        return cls(rule=MaxFailuresRule(max_failures=NEVER, failure_cache_key=key),
+                   cache=cache, failure_exception=LasierOpen)
+
+    sync = build(Lasier, _Cache(), "bench")
+    opened = build(Lasier, _Cache(), "open")
+    opened.open_circuit()
+    aio = build(AsyncLasier, _AsyncCache(), "bench")
+    ns.update(ls=sync, ls_guarded=sync(work), ls_open=opened, LasierOpen=LasierOpen,
+              ls_async=aio, ls_async_guarded=aio(async_work))
+    return {
+        "decorator": "ls_guarded()",
+        "with": "with ls:\n    work()",
+        "rejection": "try:\n    with ls_open:\n        work()\nexcept LasierOpen:\n    pass",
+        "async def": "await ls_async_guarded()",
+        "async with": "async with ls_async:\n    await async_work()",
+    }
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
+    "recovery": _recovery_cases,
+    "pybreaker": _pybreaker_cases,
+    "circuitbreaker": _circuitbreaker_cases,
+    "aiobreaker": _aiobreaker_cases,
+    "aiocircuitbreaker": _aiocircuitbreaker_cases,
+    "purgatory": _purgatory_cases,
+    "lasier": _lasier_cases,
+}
+
+
+def installed(library: str) -> bool:
+    try:
+        importlib.import_module(library)
+    except ImportError:
+        print(f"{library}: not installed, skipped (pip install -e '.[bench]')")
+        return False
+    return True
+
+
+def build_cases(libraries: list[str]) -> dict[tuple[str, str], Case]:
+    """(form, library) -> its case; the bare call of each form is the library "bare"."""
+    loop = asyncio.new_event_loop()
+    ns: dict[str, Any] = {"work": work, "async_work": async_work,
+                          "run": loop.run_until_complete}
+    cases: dict[tuple[str, str], Case] = {}
+    for form, (bare, _) in FORMS.items():
+        cases[form, "bare"] = Case(bare, ns, form in ASYNC_FORMS)
+    for library in libraries:
+        for form, statement in BUILDERS[library](ns).items():
+            cases[form, library] = Case(statement, ns, form in ASYNC_FORMS)
+    return cases
+
+
+def measure(cases: dict[tuple[str, str], Case], number: int, rounds: int) -> dict[
+        tuple[str, str], float]:
+    """Median ns of each case over ``rounds`` interleaved rounds."""
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in cases}
+    for _ in range(rounds):
+        for key, case in cases.items():
+            times[key].append(case.ns(number))
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+# -- memory per breaker ---------------------------------------------------------------------
+
+BREAKERS = 10_000
+
+
+def _memory_factories() -> dict[str, Callable[[str], Any]]:
+    """library -> make one breaker of default settings, named."""
+    factories: dict[str, Callable[[str], Any]] = {"recovery": CircuitBreaker}
+    try:
+        import pybreaker
+
+        factories["pybreaker"] = lambda name: pybreaker.CircuitBreaker(name=name)
+    except ImportError:
+        pass
+    try:
+        import circuitbreaker
+
+        factories["circuitbreaker"] = lambda name: circuitbreaker.CircuitBreaker(name=name)
+    except ImportError:
+        pass
+    try:
+        import aiobreaker
+
+        factories["aiobreaker"] = lambda name: aiobreaker.CircuitBreaker(name=name)
+    except ImportError:
+        pass
+    try:
+        import aiocircuitbreaker
+
+        factories["aiocircuitbreaker"] = (
+            lambda name: aiocircuitbreaker.CircuitBreaker(name=name))
+    except ImportError:
+        pass
+    try:
+        import purgatory
+
+        # Its breakers live in the factory's repository: one factory, many breakers.
+        factory = purgatory.SyncCircuitBreakerFactory()
+        factories["purgatory"] = factory.get_breaker
+    except ImportError:
+        pass
+    try:
+        from lasier.circuit_breaker.rules import MaxFailuresRule
+        from lasier.circuit_breaker.sync import CircuitBreaker as Lasier
+
+        cache = _Cache()
+        factories["lasier"] = lambda name: Lasier(
+            rule=MaxFailuresRule(max_failures=5, failure_cache_key=name), cache=cache,
+            failure_exception=RuntimeError)
+    except ImportError:
+        pass
+    return factories
+
+
+def bytes_per_breaker(make: Callable[[str], Any], count: int = BREAKERS) -> float:
+    """The memory ``count`` live breakers hold, each, less the list that holds them.
+
+    The names exist before the count starts: a name is the caller's, not the breaker's.
+    """
+    names = [f"breaker-{i}" for i in range(count)]
+    held: list[Any] = [None] * count
+    make("warm-up")  # module-level caches and first-use allocations are not per breaker
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i, name in enumerate(names):
+            held[i] = make(name)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / count
+
+
+# -- thread scaling -------------------------------------------------------------------------
 
 
 def calls_per_second(breaker: Any, fn: Callable[[], object], threads: int,
@@ -167,36 +496,58 @@ def io_wait() -> None:
     time.sleep(0.0005)  # releases the GIL, as a blocking socket or driver call does
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
-    args = parser.parse_args()
-    number, repeat, seconds = (2_000, 3, 0.05) if args.quick else (300_000, 15, 1.0)
+# -- the report -----------------------------------------------------------------------------
 
-    print(f"recovery compiled window: {recovery.EXTENSION_ACTIVE}")
-    results: dict[str, float] = {}
-    bare: dict[str, float] = {}
-    for name, (stmt, bare_stmt, ns) in cases().items():
-        per = BATCHED.get(name, 1)
-        if "failing" in stmt:
-            batches = max(number // FAILURE_BATCH, 1) * repeat
-            results[name] = median_ns(stmt, ns, FAILURE_BATCH, batches, setup="failing.reset()")
-        else:
-            results[name] = median_ns(stmt, ns, max(number // per, 1), repeat) / per
-        bare[name] = median_ns(bare_stmt, ns, max(number // per, 1), repeat) / per
-    print(f"{'case':32} {'ns/call':>9} {'over bare':>10}")
-    for name, value in results.items():
-        print(f"{name:32} {value:9.1f} {value - bare[name]:10.1f}")
-    ours = results["breaker.call (success)"] - bare["breaker.call (success)"]
-    for peer in ("pybreaker.call (success)", "circuitbreaker (success)"):
-        theirs = results[peer] - bare[peer]
-        print(f"overhead ratio {peer.split()[0]}/recovery: {theirs / ours:.1f}x")
-    # Against the fastest of the untimed closed-path rows (one path, three windows): on a
-    # shared machine one row alone can catch a noisy moment.
-    plain = min(results[name] for name in (
-        "breaker.call (success)", "breaker.call, window 10", "breaker.call, window 10,000"))
-    timed = results["breaker.call, record_latency"] - plain
-    print(f"record_latency adds {timed:.1f} ns a call")
+
+def print_table(results: dict[tuple[str, str], float], libraries: list[str],
+                memory: dict[str, float]) -> None:
+    width = 18
+    print(f"{'ns over the bare call':22}" + "".join(f"{lib:>{width}}" for lib in libraries))
+    for form in FORMS:
+        row = f"{form:22}"
+        for library in libraries:
+            value = results.get((form, library))
+            row += f"{'-':>{width}}" if value is None else (
+                f"{value - results[form, 'bare']:>{width}.0f}")
+        print(row)
+    row = f"{'bytes per breaker':22}"
+    for library in libraries:
+        value = memory.get(library)
+        row += f"{'-':>{width}}" if value is None else f"{value:>{width}.0f}"
+    print(row)
+    print("bare calls (ns): " + ", ".join(
+        f"{bare} {results[form, 'bare']:.0f}" for form, (bare, _) in FORMS.items()
+        if form in ("call", "rejection", "call_async")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run, not a measurement")
+    parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
+    parser.add_argument("--only", nargs="+", choices=LIBRARIES, metavar="LIBRARY",
+                        help="measure these libraries only (recovery is always measured)")
+    args = parser.parse_args()
+    number, rounds, seconds = (2_000, 3, 0.05) if args.quick else (100_000, 21, 1.0)
+    rounds = args.rounds or rounds
+
+    print(f"recovery {recovery.__name__} compiled window: {recovery.EXTENSION_ACTIVE}; "
+          f"Python {sys.version.split()[0]}")
+    libraries = [lib for lib in LIBRARIES if lib == "recovery" or (
+        (args.only is None or lib in args.only) and installed(lib))]
+    versions = []
+    for lib in libraries[1:]:
+        try:
+            versions.append(f"{lib} {importlib.metadata.version(lib)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(lib)
+    print("peers: " + ", ".join(versions))
+    results = measure(build_cases(libraries), number, rounds)
+    memory = {lib: bytes_per_breaker(make) for lib, make in _memory_factories().items()
+              if lib in libraries}
+    print(f"{rounds} interleaved rounds; forms: " + "; ".join(
+        f"{form}: {what}" for form, (_, what) in FORMS.items()))
+    print_table(results, libraries, memory)
 
     # Thread scaling is noisy on a shared VM: medians of several runs, and the same
     # measurement on a plain method shows what the interpreter alone does.
@@ -211,6 +562,7 @@ def main() -> None:
     four = median_rate(cb, io_wait, 4, seconds, runs)
     print(f"breaker      GIL-releasing fn, 1 -> 4 threads: {one:,.0f}/s -> {four:,.0f}/s "
           f"({four / one:.2f}x)")
+
 
 if __name__ == "__main__":
     main()

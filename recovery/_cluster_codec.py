@@ -23,6 +23,8 @@ MAX_MESSAGE_BYTES = 4096
 KINDS = ("open", "close")
 MAX_TEXT = 1024
 """The longest name, node id or reason a message may carry."""
+MAX_INT = 2**53
+"""The largest epoch or level a message may carry (Redis counts them; Lua, exactly)."""
 
 
 class Rejected(ValueError):
@@ -57,14 +59,16 @@ def _signature(secret: bytes | None, body: bytes) -> bytes:
     return hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
 
 
-def encode(event: Event, secret: bytes | None) -> bytes:
-    body = json.dumps(
-        {
-            "kind": event.kind, "name": event.name, "epoch": event.epoch, "node": event.node,
-            "period": event.period, "level": event.level, "reason": event.reason,
-        },
-        separators=(",", ":"),
-    ).encode()
+def encode(event: Event, secret: bytes | None, namespace: str | None = None) -> bytes:
+    """Frame ``event`` (signed with ``secret``); ``namespace`` goes into the signed body,
+    so that a message signed for one namespace is never acted on in another."""
+    fields = {
+        "kind": event.kind, "name": event.name, "epoch": event.epoch, "node": event.node,
+        "period": event.period, "level": event.level, "reason": event.reason,
+    }
+    if namespace is not None:
+        fields["ns"] = namespace
+    body = json.dumps(fields, separators=(",", ":")).encode()
     return b" ".join((VERSION, _signature(secret, body), body))
 
 
@@ -77,9 +81,21 @@ def _text(data: dict[str, Any], key: str, allow_empty: bool = False) -> str:
 
 def _int(data: dict[str, Any], key: str, minimum: int) -> int:
     value = data.get(key)
-    if type(value) is not int or value < minimum:
-        raise Rejected("malformed", f"{key}={value!r}")
+    if type(value) is not int or not minimum <= value <= MAX_INT:
+        raise Rejected("malformed", f"{key}={value!r:.80}")
     return value
+
+
+def check_namespace(data: dict[str, Any], secret: bytes | None, namespace: str | None) -> None:
+    """Refuse a body that names another namespace than ``namespace`` (None: not checked),
+    and, with a ``secret``, one that names none: the signature covers the namespace."""
+    if namespace is None:
+        return
+    named = data.get("ns")
+    if named is None and secret is None:
+        return  # an unsigned sender of an older release: nothing to trust anyway
+    if named != namespace:
+        raise Rejected("foreign_namespace", f"ns={named!r:.80}")
 
 
 def open_frame(message: bytes, secret: bytes | None, limit: int) -> dict[str, Any]:
@@ -107,9 +123,10 @@ def open_frame(message: bytes, secret: bytes | None, limit: int) -> dict[str, An
     return data
 
 
-def decode(message: bytes, secret: bytes | None) -> Event:
-    """Parse and verify one message; raises :class:`Rejected`."""
+def decode(message: bytes, secret: bytes | None, namespace: str | None = None) -> Event:
+    """Parse and verify one message (of ``namespace``, if given); raises :class:`Rejected`."""
     data = open_frame(message, secret, MAX_MESSAGE_BYTES)
+    check_namespace(data, secret, namespace)
     kind = data.get("kind")
     if kind not in KINDS:
         raise Rejected("malformed", f"kind={kind!r}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from recovery._cluster_codec import Event
+from recovery._cluster_codec import Event, Rejected
 from recovery._cluster_store import Record, Store
 from recovery.state import CircuitBreakerState
 
@@ -39,6 +39,9 @@ LEASE_TTL = 5.0
 """Seconds a trial lease lives unless renewed: how long a dead holder blocks the fleet."""
 LEASE_RENEW = 1.0
 """How often the holder renews its lease while its breaker is half-open."""
+MAX_PERIOD = 1e9
+"""The longest finite open period the cluster publishes or stores (about 31 years): any
+longer one is cut to this, so no period reaches an overflowing timer or Redis TTL."""
 LEASE_UNUSED = LEASE_TTL
 """Seconds a holder keeps the lease while no call comes to its breaker. A process that
 serves no calls (gunicorn's preloading parent, an idle worker) would otherwise renew
@@ -87,6 +90,8 @@ class Fleet:
         self, store: Store, node: str, quorum: int, quorum_window: float,
         now: Callable[[], float], encode: Callable[[Event], bytes | None],
         published: Callable[[str], None],
+        verify: Callable[[bytes], Event] | None = None,
+        dropped: Callable[[str], None] = lambda reason: None,
     ) -> None:
         self.store = store
         self.node = node
@@ -95,6 +100,8 @@ class Fleet:
         self._now = now
         self._encode = encode  # None: a message no receiver would accept (counted)
         self._published = published
+        self._verify = verify  # with a secret: decodes a record's event, or raises Rejected
+        self._dropped = dropped
 
     # -- what the breakers did ----------------------------------------------------------
 
@@ -128,7 +135,7 @@ class Fleet:
             t.pending = "reset"
 
     def reset(self, t: Tracked) -> None:
-        epoch = self.store.close(t.breaker.name, self.node, None)[1]
+        epoch = self.store.close(t.breaker.name, self.node, None, t.epoch)[1]
         self._closed(t, epoch, everyone=False)
         self._publish(Event("close", t.breaker.name, epoch, self.node, reason="reset"))
 
@@ -145,6 +152,8 @@ class Fleet:
             # have ended (half-open) before we got here: the trip still stands for
             # the fleet (the repair is local), for a first open period.
             period = breaker.config.timeout
+        if not math.isinf(period):  # inf: held until reset, everywhere
+            period = min(period, MAX_PERIOD)
         # The event as it will be if the fleet is where we last saw it (the usual
         # case): the trip script then publishes it too, in the same round trip.
         event = Event("open", breaker.name, t.epoch + 1, self.node,
@@ -152,14 +161,14 @@ class Fleet:
         message = self._encode(event)
         result = self.store.trip(
             breaker.name, self.node, self._quorum, self._quorum_window, period, reason,
-            (event.epoch, event.level), message or b"",
+            (event.epoch, event.level), message or b"", t.epoch,
         )
         if result[0] == 1:
             self._opened(t, result[1], result[2], period, self.node)
             if result[3]:
                 self._published(event.kind)
             elif message is not None:  # None: too big for anyone, dropped and counted
-                self._publish(attrs.evolve(event, epoch=t.epoch, level=t.level))
+                self._announce(attrs.evolve(event, epoch=t.epoch, level=t.level))
         elif result[0] != 2:  # already open, or a trial runs: follow the records
             self.sync(t)
 
@@ -168,7 +177,7 @@ class Fleet:
         assert lease is not None
         t.lease_epoch = None
         if success:
-            result = self.store.close(name, self.node, lease)
+            result = self.store.close(name, self.node, lease, t.epoch)
             if result[0] == 1:
                 self._closed(t, result[1], everyone=False)
                 self._publish(Event("close", name, t.epoch, self.node, reason="trial passed"))
@@ -182,8 +191,8 @@ class Fleet:
             if result[0] == 1:
                 period = result[3] / 1000
                 self._opened(t, result[1], result[2], period, self.node)
-                self._publish(Event("open", name, t.epoch, self.node, period, t.level,
-                                    "trial failed"))
+                self._announce(Event("open", name, t.epoch, self.node, period, t.level,
+                                     "trial failed"))
                 return
         self.sync(t)  # the lease had expired: someone else decides
 
@@ -205,6 +214,15 @@ class Fleet:
         self.adopt(t, self.store.read(t.breaker.name))
 
     def adopt(self, t: Tracked, record: Record) -> None:
+        problem = self._distrust(t, record)
+        if problem is not None:  # follow what the records would say without it: closed
+            if problem:
+                self._dropped(problem)
+            record = attrs.evolve(record, epoch=t.epoch, open_for=None, opened_by=None,
+                                  lease_holder=None, lease_for=None, event=None)
+        elif record.open_for is not None and self._verify is not None:
+            assert record.event is not None
+            record = attrs.evolve(record, opened_by=self._verify(record.event).node)
         t.level = record.level
         if record.open_for is not None:
             t.lease_epoch = None
@@ -218,6 +236,31 @@ class Fleet:
                 self._follow_trial(t, record.lease_for or LEASE_TTL)
         else:
             self._closed(t, record.epoch, everyone=False)
+
+    def _distrust(self, t: Tracked, record: Record) -> str | None:
+        """Why ``record`` must not be followed (a reason to count, or "" for records
+        that were merely lost), or None if it may be.
+
+        A record older than what this process knows was rolled back or lost (FLUSHALL)
+        and, if it says open or trial, replayed. With a secret, an open record must
+        hold the open event it was written with, signed, of its own breaker, epoch and
+        namespace, and may not last longer than that event's period.
+        """
+        if record.epoch < t.epoch:
+            return "stale_record" if record.open_for or record.lease_holder else ""
+        if record.open_for is None or self._verify is None:
+            return None
+        if record.event is None:
+            return "record_unsigned"
+        try:
+            event = self._verify(record.event)
+        except Rejected as rejected:
+            return f"record_{rejected.reason}"
+        limit = math.inf if event.period is None else event.period + 0.001
+        if (event.kind != "open" or event.name != t.breaker.name
+                or event.epoch != record.epoch or record.open_for > limit):
+            return "record_mismatch"
+        return None
 
     def tick(self, t: Tracked) -> None:
         """The fleet deadline of ``t`` passed: take, renew or look for the trial lease."""
@@ -256,6 +299,13 @@ class Fleet:
             self.store.publish(message)
             self._published(event.kind)
 
+    def _announce(self, event: Event) -> None:
+        """Publish an open event and store it in its open record (which a reader with
+        the secret trusts only with it), unless the fleet moved on since."""
+        message = self._encode(event)
+        if message is not None and self.store.announce(event.name, event.epoch, message):
+            self._published(event.kind)
+
     # -- the moves ------------------------------------------------------------------------
 
     def _take_lease(self, t: Tracked) -> None:
@@ -270,7 +320,9 @@ class Fleet:
             self.sync(t)
         elif result[0] == -2:
             left = math.inf if result[1] == -1 else result[1] / 1000
-            t.fleet, t.until = "open", self._now() + left
+            if t.opened_by != self.node:
+                left = _capped(t, left)
+            t.fleet, t.until = "open", self._now() + _capped(t, left)
             self._hold(t, left)
         else:
             t.lease_epoch = None
@@ -288,6 +340,7 @@ class Fleet:
             self._trial_ended(t, success=True)
 
     def _follow_trial(self, t: Tracked, left: float) -> None:
+        left = min(left, LEASE_TTL)  # a lease never lives longer, unless forged
         t.fleet, t.until = "trial", self._now() + left
         self._hold(t, left)
 
@@ -296,14 +349,16 @@ class Fleet:
     ) -> None:
         t.epoch, t.level, t.fleet, t.opened_by = epoch, level, "open", by
         t.lease_epoch = None
-        t.until = self._now() + period
+        if by != self.node:
+            period = _capped(t, period)  # a remote period at the local cap
+        t.until = self._now() + _capped(t, period)
         self._hold(t, period)
 
     def _closed(self, t: Tracked, epoch: int, everyone: bool) -> None:
         """The fleet is closed. ``everyone``: a close event, which also closes a breaker
         open on its own (a quorum vote); a record read closes only what the fleet held."""
         was_held = t.fleet != "closed" or t.held
-        t.epoch, t.fleet, t.until, t.opened_by = epoch, "closed", math.inf, None
+        t.epoch, t.fleet, t.until, t.opened_by = max(epoch, t.epoch), "closed", math.inf, None
         t.level = 0  # a close resets the backoff (the close script sets it so)
         t.lease_epoch, t.held = None, False
         breaker = t.breaker
@@ -323,3 +378,10 @@ class Fleet:
         t.held = True
         breaker._opened_by = None if t.opened_by == self.node else t.opened_by
         breaker.force_open(left + HOLD_MARGIN)
+
+
+def _capped(t: Tracked, seconds: float) -> float:
+    """``seconds`` at most the breaker's ``max_retry_interval`` (inf, until reset, stays):
+    the longest this process waits on a fleet deadline before it reads the records
+    again, and the longest hold a period from another node gets here."""
+    return seconds if math.isinf(seconds) else min(seconds, t.breaker.config.max_retry_interval)

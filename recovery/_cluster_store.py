@@ -1,18 +1,26 @@
 """The cluster records in Redis, each change one atomic Lua script.
 
-Keys of breaker ``name`` in namespace ``ns`` (prefix ``ns:breaker:name:``):
+Keys of breaker ``name`` in namespace ``ns`` (prefix ``ns:breaker:name:``, where
+``name`` is escaped by :func:`key_part` so that it holds no ``:``; the key then reads
+back one way only, and no namespace/breaker pair shares a key with another):
 
 - ``fleet`` (hash, no expiry): ``epoch``, bumped by every fleet decision so a stale
   event never overrides a newer one, and ``level``, the backoff level of the next
   open period (0 after a close).
 - ``open`` (hash, TTL = the remaining open period): present while the fleet is
-  open; ``epoch``, ``level``, ``node`` (who opened it), ``reason``. The TTL carries
-  the period, so hosts never compare their clocks.
+  open; ``epoch``, ``level``, ``node`` (who opened it), ``reason``, and ``event``,
+  the open event as it was published (signed when the cluster has a secret, so a
+  reader can tell a record the fleet wrote from one written by anyone else). The
+  TTL carries the period, so hosts never compare their clocks.
 - ``lease`` (string ``"node epoch"``, TTL): the fleet's one trial lease of the
   half-open period after that open; whoever holds it runs the trial calls.
 - ``votes`` (sorted set node -> Redis server time in ms): quorum votes.
 
-Times in scripts come from Redis ``TIME``, never from a host.
+Times in scripts come from Redis ``TIME``, never from a host. A node that makes a
+decision passes the highest epoch it knows, and the script never numbers the
+decision below it: after the records were lost (FLUSHALL, a restart without
+persistence), the fleet's next decisions are still newer than everything the nodes
+saw, so they are obeyed while replays of old ones are not.
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ local node, quorum, window_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local period_ms, reason = tonumber(ARGV[4]), ARGV[5]
 local expected_epoch, expected_level, message = tonumber(ARGV[6]), tonumber(ARGV[7]), ARGV[8]
 local epoch = tonumber(redis.call('HGET', fleet, 'epoch') or '0')
+if epoch < tonumber(ARGV[9]) then
+  redis.call('HSET', fleet, 'epoch', ARGV[9])
+  epoch = tonumber(ARGV[9])
+end
 local pttl = redis.call('PTTL', open)
 if pttl ~= -2 then return {3, epoch, pttl} end
 local lease_ttl = redis.call('PTTL', KEYS[4])
@@ -47,6 +59,7 @@ local level = tonumber(redis.call('HGET', fleet, 'level') or '0')
 redis.call('HSET', open, 'epoch', epoch, 'level', level, 'node', node, 'reason', reason)
 if period_ms >= 0 then redis.call('PEXPIRE', open, math.max(period_ms, 1)) end
 if message ~= '' and epoch == expected_epoch and level == expected_level then
+  redis.call('HSET', open, 'event', message)
   redis.call('PUBLISH', KEYS[5], message)
   return {1, epoch, level, 1}
 end
@@ -71,6 +84,9 @@ _CLOSE = """
 local fleet, open, lease, votes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local node, epoch = ARGV[1], ARGV[2]
 if epoch ~= '' and redis.call('GET', lease) ~= node .. ' ' .. epoch then return {0} end
+if tonumber(redis.call('HGET', fleet, 'epoch') or '0') < tonumber(ARGV[3]) then
+  redis.call('HSET', fleet, 'epoch', ARGV[3])
+end
 local new_epoch = redis.call('HINCRBY', fleet, 'epoch', 1)
 redis.call('HSET', fleet, 'level', 0)
 redis.call('DEL', open, lease, votes)
@@ -91,13 +107,22 @@ redis.call('SET', lease, mine, 'PX', ttl)
 return {1, 0}
 """
 
+_ANNOUNCE = """
+local open, channel, epoch, message = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
+if redis.call('HGET', open, 'epoch') ~= epoch then return 0 end
+redis.call('HSET', open, 'event', message)
+redis.call('PUBLISH', channel, message)
+return 1
+"""
+
 
 @attrs.frozen
 class Record:
     """What the records say about one breaker; times are seconds from the read.
 
     ``open_for`` is the remaining open period (inf: open until reset; None: not
-    open); ``lease_for`` the remaining lease (None: no trial running).
+    open); ``event`` the open event stored with it (None: none stored);
+    ``lease_for`` the remaining lease (None: no trial running).
     """
 
     epoch: int
@@ -106,6 +131,25 @@ class Record:
     opened_by: str | None
     lease_holder: str | None
     lease_for: float | None
+    event: bytes | None = None
+
+
+_ESCAPES = {ord("%"): "%25", ord(":"): "%3A"}
+
+
+def key_part(name: str) -> str:
+    """``name`` as it goes into a Redis key: ``%`` and ``:`` percent-escaped, and each
+    lone surrogate (``os.fsdecode`` makes them from undecodable bytes) as the escaped
+    bytes of its ``surrogatepass`` encoding, so that any ``str`` makes a valid key.
+    Distinct names give distinct parts, and none of them holds a ``:``."""
+    escaped = name.translate(_ESCAPES)
+    if not any("\ud800" <= c <= "\udfff" for c in escaped):
+        return escaped
+    return "".join(
+        "".join(f"%{byte:02X}" for byte in c.encode("utf-8", "surrogatepass"))
+        if "\ud800" <= c <= "\udfff" else c
+        for c in escaped
+    )
 
 
 def _ms(seconds: float) -> int:
@@ -123,13 +167,15 @@ class Store:
         self._reopen = client.register_script(_REOPEN)
         self._close = client.register_script(_CLOSE)
         self._lease = client.register_script(_LEASE)
+        self._announce = client.register_script(_ANNOUNCE)
 
     def _keys(self, name: str, *parts: str) -> list[str]:
-        return [f"{self._namespace}:breaker:{name}:{part}" for part in parts]
+        prefix = f"{self._namespace}:breaker:{key_part(name)}:"
+        return [prefix + part for part in parts]
 
     def trip(
         self, name: str, node: str, quorum: int, window: float, period: float, reason: str,
-        expected: tuple[int, int] = (0, 0), message: bytes = b"",
+        expected: tuple[int, int] = (0, 0), message: bytes = b"", known: int = 0,
     ) -> list[int]:
         """A local trip: vote, and open the fleet once the quorum is met.
 
@@ -138,11 +184,12 @@ class Store:
         lease_ms]`` a trial is running. ``message``, the open event encoded for the
         ``expected`` (epoch, level), is published by the same script when the open
         gets exactly those (``published`` 1), which saves the caller a round trip on
-        the path every follower waits for; otherwise (``published`` 0) the caller
-        publishes the event with the real ones.
+        the path every follower waits for, and stored in the open record; otherwise
+        (``published`` 0) the caller announces the event with the real ones. ``known``:
+        the highest epoch the caller knows (the open gets a higher one).
         """
         keys = [*self._keys(name, "fleet", "open", "votes", "lease"), self.channel]
-        args = [node, quorum, _ms(window), _ms(period), reason, *expected, message]
+        args = [node, quorum, _ms(window), _ms(period), reason, *expected, message, known]
         return [int(x) for x in self._trip(keys=keys, args=args)]
 
     def reopen(
@@ -155,11 +202,11 @@ class Store:
         args = [node, epoch, timeout * 1000, factor, max_interval * 1000, reason]
         return [int(x) for x in self._reopen(keys=keys, args=args)]
 
-    def close(self, name: str, node: str, lease_epoch: int | None) -> list[int]:
-        """Close the fleet: ``[1, epoch]``. With ``lease_epoch`` (a trial succeeded) only
-        if ``node`` holds that lease, else ``[0]``."""
+    def close(self, name: str, node: str, lease_epoch: int | None, known: int = 0) -> list[int]:
+        """Close the fleet: ``[1, epoch]``, an epoch above ``known``. With ``lease_epoch``
+        (a trial succeeded) only if ``node`` holds that lease, else ``[0]``."""
         keys = self._keys(name, "fleet", "open", "lease", "votes")
-        args = [node, "" if lease_epoch is None else lease_epoch]
+        args = [node, "" if lease_epoch is None else lease_epoch, known]
         return [int(x) for x in self._close(keys=keys, args=args)]
 
     def lease(self, name: str, node: str, epoch: int, ttl: float) -> list[int]:
@@ -182,10 +229,18 @@ class Store:
             epoch=int(fleet_hash.get(b"epoch", 0)),
             level=int(fleet_hash.get(b"level", 0)),
             open_for=(math.inf if open_ms == -1 else open_ms / 1000) if opened else None,
-            opened_by=open_hash[b"node"].decode() if opened and b"node" in open_hash else None,
+            opened_by=(open_hash[b"node"].decode(errors="replace")
+                       if opened and b"node" in open_hash else None),
             lease_holder=holder.decode() if holder else None,
             lease_for=lease_ms / 1000 if holder and lease_ms > 0 else None,
+            event=open_hash.get(b"event") if opened else None,
         )
 
     def publish(self, message: bytes) -> None:
         self._client.publish(self.channel, message)
+
+    def announce(self, name: str, epoch: int, message: bytes) -> bool:
+        """Store the open event ``message`` in the open record of ``epoch`` and publish
+        it; False (neither done) if the fleet moved past that open since."""
+        keys = [*self._keys(name, "open"), self.channel]
+        return bool(self._announce(keys=keys, args=[epoch, message]))

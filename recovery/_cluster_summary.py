@@ -1,11 +1,12 @@
 """Each node's status summary, published once a second for the fleet dashboard.
 
 A started :class:`~recovery.cluster.Cluster` runs one more thread that, once a
-second, reads its attached breakers (``metrics()``, the public snapshot) and, for
-breakers a :class:`~recovery.manager.RecoveryManager` registered, that plugin's
-recovery flags, and publishes them on the namespace's ``summaries`` channel: a
-channel of its own, so the fleet's decisions on the events channel never wait
-behind (or get mixed up with) the dashboard's traffic. Nothing is stored in
+second, takes the cluster's ``snapshot()``, reads its attached breakers
+(``metrics()``, the public snapshot) and, for breakers a
+:class:`~recovery.manager.RecoveryManager` registered, that plugin's recovery
+flags, and publishes them on the namespace's ``summaries`` channel: a channel of
+its own, so the fleet's decisions on the events channel never wait behind (or get
+mixed up with) the dashboard's traffic. Nothing is stored in
 Redis: a node that stops publishing simply goes quiet, and the dashboard fades it.
 
 A summary is framed and signed like every cluster message (version tag, HMAC
@@ -28,10 +29,21 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from recovery._cluster_codec import MAX_TEXT, VERSION, Rejected, _signature, open_frame
+from recovery._cluster_codec import (
+    MAX_TEXT,
+    VERSION,
+    Rejected,
+    _signature,
+    check_namespace,
+    open_frame,
+)
 from recovery.status import PluginRecovery
+
+if TYPE_CHECKING:  # the cluster imports this module
+    from recovery.cluster import Cluster, ClusterSnapshot
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -194,9 +206,15 @@ def _entry(data: Any) -> dict[str, Any]:
     }
 
 
-def decode_summary(message: bytes, secret: bytes | None) -> dict[str, Any]:
-    """Verify and parse one summary into a dict of known fields only; raises Rejected."""
+def decode_summary(message: bytes, secret: bytes | None,
+                   namespace: str | None = None) -> dict[str, Any]:
+    """Verify and parse one summary into a dict of known fields only; raises Rejected.
+
+    With ``namespace``, a summary that names another one (in its signed body) is
+    refused as ``foreign_namespace``, and so, with a ``secret``, is one naming none.
+    """
     data = open_frame(message, secret, MAX_SUMMARY_BYTES)
+    check_namespace(data, secret, namespace)
     if data.get("kind") != "summary":
         raise Rejected("malformed", "not a summary")
     pid = data.get("pid")
@@ -223,7 +241,7 @@ def decode_summary(message: bytes, secret: bytes | None) -> dict[str, Any]:
 class Publisher:
     """Builds and sends one cluster's summaries; :meth:`run` is its thread's body."""
 
-    def __init__(self, cluster: Any, stopping: threading.Event) -> None:
+    def __init__(self, cluster: Cluster, stopping: threading.Event) -> None:
         self._cluster = cluster
         self._stopping = stopping
         self._host = socket.gethostname()[:255] or "?"
@@ -232,30 +250,37 @@ class Publisher:
         self.published = 0
         self.errors = 0
 
-    def run(self) -> None:
+    def run(self, send: Callable[[bytes], object],
+            failed: Callable[[BaseException], None]) -> None:
+        """Publish a summary with ``send`` once a second until stopped; ``failed`` is told
+        of anything but a Redis fault (those are counted here, and the next second tries
+        again)."""
         import redis  # here, so importing recovery.cluster without it fails with its hint
 
         faults = (redis.RedisError, OSError)
-        next_at = time.monotonic()
+        # The first one a second after start, not at once: a preloading parent (which
+        # starts the cluster at import, then forks the workers) has forked by then, and
+        # never shows in the fleet as a node that serves nothing.
+        next_at = time.monotonic() + INTERVAL
         while not self._stopping.wait(max(next_at - time.monotonic(), 0.0)):
             next_at += INTERVAL
             if next_at <= time.monotonic():  # fell behind (Redis slow): skip, do not burst
                 next_at = time.monotonic() + INTERVAL
             try:
-                self.publish_once()
+                self.publish_once(send)
             except faults as exc:  # Redis away: the next second tries again
                 self.errors += 1
                 _logger.debug("cluster summary not published: %s", exc)
-            except Exception:
+            except BaseException as exc:  # the thread must outlive anything
                 self.errors += 1
-                _logger.exception("cluster summary failed")
+                failed(exc)
 
-    def message(self) -> bytes:
-        cluster = self._cluster
-        with cluster._lifecycle:
-            breakers = [tracked.breaker for tracked in cluster._tracked.values()]
-            managers = list(cluster._managers)
-        plugins = _plugin_views(managers)
+    def message(self, snapshot: ClusterSnapshot | None = None) -> bytes:
+        """The summary of ``snapshot`` (default: the cluster as it is now), encoded."""
+        if snapshot is None:
+            snapshot = self._cluster.snapshot()
+        breakers = snapshot.breakers
+        plugins = _plugin_views(snapshot.managers)
         now = time.monotonic()
         entries = []
         for breaker in breakers:
@@ -266,13 +291,15 @@ class Publisher:
         for name in [name for name in self._last if name not in names]:
             del self._last[name]
         self._seq += 1
-        head = {"node": cluster.node_id, "host": self._host, "pid": os.getpid(),
-                "time": round(time.time(), 3), "seq": self._seq}
-        return encode_summary(head, entries, cluster.config.secret)
+        head = {"node": snapshot.node_id, "ns": snapshot.namespace, "host": self._host,
+                "pid": os.getpid(), "time": round(time.time(), 3), "seq": self._seq}
+        return encode_summary(head, entries, self._cluster.config.secret)
 
-    def publish_once(self) -> None:
-        message = self.message()
-        self._cluster._client.publish(channel(self._cluster.config.namespace), message)
+    def publish_once(self, send: Callable[[bytes], object]) -> None:
+        snapshot = self._cluster.snapshot()
+        if not snapshot.serving:  # a preloading parent is not a node of the fleet
+            return
+        send(self.message(snapshot))
         self.published += 1
 
     def _rate(self, metrics: dict[str, Any], now: float) -> tuple[float, float]:
@@ -287,7 +314,7 @@ class Publisher:
         return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
 
 
-def _plugin_views(managers: list[Any]) -> dict[int, PluginRecovery]:
+def _plugin_views(managers: tuple[Any, ...]) -> dict[int, PluginRecovery]:
     """The recovery of each breaker that is one of ``managers``' plugins, by
     ``id(breaker)`` (a manager given ``cluster=`` reports itself to the cluster)."""
     views: dict[int, PluginRecovery] = {}
@@ -301,7 +328,10 @@ def _plugin_views(managers: list[Any]) -> dict[int, PluginRecovery]:
     return views
 
 
-def summary_thread(cluster: Any) -> threading.Thread:
-    """The thread that publishes ``cluster``'s summaries until its stop event is set."""
-    return threading.Thread(target=Publisher(cluster, cluster._stopping).run,
+def summary_thread(cluster: Cluster, stopping: threading.Event,
+                   send: Callable[[bytes], object],
+                   failed: Callable[[BaseException], None]) -> threading.Thread:
+    """The thread that publishes ``cluster``'s summaries with ``send`` until ``stopping``
+    is set (see :meth:`Publisher.run`)."""
+    return threading.Thread(target=Publisher(cluster, stopping).run, args=(send, failed),
                             name="recovery-cluster-summary", daemon=True)

@@ -9,7 +9,8 @@ for good (its fallback served forever, its health check never run).
 So, in the child, every manager that was running gets new locks (one held by a
 parent's thread at the fork would never be released), forgets its parent's
 threads and their runs, and starts its own threads again: its workers, the
-deadline timer, the outbox, and a health monitor given every check. Episodes
+deadline timer, the outbox, a health monitor given every check, and (with early
+warning on) a forecaster. Episodes
 queued or in flight at the fork are queued again and go on from where they
 stood; alerts and records waiting for delivery stay the parent's to deliver.
 The cluster does the same for its own threads (``recovery.cluster``).
@@ -56,6 +57,7 @@ class ForkRenewal:
 
     if TYPE_CHECKING:
         def start(self) -> None: ...
+        def _forget_forecaster(self) -> Any: ...
 
     def _renew_after_fork(self) -> None:
         """Track this manager, so a forked child renews it (called once, at init)."""
@@ -71,7 +73,8 @@ class ForkRenewal:
         self._alerts.after_fork()
         self._free_workers = 0
         self._workers = []
-        self._monitor = None  # its threads stayed in the parent
+        self._monitor = None  # its threads stayed in the parent, as the forecaster's did
+        self._forget_forecaster()
         if not self._running:
             return
         queued = set(map(id, self._queue))

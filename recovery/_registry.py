@@ -39,13 +39,33 @@ class _Numbers:
     live: int = 0
 
 
+class _Entry(weakref.ref):  # type: ignore[type-arg]
+    """A weak reference to a registered breaker that knows the key it holds.
+
+    The one object a breaker costs the registry: its name, number and key ride on the
+    reference, and every entry shares one callback, so there is no closure per breaker.
+    """
+
+    __slots__ = ("key", "name", "number")
+
+    name: str
+    number: int
+    key: str
+
+
 _lock = threading.Lock()
-_live: dict[str, weakref.ref[BreakerMixin]] = {}
+_live: dict[str, _Entry] = {}
+# The numbers of the names that more than one breaker has used at once. A name with a
+# single live breaker holding the bare name has no entry: that is the common case.
 _numbers: dict[str, _Numbers] = {}
 # A dying breaker's weakref callback only appends here: it may run on any thread,
 # inside the garbage collector, even while this thread holds _lock, so it must not
 # take the lock. The entries are settled under the lock by the next call.
-_freed: deque[tuple[str, int, str]] = deque()
+_freed: deque[_Entry] = deque()
+
+
+def _on_death(entry: _Entry) -> None:
+    _freed.append(entry)
 
 
 def register(breaker: BreakerMixin) -> None:
@@ -57,7 +77,18 @@ def register(breaker: BreakerMixin) -> None:
     name = breaker.name
     with _lock:
         _settle()
-        numbers = _numbers.setdefault(name, _Numbers())
+        numbers = _numbers.get(name)
+        if numbers is None:
+            holder = _live.get(name)
+            if holder is None:
+                _add(breaker, name, 1, name)  # the common case: no numbering needed
+                return
+            # The bare name is taken: by a breaker of this name (number 1, counted
+            # now), or by one literally named so (then 1 is never this name's).
+            numbers = _numbers[name] = (
+                _Numbers(next=2, live=1) if holder.name == name and holder.number == 1
+                else _Numbers()
+            )
         while True:
             if numbers.free:
                 number = heapq.heappop(numbers.free)
@@ -67,8 +98,13 @@ def register(breaker: BreakerMixin) -> None:
             if key not in _live:  # else a breaker literally named so holds it: skip it
                 break
         numbers.live += 1
-        freed = (name, number, key)
-        _live[key] = weakref.ref(breaker, lambda _ref: _freed.append(freed))
+        _add(breaker, name, number, key)
+
+
+def _add(breaker: BreakerMixin, name: str, number: int, key: str) -> None:
+    entry = _Entry(breaker, _on_death)
+    entry.name, entry.number, entry.key = name, number, key
+    _live[key] = entry
 
 
 def breakers() -> dict[str, BreakerMixin]:
@@ -86,14 +122,16 @@ def breakers() -> dict[str, BreakerMixin]:
 def _settle() -> None:
     """Forget the breakers that died since the last call and free their keys."""
     while _freed:
-        name, number, key = _freed.popleft()
-        ref = _live.get(key)
-        if ref is not None and ref() is None:
-            del _live[key]
-        numbers = _numbers[name]
+        entry = _freed.popleft()
+        if _live.get(entry.key) is entry:
+            del _live[entry.key]
+        numbers = _numbers.get(entry.name)
+        if numbers is None:
+            continue  # it held the bare name alone
+        number = entry.number
         numbers.live -= 1
         if numbers.live == 0:
-            del _numbers[name]  # a name nobody uses any more costs nothing
+            del _numbers[entry.name]  # a name nobody uses any more costs nothing
         else:
             heapq.heappush(numbers.free, number)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from recovery._bounded import ThreadRunner
+from recovery._early_warning import Latest
 from recovery._outbox import Outbox
 from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
@@ -25,6 +26,7 @@ from recovery.status import (
     HealthCheckStatus,
     PluginRecovery,
     PluginStatus,
+    PluginWarning,
     RecoveryStatus,
     StuckStrategy,
 )
@@ -44,6 +46,10 @@ class StatusView:
     _health_checks: dict[str, Any]
     _cluster: Any
 
+    if TYPE_CHECKING:
+        def _latest_warnings(self) -> tuple[bool, Latest]: ...
+        def _warning_view(self, plugin: Supervised, latest: Latest) -> PluginWarning: ...
+
     def status(self) -> RecoveryStatus:
         """The manager and every plugin, as typed values (docs/design.md, "Status").
 
@@ -51,6 +57,7 @@ class StatusView:
         the health monitor and the cluster are then read once each.
         """
         monitor = self._monitor
+        watching, latest = self._latest_warnings()
         with self._lock:
             plugins = list(self._plugins.values())
             running, in_progress = self._running, self._open_episodes
@@ -62,6 +69,8 @@ class StatusView:
             recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name])
                         for plugin in plugins}
             watched = set(self._health_checks)
+            warnings = {plugin.name: self._warning_view(plugin, latest)
+                        for plugin in plugins} if watching else {}
         return RecoveryStatus(
             running=running,
             auto_recovery=self.config.enable_auto_recovery,
@@ -81,6 +90,7 @@ class StatusView:
                     plugin.kind,
                     plugin.depends_on,
                     dict(plugin.tags),
+                    warnings.get(plugin.name),
                 )
                 for plugin in plugins
             },

@@ -16,6 +16,7 @@ import attrs
 from recovery._impl import Route
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo
+from recovery.forecast.forecaster import Warning as ForecastWarning
 from recovery.state import CircuitBreakerState
 
 CLOSED = CircuitBreakerState.CLOSED
@@ -123,6 +124,10 @@ class Supervised:
     verification: Verification | None = None
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed
     down_since: float | None = None  # wall clock: when its current trouble began
+    # Early warnings up now, by kind, each with its wall-clock start; and how many
+    # of each kind were raised (recovery._early_warning).
+    warnings: dict[str, tuple[ForecastWarning, float]] = attrs.field(factory=dict)
+    warnings_raised: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
     @property
     def failed(self) -> bool:

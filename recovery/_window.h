@@ -14,6 +14,7 @@
 #define RECOVERY_WINDOW_H
 
 #include <Python.h>
+#include <structmember.h>
 
 /* Values shared with _window.pyx, which names them in its ``except?`` clauses: a
    function that raised returns its sentinel, and the caller here checks
@@ -24,8 +25,6 @@ enum {
     RECOVERY_ADMIT_ERROR = -3,  /* admission: a user clock or a listener raised */
 };
 
-/* Marks a ``with`` block's saved token as timed (generations never reach 2**42). */
-#define RECOVERY_TIMED_BIT (1LL << 62)
 
 /* A new exception of ``type`` from the type's tp_new alone (_rejection in
    _window.pyx says why). */
@@ -54,41 +53,53 @@ static recovery_route_fn recovery_route;
 static recovery_fallback_fn recovery_fallback;
 static recovery_divert_fn recovery_divert;
 
-/* Admit, run args[0](*args[1:]) outside the lock, record. ``route`` (or NULL)
-   gives the fallback that answers a rejected call. */
-static PyObject *recovery_guarded(PyObject *breaker, PyObject *route,
+typedef int (*recovery_release_fn)(PyObject *, long long);
+static recovery_release_fn recovery_release;
+
+/* Raise the error a rejected call gets: fresh, with no frame of ours in its traceback. */
+static int recovery_raise_rejection(PyObject *breaker, int state, double retry_after) {
+    PyObject *value = recovery_reject(breaker, state, retry_after);
+    if (value == NULL) return -1;
+    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+    Py_DECREF(value);
+    return -1;
+}
+
+/* Record how a call ended with the exception that is set; the exception stays set.
+   Recording that fails (a user clock raised) is reported, never put in its place. */
+static void recovery_finish_failed(PyObject *breaker, long long token, double start) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL) PyException_SetTraceback(value, tb);
+    if (recovery_finish(breaker, token, value, start) < 0) PyErr_WriteUnraisable(breaker);
+    PyErr_Restore(type, value, tb);
+}
+
+/* Admit, run fn(*args) outside the lock, record. ``route`` (or NULL) gives the
+   fallback that answers a rejected call. */
+static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *fn,
                                   PyObject *const *args, Py_ssize_t nargs,
                                   PyObject *kwnames) {
     long long token;
     int state;
     double start, retry_after;
-    PyObject *result, *type, *value, *tb, *fallback;
+    PyObject *result, *value, *fallback;
     token = recovery_admit(breaker, &state, &retry_after);
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) return NULL;
     if (token == RECOVERY_REJECTED) {
         if (route != NULL && (fallback = recovery_fallback(route)) != NULL) {
-            return PyObject_Vectorcall(fallback, args + 1, (size_t)(nargs - 1), kwnames);
+            return PyObject_Vectorcall(fallback, args, (size_t)nargs, kwnames);
         }
-        /* Rejected: raise a fresh error with no frame of ours in its traceback. */
-        value = recovery_reject(breaker, state, retry_after);
-        if (value == NULL) return NULL;
-        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-        Py_DECREF(value);
+        recovery_raise_rejection(breaker, state, retry_after);
         return NULL;
     }
     /* A user clock that raises here gives the admission back. */
     start = recovery_start(breaker, token);
     if (start == RECOVERY_START_ERROR && PyErr_Occurred()) return NULL;
-    result = PyObject_Vectorcall(args[0], args + 1, (size_t)(nargs - 1), kwnames);
+    result = PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     if (result == NULL) {
-        PyErr_Fetch(&type, &value, &tb);
-        PyErr_NormalizeException(&type, &value, &tb);
-        if (tb != NULL) PyException_SetTraceback(value, tb);
-        if (recovery_finish(breaker, token, value, start) < 0) {
-            /* Recording failed (a user clock raised): report it, keep fn's error. */
-            PyErr_WriteUnraisable(breaker);
-        }
-        PyErr_Restore(type, value, tb);
+        recovery_finish_failed(breaker, token, start);
         return NULL;
     }
     if (Py_IS_TYPE(result, &PyCoro_Type) || Py_IS_TYPE(result, &PyGen_Type)
@@ -123,7 +134,7 @@ static PyObject *recovery_call(PyObject *self, PyObject *const *args,
         return NULL;
     }
     if (!PyCallable_Check(args[0])) return recovery_refuse_uncallable("call", args[0]);
-    return recovery_guarded(self, NULL, args, nargs, kwnames);
+    return recovery_guarded(self, NULL, args[0], args + 1, nargs - 1, kwnames);
 }
 
 static PyObject *recovery_execute(PyObject *self, PyObject *const *args,
@@ -144,12 +155,16 @@ static PyObject *recovery_execute(PyObject *self, PyObject *const *args,
     if (diverted) {
         result = recovery_divert(self, args, nargs, kwnames);
     } else {
-        result = recovery_guarded(breaker, route, args + 1, nargs - 1, kwnames);
+        result = recovery_guarded(breaker, route, args[1], args + 2, nargs - 2, kwnames);
     }
     Py_DECREF(breaker);
     Py_DECREF(route);
     return result;
 }
+
+/* The objects the breaker hands out: the decorator's guard, an awaited call, the done
+   awaitable of async with, and the with block's methods. */
+#include "_window_guards.h"
 
 static PyMethodDef recovery_execute_def = {
     "execute_with_recovery", (PyCFunction)(void (*)(void))recovery_execute,
@@ -181,7 +196,26 @@ static int recovery_install(PyObject *type, PyMethodDef *def) {
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
                                     void *admit, void *reject, void *start,
                                     void *finish, void *route, void *fallback,
-                                    void *divert, void *refuse, void *uncallable) {
+                                    void *divert, void *refuse, void *uncallable,
+                                    void *release, void *enter, void *exit) {
+    recovery_release = (recovery_release_fn)release;
+    recovery_enter_block = (recovery_enter_fn)enter;
+    recovery_exit_block = (recovery_exit_fn)exit;
+    recovery_bound_type = (PyTypeObject *)PyType_FromSpec(&recovery_bound_spec);
+    if (recovery_bound_type == NULL) return -1;
+    recovery_block_method_type = (PyTypeObject *)PyType_FromSpec(&recovery_block_method_spec);
+    if (recovery_block_method_type == NULL) return -1;
+    if (recovery_install_block_method(window, "__enter__", "($self, /)",
+                                      recovery_enter_call) < 0) return -1;
+    if (recovery_install_block_method(window, "__exit__", "($self, exc_type, exc, tb, /)",
+                                      recovery_exit_call) < 0) return -1;
+    recovery_guard_type = (PyTypeObject *)PyType_FromSpec(&recovery_guard_spec);
+    if (recovery_guard_type == NULL) return -1;
+    recovery_awaiting_type = (PyTypeObject *)PyType_FromSpec(&recovery_awaiting_spec);
+    if (recovery_awaiting_type == NULL) return -1;
+    recovery_ready_type = (PyTypeObject *)PyType_FromSpec(&recovery_ready_spec);
+    if (recovery_ready_type == NULL) return -1;
+    if (recovery_install(window, &recovery_call_async_def) < 0) return -1;
     recovery_refuse = (recovery_refuse_fn)refuse;
     recovery_uncallable = (recovery_uncallable_fn)uncallable;
     recovery_admit = (recovery_admit_fn)admit;

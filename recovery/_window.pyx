@@ -13,14 +13,15 @@ outside, and the block runs again.
 
 cimport cython
 from libc.math cimport NAN, isinf, isnan, pow
-from libc.string cimport memset
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
+from libc.string cimport memmove, memset
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
+import contextvars
 import logging
-import threading
+import weakref
 
 from recovery import state as _codes
 from recovery._window_py import WindowSettings, window_settings
@@ -34,131 +35,9 @@ from recovery.errors import (
 )
 from recovery.state import STATES, TRIP_REASONS
 
-cdef extern from "<time.h>":
-    enum: CLOCK_REALTIME_COARSE
+include "_window_codes.pxi"
 
-# recovery.state's state codes and trip reason codes as C constants; the module
-# refuses to import if they differ (below).
-cdef enum:
-    CLOSED = 0
-    OPEN = 1
-    HALF_OPEN = 2
-    REPAIRING = 3
-
-cdef enum:
-    TRIP_NONE = 0
-    TRIP_FAILURES = 1
-    TRIP_SLOW_CALLS = 2
-    TRIP_TRIAL_FAILED = 3
-    TRIP_FORCED = 4
-
-STATE_CODES = (CLOSED, OPEN, HALF_OPEN, REPAIRING)
-TRIP_CODES = (TRIP_NONE, TRIP_FAILURES, TRIP_SLOW_CALLS, TRIP_TRIAL_FAILED, TRIP_FORCED)
-if STATE_CODES != _codes.STATE_CODES or TRIP_CODES != _codes.TRIP_CODES:
-    raise ImportError("recovery._window's state or trip codes differ from "
-                      "recovery.state's: rebuild it")
-
-# What ``_control`` does.
-cdef enum Control:
-    RESET
-    FORCE_OPEN      # arg: the period; NaN for the current backoff period
-    BEGIN_REPAIR
-    END_REPAIR      # arg: 1.0 on success
-    ALLOW_TRIAL
-
-# _window_py.WindowSettings in C: the config's numbers, converted from it by field
-# name at construction. The module refuses to import if the two lists differ.
-cdef struct Settings:
-    Py_ssize_t size
-    Py_ssize_t trial_limit
-    Py_ssize_t minimum_requests
-    Py_ssize_t failure_threshold
-    double failure_rate
-    double slow_rate
-    double slow_duration
-    Py_ssize_t success_threshold
-    double timeout
-    double factor
-    double max_interval
-    double max_half_open_wait
-    bint fast_fail
-    bint record_latency
-
-cdef Settings _no_settings
-memset(&_no_settings, 0, sizeof(Settings))
-_settings_fields = tuple(<dict>_no_settings)
-if _settings_fields != WindowSettings._fields:
-    raise ImportError(f"recovery._window's Settings has {_settings_fields}, "
-                      f"WindowSettings {WindowSettings._fields}: rebuild it")
-
-cdef enum:
-    FAILED = 1
-    SLOW = 2
-
-cdef enum:
-    NORMAL = 0
-    TRIAL = 1
-    OBSERVED = 2
-
-# A token is ``generation << GEN_SHIFT | lap << LAP_SHIFT | slot << 2 | kind``: bits
-# 2-11 hold a trial's slot (half_open_max_calls <= 1,000 < 2**10), bits 12-19 the lap
-# (1..255, advanced by every trial admission) it was taken on. The slot is freed by the
-# token's first use only, and a token used again after a later trial took its slot
-# does not match that trial's lap.
-cdef enum:
-    GEN_SHIFT = 20
-    LAP_SHIFT = 12
-    SLOT_BITS = 0x3FF
-
-# A thread state's id is unique for the interpreter's life; thread idents are reused.
-cdef extern from "Python.h":
-    ctypedef struct PyThreadState:
-        pass
-    PyThreadState* PyThreadState_Get()
-    unsigned long long PyThreadState_GetID(PyThreadState* tstate)
-
-# Results of the locked blocks besides a token (or REJECTED) or a transition.
-cdef enum:
-    NO_TRANSITION = -1
-    NEED_CLOCK = -2
-
-cdef object _logger = logging.getLogger("recovery.breaker")
-
-# The latency histogram's bucket bounds (config.LATENCY_BUCKETS), copied into C at
-# import; a window counts calls per bucket in a fixed array of LATENCY_SLOTS (the
-# last one is unbounded), so recording a call allocates nothing.
-cdef enum:
-    LATENCY_SLOTS = 19
-cdef double _latency_bounds[LATENCY_SLOTS - 1]
-if len(LATENCY_BUCKETS) != LATENCY_SLOTS - 1:
-    raise ImportError(f"recovery._window holds {LATENCY_SLOTS - 1} latency buckets, "
-                      f"config.LATENCY_BUCKETS has {len(LATENCY_BUCKETS)}: rebuild it")
-for _i, _bound in enumerate(LATENCY_BUCKETS):
-    _latency_bounds[_i] = _bound
-
-
-cdef inline Py_ssize_t _latency_slot(double duration) noexcept nogil:
-    """The bucket of ``duration``: the first bound it does not exceed (``le``)."""
-    cdef Py_ssize_t slot = 0
-    while slot < LATENCY_SLOTS - 1 and duration > _latency_bounds[slot]:
-        slot += 1
-    return slot
-
-# ``call`` and ``execute_with_recovery`` are C (_window.h says why); they reach the
-# bookkeeping below through the function pointers installed at the end of this module.
-cdef extern from "_window.h":
-    enum:
-        REJECTED "RECOVERY_REJECTED"        # an admission's answer: not admitted
-        START_ERROR "RECOVERY_START_ERROR"  # the except? value of a call's start time
-        ADMIT_ERROR "RECOVERY_ADMIT_ERROR"  # the except? value of an admission
-    # Marks a ``with`` block's saved token as timed. A C macro, not a module
-    # variable: those are looked up through module state.
-    long long TIMED_BIT "RECOVERY_TIMED_BIT"
-    object _new_error "recovery_new_error"(object type, object args)
-    int _install_methods "recovery_install_methods"(
-        object window, object dispatcher, void* admit, void* reject, void* start,
-        void* finish, void* route, void* fallback, void* divert, void* refuse,
-        void* uncallable) except -1
+include "_window_rules.pxi"
 
 
 cdef inline double _monotonic() noexcept nogil:
@@ -177,6 +56,27 @@ cdef inline int _transition(int old, int new) noexcept nogil:
     return old << 4 | new
 
 
+include "_window_blocks.pxi"
+
+
+cdef class Window
+
+
+cdef inline bint _closed_token(Window window, int* state, long long* token) noexcept:
+    """A closed circuit's token, without the lock, as the twin's ``try_admit`` takes it.
+
+    The generation is read first: one read before a transition is older than the
+    state, which makes the call one admitted before it (it then counts in the totals
+    only). False when the circuit is not closed (or the window not initialised).
+    """
+    cdef long long generation = window._generation
+    if window._state == CLOSED and window._settings != NULL:
+        state[0] = CLOSED
+        token[0] = generation << GEN_SHIFT
+        return True
+    return False
+
+
 cdef class Window:
     """Outcome window, state machine and admission for one breaker, behind one lock."""
 
@@ -184,23 +84,20 @@ cdef class Window:
     cdef readonly object _config
     cdef readonly object _clock
     cdef object _clock_read        # the clock's bound monotonic(), or None for the C clock
-    cdef object _local
-    cdef unsigned long long _stack_owner   # thread state whose with-stack is cached below
-    cdef list _owner_stack
-    cdef object _record_types
-    cdef object _ignore_types
-    cdef object _record_tests       # predicates fn(exc) -> bool, beside the classes
-    cdef object _ignore_tests
+    cdef _Rules _rules              # the config's settings and matchers, shared
     cdef object _observer
     cdef public object _failure_hook   # hook(exc, tripped) after a failure or a slow trip
 
-    cdef unsigned char* _ring      # the window, then one byte a trial slot (its lap; 0: free)
+    # The window, then one byte a trial slot (its lap; 0: free). Allocated by the first
+    # outcome or manual transition (_ensure_ring), so a breaker never called holds none;
+    # every state but CLOSED is reached through one of those, so it exists whenever a
+    # trial slot can be taken.
+    cdef unsigned char* _ring
     cdef unsigned char _lap        # the lap of the last trial admitted, 1..255
     cdef unsigned char* _slots
-    cdef Settings _settings         # the config's numbers (window_settings)
+    cdef Settings* _settings        # &_rules.settings: the config's numbers
     cdef Py_ssize_t _pos, _count, _window_failures, _window_slow
-    cdef bint _has_ignore, _has_ignore_tests, _has_record_tests
-    cdef unsigned long long _latency_counts[LATENCY_SLOTS]
+    cdef unsigned long long* _latency_counts   # LATENCY_SLOTS counts; NULL unless record_latency
     cdef double _latency_sum
 
     cdef int _state
@@ -217,28 +114,21 @@ cdef class Window:
     def __cinit__(self, *args, **kwargs):
         self._ring = NULL
         self._slots = NULL
+        self._latency_counts = NULL
 
     def __init__(self, str name, config, clock=None):
         self.name = name
         self._config = config
         self._clock = clock
         self._clock_read = None if clock is None else clock.monotonic
-        self._local = threading.local()
-        self._settings = window_settings(config)._asdict()
-        if not 0 < self._settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
-            raise ValueError(
-                f"half_open_max_calls must be <= {SLOT_BITS}, got {self._settings.trial_limit}"
-            )
-        self._ring = <unsigned char*>PyMem_Malloc(self._settings.size + self._settings.trial_limit)
-        if self._ring == NULL:
-            raise MemoryError()
-        self._slots = self._ring + self._settings.size
-        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
-        self._record_types, self._record_tests = split_matchers(config.record_exceptions)
-        self._ignore_types, self._ignore_tests = split_matchers(config.ignore_exceptions)
-        self._has_ignore = len(self._ignore_types) > 0
-        self._has_ignore_tests = len(self._ignore_tests) > 0
-        self._has_record_tests = len(self._record_tests) > 0
+        self._rules = _rules_of(config)
+        self._settings = &self._rules.settings
+        if self._settings.record_latency and self._latency_counts == NULL:
+            self._latency_counts = <unsigned long long*>PyMem_Malloc(
+                LATENCY_SLOTS * sizeof(unsigned long long))
+            if self._latency_counts == NULL:
+                raise MemoryError()
+            memset(self._latency_counts, 0, LATENCY_SLOTS * sizeof(unsigned long long))
         self._observer = None
         self._failure_hook = None
         self._state = CLOSED
@@ -248,11 +138,32 @@ cdef class Window:
 
     def __dealloc__(self):
         PyMem_Free(self._ring)
+        PyMem_Free(self._latency_counts)
+
+    @cython.final
+    cdef int _ensure_ring(self) except -1:
+        """Allocate the window and the trial slots, once (outside the locked blocks)."""
+        cdef Py_ssize_t length
+        cdef unsigned char* ring
+        if self._ring != NULL:
+            return 0
+        length = self._settings.size + self._settings.trial_limit
+        ring = <unsigned char*>PyMem_Malloc(length)
+        if ring == NULL:
+            raise MemoryError()
+        memset(ring, 0, length)
+        with cython.critical_section(self):
+            if self._ring == NULL:
+                self._ring = ring
+                self._slots = ring + self._settings.size
+                ring = NULL
+        PyMem_Free(ring)  # another thread installed one first
+        return 0
 
     @cython.final
     cdef inline int _ready(self) except -1:
-        """Refuse to run on a window whose ``__init__`` never ran (its ring is NULL)."""
-        if self._ring == NULL:
+        """Refuse to run on a window whose ``__init__`` never ran (it has no config)."""
+        if self._config is None:
             raise RuntimeError(
                 f"{type(self).__name__} was not initialised: a subclass's __init__ must "
                 f"call super().__init__(name, config, clock)"
@@ -294,7 +205,8 @@ cdef class Window:
         self._trial_successes = 0
         self._state_changed = _wall(CLOCK_REALTIME)
         self._half_open_since = now
-        memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
+        if self._ring != NULL:
+            memset(self._ring, 0, self._settings.size + self._settings.trial_limit)
         self._pos = 0
         self._count = 0
         self._window_failures = 0
@@ -405,13 +317,15 @@ cdef class Window:
                 count += 1
             failures += flags & FAILED
             slow += (flags & SLOW) >> 1
-            if count >= self._settings.minimum_requests:
+            # A rate rule cannot fire without one failure (or slow call) in the
+            # window: the division is skipped on the common, all-good path.
+            if count >= self._settings.minimum_requests and (failures or slow):
                 if failures >= self._settings.failure_threshold or (
-                    self._settings.failure_rate > 0
+                    self._settings.failure_rate > 0 and failures
                     and <double>failures / count >= self._settings.failure_rate
                 ):
                     fires = TRIP_FAILURES
-                elif (self._settings.slow_rate > 0
+                elif (self._settings.slow_rate > 0 and slow
                       and <double>slow / count >= self._settings.slow_rate):
                     fires = TRIP_SLOW_CALLS
             if fires != TRIP_NONE and not self._read_now(&now):
@@ -474,6 +388,8 @@ cdef class Window:
         cdef long long token
         cdef int transition
         cdef double now = NAN
+        if _closed_token(self, state, &token):
+            return token
         self._ready()
         while True:
             with cython.critical_section(self):
@@ -510,6 +426,8 @@ cdef class Window:
         Every caller has checked ``_ready()``: an admission did, or ``record``/``_end``."""
         cdef int transition
         cdef double now = NAN
+        if self._ring == NULL:
+            self._ensure_ring()
         while True:
             with cython.critical_section(self):
                 transition = self._record(token, flags, now, duration)
@@ -542,17 +460,18 @@ cdef class Window:
         """Classify the end of a call (``exc`` is None on success) and record it."""
         cdef int flags = 0
         cdef double duration = 0.0
+        cdef _Rules rules = self._rules
         if exc is not None:
             if (
                 not isinstance(exc, Exception)
-                or (self._has_ignore and isinstance(exc, self._ignore_types))
-                or (self._has_ignore_tests and matches(self.name, self._ignore_tests, exc, False))
+                or (rules.has_ignore and isinstance(exc, rules.ignore_types))
+                or (rules.has_ignore_tests and matches(self.name, rules.ignore_tests, exc, False))
             ):
                 with cython.critical_section(self):
                     self._release(token)
                 return 0
-            if isinstance(exc, self._record_types) or (
-                self._has_record_tests and matches(self.name, self._record_tests, exc, True)
+            if isinstance(exc, rules.record_types) or (
+                rules.has_record_tests and matches(self.name, rules.record_tests, exc, True)
             ):
                 flags = FAILED
         if start >= 0:
@@ -568,75 +487,54 @@ cdef class Window:
         return 0
 
     @cython.final
-    cdef list _thread_stack(self):
-        """This thread's stack of ``with`` admissions.
-
-        The last thread's stack is cached beside its thread state's id (never
-        reused, unlike a thread ident), which saves the thread-local lookup
-        (about a fifth of a ``with`` block's cost) whenever one thread enters and
-        exits in turn.
-        """
-        cdef unsigned long long ident = PyThreadState_GetID(PyThreadState_Get())
-        cdef list stack = None
-        with cython.critical_section(self):
-            if self._stack_owner == ident and self._owner_stack is not None:
-                stack = self._owner_stack
-        if stack is not None:
-            return stack
-        local = self._local
-        try:
-            stack = local.stack
-        except AttributeError:
-            stack = local.stack = [0]
-        with cython.critical_section(self):
-            self._stack_owner = ident
-            self._owner_stack = stack
-        return stack
-
-    def __enter__(self):
+    cdef int _enter_block(self) except -1:
+        """Admit a ``with`` or ``async with`` block and keep its admission in the
+        blocks of the current context, so that its exit records against it."""
+        cdef _Blocks blocks = _blocks(True)
+        blocks.reserve()  # before the admission: nothing can fail after it
         cdef long long token = self._try_admit()
         cdef double start = -1.0
         if (self._settings.slow_duration >= 0 or self._observer is not None
                 or self._settings.record_latency):
             start = self._timed_start(token)
-        cdef list stack = self._thread_stack()
-        cdef Py_ssize_t depth
-        # Each thread keeps its own admissions, so nested and concurrent blocks
-        # each record against the token they were admitted with. stack[0] is
-        # the depth; slots above it are reused, never popped, because a list
-        # reallocates on every push to and pop from empty. A timed entry takes
-        # a slot for its start time first; the token's TIMED_BIT says so.
-        depth = stack[0]
-        if start >= 0:
-            depth += 1
-            _put(stack, depth, start)
-            token |= TIMED_BIT
-        depth += 1
-        _put(stack, depth, token)
-        stack[0] = depth
-        return self
+        blocks.push(self, token, start)
+        return 0
 
-    def __exit__(self, exc_type, exc, tb):
-        cdef list stack = self._thread_stack()
-        cdef Py_ssize_t depth = stack[0]
+    @cython.final
+    cdef int _exit_block(self, exc) except -1:
+        cdef _Blocks blocks = _blocks(False)
         cdef long long token
-        cdef double start = -1.0
-        if depth < 1:
-            # Entered on another thread: nothing here to pair with (an explicit guard;
-            # unchecked indexing must never be what meets this mistake).
+        cdef double start
+        cdef Py_ssize_t index = -1 if blocks is None else blocks.find(self)
+        if index < 0:
+            # Entered in another thread or task: nothing here to pair with.
             self._lost_admission()
-            raise foreign_exit(self.name)
-        token = stack[depth]
-        depth -= 1
-        if token & TIMED_BIT:
-            token &= ~TIMED_BIT
-            start = stack[depth]
-            depth -= 1
-        stack[0] = depth
+            raise foreign_exit(self.name, "thread or task")
+        blocks.take(index, &token, &start)
         if exc is None and start < 0 and token & 3 == NORMAL:
             self._record_outcome(token, 0, None, -1.0)
         else:
             self._finish(token, exc, start)
+        return 0
+
+    def __aenter__(self):
+        """Admit the block now (``async with`` awaits the result at once): nothing
+        here blocks, so the awaitable returned is already done."""
+        self._enter_block()
+        return _done(self)
+
+    def __aexit__(self, exc_type, exc, tb):
+        self._exit_block(exc)
+        return _done(None)
+
+    def _guard(self, fn):
+        """``fn`` guarded by this breaker, called straight from C (what ``@breaker`` returns)."""
+        return _new_guard(self, fn, 0)
+
+    def _guard_async(self, fn):
+        """A coroutine function ``fn`` guarded by this breaker: each call returns an
+        awaitable call admitted when first awaited."""
+        return _new_guard(self, fn, 1)
 
     def try_admit(self):
         """Admit one call or raise :class:`CircuitOpenError`; returns its token."""
@@ -696,6 +594,7 @@ cdef class Window:
         cdef int transition = NO_TRANSITION
         cdef int state
         self._ready()
+        self._ensure_ring()
         with cython.critical_section(self):
             state = self._state
             if action == RESET:
@@ -785,10 +684,12 @@ cdef class Window:
 
     def _read_settings(self):
         """The settings this window runs on, read back (tests check the copy is whole)."""
-        return WindowSettings(**self._settings)
+        self._ready()
+        return WindowSettings(**self._settings[0])
 
     def _snapshot(self):
         """A consistent copy of the counters, taken under the lock."""
+        self._ready()
         cdef double now = self._clock_now()
         cdef int state
         cdef unsigned long long requests, failures, successes, rejections, slow_calls
@@ -817,7 +718,7 @@ cdef class Window:
             retry_in = self._open_until - now
             level = self._backoff_level
             for i in range(LATENCY_SLOTS):
-                latency[i] = self._latency_counts[i]
+                latency[i] = 0 if self._latency_counts == NULL else self._latency_counts[i]
             latency_sum = self._latency_sum
         return {
             "state": state,
@@ -871,6 +772,7 @@ cdef class Window:
         cdef unsigned char[:] admitted_view = admitted
         cdef unsigned char[:] states_view = states
         self._ready()
+        self._ensure_ring()
         with cython.critical_section(self):
             for i in range(n):
                 token = self._admit(t[i], &transition, &retry_after)
@@ -888,86 +790,7 @@ cdef class Window:
         """Called after every transition, outside the lock; the breaker tells its listeners."""
 
 
-cdef class Route:
-    """One plugin's way through ``execute_with_recovery``: its breaker and fallback.
-
-    ``diverted`` sends every call to the dispatcher's ``_diverted_call`` instead
-    (the manager sets it while the plugin is degraded). ``fallbacks_served``
-    counts the calls the fallback answered.
-    """
-
-    cdef readonly Window breaker
-    cdef readonly object fallback
-    cdef public bint diverted
-    cdef unsigned long long _served
-
-    def __init__(self, Window breaker not None, fallback=None):
-        self.breaker = breaker
-        self.fallback = fallback
-        self.diverted = False
-
-    @property
-    def fallbacks_served(self):
-        return self._served
-
-    def serve_fallback(self, args, kwargs):
-        """Answer a call with the fallback (which must exist), counting it."""
-        with cython.critical_section(self):
-            self._served += 1
-        return self.fallback(*args, **kwargs)
-
-
-cdef class Dispatcher:
-    """Routes ``execute_with_recovery(plugin_name, fn, ...)`` to the plugin's breaker, in C.
-
-    The recovery manager subclasses it, as the breaker subclasses ``Window``, so
-    the per-call path from plugin name to ``fn`` has no Python frame in it.
-    """
-
-    cdef dict _routes
-
-    def __cinit__(self, *args, **kwargs):
-        self._routes = {}
-
-    def _add_route(self, str name, Route route not None):
-        self._routes[name] = route
-
-    def _diverted_call(self, plugin_name, fn, args, kwargs):
-        """Serve a call of a diverted route; the manager decides what that means."""
-        raise NotImplementedError
-
-
-cdef int _route_hook(object self, object name, PyObject** breaker, PyObject** route) except -1:
-    """Find the route of ``name``: new references in *breaker and *route; 1 if diverted."""
-    found = (<Dispatcher>self)._routes.get(name)
-    if found is None:
-        raise KeyError(f"unknown plugin {name!r}")
-    cdef Route r = <Route>found
-    Py_INCREF(r)
-    Py_INCREF(r.breaker)
-    route[0] = <PyObject*>r
-    breaker[0] = <PyObject*>r.breaker
-    return 1 if r.diverted else 0
-
-
-cdef PyObject* _fallback_hook(object route) noexcept:
-    """The route's fallback, counted as served (borrowed; the route holds it), or NULL."""
-    cdef Route r = <Route>route
-    if r.fallback is None:
-        return NULL
-    with cython.critical_section(r):
-        r._served += 1
-    return <PyObject*>r.fallback
-
-
-cdef object _divert_hook(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef Py_ssize_t i
-    positional = tuple([<object>args[i] for i in range(2, nargs)])
-    keywords = {}
-    if kwnames != NULL:
-        for i, key in enumerate(<tuple>kwnames):
-            keywords[key] = <object>args[nargs + i]
-    return self._diverted_call(<object>args[0], <object>args[1], positional, keywords)
+include "_window_dispatch.pxi"
 
 
 cdef object _rejection(str name, int state, double retry_after):
@@ -983,14 +806,12 @@ cdef object _rejection(str name, int state, double retry_after):
     )
 
 
-cdef inline void _put(list stack, Py_ssize_t index, object value):
-    if index == len(stack):
-        stack.append(value)
-    else:
-        stack[index] = value
 
 
 cdef long long _admit_hook(object self, int* state, double* retry_after) except? ADMIT_ERROR:
+    cdef long long token
+    if _closed_token(<Window>self, state, &token):
+        return token
     return (<Window>self)._admit_call(state, retry_after)
 
 
@@ -1024,7 +845,23 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
+cdef int _enter_hook(object self) except -1:
+    return (<Window>self)._enter_block()
+
+
+cdef int _exit_hook(object self, object exc) except -1:
+    return (<Window>self)._exit_block(exc)
+
+
+cdef int _release_hook(object self, long long token) except -1:
+    cdef Window window = <Window>self
+    with cython.critical_section(window):
+        window._release(token)
+    return 0
+
+
 _install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
                  <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
                  <void*>_fallback_hook, <void*>_divert_hook, <void*>_refuse_hook,
-                 <void*>_uncallable_hook)
+                 <void*>_uncallable_hook, <void*>_release_hook, <void*>_enter_hook,
+                 <void*>_exit_hook)

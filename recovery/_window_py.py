@@ -24,12 +24,14 @@ Vocabulary:
 from __future__ import annotations
 
 import bisect
+import contextvars
+import inspect
 import logging
 import math
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any, NamedTuple
 
 from recovery._clock import Clock
@@ -67,6 +69,27 @@ _UNRUN = (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType)
 _logger = logging.getLogger("recovery.breaker")
 
 Transition = tuple[int, int] | None
+
+# The ``with`` and ``async with`` blocks open in this context, innermost last, as
+# (window, token, start). Per context, not per thread: a thread runs in a context of
+# its own, and so does each asyncio task, so concurrent tasks on one thread each exit
+# their own block. A tuple, so a context copied for a new task never shares it.
+_blocks: contextvars.ContextVar[tuple[tuple[Window, int, float], ...]] = (
+    contextvars.ContextVar("recovery_blocks", default=())
+)
+
+
+class _Done:
+    """An awaitable that is already done: what ``async with``'s methods return."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.value
+        yield  # a generator that returns at once
 
 
 class WindowSettings(NamedTuple):
@@ -146,7 +169,6 @@ class Window:
         self._clock = clock
         self._now: Callable[[], float] = time.monotonic if clock is None else clock.monotonic
         self._lock = threading.Lock()
-        self._local = threading.local()
 
         for field, value in zip(WindowSettings._fields, window_settings(config), strict=True):
             setattr(self, "_" + field, value)
@@ -526,21 +548,97 @@ class Window:
         self._finish(token, None, start)
         return result
 
-    def __enter__(self) -> Any:
+    def _enter_block(self) -> None:
+        """Admit a ``with`` or ``async with`` block and keep its admission in the
+        blocks of the current context, so that its exit records against it."""
         token, start = self._begin()
-        stack = getattr(self._local, "stack", None)
-        if stack is None:
-            stack = self._local.stack = []
-        stack.append((token, start))
+        _blocks.set((*_blocks.get(), (self, token, start)))
+
+    def _exit_block(self, exc: BaseException | None) -> None:
+        blocks = _blocks.get()
+        for index in range(len(blocks) - 1, -1, -1):
+            if blocks[index][0] is self:
+                _, token, start = blocks[index]
+                _blocks.set(blocks[:index] + blocks[index + 1 :])
+                self._finish(token, exc, start)
+                return
+        # Entered in another thread or task: nothing here to pair with.
+        self._lost_admission()
+        raise foreign_exit(self._name, "thread or task")
+
+    def __enter__(self) -> Any:
+        self._enter_block()
         return self
 
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        stack = getattr(self._local, "stack", None)
-        if not stack:
-            self._lost_admission()
-            raise foreign_exit(self._name)
-        token, start = stack.pop()
-        self._finish(token, exc, start)
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any, /) -> None:
+        self._exit_block(exc)
+
+    def __aenter__(self) -> Awaitable[Any]:
+        """Admit the block now (``async with`` awaits the result at once): nothing
+        here blocks, so the awaitable returned is already done."""
+        self._enter_block()
+        return _Done(self)
+
+    def __aexit__(
+        self, exc_type: Any, exc: BaseException | None, tb: Any
+    ) -> Awaitable[None]:
+        self._exit_block(exc)
+        return _Done(None)
+
+    async def call_async(
+        self, fn: Callable[..., Awaitable[Any]], /, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``await fn(*args, **kwargs)`` through the breaker: the coroutine twin of ``call``.
+
+        Admitted when this is awaited, recorded when ``fn``'s awaitable returns or
+        raises. Nothing here blocks, so the event loop is never stalled.
+        """
+        if not callable(fn):
+            raise not_callable("call_async", fn)
+        token, start = self._begin()
+        try:
+            awaitable = fn(*args, **kwargs)
+        except BaseException as exc:
+            self._end(token, start, exc)
+            raise
+        if not inspect.isawaitable(awaitable):
+            self.release(token)
+            raise TypeError(
+                f"call_async() needs fn to return an awaitable, got {awaitable!r}: "
+                "use call() for a plain function"
+            )
+        try:
+            result = await awaitable
+        except BaseException as exc:
+            self._end(token, start, exc)
+            raise
+        self._end(token, start, None)
+        return result
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn`` guarded by this breaker (what ``@breaker`` returns, once wrapped)."""
+        call = self.call
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            return call(fn, *args, **kwargs)
+
+        return guarded
+
+    def _guard_async(self, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+        """A coroutine function ``fn`` guarded by this breaker: admitted when first
+        awaited, recorded when it returns or raises."""
+
+        async def guarded(*args: Any, **kwargs: Any) -> Any:
+            token, start = self._begin()  # runs when first awaited
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                self._end(token, start, exc)
+                raise
+            self._end(token, start, None)
+            return result
+
+        return guarded
 
     # -- manual control ----------------------------------------------------------------
 

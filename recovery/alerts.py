@@ -35,6 +35,9 @@ class AlertKind(StrEnum):
     # delay), and up again.
     DEPENDENCY_DOWN = "dependency_down"
     DEPENDENCY_UP = "dependency_up"
+    # Its breaker is heading for a trip (RecoveryConfig(early_warning=True)): once
+    # per warning, so it is fired with fire(), not fire_once().
+    EARLY_WARNING = "early_warning"
 
 
 @attrs.frozen
@@ -119,6 +122,18 @@ class AlertDispatcher:
             if not self._enabled or key in self._fired:
                 return None
             self._fired.add(key)
+        return self._deliver(plugin_name, kind, message)
+
+    def fire(self, plugin_name: str, kind: AlertKind, message: str) -> Alert | None:
+        """Deliver an alert now, whatever fired before: for a condition whose caller
+        keeps it to once per occurrence (an early warning is raised once, and ends).
+        None with alerting off."""
+        if not self._enabled:
+            return None
+        return self._deliver(plugin_name, kind, message)
+
+    def _deliver(self, plugin_name: str, kind: AlertKind, message: str) -> Alert:
+        with self._lock:
             handlers = self._handlers
         alert = Alert(plugin_name, kind, message)
         log = functools.partial(

@@ -10,13 +10,13 @@ both.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import logging
 import math
 import threading
 import time
+import types
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -26,7 +26,6 @@ from recovery import _events, _registry
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
-from recovery.errors import foreign_exit, not_callable
 from recovery.state import CLOSED_CODE, STATES, CircuitBreakerState
 
 P = ParamSpec("P")
@@ -36,12 +35,6 @@ Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
 FailureListener = Callable[[Any, BaseException | None, bool], object]
 _logger = logging.getLogger("recovery.breaker")
 
-# The admissions of the ``async with`` blocks open in this task: (breaker, token, start),
-# innermost last. A context variable, not a thread stack: many tasks share a thread, and
-# each task runs in its own copy of the context. A tuple, so a copy is never shared.
-_async_blocks: contextvars.ContextVar[tuple[tuple[Any, int, float], ...]] = (
-    contextvars.ContextVar("recovery_async_blocks", default=())
-)
 
 
 @attrs.frozen
@@ -120,22 +113,48 @@ else:
     _WindowBase = object
 
 
+# Adding and removing listeners is rare: one lock serves every breaker, so a breaker
+# does not carry a lock of its own.
+_listeners_lock = threading.Lock()
+
+class _Required:
+    """The default of a breaker's name, so that leaving it out gets a clear error."""
+
+    def __repr__(self) -> str:
+        return "<required>"
+
+
+_NAME_REQUIRED: Any = _Required()
+
+# The config of every breaker built without one: configs are frozen, so one is shared.
+_DEFAULT_CONFIG = CircuitBreakerConfig()
+
+
 class BreakerMixin(_WindowBase):
     """Everything of a breaker that is not the hot path; combine with a window class."""
 
+    # The attributes live in CircuitBreaker's slots (a mixin with slots of its own
+    # could not be combined with the compiled window's layout).
+    __slots__ = ()
+
     def __init__(
         self,
-        name: str,
+        name: str = _NAME_REQUIRED,
         config: CircuitBreakerConfig | None = None,
         clock: Clock | None = None,
         **fields: Any,
     ) -> None:
+        if name is _NAME_REQUIRED:
+            raise TypeError(
+                "a circuit breaker needs a name, its first argument: "
+                "CircuitBreaker(\"my-service\", failure_threshold=5)"
+            )
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, got {name!r} ({type(name).__name__})")
         if not name.strip():
             raise ValueError(f"name must not be empty or blank, got {name!r}")
         if config is None:
-            config = CircuitBreakerConfig(**fields)
+            config = CircuitBreakerConfig(**fields) if fields else _DEFAULT_CONFIG
         elif fields:
             raise TypeError(
                 f"give a config or config fields as keywords, not both: got config and "
@@ -146,7 +165,6 @@ class BreakerMixin(_WindowBase):
         super().__init__(name, config, clock)
         self._listeners: tuple[Listener, ...] = ()
         self._failure_listeners: tuple[FailureListener, ...] = ()
-        self._listeners_lock = threading.Lock()
         self._health_check_success: bool | None = None
         self._opened_by: str | None = None  # set by recovery.cluster
         _registry.register(self)  # findable by monitoring: recovery.breakers()
@@ -180,15 +198,34 @@ class BreakerMixin(_WindowBase):
         if inspect.isgeneratorfunction(fn):
             return self._guard_generator(fn)
         if inspect.iscoroutinefunction(fn):
-            return self._guard_coroutine(fn)
-        call = self.call
+            return self._coroutine_function(fn)
+        guarded: Callable[P, R] = functools.update_wrapper(self._guard(fn), fn)
+        return guarded
+
+    def _coroutine_function(self, fn: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:
+        """``fn`` guarded, and still a coroutine function to ``inspect``.
+
+        The compiled window's guard is not a Python function: it gets ``fn``'s code
+        object and defaults too, which is what ``inspect.iscoroutinefunction`` reads
+        of a function-like object. A coroutine function without a code object of
+        its own (a callable instance, a partial) gets a Python ``async def`` instead.
+        """
+        source = getattr(fn, "__func__", fn)
+        code = getattr(source, "__code__", None)
+        if isinstance(code, types.CodeType):
+            guarded = functools.update_wrapper(self._guard_async(fn), fn)
+            if not inspect.iscoroutinefunction(guarded):
+                guarded.__code__ = code  # type: ignore[attr-defined]
+                guarded.__defaults__ = source.__defaults__  # type: ignore[attr-defined]
+                guarded.__kwdefaults__ = source.__kwdefaults__  # type: ignore[attr-defined]
+            return guarded
+        call_async = self.call_async
 
         @functools.wraps(fn)
-        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
-            result: R = call(fn, *args, **kwargs)
-            return result
+        async def awaited(*args: P.args, **kwargs: P.kwargs) -> Any:
+            return await call_async(fn, *args, **kwargs)
 
-        return guarded
+        return awaited
 
     # Each guard keeps ``fn``'s parameters and returns a function that makes what ``fn``
     # makes: typed as Callable[P, Any] so that ``__call__`` can return it as fn's type.
@@ -204,20 +241,6 @@ class BreakerMixin(_WindowBase):
             except GeneratorExit:
                 self._end(token, start, None)  # closed early: the consumer had enough
                 raise
-            except BaseException as exc:
-                self._end(token, start, exc)
-                raise
-            self._end(token, start, None)
-            return result
-
-        return guarded
-
-    def _guard_coroutine(self, fn: Callable[P, Awaitable[Any]]) -> Callable[P, Any]:
-        @functools.wraps(fn)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> Any:
-            token, start = self._begin()  # runs when first awaited
-            try:
-                result = await fn(*args, **kwargs)
             except BaseException as exc:
                 self._end(token, start, exc)
                 raise
@@ -256,52 +279,6 @@ class BreakerMixin(_WindowBase):
 
         return guarded
 
-    async def call_async(
-        self, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
-    ) -> R:
-        """``await fn(*args, **kwargs)`` through the breaker: the coroutine twin of ``call``.
-
-        Admitted when this is awaited, recorded when ``fn``'s awaitable returns or
-        raises. Nothing here blocks, so the event loop is never stalled.
-        """
-        if not callable(fn):
-            raise not_callable("call_async", fn)
-        token, start = self._begin()
-        try:
-            awaitable = fn(*args, **kwargs)
-        except BaseException as exc:
-            self._end(token, start, exc)
-            raise
-        if not inspect.isawaitable(awaitable):
-            self.release(token)
-            raise TypeError(
-                f"call_async() needs fn to return an awaitable, got {awaitable!r}: "
-                "use call() for a plain function"
-            )
-        try:
-            result = await awaitable
-        except BaseException as exc:
-            self._end(token, start, exc)
-            raise
-        self._end(token, start, None)
-        return result
-
-    async def __aenter__(self) -> Any:
-        token, start = self._begin()
-        _async_blocks.set((*_async_blocks.get(), (self, token, start)))
-        return self
-
-    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
-        blocks = _async_blocks.get()
-        for index in range(len(blocks) - 1, -1, -1):
-            if blocks[index][0] is self:
-                _, token, start = blocks[index]
-                _async_blocks.set(blocks[:index] + blocks[index + 1 :])
-                self._end(token, start, exc)
-                return
-        self._lost_admission()  # entered in another task or context
-        raise foreign_exit(self.name, "task")
-
     def add_listener(self, listener: Listener) -> None:
         """Call ``listener(breaker, old_state, new_state)`` after each transition.
 
@@ -310,11 +287,11 @@ class BreakerMixin(_WindowBase):
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        with self._listeners_lock:
+        with _listeners_lock:
             self._listeners = (*self._listeners, listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        with self._listeners_lock:
+        with _listeners_lock:
             listeners = list(self._listeners)
             listeners.remove(listener)
             self._listeners = tuple(listeners)
@@ -349,7 +326,7 @@ class BreakerMixin(_WindowBase):
         """
         if not callable(listener):
             raise TypeError(f"listener must be callable, got {listener!r}")
-        with self._listeners_lock:
+        with _listeners_lock:
             self._failure_listeners = (*self._failure_listeners, listener)
             self._failure_hook = self._failed
 
@@ -412,3 +389,10 @@ class CircuitBreaker(BreakerMixin, Window):
     ``CircuitBreaker("db", failure_threshold=3)``. See
     :class:`~recovery.CircuitBreakerConfig` for the rules.
     """
+
+    # No per-instance dict: a process may hold many thousands of breakers. (The twin
+    # window is a plain class, weakly referable already.)
+    __slots__ = (
+        "_listeners", "_failure_listeners", "_health_check_success", "_opened_by",
+        *(() if hasattr(Window, "__weakref__") else ("__weakref__",)),
+    )

@@ -334,6 +334,10 @@ class RecoveryConfig:
     - ``max_abandoned_threads`` (4): threads of one plugin (strategies, checks,
       callbacks) left running past their timeout; while that many are stuck, no
       more are started for it.
+    - ``early_warning`` (False): watch every plugin's and dependency's breaker with a
+      :class:`recovery.forecast.Forecaster` on the manager's clock, and raise an
+      "early_warning" alert when one is going bad before it opens (off by default:
+      it is one more thread, and a learned baseline can still cry wolf now and then).
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -395,6 +399,7 @@ class RecoveryConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
+    early_warning: bool = attrs.field(default=False, validator=v.boolean)
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:

@@ -42,7 +42,8 @@ The parts live in modules of one concern each, mixed into the manager: the
 episode runner (:mod:`recovery._episodes`), the crash loop and its timer
 (:mod:`recovery._crash_loop`), the link to the health monitor
 (:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
-the status view (:mod:`recovery._status_view`); the bookkeeping records are in
+the status view (:mod:`recovery._status_view`), early warning
+(:mod:`recovery._early_warning`); the bookkeeping records are in
 :mod:`recovery._supervised`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
@@ -74,6 +75,7 @@ from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
 from recovery._crash_loop import CrashLoops
 from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
+from recovery._early_warning import EarlyWarnings
 from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._forked import ForkRenewal
 from recovery._health_link import HealthLink
@@ -101,6 +103,7 @@ from recovery.failures import (
     classify,
     exception_message,
 )
+from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
@@ -120,7 +123,8 @@ class _Then(enum.Enum):
 
 
 class RecoveryManager(
-    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, ForkRenewal
+    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
+    ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -226,6 +230,8 @@ class RecoveryManager(
         # every registered check.
         self._monitor: HealthMonitor | None = None
         self._health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]] = {}
+        # Likewise a forecaster, with early_warning on: one per start().
+        self._forecaster: Forecaster | None = None
         for name in BUILTIN_STRATEGIES:
             options = config.recovery_strategy_configs.get(name, {})
             self._strategies[name] = builtin_strategy(name, options)
@@ -253,6 +259,7 @@ class RecoveryManager(
                 for name, (check, check_config) in self._health_checks.items():
                     self._watch(monitor, name, check, check_config)
                 self._monitor = monitor
+            forecaster = self._new_forecaster()
             self._running = True
             self._stopping = stopping = threading.Event()
             self._runner.resume()
@@ -276,6 +283,8 @@ class RecoveryManager(
                 worker.start()
             if monitor is not None:
                 monitor.start()
+            if forecaster is not None:
+                forecaster.start()
         except BaseException:
             self.stop()
             raise
@@ -309,6 +318,7 @@ class RecoveryManager(
             self._parked.clear()
             self._work_ready.notify_all()
             monitor = self._monitor
+            forecaster = self._forget_forecaster()
         self._timer_wake.set()
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
@@ -324,11 +334,12 @@ class RecoveryManager(
             workers = [*workers, outbox]
         if getattr(self._local, "owned", False):
             threading.Thread(
-                target=self._join, args=(workers, monitor, deadline), name="recovery-stopper",
+                target=self._join, args=(workers, monitor, forecaster, deadline),
+                name="recovery-stopper",
                 daemon=True,
             ).start()
             return
-        self._join(workers, monitor, deadline)
+        self._join(workers, monitor, forecaster, deadline)
 
     def _own_thread(self) -> None:
         """Mark the calling thread as the manager's: a ``stop()`` made on it (from an
@@ -337,7 +348,8 @@ class RecoveryManager(
         self._local.owned = True
 
     def _join(
-        self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
+        self, threads: list[threading.Thread], monitor: HealthMonitor | None,
+        forecaster: Forecaster | None, deadline: float,
     ) -> None:
         me = threading.current_thread()
         for thread in threads:
@@ -349,6 +361,8 @@ class RecoveryManager(
                                   thread.name)
         if monitor is not None:
             monitor.stop(max(deadline - time.monotonic(), 0.0))
+        if forecaster is not None:
+            forecaster.stop(max(deadline - time.monotonic(), 0.0))
         for plugin in list(self._plugins.values()):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
                 self._control(functools.partial(plugin.breaker.end_repair, False))
@@ -440,6 +454,7 @@ class RecoveryManager(
                                 dict(tags or {}))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
+            self._watch_for_warnings(breaker)
         breaker.add_listener(self._on_transition)
         breaker.add_failure_listener(self._on_failure)
         if self._cluster is not None:

@@ -61,6 +61,13 @@ recovery_health_check_healthy                  gauge   last health check: 1 heal
                                                        0 not (absent before the first)
 recovery_health_check_consecutive_failures     gauge   failed checks in a row
 recovery_health_check_stuck                    gauge   1 while the plugin's check hangs
+recovery_early_warning{kind}                   gauge   1 while an early warning of that
+                                                       kind ("failure_rate", "latency")
+                                                       is up, 0 if not: only with
+                                                       RecoveryConfig(early_warning=True)
+recovery_early_warnings_total{kind}            counter early warnings raised (so one that
+                                                       came and went between two scrapes
+                                                       still counts)
 recovery_stuck_health_check_threads            gauge   abandoned check threads still alive
 recovery_stuck_strategies                      gauge   strategy runs abandoned, still alive
 recovery_manager_running                       gauge   1 between start() and stop()
@@ -99,9 +106,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from recovery import _registry, _validate
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus
+from recovery.status import PluginStatus, StatusSource
 
 __all__ = ["RecoveryCollector"]
 
@@ -152,6 +158,11 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_health_check_stuck", "1 while the plugin's health check hangs.", "gauge",
      _PLUGIN),
+    ("recovery_early_warning",
+     "1 while an early warning of the kind is up: the breaker is heading for a trip.",
+     "gauge", ("plugin", "kind")),
+    ("recovery_early_warnings_total", "Early warnings raised, by kind.", "counter",
+     ("plugin", "kind")),
     ("recovery_stuck_health_check_threads",
      "Abandoned health-check threads (hung checks) still running.", "gauge", ()),
     ("recovery_stuck_strategies", "Abandoned recovery strategy runs still running.", "gauge",
@@ -186,9 +197,10 @@ class RecoveryCollector:
     the breakers alone; ``breakers=False`` the manager's plugins alone.
     """
 
-    def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
-        if rm is not None and not callable(getattr(rm, "status", None)):
-            raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
+    def __init__(self, rm: StatusSource | None = None, breakers: bool = True) -> None:
+        if rm is not None and not isinstance(rm, StatusSource):
+            raise TypeError(
+                f"rm must be a RecoveryManager (status() and breaker(name)) or None, got {rm!r}")
         _validate.check(_validate.boolean, "breakers", breakers)
         if rm is None and not breakers:
             raise ValueError("rm=None with breakers=False: nothing to collect")
@@ -261,13 +273,17 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
             [name], health.consecutive_fails
         )
         families["recovery_health_check_stuck"].add_metric([name], float(health.stuck))
+    if plugin.warning is not None:
+        for kind, warning in plugin.warning.kinds().items():
+            families["recovery_early_warning"].add_metric([name, kind], float(warning.active))
+            families["recovery_early_warnings_total"].add_metric([name, kind], warning.raised)
 
 
 # -- bare breakers: every live breaker the manager does not own --------------------------
 
 
 def _add_bare_breakers(
-    families: dict[str, _Family], rm: RecoveryManager | None, plugins: list[str]
+    families: dict[str, _Family], rm: StatusSource | None, plugins: list[str]
 ) -> None:
     """Add the registry's breakers that are not ``rm``'s plugins (those are already in)."""
     owned: list[BreakerMixin] = []

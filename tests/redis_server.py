@@ -3,15 +3,16 @@
 ``redis_url`` (session): ``RECOVERY_TEST_REDIS_URL`` if set, else a private
 ``redis-server`` on a free loopback port, without persistence, in its own temp
 dir, stopped at the end. ``own_redis`` (per test): always a private server that
-the test may ``kill()`` and ``restart()``. Without a server binary (or redis-py)
-the tests skip with one reason; ``RECOVERY_REQUIRE_REDIS=1`` turns that skip into
-a failure, so CI cannot pass without having run them.
+the test may ``kill()``, ``restart()``, ``pause()`` and ``resume()``. Without a server
+binary (or redis-py) the tests skip with one reason; ``RECOVERY_REQUIRE_REDIS=1`` turns
+that skip into a failure, so CI cannot pass without having run them.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -70,9 +71,20 @@ class RedisServer:
 
     def kill(self) -> None:
         if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)  # a paused server dies as well
             self._proc.kill()
             self._proc.wait(10)
             self._proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the server keeps its connections but answers nothing (a silent Redis)."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGCONT)
 
     def restart(self) -> None:
         self.kill()

@@ -4,6 +4,7 @@ so that a segfault fails the test instead of killing pytest."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -283,6 +284,14 @@ def test_largest_bounds_are_usable(breaker_cls: Any, clock: FakeClock) -> None:
 def test_bad_breaker_names(breaker_cls: Any, name: Any, error: type) -> None:
     with pytest.raises(error, match="name"):
         breaker_cls(name)
+
+
+def test_a_breaker_without_a_name_says_that_it_needs_one(breaker_cls: Any) -> None:
+    # Not Python's "__init__() missing 1 required positional argument" naming a mixin.
+    for built in (lambda: breaker_cls(failure_threshold=5), lambda: breaker_cls()):
+        with pytest.raises(TypeError, match=r"needs a name.*CircuitBreaker\("):
+            built()
+    assert "<required>" in str(inspect.signature(CircuitBreaker))
 
 
 @pytest.mark.parametrize("field", ["health_check_interval", "health_check_timeout"])

@@ -6,6 +6,7 @@ Multi-process cases are in test_cluster_procs.py.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import hmac
 import math
@@ -74,6 +75,8 @@ def nodes(
     yield node
     for cluster in made:
         cluster.stop()
+    made.clear()
+    gc.collect()  # a test's breakers (and their names) leave the process's registry with it
 
 
 def test_a_trip_opens_every_node_for_the_remaining_period(nodes: Any) -> None:
@@ -356,7 +359,7 @@ def test_forged_malformed_oversized_and_badly_signed_messages_are_dropped(
                                  "foreign_version": 1, "oversized": 1}
     assert status["events_received"] == 0
     assert b1.state.value == "closed"
-    client.publish(channel, encode(forged, b"s3cret"))  # the real secret is obeyed
+    client.publish(channel, encode(forged, b"s3cret", namespace))  # the real secret: obeyed
     until(lambda: b1.state.value == "open")
     client.close()
 
@@ -519,3 +522,24 @@ def test_manager_refuses_a_non_cluster() -> None:
 
     with pytest.raises(TypeError, match="cluster"):
         RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=object())
+
+
+def test_snapshot_is_what_the_summaries_are_made_of(breaker_cls: Any) -> None:
+    from recovery import RecoveryManager
+    from recovery.cluster import ClusterSnapshot
+    from recovery.plugins import PluginRegistry
+    from recovery.testing import RecordingAuditLogger
+
+    cluster = Cluster("redis://127.0.0.1:1/0", namespace="snap", node_id="n1")
+    cb = breaker_cls("db")
+    cluster.attach(cb)
+    rm = RecoveryManager(PluginRegistry(), RecordingAuditLogger(), cluster=cluster)
+    snapshot = cluster.snapshot()
+    assert isinstance(snapshot, ClusterSnapshot)
+    assert (snapshot.node_id, snapshot.namespace) == ("n1", "snap")
+    assert snapshot.breakers == (cb,) and snapshot.managers == (rm,)
+    assert snapshot.serving and cluster.serving()
+    cluster._forked = True  # what a fork does in the parent: no call yet, not serving
+    assert not cluster.snapshot().serving
+    cb.call(lambda: None)
+    assert cluster.snapshot().serving

@@ -184,3 +184,147 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
     finally:
         cluster.stop()
         drop_namespace(redis_url, namespace)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # fork with threads: that is the case
+def test_a_preloading_parent_is_not_a_serving_node(redis_url: str) -> None:
+    """gunicorn --preload: the parent starts the cluster and forks the workers; it serves
+    no calls, so only the workers publish summaries, until the parent serves one."""
+    import redis
+
+    from recovery import CircuitBreaker, CircuitBreakerConfig
+    from recovery._cluster_summary import channel, decode_summary
+    from recovery.cluster import Cluster
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    cb = CircuitBreaker(cluster_node.BREAKER, CircuitBreakerConfig(**CONFIG))
+    cluster = Cluster(redis_url, namespace=namespace)
+    cluster.attach(cb)
+    cluster.start()
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    try:
+        eventually(lambda: cluster.status()["connected"], BOUND)
+        assert cluster.serving()
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a preloaded worker that serves calls until told to stop
+            try:
+                os.close(write_end)
+                cb.call(lambda: None)
+                os.read(read_end, 1)  # the parent closes its end when done
+            finally:
+                os._exit(0)
+        os.close(read_end)
+        try:
+            assert not cluster.serving()
+            pubsub.subscribe(channel(namespace))
+            seen: list[str] = []
+
+            def listen() -> list[str]:  # the nodes heard so far, after one more look
+                message = pubsub.get_message(timeout=0.2)
+                if message is not None and message["type"] == "message":
+                    seen.append(decode_summary(message["data"], None)["node"])
+                return seen
+
+            eventually(lambda: any(n != cluster.node_id for n in listen()), BOUND)
+            child = next(n for n in seen if n != cluster.node_id)
+            seen.clear()  # from here on, two of the child's seconds
+            eventually(lambda: listen().count(child) >= 2, BOUND)
+            assert cluster.node_id not in seen  # the parent stayed quiet
+            cb.call(lambda: None)  # the parent serves a call: it is a node again
+            eventually(lambda: cluster.node_id in listen(), BOUND)
+        finally:
+            os.close(write_end)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        pubsub.close()
+        client.close()
+        cluster.stop()
+        drop_namespace(redis_url, namespace)
+
+
+_PRELOADED_APP = '''
+import os
+
+from recovery import CircuitBreaker
+from recovery.cluster import Cluster
+
+cluster = Cluster(os.environ["TEST_REDIS_URL"], namespace=os.environ["TEST_NAMESPACE"])
+payments = CircuitBreaker("payments")
+cluster.attach(payments)
+cluster.start()  # in the master, at import: gunicorn --preload forks the workers after
+
+
+def wsgi(environ, start_response):
+    body = payments.call(lambda: str(os.getpid()).encode())
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body]
+'''
+
+
+def test_under_gunicorn_preload_only_the_workers_are_nodes(
+    redis_url: str, tmp_path: Any
+) -> None:
+    pytest.importorskip("gunicorn")
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    import redis
+
+    from recovery._cluster_summary import channel, decode_summary
+
+    namespace = f"t{uuid.uuid4().hex[:10]}"
+    (tmp_path / "preloaded.py").write_text(_PRELOADED_APP)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "TEST_REDIS_URL": redis_url, "TEST_NAMESPACE": namespace,
+           "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub()
+    pubsub.subscribe(channel(namespace))
+    from gunicorn.config import KNOWN_SETTINGS
+
+    # Newer releases open a control socket in the home directory: not ours to touch.
+    private = (["--no-control-socket"] if any(s.name == "control_socket_disable"
+                                              for s in KNOWN_SETTINGS) else [])
+    master = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "2", *private,
+         "--bind", f"127.0.0.1:{port}", "preloaded:wsgi"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        def served() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+                    return reply.status == 200
+            except OSError:
+                return False
+
+        eventually(served, BOUND)
+        pids: list[int] = []
+
+        def nodes_heard_twice() -> int:  # after one more look
+            message = pubsub.get_message(timeout=0.2)
+            if message is not None and message["type"] == "message":
+                pids.append(decode_summary(message["data"], None)["pid"])
+            return sum(pids.count(pid) >= 2 for pid in set(pids))
+
+        # Both workers publish (a second each); the master, which only forked, does not.
+        eventually(lambda: nodes_heard_twice() >= 2, BOUND)
+        assert master.pid not in pids
+        assert len(set(pids)) == 2
+    finally:
+        master.terminate()
+        try:
+            master.wait(15)
+        except subprocess.TimeoutExpired:
+            master.kill()
+            master.wait(10)
+        pubsub.close()
+        client.close()
+        drop_namespace(redis_url, namespace)

@@ -31,7 +31,7 @@ from recovery.dashboard import Dashboard, serve
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub
 from recovery.testing import FakeClock, RecordingAuditLogger
-from tests.helpers import StubPluginManager, failing_strategy
+from tests.helpers import StubPlugin, StubPluginManager, failing_strategy
 
 XSS = "<img src=x onerror=alert(1)>"
 TOKEN = "s3cret-token"
@@ -50,6 +50,13 @@ def failing_manager(*names: str) -> RecoveryManager:
         rm.register_plugin(name)
     rm.start()
     return rm
+
+
+def register_loaded(rm: RecoveryManager, name: str, **options: Any) -> None:
+    """Register plugin ``name`` after loading it into the manager's stub plugin manager
+    (a plugin the plugin manager lacks is refused at registration)."""
+    rm.plugin_manager.plugins[name] = StubPlugin(name)
+    rm.register_plugin(name, **options)
 
 
 @pytest.fixture
@@ -573,7 +580,7 @@ def test_a_tile_carries_rejections_fallbacks_served_and_what_its_window_is(
 ) -> None:
     rm = failing_manager("p")
     try:
-        rm.register_plugin("cached", fallback=lambda: "from cache")
+        register_loaded(rm, "cached", fallback=lambda: "from cache")
         rm.breaker("cached").force_open()
         for _ in range(3):
             assert rm.execute_with_recovery("cached", lambda: "live") == "from cache"

@@ -583,3 +583,17 @@ def test_the_command_warns_in_one_line_when_redis_is_out_of_reach() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def test_a_summary_signed_for_another_namespace_is_dropped_as_foreign(redis_url: str) -> None:
+    from recovery.dashboard.fleet import FleetFeed
+    from recovery.dashboard.hub import Hub
+
+    feed = FleetFeed(redis_url, "prod", b"shared", Hub())  # not started
+    feed._receive(encode_summary({**HEAD, "ns": "staging"}, [entry("x")], b"shared"))
+    feed._receive(encode_summary({**HEAD, "ns": "prod", "node": "p"}, [entry("x")], b"shared"))
+    feed._tick()
+    view = feed.snapshot()
+    assert [n["id"] for n in view["nodes"]] == ["p"]
+    assert view["redis"]["dropped"] == {"foreign_namespace": 1}
+    feed.stop(1.0)

@@ -43,6 +43,7 @@ ATTRIBUTES = {
     "recovery.cluster.direction": "direction",
     "recovery.cluster.event.kind": "kind",
     "recovery.call.duration.le": "le",
+    "recovery.early_warning.kind": "kind",
 }
 
 Points = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -97,7 +98,7 @@ def manager(make_manager: MakeManager, name: str) -> RecoveryManager:
     plugins = PluginRegistry()
     plugins.register(FlakyPlugin(f"{name}-good"))
     plugins.register(FlakyPlugin(f"{name}-bad"))
-    return make_manager(plugins, enable_health_checking=True,
+    return make_manager(plugins, enable_health_checking=True, early_warning=True,
                         plugin_recovery_strategies={f"{name}-bad": "restart"})
 
 

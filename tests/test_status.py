@@ -153,6 +153,7 @@ EXPECTED: dict[str, Any] = {
                 "consecutive_fails": 0, "stuck": False, "enabled": True,
             },
             "recovery": _recovery(),
+            "warning": None,  # early warning is off
         },
         "broken": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -160,6 +161,7 @@ EXPECTED: dict[str, Any] = {
             "health_check": _UNCHECKED,
             "recovery": _recovery(failed=True, failed_reason="unrecoverable",
                                   consecutive_failures=1),
+            "warning": None,
         },
         "looping": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -173,6 +175,7 @@ EXPECTED: dict[str, Any] = {
                 actions={"bad": {"success": 0, "failure": 2}},
                 episodes={"recovered": 0, "held": 0, "unverified": 0, "exhausted": 1,
                           "interrupted": 0}),
+            "warning": None,
         },
         "degraded": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -185,6 +188,7 @@ EXPECTED: dict[str, Any] = {
                 actions={"degrade": {"success": 1, "failure": 0}},
                 episodes={"recovered": 0, "held": 1, "unverified": 0, "exhausted": 0,
                           "interrupted": 0}),
+            "warning": None,
         },
     },
 }

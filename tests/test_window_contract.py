@@ -12,6 +12,9 @@ import ast
 import importlib
 import inspect
 import math
+import os
+import subprocess
+import sys
 from array import array
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,9 @@ CLASSES = ("Window", "Route", "Dispatcher")
 def _compiled_module() -> Any:
     try:
         return importlib.import_module("recovery._window")
-    except ImportError:  # pragma: no cover - CI fails the build instead
+    except ModuleNotFoundError as error:  # pragma: no cover - CI fails the build instead
+        if error.name != "recovery._window":
+            raise  # a stale build is an error here too, never a skip
         return None
 
 
@@ -417,3 +422,54 @@ def test_replay_trips_for_the_same_reason_on_both_windows(breaker_cls: Any) -> N
     cb = breaker_cls("w", CircuitBreakerConfig(failure_threshold=2, minimum_requests=2))
     cb.replay(array("d", [0.0, 1.0]), b"\x00\x00", array("d", [0.0, 0.0]))
     assert cb.trip_reason is TripReason.FAILURES
+
+
+# -- which window a process gets -----------------------------------------------------------
+
+# Makes the import of the compiled window raise ``error`` in a fresh interpreter.
+_BLOCKED_IMPORT = """
+import importlib.abc, sys
+class Blocked(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "recovery._window":
+            raise {error}
+        return None
+sys.meta_path.insert(0, Blocked())
+import recovery
+print(recovery.EXTENSION_ACTIVE)
+"""
+_MISSING = "ModuleNotFoundError(\"No module named 'recovery._window'\", name='recovery._window')"
+_BROKEN = [
+    "ImportError('/x/_window.so: undefined symbol: PyUnicode_Foo')",  # built for another Python
+    "ImportError(\"recovery._window's Settings has (...): rebuild it\")",  # stale sources
+    "ModuleNotFoundError(\"No module named 'numpy'\", name='numpy')",  # a need of its own
+]
+
+
+def _import_recovery(error: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k != "RECOVERY_NO_EXTENSIONS"}
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKED_IMPORT.format(error=error)],
+        capture_output=True, text=True, timeout=60, env={**environ, **env},
+    )
+
+
+def test_a_missing_extension_selects_the_twin() -> None:
+    result = _import_recovery(_MISSING)
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr
+
+
+@pytest.mark.parametrize("error", _BROKEN)
+def test_a_broken_extension_is_an_error_that_says_how_to_rebuild(error: str) -> None:
+    result = _import_recovery(error)
+    assert result.returncode != 0 and result.stdout == ""
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: recovery's compiled window"), result.stderr
+    assert "Rebuild it" in last and "RECOVERY_NO_EXTENSIONS=1" in last
+    assert eval(error).args[0] in last  # what went wrong, as Python said it
+
+
+@pytest.mark.parametrize("error", _BROKEN)
+def test_asking_for_the_twin_skips_even_a_broken_extension(error: str) -> None:
+    result = _import_recovery(error, RECOVERY_NO_EXTENSIONS="1")
+    assert (result.returncode, result.stdout.strip()) == (0, "False"), result.stderr

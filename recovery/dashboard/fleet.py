@@ -223,7 +223,7 @@ class FleetFeed(Published):
 
     def _receive(self, data: bytes) -> None:
         try:
-            summary = decode_summary(data, self._secret)
+            summary = decode_summary(data, self._secret, self._namespace)
         except Rejected as rejected:
             with self._lock:
                 self._drops[rejected.reason] += 1
