@@ -8,7 +8,9 @@ raised is an "early_warning" alert, once per warning, delivered on the
 manager's alert thread like every alert; when it ends, the next one alerts
 again. Each plugin's status shows its warnings by kind
 (:class:`recovery.status.PluginWarning`), from which the exporters and the
-dashboard read them. A mixin of :class:`recovery.RecoveryManager`.
+dashboard read them. A raised warning is also an onset of an incident
+(:mod:`recovery.incidents`), and one that ends without a trip says the breaker is
+well again. A mixin of :class:`recovery.RecoveryManager`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import functools
 import threading
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from recovery import _clock
 from recovery._supervised import Supervised
@@ -25,6 +28,7 @@ from recovery.breaker import CircuitBreaker
 from recovery.config import RecoveryConfig
 from recovery.forecast.forecaster import Forecaster
 from recovery.forecast.forecaster import Warning as ForecastWarning
+from recovery.state import CircuitBreakerState
 from recovery.status import EarlyWarning, PluginWarning
 
 WARNING_KINDS = ("failure_rate", "latency")
@@ -42,6 +46,10 @@ class EarlyWarnings:
     _plugins: dict[str, Supervised]
     _alerts: AlertDispatcher
     _forecaster: Forecaster | None
+
+    if TYPE_CHECKING:
+        def _on_early_warning(self, name: str) -> None: ...
+        def _on_early_warning_ended(self, name: str, tripped: bool) -> None: ...
 
     def _new_forecaster(self) -> Forecaster | None:
         """Under the lock, at ``start()``: a forecaster watching every breaker (not
@@ -80,14 +88,20 @@ class EarlyWarnings:
                 return  # a poll that ended after stop(), or a breaker not registered here
             held = plugin.warnings.get(warning.kind)
             if warning.ended is not None:
-                if held is not None and held[0].since == warning.since:
-                    del plugin.warnings[warning.kind]
+                if held is None or held[0].since != warning.since:
+                    return
+                del plugin.warnings[warning.kind]
+            elif held is not None:
                 return
-            if held is not None:
-                return
-            since = time.time() - max(self.clock.monotonic() - warning.since, 0.0)
-            plugin.warnings[warning.kind] = (warning, since)
-            plugin.warnings_raised[warning.kind] += 1
+            else:
+                since = time.time() - max(self.clock.monotonic() - warning.since, 0.0)
+                plugin.warnings[warning.kind] = (warning, since)
+                plugin.warnings_raised[warning.kind] += 1
+        if warning.ended is not None:
+            tripped = plugin.breaker.state is not CircuitBreakerState.CLOSED
+            self._on_early_warning_ended(plugin.name, tripped)
+            return
+        self._on_early_warning(plugin.name)
         self._alerts.fire(plugin.name, AlertKind.EARLY_WARNING, warning_message(
             warning.kind, warning.current, warning.baseline, warning.expected_trip_in))
 

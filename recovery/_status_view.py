@@ -20,6 +20,7 @@ from recovery._outbox import Outbox
 from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
+from recovery.incidents import IncidentTracker
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -45,6 +46,10 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, Any]
     _cluster: Any
+    _tracker: IncidentTracker
+
+    if TYPE_CHECKING:
+        def _incident_view(self, name: str) -> tuple[str | None, float | None]: ...
 
     if TYPE_CHECKING:
         def _latest_warnings(self) -> tuple[bool, Latest]: ...
@@ -71,6 +76,7 @@ class StatusView:
             watched = set(self._health_checks)
             warnings = {plugin.name: self._warning_view(plugin, latest)
                         for plugin in plugins} if watching else {}
+        incidents = {plugin.name: self._incident_view(plugin.name) for plugin in plugins}
         return RecoveryStatus(
             running=running,
             auto_recovery=self.config.enable_auto_recovery,
@@ -91,10 +97,13 @@ class StatusView:
                     plugin.depends_on,
                     dict(plugin.tags),
                     warnings.get(plugin.name),
+                    *incidents[plugin.name],
                 )
                 for plugin in plugins
             },
             cluster=self._cluster.status() if self._cluster is not None else None,
+            incidents=tuple(incident.to_dict()
+                            for incident in self._tracker.incidents(active_only=True)),
         )
 
     def get_recovery_status(self) -> dict[str, Any]:

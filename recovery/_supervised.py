@@ -74,6 +74,7 @@ class Episode:
     failures: int = 1
     attempts: int = 0
     parked: Verification | None = None
+    trial: bool = False  # a held member's: its first attempt is a verification alone
 
 
 # Why a plugin is failed (out of service). The first two are crash loops (retried
@@ -85,6 +86,8 @@ FOR_GOOD = frozenset({UNRECOVERABLE, GAVE_UP})
 # How an episode ended.
 RECOVERED, HELD, UNVERIFIED, EXHAUSTED_OUTCOME, INTERRUPTED = EPISODE_OUTCOMES = (
     "recovered", "held", "unverified", "exhausted", "interrupted")
+# An episode whose attempt fell due while its incident held it (no strategy ran).
+HELD_BY_INCIDENT = "held_by_incident"
 
 
 @attrs.define(eq=False)

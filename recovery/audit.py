@@ -48,6 +48,7 @@ from __future__ import annotations
 import collections
 import datetime
 import errno
+import inspect
 import json
 import logging
 import os
@@ -112,16 +113,31 @@ def record_attempt(
     *,
     action_succeeded: bool,
     verified: bool | None,
+    incident: str | None = None,
 ) -> None:
     """Audit one strategy run: through ``log_recovery_attempt`` on a logger that has
-    it (the action's own result and the verification's too), else the four-argument
-    ``log_failure_recovery`` with ``success``, the attempt's verdict."""
+    it (the action's own result and the verification's too, and the id of the
+    incident the plugin is in when its method takes ``incident``), else the
+    four-argument ``log_failure_recovery`` with ``success``, the attempt's verdict."""
     detailed = getattr(logger, "log_recovery_attempt", None)
     if callable(detailed):
+        more = {"incident": incident} if incident is not None and _takes(detailed,
+                                                                         "incident") else {}
         detailed(plugin_name, failure_type, recovery_action, success,
-                 action_succeeded=action_succeeded, verified=verified)
+                 action_succeeded=action_succeeded, verified=verified, **more)
     else:
         logger.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
+
+
+def _takes(method: Callable[..., Any], keyword: str) -> bool:
+    """Does ``method`` accept ``keyword`` (by name, or through ``**kwargs``)? A user's
+    logger written before the keyword existed is not given it."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return False
+    return keyword in parameters or any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
 def _record(
@@ -132,9 +148,11 @@ def _record(
     success: bool,
     action_succeeded: bool | None = None,
     verified: bool | None = None,
+    incident: str | None = None,
 ) -> dict[str, Any]:
-    """The fields every logger writes, with enum members reduced to their string values."""
-    return {
+    """The fields every logger writes, with enum members reduced to their string values
+    (and ``incident``, the id of the incident the plugin was in, when it was in one)."""
+    record = {
         "ts": float(ts),
         "plugin": str(plugin_name),
         "failure_type": str(getattr(failure_type, "value", failure_type)),
@@ -143,6 +161,9 @@ def _record(
         "action_succeeded": None if action_succeeded is None else bool(action_succeeded),
         "verified": None if verified is None else bool(verified),
     }
+    if incident is not None:
+        record["incident"] = str(incident)
+    return record
 
 
 def _wall_clock(now: Any) -> WallClock:
@@ -233,9 +254,10 @@ class _RecordWriter:
         *,
         action_succeeded: bool,
         verified: bool | None,
+        incident: str | None = None,
     ) -> None:
         self._emit(_record(self._now(), plugin_name, failure_type, recovery_action, success,
-                           action_succeeded, verified))
+                           action_succeeded, verified, incident))
 
 
 class LoggingAuditLogger(_RecordWriter):

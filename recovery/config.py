@@ -338,6 +338,11 @@ class RecoveryConfig:
       :class:`recovery.forecast.Forecaster` on the manager's clock, and raise an
       "early_warning" alert when one is going bad before it opens (off by default:
       it is one more thread, and a learned baseline can still cry wolf now and then).
+    - ``incident_window`` (30.0), ``incident_min_group`` (3), ``incident_hold_timeout``
+      (120.0): incidents (:mod:`recovery.incidents`, always on): trips of linked
+      registrations this close are one incident; this many unlinked trips within 2 s
+      are one, cause unknown; a dependent is held (not restarted) at most this long
+      while its root is repaired.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -400,6 +405,13 @@ class RecoveryConfig:
     )
     max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
     early_warning: bool = attrs.field(default=False, validator=v.boolean)
+    incident_window: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    incident_min_group: int = attrs.field(default=3, validator=v.integer(ge=2))
+    incident_hold_timeout: float = attrs.field(
+        default=120.0, converter=v.seconds, validator=v.positive_seconds
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:

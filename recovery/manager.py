@@ -74,12 +74,13 @@ from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
 from recovery._crash_loop import CrashLoops
-from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
+from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
 from recovery._early_warning import EarlyWarnings
 from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._forked import ForkRenewal
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
+from recovery._incident_link import IncidentLink, new_tracker
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
 from recovery._supervised import (
@@ -124,7 +125,7 @@ class _Then(enum.Enum):
 
 class RecoveryManager(
     Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
-    ForkRenewal,
+    IncidentLink, ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -204,7 +205,11 @@ class RecoveryManager(
             ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
             config.callback_timeout, self.logger)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
-                                       post=self._outbox.post, describe=self._describe)
+                                       post=self._outbox.post, describe=self._describe,
+                                       fold=self._fold_alert)
+        self._tracker = new_tracker(config, self.clock)  # incidents: always on
+        self._held_until: dict[str, float] = {}
+        self._paged: set[str] = set()
 
         # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
         # moves (whose listeners are anyone's), alerts, audit records and log records
@@ -402,6 +407,8 @@ class RecoveryManager(
         health_check: Callable[[], Any] | None = None,
         fallback: Callable[..., Any] | None = None,
         health_check_config: HealthCheckConfig | None = None,
+        depends_on: tuple[str, ...] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> CircuitBreaker:
         """Put plugin ``name`` under supervision; returns its breaker.
 
@@ -410,8 +417,11 @@ class RecoveryManager(
         config's interval and timeout, the breaker config's ``max_health_checks``).
         ``fallback(*args, **kwargs)`` serves ``execute_with_recovery`` while the plugin
         is degraded or its breaker rejects. A name registered twice is a ValueError.
+        ``depends_on`` (names of registrations it needs, checked at ``start()``) and
+        ``tags`` (str to str) link it to others: their trips make one incident.
         """
         _check_name("plugin name", name)
+        needs = declared_needs(depends_on, tags)
         if health_check_config is not None and not isinstance(
             health_check_config, HealthCheckConfig
         ):
@@ -427,7 +437,7 @@ class RecoveryManager(
                 "an upstream you cannot restart is registered with register_dependency()")
         # Kept even with health checking off: a recovery is verified by it, once.
         check = health_check if health_check is not None else self._plugin_health_check(name)
-        return self._supervise(name, PLUGIN, breaker_config, check, fallback,
+        return self._supervise(name, PLUGIN, breaker_config, check, fallback, needs, tags,
                                health_check_config=health_check_config)
 
     def _supervise(
@@ -446,6 +456,8 @@ class RecoveryManager(
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         if breaker_config is None:
             breaker_config = self.config.default_circuit_breaker
+        if name not in self._plugins:
+            self._declare(name, depends_on, tags)
         with self._lock:
             if name in self._plugins:
                 raise ValueError(f"{name!r} is already registered")
@@ -550,6 +562,7 @@ class RecoveryManager(
                 failure = FailureInfo(FailureType.TIMEOUT, message="slow calls opened the circuit")
             else:
                 failure = FailureInfo(FailureType.ERROR, message="a call was recorded as failed")
+            self._incident_onset(plugin.name)
             self.record_failure(plugin.name, failure)
         if self._thresholds.failure_rate is not None:
             self._check_failure_rate(plugin)
@@ -635,6 +648,7 @@ class RecoveryManager(
         self._alerts.rearm(plugin.name)
         if ended:
             self._crash_loop_ended(plugin)
+        self._incident_recovered(plugin.name)
 
     def _control(self, action: Callable[[], object]) -> None:
         """Move a breaker on the manager's behalf; the manager's listener ignores it."""

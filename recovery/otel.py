@@ -52,6 +52,9 @@ recovery.manager.running                       updowncounter  {manager}
 recovery.cluster.connected                     updowncounter  {connection}
 recovery.cluster.events                        counter        {event}
 recovery.cluster.events_dropped                counter        {message}
+recovery.incidents.open                        updowncounter  {incident}
+recovery.incident.members                      updowncounter  {plugin}
+recovery.plugin.incident_held                  updowncounter  {plugin}
 =============================================  =============  ===========
 
 Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin instrument;
@@ -129,6 +132,8 @@ DIRECTION = "recovery.cluster.direction"
 KIND = "recovery.cluster.event.kind"
 LE = "recovery.call.duration.le"
 WARNING_KIND = "recovery.early_warning.kind"
+INCIDENT = "recovery.incident.id"
+ROOT = "recovery.incident.root"
 
 
 @attrs.frozen
@@ -274,6 +279,18 @@ def _manager(read: Callable[[RecoveryStatus], int]) -> Observe:
     return observe
 
 
+def _incident_members(snapshot: _Snapshot) -> Iterator[Observation]:
+    if snapshot.status is not None:
+        for incident in snapshot.status.incidents:
+            yield Observation(len(incident["members"]),
+                              {INCIDENT: incident["id"], ROOT: _label(incident["root"])})
+
+
+def _held(snapshot: _Snapshot) -> Iterator[Observation]:
+    for plugin in snapshot.plugins():
+        yield Observation(int(plugin.held_until is not None), {PLUGIN: _label(plugin.name)})
+
+
 INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.circuit_breaker.state", "updowncounter", "1",
                    "Circuit breaker state: 1 for the current state, 0 for the others.",
@@ -370,6 +387,15 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
                    "Cluster messages refused, or local events lost to a full queue.",
                    "recovery_cluster_events_dropped_total",
                    _cluster(lambda cluster: int(cluster["events_dropped"]))),
+    InstrumentSpec("recovery.incidents.open", "updowncounter", "{incident}",
+                   "Open incidents (one cause, grouped trips).", "recovery_incidents_open",
+                   _manager(lambda status: len(status.incidents))),
+    InstrumentSpec("recovery.incident.members", "updowncounter", "{plugin}",
+                   "Members of each open incident.", "recovery_incident_members",
+                   _incident_members),
+    InstrumentSpec("recovery.plugin.incident_held", "updowncounter", "{plugin}",
+                   "1 while the plugin is held by its incident: not repaired while its root "
+                   "is.", "recovery_incident_held", _held),
 )
 
 

@@ -79,6 +79,10 @@ recovery_cluster_events_dropped_total          counter messages refused (malform
                                                        foreign, oversized, unsigned, badly
                                                        signed) or handovers lost to a full
                                                        queue
+recovery_incidents_open                        gauge   open incidents (recovery.incidents)
+recovery_incident_members{incident,root}       gauge   members of each open incident
+recovery_incident_held                         gauge   1 while the plugin is held by its
+                                                       incident (its root is repaired)
 =============================================  ======  ====================================
 
 Counters restart from zero with the process, as Prometheus expects of counters.
@@ -174,6 +178,12 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "counter", ("direction", "kind")),
     ("recovery_cluster_events_dropped_total",
      "Cluster messages refused or local events lost to a full queue.", "counter", ()),
+    ("recovery_incidents_open", "Open incidents (one cause, grouped trips).", "gauge", ()),
+    ("recovery_incident_members", "Members of each open incident.", "gauge",
+     ("incident", "root")),
+    ("recovery_incident_held",
+     "1 while the plugin is held by its incident: not repaired while its root is.", "gauge",
+     _PLUGIN),
 )
 
 def _families() -> dict[str, _Family]:
@@ -225,6 +235,10 @@ class RecoveryCollector:
             )
             families["recovery_stuck_strategies"].add_metric([], len(status.stuck_strategies))
             families["recovery_manager_running"].add_metric([], float(status.running))
+            families["recovery_incidents_open"].add_metric([], len(status.incidents))
+            for incident in status.incidents:
+                families["recovery_incident_members"].add_metric(
+                    [incident["id"], _label(incident["root"])], len(incident["members"]))
             cluster = status.cluster
         if self._breakers:
             _add_bare_breakers(families, self._rm, plugins)
@@ -264,6 +278,7 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
     families["recovery_fallbacks_served_total"].add_metric([name], recovery.fallbacks_served)
     families["recovery_failed"].add_metric([name], float(recovery.failed))
     families["recovery_crash_loop"].add_metric([name], float(recovery.crash_loop))
+    families["recovery_incident_held"].add_metric([name], float(plugin.held_until is not None))
     if health.enabled:
         if health.last_result is not None:
             families["recovery_health_check_healthy"].add_metric(

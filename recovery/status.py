@@ -245,6 +245,9 @@ class PluginStatus:
     depends_on: tuple[str, ...] = ()
     tags: Mapping[str, str] = attrs.field(factory=dict)
     warning: PluginWarning | None = None
+    # The open incident it is a member of, and (wall clock) when its hold by it ends.
+    incident: str | None = None
+    held_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The sections by name (the plugin's own name is the key it is filed under)."""
@@ -256,6 +259,8 @@ class PluginStatus:
             "health_check": self.health_check.to_dict(),
             "recovery": self.recovery.to_dict(),
             "warning": None if self.warning is None else self.warning.to_dict(),
+            "incident": self.incident,
+            "held_until": iso_utc(self.held_until),
         }
 
 
@@ -287,6 +292,7 @@ class RecoveryStatus:
     # Alert handlers, audit and log records past callback_timeout, or that raised.
     callback_timeouts: int = 0
     callback_errors: int = 0
+    incidents: tuple[Mapping[str, Any], ...] = ()  # open ones, Incident.to_dict(), oldest first
 
     def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
         """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
@@ -301,6 +307,7 @@ class RecoveryStatus:
             "stuck_health_checks": self.stuck_health_checks,
             "callback_timeouts": self.callback_timeouts,
             "callback_errors": self.callback_errors,
+            "incidents": [dict(incident) for incident in self.incidents],
         }
         if plugins:
             data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}

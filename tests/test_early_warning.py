@@ -280,3 +280,25 @@ def test_the_alert_says_what_moved_from_what_and_when_the_breaker_would_open(
     from recovery._early_warning import warning_message
 
     assert warning_message(kind, current, baseline, trip) == text
+
+
+def test_an_early_warning_is_the_onset_of_an_incident_and_its_end_closes_it(
+    rm: RecoveryManager, clock: ParkingClock
+) -> None:
+    rm.register_dependency("payments")
+    assert clock.wait_for_waiters(1)
+    upstream = Upstream(rm, clock, "payments")
+    upstream.run(240, 0.01)
+    assert rm.incidents() == []
+
+    upstream.run(60, 0.06, until=lambda: warning_of(rm, "payments").active)
+    assert rm.breaker("payments").state is CircuitBreakerState.CLOSED
+    (incident,) = rm.incidents(active_only=True)
+    assert incident.root == "payments" and incident.members == ("payments",)
+    assert incident.why("payments").kind == "early_warning"
+
+    took = upstream.run(120, 0.01, until=lambda: not warning_of(rm, "payments").active)
+    assert took < 120
+    assert rm.incidents(active_only=True) == []
+    (ended,) = rm.incidents()
+    assert ended.id == incident.id and ended.ended is not None

@@ -55,6 +55,9 @@ DOCUMENTED = {
     "recovery_stuck_health_check_threads": "gauge",
     "recovery_stuck_strategies": "gauge",
     "recovery_manager_running": "gauge",
+    "recovery_incidents_open": "gauge",
+    "recovery_incident_members": "gauge",
+    "recovery_incident_held": "gauge",
 }
 
 
