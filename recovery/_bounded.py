@@ -156,6 +156,12 @@ class ThreadRunner:
             for run in self._running:
                 run.wake.set()
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's runs and their threads are not here."""
+        self._lock = threading.Lock()
+        self._running = set()
+        self._stuck = set()
+
     def resume(self) -> None:
         """Wait for runs again (the manager started again)."""
         with self._lock:

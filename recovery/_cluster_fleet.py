@@ -42,6 +42,11 @@ LEASE_RENEW = 1.0
 MAX_PERIOD = 1e9
 """The longest finite open period the cluster publishes or stores (about 31 years): any
 longer one is cut to this, so no period reaches an overflowing timer or Redis TTL."""
+LEASE_UNUSED = LEASE_TTL
+"""Seconds a holder keeps the lease while no call comes to its breaker. A process that
+serves no calls (gunicorn's preloading parent, an idle worker) would otherwise renew
+it for ever, and the fleet would wait for a trial that never runs. It then lets the
+lease run out and takes it again only once a call comes (a rejected one counts)."""
 
 _logger = logging.getLogger("recovery.cluster")
 
@@ -67,6 +72,9 @@ class Tracked:
     opened_by: str | None = None
     held: bool = False
     pending: str | None = None
+    calls: int = 0  # the breaker's calls (finished or rejected) at the last look
+    calls_seen: float = 0.0  # when that count last moved, or the lease was taken
+    idle: bool = False  # gave the lease up for want of calls; none came since
 
     def view(self) -> dict[str, Any]:
         return {
@@ -114,7 +122,7 @@ class Fleet:
             elif t.fleet != "closed":
                 self._enforce(t)  # a local trial, or a repair's reset: the fleet decides
         elif new is HALF_OPEN and t.fleet != "closed" and t.lease_epoch is None:
-            self._take_lease(t)  # the hold ran out, a health check or a repair passed
+            self._offer_trial(t)  # the hold ran out, a health check or a repair passed
         elif new is OPEN and t.fleet != "closed":
             self._enforce(t)  # a failed repair: back under the fleet's hold
 
@@ -256,13 +264,34 @@ class Fleet:
 
     def tick(self, t: Tracked) -> None:
         """The fleet deadline of ``t`` passed: take, renew or look for the trial lease."""
+        called = self._called(t)
         if t.lease_epoch is not None:
-            if t.breaker.state is HALF_OPEN:
-                self._take_lease(t)
-            else:
+            if t.breaker.state is not HALF_OPEN:
                 t.until = self._now() + LEASE_RENEW
+            elif not called and self._now() - t.calls_seen >= LEASE_UNUSED:
+                t.lease_epoch, t.idle = None, True  # it runs out in Redis: LEASE_TTL
+                self._follow_trial(t, LEASE_TTL)
+            else:
+                self._take_lease(t)
+        else:
+            self._offer_trial(t)  # (a call just seen has cleared ``idle``)
+
+    def _offer_trial(self, t: Tracked) -> None:
+        """Take the trial lease, unless this process gave it up for want of calls and
+        none came since: the trial is then left to a process that has calls."""
+        if t.idle and not self._called(t):
+            self._follow_trial(t, LEASE_TTL)
         else:
             self._take_lease(t)
+
+    def _called(self, t: Tracked) -> bool:
+        """Did a call come to ``t``'s breaker since the last look (finished or rejected)?"""
+        metrics = t.breaker.metrics()
+        calls = metrics.total_requests + metrics.total_rejections
+        if calls == t.calls:
+            return False
+        t.calls, t.calls_seen, t.idle = calls, self._now(), False
+        return True
 
     def _publish(self, event: Event) -> None:
         message = self._encode(event)
@@ -300,6 +329,8 @@ class Fleet:
             self._follow_trial(t, result[1] / 1000)
 
     def _hold_lease(self, t: Tracked, epoch: int) -> None:
+        if t.lease_epoch is None:  # taken now, not renewed: its calls are counted from here
+            t.calls_seen = self._now()
         t.lease_epoch, t.fleet, t.held = epoch, "trial", False
         t.until = self._now() + LEASE_RENEW
         state = t.breaker.state

@@ -10,6 +10,12 @@ the socket's (connect and each read); the health monitor bounds the whole run.
 
 from __future__ import annotations
 
+# The "idna" codec is imported on first use of a host name, by whichever thread
+# resolves one first. If that is a health check's thread while the process forks
+# (gunicorn --preload forks once the app is loaded), the child inherits the import
+# half done and every host name fails there: "LookupError: unknown encoding: idna".
+# Importing it here, with the module, leaves nothing to import later.
+import encodings.idna  # noqa: F401
 import ssl
 import time
 import urllib.error

@@ -82,6 +82,14 @@ class Outbox:
                 daemon=True)
             self._thread.start()
 
+    def after_fork(self) -> None:
+        """In a forked child: what was posted is the parent's to deliver, on its thread."""
+        self._changed = threading.Condition()
+        self._jobs.clear()
+        self._busy = False
+        self._thread = None
+        self._runner.after_fork()
+
     def stop(self) -> threading.Thread | None:
         """Deliver what is posted, then end the thread; returns it, for the caller to join."""
         with self._changed:

@@ -109,6 +109,10 @@ class AlertDispatcher:
         self._fired: set[tuple[str, AlertKind]] = set()
         self._lock = threading.Lock()
 
+    def after_fork(self) -> None:
+        """In a forked child: a lock held by a parent's thread would never be released."""
+        self._lock = threading.Lock()
+
     def add_handler(self, handler: AlertHandler) -> None:
         v.check(v.callable_(), "alert handler", handler)
         with self._lock:

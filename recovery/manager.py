@@ -77,6 +77,7 @@ from recovery._crash_loop import CrashLoops
 from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
 from recovery._early_warning import EarlyWarnings
 from recovery._episodes import EpisodeRunner, safe_repr
+from recovery._forked import ForkRenewal
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
 from recovery._incident_link import IncidentLink, new_tracker
@@ -124,7 +125,7 @@ class _Then(enum.Enum):
 
 class RecoveryManager(
     Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
-    IncidentLink,
+    IncidentLink, ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -239,6 +240,7 @@ class RecoveryManager(
         for name in BUILTIN_STRATEGIES:
             options = config.recovery_strategy_configs.get(name, {})
             self._strategies[name] = builtin_strategy(name, options)
+        self._renew_after_fork()  # gunicorn --preload: a forked worker starts its own threads
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -192,6 +192,30 @@ def test_half_open_trial_success_closes_everyone(nodes: Any) -> None:
     until(lambda: other.state.value == "closed")
 
 
+def test_a_lease_holder_that_gets_no_calls_leaves_the_trial_to_a_node_that_does(
+    nodes: Any,
+) -> None:
+    # gunicorn --preload: the parent follows the fleet but serves no calls. Holding
+    # the lease, it renewed it for ever while half-open: no trial ever ran, and the
+    # fleet stayed open after the dependency was back.
+    from recovery._cluster_fleet import LEASE_TTL
+
+    config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
+                                  sliding_window_size=10, timeout=0.3, success_threshold=1)
+    (_c1, b1), (_c2, b2) = nodes(config=config), nodes(config=config)
+    trip(b1)
+    until(lambda: "half_open" in (b1.state.value, b2.state.value))
+    holder, other = (b1, b2) if b1.state.value == "half_open" else (b2, b1)
+
+    def served() -> bool:  # only the other node gets calls
+        with contextlib.suppress(CircuitOpenError):
+            other.call(lambda: None)
+        return other.state.value == "closed"
+
+    until(served, timeout=2 * LEASE_TTL + BOUND)  # it keeps it LEASE_TTL unused
+    until(lambda: holder.state.value == "closed")
+
+
 def test_half_open_trial_failure_reopens_everyone_for_longer(nodes: Any) -> None:
     config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
                                   sliding_window_size=10, timeout=0.3,
