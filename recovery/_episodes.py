@@ -105,6 +105,14 @@ class EpisodeRunner:
         def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
         def _crash_loop_ended(self, plugin: Supervised) -> None: ...
         def _wait_again(self, plugin: Supervised, now: float) -> None: ...
+        def _note_configured(self, plugin: Supervised, episode: Episode, name: str) -> None: ...
+        def _ordered(self, plugin: Supervised, episode: Episode,
+                     candidates: list[tuple[str, RecoveryStrategy]],
+                     ) -> list[tuple[str, RecoveryStrategy]]: ...
+        def _verify_window(self, plugin: Supervised, episode: Episode, action: str) -> float: ...
+        def _learn(self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
+                   verified: bool | None, duration: float) -> None: ...
+        def _order_mode(self, plugin: Supervised) -> str: ...
 
     def _work(self) -> None:
         self._own_thread()
@@ -291,6 +299,7 @@ class EpisodeRunner:
         if plugin.kind == DEPENDENCY and (chosen is None or chosen in PLUGIN_ACTIONS):
             return [("probe", PROBE)]  # nothing to restart or reload: probe it
         if chosen is not None:
+            self._note_configured(plugin, episode, chosen)
             strategy = strategies.get(chosen)
             if strategy is None:
                 self._outbox.log(logging.ERROR,
@@ -304,11 +313,11 @@ class EpisodeRunner:
                 "priority", item[1].priority
             ),
         )
-        return [
+        return self._ordered(plugin, episode, [
             (strategy_name, strategy)
             for strategy_name, strategy in ranked
             if self._handles(plugin, episode, strategy_name, strategy)
-        ]
+        ])
 
     def _handles(
         self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy
@@ -479,7 +488,8 @@ class EpisodeRunner:
                 self._control(lambda: breaker.end_repair(True))
             return healthy
         verification = Verification(action, started, breaker.metrics().total_successes,
-                                    self.clock.monotonic() + self.config.verify_timeout)
+                                    self.clock.monotonic()
+                                    + self._verify_window(plugin, episode, action))
         with self._lock:
             plugin.verification = verification
         self._control(lambda: breaker.end_repair(True))
@@ -533,15 +543,18 @@ class EpisodeRunner:
         action_succeeded: bool, verified: bool | None, started: float,
     ) -> None:
         """Audit and log one strategy run (begun at ``started`` on the clock), and count it
-        for status."""
-        self._audit(plugin.name, failure, action, success, action_succeeded, verified)
+        for status and the learned order."""
+        duration = self.clock.monotonic() - started
+        self._learn(plugin, failure, action, success, verified, duration)
+        self._audit(plugin.name, failure, action, success, action_succeeded, verified,
+                    self._order_mode(plugin), duration)
         level = logging.INFO if success else logging.WARNING
         if self.logger.isEnabledFor(level):
             self._outbox.log(level, "recovery action %s of %s: %s",
                              action, label(plugin), "success" if success else "failure", extra={
                 "event": "recovery_action", "plugin": plugin.name, "action": action,
                 "result": "success" if success else "failure",
-                "duration": self.clock.monotonic() - started,
+                "duration": duration,
                 "failure_type": failure.type.value, "action_succeeded": action_succeeded,
                 "verified": verified,
             })
@@ -563,16 +576,17 @@ class EpisodeRunner:
 
     def _audit(
         self, name: str, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None,
+        action_succeeded: bool, verified: bool | None, order: str, duration: float,
     ) -> None:
         """One record per strategy run. A logger with ``log_recovery_attempt`` gets
-        the action's own result and the verification's too, through that method
-        only; a four-argument logger gets ``success``, the attempt's verdict."""
+        the action's own result and the verification's too (and the order and the
+        run's duration, when it takes them), through that method only; a
+        four-argument logger gets ``success``, the attempt's verdict."""
         self._outbox.deliver(
             f"audit logger (record of {action} of plugin {name!r})", name,
             functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
                               action, success, action_succeeded=action_succeeded,
-                              verified=verified))
+                              verified=verified, order=order, duration=duration))
 
     def _refused(self, plugin: Supervised, what: str) -> None:
         """A run not started: the plugin has as many stuck threads as allowed."""

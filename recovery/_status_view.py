@@ -19,6 +19,7 @@ from recovery._outbox import Outbox
 from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
+from recovery.learning import StrategyLearner
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -26,6 +27,7 @@ from recovery.status import (
     PluginRecovery,
     PluginStatus,
     RecoveryStatus,
+    StrategyOrder,
     StuckStrategy,
 )
 
@@ -43,6 +45,7 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, Any]
     _cluster: Any
+    _learner: StrategyLearner
 
     def status(self) -> RecoveryStatus:
         """The manager and every plugin, as typed values (docs/design.md, "Status").
@@ -51,6 +54,7 @@ class StatusView:
         the health monitor and the cluster are then read once each.
         """
         monitor = self._monitor
+        learned = self._learner.all_reasons()
         with self._lock:
             plugins = list(self._plugins.values())
             running, in_progress = self._running, self._open_episodes
@@ -59,7 +63,8 @@ class StatusView:
             stuck = tuple(StuckStrategy(run.label, run.started) for run in stuck_runs)
             abandoned = collections.Counter(run.key for run in stuck_runs)
             stuck_health_checks = monitor.stuck_threads if monitor is not None else 0
-            recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name])
+            recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name],
+                                                         learned.get(plugin.name, {}))
                         for plugin in plugins}
             watched = set(self._health_checks)
         return RecoveryStatus(
@@ -91,7 +96,9 @@ class StatusView:
         """:meth:`status` as a JSON-serialisable dict (docs/design.md, "Status")."""
         return self.status().to_dict()
 
-    def _recovery_view(self, plugin: Supervised, abandoned: int) -> PluginRecovery:
+    def _recovery_view(
+        self, plugin: Supervised, abandoned: int, learned: dict[str, Any]
+    ) -> PluginRecovery:
         episode = plugin.episode
         actions = plugin.actions
         return PluginRecovery(
@@ -120,6 +127,8 @@ class StatusView:
             episodes=EpisodeCounts(
                 **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
             ) if plugin.episodes else _NO_EPISODES,
+            strategy_order={kind: StrategyOrder.from_reasons(view)
+                            for kind, view in learned.items()},
         )
 
 

@@ -73,6 +73,8 @@ class Episode:
     failures: int = 1
     attempts: int = 0
     parked: Verification | None = None
+    # Strategies whose run failed this episode: a learned order tries them last.
+    failed_actions: set[str] = attrs.field(factory=set)
 
 
 # Why a plugin is failed (out of service). The first two are crash loops (retried

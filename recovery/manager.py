@@ -77,6 +77,7 @@ from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
 from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
+from recovery._learning_link import LearningLink
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
 from recovery._supervised import (
@@ -101,6 +102,7 @@ from recovery.failures import (
     exception_message,
 )
 from recovery.health import HealthCheckConfig, HealthMonitor
+from recovery.learning import StrategyLearner
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
@@ -119,7 +121,7 @@ class _Then(enum.Enum):
 
 
 class RecoveryManager(
-    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink
+    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, LearningLink
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -228,6 +230,9 @@ class RecoveryManager(
         for name in BUILTIN_STRATEGIES:
             options = config.recovery_strategy_configs.get(name, {})
             self._strategies[name] = builtin_strategy(name, options)
+        self._learner = StrategyLearner(verify_timeout=config.verify_timeout,
+                                        random_seed=config.random_seed)
+        self._history_read = False  # rebuilt from the audit log at the first start()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +243,7 @@ class RecoveryManager(
         thread starts, and a failure to start a thread stops what did start.
         """
         self._check_dependency_graph()
+        self._read_history()
         with self._lock:
             if self._running:
                 return
