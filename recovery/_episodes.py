@@ -402,7 +402,9 @@ class EpisodeRunner:
                         )
                     if retry_in is not None and math.isfinite(retry_in):
                         plugin.hold_until = now + retry_in
-                self._record_run(plugin, failure, strategy_name, True, True, None, started)
+                held = retry_in if retry_in is not None and math.isfinite(retry_in) else 0.0
+                self._record_run(plugin, failure, strategy_name, True, True, None, started,
+                                 held)
                 return HELD
             verified = self._verify(plugin, episode, strategy_name, started, stopping)
             if verified is PARKED:
@@ -540,11 +542,13 @@ class EpisodeRunner:
 
     def _record_run(
         self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None, started: float,
+        action_succeeded: bool, verified: bool | None, started: float, held: float = 0.0,
     ) -> None:
         """Audit and log one strategy run (begun at ``started`` on the clock), and count it
-        for status and the learned order."""
-        duration = self.clock.monotonic() - started
+        for status and the learned order. Its duration runs to its verdict; for a run
+        that holds the breaker open, to the end of the hold (``held`` seconds more),
+        when its trial can tell: a hold buys time, it is not free."""
+        duration = self.clock.monotonic() - started + held
         self._learn(plugin, failure, action, success, verified, duration)
         self._audit(plugin.name, failure, action, success, action_succeeded, verified,
                     self._order_mode(plugin), duration)

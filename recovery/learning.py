@@ -314,7 +314,10 @@ class StrategyLearner:
         order is the priority order; once there is some, every chance is drawn,
         an untried strategy's from its prior. An untried strategy's cost is the
         mean cost of the key's timed attempts (all alike when none was timed), and
-        a tried one's is its own mean pulled toward that by one pseudo-attempt."""
+        a tried one's is its own mean pulled toward that by one pseudo-attempt. No
+        cost is below ``MIN_WINDOW`` (1 s): a strategy that returns at once and
+        proves nothing (a reset, an instant hold) would otherwise cost 0 and stay
+        first however often it fails."""
         levels = sorted({priority for _, priority in ranked}, reverse=True)
         history = any(tally.attempts for tally in tallies.values())
         costed = [t for t in tallies.values() if t.costed]
@@ -334,6 +337,7 @@ class StrategyLearner:
                 chance = self._random.betavariate(alpha + tally.successes,
                                                   beta + tally.attempts - tally.successes)
                 cost = (tally.cost_total + pooled) / (tally.costed + 1)
+            cost = max(cost, MIN_WINDOW)  # no attempt is free (see the class doc)
             scores[name] = cost / chance if chance > 0 else math.inf
         position = {name: index for index, (name, _) in enumerate(ranked)}
         return sorted(ranked, key=lambda item: (scores[item[0]], position[item[0]]))
