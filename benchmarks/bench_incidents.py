@@ -3,6 +3,7 @@
     python benchmarks/bench_incidents.py                 # every mix, seeds 1-3: the table
     python benchmarks/bench_incidents.py --seeds 7,8 --mix cascades
     python benchmarks/bench_incidents.py --check         # exit 1 if a bar is missed
+    python benchmarks/bench_incidents.py --manager       # the real manager (slower)
 
 Each run builds a random service graph (stores, services that use them, front ends
 that use the services; ``depends_on`` and ``host`` tags declared) and a timeline of
@@ -377,7 +378,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mix", choices=sorted(MIXES), action="append")
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--check", action="store_true", help="exit 1 if a bar is missed")
-    args = parser.parse_args(argv)
+    parser.add_argument("--manager", action="store_true",
+                        help="run the scenarios through the real RecoveryManager instead "
+                        "(bench_incidents_manager.py)")
+    args, rest = parser.parse_known_args(argv)
+    if args.manager:
+        from benchmarks import bench_incidents_manager
+
+        return bench_incidents_manager.main(
+            [*(f"--mix={mix}" for mix in args.mix or ()), f"--seeds={args.seeds}", *rest])
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"{'mix':<13}{'seed':>5} " + " ".join(f"{c[:12]:>12}" for c in COLUMNS))
     failed = 0

@@ -108,10 +108,11 @@ def _quiet(rm: RecoveryManager, clock: SimClock) -> bool:
         if rm._queue or rm._runner.running():
             return False
         # A parked episode (its verification waiting for a trial) holds no thread:
-        # the timer waits for its deadline, and for crash loops' next attempts.
+        # the timer waits for its deadline, for crash loops' next attempts, and for
+        # what the incident tracker has due.
         expected = rm._open_episodes - len(rm._parked)
-        if rm._parked or any(plugin.next_attempt is not None
-                             for plugin in rm._plugins.values()):
+        if rm._parked or rm._incident_due() is not None or any(
+                plugin.next_attempt is not None for plugin in rm._plugins.values()):
             expected += 1  # the timer
     if monitor is not None:
         if monitor._in_flight:

@@ -62,6 +62,8 @@ class CrashLoops:
         def _queue_episode(self, plugin: Supervised) -> None: ...
         def _resume(self, plugin: Supervised, verification: Verification) -> None: ...
         def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None: ...
+        def _poll_incidents(self, now: float) -> bool: ...
+        def _incident_due(self) -> float | None: ...
 
     def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None:
         """Plan the next attempt after a delay that doubles each time (under the lock).
@@ -181,6 +183,9 @@ class CrashLoops:
                     planned.append(episode.parked.deadline)
                     if episode.alarm is not None:
                         planned.append(episode.alarm)
+        incident_due = self._incident_due()
+        if incident_due is not None:
+            planned.append(incident_due)
         return min(planned, default=None)
 
     def _due(self, now: float) -> bool:
@@ -194,7 +199,8 @@ class CrashLoops:
                     episode.parked.deadline <= now
                     or (episode.alarm is not None and episode.alarm <= now)):
                 return True
-        return False
+        incident_due = self._incident_due()
+        return incident_due is not None and incident_due <= now
 
     def _run_due(self, now: float) -> bool:
         """Act on every deadline due at ``now``; True if there was one."""
@@ -217,4 +223,5 @@ class CrashLoops:
             self._check_recovery_time(plugin, episode)
         for plugin, verification in ended:
             self._resume(plugin, verification)
-        return bool(probes or alarms or ended)
+        incidents = self._poll_incidents(now)
+        return bool(probes or alarms or ended or incidents)

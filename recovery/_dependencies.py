@@ -9,7 +9,8 @@ configured for it by name still does). Its words are its own: a dependency is
 "down since ..., next probe in ...", not in a crash loop of restarts.
 
 ``depends_on`` and ``tags`` are kept on the registration and shown in status;
-the graph is checked at ``start()``: every name registered, no cycle.
+the graph is checked at ``start()`` (:mod:`recovery._incident_link`): every name
+registered, no cycle.
 """
 
 from __future__ import annotations
@@ -31,6 +32,17 @@ PLUGIN_ACTIONS = frozenset({"restart", "reload"})
 
 PROBE = CustomStrategy("probe", 0, lambda failure: True, lambda name, failure, ctx: None)
 """A dependency's action: none. The verification that follows it is the probe."""
+
+
+def declared_needs(depends_on: Iterable[str], tags: Mapping[str, str] | None) -> tuple[str, ...]:
+    """``depends_on`` as a tuple, once it and ``tags`` are checked (TypeError naming them)."""
+    needs = () if isinstance(depends_on, str) else tuple(depends_on)
+    if isinstance(depends_on, str) or not all(isinstance(need, str) for need in needs):
+        raise TypeError(f"depends_on must be names (str), got {depends_on!r}")
+    if tags is not None and not (isinstance(tags, Mapping) and all(
+            isinstance(key, str) and isinstance(value, str) for key, value in tags.items())):
+        raise TypeError(f"tags must map str to str, got {tags!r}")
+    return needs
 
 
 def label(plugin: Supervised) -> str:
@@ -78,34 +90,5 @@ class Dependencies:
         else:
             raise TypeError(
                 f"health_check must be a callable or an http(s) URL, got {health_check!r}")
-        needs = () if isinstance(depends_on, str) else tuple(depends_on)
-        if isinstance(depends_on, str) or not all(isinstance(need, str) for need in needs):
-            raise TypeError(f"depends_on must be names (str), got {depends_on!r}")
-        if tags is not None and not (isinstance(tags, Mapping) and all(
-                isinstance(key, str) and isinstance(value, str) for key, value in tags.items())):
-            raise TypeError(f"tags must map str to str, got {tags!r}")
+        needs = declared_needs(depends_on, tags)
         return self._supervise(name, DEPENDENCY, breaker_config, check, fallback, needs, tags)
-
-    def _check_dependency_graph(self) -> None:
-        """At ``start()``: every ``depends_on`` names a registration, and no cycle."""
-        with self._lock:
-            graph = {name: plugin.depends_on for name, plugin in self._plugins.items()}
-        for name, needs in graph.items():
-            for need in needs:
-                if need not in graph:
-                    raise ValueError(
-                        f"{name!r} depends on {need!r}, which is not registered")
-        # Peel off what needs nothing left; what remains needs itself, round a cycle.
-        remaining = {name: set(needs) for name, needs in graph.items()}
-        while free := [name for name, left in remaining.items() if not left]:
-            for name in free:
-                del remaining[name]
-            for left in remaining.values():
-                left.difference_update(free)
-        if remaining:
-            node, path = min(remaining), []
-            while node not in path:
-                path.append(node)
-                node = min(remaining[node])
-            cycle = [*path[path.index(node):], node]
-            raise ValueError(f"depends_on has a cycle: {' -> '.join(cycle)}")

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from recovery import _clock, _deadline
 from recovery._bounded import ThreadRunner
 from recovery._dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
+from recovery._incident_link import TRIAL
 from recovery._outbox import Outbox
 from recovery._supervised import (
     CLOSED,
@@ -39,6 +40,7 @@ from recovery._supervised import (
     EXHAUSTED_OUTCOME,
     GAVE_UP,
     HELD,
+    HELD_BY_INCIDENT,
     INTERRUPTED,
     OPEN,
     RECOVERED,
@@ -105,14 +107,18 @@ class EpisodeRunner:
         def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
         def _crash_loop_ended(self, plugin: Supervised) -> None: ...
         def _wait_again(self, plugin: Supervised, now: float) -> None: ...
+        def _trial_first(self, episode: Episode) -> bool: ...
+        def _held_by_incident(self, plugin: Supervised) -> bool: ...
+        def _hold_open(self, plugin: Supervised) -> None: ...
+        def _incident_recovered(self, name: str) -> None: ...
+        def _incident_id(self, name: str) -> str | None: ...
         def _note_configured(self, plugin: Supervised, episode: Episode, name: str) -> None: ...
         def _ordered(self, plugin: Supervised, episode: Episode,
                      candidates: list[tuple[str, RecoveryStrategy]],
                      ) -> list[tuple[str, RecoveryStrategy]]: ...
         def _verify_window(self, plugin: Supervised, episode: Episode, action: str) -> float: ...
         def _learn(self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
-                   verified: bool | None, duration: float) -> None: ...
-        def _order_mode(self, plugin: Supervised) -> str: ...
+                   verified: bool | None, duration: float) -> str | None: ...
 
     def _work(self) -> None:
         self._own_thread()
@@ -159,11 +165,17 @@ class EpisodeRunner:
                     break
                 if stopping.is_set() or plugin.failed_for_good:
                     break
+                trial = self._trial_first(episode)
+                if not trial and self._held_by_incident(plugin):
+                    outcome = HELD_BY_INCIDENT
+                    break
                 with self._lock:
                     episode.attempts = plugin.attempts = attempt + 1
                 if attempt >= 1:  # a failed verification reopened it: REPAIRING again
                     self._control(plugin.breaker.begin_repair)
-                result = self._attempt(plugin, episode, stopping)
+                result = (self._verified(plugin, episode, TRIAL, self.clock.monotonic(),
+                                         stopping)
+                          if trial else self._attempt(plugin, episode, stopping))
             if result is PARKED:
                 parked = True
             elif result is not None:
@@ -221,7 +233,7 @@ class EpisodeRunner:
                 crash_ended = plugin.crash_loop
                 if crash_ended:
                     self._leave_crash_loop(plugin)
-            elif outcome == INTERRUPTED:
+            elif outcome in (INTERRUPTED, HELD_BY_INCIDENT):
                 if plugin.crash_loop:  # stopped during a probe: wait the same delay again
                     self._wait_again(plugin, now)
             else:  # exhausted, held or unverified: not known to be back in service
@@ -241,6 +253,8 @@ class EpisodeRunner:
         elif in_crash_loop:
             self._control(lambda: breaker.force_open(math.inf))
             self._timer_wake.set()
+        elif outcome == HELD_BY_INCIDENT:
+            self._hold_open(plugin)
         elif outcome in (RECOVERED, HELD, UNVERIFIED):
             self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
         else:
@@ -273,6 +287,8 @@ class EpisodeRunner:
             self._open_episodes -= 1
             self._idle.notify_all()
         self._timer_wake.set()
+        if outcome == RECOVERED:
+            self._incident_recovered(plugin.name)
 
     def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None:
         """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
@@ -406,15 +422,22 @@ class EpisodeRunner:
                 self._record_run(plugin, failure, strategy_name, True, True, None, started,
                                  held)
                 return HELD
-            verified = self._verify(plugin, episode, strategy_name, started, stopping)
-            if verified is PARKED:
-                return PARKED
-            self._record_run(plugin, failure, strategy_name, verified is not False, True,
-                             verified, started)
-            if verified is None:
-                return UNVERIFIED
-            return RECOVERED if verified else None
+            return self._verified(plugin, episode, strategy_name, started, stopping)
         return None
+
+    def _verified(
+        self, plugin: Supervised, episode: Episode, action: str, started: float,
+        stopping: threading.Event,
+    ) -> str | _Park | None:
+        """Verify ``action`` (done from ``started``) and audit it: the attempt's result."""
+        verified = self._verify(plugin, episode, action, started, stopping)
+        if verified is PARKED:
+            return PARKED
+        self._record_run(plugin, episode.failure, action, verified is not False, True,
+                         verified, started)
+        if verified is None:
+            return UNVERIFIED
+        return RECOVERED if verified else None
 
     def _act(
         self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy,
@@ -549,9 +572,9 @@ class EpisodeRunner:
         that holds the breaker open, to the end of the hold (``held`` seconds more),
         when its trial can tell: a hold buys time, it is not free."""
         duration = self.clock.monotonic() - started + held
-        self._learn(plugin, failure, action, success, verified, duration)
+        order = self._learn(plugin, failure, action, success, verified, duration)
         self._audit(plugin.name, failure, action, success, action_succeeded, verified,
-                    self._order_mode(plugin), duration)
+                    order, duration)
         level = logging.INFO if success else logging.WARNING
         if self.logger.isEnabledFor(level):
             self._outbox.log(level, "recovery action %s of %s: %s",
@@ -580,7 +603,7 @@ class EpisodeRunner:
 
     def _audit(
         self, name: str, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None, order: str, duration: float,
+        action_succeeded: bool, verified: bool | None, order: str | None, duration: float,
     ) -> None:
         """One record per strategy run. A logger with ``log_recovery_attempt`` gets
         the action's own result and the verification's too (and the order and the
@@ -590,7 +613,8 @@ class EpisodeRunner:
             f"audit logger (record of {action} of plugin {name!r})", name,
             functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
                               action, success, action_succeeded=action_succeeded,
-                              verified=verified, order=order, duration=duration))
+                              verified=verified, incident=self._incident_id(name),
+                              order=order, duration=duration))
 
     def _refused(self, plugin: Supervised, what: str) -> None:
         """A run not started: the plugin has as many stuck threads as allowed."""

@@ -23,6 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from recovery._dependencies import DEPENDENCY
+from recovery._incident_link import TRIAL
 from recovery._outbox import Outbox
 from recovery._supervised import Episode, Supervised
 from recovery.failures import FailureInfo
@@ -96,10 +97,15 @@ class LearningLink:
     def _learn(
         self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
         verified: bool | None, duration: float,
-    ) -> None:
-        """Count one audited run; a failed one is not tried again first this episode."""
+    ) -> str | None:
+        """Count one audited run (a failed one is not tried again first this episode);
+        the order it was picked in, for its audit record. An incident's trial is no
+        strategy: nothing picked it, nothing is learned from it (None)."""
+        if action == TRIAL:
+            return None
         self._learner.observe(plugin.name, failure.type, action, verified=verified is True,
                               duration=max(duration, 0.0))
         episode = plugin.episode
         if not success and episode is not None:
             episode.failed_actions.add(action)
+        return self._order_mode(plugin)

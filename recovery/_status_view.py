@@ -10,15 +10,17 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from recovery._bounded import ThreadRunner
+from recovery._early_warning import Latest
 from recovery._outbox import Outbox
 from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
+from recovery.incidents import IncidentTracker
 from recovery.learning import StrategyLearner
 from recovery.status import (
     ActionCounts,
@@ -26,6 +28,7 @@ from recovery.status import (
     HealthCheckStatus,
     PluginRecovery,
     PluginStatus,
+    PluginWarning,
     RecoveryStatus,
     StrategyOrder,
     StuckStrategy,
@@ -45,6 +48,14 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, Any]
     _cluster: Any
+    _tracker: IncidentTracker
+
+    if TYPE_CHECKING:
+        def _incident_view(self, name: str) -> tuple[str | None, float | None]: ...
+
+    if TYPE_CHECKING:
+        def _latest_warnings(self) -> tuple[bool, Latest]: ...
+        def _warning_view(self, plugin: Supervised, latest: Latest) -> PluginWarning: ...
     _learner: StrategyLearner
 
     def status(self) -> RecoveryStatus:
@@ -54,6 +65,7 @@ class StatusView:
         the health monitor and the cluster are then read once each.
         """
         monitor = self._monitor
+        watching, latest = self._latest_warnings()
         learned = self._learner.all_reasons()
         with self._lock:
             plugins = list(self._plugins.values())
@@ -67,6 +79,9 @@ class StatusView:
                                                          learned.get(plugin.name, {}))
                         for plugin in plugins}
             watched = set(self._health_checks)
+            warnings = {plugin.name: self._warning_view(plugin, latest)
+                        for plugin in plugins} if watching else {}
+        incidents = {plugin.name: self._incident_view(plugin.name) for plugin in plugins}
         return RecoveryStatus(
             running=running,
             auto_recovery=self.config.enable_auto_recovery,
@@ -86,10 +101,14 @@ class StatusView:
                     plugin.kind,
                     plugin.depends_on,
                     dict(plugin.tags),
+                    warnings.get(plugin.name),
+                    *incidents[plugin.name],
                 )
                 for plugin in plugins
             },
             cluster=self._cluster.status() if self._cluster is not None else None,
+            incidents=tuple(incident.to_dict()
+                            for incident in self._tracker.incidents(active_only=True)),
         )
 
     def get_recovery_status(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import attrs
 from recovery._impl import Route
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo
+from recovery.forecast.forecaster import Warning as ForecastWarning
 from recovery.state import CircuitBreakerState
 
 CLOSED = CircuitBreakerState.CLOSED
@@ -73,6 +74,7 @@ class Episode:
     failures: int = 1
     attempts: int = 0
     parked: Verification | None = None
+    trial: bool = False  # a held member's: its first attempt is a verification alone
     # Strategies whose run failed this episode: a learned order tries them last.
     failed_actions: set[str] = attrs.field(factory=set)
 
@@ -86,6 +88,8 @@ FOR_GOOD = frozenset({UNRECOVERABLE, GAVE_UP})
 # How an episode ended.
 RECOVERED, HELD, UNVERIFIED, EXHAUSTED_OUTCOME, INTERRUPTED = EPISODE_OUTCOMES = (
     "recovered", "held", "unverified", "exhausted", "interrupted")
+# An episode whose attempt fell due while its incident held it (no strategy ran).
+HELD_BY_INCIDENT = "held_by_incident"
 
 
 @attrs.define(eq=False)
@@ -125,6 +129,10 @@ class Supervised:
     verification: Verification | None = None
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed
     down_since: float | None = None  # wall clock: when its current trouble began
+    # Early warnings up now, by kind, each with its wall-clock start; and how many
+    # of each kind were raised (recovery._early_warning).
+    warnings: dict[str, tuple[ForecastWarning, float]] = attrs.field(factory=dict)
+    warnings_raised: collections.Counter[str] = attrs.field(factory=collections.Counter)
 
     @property
     def failed(self) -> bool:

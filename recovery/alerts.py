@@ -35,6 +35,13 @@ class AlertKind(StrEnum):
     # delay), and up again.
     DEPENDENCY_DOWN = "dependency_down"
     DEPENDENCY_UP = "dependency_up"
+    # Its breaker is heading for a trip (RecoveryConfig(early_warning=True)): once
+    # per warning, so it is fired with fire(), not fire_once().
+    EARLY_WARNING = "early_warning"
+    # One set per incident (recovery.incidents): its members' own alerts are folded in.
+    INCIDENT_OPENED = "incident_opened"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_RESOLVED = "incident_resolved"
 
 
 @attrs.frozen
@@ -91,8 +98,10 @@ class AlertDispatcher:
 
     def __init__(self, logger: logging.Logger | None = None, *, enabled: bool = True,
                  post: Post | None = None,
-                 describe: Callable[[str], str] = "plugin {!r}".format) -> None:
+                 describe: Callable[[str], str] = "plugin {!r}".format,
+                 fold: Callable[[str, AlertKind], bool] | None = None) -> None:
         self._logger = logger if logger is not None else _logger
+        self._fold = fold  # True: an incident stands for this alert (it counts as fired)
         self._enabled = enabled
         self._post = post
         self._describe = describe  # a name as the log says it: "plugin 'p'"
@@ -115,6 +124,16 @@ class AlertDispatcher:
             if not self._enabled or key in self._fired:
                 return None
             self._fired.add(key)
+        if self._fold is not None and self._fold(plugin_name, kind):
+            return None
+        return self.fire(plugin_name, kind, message)
+
+    def fire(self, plugin_name: str, kind: AlertKind, message: str) -> Alert | None:
+        """Deliver an alert now, whatever fired before (for alerts that are already
+        one per occasion, as an incident's); None when alerting is off."""
+        with self._lock:
+            if not self._enabled:
+                return None
             handlers = self._handlers
         alert = Alert(plugin_name, kind, message)
         log = functools.partial(

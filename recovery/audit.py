@@ -118,35 +118,35 @@ def record_attempt(
     *,
     action_succeeded: bool,
     verified: bool | None,
+    incident: str | None = None,
     order: str | None = None,
     duration: float | None = None,
 ) -> None:
     """Audit one strategy run: through ``log_recovery_attempt`` on a logger that has
-    it (the action's own result and the verification's too, and ``order`` and
-    ``duration`` when it takes them), else the four-argument
+    it (the action's own result and the verification's too; the id of the incident
+    the plugin is in, the order the strategy was picked in and the run's duration,
+    each when its method takes that keyword), else the four-argument
     ``log_failure_recovery`` with ``success``, the attempt's verdict."""
     detailed = getattr(logger, "log_recovery_attempt", None)
     if callable(detailed):
-        extra: dict[str, Any] = {}
-        if (order is not None or duration is not None) and _takes_order(detailed):
-            extra = {"order": order, "duration": duration}
+        given = {"incident": incident, "order": order, "duration": duration}
+        more = {keyword: value for keyword, value in given.items()
+                if value is not None and _takes(detailed, keyword)}
         detailed(plugin_name, failure_type, recovery_action, success,
-                 action_succeeded=action_succeeded, verified=verified, **extra)
+                 action_succeeded=action_succeeded, verified=verified, **more)
     else:
         logger.log_failure_recovery(plugin_name, failure_type, recovery_action, success)
 
 
-def _takes_order(method: Callable[..., Any]) -> bool:
-    """Whether ``log_recovery_attempt`` takes the ``order`` and ``duration`` keywords
-    (a user's logger written against the six-argument call does not)."""
+def _takes(method: Callable[..., Any], keyword: str) -> bool:
+    """Does ``method`` accept ``keyword`` (by name, or through ``**kwargs``)? A user's
+    logger written before the keyword existed is not given it."""
     try:
-        parameters = inspect.signature(method).parameters.values()
+        parameters = inspect.signature(method).parameters
     except (TypeError, ValueError):
         return False
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return True
-    names = {p.name for p in parameters if p.kind is not inspect.Parameter.POSITIONAL_ONLY}
-    return {"order", "duration"} <= names
+    return keyword in parameters or any(
+        parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values())
 
 
 def _record(
@@ -157,11 +157,13 @@ def _record(
     success: bool,
     action_succeeded: bool | None = None,
     verified: bool | None = None,
+    incident: str | None = None,
     order: str | None = None,
     duration: float | None = None,
 ) -> dict[str, Any]:
-    """The fields every logger writes, with enum members reduced to their string values."""
-    return {
+    """The fields every logger writes, with enum members reduced to their string values
+    (and ``incident``, the id of the incident the plugin was in, when it was in one)."""
+    record = {
         "ts": float(ts),
         "plugin": str(plugin_name),
         "failure_type": str(getattr(failure_type, "value", failure_type)),
@@ -172,6 +174,9 @@ def _record(
         "order": None if order is None else str(order),
         "duration": None if duration is None else float(duration),
     }
+    if incident is not None:
+        record["incident"] = str(incident)
+    return record
 
 
 def _wall_clock(now: Any) -> WallClock:
@@ -262,11 +267,12 @@ class _RecordWriter:
         *,
         action_succeeded: bool,
         verified: bool | None,
+        incident: str | None = None,
         order: str | None = None,
         duration: float | None = None,
     ) -> None:
         self._emit(_record(self._now(), plugin_name, failure_type, recovery_action, success,
-                           action_succeeded, verified, order, duration))
+                           action_succeeded, verified, incident, order, duration))
 
 
 class LoggingAuditLogger(_RecordWriter):

@@ -342,6 +342,15 @@ class RecoveryConfig:
     - ``max_abandoned_threads`` (4): threads of one plugin (strategies, checks,
       callbacks) left running past their timeout; while that many are stuck, no
       more are started for it.
+    - ``early_warning`` (False): watch every plugin's and dependency's breaker with a
+      :class:`recovery.forecast.Forecaster` on the manager's clock, and raise an
+      "early_warning" alert when one is going bad before it opens (off by default:
+      it is one more thread, and a learned baseline can still cry wolf now and then).
+    - ``incident_window`` (30.0), ``incident_min_group`` (3), ``incident_hold_timeout``
+      (120.0): incidents (:mod:`recovery.incidents`, always on): trips of linked
+      registrations this close are one incident; this many unlinked trips within 2 s
+      are one, cause unknown; a dependent is held (not restarted) at most this long
+      while its root is repaired.
     - ``strategy_order`` ("learned"): how a plugin without a configured strategy
       orders the strategies that can handle its failure: "learned" tries first the
       one its own audit history says brings it back fastest (with no history: the
@@ -408,6 +417,14 @@ class RecoveryConfig:
         default=5.0, converter=v.seconds, validator=v.interval
     )
     max_abandoned_threads: int = attrs.field(default=4, validator=v.bounded_int(1024))
+    early_warning: bool = attrs.field(default=False, validator=v.boolean)
+    incident_window: float = attrs.field(
+        default=30.0, converter=v.seconds, validator=v.positive_seconds
+    )
+    incident_min_group: int = attrs.field(default=3, validator=v.integer(ge=2))
+    incident_hold_timeout: float = attrs.field(
+        default=120.0, converter=v.seconds, validator=v.positive_seconds
+    )
     strategy_order: str = attrs.field(default="learned", validator=_order_mode)
     random_seed: int | None = attrs.field(
         default=None, validator=v.optional(v.integer()))

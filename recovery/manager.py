@@ -42,7 +42,8 @@ The parts live in modules of one concern each, mixed into the manager: the
 episode runner (:mod:`recovery._episodes`), the crash loop and its timer
 (:mod:`recovery._crash_loop`), the link to the health monitor
 (:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
-the status view (:mod:`recovery._status_view`); the bookkeeping records are in
+the status view (:mod:`recovery._status_view`), early warning
+(:mod:`recovery._early_warning`); the bookkeeping records are in
 :mod:`recovery._supervised`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
@@ -73,10 +74,12 @@ from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
 from recovery._crash_loop import CrashLoops
-from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, label
+from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
+from recovery._early_warning import EarlyWarnings
 from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
+from recovery._incident_link import IncidentLink, new_tracker
 from recovery._learning_link import LearningLink
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
@@ -101,6 +104,7 @@ from recovery.failures import (
     classify,
     exception_message,
 )
+from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.learning import StrategyLearner
 from recovery.plugins import PluginManager, PluginRegistry
@@ -121,7 +125,8 @@ class _Then(enum.Enum):
 
 
 class RecoveryManager(
-    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, LearningLink
+    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
+    IncidentLink, LearningLink,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -201,7 +206,11 @@ class RecoveryManager(
             ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
             config.callback_timeout, self.logger)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
-                                       post=self._outbox.post, describe=self._describe)
+                                       post=self._outbox.post, describe=self._describe,
+                                       fold=self._fold_alert)
+        self._tracker = new_tracker(config, self.clock)  # incidents: always on
+        self._held_until: dict[str, float] = {}
+        self._paged: set[str] = set()
 
         # One lock for all bookkeeping. Nothing user-supplied runs under it: breaker
         # moves (whose listeners are anyone's), alerts, audit records and log records
@@ -227,6 +236,8 @@ class RecoveryManager(
         # every registered check.
         self._monitor: HealthMonitor | None = None
         self._health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]] = {}
+        # Likewise a forecaster, with early_warning on: one per start().
+        self._forecaster: Forecaster | None = None
         for name in BUILTIN_STRATEGIES:
             options = config.recovery_strategy_configs.get(name, {})
             self._strategies[name] = builtin_strategy(name, options)
@@ -257,6 +268,7 @@ class RecoveryManager(
                 for name, (check, check_config) in self._health_checks.items():
                     self._watch(monitor, name, check, check_config)
                 self._monitor = monitor
+            forecaster = self._new_forecaster()
             self._running = True
             self._stopping = stopping = threading.Event()
             self._runner.resume()
@@ -280,6 +292,8 @@ class RecoveryManager(
                 worker.start()
             if monitor is not None:
                 monitor.start()
+            if forecaster is not None:
+                forecaster.start()
         except BaseException:
             self.stop()
             raise
@@ -313,6 +327,7 @@ class RecoveryManager(
             self._parked.clear()
             self._work_ready.notify_all()
             monitor = self._monitor
+            forecaster = self._forget_forecaster()
         self._timer_wake.set()
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
@@ -328,11 +343,12 @@ class RecoveryManager(
             workers = [*workers, outbox]
         if getattr(self._local, "owned", False):
             threading.Thread(
-                target=self._join, args=(workers, monitor, deadline), name="recovery-stopper",
+                target=self._join, args=(workers, monitor, forecaster, deadline),
+                name="recovery-stopper",
                 daemon=True,
             ).start()
             return
-        self._join(workers, monitor, deadline)
+        self._join(workers, monitor, forecaster, deadline)
 
     def _own_thread(self) -> None:
         """Mark the calling thread as the manager's: a ``stop()`` made on it (from an
@@ -341,7 +357,8 @@ class RecoveryManager(
         self._local.owned = True
 
     def _join(
-        self, threads: list[threading.Thread], monitor: HealthMonitor | None, deadline: float
+        self, threads: list[threading.Thread], monitor: HealthMonitor | None,
+        forecaster: Forecaster | None, deadline: float,
     ) -> None:
         me = threading.current_thread()
         for thread in threads:
@@ -353,6 +370,8 @@ class RecoveryManager(
                                   thread.name)
         if monitor is not None:
             monitor.stop(max(deadline - time.monotonic(), 0.0))
+        if forecaster is not None:
+            forecaster.stop(max(deadline - time.monotonic(), 0.0))
         for plugin in list(self._plugins.values()):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
                 self._control(functools.partial(plugin.breaker.end_repair, False))
@@ -392,6 +411,8 @@ class RecoveryManager(
         health_check: Callable[[], Any] | None = None,
         fallback: Callable[..., Any] | None = None,
         health_check_config: HealthCheckConfig | None = None,
+        depends_on: tuple[str, ...] = (),
+        tags: Mapping[str, str] | None = None,
     ) -> CircuitBreaker:
         """Put plugin ``name`` under supervision; returns its breaker.
 
@@ -400,8 +421,11 @@ class RecoveryManager(
         config's interval and timeout, the breaker config's ``max_health_checks``).
         ``fallback(*args, **kwargs)`` serves ``execute_with_recovery`` while the plugin
         is degraded or its breaker rejects. A name registered twice is a ValueError.
+        ``depends_on`` (names of registrations it needs, checked at ``start()``) and
+        ``tags`` (str to str) link it to others: their trips make one incident.
         """
         _check_name("plugin name", name)
+        needs = declared_needs(depends_on, tags)
         if health_check_config is not None and not isinstance(
             health_check_config, HealthCheckConfig
         ):
@@ -417,7 +441,7 @@ class RecoveryManager(
                 "an upstream you cannot restart is registered with register_dependency()")
         # Kept even with health checking off: a recovery is verified by it, once.
         check = health_check if health_check is not None else self._plugin_health_check(name)
-        return self._supervise(name, PLUGIN, breaker_config, check, fallback,
+        return self._supervise(name, PLUGIN, breaker_config, check, fallback, needs, tags,
                                health_check_config=health_check_config)
 
     def _supervise(
@@ -436,6 +460,8 @@ class RecoveryManager(
             raise TypeError(f"fallback must be callable, got {fallback!r}")
         if breaker_config is None:
             breaker_config = self.config.default_circuit_breaker
+        if name not in self._plugins:
+            self._declare(name, depends_on, tags)
         with self._lock:
             if name in self._plugins:
                 raise ValueError(f"{name!r} is already registered")
@@ -444,6 +470,7 @@ class RecoveryManager(
                                 dict(tags or {}))
             self._plugins[name] = plugin
             self._add_route(name, plugin.route)
+            self._watch_for_warnings(breaker)
         breaker.add_listener(self._on_transition)
         breaker.add_failure_listener(self._on_failure)
         if self._cluster is not None:
@@ -539,6 +566,7 @@ class RecoveryManager(
                 failure = FailureInfo(FailureType.TIMEOUT, message="slow calls opened the circuit")
             else:
                 failure = FailureInfo(FailureType.ERROR, message="a call was recorded as failed")
+            self._incident_onset(plugin.name)
             self.record_failure(plugin.name, failure)
         if self._thresholds.failure_rate is not None:
             self._check_failure_rate(plugin)
@@ -624,6 +652,7 @@ class RecoveryManager(
         self._alerts.rearm(plugin.name)
         if ended:
             self._crash_loop_ended(plugin)
+        self._incident_recovered(plugin.name)
 
     def _control(self, action: Callable[[], object]) -> None:
         """Move a breaker on the manager's behalf; the manager's listener ignores it."""

@@ -44,20 +44,27 @@ recovery.plugin.crash_loop                     updowncounter  {plugin}
 recovery.health_check.healthy                  updowncounter  {plugin}
 recovery.health_check.consecutive_failures     gauge          {check}
 recovery.health_check.stuck                    updowncounter  {plugin}
+recovery.plugin.early_warning                  updowncounter  {plugin}
+recovery.plugin.early_warnings                 counter        {warning}
 recovery.health_check.stuck_threads            updowncounter  {thread}
 recovery.strategy.stuck_runs                   updowncounter  {run}
 recovery.manager.running                       updowncounter  {manager}
 recovery.cluster.connected                     updowncounter  {connection}
 recovery.cluster.events                        counter        {event}
 recovery.cluster.events_dropped                counter        {message}
+recovery.incidents.open                        updowncounter  {incident}
+recovery.incident.members                      updowncounter  {plugin}
+recovery.plugin.incident_held                  updowncounter  {plugin}
 =============================================  =============  ===========
 
-Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin
-instrument; ``recovery.action`` and ``recovery.result`` (success, failure) on the
-attempts. The breaker's state is one instrument, ``recovery.circuit_breaker.state``,
-shaped as the conventions shape a state metric (like ``hw.status``): 1 for the
-current value of its attribute of the same name (closed, open, half_open,
-repairing) and 0 for the three others, so a sum counts breakers by state.
+Attributes: ``recovery.plugin.name`` on every per-breaker and per-plugin instrument;
+``recovery.action`` and ``recovery.result`` (success, failure) on the attempts;
+``recovery.early_warning.kind`` (failure_rate, latency) on the early warnings,
+observed only with ``RecoveryConfig(early_warning=True)``. The breaker's state is one
+instrument, ``recovery.circuit_breaker.state``, shaped as the conventions shape a
+state metric (like ``hw.status``): 1 for the current value of its attribute of the
+same name (closed, open, half_open, repairing) and 0 for the three others, so a sum
+counts breakers by state.
 
 Call latency (breakers with ``record_latency=True``): the OpenTelemetry API has no
 observable histogram (a histogram is recorded call by call, which the breaker's
@@ -104,9 +111,15 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from recovery import _registry
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import HealthCheckStatus, PluginRecovery, PluginStatus, RecoveryStatus
+from recovery.status import (
+    EarlyWarning,
+    HealthCheckStatus,
+    PluginRecovery,
+    PluginStatus,
+    RecoveryStatus,
+    StatusSource,
+)
 
 __all__ = ["INSTRUMENTS", "InstrumentSpec", "Instrumentation", "instrument"]
 
@@ -118,6 +131,9 @@ OUTCOME = "recovery.episode.outcome"
 DIRECTION = "recovery.cluster.direction"
 KIND = "recovery.cluster.event.kind"
 LE = "recovery.call.duration.le"
+WARNING_KIND = "recovery.early_warning.kind"
+INCIDENT = "recovery.incident.id"
+ROOT = "recovery.incident.root"
 
 
 @attrs.frozen
@@ -223,6 +239,19 @@ def _healthy(snapshot: _Snapshot) -> Iterator[Observation]:
             yield Observation(int(health.last_result.healthy), {PLUGIN: _label(plugin.name)})
 
 
+def _warnings(read: Callable[[EarlyWarning], int]) -> Observe:
+    """A number of each kind of early warning of each plugin the manager watches."""
+
+    def observe(snapshot: _Snapshot) -> Iterator[Observation]:
+        for plugin in snapshot.plugins():
+            if plugin.warning is not None:
+                for kind, warning in plugin.warning.kinds().items():
+                    yield Observation(int(read(warning)),
+                                      {PLUGIN: _label(plugin.name), WARNING_KIND: kind})
+
+    return observe
+
+
 def _cluster(read: Callable[[Mapping[str, Any]], int]) -> Observe:
     """A number of the manager's cluster view (``Cluster.status()``); nothing without one."""
 
@@ -248,6 +277,18 @@ def _manager(read: Callable[[RecoveryStatus], int]) -> Observe:
             yield Observation(read(snapshot.status))
 
     return observe
+
+
+def _incident_members(snapshot: _Snapshot) -> Iterator[Observation]:
+    if snapshot.status is not None:
+        for incident in snapshot.status.incidents:
+            yield Observation(len(incident["members"]),
+                              {INCIDENT: incident["id"], ROOT: _label(incident["root"])})
+
+
+def _held(snapshot: _Snapshot) -> Iterator[Observation]:
+    for plugin in snapshot.plugins():
+        yield Observation(int(plugin.held_until is not None), {PLUGIN: _label(plugin.name)})
 
 
 INSTRUMENTS: tuple[InstrumentSpec, ...] = (
@@ -317,6 +358,13 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     InstrumentSpec("recovery.health_check.stuck", "updowncounter", "{plugin}",
                    "1 while the plugin's health check hangs.", "recovery_health_check_stuck",
                    _health(lambda health: health.stuck)),
+    InstrumentSpec("recovery.plugin.early_warning", "updowncounter", "{plugin}",
+                   "1 while an early warning of the kind is up: the breaker is heading for "
+                   "a trip.", "recovery_early_warning",
+                   _warnings(lambda warning: warning.active)),
+    InstrumentSpec("recovery.plugin.early_warnings", "counter", "{warning}",
+                   "Early warnings raised, by kind.", "recovery_early_warnings_total",
+                   _warnings(lambda warning: warning.raised)),
     InstrumentSpec("recovery.health_check.stuck_threads", "updowncounter", "{thread}",
                    "Abandoned health-check threads (hung checks) still running.",
                    "recovery_stuck_health_check_threads",
@@ -339,6 +387,15 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = (
                    "Cluster messages refused, or local events lost to a full queue.",
                    "recovery_cluster_events_dropped_total",
                    _cluster(lambda cluster: int(cluster["events_dropped"]))),
+    InstrumentSpec("recovery.incidents.open", "updowncounter", "{incident}",
+                   "Open incidents (one cause, grouped trips).", "recovery_incidents_open",
+                   _manager(lambda status: len(status.incidents))),
+    InstrumentSpec("recovery.incident.members", "updowncounter", "{plugin}",
+                   "Members of each open incident.", "recovery_incident_members",
+                   _incident_members),
+    InstrumentSpec("recovery.plugin.incident_held", "updowncounter", "{plugin}",
+                   "1 while the plugin is held by its incident: not repaired while its root "
+                   "is.", "recovery_incident_held", _held),
 )
 
 
@@ -352,7 +409,7 @@ class Instrumentation:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = False
-        self._source: RecoveryManager | None = None
+        self._source: StatusSource | None = None
 
     def close(self) -> None:
         """Stop observing (and drop the reference to the manager)."""
@@ -364,7 +421,7 @@ class Instrumentation:
     def active(self) -> bool:
         return self._active
 
-    def _bind(self, source: RecoveryManager | None) -> None:
+    def _bind(self, source: StatusSource | None) -> None:
         with self._lock:
             if self._active:
                 raise ValueError(
@@ -393,7 +450,7 @@ _instrumented_lock = threading.Lock()
 
 
 def instrument(
-    source: RecoveryManager | None = None, meter_provider: MeterProvider | None = None
+    source: StatusSource | None = None, meter_provider: MeterProvider | None = None
 ) -> Instrumentation:
     """Register observable instruments for ``source`` on ``meter_provider``.
 
@@ -401,8 +458,10 @@ def instrument(
     live breaker), or None (every live breaker). ``meter_provider``: default the
     global one. A provider already instrumented and not closed is a ValueError.
     """
-    if source is not None and not callable(getattr(source, "status", None)):
-        raise TypeError(f"source must be a RecoveryManager or None, got {source!r}")
+    if source is not None and not isinstance(source, StatusSource):
+        raise TypeError(
+            f"source must be a RecoveryManager (status() and breaker(name)) or None, "
+            f"got {source!r}")
     if meter_provider is None:
         meter_provider = get_meter_provider()
     elif not callable(getattr(meter_provider, "get_meter", None)):
@@ -432,7 +491,7 @@ def _create(meter: Meter, instrumentation: Instrumentation) -> None:
         )
 
 
-def _snapshot(rm: RecoveryManager | None) -> _Snapshot:
+def _snapshot(rm: StatusSource | None) -> _Snapshot:
     """The manager's status and every breaker's metrics, labelled as the collector labels them."""
     status = rm.status() if rm is not None else None
     breakers: list[tuple[str, CircuitBreakerMetrics]] = []

@@ -61,6 +61,13 @@ recovery_health_check_healthy                  gauge   last health check: 1 heal
                                                        0 not (absent before the first)
 recovery_health_check_consecutive_failures     gauge   failed checks in a row
 recovery_health_check_stuck                    gauge   1 while the plugin's check hangs
+recovery_early_warning{kind}                   gauge   1 while an early warning of that
+                                                       kind ("failure_rate", "latency")
+                                                       is up, 0 if not: only with
+                                                       RecoveryConfig(early_warning=True)
+recovery_early_warnings_total{kind}            counter early warnings raised (so one that
+                                                       came and went between two scrapes
+                                                       still counts)
 recovery_stuck_health_check_threads            gauge   abandoned check threads still alive
 recovery_stuck_strategies                      gauge   strategy runs abandoned, still alive
 recovery_manager_running                       gauge   1 between start() and stop()
@@ -72,6 +79,10 @@ recovery_cluster_events_dropped_total          counter messages refused (malform
                                                        foreign, oversized, unsigned, badly
                                                        signed) or handovers lost to a full
                                                        queue
+recovery_incidents_open                        gauge   open incidents (recovery.incidents)
+recovery_incident_members{incident,root}       gauge   members of each open incident
+recovery_incident_held                         gauge   1 while the plugin is held by its
+                                                       incident (its root is repaired)
 =============================================  ======  ====================================
 
 Counters restart from zero with the process, as Prometheus expects of counters.
@@ -99,9 +110,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from recovery import _registry, _validate
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus
+from recovery.status import PluginStatus, StatusSource
 
 __all__ = ["RecoveryCollector"]
 
@@ -152,6 +162,11 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      _PLUGIN),
     ("recovery_health_check_stuck", "1 while the plugin's health check hangs.", "gauge",
      _PLUGIN),
+    ("recovery_early_warning",
+     "1 while an early warning of the kind is up: the breaker is heading for a trip.",
+     "gauge", ("plugin", "kind")),
+    ("recovery_early_warnings_total", "Early warnings raised, by kind.", "counter",
+     ("plugin", "kind")),
     ("recovery_stuck_health_check_threads",
      "Abandoned health-check threads (hung checks) still running.", "gauge", ()),
     ("recovery_stuck_strategies", "Abandoned recovery strategy runs still running.", "gauge",
@@ -163,6 +178,12 @@ _FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
      "counter", ("direction", "kind")),
     ("recovery_cluster_events_dropped_total",
      "Cluster messages refused or local events lost to a full queue.", "counter", ()),
+    ("recovery_incidents_open", "Open incidents (one cause, grouped trips).", "gauge", ()),
+    ("recovery_incident_members", "Members of each open incident.", "gauge",
+     ("incident", "root")),
+    ("recovery_incident_held",
+     "1 while the plugin is held by its incident: not repaired while its root is.", "gauge",
+     _PLUGIN),
 )
 
 def _families() -> dict[str, _Family]:
@@ -186,9 +207,10 @@ class RecoveryCollector:
     the breakers alone; ``breakers=False`` the manager's plugins alone.
     """
 
-    def __init__(self, rm: RecoveryManager | None = None, breakers: bool = True) -> None:
-        if rm is not None and not callable(getattr(rm, "status", None)):
-            raise TypeError(f"rm must be a RecoveryManager or None, got {rm!r}")
+    def __init__(self, rm: StatusSource | None = None, breakers: bool = True) -> None:
+        if rm is not None and not isinstance(rm, StatusSource):
+            raise TypeError(
+                f"rm must be a RecoveryManager (status() and breaker(name)) or None, got {rm!r}")
         _validate.check(_validate.boolean, "breakers", breakers)
         if rm is None and not breakers:
             raise ValueError("rm=None with breakers=False: nothing to collect")
@@ -213,6 +235,10 @@ class RecoveryCollector:
             )
             families["recovery_stuck_strategies"].add_metric([], len(status.stuck_strategies))
             families["recovery_manager_running"].add_metric([], float(status.running))
+            families["recovery_incidents_open"].add_metric([], len(status.incidents))
+            for incident in status.incidents:
+                families["recovery_incident_members"].add_metric(
+                    [incident["id"], _label(incident["root"])], len(incident["members"]))
             cluster = status.cluster
         if self._breakers:
             _add_bare_breakers(families, self._rm, plugins)
@@ -252,6 +278,7 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
     families["recovery_fallbacks_served_total"].add_metric([name], recovery.fallbacks_served)
     families["recovery_failed"].add_metric([name], float(recovery.failed))
     families["recovery_crash_loop"].add_metric([name], float(recovery.crash_loop))
+    families["recovery_incident_held"].add_metric([name], float(plugin.held_until is not None))
     if health.enabled:
         if health.last_result is not None:
             families["recovery_health_check_healthy"].add_metric(
@@ -261,13 +288,17 @@ def _add_plugin(families: dict[str, _Family], plugin: PluginStatus) -> None:
             [name], health.consecutive_fails
         )
         families["recovery_health_check_stuck"].add_metric([name], float(health.stuck))
+    if plugin.warning is not None:
+        for kind, warning in plugin.warning.kinds().items():
+            families["recovery_early_warning"].add_metric([name, kind], float(warning.active))
+            families["recovery_early_warnings_total"].add_metric([name, kind], warning.raised)
 
 
 # -- bare breakers: every live breaker the manager does not own --------------------------
 
 
 def _add_bare_breakers(
-    families: dict[str, _Family], rm: RecoveryManager | None, plugins: list[str]
+    families: dict[str, _Family], rm: StatusSource | None, plugins: list[str]
 ) -> None:
     """Add the registry's breakers that are not ``rm``'s plugins (those are already in)."""
     owned: list[BreakerMixin] = []

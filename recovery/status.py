@@ -18,21 +18,24 @@ builds hundreds of them); the defaults are a plugin nothing has happened to yet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
 from recovery._clock import iso_utc
-from recovery.breaker import CircuitBreakerMetrics
+from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 
 __all__ = [
     "ActionCounts",
+    "EarlyWarning",
     "EpisodeCounts",
     "HealthCheckStatus",
     "LastHealthCheck",
     "PluginRecovery",
     "PluginStatus",
+    "PluginWarning",
     "RecoveryStatus",
+    "StatusSource",
     "StrategyOrder",
     "StrategyRecord",
     "StuckStrategy",
@@ -229,11 +232,59 @@ class PluginRecovery:
 
 
 @attrs.frozen
+class EarlyWarning:
+    """One kind of early warning of one plugin (``RecoveryConfig(early_warning=True)``).
+
+    ``active`` while the forecaster sees the signal off its baseline; then ``since``
+    (wall clock: when it was raised), ``baseline`` and ``current`` (a failure rate
+    0-1, or a typical latency in seconds) and ``expected_trip_in`` (seconds until the
+    breaker would open at the present trend, or None) describe it. ``raised``: such
+    warnings raised since the manager first watched the plugin (so ``raised -
+    active`` have ended): a reader that polls sees every warning, even one that
+    came and went between two readings.
+    """
+
+    active: bool = False
+    since: float | None = None
+    baseline: float | None = None
+    current: float | None = None
+    expected_trip_in: float | None = None
+    raised: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active": self.active, "since": iso_utc(self.since), "baseline": self.baseline,
+                "current": self.current, "expected_trip_in": self.expected_trip_in,
+                "raised": self.raised}
+
+
+@attrs.frozen
+class PluginWarning:
+    """A plugin's early warnings, one entry per kind the forecaster tests."""
+
+    failure_rate: EarlyWarning = EarlyWarning()
+    latency: EarlyWarning = EarlyWarning()
+
+    @property
+    def active(self) -> bool:
+        """Some warning is up now."""
+        return self.failure_rate.active or self.latency.active
+
+    def kinds(self) -> dict[str, EarlyWarning]:
+        """By kind ("failure_rate", "latency"), in that order."""
+        return {"failure_rate": self.failure_rate, "latency": self.latency}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active": self.active,
+                **{kind: warning.to_dict() for kind, warning in self.kinds().items()}}
+
+
+@attrs.frozen
 class PluginStatus:
     """One plugin: its breaker, its health check, its recovery.
 
     The breaker's ``next_retry_time`` is None while the manager holds it open until
-    ``reset_plugin()`` (there is no retry time to show).
+    ``reset_plugin()`` (there is no retry time to show). ``warning`` is None while the
+    manager does not watch for early warnings (``early_warning`` off, or stopped).
     """
 
     name: str
@@ -243,6 +294,10 @@ class PluginStatus:
     kind: str = "plugin"  # or "dependency" (registered with register_dependency())
     depends_on: tuple[str, ...] = ()
     tags: Mapping[str, str] = attrs.field(factory=dict)
+    warning: PluginWarning | None = None
+    # The open incident it is a member of, and (wall clock) when its hold by it ends.
+    incident: str | None = None
+    held_until: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The sections by name (the plugin's own name is the key it is filed under)."""
@@ -253,6 +308,9 @@ class PluginStatus:
             "circuit_breaker": self.circuit_breaker.to_dict(),
             "health_check": self.health_check.to_dict(),
             "recovery": self.recovery.to_dict(),
+            "warning": None if self.warning is None else self.warning.to_dict(),
+            "incident": self.incident,
+            "held_until": iso_utc(self.held_until),
         }
 
 
@@ -284,6 +342,7 @@ class RecoveryStatus:
     # Alert handlers, audit and log records past callback_timeout, or that raised.
     callback_timeouts: int = 0
     callback_errors: int = 0
+    incidents: tuple[Mapping[str, Any], ...] = ()  # open ones, Incident.to_dict(), oldest first
 
     def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
         """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
@@ -298,9 +357,25 @@ class RecoveryStatus:
             "stuck_health_checks": self.stuck_health_checks,
             "callback_timeouts": self.callback_timeouts,
             "callback_errors": self.callback_errors,
+            "incidents": [dict(incident) for incident in self.incidents],
         }
         if plugins:
             data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}
         if self.cluster is not None:
             data["cluster"] = self.cluster
         return data
+
+
+@runtime_checkable
+class StatusSource(Protocol):
+    """What the readers of a recovery manager need of it: its status, and each plugin's
+    breaker (so the process's other breakers are told from the manager's, and none is
+    counted twice). :class:`recovery.RecoveryManager` is one.
+
+    The Prometheus collector, the OpenTelemetry instruments and the dashboard's feed
+    depend on this, not on the manager: anything that answers both may be exported.
+    """
+
+    def status(self) -> RecoveryStatus: ...
+
+    def breaker(self, name: str) -> CircuitBreaker: ...

@@ -269,3 +269,88 @@ def test_a_name_with_a_lone_surrogate_gets_its_tile_and_the_page_runs_on(
         assert shown is not None and shown.startswith("plugin-")  # the surrogate drawn as U+FFFD
     finally:
         manager.stop(timeout=5.0)
+
+
+def test_an_early_warning_shows_its_badge_and_line_and_goes_away(
+    boards: Callable[..., Dashboard], page: Page, tmp_path: Path
+) -> None:
+    from recovery import RecoveryConfig
+    from tests.test_early_warning import ParkingClock, Upstream
+
+    clock = ParkingClock()
+    config = RecoveryConfig(early_warning=True, enable_health_checking=False)
+    with RecoveryManager(config=config, clock=clock) as rm:
+        rm.register_dependency("payments")
+        rm.register_dependency("search")
+        assert clock.wait_for_waiters(1)
+        page.goto(boards(rm).url)
+        expect(page.locator("#connection")).to_have_text("live")
+        payments = tile(page, "payments")
+        expect(payments.locator(".badge")).to_have_count(0)
+        expect(payments.locator(".line", has_text="early warning")).to_be_hidden()
+        upstream = Upstream(rm, clock, "payments")
+
+        def warned() -> bool:
+            warning = rm.status().plugins["payments"].warning
+            return warning is not None and warning.active
+
+        upstream.run(240, 0.01)
+        assert upstream.run(60, 0.06, until=warned) < 60
+        expect(payments.locator(".badge")).to_have_text(["EARLY WARNING"], timeout=SOON)
+        line = payments.locator(".line", has_text="early warning")
+        expect(line).to_be_visible()
+        expect(line).to_contain_text("failure rate")
+        expect(line).to_contain_text("usually")
+        expect(payments.locator(".state")).to_have_text("CLOSED")  # foreseen, not yet open
+        expect(page.locator("#summary")).to_contain_text("1 early warning")
+        expect(page.locator("article.tile").first).to_contain_text("payments")  # trouble first
+        expect(page.locator("#timeline li").first).to_contain_text("early warning: failure rate")
+        payments.screenshot(path=str(tmp_path / "early_warning_tile.png"))
+        page.screenshot(path=str(tmp_path / "early_warning.png"), full_page=True)
+        assert upstream.run(120, 0.01, until=lambda: not warned()) < 120
+        expect(payments.locator(".badge")).to_have_count(0, timeout=SOON)
+        expect(line).to_be_hidden()
+        expect(page.locator("#timeline li").first).to_contain_text(
+            "early warning over: failure rate")
+
+
+def test_a_dependency_tile_says_down_since_and_next_probe_never_crash_loop(
+    boards: Callable[..., Dashboard], page: Page, tmp_path: Path
+) -> None:
+    from recovery import CircuitBreakerConfig, RecoveryConfig
+    from recovery.testing import FakeClock
+    from tests.helpers import settle
+
+    clock = FakeClock(1000.0)
+    with RecoveryManager(config=RecoveryConfig(enable_health_checking=False),
+                         clock=clock) as rm:
+        rm.register_dependency(
+            "payments", health_check=lambda: False,
+            breaker_config=CircuitBreakerConfig(failure_threshold=2, minimum_requests=2))
+        page.goto(boards(rm, token=TOKEN, allow_control=True).url)
+        expect(page.locator("#connection")).to_have_text("live")
+        payments = tile(page, "payments")
+        expect(payments.locator(".sub")).to_contain_text("dependency")
+
+        def fail() -> None:
+            raise ConnectionError("payments said no")
+
+        for _ in range(2):
+            with pytest.raises(ConnectionError):
+                rm.call("payments", fail)
+        settle(rm, clock, step=0.5)
+        expect(payments.locator(".badge")).to_have_text(["DOWN"], timeout=SOON)
+        recovery = payments.locator(".line", has_text="recovery")
+        expect(recovery).to_contain_text("down since ")
+        expect(recovery).to_contain_text(", next probe ")
+        expect(page.locator("#summary")).to_contain_text("1 down")
+        expect(page.locator("#summary")).to_contain_text("0 crash loop")
+        expect(page.locator("#timeline")).to_contain_text("dependency_down: down since")
+        for word in ("CRASH LOOP", "crash loop", "restart", "FAILED", "RECOVERING"):
+            expect(payments).not_to_contain_text(word)
+            expect(page.locator("#timeline")).not_to_contain_text(word)
+        expect(payments.get_by_role("button", name="Mark as up")).to_be_visible()
+        payments.screenshot(path=str(tmp_path / "dependency_down_tile.png"))
+        page.screenshot(path=str(tmp_path / "dependency_down.png"), full_page=True)
+        payments.get_by_role("button", name="Mark as up").click()
+        expect(payments.locator(".badge")).to_have_count(0, timeout=SOON)

@@ -192,7 +192,7 @@ def test_every_alert_has_a_severity_a_summary_and_a_runbook() -> None:
     assert {rule["alert"] for rule in found} == {
         "RecoveryBreakerOpen", "RecoveryPluginFailed", "RecoveryPluginCrashLoop",
         "RecoveryHealthCheckStuck", "RecoveryStuckThreads", "RecoveryRecoveriesFailing",
-        "RecoveryFailureRatioHigh",
+        "RecoveryFailureRatioHigh", "RecoveryEarlyWarning",
     }
     for rule in found:
         assert rule["labels"]["severity"] in {"warning", "critical"}, rule["alert"]

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig
 from recovery.errors import CircuitRepairingError
 from recovery.health import HealthCheckConfig
@@ -25,6 +26,7 @@ from recovery.manager import RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.prometheus import RecoveryCollector
 from recovery.state import CircuitBreakerState
+from recovery.status import RecoveryStatus, StatusSource
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin, RecordingAuditLogger
 from tests.helpers import MakeBreaker, MakeManager, eventually, settle
 
@@ -48,9 +50,14 @@ DOCUMENTED = {
     "recovery_health_check_healthy": "gauge",
     "recovery_health_check_consecutive_failures": "gauge",
     "recovery_health_check_stuck": "gauge",
+    "recovery_early_warning": "gauge",
+    "recovery_early_warnings": "counter",
     "recovery_stuck_health_check_threads": "gauge",
     "recovery_stuck_strategies": "gauge",
     "recovery_manager_running": "gauge",
+    "recovery_incidents_open": "gauge",
+    "recovery_incident_members": "gauge",
+    "recovery_incident_held": "gauge",
 }
 
 
@@ -82,7 +89,7 @@ def plugins() -> PluginRegistry:
     return registry
 
 
-def collector_registry(rm: RecoveryManager) -> CollectorRegistry:
+def collector_registry(rm: StatusSource) -> CollectorRegistry:
     registry = CollectorRegistry()
     registry.register(RecoveryCollector(rm, breakers=False))
     return registry
@@ -308,3 +315,32 @@ def test_fallbacks_served_are_counted_apart_from_rejections(make_manager: MakeMa
     assert value(samples, "recovery_fallbacks_served_total", plugin="good") == 3
     assert value(samples, "recovery_rejections_total", plugin="good") == 3
     assert value(samples, "recovery_fallbacks_served_total", plugin="bad") == 0
+
+
+class StatusTakenOnce:
+    """A status source that is not a manager: a status read once, and the manager's
+    breakers (what a process exporting a status it was handed would give)."""
+
+    def __init__(self, rm: RecoveryManager) -> None:
+        self._rm, self._status = rm, rm.status()
+
+    def status(self) -> RecoveryStatus:
+        return self._status
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return self._rm.breaker(name)
+
+
+def test_any_status_source_is_exported_not_only_a_manager(make_manager: MakeManager) -> None:
+    rm = make_manager()
+    rm.register_plugin("good")
+    rm.execute_with_recovery("good", lambda: None)
+    source = StatusTakenOnce(rm)
+    assert isinstance(source, StatusSource) and isinstance(rm, StatusSource)
+    rm.execute_with_recovery("good", lambda: None)  # after the source's status was taken
+    _, taken = scrape(collector_registry(source))
+    _, live = scrape(collector_registry(rm))
+    assert value(taken, "recovery_requests_total", plugin="good") == 1
+    assert value(live, "recovery_requests_total", plugin="good") == 2
+    with pytest.raises(TypeError, match=r"status\(\) and breaker\(name\)"):
+        RecoveryCollector(type("StatusOnly", (), {"status": StatusTakenOnce.status})())

@@ -218,7 +218,7 @@ def test_bad_health_checks_and_graphs_are_refused_where_they_are_given() -> None
     with pytest.raises(TypeError, match="health_check must be a callable or an http"):
         rm.register_dependency("a", health_check=42)  # type: ignore[arg-type]
     rm.register_dependency("a", depends_on=("b",))
-    with pytest.raises(ValueError, match="'a' depends on 'b', which is not registered"):
+    with pytest.raises(KeyError, match="'a' depends on 'b', which is not registered"):
         rm.start()
     rm.register_dependency("b", depends_on=("c",))
     rm.register_dependency("c", depends_on=("a",))

@@ -142,6 +142,7 @@ EXPECTED: dict[str, Any] = {
     "stuck_health_checks": 0,
     "callback_timeouts": 0,
     "callback_errors": 0,
+    "incidents": [],
     "plugins": {
         "steady": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -154,6 +155,7 @@ EXPECTED: dict[str, Any] = {
                 "consecutive_fails": 0, "stuck": False, "enabled": True,
             },
             "recovery": _recovery(),
+            "warning": None,  # early warning is off
         },
         "broken": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -161,6 +163,7 @@ EXPECTED: dict[str, Any] = {
             "health_check": _UNCHECKED,
             "recovery": _recovery(failed=True, failed_reason="unrecoverable",
                                   consecutive_failures=1),
+            "warning": None,
         },
         "looping": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -177,6 +180,7 @@ EXPECTED: dict[str, Any] = {
                 strategy_order={"error": {"mode": "configured", "order": ["bad"], "strategies": {
                     "bad": {"attempts": 2, "successes": 0, "median_time": None,
                             "verification_window": 10.0}}}}),
+            "warning": None,
         },
         "degraded": {
             "kind": "plugin", "depends_on": [], "tags": {},
@@ -193,9 +197,14 @@ EXPECTED: dict[str, Any] = {
                     "mode": "configured", "order": ["degrade"], "strategies": {
                         "degrade": {"attempts": 1, "successes": 0, "median_time": None,
                                     "verification_window": 10.0}}}}),
+            "warning": None,
         },
     },
 }
+
+
+for _plugin in EXPECTED["plugins"].values():  # in no incident: none is linked or grouped
+    _plugin.update(incident=None, held_until=None)
 
 
 def test_get_recovery_status_keeps_its_shape_and_values(known: RecoveryManager) -> None:

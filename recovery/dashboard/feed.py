@@ -24,16 +24,16 @@ import math
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from recovery._clock import iso_utc
-from recovery.alerts import Alert
+from recovery._early_warning import warning_message
+from recovery.alerts import Alert, AlertHandler, AlertKind
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
-from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginRecovery
+from recovery.status import PluginStatus, PluginWarning, StatusSource
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -109,12 +109,18 @@ class Published:
         self._hub.publish(message)
 
 
+class Watched(StatusSource, Protocol):
+    """What the feed reads of a recovery manager: its status and breakers, and its alerts."""
+
+    def add_alert_handler(self, handler: AlertHandler) -> None: ...
+
+
 class Feed(Published):
     """Readings of ``rm`` and of extra ``breakers``, published to ``hub``."""
 
     def __init__(
         self,
-        rm: RecoveryManager,
+        rm: Watched,
         breakers: Sequence[CircuitBreaker],
         hub: Hub,
         *,
@@ -139,6 +145,8 @@ class Feed(Published):
         self._seq = itertools.count(1)
         self._actions: dict[str, dict[tuple[str, str], int]] = {}
         self._flags: dict[str, dict[str, Any]] = {}
+        # Early warnings by kind, raised and ended; None while the manager does not watch.
+        self._warned: dict[str, dict[tuple[str, str], int] | None] = {}
         self._listening: list[tuple[CircuitBreaker, Any]] = []
         self._view: dict[str, Any] = {}
         self._encoded_snapshot: bytes | None = None
@@ -193,7 +201,9 @@ class Feed(Published):
         self._window_sizes[key] = breaker.config.sliding_window_size
 
     def _on_alert(self, alert: Alert) -> None:
-        if self._active:
+        # An early warning's raise and end come from the readings (with alerting off
+        # too, and a warning that came and went between two readings still shows).
+        if self._active and alert.kind is not AlertKind.EARLY_WARNING:
             self.note("alert", alert.plugin_name, f"{alert.kind.value}: {alert.message}",
                        "bad", wall=alert.timestamp, key="plugin:" + alert.plugin_name)
 
@@ -262,7 +272,7 @@ class Feed(Published):
             entry
             for name, plugin in status.plugins.items()
             if "plugin:" + name in self._histories
-            for entry in self._diff_recovery("plugin:" + name, name, plugin.recovery)
+            for entry in self._diff_plugin("plugin:" + name, name, plugin)
         ]
         with self._lock:
             for entry in entries:
@@ -278,14 +288,15 @@ class Feed(Published):
             key = "plugin:" + name
             if key not in self._histories:
                 self._listen(key, name, self._rm.breaker(name))
-            entries += self._diff_recovery(key, name, plugin.recovery)
+            entries += self._diff_plugin(key, name, plugin)
             recovery = plugin.recovery.to_dict()
             del recovery["actions"]  # the per-action counts become timeline entries
             tiles.append({
-                "id": key, "kind": "plugin", "name": name,
+                "id": key, "kind": plugin.kind, "name": name,  # "plugin" or "dependency"
                 "circuit_breaker": _breaker_fields(plugin.circuit_breaker),
                 "health_check": plugin.health_check.to_dict(),
                 "recovery": recovery,
+                "warning": None if plugin.warning is None else plugin.warning.to_dict(),
             })
         for breaker in self._breakers:
             tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
@@ -312,22 +323,27 @@ class Feed(Published):
             }
             self._publish(encode("tick", self._view))
 
-    def _diff_recovery(self, key: str, name: str, recovery: PluginRecovery
-                       ) -> list[dict[str, Any]]:
-        """Timeline entries for what changed in a plugin's recovery since the last reading.
+    def _diff_plugin(self, key: str, name: str, plugin: PluginStatus) -> list[dict[str, Any]]:
+        """Timeline entries for what changed in a plugin's recovery and early warnings
+        since the last reading, in the words of its kind (a dependency is down and
+        probed, not in a crash loop of restarts).
 
-        A strategy run shows as its action's count going up; the first reading is
-        the baseline, so a dashboard started late does not replay old runs.
+        A strategy run shows as its action's count going up, a warning as its count
+        raised going up; the first reading is the baseline, so a dashboard started
+        late does not replay old runs.
         """
+        recovery = plugin.recovery
         counts = {
             (action, result): count
             for action, runs in recovery.actions.items()
             for result, count in (("success", runs.success), ("failure", runs.failure))
         }
+        warned = _warning_counts(plugin.warning)
         flags = {"failed": recovery.failed, "crash_loop": recovery.crash_loop,
                  "degraded": recovery.degraded}
         before, before_flags = self._actions.get(key), self._flags.get(key)
-        self._actions[key], self._flags[key] = counts, flags
+        before_warned = self._warned.get(key)
+        self._actions[key], self._flags[key], self._warned[key] = counts, flags, warned
         if before is None or before_flags is None:
             return []
         entries = []
@@ -338,20 +354,97 @@ class Feed(Published):
                 times = f" (\u00d7{runs})" if runs > 1 else ""
                 entries.append(_entry("recovery", name, f"{action} {verdict}{times}",
                                       "good" if result == "success" else "bad", key))
-        for flag, on, off, level in (
-            ("failed", "marked failed", "no longer failed", "bad"),
-            ("crash_loop", "in a crash loop", "crash loop ended", "bad"),
-            ("degraded", "degraded: fallback served", "no longer degraded", "warn"),
-        ):
-            if flags[flag] != before_flags[flag]:
-                text = on if flags[flag] else off
-                if flag == "failed" and flags[flag] and recovery.failed_reason:
-                    text += f": {recovery.failed_reason}"
-                if flag == "crash_loop" and flags[flag] and recovery.next_attempt is not None:
-                    text += f", next attempt {iso_utc(recovery.next_attempt)}"
-                entries.append(_entry("recovery", name, text,
-                                      level if flags[flag] else "good", key))
+        entries += _warning_entries(name, key, plugin.warning, warned, before_warned)
+        words = _DEPENDENCY_FLAGS if plugin.kind == "dependency" else _PLUGIN_FLAGS
+        for flag, on, off, level in words:
+            if flags[flag] == before_flags[flag]:
+                continue
+            if plugin.kind == "dependency" and flag == "failed" and flags["crash_loop"] != \
+                    before_flags["crash_loop"]:
+                continue  # one entry says it: down (and probed), or up again
+            text = on if flags[flag] else off
+            if flag == "failed" and flags[flag] and recovery.failed_reason:
+                text += f": {_reason(plugin.kind, recovery.failed_reason)}"
+            if flag == "crash_loop" and flags[flag] and plugin.kind == "dependency":
+                text += _down_words(recovery.down_since, recovery.next_attempt)
+            elif flag == "crash_loop" and flags[flag] and recovery.next_attempt is not None:
+                text += f", next attempt {iso_utc(recovery.next_attempt)}"
+            entries.append(_entry("recovery", name, text, level if flags[flag] else "good",
+                                  key))
         return entries
+
+
+_PLUGIN_FLAGS = (
+    ("failed", "marked failed", "no longer failed", "bad"),
+    ("crash_loop", "in a crash loop", "crash loop ended", "bad"),
+    ("degraded", "degraded: fallback served", "no longer degraded", "warn"),
+)
+_DEPENDENCY_FLAGS = (
+    ("failed", "down until reset", "back in service", "bad"),
+    ("crash_loop", "down", "up again", "bad"),
+    ("degraded", "degraded: fallback served", "no longer degraded", "warn"),
+)
+# Why a registration is out of service, for a dependency in its own words.
+_DEPENDENCY_REASONS = {"exhausted": "probes failed", "restart_intensity": "failing again and again",
+                       "gave_up": "given up on", "unrecoverable": "unrecoverable failure"}
+
+
+def _down_words(since: float | None, next_probe: float | None) -> str:
+    """" since 12:00:03 UTC, next probe in 5s": what follows "down" for a dependency."""
+    text = "" if since is None else time.strftime(" since %H:%M:%S UTC", time.gmtime(since))
+    if next_probe is not None:
+        wait = max(next_probe - time.time(), 0.0)
+        text += f", next probe in {wait:.0f}s" if wait >= 1 else ", next probe now"
+    return text
+
+
+def _reason(kind: str, reason: str) -> str:
+    return _DEPENDENCY_REASONS.get(reason, reason) if kind == "dependency" else reason
+
+
+# Early warnings by kind, in words; counted by ("failure_rate" | "latency",
+# "raised" | "ended").
+_WARNING_KINDS = {"failure_rate": "failure rate", "latency": "latency"}
+
+
+def _warning_counts(warning: PluginWarning | None) -> dict[tuple[str, str], int] | None:
+    if warning is None:
+        return None
+    return {
+        (kind, which): count
+        for kind, one in warning.kinds().items()
+        for which, count in (("raised", one.raised), ("ended", one.raised - one.active))
+    }
+
+
+def _warning_entries(
+    name: str, key: str, warning: PluginWarning | None,
+    counts: dict[tuple[str, str], int] | None, before: dict[tuple[str, str], int] | None,
+) -> list[dict[str, Any]]:
+    """"early warning: ..." for each warning raised since the last reading, and "...
+    over" for each that ended; a reading while the manager did not watch (stopped, or
+    early warning off) is no baseline, so a restart replays nothing."""
+    if warning is None or counts is None or before is None:
+        return []
+    entries = []
+    for kind, one in warning.kinds().items():
+        words = _WARNING_KINDS[kind]
+        for which in ("raised", "ended"):
+            new = counts[kind, which] - before.get((kind, which), 0)
+            if new <= 0:
+                continue
+            times = f" (\u00d7{new})" if new > 1 else ""
+            if which == "ended":
+                entries.append(_entry("warning", name, f"early warning over: {words}{times}",
+                                      "good", key))
+            elif one.active and one.current is not None and one.baseline is not None:
+                text = warning_message(kind, one.current, one.baseline, one.expected_trip_in)
+                entries.append(_entry("warning", name, f"early warning{times}: {text}",
+                                      "warn", key))
+            else:
+                entries.append(_entry("warning", name, f"early warning: {words}{times}",
+                                      "warn", key))
+    return entries
 
 
 # What a tile shows of a breaker (the rest of its metrics is in /metrics): each tick

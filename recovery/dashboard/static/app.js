@@ -9,7 +9,7 @@
   const STATES = ["closed", "open", "half_open", "repairing"];
   const STATE_TEXT = { closed: "CLOSED", open: "OPEN", half_open: "HALF-OPEN", repairing: "REPAIRING" };
 
-  const { $, el, setText, fmtRate } = RecoveryDashboard;
+  const { $, el, setText, fmtRate, clock } = RecoveryDashboard;
   const tiles = new Map();  // tile id -> {el, parts, history}
   let control = false;
   let serverSkew = 0;       // server clock minus this browser's, in ms
@@ -36,6 +36,11 @@
   function secondsSince(iso) {
     return iso ? (Date.now() + serverSkew - Date.parse(iso)) / 1000 : NaN;
   }
+  // A tile of the manager's (a plugin or a dependency), not an extra breaker's.
+  const managed = (view) => view.kind !== "breaker";
+  // A dependency is an upstream nothing here restarts: it is down and probed, never in
+  // a crash loop of restarts. Out of service either way:
+  const down = (recovery) => Boolean(recovery.failed || recovery.crash_loop);
   // -- the notice when controls are on but this page has no token --
   function showControlNotice() {
     const notice = $("notice");
@@ -85,13 +90,19 @@
 
   // The header's counts by state, and the order of the tiles.
   function overview() {
-    const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0 };
+    const counts = { closed: 0, open: 0, half_open: 0, repairing: 0, failed: 0, crash_loop: 0,
+      down: 0, warning: 0 };
     for (const { view } of tiles.values()) {
       const state = view.circuit_breaker.state;
       counts[state] = (counts[state] || 0) + 1;
       const recovery = view.recovery || {};
-      if (recovery.failed) counts.failed += 1;
-      if (recovery.crash_loop) counts.crash_loop += 1;
+      if (view.kind === "dependency") {
+        if (down(recovery)) counts.down += 1;
+      } else {
+        if (recovery.failed) counts.failed += 1;
+        if (recovery.crash_loop) counts.crash_loop += 1;
+      }
+      if (view.warning && view.warning.active) counts.warning += 1;
     }
     renderSummary(counts);
     order([...tiles.values()].map((tile) => tile.view));
@@ -103,6 +114,7 @@
     const recovery = view.recovery || {};
     if (recovery.failed || recovery.crash_loop) return 0;
     if (recovery.degraded && view.circuit_breaker.state === "closed") return 4;
+    if (view.warning && view.warning.active && view.circuit_breaker.state === "closed") return 4;
     return RANK[view.circuit_breaker.state] ?? 5;
   }
   function order(views) {
@@ -134,7 +146,8 @@
   // -- the header --
   function renderSummary(counts) {
     const labels = [["closed", "closed"], ["open", "open"], ["half_open", "half-open"],
-      ["repairing", "repairing"], ["failed", "failed"], ["crash_loop", "crash loop"]];
+      ["repairing", "repairing"], ["failed", "failed"], ["crash_loop", "crash loop"],
+      ["down", "down"], ["warning", "early warning"]];
     const summary = $("summary");
     if (summary.childElementCount !== labels.length) {
       summary.replaceChildren(...labels.map(([key]) => {
@@ -188,6 +201,7 @@
       facts: el("dl", "facts num"),
       health: lineRow("health"),
       recovery: lineRow("recovery"),
+      warning: lineRow("early warning"),
       controls: el("div", "controls"),
       result: el("div", "result"),
     };
@@ -197,7 +211,7 @@
     const node = el("article", "tile");
     node.dataset.kind = view.kind;
     node.append(head, parts.sub, parts.badges, parts.requests.row, parts.failures.row, parts.facts);
-    if (view.kind === "plugin") node.append(parts.health.row, parts.recovery.row);
+    if (managed(view)) node.append(parts.warning.row, parts.health.row, parts.recovery.row);
     node.append(parts.controls, parts.result);
     const tile = { id: view.id, view, el: node, parts, history: { requests: [], failures: [] }, controlsFor: "" };
     tiles.set(view.id, tile);
@@ -260,14 +274,21 @@
     tile.el.dataset.state = cb.state;
     setText(parts.state, STATE_TEXT[cb.state] || String(cb.state).toUpperCase());
     const inState = fmtDuration(secondsSince(cb.state_change_time));
-    setText(parts.sub, (view.kind === "plugin" ? "plugin" : "breaker") +
+    setText(parts.sub, String(view.kind) +
       (inState ? " \u00b7 " + STATE_TEXT[cb.state].toLowerCase() + " for " + inState : ""));
 
     const badges = [];
-    if (recovery.failed) badges.push(["FAILED", "bad"]);
-    if (recovery.crash_loop) badges.push(["CRASH LOOP", "bad"]);
+    const dependency = view.kind === "dependency";
+    if (dependency) {
+      if (down(recovery)) badges.push(["DOWN", "bad"]);
+    } else {
+      if (recovery.failed) badges.push(["FAILED", "bad"]);
+      if (recovery.crash_loop) badges.push(["CRASH LOOP", "bad"]);
+    }
     if (recovery.degraded) badges.push(["DEGRADED", "warn"]);
-    if (recovery.in_progress) badges.push(["RECOVERING", "info"]);
+    if (recovery.in_progress) badges.push([dependency ? "PROBING" : "RECOVERING", "info"]);
+    const warning = view.warning;
+    if (warning && warning.active) badges.push(["EARLY WARNING", "warn"]);
     const health = view.health_check;
     if (health && health.stuck) badges.push(["CHECK STUCK", "warn"]);
     const badgeKey = badges.map((b) => b[0]).join("|");
@@ -287,13 +308,15 @@
       ["requests", String(cb.total_requests)],
       ["rejected", String(cb.total_rejections)],
     ];
-    if (view.kind === "plugin") facts.push(["fallback served", String(recovery.fallbacks_served || 0)]);
+    if (managed(view)) facts.push(["fallback served", String(recovery.fallbacks_served || 0)]);
     facts.push(["slow", String(cb.total_slow_calls)], windowFact(cb));
     renderFacts(parts.facts, facts);
 
-    if (view.kind === "plugin") {
+    if (managed(view)) {
       renderHealth(parts.health, health);
-      renderRecovery(parts.recovery, recovery, cb);
+      if (dependency) renderDependency(parts.recovery, recovery, cb);
+      else renderRecovery(parts.recovery, recovery, cb);
+      renderWarning(parts.warning, warning);
     }
     renderControls(tile, recovery);
   }
@@ -377,12 +400,68 @@
     setText(part.value, text);
   }
 
+  // A dependency's recovery line: "down since 12:00:03 (2m 5s), next probe in 25s".
+  function renderDependency(part, recovery, cb) {
+    let text = "up";
+    let level = "";
+    if (down(recovery)) {
+      const since = recovery.down_since;
+      text = "down" + (since ? " since " + clock(Date.parse(since) / 1000) : "");
+      const lasted = fmtDuration(secondsSince(since));
+      if (lasted) text += " (" + lasted + ")";
+      if (recovery.crash_loop && recovery.next_attempt) {
+        const wait = -secondsSince(recovery.next_attempt);
+        text += ", next probe " + (wait > 0 ? "in " + fmtDuration(wait) : "due");
+      } else if (!recovery.crash_loop) {
+        text += ", until reset";
+      }
+      level = "bad";
+    } else if (recovery.in_progress) {
+      const since = fmtDuration(secondsSince(recovery.episode_started));
+      text = "probing" + (since ? " for " + since : "");
+      level = "info";
+    } else if (recovery.last_action) {
+      const ok = recovery.last_action_success;
+      text = "up \u00b7 last " + recovery.last_action + " " + (ok === true ? "succeeded" : ok === false ? "failed" : "running");
+    }
+    if (!down(recovery) && cb.next_retry_time && cb.state === "open") {
+      const wait = -secondsSince(cb.next_retry_time);
+      if (wait > 0) text += " \u00b7 trial in " + fmtDuration(wait);
+    }
+    part.row.className = "line " + level;
+    setText(part.value, text);
+  }
+
+  // The early warning's line, only while one is up: what moved, from what, and when the
+  // breaker would open at this trend.
+  const WARNING_WORDS = { failure_rate: "failure rate", latency: "latency" };
+  function renderWarning(part, warning) {
+    const up = warning ? Object.keys(WARNING_WORDS).filter((kind) => warning[kind].active) : [];
+    part.row.hidden = up.length === 0;
+    const text = up.map((kind) => {
+      const w = warning[kind];
+      const reading = kind === "failure_rate"
+        ? (w.current * 100).toFixed(1) + "%, usually " + (w.baseline * 100).toFixed(1) + "%"
+        : Math.round(w.current * 1000) + "ms, usually " + Math.round(w.baseline * 1000) + "ms";
+      let trip = "";
+      if (w.expected_trip_in !== null && w.expected_trip_in !== undefined) {
+        trip = w.expected_trip_in < 1 ? ", opens any moment" : ", opens in ~" + fmtDuration(w.expected_trip_in);
+      }
+      return WARNING_WORDS[kind] + " " + reading + trip;
+    }).join(" \u00b7 ");
+    part.row.className = "line warn";
+    setText(part.value, text);
+  }
+
   // -- controls: drawn only when the server allows them and this page has the token --
   function renderControls(tile, recovery) {
     const actions = [];
     if (control && token) {
       actions.push(["reset", "Reset", ""], ["force-open", "Force open", "danger"]);
-      if (recovery.crash_loop || recovery.failed) actions.push(["end-crash-loop", "End crash loop", ""]);
+      if (down(recovery)) {
+        // The same control (reset: not failed, breaker closed), in the words of the kind.
+        actions.push(["end-crash-loop", tile.view.kind === "dependency" ? "Mark as up" : "End crash loop", ""]);
+      }
     }
     const key = actions.map((a) => a[0]).join("|");
     if (tile.controlsFor === key) return;
@@ -399,7 +478,7 @@
   async function act(tile, action, button) {
     button.disabled = true;
     const body = {};
-    body[tile.view.kind] = tile.view.name;
+    body[managed(tile.view) ? "plugin" : "breaker"] = tile.view.name;
     let message;
     try {
       const response = await fetch("/control/" + action, {
