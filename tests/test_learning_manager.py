@@ -32,6 +32,7 @@ from recovery.manager import RecoveryManager
 from recovery.state import CircuitBreakerState
 from recovery.testing import FakeClock
 from tests.helpers import MakeManager, StubPluginManager, eventually, settle
+from tests.incidents.test_manager_incidents import Outage, db_and_dependent, quiet, trip
 
 RESTART_TIME = 2.0
 RELOAD_TIME = 1.0
@@ -357,3 +358,22 @@ def test_a_strategy_that_returns_at_once_and_never_verifies_does_not_stay_first(
     candidates = [("reload", 80), ("reset", 60)]
     firsts = [learner.order("p", "health_check", candidates)[0] for _ in range(100)]
     assert firsts.count("reload") >= 95
+
+
+def test_an_incidents_trial_is_no_strategy_and_nothing_is_learned_from_it(
+    clock: FakeClock,
+) -> None:
+    """A dependent held by its database's incident gets one trial once the database is
+    back: no order picked it, so its record names none, and it is not a strategy."""
+    outage = Outage()
+    audit = MemoryAuditLogger()
+    rm = db_and_dependent(clock, audit, outage, crash_loop_delay=5.0)
+    with rm:
+        trip(rm, "db", "a")
+        quiet(rm)
+        outage.down = False
+        clock.advance(5.0)  # db's next probe finds it back: a's trial
+        quiet(rm)
+    assert [(r["plugin"], r["action"], r["order"]) for r in audit.query()] == [
+        ("db", "probe", "configured"), ("db", "probe", "configured"), ("a", "trial", None)]
+    assert rm.status().plugins["a"].recovery.strategy_order == {}
