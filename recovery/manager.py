@@ -12,7 +12,9 @@ threads:
 - the breaker is REPAIRING for the episode, so callers are rejected (or served the
   fallback) instead of hitting a plugin that is being restarted;
 - each attempt runs the plugin's configured strategy alone, if it has one, else
-  every strategy that can handle the failure in priority order until one succeeds;
+  every strategy that can handle the failure until one succeeds, in the order its
+  own audit history says works best (``strategy_order="learned"``; with no history
+  the priority order) or in priority order (``"priority"``);
   every strategy run is audited, and a strategy that raises or outlives
   ``strategy_timeout`` has failed (a stuck one is abandoned and reported);
 - an action is not a recovery: the attempt succeeds only once the plugin is
@@ -43,7 +45,8 @@ episode runner (:mod:`recovery._episodes`), the crash loop and its timer
 (:mod:`recovery._crash_loop`), the link to the health monitor
 (:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
 the status view (:mod:`recovery._status_view`), early warning
-(:mod:`recovery._early_warning`); the bookkeeping records are in
+(:mod:`recovery._early_warning`), the learned strategy order
+(:mod:`recovery._learning_link`); the bookkeeping records are in
 :mod:`recovery._supervised`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
