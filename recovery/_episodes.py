@@ -112,6 +112,13 @@ class EpisodeRunner:
         def _hold_open(self, plugin: Supervised) -> None: ...
         def _incident_recovered(self, name: str) -> None: ...
         def _incident_id(self, name: str) -> str | None: ...
+        def _note_configured(self, plugin: Supervised, episode: Episode, name: str) -> None: ...
+        def _ordered(self, plugin: Supervised, episode: Episode,
+                     candidates: list[tuple[str, RecoveryStrategy]],
+                     ) -> list[tuple[str, RecoveryStrategy]]: ...
+        def _verify_window(self, plugin: Supervised, episode: Episode, action: str) -> float: ...
+        def _learn(self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
+                   verified: bool | None, duration: float) -> str | None: ...
 
     def _work(self) -> None:
         self._own_thread()
@@ -308,6 +315,7 @@ class EpisodeRunner:
         if plugin.kind == DEPENDENCY and (chosen is None or chosen in PLUGIN_ACTIONS):
             return [("probe", PROBE)]  # nothing to restart or reload: probe it
         if chosen is not None:
+            self._note_configured(plugin, episode, chosen)
             strategy = strategies.get(chosen)
             if strategy is None:
                 self._outbox.log(logging.ERROR,
@@ -321,11 +329,11 @@ class EpisodeRunner:
                 "priority", item[1].priority
             ),
         )
-        return [
+        return self._ordered(plugin, episode, [
             (strategy_name, strategy)
             for strategy_name, strategy in ranked
             if self._handles(plugin, episode, strategy_name, strategy)
-        ]
+        ])
 
     def _handles(
         self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy
@@ -410,7 +418,9 @@ class EpisodeRunner:
                         )
                     if retry_in is not None and math.isfinite(retry_in):
                         plugin.hold_until = now + retry_in
-                self._record_run(plugin, failure, strategy_name, True, True, None, started)
+                held = retry_in if retry_in is not None and math.isfinite(retry_in) else 0.0
+                self._record_run(plugin, failure, strategy_name, True, True, None, started,
+                                 held)
                 return HELD
             return self._verified(plugin, episode, strategy_name, started, stopping)
         return None
@@ -503,7 +513,8 @@ class EpisodeRunner:
                 self._control(lambda: breaker.end_repair(True))
             return healthy
         verification = Verification(action, started, breaker.metrics().total_successes,
-                                    self.clock.monotonic() + self.config.verify_timeout)
+                                    self.clock.monotonic()
+                                    + self._verify_window(plugin, episode, action))
         with self._lock:
             plugin.verification = verification
         self._control(lambda: breaker.end_repair(True))
@@ -554,18 +565,23 @@ class EpisodeRunner:
 
     def _record_run(
         self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None, started: float,
+        action_succeeded: bool, verified: bool | None, started: float, held: float = 0.0,
     ) -> None:
         """Audit and log one strategy run (begun at ``started`` on the clock), and count it
-        for status."""
-        self._audit(plugin.name, failure, action, success, action_succeeded, verified)
+        for status and the learned order. Its duration runs to its verdict; for a run
+        that holds the breaker open, to the end of the hold (``held`` seconds more),
+        when its trial can tell: a hold buys time, it is not free."""
+        duration = self.clock.monotonic() - started + held
+        order = self._learn(plugin, failure, action, success, verified, duration)
+        self._audit(plugin.name, failure, action, success, action_succeeded, verified,
+                    order, duration)
         level = logging.INFO if success else logging.WARNING
         if self.logger.isEnabledFor(level):
             self._outbox.log(level, "recovery action %s of %s: %s",
                              action, label(plugin), "success" if success else "failure", extra={
                 "event": "recovery_action", "plugin": plugin.name, "action": action,
                 "result": "success" if success else "failure",
-                "duration": self.clock.monotonic() - started,
+                "duration": duration,
                 "failure_type": failure.type.value, "action_succeeded": action_succeeded,
                 "verified": verified,
             })
@@ -587,16 +603,18 @@ class EpisodeRunner:
 
     def _audit(
         self, name: str, failure: FailureInfo, action: str, success: bool,
-        action_succeeded: bool, verified: bool | None,
+        action_succeeded: bool, verified: bool | None, order: str | None, duration: float,
     ) -> None:
         """One record per strategy run. A logger with ``log_recovery_attempt`` gets
-        the action's own result and the verification's too, through that method
-        only; a four-argument logger gets ``success``, the attempt's verdict."""
+        the action's own result and the verification's too (and the order and the
+        run's duration, when it takes them), through that method only; a
+        four-argument logger gets ``success``, the attempt's verdict."""
         self._outbox.deliver(
             f"audit logger (record of {action} of plugin {name!r})", name,
             functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
                               action, success, action_succeeded=action_succeeded,
-                              verified=verified, incident=self._incident_id(name)))
+                              verified=verified, incident=self._incident_id(name),
+                              order=order, duration=duration))
 
     def _refused(self, plugin: Supervised, what: str) -> None:
         """A run not started: the plugin has as many stuck threads as allowed."""

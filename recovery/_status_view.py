@@ -21,6 +21,7 @@ from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
 from recovery.incidents import IncidentTracker
+from recovery.learning import StrategyLearner
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -29,6 +30,7 @@ from recovery.status import (
     PluginStatus,
     PluginWarning,
     RecoveryStatus,
+    StrategyOrder,
     StuckStrategy,
 )
 
@@ -54,6 +56,7 @@ class StatusView:
     if TYPE_CHECKING:
         def _latest_warnings(self) -> tuple[bool, Latest]: ...
         def _warning_view(self, plugin: Supervised, latest: Latest) -> PluginWarning: ...
+    _learner: StrategyLearner
 
     def status(self) -> RecoveryStatus:
         """The manager and every plugin, as typed values (docs/design.md, "Status").
@@ -63,6 +66,7 @@ class StatusView:
         """
         monitor = self._monitor
         watching, latest = self._latest_warnings()
+        learned = self._learner.all_reasons()
         with self._lock:
             plugins = list(self._plugins.values())
             running, in_progress = self._running, self._open_episodes
@@ -71,7 +75,8 @@ class StatusView:
             stuck = tuple(StuckStrategy(run.label, run.started) for run in stuck_runs)
             abandoned = collections.Counter(run.key for run in stuck_runs)
             stuck_health_checks = monitor.stuck_threads if monitor is not None else 0
-            recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name])
+            recovery = {plugin.name: self._recovery_view(plugin, abandoned[plugin.name],
+                                                         learned.get(plugin.name, {}))
                         for plugin in plugins}
             watched = set(self._health_checks)
             warnings = {plugin.name: self._warning_view(plugin, latest)
@@ -110,7 +115,9 @@ class StatusView:
         """:meth:`status` as a JSON-serialisable dict (docs/design.md, "Status")."""
         return self.status().to_dict()
 
-    def _recovery_view(self, plugin: Supervised, abandoned: int) -> PluginRecovery:
+    def _recovery_view(
+        self, plugin: Supervised, abandoned: int, learned: dict[str, Any]
+    ) -> PluginRecovery:
         episode = plugin.episode
         actions = plugin.actions
         return PluginRecovery(
@@ -139,6 +146,8 @@ class StatusView:
             episodes=EpisodeCounts(
                 **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
             ) if plugin.episodes else _NO_EPISODES,
+            strategy_order={kind: StrategyOrder.from_reasons(view)
+                            for kind, view in learned.items()},
         )
 
 

@@ -75,6 +75,8 @@ class Episode:
     attempts: int = 0
     parked: Verification | None = None
     trial: bool = False  # a held member's: its first attempt is a verification alone
+    # Strategies whose run failed this episode: a learned order tries them last.
+    failed_actions: set[str] = attrs.field(factory=set)
 
 
 # Why a plugin is failed (out of service). The first two are crash loops (retried

@@ -7,7 +7,12 @@ The recovery manager audits every strategy run, whatever the outcome
 A logger that also has ``log_recovery_attempt`` (:class:`DetailedAuditLogger`) receives
 that call instead, with two more facts: ``action_succeeded`` (the strategy itself
 returned without raising) and ``verified`` (True/False when a verification ran, None when none did).
-A user's four-argument logger never sees them. Four ready loggers, all detailed:
+A user's four-argument logger never sees them. A ``log_recovery_attempt`` that also
+takes the keywords ``order`` and ``duration`` (the ready loggers do) is given the
+order the strategy was picked in ("learned", "priority" or "configured") and the
+seconds from the start of the run to its verdict on the manager's clock (what the
+learned order is rebuilt from, :mod:`recovery.learning`); one without them never
+sees them. Four ready loggers, all detailed:
 
 - :class:`LoggingAuditLogger`: a stdlib log record per action, with the fields in
   ``extra`` so structured handlers (JSON formatters, log shippers) see them as fields.
@@ -22,7 +27,7 @@ sortable, comparable with ``since=`` and free of time-zone parsing), ``plugin``,
 ``failure_type`` (the string value, e.g. ``"timeout"``), ``action`` (the strategy
 name, e.g. ``"restart"``), ``success``, ``action_succeeded`` and ``verified`` (both
 None when the four-argument call wrote the record, or in a file or database written
-before they existed).
+before they existed), ``order`` and ``duration`` (None likewise).
 
 Durability of the file-backed loggers: when a call returns, the record has been
 handed to the operating system, so it survives the process being killed (even by
@@ -114,15 +119,19 @@ def record_attempt(
     action_succeeded: bool,
     verified: bool | None,
     incident: str | None = None,
+    order: str | None = None,
+    duration: float | None = None,
 ) -> None:
     """Audit one strategy run: through ``log_recovery_attempt`` on a logger that has
-    it (the action's own result and the verification's too, and the id of the
-    incident the plugin is in when its method takes ``incident``), else the
-    four-argument ``log_failure_recovery`` with ``success``, the attempt's verdict."""
+    it (the action's own result and the verification's too; the id of the incident
+    the plugin is in, the order the strategy was picked in and the run's duration,
+    each when its method takes that keyword), else the four-argument
+    ``log_failure_recovery`` with ``success``, the attempt's verdict."""
     detailed = getattr(logger, "log_recovery_attempt", None)
     if callable(detailed):
-        more = {"incident": incident} if incident is not None and _takes(detailed,
-                                                                         "incident") else {}
+        given = {"incident": incident, "order": order, "duration": duration}
+        more = {keyword: value for keyword, value in given.items()
+                if value is not None and _takes(detailed, keyword)}
         detailed(plugin_name, failure_type, recovery_action, success,
                  action_succeeded=action_succeeded, verified=verified, **more)
     else:
@@ -149,6 +158,8 @@ def _record(
     action_succeeded: bool | None = None,
     verified: bool | None = None,
     incident: str | None = None,
+    order: str | None = None,
+    duration: float | None = None,
 ) -> dict[str, Any]:
     """The fields every logger writes, with enum members reduced to their string values
     (and ``incident``, the id of the incident the plugin was in, when it was in one)."""
@@ -160,6 +171,8 @@ def _record(
         "success": bool(success),
         "action_succeeded": None if action_succeeded is None else bool(action_succeeded),
         "verified": None if verified is None else bool(verified),
+        "order": None if order is None else str(order),
+        "duration": None if duration is None else float(duration),
     }
     if incident is not None:
         record["incident"] = str(incident)
@@ -255,9 +268,11 @@ class _RecordWriter:
         action_succeeded: bool,
         verified: bool | None,
         incident: str | None = None,
+        order: str | None = None,
+        duration: float | None = None,
     ) -> None:
         self._emit(_record(self._now(), plugin_name, failure_type, recovery_action, success,
-                           action_succeeded, verified, incident))
+                           action_succeeded, verified, incident, order, duration))
 
 
 class LoggingAuditLogger(_RecordWriter):
@@ -503,6 +518,8 @@ def _parse_line(path: str, number: int, raw: bytes, *, last: bool) -> Iterator[d
     if isinstance(record, dict):
         record.setdefault("action_succeeded", None)
         record.setdefault("verified", None)
+        record.setdefault("order", None)
+        record.setdefault("duration", None)
         yield record
     elif last and not raw.endswith(b"\n"):
         _logger.debug("skipping torn last line %d of %s", number, path)
@@ -519,12 +536,15 @@ CREATE TABLE IF NOT EXISTS recovery_audit (
     action TEXT NOT NULL,
     success INTEGER NOT NULL,
     action_succeeded INTEGER,
-    verified INTEGER
+    verified INTEGER,
+    "order" TEXT,
+    duration REAL
 );
 CREATE INDEX IF NOT EXISTS recovery_audit_plugin_ts ON recovery_audit (plugin, ts);
 """
 
-_ADDED_COLUMNS = ("action_succeeded", "verified")
+_ADDED_COLUMNS = (("action_succeeded", "INTEGER"), ("verified", "INTEGER"),
+                  ("order", "TEXT"), ("duration", "REAL"))
 """Columns added after the first release: a database without them gains them on open."""
 
 _TEXT_FIELDS = ("plugin", "failure_type", "action")
@@ -558,9 +578,10 @@ class SqliteAuditLogger(_RecordWriter):
     also forced to disk, otherwise (``NORMAL``) it survives a crash of the process but
     not necessarily a power loss, matching :class:`JsonlAuditLogger`.
 
-    A database written before ``action_succeeded`` and ``verified`` existed gains the
-    two columns on open (``ALTER TABLE``, in a transaction, so two processes opening
-    it at once do not race); its old rows read back with None in them.
+    A database written before ``action_succeeded``, ``verified``, ``order`` and
+    ``duration`` existed gains the missing columns on open (``ALTER TABLE``, in a
+    transaction, so two processes opening it at once do not race); its old rows read
+    back with None in them.
 
     Thread-safe with one connection behind a lock: SQLite admits one writer at a time
     anyway, so per-thread connections would only add ``SQLITE_BUSY`` retries, and
@@ -607,9 +628,9 @@ class SqliteAuditLogger(_RecordWriter):
         conn.execute("BEGIN IMMEDIATE")
         try:
             present = {row[1] for row in conn.execute("PRAGMA table_info(recovery_audit)")}
-            for column in _ADDED_COLUMNS:
+            for column, kind in _ADDED_COLUMNS:
                 if column not in present:
-                    conn.execute(f"ALTER TABLE recovery_audit ADD COLUMN {column} INTEGER")
+                    conn.execute(f'ALTER TABLE recovery_audit ADD COLUMN "{column}" {kind}')
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -626,9 +647,11 @@ class SqliteAuditLogger(_RecordWriter):
         with self._lock:
             self._connection().execute(
                 "INSERT INTO recovery_audit"
-                " (ts, plugin, failure_type, action, success, action_succeeded, verified)"
+                " (ts, plugin, failure_type, action, success, action_succeeded, verified,"
+                ' "order", duration)'
                 " VALUES (:ts, CAST(:plugin AS TEXT), CAST(:failure_type AS TEXT),"
-                " CAST(:action AS TEXT), :success, :action_succeeded, :verified)",
+                " CAST(:action AS TEXT), :success, :action_succeeded, :verified,"
+                " :order, :duration)",
                 record,
             )
 
@@ -652,8 +675,8 @@ class SqliteAuditLogger(_RecordWriter):
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._lock:
             rows = self._connection().execute(
-                "SELECT ts, plugin, failure_type, action, success, action_succeeded, verified"
-                f" FROM recovery_audit{where} ORDER BY id",
+                "SELECT ts, plugin, failure_type, action, success, action_succeeded, verified,"
+                f' "order", duration FROM recovery_audit{where} ORDER BY id',
                 params,
             ).fetchall()
         return [
@@ -665,8 +688,10 @@ class SqliteAuditLogger(_RecordWriter):
                 "success": bool(ok),
                 "action_succeeded": _optional_bool(action_ok),
                 "verified": _optional_bool(verified),
+                "order": order,
+                "duration": duration,
             }
-            for ts, name, kind, action, ok, action_ok, verified in rows
+            for ts, name, kind, action, ok, action_ok, verified, order, duration in rows
         ]
 
     def close(self) -> None:

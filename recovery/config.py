@@ -12,6 +12,7 @@ import attrs
 from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery.alerts import AlertThresholds
+from recovery.learning import ORDER_MODES
 
 _logger = logging.getLogger("recovery.breaker")
 
@@ -300,6 +301,13 @@ def _strategy_options(instance: Any, attribute: attrs.Attribute[Any], value: Any
             check_strategy_options(name, options)
 
 
+def _order_mode(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    v.check(v.text, attribute.name, value)
+    if value not in ORDER_MODES:
+        raise ValueError(f"{attribute.name} must be one of {', '.join(map(repr, ORDER_MODES))}, "
+                         f"got {value!r}")
+
+
 def _breaker_field_hints() -> dict[str, str]:
     """For RecoveryConfig: a breaker's setting (or another library's name for one) is given
     to the manager through ``default_circuit_breaker``."""
@@ -378,6 +386,11 @@ class RecoveryConfig:
       cause unknown.
     - ``incident_hold_timeout``: a dependent is held (not restarted) at most this long
       while its root is repaired.
+    - ``strategy_order`` ("learned"): how a plugin without a configured strategy
+      orders the strategies that can handle its failure: "learned" tries first the
+      one its own audit history says brings it back fastest (with no history: the
+      priority order), "priority" the fixed priority order (:mod:`recovery.learning`).
+    - ``random_seed`` (None): seeds the learned order's random draws, so runs repeat.
     """
 
     enable_auto_recovery: bool = attrs.field(default=True, validator=v.boolean)
@@ -447,6 +460,9 @@ class RecoveryConfig:
     incident_hold_timeout: float = attrs.field(
         default=120.0, converter=v.seconds, validator=v.positive_seconds
     )
+    strategy_order: str = attrs.field(default="learned", validator=_order_mode)
+    random_seed: int | None = attrs.field(
+        default=None, validator=v.optional(v.integer()))
 
     def __attrs_post_init__(self) -> None:
         if self.crash_loop_max_delay < self.crash_loop_delay:

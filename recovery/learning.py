@@ -63,7 +63,7 @@ from typing import Any
 import attrs
 
 from recovery import _validate as v
-from recovery.audit import JsonlAuditLogger, SqliteAuditLogger
+from recovery.audit import JsonlAuditLogger, MemoryAuditLogger, SqliteAuditLogger
 from recovery.failures import FailureType, _enum_member
 
 _logger = logging.getLogger("recovery.learning")
@@ -236,15 +236,16 @@ class StrategyLearner:
 
     def rebuild_from_audit(self, audit_logger: Any) -> int:
         """:meth:`rebuild` from what a ready audit logger has recorded: a
-        :class:`JsonlAuditLogger`'s file, a :class:`SqliteAuditLogger`'s table, or a
-        recording logger's ``attempts``. A logger that keeps nothing readable (a
-        user's own, :class:`~recovery.audit.LoggingAuditLogger`) gives no history; a
-        history that cannot be read is logged and leaves the learner empty, so it
-        never stops a manager from starting. Returns how many records were used."""
+        :class:`JsonlAuditLogger`'s file, a :class:`SqliteAuditLogger`'s table, a
+        :class:`MemoryAuditLogger`'s records, or a recording logger's ``attempts``.
+        A logger that keeps nothing readable (a user's own,
+        :class:`~recovery.audit.LoggingAuditLogger`) gives no history; a history
+        that cannot be read is logged and leaves the learner empty, so it never
+        stops a manager from starting. Returns how many records were used."""
         try:
             if isinstance(audit_logger, JsonlAuditLogger):
                 records: Iterable[Any] = list(JsonlAuditLogger.read(audit_logger.path))
-            elif isinstance(audit_logger, SqliteAuditLogger):
+            elif isinstance(audit_logger, (SqliteAuditLogger, MemoryAuditLogger)):
                 records = audit_logger.query()
             else:
                 records = list(getattr(audit_logger, "attempts", ()))
@@ -267,7 +268,9 @@ class StrategyLearner:
         """How long to wait for this strategy's verification: 1.5 times the 95th percentile
         of its times to recovery, within [1 s, verify_timeout], once it has 5 of them;
         else verify_timeout. (Below 1 s only when verify_timeout itself is.)"""
-        times = self.stats(plugin, failure_type, strategy).recovery_times
+        return self._window(self.stats(plugin, failure_type, strategy).recovery_times)
+
+    def _window(self, times: Sequence[float]) -> float:
         if len(times) < MIN_WINDOW_SAMPLES:
             return self.verify_timeout
         window = max(WINDOW_FACTOR * percentile(times, 95.0), MIN_WINDOW)
@@ -294,6 +297,14 @@ class StrategyLearner:
             self._orders[(plugin, kind)] = (mode, names)
         return names
 
+    def note_order(self, plugin: str, failure_type: Any, mode: str, names: Sequence[str]) -> None:
+        """Remember ``names`` as the order in force, in ``mode``, for :meth:`reasons`:
+        an order decided elsewhere (a configured strategy, ``mode`` "configured"), or
+        :meth:`order`'s own as the caller finally used it."""
+        kind = _kind(failure_type)
+        with self._lock:
+            self._orders[(plugin, kind)] = (mode, list(names))
+
     def _learned(
         self, tallies: Mapping[str, _Tally], ranked: list[tuple[str, int]]
     ) -> list[tuple[str, int]]:
@@ -303,7 +314,10 @@ class StrategyLearner:
         order is the priority order; once there is some, every chance is drawn,
         an untried strategy's from its prior. An untried strategy's cost is the
         mean cost of the key's timed attempts (all alike when none was timed), and
-        a tried one's is its own mean pulled toward that by one pseudo-attempt."""
+        a tried one's is its own mean pulled toward that by one pseudo-attempt. No
+        cost is below ``MIN_WINDOW`` (1 s): a strategy that returns at once and
+        proves nothing (a reset, an instant hold) would otherwise cost 0 and stay
+        first however often it fails."""
         levels = sorted({priority for _, priority in ranked}, reverse=True)
         history = any(tally.attempts for tally in tallies.values())
         costed = [t for t in tallies.values() if t.costed]
@@ -323,6 +337,7 @@ class StrategyLearner:
                 chance = self._random.betavariate(alpha + tally.successes,
                                                   beta + tally.attempts - tally.successes)
                 cost = (tally.cost_total + pooled) / (tally.costed + 1)
+            cost = max(cost, MIN_WINDOW)  # no attempt is free (see the class doc)
             scores[name] = cost / chance if chance > 0 else math.inf
         position = {name: index for index, (name, _) in enumerate(ranked)}
         return sorted(ranked, key=lambda item: (scores[item[0]], position[item[0]]))
@@ -333,17 +348,20 @@ class StrategyLearner:
         successes/attempts, median time to recovery and verification window.
         JSON-serialisable, for status and the dashboard."""
         v.check(v.name(), "plugin", plugin)
+        return self.all_reasons().get(plugin, {})
+
+    def all_reasons(self) -> dict[str, dict[str, Any]]:
+        """:meth:`reasons` of every plugin with history or an order, by plugin, in
+        one pass (a status of many plugins reads them all at once)."""
         with self._lock:
-            kinds = sorted({kind for name, kind in self._tallies if name == plugin}
-                           | {kind for name, kind in self._orders if name == plugin})
-            snapshots = {kind: {strategy: tally.snapshot() for strategy, tally
-                                in self._tallies.get((plugin, kind), {}).items()}
-                         for kind in kinds}
-            orders = {kind: self._orders.get((plugin, kind)) for kind in kinds}
-        view: dict[str, Any] = {}
-        for kind in kinds:
-            mode, names = orders[kind] or (None, None)
-            view[kind] = {
+            keys = sorted(set(self._tallies) | set(self._orders))
+            snapshots = {key: {strategy: tally.snapshot() for strategy, tally
+                               in self._tallies.get(key, {}).items()} for key in keys}
+            orders = {key: self._orders.get(key) for key in keys}
+        views: dict[str, dict[str, Any]] = {}
+        for plugin, kind in keys:
+            mode, names = orders[plugin, kind] or (None, None)
+            views.setdefault(plugin, {})[kind] = {
                 "mode": mode,
                 "order": names,
                 "strategies": {
@@ -351,12 +369,12 @@ class StrategyLearner:
                         "attempts": stats.attempts,
                         "successes": stats.successes,
                         "median_time": stats.median_time,
-                        "verification_window": self.verification_window(plugin, kind, strategy),
+                        "verification_window": self._window(stats.recovery_times),
                     }
-                    for strategy, stats in sorted(snapshots[kind].items())
+                    for strategy, stats in sorted(snapshots[plugin, kind].items())
                 },
             }
-        return view
+        return views
 
 
 def _by_priority(candidates: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:

@@ -12,7 +12,9 @@ threads:
 - the breaker is REPAIRING for the episode, so callers are rejected (or served the
   fallback) instead of hitting a plugin that is being restarted;
 - each attempt runs the plugin's configured strategy alone, if it has one, else
-  every strategy that can handle the failure in priority order until one succeeds;
+  every strategy that can handle the failure until one succeeds, in the order its
+  own audit history says works best (``strategy_order="learned"``; with no history
+  the priority order) or in priority order (``"priority"``);
   every strategy run is audited, and a strategy that raises or outlives
   ``strategy_timeout`` has failed (a stuck one is abandoned and reported);
 - an action is not a recovery: the attempt succeeds only once the plugin is
@@ -43,7 +45,8 @@ episode runner (:mod:`recovery._episodes`), the crash loop and its timer
 (:mod:`recovery._crash_loop`), the link to the health monitor
 (:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
 the status view (:mod:`recovery._status_view`), early warning
-(:mod:`recovery._early_warning`); the bookkeeping records are in
+(:mod:`recovery._early_warning`), the learned strategy order
+(:mod:`recovery._learning_link`); the bookkeeping records are in
 :mod:`recovery._supervised`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
@@ -81,6 +84,7 @@ from recovery._forked import ForkRenewal
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
 from recovery._incident_link import IncidentLink, new_tracker
+from recovery._learning_link import LearningLink
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
 from recovery._supervised import (
@@ -106,6 +110,7 @@ from recovery.failures import (
 )
 from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
+from recovery.learning import StrategyLearner
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
@@ -125,7 +130,7 @@ class _Then(enum.Enum):
 
 class RecoveryManager(
     Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
-    IncidentLink, ForkRenewal,
+    IncidentLink, LearningLink, ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
 
@@ -240,6 +245,9 @@ class RecoveryManager(
         for name in BUILTIN_STRATEGIES:
             options = config.recovery_strategy_configs.get(name, {})
             self._strategies[name] = builtin_strategy(name, options)
+        self._learner = StrategyLearner(verify_timeout=config.verify_timeout,
+                                        random_seed=config.random_seed)
+        self._history_read = False  # rebuilt from the audit log at the first start()
         self._renew_after_fork()  # gunicorn --preload: a forked worker starts its own threads
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -251,6 +259,7 @@ class RecoveryManager(
         thread starts, and a failure to start a thread stops what did start.
         """
         self._check_dependency_graph()
+        self._read_history()
         with self._lock:
             if self._running:
                 return

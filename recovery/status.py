@@ -36,6 +36,8 @@ __all__ = [
     "PluginWarning",
     "RecoveryStatus",
     "StatusSource",
+    "StrategyOrder",
+    "StrategyRecord",
     "StuckStrategy",
 ]
 
@@ -122,6 +124,50 @@ class HealthCheckStatus:
 
 
 @attrs.frozen
+class StrategyRecord:
+    """What one strategy did for one plugin and failure type: verified ``successes``
+    of ``attempts``, the median time to a verified recovery (None before the first)
+    and how long its verification by half-open trials waits."""
+
+    attempts: int
+    successes: int
+    median_time: float | None
+    verification_window: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attempts": self.attempts, "successes": self.successes,
+                "median_time": self.median_time,
+                "verification_window": self.verification_window}
+
+
+@attrs.frozen
+class StrategyOrder:
+    """The order a plugin's strategies are tried in for one failure type, and why.
+
+    ``mode``: "learned", "priority" or "configured" (None before any attempt);
+    ``order``: the strategy names as last tried (None before any attempt);
+    ``strategies``: each strategy's record, by name, sorted.
+    """
+
+    mode: str | None
+    order: tuple[str, ...] | None
+    strategies: Mapping[str, StrategyRecord] = attrs.field(factory=dict)
+
+    @classmethod
+    def from_reasons(cls, view: Mapping[str, Any]) -> StrategyOrder:
+        """From one failure type of ``StrategyLearner.reasons(plugin)``."""
+        order = view["order"]
+        return cls(view["mode"], None if order is None else tuple(order),
+                   {name: StrategyRecord(**record)
+                    for name, record in view["strategies"].items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mode": self.mode, "order": None if self.order is None else list(self.order),
+                "strategies": {name: record.to_dict()
+                               for name, record in self.strategies.items()}}
+
+
+@attrs.frozen
 class PluginRecovery:
     """What the manager is doing, and has done, to keep one plugin up.
 
@@ -155,6 +201,8 @@ class PluginRecovery:
     down_since: float | None = None  # wall clock: when its current trouble began
     actions: Mapping[str, ActionCounts] = attrs.field(factory=dict)  # by strategy, sorted
     episodes: EpisodeCounts = EpisodeCounts()
+    # By failure type: the strategy order in force and why (recovery.learning).
+    strategy_order: Mapping[str, StrategyOrder] = attrs.field(factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -178,6 +226,8 @@ class PluginRecovery:
             "down_since": iso_utc(self.down_since),
             "actions": {action: counts.to_dict() for action, counts in self.actions.items()},
             "episodes": self.episodes.to_dict(),
+            "strategy_order": {kind: order.to_dict()
+                               for kind, order in self.strategy_order.items()},
         }
 
 

@@ -33,7 +33,8 @@ from recovery.failures import FailureType
 from tests.helpers import run_threads
 
 REPO_ROOT = str(Path(recovery.__file__).resolve().parent.parent)
-FIELDS = {"ts", "plugin", "failure_type", "action", "success", "action_succeeded", "verified"}
+FIELDS = {"ts", "plugin", "failure_type", "action", "success", "action_succeeded", "verified",
+          "order", "duration"}
 
 
 class Timestamps:
@@ -683,6 +684,7 @@ def test_jsonl_records_the_action_and_the_verification(tmp_path: Path) -> None:
     assert records[1] == {
         "ts": 2.0, "plugin": "db", "failure_type": "timeout", "action": "restart",
         "success": True, "action_succeeded": True, "verified": True,
+        "order": None, "duration": None,
     }
 
 

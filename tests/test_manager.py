@@ -334,7 +334,7 @@ def test_restart_intensity_exceeded_enters_a_crash_loop_without_a_new_episode(
 ) -> None:
     alerts: list[Alert] = []
     rm = make_manager(max_episodes_per_period=2, episode_period=100.0, stable_period=1000.0,
-                      verify_timeout=1.0)
+                      verify_timeout=1.0, strategy_order="priority")
     rm.add_alert_handler(alerts.append)
     rm.register_plugin("p")
     for _ in range(2):

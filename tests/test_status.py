@@ -127,6 +127,7 @@ def _recovery(**fields: Any) -> dict[str, Any]:
         "actions": {},
         "episodes": {"recovered": 0, "held": 0, "unverified": 0, "exhausted": 0,
                      "interrupted": 0},
+        "strategy_order": {},
         **fields,
     }
 
@@ -175,7 +176,10 @@ EXPECTED: dict[str, Any] = {
                 failed_episodes_in_a_row=1, consecutive_failures=1, recent_episodes=1,
                 actions={"bad": {"success": 0, "failure": 2}},
                 episodes={"recovered": 0, "held": 0, "unverified": 0, "exhausted": 1,
-                          "interrupted": 0}),
+                          "interrupted": 0},
+                strategy_order={"error": {"mode": "configured", "order": ["bad"], "strategies": {
+                    "bad": {"attempts": 2, "successes": 0, "median_time": None,
+                            "verification_window": 10.0}}}}),
             "warning": None,
         },
         "degraded": {
@@ -188,7 +192,11 @@ EXPECTED: dict[str, Any] = {
                 recent_episodes=1, down_since=WALL,
                 actions={"degrade": {"success": 1, "failure": 0}},
                 episodes={"recovered": 0, "held": 1, "unverified": 0, "exhausted": 0,
-                          "interrupted": 0}),
+                          "interrupted": 0},
+                strategy_order={"resource_limit": {
+                    "mode": "configured", "order": ["degrade"], "strategies": {
+                        "degrade": {"attempts": 1, "successes": 0, "median_time": None,
+                                    "verification_window": 10.0}}}}),
             "warning": None,
         },
     },

@@ -243,15 +243,22 @@ def _thresholds(**fields: Any) -> Any:
     return AlertThresholds(**fields)
 
 
+def db_and_dependent(clock: FakeClock, audit: Any, outage: Outage,
+                     **config: Any) -> RecoveryManager:
+    """A manager on the fake clock of "db" (a dependency, down while ``outage`` is) and
+    "a", which depends on it; one attempt per episode."""
+    rm = RecoveryManager(StubPluginManager("a"), audit, RecoveryConfig(
+        enable_health_checking=False, max_recovery_attempts=1, **config), clock=clock)
+    rm.register_dependency("db", health_check=outage.healthy, breaker_config=TRIPS_AT_ONCE)
+    rm.register_plugin("a", TRIPS_AT_ONCE, health_check=lambda: True, depends_on=("db",))
+    return rm
+
+
 def test_each_audit_record_carries_the_incident_id_where_the_logger_takes_it(
     clock: FakeClock, outage: Outage,
 ) -> None:
     memory = MemoryAuditLogger()
-    rm = RecoveryManager(StubPluginManager("a"), memory, RecoveryConfig(
-        enable_health_checking=False, max_recovery_attempts=1, incident_hold_timeout=1.0),
-        clock=clock)
-    rm.register_dependency("db", health_check=outage.healthy, breaker_config=TRIPS_AT_ONCE)
-    rm.register_plugin("a", TRIPS_AT_ONCE, health_check=lambda: True, depends_on=("db",))
+    rm = db_and_dependent(clock, memory, outage, incident_hold_timeout=1.0)
     with rm:
         trip(rm, "db", "a")
         quiet(rm)
