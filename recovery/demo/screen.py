@@ -108,7 +108,7 @@ class LiveTable(Reporter):
         """Draw over the last frame: ``title``, the ``whole`` lines, ``table``, events."""
         size = shutil.get_terminal_size()
         width = max(size.columns - 1, 20)
-        cut = [title[:width], *(line[:width] for line in ["", *table, "", "recent events:"])]
+        cut = [title[:width], "", *fit_columns(table, width), "", "recent events:"]
         # A whole line longer than the screen is wide takes more than one row.
         rows = len(cut) + sum(max(1, -(-len(line) // size.columns)) for line in whole)
         # The frame must fit the screen, or moving back up over it would fall short.
@@ -124,3 +124,31 @@ class LiveTable(Reporter):
     def close(self, lines: list[str]) -> None:
         self._draw("recovery demo: the final numbers (the summary follows)", [], lines)
         self._write("\x1b[?25h\n")
+
+
+# Column titles of two words: the space inside one is no place to cut the table.
+TWO_WORD_TITLES = ("FALLBACK SERVED", "LAST ACTION")
+
+
+def fit_columns(table: list[str], width: int) -> list[str]:
+    """``table`` cut to ``width``: its first block (a header and its rows, up to the first
+    empty line) loses whole columns, never part of one, so a narrow terminal shows no
+    half title; the lines after that block are cut at ``width``.
+
+    A column starts where a header word follows a space, unless the two words are one
+    title (:data:`TWO_WORD_TITLES`); each column's cells lie within its title's span.
+    """
+    end = table.index("") if "" in table else len(table)
+    block, rest = table[:end], table[end:]
+    if block and len(block[0]) > width:
+        header = block[0]
+        starts = [
+            i for i in range(1, len(header))
+            if header[i] != " " and header[i - 1] == " "
+            and not any(header.startswith(title, i - title.index(" ") - 1)
+                        and title.index(" ") + 1 <= i for title in TWO_WORD_TITLES)
+        ]
+        fitting = [i for i in starts if i <= width + 1]
+        cut_at = max(fitting) - 1 if fitting else width
+        block = [line[:cut_at].rstrip() for line in block]
+    return [*block, *(line[:width] for line in rest)]
