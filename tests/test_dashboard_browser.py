@@ -131,7 +131,7 @@ def test_a_recovery_action_appears_in_the_timeline(
     entry = page.locator("#timeline li", has_text="bad failed").first
     expect(entry).to_contain_text("payments", timeout=SOON)
     expect(entry.locator(".kind")).to_have_text("recovery")
-    expect(tile(page, "payments").locator(".line").last).to_contain_text("bad failed")
+    expect(tile(page, "payments").locator(":scope > .line").last).to_contain_text("bad failed")
 
 
 def test_a_plugin_named_like_markup_is_shown_as_text_and_runs_nothing(
@@ -249,7 +249,7 @@ def test_a_tile_speaks_the_terminal_s_words_rejected_fallback_served_in_progress
     expect(checkout.locator(".facts")).to_contain_text("failed, last 100 calls\u2014 (open)")
     expect(tile(page, "search").locator(".facts")).to_contain_text("failed, last 100 calls0%")
     payments = tile(page, "payments")
-    expect(payments.locator(".line").last).to_contain_text("in progress for 12s")
+    expect(payments.locator(":scope > .line").last).to_contain_text("in progress for 12s")
     expect(payments.locator(".badge")).to_have_text(["RECOVERING"])
     expect(page.locator("#manager")).to_contain_text("episodes in progress 1")
     page.screenshot(path=str(tmp_path / "vocabulary.png"), full_page=True)

@@ -34,7 +34,14 @@ from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus, PluginWarning, RecoveryStatus, StatusSource
+from recovery.status import (
+    PluginRecovery,
+    PluginStatus,
+    PluginWarning,
+    RecoveryStatus,
+    StatusSource,
+    StrategyOrder,
+)
 
 _logger = logging.getLogger("recovery.dashboard")
 
@@ -42,6 +49,7 @@ INTERVAL = 1.0  # seconds between readings: the update rate every client gets
 HISTORY = 300  # readings kept per tile: five minutes of rates
 TIMELINE = 200  # timeline entries kept (and sent to a new client)
 PENDING = 1000  # notes waiting for the dashboard's thread, beyond which the oldest go
+ORDERS = 3  # failure types whose strategy order a tile shows, the latest first
 MIN_REFRESH = 0.25  # seconds between readings prompted by events, so a storm cannot spin
 
 _LEVELS = {
@@ -156,6 +164,8 @@ class Feed(Published):
         # before the first reading. Open incidents' ids -> wall clock first seen.
         self._grouped: dict[str, dict[str, Any]] | None = None
         self._first_seen: dict[str, float] = {}
+        # Per tile, each failure type's attempts as last read, the latest-tried first.
+        self._tried: dict[str, dict[str, int]] = {}
         self._active = True
         # The manager has no way to remove an alert handler: this one goes inert on stop().
         rm.add_alert_handler(self._on_alert)
@@ -299,6 +309,7 @@ class Feed(Published):
             entries += self._diff_plugin(key, name, plugin)
             recovery = plugin.recovery.to_dict()
             del recovery["actions"]  # the per-action counts become timeline entries
+            del recovery["strategy_order"]  # in words, below: each tick carries every tile
             tiles.append({
                 "id": key, "kind": plugin.kind, "name": name,  # "plugin" or "dependency"
                 "circuit_breaker": _breaker_fields(plugin.circuit_breaker),
@@ -308,6 +319,7 @@ class Feed(Published):
                 # The grouped incident it is in, and when its hold by it ends.
                 "incident": plugin.incident if plugin.incident in grouped else None,
                 "held_until": iso_utc(plugin.held_until),
+                "strategy_order": self._orders(key, plugin.recovery),
             })
         for breaker in self._breakers:
             tiles.append({"id": "breaker:" + breaker.name, "kind": "breaker",
@@ -334,6 +346,26 @@ class Feed(Published):
                 "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
             }
             self._publish(encode("tick", self._view))
+
+    def _orders(self, key: str, recovery: PluginRecovery) -> list[dict[str, Any]]:
+        """The strategy order in force for each failure type the plugin has been
+        recovered from, and why, in words: the failure type whose attempts went up
+        most recently first (its latest episode's), at most ``ORDERS`` of them.
+
+        Before any attempt a failure type has no order, and shows nothing.
+        """
+        attempts = {kind: sum(record.attempts for record in order.strategies.values())
+                    for kind, order in recovery.strategy_order.items()
+                    if order.mode is not None and order.order}
+        before = self._tried.get(key, {})
+        moved = [kind for kind in attempts if attempts[kind] != before.get(kind)]
+        # Latest first: what moved since the last reading, then the order as it was.
+        ranked = sorted(moved, key=lambda kind: -attempts[kind]) + \
+            [kind for kind in before if kind in attempts and kind not in moved]
+        self._tried[key] = {kind: attempts[kind] for kind in ranked}
+        return [{"failure_type": kind, "mode": recovery.strategy_order[kind].mode,
+                 "text": _order_words(recovery.strategy_order[kind])}
+                for kind in ranked[:ORDERS]]
 
     def _diff_incidents(self, status: RecoveryStatus) -> list[dict[str, Any]]:
         """Read the open incidents the page groups, and timeline entries for what
@@ -524,6 +556,26 @@ def _warning_entries(
                 entries.append(_entry("warning", name, f"early warning: {words}{times}",
                                       "warn", key))
     return entries
+
+
+def _order_words(order: StrategyOrder) -> str:
+    """"reload 5/5 · 1.2s, restart 0/2, reset": the order in force, each strategy
+    tried with its verified successes of attempts and its median time to a verified
+    recovery (once it has one); one never tried is only named."""
+    words = []
+    for name in order.order or ():
+        record = order.strategies.get(name)
+        text = name
+        if record is not None and record.attempts:
+            text += f" {record.successes}/{record.attempts}"
+            if record.median_time is not None:
+                text += f" · {_seconds(record.median_time)}"
+        words.append(text)
+    return ", ".join(words)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 60 else f"{value / 60:.1f}m"
 
 
 # What a tile shows of a breaker (the rest of its metrics is in /metrics): each tick

@@ -262,6 +262,7 @@
       health: lineRow("health"),
       recovery: lineRow("recovery"),
       warning: lineRow("early warning"),
+      orders: el("div", "orders"),
       controls: el("div", "controls"),
       result: el("div", "result"),
     };
@@ -271,7 +272,7 @@
     const node = el("article", "tile");
     node.dataset.kind = view.kind;
     node.append(head, parts.sub, parts.badges, parts.requests.row, parts.failures.row, parts.facts);
-    if (managed(view)) node.append(parts.warning.row, parts.health.row, parts.recovery.row);
+    if (managed(view)) node.append(parts.warning.row, parts.health.row, parts.recovery.row, parts.orders);
     node.append(parts.controls, parts.result);
     const tile = { id: view.id, view, el: node, parts, history: { requests: [], failures: [] }, controlsFor: "" };
     tiles.set(view.id, tile);
@@ -382,6 +383,7 @@
       if (dependency) renderDependency(parts.recovery, recovery, cb);
       else renderRecovery(parts.recovery, recovery, cb);
       renderWarning(parts.warning, warning);
+      renderOrders(parts.orders, view.strategy_order || []);
     }
     renderControls(tile, recovery);
   }
@@ -463,6 +465,24 @@
     }
     part.row.className = "line " + level;
     setText(part.value, text);
+  }
+
+  // The strategy order in force and why, one line per failure type recovered from (the
+  // latest first): "order (learned): reload 5/5 \u00b7 1.2s, restart 0/2". The failure
+  // type is named once there are several. Nothing before any recovery.
+  function renderOrders(box, orders) {
+    if (box.childElementCount !== orders.length) {
+      box.replaceChildren(...orders.map(() => lineRow("order").row));
+    }
+    orders.forEach((order, index) => {
+      const row = box.children[index];
+      const label = "order" + (orders.length > 1 ? " for " + order.failure_type : "") +
+        " (" + order.mode + "):";
+      setText(row.firstChild, label);
+      setText(row.lastChild, order.text);
+      row.title = "strategy order for " + order.failure_type + " failures, " + order.mode +
+        ": verified recoveries/attempts \u00b7 median time to recovery";
+    });
   }
 
   // A dependency's recovery line: "down since 12:00:03 (2m 5s), next probe in 25s".
