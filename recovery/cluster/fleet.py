@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 
-from recovery._cluster_codec import Event, Rejected
-from recovery._cluster_store import Record, Store
+from recovery.cluster.codec import Event, Rejected
+from recovery.cluster.store import Record, Store
 from recovery.state import CircuitBreakerState
 
 CLOSED = CircuitBreakerState.CLOSED
