@@ -299,7 +299,7 @@ class Cluster:
             del self._tracked[breaker.name]
         assert tracked.listener is not None
         breaker.remove_listener(tracked.listener)
-        breaker._opened_by = None
+        breaker.set_opened_by(None)
 
     def _listener(self, tracked: Tracked) -> Any:
         inbox = self._inbox
