@@ -233,8 +233,8 @@ def throughput(url: str, events: int, namespace: str) -> float:
     """Events a second one process applies: alternating open/close of one breaker."""
     import redis
 
-    from recovery._cluster_codec import Event, encode
     from recovery.cluster import Cluster
+    from recovery.cluster.codec import Event, encode
 
     cb = CircuitBreaker(BREAKER, CircuitBreakerConfig(timeout=60.0))
     client = redis.Redis.from_url(url)

@@ -30,8 +30,8 @@ import pytest
 from recovery import CircuitBreaker
 
 try:
-    from recovery._cluster_summary import MAX_SUMMARY_BYTES, Publisher, encode_summary
     from recovery.cluster import Cluster
+    from recovery.cluster.summary import MAX_SUMMARY_BYTES, Publisher, encode_summary
     from recovery.dashboard.fleet import FleetFeed
     from recovery.dashboard.fleet_metrics import renderer
     from recovery.dashboard.hub import Hub

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import attrs
 
-from recovery import _events, _registry
+from recovery import _events, _registry, _validate
 from recovery._clock import Clock, iso_utc
 from recovery._impl import Window
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig
@@ -34,6 +34,7 @@ R = TypeVar("R")
 Listener = Callable[[Any, CircuitBreakerState, CircuitBreakerState], object]
 FailureListener = Callable[[Any, BaseException | None, bool], object]
 _logger = logging.getLogger("recovery.breaker")
+_OPTIONAL_TEXT = _validate.optional(_validate.text)
 
 
 
@@ -166,7 +167,7 @@ class BreakerMixin(_WindowBase):
         self._listeners: tuple[Listener, ...] = ()
         self._failure_listeners: tuple[FailureListener, ...] = ()
         self._health_check_success: bool | None = None
-        self._opened_by: str | None = None  # set by recovery.cluster
+        self._opened_by: str | None = None  # see set_opened_by
         _registry.register(self)  # findable by monitoring: recovery.breakers()
 
     @property
@@ -340,6 +341,12 @@ class BreakerMixin(_WindowBase):
     def record_health_check(self, healthy: bool) -> None:
         """Note the latest active health check result (shown in metrics)."""
         self._health_check_success = bool(healthy)
+
+    def set_opened_by(self, node_id: str | None) -> None:
+        """Name the remote node whose trip holds this breaker open (None: opened here, or
+        held by no one): a cluster says so, and :meth:`metrics` reports it as
+        ``opened_by`` while the breaker is not closed."""
+        self._opened_by = _validate.check(_OPTIONAL_TEXT, "node_id", node_id)
 
     def metrics(self) -> CircuitBreakerMetrics:
         raw = self._snapshot()

@@ -225,7 +225,7 @@ def fresh_namespace(redis_url: str, prefix: str) -> Iterator[str]:
 def node_processes(redis_url: str, namespace: str) -> Iterator[Callable[..., list[Any]]]:
     """For a fixture to ``yield from``: ``nodes(n, **cluster_options)`` -> n spawned
     processes, each a started cluster node; all closed after."""
-    from tests.test_cluster_procs import CONFIG, Node
+    from tests.cluster.test_nodes_across_processes import CONFIG, Node
 
     made: list[Node] = []
 

@@ -765,3 +765,14 @@ def test_configs_and_errors_take_positional_or_keyword_arguments() -> None:
     error = CircuitOpenError(name="n", state=OPEN, retry_after=None)
     assert (error.name, error.state, error.retry_after) == ("n", OPEN, None)
     assert CircuitBreakerConfig(slow_call_rate_threshold=1.0).slow_call_duration is None
+
+
+def test_set_opened_by_names_the_remote_node_while_open(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker()
+    cb.set_opened_by("node-2")
+    cb.force_open(60)
+    assert cb.metrics().opened_by == "node-2"
+    cb.reset()
+    assert cb.metrics().opened_by is None  # a closed breaker is held open by no one
+    with pytest.raises(TypeError, match="node_id"):
+        cb.set_opened_by(2)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 The wire format (bound, signature, field checks) is tested without Redis; the
 rest against a real redis-server (tests/redis_server.py: skipped without one,
 a failure under RECOVERY_REQUIRE_REDIS=1) with nodes that are real spawned
-processes (tests/cluster_node.py). Every wait polls until a deadline.
+processes (tests/cluster/node_process.py). Every wait polls until a deadline.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from typing import Any
 import pytest
 
 from recovery import FailureInfo, RecoveryConfig, RecoveryManager
-from recovery._cluster_codec import Rejected
-from recovery._cluster_summary import (
+from recovery.breaker import CircuitBreaker
+from recovery.cluster.codec import Rejected
+from recovery.cluster.summary import (
     MAX_INCIDENTS,
     MAX_MEMBERS,
     MAX_SUMMARY_BYTES,
@@ -35,9 +36,9 @@ from recovery._cluster_summary import (
     encode_summary,
     incident_entry,
 )
-from recovery.breaker import CircuitBreaker
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock, RecordingAuditLogger
+from tests.cluster.test_nodes_across_processes import Node
 from tests.helpers import (
     StubPluginManager,
     closed_after,
@@ -47,7 +48,6 @@ from tests.helpers import (
     hears_ctrl_c,
     node_processes,
 )
-from tests.test_cluster_procs import Node
 
 try:
     import redis

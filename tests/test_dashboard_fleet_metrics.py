@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from recovery._cluster_summary import encode_summary
+from recovery.cluster.summary import encode_summary
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock
 from tests.helpers import closed_after, fresh_namespace, node_processes

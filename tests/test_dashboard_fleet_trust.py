@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from recovery._cluster_summary import channel, encode_summary
+from recovery.cluster.summary import channel, encode_summary
 from recovery.testing import FakeClock
 from tests.helpers import closed_after, fresh_namespace
 from tests.test_dashboard_fleet import entry, node_view, soon, status

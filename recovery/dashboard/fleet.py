@@ -54,9 +54,9 @@ import time
 from typing import Any
 
 from recovery._clock import REAL_CLOCK, Clock, iso_utc
-from recovery._cluster_codec import Rejected
-from recovery._cluster_summary import INTERVAL as PUBLISHED_EVERY
-from recovery._cluster_summary import channel, decode_summary
+from recovery.cluster.codec import Rejected
+from recovery.cluster.summary import INTERVAL as PUBLISHED_EVERY
+from recovery.cluster.summary import channel, decode_summary
 from recovery.dashboard.feed import TIMELINE, Published, encode
 from recovery.dashboard.hub import Hub
 

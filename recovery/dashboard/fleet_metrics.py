@@ -25,8 +25,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from recovery._cluster_summary import STATES
 from recovery._labels import label
+from recovery.cluster.summary import STATES
 from recovery.prometheus import _FAMILIES
 
 _Family = CounterMetricFamily | GaugeMetricFamily

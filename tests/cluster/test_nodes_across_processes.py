@@ -1,6 +1,6 @@
 """The cluster across real processes: multiprocessing with spawn, and a real os.fork().
 
-Each node is a separate Python process (tests/cluster_node.py) with its own
+Each node is a separate Python process (tests/cluster/node_process.py) with its own
 breaker, connection and threads, driven over a pipe. Every wait is bounded.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests import cluster_node
+from tests.cluster import node_process
 from tests.helpers import eventually
 from tests.redis_server import drop_namespace
 
@@ -34,7 +34,7 @@ class Node:
                  options: dict[str, Any], shared: tuple[Any, ...]) -> None:
         self._conn, child = _SPAWN.Pipe()
         self.process = _SPAWN.Process(
-            target=cluster_node.run_node,
+            target=node_process.run_node,
             args=(child, url, namespace, config, options, *shared), daemon=True,
         )
         self.process.start()
@@ -134,7 +134,7 @@ def test_quorum_two(fleet: Any, redis_url: str) -> None:
     namespace = nodes[0].ask("status")["namespace"]
     nodes[0].ask("trip")
     client = redis.Redis.from_url(redis_url)
-    votes = f"{namespace}:breaker:{cluster_node.BREAKER}:votes"
+    votes = f"{namespace}:breaker:{node_process.BREAKER}:votes"
     deadline = time.monotonic() + BOUND
     while client.zcard(votes) < 1:  # the vote is in, and it opened nobody else
         assert time.monotonic() < deadline
@@ -152,7 +152,7 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
     from recovery.cluster import Cluster
 
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    cb = CircuitBreaker(cluster_node.BREAKER, CircuitBreakerConfig(**CONFIG))
+    cb = CircuitBreaker(node_process.BREAKER, CircuitBreakerConfig(**CONFIG))
     cluster = Cluster(redis_url, namespace=namespace)
     cluster.attach(cb)
     cluster.start()
@@ -165,7 +165,7 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
             try:
                 os.close(read_end)
                 eventually(lambda: cluster.status()["connected"], BOUND)
-                cluster_node.trip(cb)
+                node_process.trip(cb)
                 eventually(lambda: cluster.status()["events_published"] == 1, BOUND)
                 report = {"node_id": cluster.node_id, "threads": len(cluster._threads)}
                 os.write(write_end, json.dumps(report).encode())
@@ -193,11 +193,11 @@ def test_a_preloading_parent_is_not_a_serving_node(redis_url: str) -> None:
     import redis
 
     from recovery import CircuitBreaker, CircuitBreakerConfig
-    from recovery._cluster_summary import channel, decode_summary
     from recovery.cluster import Cluster
+    from recovery.cluster.summary import channel, decode_summary
 
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    cb = CircuitBreaker(cluster_node.BREAKER, CircuitBreakerConfig(**CONFIG))
+    cb = CircuitBreaker(node_process.BREAKER, CircuitBreakerConfig(**CONFIG))
     cluster = Cluster(redis_url, namespace=namespace)
     cluster.attach(cb)
     cluster.start()
@@ -275,7 +275,7 @@ def test_under_gunicorn_preload_only_the_workers_are_nodes(
 
     import redis
 
-    from recovery._cluster_summary import channel, decode_summary
+    from recovery.cluster.summary import channel, decode_summary
 
     namespace = f"t{uuid.uuid4().hex[:10]}"
     (tmp_path / "preloaded.py").write_text(_PRELOADED_APP)

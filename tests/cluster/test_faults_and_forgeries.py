@@ -17,21 +17,16 @@ import attrs
 import pytest
 
 from recovery import CircuitBreakerConfig
-from recovery._cluster_codec import Event, Rejected, encode
-from recovery._cluster_store import key_part
-from recovery._cluster_summary import Publisher, channel, decode_summary
-from tests import test_cluster
+from recovery.cluster.codec import Event, Rejected, encode
+from recovery.cluster.store import key_part
+from recovery.cluster.summary import Publisher, channel, decode_summary
+from tests.cluster.conftest import trip, until
 from tests.redis_server import RedisServer, drop_namespace
-from tests.test_cluster import trip, until
 
 with contextlib.suppress(ImportError):  # without it the redis_url fixture skips or fails
     import redis
 
     from recovery.cluster import Cluster
-
-namespace = test_cluster.namespace  # the fixtures: a fresh namespace, started nodes
-nodes = test_cluster.nodes
-
 
 def publish(url: str, channel: str, message: bytes) -> None:
     client = redis.Redis.from_url(url)

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from recovery._cluster_codec import (
+from recovery.cluster.codec import (
     MAX_TEXT,
     VERSION,
     Rejected,
@@ -45,7 +45,7 @@ from recovery._cluster_codec import (
 from recovery.status import PluginRecovery
 
 if TYPE_CHECKING:  # the cluster imports this module
-    from recovery.cluster import Cluster, ClusterSnapshot
+    from recovery.cluster.core import Cluster, ClusterSnapshot
 
 _logger = logging.getLogger("recovery.cluster")
 

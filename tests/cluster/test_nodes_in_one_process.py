@@ -1,24 +1,22 @@
 """The cluster in one process: several nodes (each its own Cluster and breaker) on a real Redis.
 
-Multi-process cases are in test_cluster_procs.py.
+Multi-process cases are in test_nodes_across_processes.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
 import hashlib
 import hmac
 import math
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from recovery import CircuitBreakerConfig, CircuitOpenError
-from recovery._cluster_codec import Event, Rejected, decode, encode
 from recovery.breaker import CircuitBreaker
-from tests.helpers import eventually, fresh_namespace
+from recovery.cluster.codec import Event, Rejected, decode, encode
+from tests.cluster.conftest import BOUND, trip, until
 from tests.redis_server import RedisServer
 
 try:
@@ -27,57 +25,6 @@ try:
     from recovery.cluster import Cluster
 except ImportError:  # the redis_url fixture skips (or fails) with the reason
     pass
-
-BOUND = 10.0  # seconds any cross-node effect may take in these tests (it takes ms)
-
-
-def until(predicate: Callable[[], Any], timeout: float = BOUND) -> Any:
-    """Poll until ``predicate()`` is truthy; fail after ``timeout`` (never a fixed sleep)."""
-    return eventually(predicate, timeout, "condition not met in time")
-
-
-def trip(cb: CircuitBreaker) -> None:
-    def fail() -> None:
-        raise ConnectionError("down")
-
-    while cb.state.value == "closed":
-        with contextlib.suppress(ConnectionError):
-            cb.call(fail)
-
-
-@pytest.fixture
-def namespace(redis_url: str) -> Iterator[str]:
-    yield from fresh_namespace(redis_url, "t")
-
-
-@pytest.fixture
-def nodes(
-    redis_url: str, namespace: str, breaker_cls: type[CircuitBreaker]
-) -> Iterator[Callable[..., tuple[Cluster, CircuitBreaker]]]:
-    """``nodes(**cluster_options)`` -> a started (cluster, breaker) pair; all stopped after."""
-    made: list[Cluster] = []
-
-    def node(name: str = "db", config: CircuitBreakerConfig | None = None,
-             start: bool = True, url: str | None = None,
-             **options: Any) -> tuple[Cluster, CircuitBreaker]:
-        config = config or CircuitBreakerConfig(
-            failure_threshold=3, minimum_requests=3, sliding_window_size=10, timeout=30.0
-        )
-        cluster = Cluster(url or redis_url, namespace=namespace, **options)
-        breaker = breaker_cls(name, config)
-        cluster.attach(breaker)
-        made.append(cluster)
-        if start:
-            cluster.start()
-            until(lambda: cluster.status()["connected"])
-        return cluster, breaker
-
-    yield node
-    for cluster in made:
-        cluster.stop()
-    made.clear()
-    gc.collect()  # a test's breakers (and their names) leave the process's registry with it
-
 
 def test_a_trip_opens_every_node_for_the_remaining_period(nodes: Any) -> None:
     (c1, b1), (c2, b2), (c3, b3) = nodes(), nodes(), nodes()
@@ -198,7 +145,7 @@ def test_a_lease_holder_that_gets_no_calls_leaves_the_trial_to_a_node_that_does(
     # gunicorn --preload: the parent follows the fleet but serves no calls. Holding
     # the lease, it renewed it for ever while half-open: no trial ever ran, and the
     # fleet stayed open after the dependency was back.
-    from recovery._cluster_fleet import LEASE_TTL
+    from recovery.cluster.fleet import LEASE_TTL
 
     config = CircuitBreakerConfig(failure_threshold=3, minimum_requests=3,
                                   sliding_window_size=10, timeout=0.3, success_threshold=1)
@@ -455,9 +402,9 @@ def test_a_hold_runs_out_by_itself_when_redis_is_gone(
 def test_a_full_hand_over_queue_drops_and_counts(
     nodes: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import recovery.cluster
+    import recovery.cluster.core
 
-    monkeypatch.setattr(recovery.cluster, "QUEUE_LIMIT", 3)
+    monkeypatch.setattr(recovery.cluster.core, "QUEUE_LIMIT", 3)
     (c1, b1) = nodes(start=False)  # nobody drains the queue
     for _ in range(5):
         b1.force_open(60)

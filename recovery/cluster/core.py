@@ -15,7 +15,7 @@ time, from one queue: local transitions handed over by the breakers' listeners
 (a put on a queue, never a wait), reconnections, and the fleet deadlines. A lock
 lets one of the two at a time touch the fleet's state. Nothing the cluster does
 can raise into a caller's thread. A third thread publishes this node's status summary
-once a second for the fleet dashboard (see ``recovery._cluster_summary``), on a
+once a second for the fleet dashboard (see ``recovery.cluster.summary``), on a
 channel of its own.
 
 Needs redis-py >= 5 (``pip install 'recovery[redis]'``).
@@ -41,11 +41,11 @@ from typing import Any
 import attrs
 
 from recovery import _clock, _validate
-from recovery._cluster_codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
-from recovery._cluster_fleet import LEASE_RENEW, Fleet, Tracked
-from recovery._cluster_store import Store
-from recovery._cluster_summary import channel as summary_channel
-from recovery._cluster_summary import summary_thread
+from recovery.cluster.codec import MAX_MESSAGE_BYTES, MAX_TEXT, Event, Rejected, decode, encode
+from recovery.cluster.fleet import LEASE_RENEW, Fleet, Tracked
+from recovery.cluster.store import Store
+from recovery.cluster.summary import channel as summary_channel
+from recovery.cluster.summary import summary_thread
 from recovery.state import CircuitBreakerState
 
 try:
@@ -299,7 +299,7 @@ class Cluster:
             del self._tracked[breaker.name]
         assert tracked.listener is not None
         breaker.remove_listener(tracked.listener)
-        breaker._opened_by = None
+        breaker.set_opened_by(None)
 
     def _listener(self, tracked: Tracked) -> Any:
         inbox = self._inbox

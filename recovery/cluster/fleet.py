@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 
-from recovery._cluster_codec import Event, Rejected
-from recovery._cluster_store import Record, Store
+from recovery.cluster.codec import Event, Rejected
+from recovery.cluster.store import Record, Store
 from recovery.state import CircuitBreakerState
 
 CLOSED = CircuitBreakerState.CLOSED
@@ -362,7 +362,7 @@ class Fleet:
         t.level = 0  # a close resets the backoff (the close script sets it so)
         t.lease_epoch, t.held = None, False
         breaker = t.breaker
-        breaker._opened_by = None
+        breaker.set_opened_by(None)
         state = breaker.state
         if (state is OPEN and (everyone or was_held)) or (state is HALF_OPEN and was_held):
             breaker.reset()
@@ -376,7 +376,7 @@ class Fleet:
         if breaker.state is REPAIRING:
             return  # repair stays local; the repair's end brings it back here
         t.held = True
-        breaker._opened_by = None if t.opened_by == self.node else t.opened_by
+        breaker.set_opened_by(None if t.opened_by == self.node else t.opened_by)
         breaker.force_open(left + HOLD_MARGIN)
 
 
