@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
-import time
 from collections import Counter
 from typing import Any
 
 from benchmarks.bench_incidents import BARS, Onset, Run, scenario, score
 from benchmarks.bench_recovery import SimClock
+from benchmarks.bench_recovery import quiesce as settle
 from recovery.alerts import Alert, AlertKind
 from recovery.config import CircuitBreakerConfig
 from recovery.dependency_graph import DependencyGraph
@@ -84,23 +83,9 @@ class Plugin:
 
 
 def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 30.0) -> None:
-    """Wait (real time, bounded) until every thread of the manager that has work waits
-    on the clock: as bench_recovery's, but an episode queued while every worker waits
-    out a back-off is waiting too (many plugins, two workers)."""
-    deadline = time.monotonic() + limit
-    pause = threading.Event()
-    quiet_once = False
-    while True:
-        if _quiet(rm, clock):
-            if quiet_once:
-                return
-            quiet_once = True  # once more after a yield: a callback may be on its way
-            time.sleep(0)
-            continue
-        quiet_once = False
-        if time.monotonic() > deadline:
-            raise RuntimeError("the manager did not settle")
-        pause.wait(0.0001)
+    """bench_recovery's quiesce, where an episode queued while every worker waits out a
+    back-off is waiting too (many plugins, two workers)."""
+    settle(rm, clock, limit, quiet=_quiet)
 
 
 def _quiet(rm: RecoveryManager, clock: SimClock) -> bool:

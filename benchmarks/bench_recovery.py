@@ -77,16 +77,19 @@ class SimClock(FakeClock):
             return any(event.is_set() or deadline <= now for deadline, event in self._parked)
 
 
-def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 10.0) -> None:
+def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 10.0,
+            quiet: Callable[[RecoveryManager, SimClock], bool] | None = None) -> None:
     """Wait (real time, bounded) until every thread the manager runs is parked on
     the clock: no episode queued or acting, no strategy or check running, no
-    woken waiter. Reads the manager's and its monitor's private state: this is
-    a simulation harness, not an API."""
+    woken waiter (``quiet`` says so; this module's own rule by default). Reads the
+    manager's and its monitor's private state: this is a simulation harness, not an
+    API."""
+    quiet = _quiet if quiet is None else quiet
     deadline = time.monotonic() + limit
     pause = threading.Event()
     quiet_once = False
     while True:
-        if _quiet(rm, clock):
+        if quiet(rm, clock):
             if quiet_once:
                 return
             quiet_once = True  # once more after a yield: a callback may be on its way
