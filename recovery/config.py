@@ -386,10 +386,12 @@ class RecoveryConfig:
       cause unknown.
     - ``incident_hold_timeout``: a dependent is held (not restarted) at most this long
       while its root is repaired.
-    - ``strategy_order`` ("learned"): how a plugin without a configured strategy
-      orders the strategies that can handle its failure: "learned" tries first the
-      one its own audit history says brings it back fastest (with no history: the
-      priority order), "priority" the fixed priority order (:mod:`recovery.learning`).
+    - ``strategy_order``: how a plugin without a configured strategy orders the
+      strategies that can handle its failure: "priority" the fixed priority order;
+      "learned" tries first the one its own audit history says brings it back fastest
+      (with no history: the priority order; :mod:`recovery.learning`). Opt-in: attempts
+      made while a dependency's root is down teach it that cheap strategies are as good
+      as repairs (docs/decisions.md).
     - ``random_seed`` (None): seeds the learned order's random draws, so runs repeat.
     """
 
@@ -460,7 +462,7 @@ class RecoveryConfig:
     incident_hold_timeout: float = attrs.field(
         default=120.0, converter=v.seconds, validator=v.positive_seconds
     )
-    strategy_order: str = attrs.field(default="learned", validator=_order_mode)
+    strategy_order: str = attrs.field(default="priority", validator=_order_mode)
     random_seed: int | None = attrs.field(
         default=None, validator=v.optional(v.integer()))
 

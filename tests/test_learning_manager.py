@@ -96,6 +96,7 @@ def manager(clock: FakeClock) -> Any:
         config.setdefault("enable_health_checking", False)
         config.setdefault("max_episodes_per_period", 1000)
         config.setdefault("random_seed", 7)
+        config.setdefault("strategy_order", "learned")  # opt-in: what this module tests
         rm = RecoveryManager(StubPluginManager(plugin), audit, RecoveryConfig(**config),
                              clock=clock)
         made.append(rm)
@@ -161,7 +162,7 @@ def test_audit_records_carry_the_order_and_the_runs_duration(
     manager: Any, clock: FakeClock
 ) -> None:
     audit = MemoryAuditLogger()
-    rm, plugin = manager(audit)  # the default order
+    rm, plugin = manager(audit)  # the fixture's order: learned
     _episodes(rm, plugin, clock, audit, 1)  # seed 7: restart, then reload
     assert [(r["action"], r["success"], r["order"], r["duration"]) for r in audit.query()] == [
         ("restart", False, "learned", RESTART_TIME), ("reload", True, "learned", RELOAD_TIME)]
@@ -245,7 +246,7 @@ def test_a_later_start_keeps_what_was_learned_live(make_manager: MakeManager,
             pass
 
     plugin = Wedged(clock)
-    rm = make_manager(StubPluginManager(plugin), Plain(), random_seed=1)
+    rm = make_manager(StubPluginManager(plugin), Plain(), random_seed=1, strategy_order="learned")
     rm.register_plugin("p", health_check=plugin.healthy)
     plugin.wedged = True
     rm.record_failure("p", FailureInfo("error"))
@@ -345,7 +346,7 @@ def test_bad_settings_name_the_field(field: str, value: Any, error: type[Excepti
 
 def test_the_defaults() -> None:
     config = RecoveryConfig()
-    assert (config.strategy_order, config.random_seed) == ("learned", None)
+    assert (config.strategy_order, config.random_seed) == ("priority", None)
 
 
 def test_a_strategy_that_returns_at_once_and_never_verifies_does_not_stay_first() -> None:
