@@ -509,8 +509,8 @@ class HealthMonitor:
                 raise KeyError(f"no health check is watched for plugin {name!r}")
             return watch.planned
 
-    def _is_busy(self) -> bool:
-        """Has the monitor work that needs no more time? A check queued or running
+    def busy(self) -> bool:
+        """Whether the monitor has work that needs no more time: a check queued or running
         (within its timeout), or a check, a detach or a timeout due now. The recovery
         manager's ``is_quiescent()`` asks."""
         now = self._clock.monotonic()

@@ -838,7 +838,7 @@ class RecoveryManager(
             if self._due(now):
                 self._timer_wake.set()  # it may have read the clock before it moved
                 return False
-        return monitor is None or not monitor._is_busy()
+        return monitor is None or not monitor.busy()
 
 
 def _describe(exc: BaseException) -> str:

@@ -122,7 +122,8 @@ _PLUGIN = ("plugin",)
 
 # name, help, type, labels. Counter names carry ``_total`` here; prometheus-client
 # keeps it on the samples and drops it from the family name, as the format wants.
-_FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+# Public: the fleet dashboard's /metrics names and documents its families from this table.
+FAMILIES: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
     ("recovery_circuit_breaker_state",
      "Circuit breaker state: 1 for the current state, 0 for the others.",
      "gauge", ("plugin", "state")),
@@ -192,7 +193,7 @@ def _families() -> dict[str, _Family]:
         "counter": CounterMetricFamily, "gauge": GaugeMetricFamily,
         "histogram": HistogramMetricFamily,
     }
-    for name, documentation, kind, labels in _FAMILIES:
+    for name, documentation, kind, labels in FAMILIES:
         families[name] = kinds[kind](name, documentation, labels=labels)
     return families
 

@@ -971,3 +971,30 @@ def test_real_clock_hung_check_does_not_stall_the_others() -> None:
     assert monitor.stuck_threads == 0
     assert hung_healthy == []  # released only after stop(): its result is dropped
     assert other_limits == []
+
+
+def test_busy_while_a_check_runs_and_not_once_only_time_can_move_it_on() -> None:
+    clock = FakeClock()
+    monitor = HealthMonitor(concurrency=1, clock=clock)
+    started, release = threading.Event(), threading.Event()
+
+    def check() -> bool:
+        started.set()
+        release.wait(WAIT)
+        return True
+
+    assert not monitor.busy()  # not started: nothing to do
+    monitor.watch("p", check, HealthCheckConfig(interval=10.0))
+    monitor.start()
+    try:
+        assert clock.wait_for_waiters(1, WAIT)  # the first check waits out its interval
+        assert not monitor.busy()  # only time can move it on
+        clock.advance(10.0)
+        assert started.wait(WAIT)
+        assert monitor.busy()  # the check runs
+        release.set()
+        assert clock.wait_for_waiters(1, WAIT)
+        # The pool hands the result back, then only time can move the monitor on.
+        eventually(lambda: not monitor.busy(), WAIT, "still busy with only time left")
+    finally:
+        _stop_returns(monitor, timeout=1.0)

@@ -27,11 +27,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from recovery._labels import label
 from recovery.cluster.summary import STATES
-from recovery.prometheus import _FAMILIES
+from recovery.prometheus import FAMILIES
 
 _Family = CounterMetricFamily | GaugeMetricFamily
 _BY_NODE = ("node", "plugin")
-_HELP = {name: (documentation, kind) for name, documentation, kind, _ in _FAMILIES}
+_HELP = {name: (documentation, kind) for name, documentation, kind, _ in FAMILIES}
 
 # The collector's metrics a summary carries: name -> the summary entry's field.
 _COUNTS = {
