@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import array
 import filecmp
-import importlib.util
 import math
 import random
 from pathlib import Path
-from types import ModuleType
 
 import attrs
 import pytest
 
+from benchmarks.bench_forecast import generator
 from recovery.config import CircuitBreakerConfig
 from recovery.forecast import ForecastScore, score_forecast
 from recovery.trace import Trace, load_trace
@@ -118,18 +117,8 @@ def test_bad_arguments_are_refused() -> None:
         score_forecast(labelled_trace, interval=0)
 
 
-def _generator() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "forecast_traces", TRACES / "generate_forecast.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_committed_traces_are_what_the_generator_makes(tmp_path: Path) -> None:
-    _generator().main(["--out", str(tmp_path)])
+    generator().main(["--out", str(tmp_path)])
     for made in sorted(tmp_path.iterdir()):
         assert filecmp.cmp(made, TRACES / made.name, shallow=False), made.name
 
