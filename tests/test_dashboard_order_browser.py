@@ -19,9 +19,9 @@ from recovery.manager import RecoveryManager
 from recovery.strategies import RecoveryContext
 from recovery.testing import FakeClock
 from tests.helpers import StubPluginManager
+from tests.manager.test_learned_strategy_order import Wedged, _episodes
 from tests.test_dashboard import XSS
 from tests.test_dashboard_browser import Page, browser, expect, page, tile  # noqa: F401
-from tests.test_learning_manager import Wedged, _episodes
 
 
 class Noop:

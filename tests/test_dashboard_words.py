@@ -18,8 +18,8 @@ from recovery import CircuitBreakerConfig, RecoveryConfig, RecoveryManager
 from recovery.dashboard import Dashboard
 from recovery.testing import FakeClock
 from tests.helpers import settle
+from tests.manager.test_early_warning import ParkingClock, Upstream
 from tests.test_dashboard import Stream, request, tile, timeline_event
-from tests.test_early_warning import ParkingClock, Upstream
 
 
 def entries_of(board: Dashboard, name: str) -> list[dict[str, Any]]:
