@@ -2,7 +2,7 @@
 (never in a crash loop of restarts), and an early warning is raised and over.
 
 Real managers on fake clocks; the dashboard reads them once a second in real time, so the
-waits are the stream's bounded deadlines (tests/test_dashboard.py).
+waits are the stream's bounded deadlines (tests/dashboard/test_dashboard.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import pytest
 from recovery import CircuitBreakerConfig, RecoveryConfig, RecoveryManager
 from recovery.dashboard import Dashboard
 from recovery.testing import FakeClock
+from tests.dashboard.test_dashboard import Stream, request, tile, timeline_event
 from tests.helpers import settle
-from tests.test_dashboard import Stream, request, tile, timeline_event
 from tests.test_early_warning import ParkingClock, Upstream
 
 
