@@ -31,7 +31,7 @@ def stale_extension(error: ImportError) -> ImportError:
 
 if TYPE_CHECKING:
     # Type checkers read recovery/_window.pyi, the stub users see; the twin is checked
-    # against it by tests/test_window_contract.py.
+    # against it by tests/breaker/test_window_contract.py.
     from recovery._window import Dispatcher as Dispatcher
     from recovery._window import Route as Route
     from recovery._window import Window as Window

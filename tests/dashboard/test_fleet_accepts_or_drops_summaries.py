@@ -18,8 +18,8 @@ import pytest
 
 from recovery.cluster.summary import channel, encode_summary
 from recovery.testing import FakeClock
+from tests.dashboard.test_fleet import entry, node_view, soon, status
 from tests.helpers import closed_after, fresh_namespace
-from tests.test_dashboard_fleet import entry, node_view, soon, status
 
 try:
     import redis

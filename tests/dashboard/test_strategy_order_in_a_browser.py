@@ -1,5 +1,5 @@
 """The strategy order on a plugin tile, in a real browser (Chromium, as in
-tests/test_dashboard_browser.py): a plugin a restart never fixes but a reload does,
+tests/dashboard/test_page_in_a_browser.py): a plugin a restart never fixes but a reload does,
 after twelve episodes on the fake clock, shows "order (learned): reload 10/10 ...".
 A strategy named like markup (tried now and then: the learner samples) is shown as
 text. The screenshot of the tile is saved in the test's tmp dir (tile.png).
@@ -18,10 +18,10 @@ from recovery.dashboard import Dashboard
 from recovery.manager import RecoveryManager
 from recovery.strategies import RecoveryContext
 from recovery.testing import FakeClock
+from tests.dashboard.test_http_and_stream import XSS
+from tests.dashboard.test_page_in_a_browser import Page, browser, expect, page, tile  # noqa: F401
 from tests.helpers import StubPluginManager
 from tests.manager.test_learned_strategy_order import Wedged, _episodes
-from tests.test_dashboard import XSS
-from tests.test_dashboard_browser import Page, browser, expect, page, tile  # noqa: F401
 
 
 class Noop:

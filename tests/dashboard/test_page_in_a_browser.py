@@ -23,7 +23,7 @@ import pytest
 
 from recovery import FailureInfo, RecoveryManager, RecoveryStatus
 from recovery.dashboard import Dashboard
-from tests.test_dashboard import (
+from tests.dashboard.test_http_and_stream import (
     TOKEN,
     XSS,
     failing_manager,
@@ -361,8 +361,8 @@ def test_an_incident_groups_its_tiles_under_one_header_root_first(
     boards: Callable[..., Dashboard], page: Page, tmp_path: Path
 ) -> None:
     from recovery.testing import FakeClock
+    from tests.dashboard.test_incident_grouping import MEMBERS, incident_manager
     from tests.incidents.test_manager_incidents import Outage, quiet, trip
-    from tests.test_dashboard_incidents import MEMBERS, incident_manager
 
     clock, outage = FakeClock(1000.0), Outage()
     with incident_manager(clock, outage) as rm:

@@ -1,4 +1,6 @@
-"""Circuit breaker behaviour on a fake clock, run against both windows (see conftest)."""
+"""Circuit breaker behaviour on a fake clock, run against both windows (see conftest):
+calls, the state cycle, the trip rules, what counts as a failure (classes and predicates),
+observe-only, listeners, manual control, metrics and the config."""
 
 from __future__ import annotations
 
@@ -408,6 +410,63 @@ def test_metaclass_exceptions_in_ignore_list(make_breaker: MakeBreaker) -> None:
     assert cb.metrics().total_requests == 0
 
 
+class HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def raise_status(status: int) -> None:
+    raise HttpError(status)
+
+
+def test_predicates_and_classes_mix(make_breaker: MakeBreaker) -> None:
+    cb = make_breaker(failure_threshold=2, minimum_requests=2, failure_rate_threshold=None,
+                      record_exceptions=(OSError, lambda e: getattr(e, "status", 0) >= 500),
+                      ignore_exceptions=(lambda e: getattr(e, "status", 0) == 404,))
+    for status in (404, 400):
+        with pytest.raises(HttpError):
+            cb.call(raise_status, status)
+    m = cb.metrics()
+    # 404 ignored, 400 a success
+    assert (m.total_requests, m.total_failures, m.total_successes) == (1, 0, 1)
+    with pytest.raises(HttpError):
+        cb.call(raise_status, 503)
+    with pytest.raises(OSError), cb:
+        raise OSError()
+    assert cb.state is OPEN
+
+
+def test_raising_predicate_is_logged_and_the_call_counts_as_failed(
+    make_breaker: MakeBreaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    cb = make_breaker(failure_threshold=5, minimum_requests=5,
+                      record_exceptions=(lambda e: e.status >= 500,),
+                      ignore_exceptions=(lambda e: e.status == 404,))
+    with pytest.raises(Boom):
+        cb.call(lambda: (_ for _ in ()).throw(Boom()))  # Boom has no .status
+    m = cb.metrics()
+    assert (m.total_requests, m.total_failures, m.total_successes) == (1, 1, 0)
+    assert "predicate" in caplog.text
+
+
+@pytest.mark.parametrize("field", ["record_exceptions", "ignore_exceptions"])
+@pytest.mark.parametrize("bad", [int, (ValueError, dict), (ValueError, 3), "nope"])
+def test_non_exception_classes_and_non_callables_are_refused(field: str, bad: Any) -> None:
+    with pytest.raises(TypeError, match=field) as refused:
+        CircuitBreakerConfig(**{field: bad})
+    assert repr(bad) in str(refused.value)
+
+
+def test_single_predicate_is_accepted() -> None:
+    def server_error(e: BaseException) -> bool:
+        return False
+
+    assert CircuitBreakerConfig(record_exceptions=server_error).record_exceptions == (
+        server_error,
+    )
+
+
 # -- observe-only, context manager, listeners -----------------------------------------------------
 
 
@@ -696,6 +755,17 @@ def test_breaker_rejects_bad_name_and_config() -> None:
         CircuitBreaker("")
     with pytest.raises(TypeError, match="config"):
         CircuitBreaker("x", {"timeout": 1})  # type: ignore[arg-type]
+
+
+def test_config_fields_as_keywords(breaker_cls: Any, clock: FakeClock) -> None:
+    cb = breaker_cls("db", failure_threshold=3, minimum_requests=3, clock=clock)
+    assert cb.config == CircuitBreakerConfig(failure_threshold=3, minimum_requests=3)
+    with pytest.raises(TypeError, match="not both"):
+        breaker_cls("db", CircuitBreakerConfig(), failure_threshold=3)
+    with pytest.raises(TypeError):
+        breaker_cls("db", no_such_field=1)
+    with pytest.raises(ValueError, match="failure_threshold"):
+        breaker_cls("db", failure_threshold=0)
 
 
 def test_default_clock_is_real(breaker_cls: type[CircuitBreaker]) -> None:

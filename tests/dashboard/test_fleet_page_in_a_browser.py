@@ -1,7 +1,7 @@
 """The fleet page in a real browser (Debian's Chromium through Playwright), fed by real nodes.
 
 Nodes are spawned processes with a started cluster (tests/cluster/node_process.py) on a
-real redis-server. Skips like tests/test_dashboard_browser.py (its browser and
+real redis-server. Skips like tests/dashboard/test_page_in_a_browser.py (its browser and
 page fixtures are reused: a screenshot per test in its tmp dir) and like the
 cluster tests without Redis.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from recovery.breaker import CircuitBreaker
-from tests import test_dashboard_browser as single
 from tests.cluster.test_nodes_across_processes import Node
+from tests.dashboard import test_page_in_a_browser as single
+from tests.dashboard.test_http_and_stream import XSS
 from tests.helpers import fresh_namespace, node_processes
-from tests.test_dashboard import XSS
 
 browser, page = single.browser, single.page  # the same fixtures: Chromium, a screenshot each
 
@@ -162,7 +162,7 @@ def test_an_incident_across_nodes_is_shown_once_with_its_counts(
     import redis
 
     from recovery.cluster.summary import channel, encode_summary
-    from tests.test_dashboard_fleet import entry, incident
+    from tests.dashboard.test_fleet import entry, incident
 
     # Three nodes whose managers each opened their own incident for one outage of db
     # (the third saw payments fail, not db), and a fourth with nothing open.

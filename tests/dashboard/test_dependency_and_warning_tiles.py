@@ -2,7 +2,7 @@
 (never in a crash loop of restarts), and an early warning is raised and over.
 
 Real managers on fake clocks; the dashboard reads them once a second in real time, so the
-waits are the stream's bounded deadlines (tests/test_dashboard.py).
+waits are the stream's bounded deadlines (tests/dashboard/test_http_and_stream.py).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import pytest
 from recovery import CircuitBreakerConfig, RecoveryConfig, RecoveryManager
 from recovery.dashboard import Dashboard
 from recovery.testing import FakeClock
+from tests.dashboard.test_http_and_stream import Stream, request, tile, timeline_event
 from tests.helpers import settle
 from tests.manager.test_early_warning import ParkingClock, Upstream
-from tests.test_dashboard import Stream, request, tile, timeline_event
 
 
 def entries_of(board: Dashboard, name: str) -> list[dict[str, Any]]:

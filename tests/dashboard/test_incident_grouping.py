@@ -2,7 +2,8 @@
 
 A real RecoveryManager on a fake clock (incidents as in
 tests/incidents/test_manager_incidents.py); the dashboard reads it once a second in
-real time, so the waits are the stream's bounded deadlines (tests/test_dashboard.py).
+real time, so the waits are the stream's bounded deadlines
+(tests/dashboard/test_http_and_stream.py).
 One of the members is named like markup: the feed sends names as data.
 """
 
@@ -16,9 +17,9 @@ import pytest
 from recovery import CircuitBreakerConfig, RecoveryConfig, RecoveryManager
 from recovery.dashboard import Dashboard
 from recovery.testing import FakeClock, RecordingAuditLogger
+from tests.dashboard.test_http_and_stream import XSS, Stream, request, tile, timeline_event
 from tests.helpers import StubPluginManager
 from tests.incidents.test_manager_incidents import Outage, quiet, trip
-from tests.test_dashboard import XSS, Stream, request, tile, timeline_event
 
 MEMBERS = ("orders", XSS, "search")
 TRIPS_AT_ONCE = CircuitBreakerConfig(failure_threshold=1)

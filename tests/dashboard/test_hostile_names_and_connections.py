@@ -19,8 +19,16 @@ import pytest
 
 from recovery.breaker import CircuitBreaker
 from recovery.dashboard import Dashboard, server
+from tests.dashboard.test_http_and_stream import (
+    TOKEN,
+    WAIT,
+    Stream,
+    failing_manager,
+    post,
+    request,
+    tile,
+)
 from tests.helpers import eventually
-from tests.test_dashboard import TOKEN, WAIT, Stream, failing_manager, post, request, tile
 
 SURROGATE = os.fsdecode(b"plugin-\xff")  # "plugin-\udcff": a name from a file name
 

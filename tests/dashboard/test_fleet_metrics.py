@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from recovery.cluster.summary import encode_summary
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock
+from tests.dashboard.test_fleet import entry, node_view, soon
 from tests.helpers import closed_after, fresh_namespace, node_processes
-from tests.test_dashboard_fleet import entry, node_view, soon
 
 try:
     from recovery.dashboard import serve_fleet
