@@ -40,8 +40,10 @@ here can restart) is recovered by probes instead of restarts, in its own words.
 User callbacks (alert handlers, audit and log records) are delivered on the
 manager's own thread, each bounded (:mod:`recovery.manager.outbox`).
 
-The parts live in modules of one concern each, mixed into the manager: the
-episode runner (:mod:`recovery.manager.episodes`), the crash loop and its timer
+The parts live in modules of one concern each: the episode runner
+(:mod:`recovery.manager.episodes`, given what it needs and returning how the episode
+ended), and, mixed into the manager, the worker threads that run episodes and
+settle their outcomes (:mod:`recovery.manager.workers`), the crash loop and its timer
 (:mod:`recovery.manager.crash_loop`), the link to the health monitor
 (:mod:`recovery.manager.health_link`), dependencies (:mod:`recovery.manager.dependencies`) and
 the status view (:mod:`recovery.manager.status_view`), early warning
@@ -95,7 +97,7 @@ from recovery.learning import StrategyLearner
 from recovery.manager.crash_loop import CrashLoops
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
 from recovery.manager.early_warning import EarlyWarnings
-from recovery.manager.episodes import EpisodeRunner, safe_repr
+from recovery.manager.episodes import EpisodeHooks, EpisodeRunner, safe_repr
 from recovery.manager.forked import ForkRenewal
 from recovery.manager.health_link import HealthLink
 from recovery.manager.incident_link import IncidentLink, new_tracker
@@ -104,13 +106,12 @@ from recovery.manager.outbox import Outbox
 from recovery.manager.status_view import StatusView
 from recovery.manager.supervised import (
     CLOSED,
-    INTENSITY,
     REJECTING,
-    UNRECOVERABLE,
-    Episode,
+    FailedReason,
     Supervised,
 )
 from recovery.manager.supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
+from recovery.manager.workers import Workers
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
@@ -129,7 +130,7 @@ class _Then(enum.Enum):
 
 
 class RecoveryManager(
-    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
+    Dispatcher, Workers, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
     IncidentLink, LearningLink, ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
@@ -248,6 +249,15 @@ class RecoveryManager(
         self._learner = StrategyLearner(verify_timeout=config.verify_timeout,
                                         random_seed=config.random_seed)
         self._history_read = False  # rebuilt from the audit log at the first start()
+        self._episodes = EpisodeRunner(
+            config, self.clock, self.logger, plugin_manager, audit_logger, self._lock,
+            self._runner, self._outbox, self._alerts,
+            EpisodeHooks(
+                control=self._control, park=self._park, strategies=self._strategies_now,
+                health_check=self._health_check_of, held_by_incident=self._held_by_incident,
+                incident_id=self._incident_id, note_configured=self._note_configured,
+                ordered=self._ordered, verify_window=self._verify_window, learn=self._learn,
+            ))
         self._renew_after_fork()  # gunicorn --preload: a forked worker starts its own threads
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -337,8 +347,8 @@ class RecoveryManager(
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
                 verification = episode.parked
-                self._record_run(plugin, episode.failure, verification.action, True, True,
-                                 None, verification.started)
+                self._episodes.record_run(plugin, episode.failure, verification.action, True,
+                                          True, None, verification.started)
             plugin.verification = None
             self._drop_episode(plugin)
         for plugin in drained:
@@ -380,25 +390,6 @@ class RecoveryManager(
         for plugin in list(self._plugins.values()):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
                 self._control(functools.partial(plugin.breaker.end_repair, False))
-
-    def _drop_episode(self, plugin: Supervised) -> None:
-        """End a queued episode that never ran (stop()): breaker OPEN, no callbacks.
-
-        A crash loop's probe is put back to wait its delay again.
-        """
-        breaker = plugin.breaker
-        with self._lock:
-            in_crash_loop = plugin.crash_loop
-            if in_crash_loop:
-                self._wait_again(plugin, self.clock.monotonic())
-        if in_crash_loop or plugin.failed_for_good:
-            self._control(lambda: breaker.force_open(math.inf))
-        else:
-            self._control(lambda: breaker.end_repair(False))
-        with self._lock:
-            plugin.episode = None
-            self._open_episodes -= 1
-            self._idle.notify_all()
 
     def __enter__(self) -> RecoveryManager:
         self.start()
@@ -529,6 +520,14 @@ class RecoveryManager(
         raises (anything) or blocks past it is counted in status and logged.
         """
         self._alerts.add_handler(handler)
+
+    def _strategies_now(self) -> dict[str, RecoveryStrategy]:
+        with self._lock:
+            return dict(self._strategies)
+
+    def _health_check_of(self, name: str) -> tuple[Callable[[], Any], HealthCheckConfig] | None:
+        with self._lock:
+            return self._health_checks.get(name)
 
     def _describe(self, name: str) -> str:
         """A registration as messages name it: "plugin 'p'", "dependency 'payments'"."""
@@ -693,15 +692,15 @@ class RecoveryManager(
             plugin.last_trouble = now
             plugin.last_failure = failure
             if not failure.recoverable and not plugin.failed_for_good:
-                plugin.failed_reason = UNRECOVERABLE
-                self._leave_crash_loop(plugin, failed_reason=UNRECOVERABLE)
+                plugin.failed_reason = FailedReason.UNRECOVERABLE
+                self._leave_crash_loop(plugin, failed_reason=FailedReason.UNRECOVERABLE)
                 then = _Then.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
                 pass
             elif self._too_many_episodes(plugin, now, quiet_since):
-                self._enter_crash_loop(plugin, INTENSITY, now)
+                self._enter_crash_loop(plugin, FailedReason.INTENSITY, now)
                 then = _Then.START_CRASH_LOOP
             else:
                 self._open_episode(plugin, failure, now, probe=False)
@@ -732,34 +731,6 @@ class RecoveryManager(
                 f"{'failures' if plugin.kind == DEPENDENCY else 'recovery episodes'} within "
                 f"{config.episode_period:g}s",
             )
-
-    def _open_episode(
-        self, plugin: Supervised, failure: FailureInfo, now: float, *, probe: bool
-    ) -> None:
-        """Under the lock: the plugin has an episode from now on (later failures are
-        counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
-        limit = self._thresholds.recovery_time
-        plugin.episode = Episode(failure, now, None if limit is None else now + limit, probe)
-        if plugin.down_since is None:
-            plugin.down_since = plugin.episode.wall_started
-        plugin.attempts = 0
-        self._open_episodes += 1
-
-    def _queue_episode(self, plugin: Supervised) -> None:
-        """Outside the lock, as the breaker's listeners run: move the breaker to
-        REPAIRING, then hand the episode to a worker.
-
-        REPAIRING comes first so that no worker acts on a plugin whose calls still go
-        through. A stop() that came in between drained the queue without it: the
-        episode is dropped here instead (breaker OPEN), as stop() would have.
-        """
-        self._control(plugin.breaker.begin_repair)
-        with self._lock:
-            if self._running:
-                self._queue.append(plugin)
-                self._work_ready.notify()
-                return
-        self._drop_episode(plugin)
 
     def reset_plugin(self, name: str) -> None:
         """Forget the plugin's failures: not failed, not in a crash loop, not degraded,

@@ -30,7 +30,10 @@ from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.config import RecoveryConfig
 from recovery.failures import FailureInfo, FailureType
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN
-from recovery.manager.supervised import Episode, Supervised, Verification
+from recovery.manager.supervised import Episode, FailedReason, Supervised, Verification
+
+if TYPE_CHECKING:
+    from recovery.manager.episodes import EpisodeRunner
 
 MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
 
@@ -53,6 +56,7 @@ class CrashLoops:
     _timer_wake: threading.Event
     _crash_backoff: Backoff
     _alerts: AlertDispatcher
+    _episodes: EpisodeRunner
 
     if TYPE_CHECKING:
         def _control(self, action: Callable[[], object]) -> None: ...
@@ -61,11 +65,10 @@ class CrashLoops:
                           probe: bool) -> None: ...
         def _queue_episode(self, plugin: Supervised) -> None: ...
         def _resume(self, plugin: Supervised, verification: Verification) -> None: ...
-        def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None: ...
         def _poll_incidents(self, now: float) -> bool: ...
         def _incident_due(self) -> float | None: ...
 
-    def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None:
+    def _enter_crash_loop(self, plugin: Supervised, reason: FailedReason, now: float) -> None:
         """Plan the next attempt after a delay that doubles each time (under the lock).
 
         The breaker is to be held open until then (the caller does it, outside the
@@ -124,7 +127,8 @@ class CrashLoops:
                        f"{plugin.crash_delay:g}s")
         self._alerts.fire_once(plugin.name, started, message)
 
-    def _leave_crash_loop(self, plugin: Supervised, failed_reason: str | None = None) -> None:
+    def _leave_crash_loop(self, plugin: Supervised,
+                          failed_reason: FailedReason | None = None) -> None:
         """Under the lock: no next attempt; failed with ``failed_reason`` (None: serving)."""
         plugin.crash_loop = False
         plugin.next_attempt = None
@@ -220,7 +224,7 @@ class CrashLoops:
         for plugin in probes:
             self._probe(plugin)
         for plugin, episode in alarms:
-            self._check_recovery_time(plugin, episode)
+            self._episodes.check_recovery_time(plugin, episode)
         for plugin, verification in ended:
             self._resume(plugin, verification)
         incidents = self._poll_incidents(now)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from recovery._bounded import ThreadRunner
     from recovery.alerts import AlertDispatcher
     from recovery.health import HealthMonitor
+    from recovery.manager.episodes import EpisodeRunner
     from recovery.manager.outbox import Outbox
     from recovery.manager.supervised import Supervised
 
@@ -52,6 +53,7 @@ class ForkRenewal:
     _parked: dict[str, Supervised]
     _plugins: dict[str, Supervised]
     _runner: ThreadRunner
+    _episodes: EpisodeRunner
     _outbox: Outbox
     _alerts: AlertDispatcher
 
@@ -69,6 +71,7 @@ class ForkRenewal:
         self._work_ready = threading.Condition(self._lock)
         self._local = threading.local()
         self._runner.after_fork()
+        self._episodes.after_fork(self._lock)
         self._outbox.after_fork()
         self._alerts.after_fork()
         self._free_workers = 0

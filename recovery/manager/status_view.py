@@ -21,7 +21,7 @@ from recovery.incidents import IncidentTracker
 from recovery.learning import StrategyLearner
 from recovery.manager.early_warning import Latest
 from recovery.manager.outbox import Outbox
-from recovery.manager.supervised import EPISODE_OUTCOMES, Supervised
+from recovery.manager.supervised import EPISODE_OUTCOMES, Outcome, Supervised
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -128,7 +128,8 @@ class StatusView:
             degraded=plugin.degraded,
             fallbacks_served=plugin.route.fallbacks_served,
             failed=plugin.failed,
-            failed_reason=plugin.failed_reason,
+            failed_reason=(None if plugin.failed_reason is None
+                           else plugin.failed_reason.value),
             crash_loop=plugin.crash_loop,
             next_attempt=plugin.next_attempt_wall,
             failed_episodes_in_a_row=plugin.unrecovered,
@@ -144,7 +145,7 @@ class StatusView:
                 for action in sorted({action for action, _ in actions})
             },
             episodes=EpisodeCounts(
-                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
+                **{outcome: plugin.episodes[Outcome(outcome)] for outcome in EPISODE_OUTCOMES}
             ) if plugin.episodes else _NO_EPISODES,
             strategy_order={kind: StrategyOrder.from_reasons(view)
                             for kind, view in learned.items()},
