@@ -90,6 +90,7 @@ from recovery.failures import (
     FailureType,
     classify,
     exception_message,
+    safe_repr,
 )
 from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
@@ -97,7 +98,7 @@ from recovery.learning import StrategyLearner
 from recovery.manager.crash_loop import CrashLoops
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
 from recovery.manager.early_warning import EarlyWarnings
-from recovery.manager.episodes import EpisodeHooks, EpisodeRunner, safe_repr
+from recovery.manager.episodes import EpisodeHooks, EpisodeRunner
 from recovery.manager.forked import ForkRenewal
 from recovery.manager.health_link import HealthLink
 from recovery.manager.incident_link import IncidentLink, new_tracker
@@ -120,7 +121,7 @@ _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
 
 
-class _Then(enum.Enum):
+class _FailureResponse(enum.Enum):
     """What record_failure decided under the lock, done once it is released (None:
     the failure is only counted)."""
 
@@ -211,7 +212,7 @@ class RecoveryManager(
             ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
             config.callback_timeout, self.logger)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
-                                       post=self._outbox.post, describe=self._describe,
+                                       post=self._outbox.post, describe=self._label,
                                        fold=self._fold_alert)
         self._tracker = new_tracker(config, self.clock)  # incidents: always on
         self._held_until: dict[str, float] = {}
@@ -253,7 +254,7 @@ class RecoveryManager(
             config, self.clock, self.logger, plugin_manager, audit_logger, self._lock,
             self._runner, self._outbox, self._alerts,
             EpisodeHooks(
-                control=self._control, park=self._park, strategies=self._strategies_now,
+                move_breaker=self._move_breaker, park=self._park, strategies=self._strategies_now,
                 health_check=self._health_check_of, held_by_incident=self._held_by_incident,
                 incident_id=self._incident_id, note_configured=self._note_configured,
                 ordered=self._ordered, verify_window=self._verify_window, learn=self._learn,
@@ -389,7 +390,7 @@ class RecoveryManager(
             forecaster.stop(max(deadline - time.monotonic(), 0.0))
         for plugin in list(self._plugins.values()):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
-                self._control(functools.partial(plugin.breaker.end_repair, False))
+                self._move_breaker(functools.partial(plugin.breaker.end_repair, False))
 
     def __enter__(self) -> RecoveryManager:
         self.start()
@@ -529,7 +530,7 @@ class RecoveryManager(
         with self._lock:
             return self._health_checks.get(name)
 
-    def _describe(self, name: str) -> str:
+    def _label(self, name: str) -> str:
         """A registration as messages name it: "plugin 'p'", "dependency 'payments'"."""
         plugin = self._plugins.get(name)
         return f"plugin {name!r}" if plugin is None else label(plugin)
@@ -582,13 +583,13 @@ class RecoveryManager(
             failure = self._classifier(exc)
         except Exception:
             self.logger.exception("classifier failed on %s; recording an error",
-                                  _describe(exc))
+                                  _message_of(exc))
         else:
             if isinstance(failure, FailureInfo):
                 return failure
             self.logger.error("classifier returned %s for %s, not a FailureInfo; recording "
-                              "an error", safe_repr(failure), _describe(exc))
-        return FailureInfo(FailureType.ERROR, message=_describe(exc))
+                              "an error", safe_repr(failure), _message_of(exc))
+        return FailureInfo(FailureType.ERROR, message=_message_of(exc))
 
     def _still_degraded(self, plugin: Supervised) -> bool:
         until = plugin.degraded_until
@@ -634,7 +635,7 @@ class RecoveryManager(
         verification = plugin.verification
         if verification is not None and verification.observe(new):
             self._resume(plugin, verification)
-        if getattr(self._local, "controlling", False):
+        if getattr(self._local, "moving_breaker", False):
             return
         if new is CLOSED:
             self._recovered(plugin)
@@ -647,7 +648,7 @@ class RecoveryManager(
         """
         with self._lock:
             plugin.consecutive_failures = 0
-            plugin.unrecovered = 0
+            plugin.failed_episodes_in_a_row = 0
             plugin.hold_until = None
             plugin.down_since = None
             ended = plugin.crash_loop and plugin.episode is None
@@ -658,13 +659,13 @@ class RecoveryManager(
             self._crash_loop_ended(plugin)
         self._incident_recovered(plugin.name)
 
-    def _control(self, action: Callable[[], object]) -> None:
+    def _move_breaker(self, action: Callable[[], object]) -> None:
         """Move a breaker on the manager's behalf; the manager's listener ignores it."""
-        self._local.controlling = True
+        self._local.moving_breaker = True
         try:
             action()
         finally:
-            self._local.controlling = False
+            self._local.moving_breaker = False
 
     # -- failures ----------------------------------------------------------------------------
 
@@ -684,7 +685,7 @@ class RecoveryManager(
             raise TypeError(f"failure must be a FailureInfo, got {failure!r}")
         now = self.clock.monotonic()
         config = self.config
-        then: _Then | None = None
+        response: _FailureResponse | None = None
         with self._lock:
             plugin.consecutive_failures += 1
             count = plugin.consecutive_failures
@@ -692,20 +693,19 @@ class RecoveryManager(
             plugin.last_trouble = now
             plugin.last_failure = failure
             if not failure.recoverable and not plugin.failed_for_good:
-                plugin.failed_reason = FailedReason.UNRECOVERABLE
                 self._leave_crash_loop(plugin, failed_reason=FailedReason.UNRECOVERABLE)
-                then = _Then.HOLD_UNRECOVERABLE
+                response = _FailureResponse.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
                 pass
             elif self._too_many_episodes(plugin, now, quiet_since):
                 self._enter_crash_loop(plugin, FailedReason.INTENSITY, now)
-                then = _Then.START_CRASH_LOOP
+                response = _FailureResponse.START_CRASH_LOOP
             else:
                 self._open_episode(plugin, failure, now, probe=False)
-                then = _Then.START_EPISODE
-        if then is _Then.START_EPISODE:
+                response = _FailureResponse.START_EPISODE
+        if response is _FailureResponse.START_EPISODE:
             self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
         if limit is not None and count >= limit:
@@ -715,8 +715,8 @@ class RecoveryManager(
                 f"{count} consecutive failures (threshold {limit}); last: {failure.type.value}"
                 f"{': ' + failure.message if failure.message else ''}",
             )
-        if then is _Then.HOLD_UNRECOVERABLE:
-            self._control(lambda: plugin.breaker.force_open(math.inf))
+        if response is _FailureResponse.HOLD_UNRECOVERABLE:
+            self._move_breaker(lambda: plugin.breaker.force_open(math.inf))
             self._timer_wake.set()
             self._alerts.fire_once(
                 plugin_name,
@@ -724,7 +724,7 @@ class RecoveryManager(
                 f"unrecoverable {failure.type.value} failure: {failure.message}; "
                 "breaker held open until reset_plugin()",
             )
-        elif then is _Then.START_CRASH_LOOP:
+        elif response is _FailureResponse.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
                 f"more than {config.max_episodes_per_period} "
@@ -742,14 +742,14 @@ class RecoveryManager(
         with self._lock:
             self._leave_crash_loop(plugin)
             plugin.crash_level = 0
-            plugin.unrecovered = 0
+            plugin.failed_episodes_in_a_row = 0
             plugin.hold_until = None
             plugin.degraded = False
             plugin.degraded_until = None
             plugin.consecutive_failures = 0
             plugin.history.clear()
             plugin.last_trouble = None
-        self._control(plugin.breaker.reset)
+        self._move_breaker(plugin.breaker.reset)
         self._timer_wake.set()
         self._alerts.rearm(name)
 
@@ -812,7 +812,7 @@ class RecoveryManager(
         return monitor is None or not monitor.busy()
 
 
-def _describe(exc: BaseException) -> str:
+def _message_of(exc: BaseException) -> str:
     """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
     return exception_message(exc) or type(exc).__name__
 

@@ -35,7 +35,7 @@ from recovery import _clock, _deadline
 from recovery._bounded import ThreadRunner
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.audit import AuditLogger, record_attempt
-from recovery.failures import FailureInfo
+from recovery.failures import FailureInfo, safe_repr
 from recovery.health import HealthCheckConfig, HealthCheckResult
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
 from recovery.manager.incident_link import TRIAL
@@ -78,7 +78,7 @@ class EpisodeHooks:
     """What an episode needs of the rest of the manager, as callables: the runner reads
     no manager state of its own, so this list is all an episode can reach."""
 
-    control: Callable[[Callable[[], object]], None]
+    move_breaker: Callable[[Callable[[], object]], None]
     """Move a breaker on the manager's behalf (its listener ignores the move)."""
     park: Callable[[Supervised, Verification, threading.Event], bool]
     """Park the episode until its verification has a verdict or reaches its deadline,
@@ -165,7 +165,7 @@ class EpisodeRunner:
                 with self.lock:
                     episode.attempts = plugin.attempts = attempt + 1
                 if attempt >= 1:  # a failed verification reopened it: REPAIRING again
-                    self.hooks.control(plugin.breaker.begin_repair)
+                    self.hooks.move_breaker(plugin.breaker.begin_repair)
                 result = (self._verified(plugin, episode, TRIAL, self.clock.monotonic(),
                                          stopping)
                           if trial else self._attempt(plugin, episode, stopping))
@@ -427,14 +427,14 @@ class EpisodeRunner:
             healthy = run.finished and run.error is None and run.value is True
             breaker.record_health_check(healthy)
             if healthy:
-                self.hooks.control(lambda: breaker.end_repair(True))
+                self.hooks.move_breaker(lambda: breaker.end_repair(True))
             return healthy
         verification = Verification(action, started, breaker.metrics().total_successes,
                                     self.clock.monotonic()
                                     + self.hooks.verify_window(plugin, episode, action))
         with self.lock:
             plugin.verification = verification
-        self.hooks.control(lambda: breaker.end_repair(True))
+        self.hooks.move_breaker(lambda: breaker.end_repair(True))
         state = breaker.state
         if state is CircuitBreakerState.HALF_OPEN and self.hooks.park(plugin, verification,
                                                                      stopping):
@@ -540,9 +540,3 @@ def check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
             return False
     return True
 
-
-def safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<{type(value).__name__} (its repr() failed)>"

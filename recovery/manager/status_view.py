@@ -132,7 +132,7 @@ class StatusView:
                            else plugin.failed_reason.value),
             crash_loop=plugin.crash_loop,
             next_attempt=plugin.next_attempt_wall,
-            failed_episodes_in_a_row=plugin.unrecovered,
+            failed_episodes_in_a_row=plugin.failed_episodes_in_a_row,
             consecutive_failures=plugin.consecutive_failures,
             episode_failures=episode.failures if episode is not None else 0,
             episode_started=episode.wall_started if episode is not None else None,

@@ -151,7 +151,7 @@ class Supervised:
     crash_delay: float = 0.0
     next_attempt: float | None = None
     next_attempt_wall: float | None = None
-    unrecovered: int = 0  # episodes in a row that did not bring it back
+    failed_episodes_in_a_row: int = 0  # episodes in a row that did not bring it back
     hold_until: float | None = None  # a strategy holds the breaker open until then
     verification: Verification | None = None
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed

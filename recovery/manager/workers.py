@@ -55,14 +55,16 @@ class Workers:
 
     if TYPE_CHECKING:
         def _own_thread(self) -> None: ...
-        def _control(self, action: Callable[[], object]) -> None: ...
-        def _enter_crash_loop(self, plugin: Supervised, reason: FailedReason,
-                              now: float) -> None: ...
+        def _move_breaker(self, action: Callable[[], object]) -> None: ...
+        def _enter_crash_loop(self, plugin: Supervised, reason: FailedReason, now: float,
+                              wait: float | None = None) -> bool: ...
+        def _hold_in_crash_loop(self, plugin: Supervised) -> None: ...
         def _leave_crash_loop(self, plugin: Supervised,
                               failed_reason: FailedReason | None = None) -> None: ...
         def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
         def _crash_loop_ended(self, plugin: Supervised) -> None: ...
-        def _wait_again(self, plugin: Supervised, now: float) -> None: ...
+        def _wait_again(self, plugin: Supervised, now: float,
+                        wait: float | None = None) -> None: ...
         def _hold_open(self, plugin: Supervised) -> None: ...
         def _incident_recovered(self, name: str) -> None: ...
 
@@ -86,7 +88,7 @@ class Workers:
         through. A stop() that came in between drained the queue without it: the
         episode is dropped here instead (breaker OPEN), as stop() would have.
         """
-        self._control(plugin.breaker.begin_repair)
+        self._move_breaker(plugin.breaker.begin_repair)
         with self._lock:
             if self._running:
                 self._queue.append(plugin)
@@ -105,9 +107,9 @@ class Workers:
             if in_crash_loop:
                 self._wait_again(plugin, self.clock.monotonic())
         if in_crash_loop or plugin.failed_for_good:
-            self._control(lambda: breaker.force_open(math.inf))
+            self._move_breaker(lambda: breaker.force_open(math.inf))
         else:
-            self._control(lambda: breaker.end_repair(False))
+            self._move_breaker(lambda: breaker.end_repair(False))
         with self._lock:
             plugin.episode = None
             self._open_episodes -= 1
@@ -176,7 +178,7 @@ class Workers:
             if plugin.failed_for_good:
                 pass  # a non-recoverable failure arrived meanwhile: it has acted
             elif outcome is Outcome.RECOVERED:
-                plugin.unrecovered = 0
+                plugin.failed_episodes_in_a_row = 0
                 crash_ended = plugin.crash_loop
                 if crash_ended:
                     self._leave_crash_loop(plugin)
@@ -184,28 +186,26 @@ class Workers:
                 if plugin.crash_loop:  # stopped during a probe: wait the same delay again
                     self._wait_again(plugin, now)
             else:  # exhausted, held or unverified: not known to be back in service
-                plugin.unrecovered += 1
+                plugin.failed_episodes_in_a_row += 1
                 if config.give_up_after is not None and (
-                    plugin.unrecovered >= config.give_up_after
+                    plugin.failed_episodes_in_a_row >= config.give_up_after
                 ):
                     self._leave_crash_loop(plugin, failed_reason=FailedReason.GAVE_UP)
                     gave_up = True
                 elif outcome is Outcome.EXHAUSTED or plugin.crash_loop:
-                    crash_started = not plugin.crash_loop
-                    self._enter_crash_loop(plugin, FailedReason.EXHAUSTED, now)
+                    crash_started = self._enter_crash_loop(plugin, FailedReason.EXHAUSTED, now)
             in_crash_loop = plugin.crash_loop
             for_good = plugin.failed_for_good
         if for_good:
-            self._control(lambda: breaker.force_open(math.inf))
+            self._move_breaker(lambda: breaker.force_open(math.inf))
         elif in_crash_loop:
-            self._control(lambda: breaker.force_open(math.inf))
-            self._timer_wake.set()
+            self._hold_in_crash_loop(plugin)
         elif outcome is Outcome.HELD_BY_INCIDENT:
             self._hold_open(plugin)
         elif outcome in (Outcome.RECOVERED, Outcome.HELD, Outcome.UNVERIFIED):
-            self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
+            self._move_breaker(lambda: breaker.end_repair(True))  # only if still REPAIRING
         else:
-            self._control(lambda: breaker.end_repair(False))
+            self._move_breaker(lambda: breaker.end_repair(False))
         self._episodes.check_recovery_time(plugin, episode)
         self._outbox.log(
             logging.INFO, "%s of %s %s after %d attempt(s) (%d failure(s) counted)",
@@ -224,7 +224,7 @@ class Workers:
             self._alerts.fire_once(
                 plugin.name,
                 AlertKind.RECOVERY_EXHAUSTED,
-                f"{plugin.unrecovered} recovery episodes in a row failed "
+                f"{plugin.failed_episodes_in_a_row} recovery episodes in a row failed "
                 f"(give_up_after={config.give_up_after}); breaker held open until "
                 "reset_plugin()",
             )

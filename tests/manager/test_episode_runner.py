@@ -60,7 +60,7 @@ def build(
         action()
 
     hooks = EpisodeHooks(
-        control=control, park=park, strategies=lambda: dict(strategies),
+        move_breaker=control, park=park, strategies=lambda: dict(strategies),
         health_check=lambda name: check, held_by_incident=lambda plugin: held,
         incident_id=lambda name: None, note_configured=lambda plugin, episode, name: None,
         ordered=lambda plugin, episode, candidates: candidates,
