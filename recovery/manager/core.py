@@ -72,7 +72,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from recovery import _clock
 from recovery import _validate as v
@@ -116,6 +116,9 @@ from recovery.manager.workers import Workers
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
+
+if TYPE_CHECKING:
+    from recovery.cluster.core import Cluster  # needs the redis extra at run time
 
 _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
@@ -176,7 +179,7 @@ class RecoveryManager(
         *,
         clock: _clock.Clock | None = None,
         classifier: Classifier = classify,
-        cluster: Any = None,
+        cluster: Cluster | None = None,
     ) -> None:
         if cluster is not None and not callable(getattr(cluster, "attach", None)):
             raise TypeError(f"cluster must be a recovery.cluster.Cluster, got {cluster!r}")

@@ -23,11 +23,12 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from recovery._bounded import ThreadRunner
     from recovery.alerts import AlertDispatcher
+    from recovery.forecast.forecaster import Forecaster
     from recovery.health import HealthMonitor
     from recovery.manager.episodes import EpisodeRunner
     from recovery.manager.outbox import Outbox
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger("recovery.manager")
 
-_MANAGERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_MANAGERS: weakref.WeakSet[ForkRenewal] = weakref.WeakSet()
 
 
 class ForkRenewal:
@@ -59,7 +60,7 @@ class ForkRenewal:
 
     if TYPE_CHECKING:
         def start(self) -> None: ...
-        def _forget_forecaster(self) -> Any: ...
+        def _forget_forecaster(self) -> Forecaster | None: ...
 
     def _renew_after_fork(self) -> None:
         """Track this manager, so a forked child renews it (called once, at init)."""

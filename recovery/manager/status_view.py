@@ -10,13 +10,14 @@ from __future__ import annotations
 import collections
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from recovery._bounded import ThreadRunner
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
-from recovery.health import HealthMonitor
+from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.incidents import IncidentTracker
 from recovery.learning import StrategyLearner
 from recovery.manager.early_warning import Latest
@@ -34,11 +35,15 @@ from recovery.status import (
     StuckStrategy,
 )
 
+if TYPE_CHECKING:
+    from recovery.cluster.core import Cluster
+    from recovery.config import RecoveryConfig
+
 
 class StatusView:
     """``status()`` and ``get_recovery_status()`` of :class:`recovery.RecoveryManager`."""
 
-    config: Any
+    config: RecoveryConfig
     _lock: threading.RLock
     _plugins: dict[str, Supervised]
     _running: bool
@@ -46,8 +51,8 @@ class StatusView:
     _runner: ThreadRunner
     _outbox: Outbox
     _monitor: HealthMonitor | None
-    _health_checks: dict[str, Any]
-    _cluster: Any
+    _health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]]
+    _cluster: Cluster | None
     _tracker: IncidentTracker
 
     if TYPE_CHECKING:
