@@ -1,9 +1,12 @@
 """The recovery manager: turns a failing plugin into a recovered one without a person.
 
 :class:`RecoveryManager` (in :mod:`recovery.manager.core`) is assembled from modules
-of one concern each, mixed into it: the episode runner (:mod:`~recovery.manager.episodes`),
-the crash loop and its timer (:mod:`~recovery.manager.crash_loop`), the link to the
-health monitor (:mod:`~recovery.manager.health_link`), dependencies
+of one concern each: the episode runner (:mod:`~recovery.manager.episodes`), which is
+given what an episode needs and returns how it ended; and, mixed into the manager,
+the worker threads that run episodes and settle their outcomes
+(:mod:`~recovery.manager.workers`), the crash loop and its timer
+(:mod:`~recovery.manager.crash_loop`), the link to the health monitor
+(:mod:`~recovery.manager.health_link`), dependencies
 (:mod:`~recovery.manager.dependencies`, probing URLs with
 :mod:`~recovery.manager.http_check`), the status view
 (:mod:`~recovery.manager.status_view`), early warning

@@ -40,8 +40,10 @@ here can restart) is recovered by probes instead of restarts, in its own words.
 User callbacks (alert handlers, audit and log records) are delivered on the
 manager's own thread, each bounded (:mod:`recovery.manager.outbox`).
 
-The parts live in modules of one concern each, mixed into the manager: the
-episode runner (:mod:`recovery.manager.episodes`), the crash loop and its timer
+The parts live in modules of one concern each: the episode runner
+(:mod:`recovery.manager.episodes`, given what it needs and returning how the episode
+ended), and, mixed into the manager, the worker threads that run episodes and
+settle their outcomes (:mod:`recovery.manager.workers`), the crash loop and its timer
 (:mod:`recovery.manager.crash_loop`), the link to the health monitor
 (:mod:`recovery.manager.health_link`), dependencies (:mod:`recovery.manager.dependencies`) and
 the status view (:mod:`recovery.manager.status_view`), early warning
@@ -70,7 +72,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from recovery import _clock
 from recovery import _validate as v
@@ -88,6 +90,7 @@ from recovery.failures import (
     FailureType,
     classify,
     exception_message,
+    safe_repr,
 )
 from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
@@ -95,7 +98,7 @@ from recovery.learning import StrategyLearner
 from recovery.manager.crash_loop import CrashLoops
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
 from recovery.manager.early_warning import EarlyWarnings
-from recovery.manager.episodes import EpisodeRunner, safe_repr
+from recovery.manager.episodes import EpisodeHooks, EpisodeRunner
 from recovery.manager.forked import ForkRenewal
 from recovery.manager.health_link import HealthLink
 from recovery.manager.incident_link import IncidentLink, new_tracker
@@ -104,22 +107,24 @@ from recovery.manager.outbox import Outbox
 from recovery.manager.status_view import StatusView
 from recovery.manager.supervised import (
     CLOSED,
-    INTENSITY,
     REJECTING,
-    UNRECOVERABLE,
-    Episode,
+    FailedReason,
     Supervised,
 )
 from recovery.manager.supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
+from recovery.manager.workers import Workers
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy
+
+if TYPE_CHECKING:
+    from recovery.cluster.core import Cluster  # needs the redis extra at run time
 
 _logger = logging.getLogger("recovery.manager")
 R = TypeVar("R")
 
 
-class _Then(enum.Enum):
+class _FailureResponse(enum.Enum):
     """What record_failure decided under the lock, done once it is released (None:
     the failure is only counted)."""
 
@@ -129,7 +134,7 @@ class _Then(enum.Enum):
 
 
 class RecoveryManager(
-    Dispatcher, EpisodeRunner, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
+    Dispatcher, Workers, CrashLoops, StatusView, Dependencies, HealthLink, EarlyWarnings,
     IncidentLink, LearningLink, ForkRenewal,
 ):
     """Supervise plugins: breakers, health checks, recovery episodes, audit and alerts.
@@ -174,7 +179,7 @@ class RecoveryManager(
         *,
         clock: _clock.Clock | None = None,
         classifier: Classifier = classify,
-        cluster: Any = None,
+        cluster: Cluster | None = None,
     ) -> None:
         if cluster is not None and not callable(getattr(cluster, "attach", None)):
             raise TypeError(f"cluster must be a recovery.cluster.Cluster, got {cluster!r}")
@@ -210,7 +215,7 @@ class RecoveryManager(
             ThreadRunner(self.clock, self._own_thread, config.max_abandoned_threads),
             config.callback_timeout, self.logger)
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
-                                       post=self._outbox.post, describe=self._describe,
+                                       post=self._outbox.post, describe=self._label,
                                        fold=self._fold_alert)
         self._tracker = new_tracker(config, self.clock)  # incidents: always on
         self._held_until: dict[str, float] = {}
@@ -248,6 +253,15 @@ class RecoveryManager(
         self._learner = StrategyLearner(verify_timeout=config.verify_timeout,
                                         random_seed=config.random_seed)
         self._history_read = False  # rebuilt from the audit log at the first start()
+        self._episodes = EpisodeRunner(
+            config, self.clock, self.logger, plugin_manager, audit_logger, self._lock,
+            self._runner, self._outbox, self._alerts,
+            EpisodeHooks(
+                move_breaker=self._move_breaker, park=self._park, strategies=self._strategies_now,
+                health_check=self._health_check_of, held_by_incident=self._held_by_incident,
+                incident_id=self._incident_id, note_configured=self._note_configured,
+                ordered=self._ordered, verify_window=self._verify_window, learn=self._learn,
+            ))
         self._renew_after_fork()  # gunicorn --preload: a forked worker starts its own threads
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -337,8 +351,8 @@ class RecoveryManager(
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
                 verification = episode.parked
-                self._record_run(plugin, episode.failure, verification.action, True, True,
-                                 None, verification.started)
+                self._episodes.record_run(plugin, episode.failure, verification.action, True,
+                                          True, None, verification.started)
             plugin.verification = None
             self._drop_episode(plugin)
         for plugin in drained:
@@ -379,26 +393,7 @@ class RecoveryManager(
             forecaster.stop(max(deadline - time.monotonic(), 0.0))
         for plugin in list(self._plugins.values()):
             if plugin.breaker.state is CircuitBreakerState.REPAIRING:
-                self._control(functools.partial(plugin.breaker.end_repair, False))
-
-    def _drop_episode(self, plugin: Supervised) -> None:
-        """End a queued episode that never ran (stop()): breaker OPEN, no callbacks.
-
-        A crash loop's probe is put back to wait its delay again.
-        """
-        breaker = plugin.breaker
-        with self._lock:
-            in_crash_loop = plugin.crash_loop
-            if in_crash_loop:
-                self._wait_again(plugin, self.clock.monotonic())
-        if in_crash_loop or plugin.failed_for_good:
-            self._control(lambda: breaker.force_open(math.inf))
-        else:
-            self._control(lambda: breaker.end_repair(False))
-        with self._lock:
-            plugin.episode = None
-            self._open_episodes -= 1
-            self._idle.notify_all()
+                self._move_breaker(functools.partial(plugin.breaker.end_repair, False))
 
     def __enter__(self) -> RecoveryManager:
         self.start()
@@ -530,7 +525,15 @@ class RecoveryManager(
         """
         self._alerts.add_handler(handler)
 
-    def _describe(self, name: str) -> str:
+    def _strategies_now(self) -> dict[str, RecoveryStrategy]:
+        with self._lock:
+            return dict(self._strategies)
+
+    def _health_check_of(self, name: str) -> tuple[Callable[[], Any], HealthCheckConfig] | None:
+        with self._lock:
+            return self._health_checks.get(name)
+
+    def _label(self, name: str) -> str:
         """A registration as messages name it: "plugin 'p'", "dependency 'payments'"."""
         plugin = self._plugins.get(name)
         return f"plugin {name!r}" if plugin is None else label(plugin)
@@ -583,13 +586,13 @@ class RecoveryManager(
             failure = self._classifier(exc)
         except Exception:
             self.logger.exception("classifier failed on %s; recording an error",
-                                  _describe(exc))
+                                  _message_of(exc))
         else:
             if isinstance(failure, FailureInfo):
                 return failure
             self.logger.error("classifier returned %s for %s, not a FailureInfo; recording "
-                              "an error", safe_repr(failure), _describe(exc))
-        return FailureInfo(FailureType.ERROR, message=_describe(exc))
+                              "an error", safe_repr(failure), _message_of(exc))
+        return FailureInfo(FailureType.ERROR, message=_message_of(exc))
 
     def _still_degraded(self, plugin: Supervised) -> bool:
         until = plugin.degraded_until
@@ -635,7 +638,7 @@ class RecoveryManager(
         verification = plugin.verification
         if verification is not None and verification.observe(new):
             self._resume(plugin, verification)
-        if getattr(self._local, "controlling", False):
+        if getattr(self._local, "moving_breaker", False):
             return
         if new is CLOSED:
             self._recovered(plugin)
@@ -648,7 +651,7 @@ class RecoveryManager(
         """
         with self._lock:
             plugin.consecutive_failures = 0
-            plugin.unrecovered = 0
+            plugin.failed_episodes_in_a_row = 0
             plugin.hold_until = None
             plugin.down_since = None
             ended = plugin.crash_loop and plugin.episode is None
@@ -659,13 +662,13 @@ class RecoveryManager(
             self._crash_loop_ended(plugin)
         self._incident_recovered(plugin.name)
 
-    def _control(self, action: Callable[[], object]) -> None:
+    def _move_breaker(self, action: Callable[[], object]) -> None:
         """Move a breaker on the manager's behalf; the manager's listener ignores it."""
-        self._local.controlling = True
+        self._local.moving_breaker = True
         try:
             action()
         finally:
-            self._local.controlling = False
+            self._local.moving_breaker = False
 
     # -- failures ----------------------------------------------------------------------------
 
@@ -685,7 +688,7 @@ class RecoveryManager(
             raise TypeError(f"failure must be a FailureInfo, got {failure!r}")
         now = self.clock.monotonic()
         config = self.config
-        then: _Then | None = None
+        response: _FailureResponse | None = None
         with self._lock:
             plugin.consecutive_failures += 1
             count = plugin.consecutive_failures
@@ -693,20 +696,19 @@ class RecoveryManager(
             plugin.last_trouble = now
             plugin.last_failure = failure
             if not failure.recoverable and not plugin.failed_for_good:
-                plugin.failed_reason = UNRECOVERABLE
-                self._leave_crash_loop(plugin, failed_reason=UNRECOVERABLE)
-                then = _Then.HOLD_UNRECOVERABLE
+                self._leave_crash_loop(plugin, failed_reason=FailedReason.UNRECOVERABLE)
+                response = _FailureResponse.HOLD_UNRECOVERABLE
             elif plugin.episode is not None:
                 plugin.episode.failures += 1
             elif plugin.failed or not config.enable_auto_recovery or not self._running:
                 pass
             elif self._too_many_episodes(plugin, now, quiet_since):
-                self._enter_crash_loop(plugin, INTENSITY, now)
-                then = _Then.START_CRASH_LOOP
+                self._enter_crash_loop(plugin, FailedReason.INTENSITY, now)
+                response = _FailureResponse.START_CRASH_LOOP
             else:
                 self._open_episode(plugin, failure, now, probe=False)
-                then = _Then.START_EPISODE
-        if then is _Then.START_EPISODE:
+                response = _FailureResponse.START_EPISODE
+        if response is _FailureResponse.START_EPISODE:
             self._queue_episode(plugin)
         limit = self._thresholds.consecutive_failures
         if limit is not None and count >= limit:
@@ -716,8 +718,8 @@ class RecoveryManager(
                 f"{count} consecutive failures (threshold {limit}); last: {failure.type.value}"
                 f"{': ' + failure.message if failure.message else ''}",
             )
-        if then is _Then.HOLD_UNRECOVERABLE:
-            self._control(lambda: plugin.breaker.force_open(math.inf))
+        if response is _FailureResponse.HOLD_UNRECOVERABLE:
+            self._move_breaker(lambda: plugin.breaker.force_open(math.inf))
             self._timer_wake.set()
             self._alerts.fire_once(
                 plugin_name,
@@ -725,41 +727,13 @@ class RecoveryManager(
                 f"unrecoverable {failure.type.value} failure: {failure.message}; "
                 "breaker held open until reset_plugin()",
             )
-        elif then is _Then.START_CRASH_LOOP:
+        elif response is _FailureResponse.START_CRASH_LOOP:
             self._crash_loop_started(
                 plugin,
                 f"more than {config.max_episodes_per_period} "
                 f"{'failures' if plugin.kind == DEPENDENCY else 'recovery episodes'} within "
                 f"{config.episode_period:g}s",
             )
-
-    def _open_episode(
-        self, plugin: Supervised, failure: FailureInfo, now: float, *, probe: bool
-    ) -> None:
-        """Under the lock: the plugin has an episode from now on (later failures are
-        counted in it, ``wait_idle`` waits for it); :meth:`_queue_episode` starts it."""
-        limit = self._thresholds.recovery_time
-        plugin.episode = Episode(failure, now, None if limit is None else now + limit, probe)
-        if plugin.down_since is None:
-            plugin.down_since = plugin.episode.wall_started
-        plugin.attempts = 0
-        self._open_episodes += 1
-
-    def _queue_episode(self, plugin: Supervised) -> None:
-        """Outside the lock, as the breaker's listeners run: move the breaker to
-        REPAIRING, then hand the episode to a worker.
-
-        REPAIRING comes first so that no worker acts on a plugin whose calls still go
-        through. A stop() that came in between drained the queue without it: the
-        episode is dropped here instead (breaker OPEN), as stop() would have.
-        """
-        self._control(plugin.breaker.begin_repair)
-        with self._lock:
-            if self._running:
-                self._queue.append(plugin)
-                self._work_ready.notify()
-                return
-        self._drop_episode(plugin)
 
     def reset_plugin(self, name: str) -> None:
         """Forget the plugin's failures: not failed, not in a crash loop, not degraded,
@@ -771,14 +745,14 @@ class RecoveryManager(
         with self._lock:
             self._leave_crash_loop(plugin)
             plugin.crash_level = 0
-            plugin.unrecovered = 0
+            plugin.failed_episodes_in_a_row = 0
             plugin.hold_until = None
             plugin.degraded = False
             plugin.degraded_until = None
             plugin.consecutive_failures = 0
             plugin.history.clear()
             plugin.last_trouble = None
-        self._control(plugin.breaker.reset)
+        self._move_breaker(plugin.breaker.reset)
         self._timer_wake.set()
         self._alerts.rearm(name)
 
@@ -841,7 +815,7 @@ class RecoveryManager(
         return monitor is None or not monitor.busy()
 
 
-def _describe(exc: BaseException) -> str:
+def _message_of(exc: BaseException) -> str:
     """``str(exc)`` (its class name when empty), even for an exception whose ``__str__`` raises."""
     return exception_message(exc) or type(exc).__name__
 

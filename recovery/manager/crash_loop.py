@@ -30,7 +30,10 @@ from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.config import RecoveryConfig
 from recovery.failures import FailureInfo, FailureType
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN
-from recovery.manager.supervised import Episode, Supervised, Verification
+from recovery.manager.supervised import Episode, FailedReason, Supervised, Verification
+
+if TYPE_CHECKING:
+    from recovery.manager.episodes import EpisodeRunner
 
 MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
 
@@ -53,36 +56,43 @@ class CrashLoops:
     _timer_wake: threading.Event
     _crash_backoff: Backoff
     _alerts: AlertDispatcher
+    _episodes: EpisodeRunner
 
     if TYPE_CHECKING:
-        def _control(self, action: Callable[[], object]) -> None: ...
+        def _move_breaker(self, action: Callable[[], object]) -> None: ...
         def _own_thread(self) -> None: ...
         def _open_episode(self, plugin: Supervised, failure: FailureInfo, now: float, *,
                           probe: bool) -> None: ...
         def _queue_episode(self, plugin: Supervised) -> None: ...
         def _resume(self, plugin: Supervised, verification: Verification) -> None: ...
-        def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None: ...
         def _poll_incidents(self, now: float) -> bool: ...
         def _incident_due(self) -> float | None: ...
 
-    def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None:
-        """Plan the next attempt after a delay that doubles each time (under the lock).
+    def _enter_crash_loop(self, plugin: Supervised, reason: FailedReason, now: float,
+                          wait: float | None = None) -> bool:
+        """Under the lock: plan the next attempt after a delay that doubles each time
+        (``wait`` from ``now`` instead, when given); True if the crash loop starts here.
 
-        The breaker is to be held open until then (the caller does it, outside the
-        lock); the plugin is failed while it waits, with ``reason``.
+        The plugin is failed while it waits, with ``reason``. Once the lock is
+        released the caller calls :meth:`_crash_loop_started` if it started, else
+        :meth:`_hold_in_crash_loop`. Every way into a crash loop goes through these.
         """
         plugin.crash_delay = self._crash_backoff.delay(plugin.crash_level)
         plugin.crash_level = min(plugin.crash_level + 1, MAX_LEVEL)
-        self._wait_again(plugin, now)
-        if not plugin.crash_loop:
+        self._wait_again(plugin, now, wait)
+        started = not plugin.crash_loop
+        if started:
             plugin.crash_loop = True
             plugin.failed_reason = reason
+        return started
 
-    def _wait_again(self, plugin: Supervised, now: float) -> None:
-        """Under the lock: the next attempt of a crash loop is its delay from ``now``
-        (a probe that never ran, cut short by stop(), waits the same delay again)."""
-        plugin.next_attempt = now + plugin.crash_delay
-        plugin.next_attempt_wall = time.time() + plugin.crash_delay
+    def _wait_again(self, plugin: Supervised, now: float, wait: float | None = None) -> None:
+        """Under the lock: the next attempt of a crash loop is its delay (or ``wait``)
+        from ``now`` (a probe that never ran, cut short by stop(), waits the same
+        delay again)."""
+        wait = plugin.crash_delay if wait is None else wait
+        plugin.next_attempt = now + wait
+        plugin.next_attempt_wall = time.time() + wait
 
     def _too_many_episodes(self, plugin: Supervised, now: float,
                            quiet_since: float | None) -> bool:
@@ -99,7 +109,7 @@ class CrashLoops:
         if quiet_since is not None and now - quiet_since >= config.stable_period:
             history.clear()
             plugin.crash_level = 0
-            plugin.unrecovered = 0
+            plugin.failed_episodes_in_a_row = 0
         while history and now - history[0] >= config.episode_period:
             history.popleft()
         if len(history) >= config.max_episodes_per_period:
@@ -107,13 +117,18 @@ class CrashLoops:
         history.append(now)
         return False
 
+    def _hold_in_crash_loop(self, plugin: Supervised) -> None:
+        """Outside the lock: hold the breaker open until the next attempt, which the
+        timer is woken to wait for."""
+        self._move_breaker(lambda: plugin.breaker.force_open(math.inf))
+        self._timer_wake.set()
+
     def _crash_loop_started(self, plugin: Supervised, why: str) -> None:
         """Outside the lock: hold the breaker open, wake the timer, alert once.
 
         In a dependency's words: it is down since its trouble began, and probed next
         after the delay (nothing is restarted)."""
-        self._control(lambda: plugin.breaker.force_open(math.inf))
-        self._timer_wake.set()
+        self._hold_in_crash_loop(plugin)
         started, ended = _LOOP_ALERTS[plugin.kind]
         self._alerts.rearm(plugin.name, ended)
         if plugin.kind == DEPENDENCY:
@@ -124,7 +139,8 @@ class CrashLoops:
                        f"{plugin.crash_delay:g}s")
         self._alerts.fire_once(plugin.name, started, message)
 
-    def _leave_crash_loop(self, plugin: Supervised, failed_reason: str | None = None) -> None:
+    def _leave_crash_loop(self, plugin: Supervised,
+                          failed_reason: FailedReason | None = None) -> None:
         """Under the lock: no next attempt; failed with ``failed_reason`` (None: serving)."""
         plugin.crash_loop = False
         plugin.next_attempt = None
@@ -220,7 +236,7 @@ class CrashLoops:
         for plugin in probes:
             self._probe(plugin)
         for plugin, episode in alarms:
-            self._check_recovery_time(plugin, episode)
+            self._episodes.check_recovery_time(plugin, episode)
         for plugin, verification in ended:
             self._resume(plugin, verification)
         incidents = self._poll_incidents(now)

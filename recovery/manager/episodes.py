@@ -1,8 +1,9 @@
-"""The episode runner: the manager's worker threads, and what one episode does.
+"""The episode runner: what one episode does, and how it ended.
 
 An episode is the recovery of one plugin, from the failure that started it to
-its end (docs/design.md, "Episodes"). A worker takes it from the queue and runs
-its attempts: each runs the plugin's strategy chain, every step of which is
+its end (docs/design.md, "Episodes"). A worker (:mod:`recovery.manager.workers`)
+has the runner run its attempts and settles the plugin by the :class:`Outcome` it
+returns. Each attempt runs the plugin's strategy chain, every step of which is
 user code bounded on a thread of its own (:mod:`recovery._bounded`), and the
 action it did is verified. Verification by a health check is run once, bounded.
 Verification by the breaker's half-open trials is a *deadline*, not a held
@@ -20,7 +21,6 @@ blocks holds no worker.
 
 from __future__ import annotations
 
-import collections
 import enum
 import functools
 import logging
@@ -29,27 +29,22 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from recovery import _clock, _deadline
 from recovery._bounded import ThreadRunner
-from recovery.alerts import AlertDispatcher, AlertKind, AlertThresholds
+from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.audit import AuditLogger, record_attempt
-from recovery.failures import FailureInfo
+from recovery.failures import FailureInfo, safe_repr
 from recovery.health import HealthCheckConfig, HealthCheckResult
 from recovery.manager.dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
 from recovery.manager.incident_link import TRIAL
 from recovery.manager.outbox import Outbox
 from recovery.manager.supervised import (
     CLOSED,
-    EXHAUSTED,
-    EXHAUSTED_OUTCOME,
-    GAVE_UP,
-    HELD,
-    HELD_BY_INCIDENT,
-    INTERRUPTED,
     OPEN,
-    RECOVERED,
-    UNVERIFIED,
     Episode,
+    Outcome,
     Supervised,
     Verification,
 )
@@ -65,6 +60,8 @@ if TYPE_CHECKING:
     from recovery.config import RecoveryConfig
 
 BUILTIN_TYPES = frozenset(BUILTIN_STRATEGIES.values())
+
+
 class _Park(enum.Enum):
     PARKED = enum.auto()
 
@@ -72,85 +69,81 @@ class _Park(enum.Enum):
 PARKED = _Park.PARKED
 """What an attempt returns when its verification waits off the workers."""
 
+Strategies = list[tuple[str, RecoveryStrategy]]
+"""Strategies by name, in the order to try them."""
+
+
+@attrs.frozen
+class EpisodeHooks:
+    """What an episode needs of the rest of the manager, as callables: the runner reads
+    no manager state of its own, so this list is all an episode can reach."""
+
+    move_breaker: Callable[[Callable[[], object]], None]
+    """Move a breaker on the manager's behalf (its listener ignores the move)."""
+    park: Callable[[Supervised, Verification, threading.Event], bool]
+    """Park the episode until its verification has a verdict or reaches its deadline,
+    holding no worker; False if it cannot (stopping, or the verdict came already)."""
+    strategies: Callable[[], dict[str, RecoveryStrategy]]
+    """The strategies registered now, by name."""
+    health_check: Callable[[str], tuple[Callable[[], Any], HealthCheckConfig] | None]
+    """The plugin's health check and its config, if it has one."""
+    held_by_incident: Callable[[Supervised], bool]
+    """Is the plugin held by its incident now (its attempt must not run)?"""
+    incident_id: Callable[[str], str | None]
+    """The id of the plugin's open incident, for its audit records."""
+    note_configured: Callable[[Supervised, Episode, str], None]
+    """The plugin's configured strategy is its order this attempt."""
+    ordered: Callable[[Supervised, Episode, Strategies], Strategies]
+    """The strategies that can handle the failure, in the order to try them."""
+    verify_window: Callable[[Supervised, Episode, str], float]
+    """How long the breaker's trials have to verify an action."""
+    learn: Callable[[Supervised, FailureInfo, str, bool, bool | None, float], str | None]
+    """Count one audited run; the order it was picked in, for its audit record."""
+
 
 class EpisodeRunner:
-    """The episode part of :class:`recovery.RecoveryManager` (a mixin)."""
+    """Runs one episode's attempts on a worker and says how it ended (an :class:`Outcome`).
 
-    config: RecoveryConfig
-    clock: _clock.Clock
-    logger: logging.Logger
-    plugin_manager: PluginManager
-    audit_logger: AuditLogger
-    _lock: threading.RLock
-    _idle: threading.Condition
-    _work_ready: threading.Condition
-    _queue: collections.deque[Supervised]
-    _parked: dict[str, Supervised]  # by name, in the order they parked
-    _free_workers: int
-    _open_episodes: int
-    _running: bool
-    _stopping: threading.Event
-    _timer_wake: threading.Event
-    _runner: ThreadRunner
-    _outbox: Outbox
-    _alerts: AlertDispatcher
-    _thresholds: AlertThresholds
-    _strategies: dict[str, RecoveryStrategy]
-    _health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]]
+    It takes what it needs at construction (the manager's collaborators and lock,
+    and :class:`EpisodeHooks`); what the episode's end means for the plugin (the crash
+    loop, giving up, the breaker) is the manager's to decide.
+    """
 
-    if TYPE_CHECKING:
-        def _own_thread(self) -> None: ...
-        def _control(self, action: Callable[[], object]) -> None: ...
-        def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None: ...
-        def _leave_crash_loop(self, plugin: Supervised,
-                              failed_reason: str | None = None) -> None: ...
-        def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
-        def _crash_loop_ended(self, plugin: Supervised) -> None: ...
-        def _wait_again(self, plugin: Supervised, now: float) -> None: ...
-        def _trial_first(self, episode: Episode) -> bool: ...
-        def _held_by_incident(self, plugin: Supervised) -> bool: ...
-        def _hold_open(self, plugin: Supervised) -> None: ...
-        def _incident_recovered(self, name: str) -> None: ...
-        def _incident_id(self, name: str) -> str | None: ...
-        def _note_configured(self, plugin: Supervised, episode: Episode, name: str) -> None: ...
-        def _ordered(self, plugin: Supervised, episode: Episode,
-                     candidates: list[tuple[str, RecoveryStrategy]],
-                     ) -> list[tuple[str, RecoveryStrategy]]: ...
-        def _verify_window(self, plugin: Supervised, episode: Episode, action: str) -> float: ...
-        def _learn(self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
-                   verified: bool | None, duration: float) -> str | None: ...
+    def __init__(
+        self, config: RecoveryConfig, clock: _clock.Clock, logger: logging.Logger,
+        plugin_manager: PluginManager, audit_logger: AuditLogger, lock: threading.RLock,
+        runner: ThreadRunner, outbox: Outbox, alerts: AlertDispatcher, hooks: EpisodeHooks,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.logger = logger
+        self.plugin_manager = plugin_manager
+        self.audit_logger = audit_logger
+        self.lock = lock
+        self.runner = runner
+        self.outbox = outbox
+        self.alerts = alerts
+        self.hooks = hooks
 
-    def _work(self) -> None:
-        self._own_thread()
-        stopping = self._stopping
-        while True:
-            with self._lock:
-                while not self._queue and not stopping.is_set():
-                    self._free_workers += 1
-                    try:
-                        self._work_ready.wait()
-                    finally:
-                        self._free_workers -= 1
-                if not self._queue:
-                    return
-                plugin = self._queue.popleft()
-            self._run_episode(plugin, stopping)
+    def after_fork(self, lock: threading.RLock) -> None:
+        """In a forked child: the manager's new lock (the parent's may be held for ever)."""
+        self.lock = lock
 
-    def _run_episode(self, plugin: Supervised, stopping: threading.Event) -> None:
-        """Run the episode's attempts, from where it stands, until it ends or parks.
+    def run(self, plugin: Supervised, stopping: threading.Event) -> Outcome | None:
+        """Run the episode's attempts, from where it stands, until it ends (its
+        outcome) or parks (None: its verification waits off the workers, and the
+        episode comes back here with the verdict).
 
-        A parked episode (its verification waits off the workers) comes back here
-        with its verdict: that attempt is settled first, then the next ones run.
+        A parked episode's verdict settles that attempt first, then the next ones run.
         """
         episode = plugin.episode
         assert episode is not None
         config = self.config
         attempts = 1 if episode.probe else config.max_recovery_attempts
-        outcome = INTERRUPTED
-        parked = False
+        outcome = Outcome.INTERRUPTED
         try:
             verification, episode.parked = episode.parked, None
-            result: str | _Park | None = None
+            result: Outcome | _Park | None = None
             if verification is not None:
                 result = self._settle_verification(plugin, episode, verification, stopping)
             while result is None:
@@ -158,34 +151,32 @@ class EpisodeRunner:
                 if attempt >= 1 and (stopping.is_set() or plugin.failed_for_good):
                     break
                 if attempt >= attempts:
-                    outcome = EXHAUSTED_OUTCOME
+                    outcome = Outcome.EXHAUSTED
                     break
                 if attempt >= 1 and self._pause(plugin, episode, stopping,
                                                 config.backoff(attempt)):
                     break
                 if stopping.is_set() or plugin.failed_for_good:
                     break
-                trial = self._trial_first(episode)
-                if not trial and self._held_by_incident(plugin):
-                    outcome = HELD_BY_INCIDENT
+                trial = episode.trial_next
+                if not trial and self.hooks.held_by_incident(plugin):
+                    outcome = Outcome.HELD_BY_INCIDENT
                     break
-                with self._lock:
+                with self.lock:
                     episode.attempts = plugin.attempts = attempt + 1
                 if attempt >= 1:  # a failed verification reopened it: REPAIRING again
-                    self._control(plugin.breaker.begin_repair)
+                    self.hooks.move_breaker(plugin.breaker.begin_repair)
                 result = (self._verified(plugin, episode, TRIAL, self.clock.monotonic(),
                                          stopping)
                           if trial else self._attempt(plugin, episode, stopping))
             if result is PARKED:
-                parked = True
-            elif result is not None:
+                return None
+            if result is not None:
                 outcome = result
         except Exception as exc:
-            self._outbox.log(logging.ERROR, "recovery episode of %s failed", label(plugin),
-                             exc_info=exc)
-        finally:
-            if not parked:
-                self._finish_episode(plugin, episode, outcome)
+            self.outbox.log(logging.ERROR, "recovery episode of %s failed", label(plugin),
+                            exc_info=exc)
+        return outcome
 
     def _pause(
         self, plugin: Supervised, episode: Episode, stopping: threading.Event, seconds: float
@@ -197,7 +188,7 @@ class EpisodeRunner:
         if alarm is not None and alarm < end:
             if _deadline.pause(self.clock, stopping, max(alarm - self.clock.monotonic(), 0.0)):
                 return True
-            self._check_recovery_time(plugin, episode)
+            self.check_recovery_time(plugin, episode)
         return _deadline.pause(self.clock, stopping, max(end - self.clock.monotonic(), 0.0))
 
     def _episode_wait(
@@ -213,94 +204,22 @@ class EpisodeRunner:
             if _deadline.wait_until(self.clock, event, until):
                 return True
             if alarm is not None and self.clock.monotonic() >= alarm:
-                self._check_recovery_time(plugin, episode)
+                self.check_recovery_time(plugin, episode)
             if self.clock.monotonic() >= end:
                 return event.is_set()
 
-    def _finish_episode(self, plugin: Supervised, episode: Episode, outcome: str) -> None:
-        """Settle the plugin after an episode: serving, held, in (or on in) a crash
-        loop, or given up; then the episode is over and ``wait_idle`` may return."""
-        breaker = plugin.breaker
-        config = self.config
-        now = self.clock.monotonic()
-        crash_started = crash_ended = gave_up = False
-        with self._lock:
-            plugin.episodes[outcome] += 1
-            if plugin.failed_for_good:
-                pass  # a non-recoverable failure arrived meanwhile: it has acted
-            elif outcome == RECOVERED:
-                plugin.unrecovered = 0
-                crash_ended = plugin.crash_loop
-                if crash_ended:
-                    self._leave_crash_loop(plugin)
-            elif outcome in (INTERRUPTED, HELD_BY_INCIDENT):
-                if plugin.crash_loop:  # stopped during a probe: wait the same delay again
-                    self._wait_again(plugin, now)
-            else:  # exhausted, held or unverified: not known to be back in service
-                plugin.unrecovered += 1
-                if config.give_up_after is not None and (
-                    plugin.unrecovered >= config.give_up_after
-                ):
-                    self._leave_crash_loop(plugin, failed_reason=GAVE_UP)
-                    gave_up = True
-                elif outcome == EXHAUSTED_OUTCOME or plugin.crash_loop:
-                    crash_started = not plugin.crash_loop
-                    self._enter_crash_loop(plugin, EXHAUSTED, now)
-            in_crash_loop = plugin.crash_loop
-            for_good = plugin.failed_for_good
-        if for_good:
-            self._control(lambda: breaker.force_open(math.inf))
-        elif in_crash_loop:
-            self._control(lambda: breaker.force_open(math.inf))
-            self._timer_wake.set()
-        elif outcome == HELD_BY_INCIDENT:
-            self._hold_open(plugin)
-        elif outcome in (RECOVERED, HELD, UNVERIFIED):
-            self._control(lambda: breaker.end_repair(True))  # only if still REPAIRING
-        else:
-            self._control(lambda: breaker.end_repair(False))
-        self._check_recovery_time(plugin, episode)
-        self._outbox.log(
-            logging.INFO, "%s of %s %s after %d attempt(s) (%d failure(s) counted)",
-            "probe" if plugin.kind == DEPENDENCY else
-            "crash-loop probe" if episode.probe else "recovery episode",
-            label(plugin), outcome, episode.attempts, episode.failures,
-        )
-        if crash_started:
-            self._crash_loop_started(plugin, f"{episode.attempts} probe(s) failed"
-                                     if plugin.kind == DEPENDENCY else
-                                     f"{episode.attempts} recovery attempt(s) failed for "
-                                     f"{episode.failure.type.value} failure")
-        if crash_ended:
-            self._crash_loop_ended(plugin)
-        if gave_up:
-            self._alerts.fire_once(
-                plugin.name,
-                AlertKind.RECOVERY_EXHAUSTED,
-                f"{plugin.unrecovered} recovery episodes in a row failed "
-                f"(give_up_after={config.give_up_after}); breaker held open until "
-                "reset_plugin()",
-            )
-        with self._lock:
-            plugin.episode = None
-            plugin.last_trouble = self.clock.monotonic()
-            self._open_episodes -= 1
-            self._idle.notify_all()
-        self._timer_wake.set()
-        if outcome == RECOVERED:
-            self._incident_recovered(plugin.name)
-
-    def _check_recovery_time(self, plugin: Supervised, episode: Episode) -> None:
+    def check_recovery_time(self, plugin: Supervised, episode: Episode) -> None:
         """Fire the "recovery_time" alert if the episode's deadline for it has passed."""
         alarm = episode.alarm
         if alarm is None or self.clock.monotonic() < alarm:
             return
         episode.alarm = None
         elapsed = self.clock.monotonic() - episode.started
-        self._alerts.fire_once(
+        threshold = self.config.alert_thresholds.recovery_time
+        self.alerts.fire_once(
             plugin.name,
             AlertKind.RECOVERY_TIME,
-            f"recovery running for {elapsed:.3g}s (threshold {self._thresholds.recovery_time:g}s)",
+            f"recovery running for {elapsed:.3g}s (threshold {threshold:g}s)",
         )
 
     def _chain(
@@ -309,16 +228,15 @@ class EpisodeRunner:
         """The strategies to try, in order, for one attempt."""
         config = self.config
         name = plugin.name
-        with self._lock:
-            strategies = dict(self._strategies)
+        strategies = self.hooks.strategies()
         chosen = config.plugin_recovery_strategies.get(name, config.default_recovery_strategy)
         if plugin.kind == DEPENDENCY and (chosen is None or chosen in PLUGIN_ACTIONS):
             return [("probe", PROBE)]  # nothing to restart or reload: probe it
         if chosen is not None:
-            self._note_configured(plugin, episode, chosen)
+            self.hooks.note_configured(plugin, episode, chosen)
             strategy = strategies.get(chosen)
             if strategy is None:
-                self._outbox.log(logging.ERROR,
+                self.outbox.log(logging.ERROR,
                                  "recovery strategy %r of plugin %r is not registered",
                                  chosen, name)
                 return []
@@ -329,7 +247,7 @@ class EpisodeRunner:
                 "priority", item[1].priority
             ),
         )
-        return self._ordered(plugin, episode, [
+        return self.hooks.ordered(plugin, episode, [
             (strategy_name, strategy)
             for strategy_name, strategy in ranked
             if self._handles(plugin, episode, strategy_name, strategy)
@@ -344,7 +262,7 @@ class EpisodeRunner:
         failure = episode.failure
         if type(strategy) in BUILTIN_TYPES:
             return strategy.can_handle(failure)
-        run = self._runner.run(
+        run = self.runner.run(
             functools.partial(strategy.can_handle, failure), self.config.strategy_timeout,
             f"can_handle {name} {plugin.name}",
             functools.partial(self._episode_wait, plugin, episode), key=plugin.name,
@@ -353,16 +271,16 @@ class EpisodeRunner:
             self._refused(plugin, f"can_handle of strategy {name!r}")
             return False
         if not run.finished:
-            self._outbox.log(logging.ERROR,
+            self.outbox.log(logging.ERROR,
                              "can_handle of strategy %r still running after %.3gs; abandoned",
                              name, self.config.strategy_timeout)
             return False
         if run.error is not None:
-            self._outbox.log(logging.ERROR, "can_handle of strategy %r failed", name,
+            self.outbox.log(logging.ERROR, "can_handle of strategy %r failed", name,
                              exc_info=run.error)
             return False
         if not isinstance(run.value, bool):
-            self._outbox.log(logging.ERROR,
+            self.outbox.log(logging.ERROR,
                              "can_handle of strategy %r returned %s, not a bool; declined",
                              name, safe_repr(run.value))
             return False
@@ -370,7 +288,7 @@ class EpisodeRunner:
 
     def _attempt(
         self, plugin: Supervised, episode: Episode, stopping: threading.Event
-    ) -> str | _Park | None:
+    ) -> Outcome | _Park | None:
         """Run the chain once: "recovered", "held", "unverified", PARKED (its
         verification waits off the workers), or None when the
         attempt failed.
@@ -387,7 +305,7 @@ class EpisodeRunner:
         failure = episode.failure
         chain = self._chain(plugin, episode)
         if not chain:
-            self._outbox.log(logging.WARNING,
+            self.outbox.log(logging.WARNING,
                              "no recovery strategy handles %s failure of plugin %r",
                              failure.type.value, plugin.name)
         plugin_config = self._plugin_config(plugin.name)
@@ -401,16 +319,16 @@ class EpisodeRunner:
                 logger=self.logger,
                 config=self.config.recovery_strategy_configs.get(strategy_name, {}),
                 plugin_config=plugin_config,
-                run_bounded=functools.partial(self._runner.run_or_raise, key=plugin.name),
+                run_bounded=functools.partial(self.runner.run_or_raise, key=plugin.name),
             )
             started = self.clock.monotonic()
             if not self._act(plugin, episode, strategy_name, strategy, ctx):
-                self._record_run(plugin, failure, strategy_name, False, False, None, started)
+                self.record_run(plugin, failure, strategy_name, False, False, None, started)
                 continue
             retry_in = plugin.breaker.retry_after
             if ctx.degraded or plugin.breaker.state is OPEN:
                 now = self.clock.monotonic()
-                with self._lock:
+                with self.lock:
                     if ctx.degraded:
                         plugin.degraded = True
                         plugin.degraded_until = (
@@ -419,25 +337,25 @@ class EpisodeRunner:
                     if retry_in is not None and math.isfinite(retry_in):
                         plugin.hold_until = now + retry_in
                 held = retry_in if retry_in is not None and math.isfinite(retry_in) else 0.0
-                self._record_run(plugin, failure, strategy_name, True, True, None, started,
+                self.record_run(plugin, failure, strategy_name, True, True, None, started,
                                  held)
-                return HELD
+                return Outcome.HELD
             return self._verified(plugin, episode, strategy_name, started, stopping)
         return None
 
     def _verified(
         self, plugin: Supervised, episode: Episode, action: str, started: float,
         stopping: threading.Event,
-    ) -> str | _Park | None:
+    ) -> Outcome | _Park | None:
         """Verify ``action`` (done from ``started``) and audit it: the attempt's result."""
         verified = self._verify(plugin, episode, action, started, stopping)
         if verified is PARKED:
             return PARKED
-        self._record_run(plugin, episode.failure, action, verified is not False, True,
+        self.record_run(plugin, episode.failure, action, verified is not False, True,
                          verified, started)
         if verified is None:
-            return UNVERIFIED
-        return RECOVERED if verified else None
+            return Outcome.UNVERIFIED
+        return Outcome.RECOVERED if verified else None
 
     def _act(
         self, plugin: Supervised, episode: Episode, name: str, strategy: RecoveryStrategy,
@@ -450,7 +368,7 @@ class EpisodeRunner:
         or True) has failed too, with a warning saying how to report it.
         """
         timeout = self.config.strategy_timeout
-        run = self._runner.run(
+        run = self.runner.run(
             functools.partial(strategy.recover, plugin.name, episode.failure, ctx), timeout,
             f"{name} {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
             key=plugin.name,
@@ -459,19 +377,19 @@ class EpisodeRunner:
             self._refused(plugin, f"recovery strategy {name!r}")
             return False
         if not run.finished:
-            self._outbox.log(
+            self.outbox.log(
                 logging.ERROR,
                 "recovery strategy %r for plugin %r still running after %.3gs; abandoned",
                 name, plugin.name, timeout,
             )
             return False
         if run.error is not None:
-            self._outbox.log(logging.WARNING, "recovery strategy %r failed for plugin %r", name,
+            self.outbox.log(logging.WARNING, "recovery strategy %r failed for plugin %r", name,
                              plugin.name, exc_info=run.error)
             return False
         if run.value is None or run.value is True:
             return True
-        self._outbox.log(
+        self.outbox.log(
             logging.WARNING,
             "recovery strategy %r returned %s for plugin %r: taken as a failed attempt "
             "(recover() returns None when done and raises when it fails)",
@@ -498,11 +416,10 @@ class EpisodeRunner:
         breaker itself (reset) has no trials to wait for: no verdict.
         """
         breaker = plugin.breaker
-        with self._lock:
-            registered = self._health_checks.get(plugin.name)
+        registered = self.hooks.health_check(plugin.name)
         if registered is not None:
             check, check_config = registered
-            run = self._runner.run(
+            run = self.runner.run(
                 functools.partial(check_once, check, check_config), check_config.timeout,
                 f"verify {plugin.name}", functools.partial(self._episode_wait, plugin, episode),
                 key=plugin.name,
@@ -510,22 +427,19 @@ class EpisodeRunner:
             healthy = run.finished and run.error is None and run.value is True
             breaker.record_health_check(healthy)
             if healthy:
-                self._control(lambda: breaker.end_repair(True))
+                self.hooks.move_breaker(lambda: breaker.end_repair(True))
             return healthy
         verification = Verification(action, started, breaker.metrics().total_successes,
                                     self.clock.monotonic()
-                                    + self._verify_window(plugin, episode, action))
-        with self._lock:
+                                    + self.hooks.verify_window(plugin, episode, action))
+        with self.lock:
             plugin.verification = verification
-        self._control(lambda: breaker.end_repair(True))
+        self.hooks.move_breaker(lambda: breaker.end_repair(True))
         state = breaker.state
-        with self._lock:
-            if state is CircuitBreakerState.HALF_OPEN and verification.verdict is None and (
-                    self._running and not stopping.is_set()):
-                episode.parked = verification
-                self._parked[plugin.name] = plugin
-                self._timer_wake.set()
-                return PARKED
+        if state is CircuitBreakerState.HALF_OPEN and self.hooks.park(plugin, verification,
+                                                                     stopping):
+            return PARKED
+        with self.lock:
             plugin.verification = None
         if state is CLOSED:
             return None
@@ -533,37 +447,23 @@ class EpisodeRunner:
             return False
         return verification.verdict  # a trial told before the episode could park
 
-    def _resume(self, plugin: Supervised, verification: Verification) -> None:
-        """A parked verification has its verdict, or its deadline passed: hand the
-        episode back to a worker."""
-        with self._lock:
-            episode = plugin.episode
-            if (self._parked.get(plugin.name) is not plugin or episode is None
-                    or episode.parked is not verification):
-                return
-            del self._parked[plugin.name]
-            plugin.verification = None
-            self._queue.append(plugin)
-            self._work_ready.notify()
-        self._timer_wake.set()  # its deadline is no longer one to wait for
-
     def _settle_verification(
         self, plugin: Supervised, episode: Episode, verification: Verification,
         stopping: threading.Event,
-    ) -> str | None:
+    ) -> Outcome | None:
         """The verdict of a parked verification (at its deadline: a trial that
         succeeded is a pass, none is no verdict), audited; the attempt's result."""
         verified = verification.verdict
         if verified is None and not stopping.is_set() and (
                 plugin.breaker.metrics().total_successes > verification.successes):
             verified = True
-        self._record_run(plugin, episode.failure, verification.action, verified is not False,
+        self.record_run(plugin, episode.failure, verification.action, verified is not False,
                          True, verified, verification.started)
         if verified is None:
-            return UNVERIFIED
-        return RECOVERED if verified else None
+            return Outcome.UNVERIFIED
+        return Outcome.RECOVERED if verified else None
 
-    def _record_run(
+    def record_run(
         self, plugin: Supervised, failure: FailureInfo, action: str, success: bool,
         action_succeeded: bool, verified: bool | None, started: float, held: float = 0.0,
     ) -> None:
@@ -572,12 +472,12 @@ class EpisodeRunner:
         that holds the breaker open, to the end of the hold (``held`` seconds more),
         when its trial can tell: a hold buys time, it is not free."""
         duration = self.clock.monotonic() - started + held
-        order = self._learn(plugin, failure, action, success, verified, duration)
+        order = self.hooks.learn(plugin, failure, action, success, verified, duration)
         self._audit(plugin.name, failure, action, success, action_succeeded, verified,
                     order, duration)
         level = logging.INFO if success else logging.WARNING
         if self.logger.isEnabledFor(level):
-            self._outbox.log(level, "recovery action %s of %s: %s",
+            self.outbox.log(level, "recovery action %s of %s: %s",
                              action, label(plugin), "success" if success else "failure", extra={
                 "event": "recovery_action", "plugin": plugin.name, "action": action,
                 "result": "success" if success else "failure",
@@ -585,7 +485,7 @@ class EpisodeRunner:
                 "failure_type": failure.type.value, "action_succeeded": action_succeeded,
                 "verified": verified,
             })
-        with self._lock:
+        with self.lock:
             plugin.last_action = action
             plugin.last_action_success = success
             plugin.actions[action, success] += 1
@@ -609,18 +509,18 @@ class EpisodeRunner:
         the action's own result and the verification's too (and the order and the
         run's duration, when it takes them), through that method only; a
         four-argument logger gets ``success``, the attempt's verdict."""
-        self._outbox.deliver(
+        self.outbox.deliver(
             f"audit logger (record of {action} of plugin {name!r})", name,
             functools.partial(record_attempt, self.audit_logger, name, failure.type.value,
                               action, success, action_succeeded=action_succeeded,
-                              verified=verified, incident=self._incident_id(name),
+                              verified=verified, incident=self.hooks.incident_id(name),
                               order=order, duration=duration))
 
     def _refused(self, plugin: Supervised, what: str) -> None:
         """A run not started: the plugin has as many stuck threads as allowed."""
-        with self._lock:
+        with self.lock:
             plugin.refused_runs += 1
-        self._outbox.log(
+        self.outbox.log(
             logging.ERROR, "%s for plugin %r not run: %d of its threads are stuck (the most "
             "allowed); it fails at once until one returns", what, plugin.name,
             self.config.max_abandoned_threads)
@@ -640,9 +540,3 @@ def check_once(check: Callable[[], Any], config: HealthCheckConfig) -> bool:
             return False
     return True
 
-
-def safe_repr(value: object) -> str:
-    try:
-        return repr(value)
-    except Exception:
-        return f"<{type(value).__name__} (its repr() failed)>"

@@ -23,18 +23,20 @@ import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from recovery._bounded import ThreadRunner
     from recovery.alerts import AlertDispatcher
+    from recovery.forecast.forecaster import Forecaster
     from recovery.health import HealthMonitor
+    from recovery.manager.episodes import EpisodeRunner
     from recovery.manager.outbox import Outbox
     from recovery.manager.supervised import Supervised
 
 _logger = logging.getLogger("recovery.manager")
 
-_MANAGERS: weakref.WeakSet[Any] = weakref.WeakSet()
+_MANAGERS: weakref.WeakSet[ForkRenewal] = weakref.WeakSet()
 
 
 class ForkRenewal:
@@ -52,12 +54,13 @@ class ForkRenewal:
     _parked: dict[str, Supervised]
     _plugins: dict[str, Supervised]
     _runner: ThreadRunner
+    _episodes: EpisodeRunner
     _outbox: Outbox
     _alerts: AlertDispatcher
 
     if TYPE_CHECKING:
         def start(self) -> None: ...
-        def _forget_forecaster(self) -> Any: ...
+        def _forget_forecaster(self) -> Forecaster | None: ...
 
     def _renew_after_fork(self) -> None:
         """Track this manager, so a forked child renews it (called once, at init)."""
@@ -69,6 +72,7 @@ class ForkRenewal:
         self._work_ready = threading.Condition(self._lock)
         self._local = threading.local()
         self._runner.after_fork()
+        self._episodes.after_fork(self._lock)
         self._outbox.after_fork()
         self._alerts.after_fork()
         self._free_workers = 0

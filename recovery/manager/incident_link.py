@@ -45,7 +45,7 @@ from recovery.incidents import (
     Update,
 )
 from recovery.manager.crash_loop import MAX_LEVEL
-from recovery.manager.supervised import EXHAUSTED, Episode, Supervised
+from recovery.manager.supervised import FailedReason, Supervised
 
 TRIAL = "trial"
 """The audited action of a held member's one verification after its root recovered."""
@@ -77,11 +77,12 @@ class IncidentLink:
     _paged: set[str]  # ids of the open incidents whose incident_opened went out
 
     if TYPE_CHECKING:
-        def _control(self, action: Callable[[], object]) -> None: ...
+        def _move_breaker(self, action: Callable[[], object]) -> None: ...
         def _open_episode(self, plugin: Supervised, failure: FailureInfo, now: float, *,
                           probe: bool) -> None: ...
         def _queue_episode(self, plugin: Supervised) -> None: ...
-        def _enter_crash_loop(self, plugin: Supervised, reason: str, now: float) -> None: ...
+        def _enter_crash_loop(self, plugin: Supervised, reason: FailedReason, now: float,
+                              wait: float | None = None) -> bool: ...
         def _crash_loop_started(self, plugin: Supervised, why: str) -> None: ...
 
     # -- declarations ----------------------------------------------------------------------
@@ -187,7 +188,7 @@ class IncidentLink:
             until = self._held_until.get(plugin.name)
         if until is not None:
             left = max(until - self.clock.monotonic(), 0.0)
-            self._control(lambda: plugin.breaker.force_open(left))
+            self._move_breaker(lambda: plugin.breaker.force_open(left))
 
     def _end_hold(self, name: str, *, trial: bool) -> None:
         """The hold on ``name`` ended: a trial (its root was verified) or, timed out,
@@ -212,9 +213,7 @@ class IncidentLink:
             if not trial:
                 level, wait = self._slot_after(now - (until - self.config.incident_hold_timeout))
                 plugin.crash_level = max(plugin.crash_level, level)
-                self._enter_crash_loop(plugin, EXHAUSTED, now)
-                plugin.next_attempt = now + wait
-                plugin.next_attempt_wall = time.time() + wait
+                self._enter_crash_loop(plugin, FailedReason.EXHAUSTED, now, wait)
             else:
                 failure = plugin.last_failure or FailureInfo(
                     FailureType.ERROR, message="held by an incident")
@@ -262,10 +261,6 @@ class IncidentLink:
         if incident is None or len(incident.members) < 2:
             return False  # an incident of one is paged by its member's own alerts
         return self._tracker.fold(name, kind.value) is not None
-
-    def _trial_first(self, episode: Episode) -> bool:
-        """Is the next attempt of ``episode`` a held member's trial (a verification alone)?"""
-        return episode.trial and episode.attempts == 0
 
     def _incident_due(self) -> float | None:
         """When the tracker next has something to do (the timer waits for it)."""

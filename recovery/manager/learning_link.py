@@ -20,8 +20,9 @@ A mixin of :class:`recovery.RecoveryManager`, apart because learning is one conc
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from recovery.audit import AuditLogger
 from recovery.failures import FailureInfo
 from recovery.learning import StrategyLearner
 from recovery.manager.dependencies import DEPENDENCY
@@ -41,7 +42,7 @@ class LearningLink:
     """Strategy order, verification window and live statistics of the manager."""
 
     config: RecoveryConfig
-    audit_logger: Any
+    audit_logger: AuditLogger
     _outbox: Outbox
     _learner: StrategyLearner
     _history_read: bool

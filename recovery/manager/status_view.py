@@ -10,18 +10,19 @@ from __future__ import annotations
 import collections
 import math
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from recovery._bounded import ThreadRunner
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
-from recovery.health import HealthMonitor
+from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.incidents import IncidentTracker
 from recovery.learning import StrategyLearner
 from recovery.manager.early_warning import Latest
 from recovery.manager.outbox import Outbox
-from recovery.manager.supervised import EPISODE_OUTCOMES, Supervised
+from recovery.manager.supervised import EPISODE_OUTCOMES, Outcome, Supervised
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,
@@ -34,11 +35,15 @@ from recovery.status import (
     StuckStrategy,
 )
 
+if TYPE_CHECKING:
+    from recovery.cluster.core import Cluster
+    from recovery.config import RecoveryConfig
+
 
 class StatusView:
     """``status()`` and ``get_recovery_status()`` of :class:`recovery.RecoveryManager`."""
 
-    config: Any
+    config: RecoveryConfig
     _lock: threading.RLock
     _plugins: dict[str, Supervised]
     _running: bool
@@ -46,8 +51,8 @@ class StatusView:
     _runner: ThreadRunner
     _outbox: Outbox
     _monitor: HealthMonitor | None
-    _health_checks: dict[str, Any]
-    _cluster: Any
+    _health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]]
+    _cluster: Cluster | None
     _tracker: IncidentTracker
 
     if TYPE_CHECKING:
@@ -128,10 +133,11 @@ class StatusView:
             degraded=plugin.degraded,
             fallbacks_served=plugin.route.fallbacks_served,
             failed=plugin.failed,
-            failed_reason=plugin.failed_reason,
+            failed_reason=(None if plugin.failed_reason is None
+                           else plugin.failed_reason.value),
             crash_loop=plugin.crash_loop,
             next_attempt=plugin.next_attempt_wall,
-            failed_episodes_in_a_row=plugin.unrecovered,
+            failed_episodes_in_a_row=plugin.failed_episodes_in_a_row,
             consecutive_failures=plugin.consecutive_failures,
             episode_failures=episode.failures if episode is not None else 0,
             episode_started=episode.wall_started if episode is not None else None,
@@ -144,7 +150,7 @@ class StatusView:
                 for action in sorted({action for action, _ in actions})
             },
             episodes=EpisodeCounts(
-                **{outcome: plugin.episodes[outcome] for outcome in EPISODE_OUTCOMES}
+                **{outcome: plugin.episodes[Outcome(outcome)] for outcome in EPISODE_OUTCOMES}
             ) if plugin.episodes else _NO_EPISODES,
             strategy_order={kind: StrategyOrder.from_reasons(view)
                             for kind, view in learned.items()},

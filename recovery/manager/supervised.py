@@ -13,6 +13,7 @@ import time
 
 import attrs
 
+from recovery._enum import StrEnum
 from recovery._impl import Route
 from recovery.breaker import CircuitBreaker
 from recovery.failures import FailureInfo
@@ -78,18 +79,44 @@ class Episode:
     # Strategies whose run failed this episode: a learned order tries them last.
     failed_actions: set[str] = attrs.field(factory=set)
 
+    @property
+    def trial_next(self) -> bool:
+        """Is the next attempt a held member's trial (a verification alone)?"""
+        return self.trial and self.attempts == 0
 
-# Why a plugin is failed (out of service). The first two are crash loops (retried
-# after a growing delay); the last two last until reset_plugin().
-EXHAUSTED, INTENSITY, UNRECOVERABLE, GAVE_UP = (
-    "exhausted", "restart_intensity", "unrecoverable", "gave_up")
-FOR_GOOD = frozenset({UNRECOVERABLE, GAVE_UP})
 
-# How an episode ended.
-RECOVERED, HELD, UNVERIFIED, EXHAUSTED_OUTCOME, INTERRUPTED = EPISODE_OUTCOMES = (
-    "recovered", "held", "unverified", "exhausted", "interrupted")
-# An episode whose attempt fell due while its incident held it (no strategy ran).
-HELD_BY_INCIDENT = "held_by_incident"
+class FailedReason(StrEnum):
+    """Why a plugin is failed (out of service), as status shows it (``failed_reason``).
+
+    The first two are crash loops (retried after a growing delay); the last two last
+    until ``reset_plugin()``.
+    """
+
+    EXHAUSTED = "exhausted"  # an episode's attempts all failed
+    INTENSITY = "restart_intensity"  # too many episodes within episode_period
+    UNRECOVERABLE = "unrecoverable"  # a failure that is not recoverable
+    GAVE_UP = "gave_up"  # give_up_after episodes in a row did not bring it back
+
+
+FOR_GOOD = frozenset({FailedReason.UNRECOVERABLE, FailedReason.GAVE_UP})
+
+
+class Outcome(StrEnum):
+    """How an episode ended, as status counts it (``episodes``) and the log says it."""
+
+    RECOVERED = "recovered"  # an action was verified: the plugin is back
+    HELD = "held"  # a strategy held the breaker open or degraded the plugin: no fix claimed
+    UNVERIFIED = "unverified"  # an action was done, and nothing could tell
+    EXHAUSTED = "exhausted"  # every attempt failed
+    INTERRUPTED = "interrupted"  # stop(), or a non-recoverable failure, cut it short
+    # Its attempt fell due while its incident held it (no strategy ran); not counted
+    # in status.
+    HELD_BY_INCIDENT = "held_by_incident"
+
+
+EPISODE_OUTCOMES: tuple[str, ...] = tuple(
+    outcome.value for outcome in Outcome if outcome is not Outcome.HELD_BY_INCIDENT)
+"""The outcomes status counts, in its order (the fields of ``EpisodeCounts``)."""
 
 
 @attrs.define(eq=False)
@@ -104,11 +131,11 @@ class Supervised:
     tags: dict[str, str] = attrs.field(factory=dict)
     # Strategy runs by (action, success), for status and the Prometheus collector.
     actions: collections.Counter[tuple[str, bool]] = attrs.field(factory=collections.Counter)
-    # Finished episodes by outcome ("recovered", "held", ...), likewise.
-    episodes: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    # Finished episodes by outcome, likewise.
+    episodes: collections.Counter[Outcome] = attrs.field(factory=collections.Counter)
     _degraded: bool = attrs.field(default=False, init=False)
     degraded_until: float | None = None
-    failed_reason: str | None = None
+    failed_reason: FailedReason | None = None
     episode: Episode | None = None
     history: collections.deque[float] = attrs.field(factory=collections.deque)
     consecutive_failures: int = 0
@@ -124,7 +151,7 @@ class Supervised:
     crash_delay: float = 0.0
     next_attempt: float | None = None
     next_attempt_wall: float | None = None
-    unrecovered: int = 0  # episodes in a row that did not bring it back
+    failed_episodes_in_a_row: int = 0  # episodes in a row that did not bring it back
     hold_until: float | None = None  # a strategy holds the breaker open until then
     verification: Verification | None = None
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed

@@ -279,3 +279,22 @@ def test_a_breakers_dict_has_its_latency_histogram_as_lists(make_breaker: Any) -
                                "counts": metrics.latency.counts, "sum": metrics.latency.sum}
     assert data["state"] == "closed" and isinstance(data["last_success"], str)
     assert json.loads(json.dumps(data))["latency"]["counts"] == list(metrics.latency.counts)
+
+
+def test_a_clusters_status_has_the_keys_its_type_declares_in_order() -> None:
+    """``Cluster.status()`` is typed (``ClusterStatus``) for the readers mypy checks; the
+    dict it returns has exactly those keys, in the order scripts have seen them."""
+    pytest.importorskip("redis")
+    from recovery.cluster import Cluster
+    from recovery.status import ClusterBreaker, ClusterStatus
+
+    cluster = Cluster("redis://127.0.0.1:1/0", namespace="typed-status")  # never started
+    cluster.attach(recovery.CircuitBreaker("typed"))
+    status = cluster.status()
+    assert list(status) == list(ClusterStatus.__annotations__) == [
+        "connected", "node_id", "namespace", "quorum", "events_published", "events_received",
+        "events_dropped", "events_stale", "errors", "last_error", "events", "dropped",
+        "breakers"]
+    assert list(status["breakers"]["typed"]) == list(ClusterBreaker.__annotations__)
+    assert status["events"] == {"published": {"open": 0, "close": 0},
+                                "received": {"open": 0, "close": 0}}
