@@ -19,7 +19,7 @@ from recovery.dashboard import Dashboard
 from recovery.testing import FakeClock
 from tests.dashboard.test_http_and_stream import Stream, request, tile, timeline_event
 from tests.helpers import settle
-from tests.test_early_warning import ParkingClock, Upstream
+from tests.manager.test_early_warning import ParkingClock, Upstream
 
 
 def entries_of(board: Dashboard, name: str) -> list[dict[str, Any]]:

@@ -276,7 +276,7 @@ def test_an_early_warning_shows_its_badge_and_line_and_goes_away(
     boards: Callable[..., Dashboard], page: Page, tmp_path: Path
 ) -> None:
     from recovery import RecoveryConfig
-    from tests.test_early_warning import ParkingClock, Upstream
+    from tests.manager.test_early_warning import ParkingClock, Upstream
 
     clock = ParkingClock()
     config = RecoveryConfig(early_warning=True, enable_health_checking=False)

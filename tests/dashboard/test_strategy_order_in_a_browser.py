@@ -21,7 +21,7 @@ from recovery.testing import FakeClock
 from tests.dashboard.test_http_and_stream import XSS
 from tests.dashboard.test_page_in_a_browser import Page, browser, expect, page, tile  # noqa: F401
 from tests.helpers import StubPluginManager
-from tests.test_learning_manager import Wedged, _episodes
+from tests.manager.test_learned_strategy_order import Wedged, _episodes
 
 
 class Noop:

@@ -1,7 +1,7 @@
 """A plugin tile says which strategy order is in force and why.
 
 A real manager on the fake clock, with the plugin a restart never fixes but a
-reload does (tests/test_learning_manager.py): once it has learned, its tile reads
+reload does (tests/manager/test_learned_strategy_order.py): once it has learned, its tile reads
 "order (learned): reload 12/12 · 1.0s, backoff, restart 0/1"; under the fixed order it is
 "(priority)" with restart first; before any recovery there is nothing to show. The
 feed is not started: each reading is taken by hand.
@@ -22,7 +22,7 @@ from recovery.failures import FailureInfo
 from recovery.manager import RecoveryManager
 from recovery.testing import FakeClock
 from tests.helpers import StubPluginManager, settle
-from tests.test_learning_manager import Wedged, _episodes
+from tests.manager.test_learned_strategy_order import Wedged, _episodes
 
 Build = Callable[..., tuple[RecoveryManager, Wedged, MemoryAuditLogger, Feed]]
 

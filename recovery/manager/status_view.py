@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from recovery._bounded import ThreadRunner
-from recovery._early_warning import Latest
-from recovery._outbox import Outbox
-from recovery._supervised import EPISODE_OUTCOMES, Supervised
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.health import HealthMonitor
 from recovery.incidents import IncidentTracker
 from recovery.learning import StrategyLearner
+from recovery.manager.early_warning import Latest
+from recovery.manager.outbox import Outbox
+from recovery.manager.supervised import EPISODE_OUTCOMES, Supervised
 from recovery.status import (
     ActionCounts,
     EpisodeCounts,

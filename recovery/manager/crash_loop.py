@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING
 
 from recovery import _clock, _deadline
 from recovery._backoff import Backoff
-from recovery._dependencies import DEPENDENCY, PLUGIN
-from recovery._supervised import Episode, Supervised, Verification
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.config import RecoveryConfig
 from recovery.failures import FailureInfo, FailureType
+from recovery.manager.dependencies import DEPENDENCY, PLUGIN
+from recovery.manager.supervised import Episode, Supervised, Verification
 
 MAX_LEVEL = 64  # past this, a doubling delay is at its cap for any sane config
 

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from recovery import _clock
-from recovery._supervised import OPEN, REJECTING, Supervised
 from recovery.failures import FailureInfo, FailureType
 from recovery.health import HealthCheckConfig, HealthCheckResult, HealthMonitor
+from recovery.manager.supervised import OPEN, REJECTING, Supervised
 from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
 

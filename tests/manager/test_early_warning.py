@@ -277,7 +277,7 @@ def test_the_warning_is_exported_to_prometheus_and_opentelemetry(
 def test_the_alert_says_what_moved_from_what_and_when_the_breaker_would_open(
     kind: str, baseline: float, current: float, trip: float | None, text: str
 ) -> None:
-    from recovery._early_warning import warning_message
+    from recovery.manager.early_warning import warning_message
 
     assert warning_message(kind, current, baseline, trip) == text
 

@@ -38,16 +38,16 @@ leaves a plugin failed (breaker held open) until :meth:`reset_plugin`.
 A *dependency* (:meth:`RecoveryManager.register_dependency`: an upstream nothing
 here can restart) is recovered by probes instead of restarts, in its own words.
 User callbacks (alert handlers, audit and log records) are delivered on the
-manager's own thread, each bounded (:mod:`recovery._outbox`).
+manager's own thread, each bounded (:mod:`recovery.manager.outbox`).
 
 The parts live in modules of one concern each, mixed into the manager: the
-episode runner (:mod:`recovery._episodes`), the crash loop and its timer
-(:mod:`recovery._crash_loop`), the link to the health monitor
-(:mod:`recovery._health_link`), dependencies (:mod:`recovery._dependencies`) and
-the status view (:mod:`recovery._status_view`), early warning
-(:mod:`recovery._early_warning`), the learned strategy order
-(:mod:`recovery._learning_link`); the bookkeeping records are in
-:mod:`recovery._supervised`.
+episode runner (:mod:`recovery.manager.episodes`), the crash loop and its timer
+(:mod:`recovery.manager.crash_loop`), the link to the health monitor
+(:mod:`recovery.manager.health_link`), dependencies (:mod:`recovery.manager.dependencies`) and
+the status view (:mod:`recovery.manager.status_view`), early warning
+(:mod:`recovery.manager.early_warning`), the learned strategy order
+(:mod:`recovery.manager.learning_link`); the bookkeeping records are in
+:mod:`recovery.manager.supervised`.
 
 Time: everything runs on the manager's clock. The back-off between attempts is
 a pause (:func:`recovery._deadline.pause`): on the real clock ``stop()`` interrupts
@@ -76,26 +76,7 @@ from recovery import _clock
 from recovery import _validate as v
 from recovery._backoff import Backoff
 from recovery._bounded import ThreadRunner
-from recovery._crash_loop import CrashLoops
-from recovery._dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
-from recovery._early_warning import EarlyWarnings
-from recovery._episodes import EpisodeRunner, safe_repr
-from recovery._forked import ForkRenewal
-from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
-from recovery._incident_link import IncidentLink, new_tracker
-from recovery._learning_link import LearningLink
-from recovery._outbox import Outbox
-from recovery._status_view import StatusView
-from recovery._supervised import (
-    CLOSED,
-    INTENSITY,
-    REJECTING,
-    UNRECOVERABLE,
-    Episode,
-    Supervised,
-)
-from recovery._supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
 from recovery.alerts import AlertDispatcher, AlertHandler, AlertKind
 from recovery.audit import AuditLogger, MemoryAuditLogger
 from recovery.breaker import CircuitBreaker
@@ -111,6 +92,25 @@ from recovery.failures import (
 from recovery.forecast.forecaster import Forecaster
 from recovery.health import HealthCheckConfig, HealthMonitor
 from recovery.learning import StrategyLearner
+from recovery.manager.crash_loop import CrashLoops
+from recovery.manager.dependencies import DEPENDENCY, PLUGIN, Dependencies, declared_needs, label
+from recovery.manager.early_warning import EarlyWarnings
+from recovery.manager.episodes import EpisodeRunner, safe_repr
+from recovery.manager.forked import ForkRenewal
+from recovery.manager.health_link import HealthLink
+from recovery.manager.incident_link import IncidentLink, new_tracker
+from recovery.manager.learning_link import LearningLink
+from recovery.manager.outbox import Outbox
+from recovery.manager.status_view import StatusView
+from recovery.manager.supervised import (
+    CLOSED,
+    INTENSITY,
+    REJECTING,
+    UNRECOVERABLE,
+    Episode,
+    Supervised,
+)
+from recovery.manager.supervised import EPISODE_OUTCOMES as EPISODE_OUTCOMES  # its old home
 from recovery.plugins import PluginManager, PluginRegistry
 from recovery.state import CircuitBreakerState, TripReason
 from recovery.strategies import BUILTIN_STRATEGIES, RecoveryStrategy, builtin_strategy

@@ -9,7 +9,7 @@ configured for it by name still does). Its words are its own: a dependency is
 "down since ..., next probe in ...", not in a crash loop of restarts.
 
 ``depends_on`` and ``tags`` are kept on the registration and shown in status;
-the graph is checked at ``start()`` (:mod:`recovery._incident_link`): every name
+the graph is checked at ``start()`` (:mod:`recovery.manager.incident_link`): every name
 registered, no cycle.
 """
 
@@ -19,10 +19,10 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from recovery._http_check import check_url, url_health_check
-from recovery._supervised import Supervised
 from recovery.breaker import CircuitBreaker
 from recovery.config import CircuitBreakerConfig, RecoveryConfig
+from recovery.manager.http_check import check_url, url_health_check
+from recovery.manager.supervised import Supervised
 from recovery.strategies import CustomStrategy
 
 DEPENDENCY, PLUGIN = "dependency", "plugin"

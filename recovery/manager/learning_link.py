@@ -22,12 +22,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from recovery._dependencies import DEPENDENCY
-from recovery._incident_link import TRIAL
-from recovery._outbox import Outbox
-from recovery._supervised import Episode, Supervised
 from recovery.failures import FailureInfo
 from recovery.learning import StrategyLearner
+from recovery.manager.dependencies import DEPENDENCY
+from recovery.manager.incident_link import TRIAL
+from recovery.manager.outbox import Outbox
+from recovery.manager.supervised import Episode, Supervised
 from recovery.strategies import RecoveryStrategy
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ user code and starts no thread); this mixin feeds it and acts on what it says:
 - the tracker's events go out as ``incident_opened`` / ``incident_updated`` /
   ``incident_resolved`` alerts, on the manager's alert thread, and the members'
   own threshold alerts are folded into them;
-- the timer thread (:mod:`recovery._crash_loop`) polls the tracker at its
+- the timer thread (:mod:`recovery.manager.crash_loop`) polls the tracker at its
   :meth:`~recovery.incidents.IncidentTracker.next_due`.
 """
 
@@ -32,8 +32,6 @@ from typing import TYPE_CHECKING
 
 from recovery import _clock
 from recovery._backoff import Backoff
-from recovery._crash_loop import MAX_LEVEL
-from recovery._supervised import EXHAUSTED, Episode, Supervised
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.config import RecoveryConfig
 from recovery.dependency_graph import DependencyGraph, Node
@@ -46,6 +44,8 @@ from recovery.incidents import (
     OnsetKind,
     Update,
 )
+from recovery.manager.crash_loop import MAX_LEVEL
+from recovery.manager.supervised import EXHAUSTED, Episode, Supervised
 
 TRIAL = "trial"
 """The audited action of a held member's one verification after its root recovered."""

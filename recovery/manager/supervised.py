@@ -130,7 +130,7 @@ class Supervised:
     refused_runs: int = 0  # steps not started: as many of its threads stuck as allowed
     down_since: float | None = None  # wall clock: when its current trouble began
     # Early warnings up now, by kind, each with its wall-clock start; and how many
-    # of each kind were raised (recovery._early_warning).
+    # of each kind were raised (recovery.manager.early_warning).
     warnings: dict[str, tuple[ForecastWarning, float]] = attrs.field(factory=dict)
     warnings_raised: collections.Counter[str] = attrs.field(factory=collections.Counter)
 

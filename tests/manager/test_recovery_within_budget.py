@@ -22,7 +22,7 @@ import pytest
 from benchmarks.bench_recovery import simulate
 from recovery.config import CircuitBreakerConfig
 from recovery.manager import RecoveryConfig
-from tests.test_recovery_verify import DetailedAudit
+from tests.manager.test_verified_recovery import DetailedAudit
 
 BREAKER = CircuitBreakerConfig()
 PROMISE = BREAKER.timeout + 2 * BREAKER.health_check_interval

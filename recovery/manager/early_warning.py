@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from recovery import _clock
-from recovery._supervised import Supervised
 from recovery.alerts import AlertDispatcher, AlertKind
 from recovery.breaker import CircuitBreaker
 from recovery.config import RecoveryConfig
 from recovery.forecast.forecaster import Forecaster
 from recovery.forecast.forecaster import Warning as ForecastWarning
+from recovery.manager.supervised import Supervised
 from recovery.state import CircuitBreakerState
 from recovery.status import EarlyWarning, PluginWarning
 

@@ -7,12 +7,12 @@ user code bounded on a thread of its own (:mod:`recovery._bounded`), and the
 action it did is verified. Verification by a health check is run once, bounded.
 Verification by the breaker's half-open trials is a *deadline*, not a held
 worker: the episode is parked, its worker freed for other plugins, and the
-timer (:mod:`recovery._crash_loop`) or the trial's transition hands it back to
+timer (:mod:`recovery.manager.crash_loop`) or the trial's transition hands it back to
 a worker with its verdict. (Held for ``verify_timeout``, two workers took
 83 minutes to get 1,000 idle plugins out of REPAIRING.)
 
 Every strategy run is audited before the episode moves on, through the outbox
-(:mod:`recovery._outbox`): bounded by ``callback_timeout``, a BaseException or a
+(:mod:`recovery.manager.outbox`): bounded by ``callback_timeout``, a BaseException or a
 block of the audit logger is counted and logged, and the episode goes on. The
 runner's own log records go through the outbox too, so a log handler that
 blocks holds no worker.
@@ -31,10 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 from recovery import _clock, _deadline
 from recovery._bounded import ThreadRunner
-from recovery._dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
-from recovery._incident_link import TRIAL
-from recovery._outbox import Outbox
-from recovery._supervised import (
+from recovery.alerts import AlertDispatcher, AlertKind, AlertThresholds
+from recovery.audit import AuditLogger, record_attempt
+from recovery.failures import FailureInfo
+from recovery.health import HealthCheckConfig, HealthCheckResult
+from recovery.manager.dependencies import DEPENDENCY, PLUGIN_ACTIONS, PROBE, label
+from recovery.manager.incident_link import TRIAL
+from recovery.manager.outbox import Outbox
+from recovery.manager.supervised import (
     CLOSED,
     EXHAUSTED,
     EXHAUSTED_OUTCOME,
@@ -49,10 +53,6 @@ from recovery._supervised import (
     Supervised,
     Verification,
 )
-from recovery.alerts import AlertDispatcher, AlertKind, AlertThresholds
-from recovery.audit import AuditLogger, record_attempt
-from recovery.failures import FailureInfo
-from recovery.health import HealthCheckConfig, HealthCheckResult
 from recovery.plugins import PluginManager
 from recovery.state import CircuitBreakerState
 from recovery.strategies import (

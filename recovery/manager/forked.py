@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from recovery._bounded import ThreadRunner
-    from recovery._outbox import Outbox
-    from recovery._supervised import Supervised
     from recovery.alerts import AlertDispatcher
     from recovery.health import HealthMonitor
+    from recovery.manager.outbox import Outbox
+    from recovery.manager.supervised import Supervised
 
 _logger = logging.getLogger("recovery.manager")
 
