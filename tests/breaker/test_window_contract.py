@@ -17,11 +17,18 @@ import subprocess
 import sys
 from array import array
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 
 from recovery import CircuitBreakerConfig, CircuitOpenError, _window_py, state, tune
+from recovery._window_settings import (
+    SETTINGS,
+    WindowSettings,
+    mismatched,
+    table_rows,
+    window_settings,
+)
 from recovery.state import TripReason
 from recovery.testing import FakeClock
 from tests.helpers import WINDOWS
@@ -177,21 +184,60 @@ DISTINCT = CircuitBreakerConfig(
 @pytest.mark.parametrize("config", [DISTINCT, CircuitBreakerConfig()], ids=["distinct", "defaults"])
 def test_both_windows_copy_every_setting(breaker_cls: Any, config: CircuitBreakerConfig) -> None:
     window = breaker_cls("w", config)
-    assert window._read_settings() == _window_py.window_settings(config)
+    assert window._read_settings() == window_settings(config)
+
+
+@pytest.mark.parametrize("config", [DISTINCT, CircuitBreakerConfig()], ids=["distinct", "defaults"])
+def test_both_windows_hold_each_setting_in_the_kind_of_its_row(
+    breaker_cls: Any, config: CircuitBreakerConfig
+) -> None:
+    """The twin holds what the table's function returns, the compiled window what its C
+    struct converts that to: either differs from the row's kind (an int where a float
+    was declared, a struct line of another type) and the windows may run on other numbers."""
+    held = breaker_cls("w", config)._read_settings()
+    assert {name: type(value) for name, value in held.items()} == {
+        name: row.kind for name, row in SETTINGS.items()
+    }
 
 
 def test_settings_say_off_with_a_number() -> None:
-    settings = _window_py.window_settings(
+    settings = window_settings(
         CircuitBreakerConfig(failure_rate_threshold=None, slow_call_rate_threshold=None)
     )
-    assert (settings.failure_rate, settings.slow_rate) == (0.0, 0.0)
-    assert (settings.slow_duration, settings.max_half_open_wait) == (-1.0, -1.0)
-    assert settings.trial_limit == CircuitBreakerConfig().trial_calls
+    assert (settings["failure_rate"], settings["slow_rate"]) == (0.0, 0.0)
+    assert (settings["slow_duration"], settings["max_half_open_wait"]) == (-1.0, -1.0)
+    assert settings["trial_limit"] == CircuitBreakerConfig().trial_calls
+
+
+def test_the_twin_s_settings_are_the_table_s_typed_attributes() -> None:
+    assert issubclass(_window_py.Window, WindowSettings)
+    assert list(WindowSettings.__annotations__) == ["_" + name for name in SETTINGS]
+
+
+def test_a_c_struct_that_differs_from_the_table_is_named_field_by_field() -> None:
+    struct = {name: row.kind() for name, row in SETTINGS.items()}  # a zeroed struct, as a dict
+    assert mismatched(struct) == []
+    assert mismatched({**struct, "jitter": 0.0}) == ["jitter"]  # a line the table lacks
+    del struct["timeout"]
+    assert mismatched(struct) == ["timeout"]  # a row the struct lacks
+    assert mismatched({**struct, "timeout": 0.0, "size": 0.0}) == ["size"]  # double for int
+    assert mismatched({**struct, "timeout": 0.0, "fast_fail": 0}) == ["fast_fail"]  # not bint
+
+
+@pytest.mark.parametrize("hint", [
+    Annotated[str, lambda config: ""],  # a kind the C struct has no line for
+    Annotated[float, 0.5],  # a value, not a function of the config
+    float,  # no function at all
+])
+def test_a_row_that_is_not_a_kind_and_a_function_is_refused(hint: Any) -> None:
+    table = type("Table", (), {"__annotations__": {"_jitter": hint}})
+    with pytest.raises(TypeError, match=r"Table\._jitter must be declared as _<name>: "):
+        table_rows(table)
 
 
 @needs_compiled
-def test_the_compiled_settings_struct_has_the_fields_of_window_settings() -> None:
-    assert compiled._settings_fields == _window_py.WindowSettings._fields
+def test_the_compiled_settings_struct_is_the_table() -> None:
+    assert compiled._settings_mismatched == []
 
 
 # -- state and trip-reason codes: one place -------------------------------------------------------
@@ -441,7 +487,8 @@ print(recovery.EXTENSION_ACTIVE)
 _MISSING = "ModuleNotFoundError(\"No module named 'recovery._window'\", name='recovery._window')"
 _BROKEN = [
     "ImportError('/x/_window.so: undefined symbol: PyUnicode_Foo')",  # built for another Python
-    "ImportError(\"recovery._window's Settings has (...): rebuild it\")",  # stale sources
+    "ImportError(\"recovery._window's Settings differs from the settings table in ['jitter']: "
+    "rebuild it\")",  # stale sources
     "ModuleNotFoundError(\"No module named 'numpy'\", name='numpy')",  # a need of its own
 ]
 

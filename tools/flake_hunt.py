@@ -1,6 +1,6 @@
 """Run the whole test suite many times in random order and report every failure.
 
-    python benchmarks/flake_hunt.py [--runs 50] [--twin] [--busy 1] [--seed 1234]
+    python tools/flake_hunt.py [--runs 50] [--twin] [--busy 1] [--seed 1234]
                                     [--run-timeout 900] [-- extra pytest args]
 
 A suite that passes once can still depend on the order its tests run in, on the
