@@ -48,6 +48,7 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, Any]
     _cluster: Any
+    _fleet_incidents: Any  # recovery.incidents_remote.FleetIncidents, with a cluster
     _tracker: IncidentTracker
 
     if TYPE_CHECKING:
@@ -106,7 +107,8 @@ class StatusView:
                 )
                 for plugin in plugins
             },
-            cluster=self._cluster.status() if self._cluster is not None else None,
+            cluster=None if self._cluster is None else {
+                **self._cluster.status(), "onsets": self._fleet_incidents.status()},
             incidents=tuple(incident.to_dict()
                             for incident in self._tracker.incidents(active_only=True)),
         )

@@ -83,7 +83,7 @@ from recovery._episodes import EpisodeRunner, safe_repr
 from recovery._forked import ForkRenewal
 from recovery._health_link import HealthLink
 from recovery._impl import Dispatcher, Route
-from recovery._incident_link import IncidentLink, new_tracker
+from recovery._incident_link import IncidentLink, fleet_incidents, new_tracker
 from recovery._learning_link import LearningLink
 from recovery._outbox import Outbox
 from recovery._status_view import StatusView
@@ -212,7 +212,8 @@ class RecoveryManager(
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
                                        post=self._outbox.post, describe=self._describe,
                                        fold=self._fold_alert)
-        self._tracker = new_tracker(config, self.clock)  # incidents: always on
+        self._fleet_incidents = None if cluster is None else fleet_incidents(self, cluster)
+        self._tracker = new_tracker(config, self.clock, self._fleet_incidents)  # always on
         self._held_until: dict[str, float] = {}
         self._paged: set[str] = set()
 
@@ -299,6 +300,8 @@ class RecoveryManager(
                 monitor.start()
             if forecaster is not None:
                 forecaster.start()
+            if self._fleet_incidents is not None:
+                self._fleet_incidents.start()
         except BaseException:
             self.stop()
             raise
@@ -334,6 +337,8 @@ class RecoveryManager(
             monitor = self._monitor
             forecaster = self._forget_forecaster()
         self._timer_wake.set()
+        if self._fleet_incidents is not None:
+            self._fleet_incidents.stop()
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
                 verification = episode.parked
