@@ -141,6 +141,7 @@ def test_a_database_down_on_one_service_is_one_incident_on_both_with_its_depende
     outage = Outage()
     a, b = two_services(services, outage)
     trip(a, "db")
+    quiet(a.rm)  # its first probe failed at once: the next is due 5 s later
     on_b = soon(b.open_incident, "db's onset reached node-b")
     assert (on_b.root, on_b.members) == ("db", ("db",))
     trip(b, "payments")
@@ -279,3 +280,76 @@ def test_an_incident_paged_then_renamed_by_its_new_root_is_opened_once(
          "updated, not opened again")
     (updated,) = [alert for alert in a.alerts if alert.kind == "incident_updated"]
     assert f"was incident {first.id}" in updated.message
+
+
+# -- bounds, fed directly (no Redis needed: the channel is never started) ----------------
+
+
+@pytest.fixture
+def offline(clock: FakeClock) -> Iterator[RecoveryManager]:
+    cluster = Cluster("redis://127.0.0.1:1/0", namespace="offline", node_id="here")
+    rm = RecoveryManager(StubPluginManager("payments"), RecordingAuditLogger(),
+                         RecoveryConfig(enable_health_checking=False,
+                                        incident_hold_timeout=10.0),
+                         clock=clock, cluster=cluster)
+    rm.register_plugin("payments", TRIPS_AT_ONCE, depends_on=("db",))
+    yield rm
+
+
+def heard(rm: RecoveryManager, name: str, kind: str = "trip", *needs: str) -> None:
+    assert rm._fleet_incidents is not None
+    rm._fleet_incidents._received(Onset(kind, name, 1000.0, "there", "there/1", needs))
+
+
+def remote(rm: RecoveryManager) -> dict[str, int]:
+    return rm.get_recovery_status()["cluster"]["onsets"]["remote"]  # type: ignore[no-any-return]
+
+
+def test_remote_names_are_bounded_the_least_recently_heard_of_forgotten_as_recovered(
+    offline: RecoveryManager, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("recovery.incidents_remote.MAX_REMOTE", 3)
+    for name in ("r1", "r2", "r3"):
+        heard(offline, name)
+    heard(offline, "r1")  # heard of again: the least recent is now r2
+    heard(offline, "r4")
+    heard(offline, "r5")
+    assert remote(offline) | {"names": 3, "forgotten": 2} == remote(offline)
+    open_ = {incident.root for incident in offline.incidents(active_only=True)}
+    assert open_ == {"r1", "r4", "r5"}  # r2 and r3 forgotten: their incidents resolved
+
+
+def test_a_remote_member_without_news_expires_as_recovered(
+    offline: RecoveryManager, clock: FakeClock,
+) -> None:
+    heard(offline, "db")
+    assert offline.incidents(active_only=True)[0].root == "db"
+    assert offline._fleet_incidents is not None
+    clock.advance(20.0)  # twice the hold timeout: not yet
+    offline._fleet_incidents._expire()
+    assert offline.incidents(active_only=True)
+    clock.advance(0.5)
+    offline._fleet_incidents._expire()
+    assert offline.incidents(active_only=True) == []
+    assert remote(offline)["expired"] == 1
+
+
+def test_remote_names_registered_here_or_contradicting_our_declarations_are_counted(
+    offline: RecoveryManager,
+) -> None:
+    offline.start()
+    try:
+        heard(offline, "payments")  # ours: its own breaker speaks for it
+        assert offline.incidents() == []
+        heard(offline, "db", "trip", "payments")  # db -> payments -> db: a cycle
+        assert offline.incidents(active_only=True)[0].root == "db"  # kept, without it
+        assert (remote(offline)["ignored"], remote(offline)["conflicting"]) == (1, 1)
+    finally:
+        offline.stop()
+
+
+def test_without_a_cluster_depends_on_must_still_name_a_registration() -> None:
+    rm = RecoveryManager(StubPluginManager("payments"))
+    rm.register_plugin("payments", depends_on=("db",))
+    with pytest.raises(KeyError, match="'payments' depends on 'db', which is not registered"):
+        rm.start()
