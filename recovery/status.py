@@ -375,6 +375,9 @@ class RecoveryStatus:
     callback_timeouts: int = 0
     callback_errors: int = 0
     incidents: tuple[Mapping[str, Any], ...] = ()  # open ones, Incident.to_dict(), oldest first
+    # With a cluster: the incident onsets the manager shares through it (counters; in
+    # to_dict() under "cluster" as "onsets"). See recovery.incidents_remote.
+    onsets: Mapping[str, Any] | None = None
 
     def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
         """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
@@ -394,7 +397,8 @@ class RecoveryStatus:
         if plugins:
             data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}
         if self.cluster is not None:
-            data["cluster"] = self.cluster
+            data["cluster"] = self.cluster if self.onsets is None else {
+                **self.cluster, "onsets": dict(self.onsets)}
         return data
 
 

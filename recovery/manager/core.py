@@ -101,7 +101,7 @@ from recovery.manager.early_warning import EarlyWarnings
 from recovery.manager.episodes import EpisodeHooks, EpisodeRunner
 from recovery.manager.forked import ForkRenewal
 from recovery.manager.health_link import HealthLink
-from recovery.manager.incident_link import IncidentLink, new_tracker
+from recovery.manager.incident_link import IncidentLink, fleet_incidents, new_tracker
 from recovery.manager.learning_link import LearningLink
 from recovery.manager.outbox import Outbox
 from recovery.manager.status_view import StatusView
@@ -217,7 +217,8 @@ class RecoveryManager(
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
                                        post=self._outbox.post, describe=self._label,
                                        fold=self._fold_alert)
-        self._tracker = new_tracker(config, self.clock)  # incidents: always on
+        self._fleet_incidents = None if cluster is None else fleet_incidents(self, cluster)
+        self._tracker = new_tracker(config, self.clock, self._fleet_incidents)  # always on
         self._held_until: dict[str, float] = {}
         self._paged: set[str] = set()
 
@@ -313,6 +314,8 @@ class RecoveryManager(
                 monitor.start()
             if forecaster is not None:
                 forecaster.start()
+            if self._fleet_incidents is not None:
+                self._fleet_incidents.start()
         except BaseException:
             self.stop()
             raise
@@ -348,6 +351,8 @@ class RecoveryManager(
             monitor = self._monitor
             forecaster = self._forget_forecaster()
         self._timer_wake.set()
+        if self._fleet_incidents is not None:
+            self._fleet_incidents.stop()
         for plugin, episode in parked:  # audited as the unverified runs they are
             if episode is not None and episode.parked is not None:
                 verification = episode.parked

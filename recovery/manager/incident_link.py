@@ -20,7 +20,9 @@ user code and starts no thread); this mixin feeds it and acts on what it says:
   ``incident_resolved`` alerts, on the manager's alert thread, and the members'
   own threshold alerts are folded into them;
 - the timer thread (:mod:`recovery.manager.crash_loop`) polls the tracker at its
-  :meth:`~recovery.incidents.IncidentTracker.next_due`.
+  :meth:`~recovery.incidents.IncidentTracker.next_due`;
+- with a cluster, onsets are shared with the fleet's other managers, whose onsets
+  join these incidents as remote members (:mod:`recovery.incidents_remote`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from recovery import _clock
 from recovery._backoff import Backoff
@@ -47,6 +49,9 @@ from recovery.incidents import (
 from recovery.manager.crash_loop import MAX_LEVEL
 from recovery.manager.supervised import FailedReason, Supervised
 
+if TYPE_CHECKING:  # needs redis-py: imported by the manager only with a cluster
+    from recovery.incidents_remote import FleetIncidents
+
 TRIAL = "trial"
 """The audited action of a held member's one verification after its root recovered."""
 
@@ -56,9 +61,18 @@ FOLDED = frozenset({AlertKind.CONSECUTIVE_FAILURES, AlertKind.FAILURE_RATE,
 unrecoverable failures still page: a person must act on those."""
 
 
-def new_tracker(config: RecoveryConfig, clock: _clock.Clock) -> IncidentTracker:
+def new_tracker(config: RecoveryConfig, clock: _clock.Clock,
+                fleet: FleetIncidents | None = None) -> IncidentTracker:
     return IncidentTracker(window=config.incident_window, min_group=config.incident_min_group,
-                           hold_timeout=config.incident_hold_timeout, clock=clock)
+                           hold_timeout=config.incident_hold_timeout, clock=clock,
+                           namer=None if fleet is None else fleet.incident_id)
+
+
+def fleet_incidents(manager: Any, cluster: Any) -> FleetIncidents:
+    """The manager's share of the fleet's onsets through ``cluster`` (which needs redis-py)."""
+    from recovery.incidents_remote import FleetIncidents
+
+    return FleetIncidents(manager, cluster)
 
 
 class IncidentLink:
@@ -75,6 +89,7 @@ class IncidentLink:
     _tracker: IncidentTracker
     _held_until: dict[str, float]  # name -> end of its hold (manager clock)
     _paged: set[str]  # ids of the open incidents whose incident_opened went out
+    _fleet_incidents: FleetIncidents | None  # with a cluster: the fleet's onsets
 
     if TYPE_CHECKING:
         def _move_breaker(self, action: Callable[[], object]) -> None: ...
@@ -93,7 +108,15 @@ class IncidentLink:
         with self._lock:
             nodes = [Node(plugin.name, plugin.depends_on, plugin.tags or None)
                      for plugin in self._plugins.values()]
-        return DependencyGraph([*nodes, *([] if extra is None else [extra])])
+        nodes += [] if extra is None else [extra]
+        if self._fleet_incidents is not None:  # other services' names, and placeholders
+            nodes = self._fleet_incidents.with_fleet(nodes)
+        return DependencyGraph(nodes)
+
+    def _registration(self, name: str) -> tuple[tuple[str, ...], dict[str, str]] | None:
+        """``name``'s declared depends_on and tags, or None when it is not registered here."""
+        plugin = self._plugins.get(name)
+        return None if plugin is None else (plugin.depends_on, dict(plugin.tags or {}))
 
     def _check_dependency_graph(self) -> None:
         """At ``start()``: every ``depends_on`` names a registration, and no cycle;
@@ -113,6 +136,8 @@ class IncidentLink:
 
     def _incident_onset(self, name: str, kind: OnsetKind = "trip") -> None:
         """``name``'s breaker tripped (or an early warning was raised for it)."""
+        if self._fleet_incidents is not None:
+            self._fleet_incidents.local_onset(name, kind)
         self._act_on_incidents(self._tracker.onset(name, kind))
 
     def _on_early_warning(self, name: str) -> None:
@@ -129,6 +154,8 @@ class IncidentLink:
         """``name`` is verified well again: a root's recovery gives its held members a trial."""
         with self._lock:
             self._held_until.pop(name, None)  # well again: no hold of its own to end
+        if self._fleet_incidents is not None:
+            self._fleet_incidents.local_recovered(name)
         self._act_on_incidents(self._tracker.recovered(name))
 
     def _poll_incidents(self, now: float) -> bool:
@@ -154,7 +181,12 @@ class IncidentLink:
         set each): an incident of one is paged by its member's own alerts, as a
         failure was before incidents. One that grows to two is paged as opened then."""
         incident = event.incident
+        if self._fleet_incidents is not None and self._fleet_incidents.is_remote(incident.root):
+            return  # paged by the node whose root it is
         with self._lock:
+            if event.renamed_from in self._paged:  # its new root renamed it
+                self._paged.discard(event.renamed_from)
+                self._paged.add(incident.id)
             paged = incident.id in self._paged
             if event.kind == RESOLVED:
                 self._paged.discard(incident.id)

@@ -38,6 +38,7 @@ from recovery.status import (
 if TYPE_CHECKING:
     from recovery.cluster.core import Cluster
     from recovery.config import RecoveryConfig
+    from recovery.incidents_remote import FleetIncidents
 
 
 class StatusView:
@@ -53,6 +54,7 @@ class StatusView:
     _monitor: HealthMonitor | None
     _health_checks: dict[str, tuple[Callable[[], Any], HealthCheckConfig]]
     _cluster: Cluster | None
+    _fleet_incidents: FleetIncidents | None
     _tracker: IncidentTracker
 
     if TYPE_CHECKING:
@@ -112,6 +114,7 @@ class StatusView:
                 for plugin in plugins
             },
             cluster=self._cluster.status() if self._cluster is not None else None,
+            onsets=None if self._fleet_incidents is None else self._fleet_incidents.status(),
             incidents=tuple(incident.to_dict()
                             for incident in self._tracker.incidents(active_only=True)),
         )

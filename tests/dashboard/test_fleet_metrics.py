@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from recovery.cluster.summary import encode_summary
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock
-from tests.dashboard.test_fleet import entry, node_view, soon
+from tests.dashboard.test_fleet import entry, incident, node_view, soon
 from tests.helpers import closed_after, fresh_namespace, node_processes
 
 try:
@@ -56,9 +56,19 @@ def feed(clock: FakeClock) -> Iterator[Any]:
     built.stop(1.0)
 
 
-def summary(node: str, entries: list[dict[str, Any]], seq: int = 1, **head: Any) -> bytes:
+def summary(node: str, entries: list[dict[str, Any]], seq: int = 1,
+            incidents: list[dict[str, Any]] | None = None, **head: Any) -> bytes:
     return encode_summary({"node": node, "host": "h", "pid": 1, "time": float(seq),
-                           "seq": seq, **head}, entries, None)
+                           "seq": seq, **head}, entries, None, incidents)
+
+
+def promtool_check(text: str) -> None:
+    """The exposition as Prometheus' own linter reads it (when promtool is installed)."""
+    promtool = shutil.which("promtool")
+    if promtool is not None:
+        checked = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
+                                 capture_output=True, timeout=60, check=False)
+        assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), checked
 
 
 def counted(name: str, state: str = "closed", plugin: PluginRecovery | None = None,
@@ -107,12 +117,54 @@ def test_every_node_s_breakers_are_exported_with_a_node_label(
     assert value(samples, "recovery_requests_total", node="w1", plugin="payments") == 10
 
 
+def test_open_incidents_are_exported_by_node_and_once_for_the_fleet(
+    feed: Any, clock: FakeClock
+) -> None:
+    outage = [incident("inc-7", "db", "payments", "orders")]  # the same id on every node
+    feed._receive(summary("w1", [counted("db")], incidents=outage))
+    feed._receive(summary("w2", [counted("payments")], incidents=[
+        incident("inc-7", "db", "payments"), incident("inc-9", "mail", cause_known=False)]))
+    feed._receive(summary("w3", [counted("search")]))
+    text = renderer(feed.nodes)()[0].decode()
+    families, samples = parse(text)
+    # Each node's own, under the names (and help) of its own /metrics, with its label.
+    assert [value(samples, "recovery_incidents_open", node=n) for n in ("w1", "w2", "w3")] \
+        == [1, 2, 0]
+    assert value(samples, "recovery_incident_members", node="w1", incident="inc-7",
+                 root="db") == 3
+    assert value(samples, "recovery_incident_members", node="w2", incident="inc-7",
+                 root="db") == 2
+    assert value(samples, "recovery_incident_members", node="w2", incident="inc-9",
+                 root="mail") == 1
+    collector = {f.name: (f.type, f.documentation) for f in RecoveryCollector(None).describe()}
+    for name in ("recovery_incidents_open", "recovery_incident_members"):
+        assert (families[name].type, families[name].documentation) == collector[name]
+    # The fleet's: one outage, counted once, on 2 of the 3 nodes; mail on one.
+    assert value(samples, "recovery_fleet_incidents_open") == 2
+    assert value(samples, "recovery_fleet_incident_members", root="db") == 3
+    assert value(samples, "recovery_fleet_incident_nodes", root="db") == 2
+    assert value(samples, "recovery_fleet_incident_nodes", root="mail") == 1
+    promtool_check(text)
+    clock.advance(6.0)  # w2 falls silent: its incidents leave the fleet's count
+    feed._receive(summary("w1", [counted("db")], seq=2, incidents=outage))
+    feed._receive(summary("w3", [counted("search")], seq=2))
+    feed._tick()
+    _, samples = parse(renderer(feed.nodes)()[0].decode())
+    assert value(samples, "recovery_fleet_incidents_open") == 1
+    assert value(samples, "recovery_fleet_incident_nodes", root="db") == 1
+    assert value(samples, "recovery_incidents_open", node="w2") == 2  # its last word
+
+
 def test_hostile_names_cannot_break_the_scrape(feed: Any) -> None:
     feed._receive(summary("node-\udcff", [counted("pay-\udcfe", requests=1),
                                           counted("pay-\udcfe", requests=2),  # twice
-                                          counted('q"}\n#', requests=3)]))
+                                          counted('q"}\n#', requests=3)],
+                          incidents=[incident('inc-"}\n#', "pay-\udcfe")]))
     text = renderer(feed.nodes)()[0].decode("utf-8")
     _, samples = parse(text)
+    assert value(samples, "recovery_incident_members", node="node-\\udcff",
+                 incident='inc-"}\n#', root="pay-\\udcfe") == 1
+    assert value(samples, "recovery_fleet_incident_nodes", root="pay-\\udcfe") == 1
     assert value(samples, "recovery_requests_total",
                  node="node-\\udcff", plugin="pay-\\udcfe") == 1  # one series, the first
     assert value(samples, "recovery_requests_total", node="node-\\udcff", plugin='q"}\n#') == 3
@@ -169,8 +221,48 @@ def test_one_scrape_target_for_a_fleet_of_worker_processes(
     assert value(samples, "recovery_failures_total", node=ids[0], plugin="payments") >= 3
     assert value(samples, "recovery_fleet_redis_connected") == 1
     assert value(samples, "recovery_fleet_summaries_received_total") >= 3
-    promtool = shutil.which("promtool")
-    if promtool is not None:  # the exposition as Prometheus' own linter reads it
-        checked = subprocess.run([promtool, "check", "metrics"], input=text, text=True,
-                                 capture_output=True, timeout=60, check=False)
-        assert (checked.returncode, checked.stdout + checked.stderr) == (0, ""), checked
+    promtool_check(text)
+
+
+def test_one_outage_across_two_services_is_one_fleet_incident_in_the_scrape(
+    redis_url: str, namespace: str, boards: Any,
+) -> None:
+    """Service A owns db; service B's payments depends on it. Their managers share
+    their onsets, so each node's incident is the same one (one id): the scrape says so
+    by node, and counts it once for the fleet, on 2 nodes."""
+    from tests.incidents.test_fleet_incidents import TRIPS_AT_ONCE, Outage, Service, trip
+
+    board = boards(redis_url, namespace)
+    a = Service(redis_url, namespace, "node-a", (), None)
+    a.rm.register_dependency("db", health_check=Outage().healthy, breaker_config=TRIPS_AT_ONCE)
+    b = Service(redis_url, namespace, "node-b", ("payments",), None)
+    b.rm.register_plugin("payments", TRIPS_AT_ONCE, depends_on=("db",))
+    try:
+        a.start()
+        b.start()
+        trip(a, "db")
+        soon(b.open_incident, "db's onset on node-b")
+        trip(b, "payments")
+
+        def scraped() -> str | None:
+            with urllib.request.urlopen(board.url + "metrics", timeout=5) as response:
+                text: str = response.read().decode()
+            samples = parse(text)[1]
+            key = ("recovery_fleet_incident_nodes", frozenset({("root", "db")}))
+            members = [v for (name, _), v in samples.items()
+                       if name == "recovery_incident_members"]
+            return text if samples.get(key) == 2 and members == [2, 2] else None
+
+        text = soon(scraped, "one fleet incident on both nodes, with both members")
+        _, samples = parse(text)
+        assert value(samples, "recovery_fleet_incidents_open") == 1
+        assert value(samples, "recovery_fleet_incident_members", root="db") == 2
+        (incident,) = a.rm.incidents(active_only=True)
+        for node in ("node-a", "node-b"):
+            assert value(samples, "recovery_incidents_open", node=node) == 1
+            assert value(samples, "recovery_incident_members", node=node,
+                         incident=incident.id, root="db") == 2
+        promtool_check(text)
+    finally:
+        a.stop()
+        b.stop()
