@@ -34,16 +34,18 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from recovery._clock import Clock
 from recovery.cluster.onsets import Onset, OnsetChannel
-from recovery.config import RecoveryConfig
-from recovery.dependency_graph import DependencyGraph, Node
-from recovery.incidents import IncidentTracker, OnsetKind, Update
+from recovery.dependency_graph import Node
+from recovery.incidents import OnsetKind
+
+if TYPE_CHECKING:
+    from recovery.cluster import Cluster
 
 MAX_REMOTE = 1000
 """Remote names remembered at most (their declarations and open onsets)."""
@@ -52,16 +54,25 @@ REMOTE_TTL_HOLDS = 2
 recovered: every hold on it has ended by then."""
 
 
-class _Manager(Protocol):
-    """What this module reads of the manager (its incident mixin)."""
+@attrs.frozen
+class ManagerHooks:
+    """All this module can reach of the manager it serves: its clock and hold timeout,
+    and four callables the manager binds to its own incident bookkeeping.
+
+    - ``registration``: a name's ``(depends_on, tags)`` if the manager registers it,
+      else None;
+    - ``onset``: feed a remote name's onset to the manager's incidents;
+    - ``recovered``: feed a remote name's recovery (it is never repaired here);
+    - ``regraph``: group by the manager's declarations and the fleet's as they are
+      now; raises KeyError or ValueError (a cycle) when they contradict.
+    """
 
     clock: Clock
-    config: RecoveryConfig
-    _tracker: IncidentTracker
-
-    def _registration(self, name: str) -> tuple[tuple[str, ...], dict[str, str]] | None: ...
-    def _dependency_graph(self, extra: Node | None = None) -> DependencyGraph: ...
-    def _act_on_incidents(self, update: Update) -> None: ...
+    hold_timeout: float
+    registration: Callable[[str], tuple[tuple[str, ...], dict[str, str]] | None]
+    onset: Callable[[str, OnsetKind], None]
+    recovered: Callable[[str], None]
+    regraph: Callable[[], None]
 
 
 @attrs.define
@@ -82,8 +93,8 @@ def incident_id(root: str, onset_at: float) -> str:
 class FleetIncidents:
     """The manager's side of the fleet's onsets (see the module doc); thread-safe."""
 
-    def __init__(self, manager: _Manager, cluster: Any) -> None:
-        self._manager = manager
+    def __init__(self, hooks: ManagerHooks, cluster: Cluster) -> None:
+        self._hooks = hooks
         self._cluster = cluster
         self._lock = threading.Lock()
         self._remote: dict[str, _Remote] = {}  # least recently heard of first
@@ -135,14 +146,14 @@ class FleetIncidents:
 
     def is_remote(self, name: str) -> bool:
         with self._lock:
-            return name in self._remote and self._manager._registration(name) is None
+            return name in self._remote and self._hooks.registration(name) is None
 
     # -- this manager's onsets --------------------------------------------------------------
 
     def local_onset(self, name: str, kind: str) -> None:
         """Before the tracker hears of it: note when ``name``'s onset began and tell the fleet."""
         at = self._note_onset(name)
-        declared = self._manager._registration(name)
+        declared = self._hooks.registration(name)
         needs, tags = declared if declared is not None else ((), {})
         self._send(Onset(kind, name, at, self._cluster.node_id, self._channel.sender,
                          needs, tags))
@@ -167,8 +178,8 @@ class FleetIncidents:
 
     def _received(self, onset: Onset) -> None:
         """On the channel's subscriber thread: a remote name's onset or recovery."""
-        manager = self._manager
-        if manager._registration(onset.name) is not None:
+        hooks = self._hooks
+        if hooks.registration(onset.name) is not None:
             self._count("ignored")  # our own breaker (shared by name) speaks for it
             return
         try:
@@ -176,7 +187,7 @@ class FleetIncidents:
         except (TypeError, ValueError):
             self._channel.count_drop("malformed")
             return
-        now = manager.clock.monotonic()
+        now = hooks.clock.monotonic()
         with self._lock:
             known = self._remote.pop(onset.name, None)
             forgotten = []
@@ -191,37 +202,37 @@ class FleetIncidents:
             changed = known is None or known.declared != kept
         for name in forgotten:
             self._count("forgotten")
-            manager._act_on_incidents(manager._tracker.recovered(name))
+            hooks.recovered(name)
         if changed:
             self._regraph(onset.name)
         if onset.kind == "recovered":
             with self._lock:
                 self._recovered.add(onset.name)
-            manager._act_on_incidents(manager._tracker.recovered(onset.name))
+            hooks.recovered(onset.name)
         else:
             self._note_onset(onset.name, onset.at)
             kind: OnsetKind = "trip" if onset.kind == "trip" else "early_warning"
-            manager._act_on_incidents(manager._tracker.onset(onset.name, kind))
+            hooks.onset(onset.name, kind)
 
     def _regraph(self, name: str) -> None:
         """Group by the graph with ``name``'s declarations; if they contradict ours (a
         cycle), by the graph without them."""
         try:
-            self._manager._tracker.use_graph(self._manager._dependency_graph())
+            self._hooks.regraph()
         except (KeyError, ValueError):
             self._count("conflicting")
             with self._lock:
                 remote = self._remote.get(name)
                 if remote is not None:
                     remote.declared = Node(name)
-            self._manager._tracker.use_graph(self._manager._dependency_graph())
+            self._hooks.regraph()
 
     def _expire(self) -> None:
         """On the channel's subscriber thread, between messages: remote members that
         stayed open too long without news are taken as recovered."""
-        manager = self._manager
-        limit = REMOTE_TTL_HOLDS * manager.config.incident_hold_timeout
-        now = manager.clock.monotonic()
+        hooks = self._hooks
+        limit = REMOTE_TTL_HOLDS * hooks.hold_timeout
+        now = hooks.clock.monotonic()
         with self._lock:
             stale = [name for name, remote in self._remote.items()
                      if remote.open and now - remote.seen > limit]
@@ -230,7 +241,7 @@ class FleetIncidents:
                 self._recovered.add(name)
         for name in stale:
             self._count("expired")
-            manager._act_on_incidents(manager._tracker.recovered(name))
+            hooks.recovered(name)
 
     def _count(self, what: str) -> None:
         with self._lock:

@@ -101,7 +101,7 @@ from recovery.manager.early_warning import EarlyWarnings
 from recovery.manager.episodes import EpisodeHooks, EpisodeRunner
 from recovery.manager.forked import ForkRenewal
 from recovery.manager.health_link import HealthLink
-from recovery.manager.incident_link import IncidentLink, fleet_incidents, new_tracker
+from recovery.manager.incident_link import IncidentLink, new_tracker
 from recovery.manager.learning_link import LearningLink
 from recovery.manager.outbox import Outbox
 from recovery.manager.status_view import StatusView
@@ -217,7 +217,7 @@ class RecoveryManager(
         self._alerts = AlertDispatcher(self.logger, enabled=config.enable_alerting,
                                        post=self._outbox.post, describe=self._label,
                                        fold=self._fold_alert)
-        self._fleet_incidents = None if cluster is None else fleet_incidents(self, cluster)
+        self._fleet_incidents = None if cluster is None else self._fleet_share(cluster)
         self._tracker = new_tracker(config, self.clock, self._fleet_incidents)  # always on
         self._held_until: dict[str, float] = {}
         self._paged: set[str] = set()

@@ -30,7 +30,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from recovery import _clock
 from recovery._backoff import Backoff
@@ -50,6 +50,7 @@ from recovery.manager.crash_loop import MAX_LEVEL
 from recovery.manager.supervised import FailedReason, Supervised
 
 if TYPE_CHECKING:  # needs redis-py: imported by the manager only with a cluster
+    from recovery.cluster import Cluster
     from recovery.incidents_remote import FleetIncidents
 
 TRIAL = "trial"
@@ -66,13 +67,6 @@ def new_tracker(config: RecoveryConfig, clock: _clock.Clock,
     return IncidentTracker(window=config.incident_window, min_group=config.incident_min_group,
                            hold_timeout=config.incident_hold_timeout, clock=clock,
                            namer=None if fleet is None else fleet.incident_id)
-
-
-def fleet_incidents(manager: Any, cluster: Any) -> FleetIncidents:
-    """The manager's share of the fleet's onsets through ``cluster`` (which needs redis-py)."""
-    from recovery.incidents_remote import FleetIncidents
-
-    return FleetIncidents(manager, cluster)
 
 
 class IncidentLink:
@@ -166,6 +160,27 @@ class IncidentLink:
             return False
         self._act_on_incidents(self._tracker.poll())
         return True
+
+    def _fleet_share(self, cluster: Cluster) -> FleetIncidents:
+        """This manager's share of the fleet's onsets through ``cluster`` (which needs
+        redis-py): it reaches the manager only through the hooks given here."""
+        from recovery.incidents_remote import FleetIncidents, ManagerHooks
+
+        hooks = ManagerHooks(clock=self.clock, hold_timeout=self.config.incident_hold_timeout,
+                             registration=self._registration, onset=self._remote_onset,
+                             recovered=self._remote_recovered, regraph=self._regraph)
+        return FleetIncidents(hooks, cluster)
+
+    def _remote_onset(self, name: str, kind: OnsetKind) -> None:
+        """Another node's onset of ``name`` (a name not registered here)."""
+        self._act_on_incidents(self._tracker.onset(name, kind))
+
+    def _remote_recovered(self, name: str) -> None:
+        self._act_on_incidents(self._tracker.recovered(name))
+
+    def _regraph(self) -> None:
+        """Group by the declarations as they are now, the fleet's included."""
+        self._tracker.use_graph(self._dependency_graph())
 
     def _act_on_incidents(self, update: Update) -> None:
         for event in update.events:
