@@ -74,6 +74,7 @@ _MAX_WAIT = 60.0  # the worker's longest sleep: no deadline, however far, overfl
 WARN_EVERY = 60.0
 """Seconds between two WARNINGs that Redis cannot be reached (the first is logged at once)."""
 _FAULTS = (redis.RedisError, OSError)
+_get_ident = threading.get_ident
 
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP, _WAKE = range(7)
 
@@ -248,8 +249,9 @@ class Cluster:
         self._inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._reconnect = threading.Event()
-        self._worker_ident = -1
-        self._subscriber_ident = -1
+        # The idents of the running worker and subscriber threads: their moves, which
+        # apply the fleet's decisions, are not local news (see _listener).
+        self._own: set[int] = set()
         self._fleet_lock = threading.Lock()  # the fleet's state: one thread at a time
         self._stats_lock = threading.Lock()
         self._connected = False
@@ -303,18 +305,26 @@ class Cluster:
         breaker.set_opened_by(None)
 
     def _listener(self, tracked: Tracked) -> Any:
-        inbox = self._inbox
+        """The breaker's listener: the hand-off of a local transition to the worker.
+
+        It runs on the caller's thread at every transition, the tripping call
+        included, so it does the least it can: everything it needs is bound here
+        (no global, module or instance lookup at call time: at a trip, rare by
+        nature, each one is a cache miss), and one put on the C queue, which wakes
+        the worker only if it sleeps on it. All the work happens on the worker.
+        """
+        put, qsize, own, get_ident = self._inbox.put, self._inbox.qsize, self._own, _get_ident
+        count_drop, limit = self._count_drop, QUEUE_LIMIT
 
         def on_transition(
             breaker: Any, old: CircuitBreakerState, new: CircuitBreakerState
         ) -> None:
-            # The cluster's own moves (applying the fleet's decisions) are not news.
-            if threading.get_ident() in (self._worker_ident, self._subscriber_ident):
+            if get_ident() in own:  # the cluster's own moves (the fleet's decisions)
                 return
-            if inbox.qsize() >= QUEUE_LIMIT:
-                self._count_drop("queue_full")
-                return
-            inbox.put((_LOCAL, tracked, old, new))
+            if qsize() < limit:
+                put((_LOCAL, tracked, old, new))
+            else:
+                count_drop("queue_full")
 
         return on_transition
 
@@ -466,7 +476,14 @@ class Cluster:
     # -- the subscriber thread ------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        self._subscriber_ident = threading.get_ident()
+        ident = _get_ident()
+        self._own.add(ident)
+        try:
+            self._subscribe_until_stopped()
+        finally:
+            self._own.discard(ident)  # a later thread may get this id: its moves are news
+
+    def _subscribe_until_stopped(self) -> None:
         backoff = BACKOFF_FIRST
         while not self._stopping.is_set():
             pubsub = self._client.pubsub()
@@ -486,7 +503,6 @@ class Cluster:
             finally:
                 with contextlib.suppress(*_FAULTS):
                     pubsub.close()
-        self._subscriber_ident = -1  # a later thread may get this id: its moves are news
 
     def _listen(self, pubsub: Any) -> None:
         """Subscribe, tell the worker (which then reads the records), then relay messages."""
@@ -527,8 +543,15 @@ class Cluster:
     # -- the worker thread ----------------------------------------------------------------
 
     def _work(self) -> None:
-        self._worker_ident = threading.get_ident()
+        ident = _get_ident()
+        self._own.add(ident)
         _never_preempt_callers()
+        try:
+            self._work_until_stopped()
+        finally:
+            self._own.discard(ident)
+
+    def _work_until_stopped(self) -> None:
         while True:
             item: tuple[Any, ...] | None = None
             try:
