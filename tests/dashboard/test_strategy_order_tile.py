@@ -21,6 +21,7 @@ from recovery.dashboard.hub import Hub
 from recovery.failures import FailureInfo
 from recovery.manager import RecoveryManager
 from recovery.testing import FakeClock
+from tests.dashboard.helpers import tick
 from tests.helpers import StubPluginManager, settle
 from tests.manager.test_learned_strategy_order import Wedged, _episodes
 
@@ -52,7 +53,7 @@ def wedged(clock: FakeClock) -> Iterator[Build]:
 
 
 def orders(feed: Feed) -> list[dict[str, Any]]:
-    feed._tick()
+    tick(feed)
     (tile,) = feed.snapshot()["tiles"]
     assert "strategy_order" not in tile["recovery"]  # said once, in words
     return tile["strategy_order"]  # type: ignore[no-any-return]
