@@ -129,7 +129,7 @@ def threads_parked(rm: RecoveryManager, clock: SimClock) -> bool:
         if queued and rm._free_workers:  # private: the quiet rule (docstring)
             return False
         parked = len(rm._parked)  # private: the quiet rule (docstring)
-        expected = rm._open_episodes - parked - queued  # private: the quiet rule
+        expected = rm._open_episodes - parked - queued  # private: the quiet rule (docstring)
         incident_due = rm._incident_due()  # private: the quiet rule (docstring)
         plugins = rm._plugins.values()  # private: the quiet rule (docstring)
         if parked or incident_due is not None or any(
