@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from recovery import CircuitBreaker
+from tests.dashboard.helpers import receive
 
 try:
     from recovery.cluster import Cluster
@@ -71,7 +72,7 @@ def fleet(nodes: int) -> Any:
     feed = FleetFeed("redis://127.0.0.1:1/0", "bench", None, Hub(), max_nodes=max(nodes, 1))
     sample = entries()
     for node in range(nodes):
-        feed._receive(node_summary(node, 1, sample))
+        receive(feed, node_summary(node, 1, sample))
     return feed
 
 
@@ -95,7 +96,7 @@ def main() -> None:
     sample = entries()
     messages = [node_summary(0, seq, sample) for seq in range(2, 2002)]
     taken = iter(messages)
-    seconds = min(timeit.repeat(lambda: feed._receive(next(taken)), number=200, repeat=5)) / 200
+    seconds = min(timeit.repeat(lambda: receive(feed, next(taken)), number=200, repeat=5)) / 200
     print(f"fleet page, one summary of {BREAKERS_PER_NODE} breakers taken in: "
           f"{seconds * 1e6:6.1f} us (checked, ordered, diffed)")
     feed.stop(1.0)

@@ -48,11 +48,12 @@ import random
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Callable
+from typing import Protocol
 
 import attrs
 
 from recovery.dependency_graph import DependencyGraph, Node
-from recovery.incidents import OPENED, IncidentTracker, Update
+from recovery.incidents import OPENED, Incident, IncidentTracker, Update
 from recovery.testing import FakeClock
 
 ATTEMPTS = 3  # RecoveryConfig().max_recovery_attempts
@@ -210,13 +211,19 @@ def attempt_times(start: float) -> Callable[[], float]:
     return next_time
 
 
+class Grouped(Protocol):
+    """What scoring reads of a run: its incidents (a tracker's, or a manager's own)."""
+
+    def incidents(self, active_only: bool = False) -> list[Incident]: ...
+
+
 @attrs.define
 class Run:
     non_root_actions: int = 0
     root_actions: int = 0
     trials: int = 0
     opened: Counter[str] = attrs.field(factory=Counter)
-    tracker: IncidentTracker | None = None
+    tracker: Grouped | None = None
 
 
 def simulate(graph: DependencyGraph, onsets: list[Onset], incidents: bool) -> Run:

@@ -49,7 +49,8 @@ AFTER = 60.0  # seconds run past an outage's end: more than the slowest recovery
 
 class SimClock(FakeClock):
     """A FakeClock whose ``sleep`` waits for the simulation to advance time, and
-    that knows which of its waiters are due to wake (for :func:`quiesce`)."""
+    that knows which of its waiters are due to wake (for :func:`quiesce`) and when
+    the next one is."""
 
     def __init__(self, start: float = 0.0) -> None:
         super().__init__(start)
@@ -76,20 +77,22 @@ class SimClock(FakeClock):
         with self._parked_lock:
             return any(event.is_set() or deadline <= now for deadline, event in self._parked)
 
+    def next_wake(self) -> float | None:
+        """The earliest deadline a parked thread waits for (None: nothing waits for time)."""
+        with self._parked_lock:
+            return min((deadline for deadline, event in self._parked if not event.is_set()),
+                       default=None)
 
-def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 10.0,
-            quiet: Callable[[RecoveryManager, SimClock], bool] | None = None) -> None:
+
+def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 10.0) -> None:
     """Wait (real time, bounded) until every thread the manager runs is parked on
-    the clock: no episode queued or acting, no strategy or check running, no
-    woken waiter (``quiet`` says so; this module's own rule by default). Reads the
-    manager's and its monitor's private state: this is a simulation harness, not an
-    API."""
-    quiet = _quiet if quiet is None else quiet
+    the clock: no episode acting or waiting for a free worker, no strategy or check
+    running, no woken waiter (:func:`threads_parked` says so)."""
     deadline = time.monotonic() + limit
     pause = threading.Event()
     quiet_once = False
     while True:
-        if quiet(rm, clock):
+        if threads_parked(rm, clock):
             if quiet_once:
                 return
             quiet_once = True  # once more after a yield: a callback may be on its way
@@ -101,24 +104,39 @@ def quiesce(rm: RecoveryManager, clock: SimClock, limit: float = 10.0,
         pause.wait(0.0001)
 
 
-def _quiet(rm: RecoveryManager, clock: SimClock) -> bool:
+def threads_parked(rm: RecoveryManager, clock: SimClock) -> bool:
+    """Whether every thread of ``rm`` that has work is parked on ``clock``, none of them due.
+
+    The one place this harness reads the manager's private state. The public
+    ``rm.is_quiescent()`` asks almost this, but for a FakeClock, whose ``sleep``
+    moves the clock itself: there an episode sleeping out a back-off is at work.
+    Here it is parked until the simulation moves time, and is counted as waiting,
+    which takes counting the threads: each open episode neither parked for a trial
+    nor queued sleeps on the clock, the timer waits on it while it has a deadline
+    (a parked episode's, a crash loop's next attempt, the incident tracker's), and
+    so does the health monitor's scheduler. An episode queued while every worker
+    sleeps out a back-off is waiting too (many plugins, two workers).
+    """
     if clock.due():
         return False
-    monitor = rm._monitor
-    if not rm._outbox.idle():
+    monitor = rm._monitor  # private: the quiet rule (docstring)
+    if not rm._outbox.idle():  # private: the quiet rule (docstring)
         return False
-    with rm._lock:
-        if rm._queue or rm._runner.running():
+    with rm._lock:  # private: the quiet rule (docstring)
+        queued = len(rm._queue)  # private: the quiet rule (docstring)
+        if rm._runner.running():  # private: the quiet rule (docstring)
             return False
-        # A parked episode (its verification waiting for a trial) holds no thread:
-        # the timer waits for its deadline, for crash loops' next attempts, and for
-        # what the incident tracker has due.
-        expected = rm._open_episodes - len(rm._parked)
-        if rm._parked or rm._incident_due() is not None or any(
-                plugin.next_attempt is not None for plugin in rm._plugins.values()):
+        if queued and rm._free_workers:  # private: the quiet rule (docstring)
+            return False
+        parked = len(rm._parked)  # private: the quiet rule (docstring)
+        expected = rm._open_episodes - parked - queued  # private: the quiet rule (docstring)
+        incident_due = rm._incident_due()  # private: the quiet rule (docstring)
+        plugins = rm._plugins.values()  # private: the quiet rule (docstring)
+        if parked or incident_due is not None or any(
+                plugin.next_attempt is not None for plugin in plugins):
             expected += 1  # the timer
     if monitor is not None:
-        if monitor._in_flight:
+        if monitor.busy():
             return False
         expected += 1  # the health-check scheduler
     return clock.waiting == expected
@@ -212,7 +230,7 @@ def simulate(
             lambda b, old, new: closed_at.append(clock.monotonic())
             if new is CircuitBreakerState.CLOSED else None
         )
-        state = rm._plugins["dep"]
+        state = rm._plugins["dep"]  # private: each crash-loop wait (Outcome.crash_delays)
         last_wait: float | None = None
         step = 1.0 / rate
         ticks = 0

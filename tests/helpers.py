@@ -170,6 +170,13 @@ def no_episode(rm: RecoveryManager) -> bool:
     return rm.status().episodes_in_progress == 0
 
 
+def manager_lock(rm: RecoveryManager) -> Any:
+    """``rm``'s own lock, for the tests that check user callbacks, listeners and log
+    records run with it free (what deadlocks a callback that calls the manager back):
+    no public API says who holds the lock, nor should one."""
+    return rm._lock  # private: whether callbacks run outside it is the behaviour tested
+
+
 def settle(
     rm: RecoveryManager, clock: FakeClock, step: float = 1.0, limit: float = 10.0
 ) -> None:

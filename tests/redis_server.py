@@ -34,7 +34,7 @@ def _unavailable(reason: str = SKIP_REASON) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -46,7 +46,7 @@ class RedisServer:
     def __init__(self, binary: str) -> None:
         self._binary = binary
         self._dir = tempfile.mkdtemp(prefix="recovery-redis-")
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._proc: subprocess.Popen[bytes] | None = None
 

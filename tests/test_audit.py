@@ -405,7 +405,7 @@ def test_unwritable_directory_is_a_clear_error() -> None:
             os.setuid(65534)
             os.write(write_end, "\n".join(open_in_unwritable_directory()).encode())
         finally:
-            os._exit(0)
+            os._exit(0)  # private: os's documented exit for a forked child
     os.close(write_end)
     with os.fdopen(read_end, "rb") as reader:
         report = reader.read().decode()
@@ -415,6 +415,12 @@ def test_unwritable_directory_is_a_clear_error() -> None:
 
 
 # --- JSONL: a failed write, rotation, non-regular files ---------------------------------------
+
+
+def descriptor_of(audit: JsonlAuditLogger) -> int:
+    """The file descriptor ``audit`` writes through, for :class:`DiskFullAfter` to fail
+    the writes to it: the logger has no reason to show it."""
+    return audit._fd  # type: ignore[return-value]  # private: the writes made to fail
 
 
 class DiskFullAfter:
@@ -449,7 +455,7 @@ def test_jsonl_a_record_after_a_write_that_failed_midway_is_kept(
     path = tmp_path / "audit.jsonl"
     with JsonlAuditLogger(path) as audit:
         audit.log_failure_recovery("db", "error", "restart", True)
-        disk = DiskFullAfter(monkeypatch, audit._fd, budget=20)  # type: ignore[arg-type]
+        disk = DiskFullAfter(monkeypatch, descriptor_of(audit), budget=20)
         with pytest.raises(OSError) as info:
             audit.log_failure_recovery("db", "error", "reload", False)
         assert info.value.errno == errno.ENOSPC
@@ -470,7 +476,7 @@ def test_jsonl_a_write_that_failed_before_any_byte_leaves_no_trace(
     with JsonlAuditLogger(path) as audit:
         audit.log_failure_recovery("db", "error", "restart", True)
         size = path.stat().st_size
-        disk = DiskFullAfter(monkeypatch, audit._fd, budget=0)  # type: ignore[arg-type]
+        disk = DiskFullAfter(monkeypatch, descriptor_of(audit), budget=0)
         with pytest.raises(OSError):
             audit.log_failure_recovery("db", "error", "reload", False)
         assert path.stat().st_size == size

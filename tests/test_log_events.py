@@ -16,7 +16,7 @@ from recovery.config import CircuitBreakerConfig
 from recovery.manager import RecoveryManager
 from recovery.plugins import PluginRegistry
 from recovery.testing import FakeClock, FlakyError, FlakyPlugin
-from tests.helpers import MakeBreaker, MakeManager, settle
+from tests.helpers import MakeBreaker, MakeManager, manager_lock, settle
 
 # Every attribute a LogRecord has of its own: what is not one of these came in ``extra``.
 STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -151,15 +151,16 @@ class OwnerCheck(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         if hasattr(record, "event"):
+            owned = self.manager_lock._is_owned()  # private: an RLock says only so if we hold it
             with self.guard:
-                self.seen.append((record.event, self.manager_lock._is_owned()))
+                self.seen.append((record.event, owned))
 
 
 def test_no_event_is_logged_under_the_manager_s_lock(
     flaky_manager: tuple[RecoveryManager, FlakyPlugin], clock: FakeClock,
 ) -> None:
     rm, plugin = flaky_manager
-    handler = OwnerCheck(rm._lock)
+    handler = OwnerCheck(manager_lock(rm))
     root = logging.getLogger("recovery")
     level = root.level
     root.addHandler(handler)

@@ -39,6 +39,7 @@ from recovery.cluster.summary import (
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock, RecordingAuditLogger
 from tests.cluster.test_nodes_across_processes import Node
+from tests.dashboard.helpers import receive, tick
 from tests.helpers import (
     StubPluginManager,
     closed_after,
@@ -248,8 +249,8 @@ def test_a_fleet_shows_an_incident_once_with_each_members_node_count(
         "n4": [],
     }
     for node, incidents in summaries.items():
-        feed._receive(encode_summary({**HEAD, "node": node}, [entry("db")], None, incidents))
-    feed._tick()
+        receive(feed, encode_summary({**HEAD, "node": node}, [entry("db")], None, incidents))
+    tick(feed)
     shown = feed.snapshot()["incidents"]
     assert [i["root"] for i in shown] == ["db", "mail"]
     outage, mail = shown
@@ -544,8 +545,8 @@ def test_past_max_nodes_new_nodes_are_dropped_and_counted(redis_url: str) -> Non
 
     feed = FleetFeed(redis_url, "unused", None, Hub(), max_nodes=2)  # not started
     for node, seq in (("a", 1), ("b", 1), ("c", 1), ("a", 2)):
-        feed._receive(encode_summary({**HEAD, "node": node, "seq": seq}, [entry("x")], None))
-    feed._tick()
+        receive(feed, encode_summary({**HEAD, "node": node, "seq": seq}, [entry("x")], None))
+    tick(feed)
     view = feed.snapshot()
     assert [n["id"] for n in view["nodes"]] == ["a", "b"]
     assert view["redis"]["dropped"] == {"too_many_nodes": 1}
@@ -755,9 +756,9 @@ def test_a_summary_signed_for_another_namespace_is_dropped_as_foreign(redis_url:
     from recovery.dashboard.hub import Hub
 
     feed = FleetFeed(redis_url, "prod", b"shared", Hub())  # not started
-    feed._receive(encode_summary({**HEAD, "ns": "staging"}, [entry("x")], b"shared"))
-    feed._receive(encode_summary({**HEAD, "ns": "prod", "node": "p"}, [entry("x")], b"shared"))
-    feed._tick()
+    receive(feed, encode_summary({**HEAD, "ns": "staging"}, [entry("x")], b"shared"))
+    receive(feed, encode_summary({**HEAD, "ns": "prod", "node": "p"}, [entry("x")], b"shared"))
+    tick(feed)
     view = feed.snapshot()
     assert [n["id"] for n in view["nodes"]] == ["p"]
     assert view["redis"]["dropped"] == {"foreign_namespace": 1}

@@ -18,6 +18,7 @@ import pytest
 
 from recovery.cluster.summary import channel, encode_summary
 from recovery.testing import FakeClock
+from tests.dashboard.helpers import receive, tick
 from tests.dashboard.test_fleet import entry, node_view, soon, status
 from tests.helpers import closed_after, fresh_namespace
 
@@ -45,11 +46,11 @@ class Fleet:
                 time: float | None = None, state: str = "closed") -> None:
         head = {"node": node, "host": host, "pid": pid, "seq": seq,
                 "time": float(seq) if time is None else time}
-        self.feed._receive(encode_summary(head, [entry("payments", state)], None))
+        receive(self.feed, encode_summary(head, [entry("payments", state)], None))
         self.sent += 1
 
     def view(self) -> dict[str, Any]:
-        self.feed._tick()
+        tick(self.feed)
         return self.feed.snapshot()
 
     def node(self, node_id: str = "n1") -> dict[str, Any]:

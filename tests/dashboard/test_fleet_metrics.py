@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from recovery.cluster.summary import encode_summary
 from recovery.status import PluginRecovery
 from recovery.testing import FakeClock
+from tests.dashboard.helpers import receive, tick
 from tests.dashboard.test_fleet import entry, incident, node_view, soon
 from tests.helpers import closed_after, fresh_namespace, node_processes
 
@@ -82,11 +83,11 @@ def test_every_node_s_breakers_are_exported_with_a_node_label(
     feed: Any, clock: FakeClock
 ) -> None:
     degraded = PluginRecovery(degraded=True)
-    feed._receive(summary("w1", [counted("payments", requests=10, failures=2, rejections=1,
+    receive(feed, summary("w1", [counted("payments", requests=10, failures=2, rejections=1,
                                          slow=3)]))
-    feed._receive(summary("w2", [counted("payments", "open", rejections=7),
+    receive(feed, summary("w2", [counted("payments", "open", rejections=7),
                                  counted("search", plugin=degraded)]))
-    feed._receive(summary("w2", [], seq=10**9))  # a forgery: dropped, and counted
+    receive(feed, summary("w2", [], seq=10**9))  # a forgery: dropped, and counted
     families, samples = parse(renderer(feed.nodes)()[0].decode())
     assert value(samples, "recovery_requests_total", node="w1", plugin="payments") == 10
     assert value(samples, "recovery_failures_total", node="w1", plugin="payments") == 2
@@ -111,7 +112,7 @@ def test_every_node_s_breakers_are_exported_with_a_node_label(
         if not name.startswith("recovery_fleet_"):
             assert (family.type, family.documentation) == collector[name], name
     clock.advance(6.0)  # past the fade: silent, last values kept until forgotten
-    feed._tick()
+    tick(feed)
     _, samples = parse(renderer(feed.nodes)()[0].decode())
     assert value(samples, "recovery_fleet_node_live", node="w1") == 0
     assert value(samples, "recovery_requests_total", node="w1", plugin="payments") == 10
@@ -121,10 +122,10 @@ def test_open_incidents_are_exported_by_node_and_once_for_the_fleet(
     feed: Any, clock: FakeClock
 ) -> None:
     outage = [incident("inc-7", "db", "payments", "orders")]  # the same id on every node
-    feed._receive(summary("w1", [counted("db")], incidents=outage))
-    feed._receive(summary("w2", [counted("payments")], incidents=[
+    receive(feed, summary("w1", [counted("db")], incidents=outage))
+    receive(feed, summary("w2", [counted("payments")], incidents=[
         incident("inc-7", "db", "payments"), incident("inc-9", "mail", cause_known=False)]))
-    feed._receive(summary("w3", [counted("search")]))
+    receive(feed, summary("w3", [counted("search")]))
     text = renderer(feed.nodes)()[0].decode()
     families, samples = parse(text)
     # Each node's own, under the names (and help) of its own /metrics, with its label.
@@ -146,9 +147,9 @@ def test_open_incidents_are_exported_by_node_and_once_for_the_fleet(
     assert value(samples, "recovery_fleet_incident_nodes", root="mail") == 1
     promtool_check(text)
     clock.advance(6.0)  # w2 falls silent: its incidents leave the fleet's count
-    feed._receive(summary("w1", [counted("db")], seq=2, incidents=outage))
-    feed._receive(summary("w3", [counted("search")], seq=2))
-    feed._tick()
+    receive(feed, summary("w1", [counted("db")], seq=2, incidents=outage))
+    receive(feed, summary("w3", [counted("search")], seq=2))
+    tick(feed)
     _, samples = parse(renderer(feed.nodes)()[0].decode())
     assert value(samples, "recovery_fleet_incidents_open") == 1
     assert value(samples, "recovery_fleet_incident_nodes", root="db") == 1
@@ -156,7 +157,7 @@ def test_open_incidents_are_exported_by_node_and_once_for_the_fleet(
 
 
 def test_hostile_names_cannot_break_the_scrape(feed: Any) -> None:
-    feed._receive(summary("node-\udcff", [counted("pay-\udcfe", requests=1),
+    receive(feed, summary("node-\udcff", [counted("pay-\udcfe", requests=1),
                                           counted("pay-\udcfe", requests=2),  # twice
                                           counted('q"}\n#', requests=3)],
                           incidents=[incident('inc-"}\n#', "pay-\udcfe")]))
@@ -172,7 +173,7 @@ def test_hostile_names_cannot_break_the_scrape(feed: Any) -> None:
 
 def test_a_node_that_left_breakers_out_says_how_many(feed: Any) -> None:
     many = [counted(f"service-{i:04d}-" + "x" * 80) for i in range(500)]
-    feed._receive(summary("big", many))
+    receive(feed, summary("big", many))
     _, samples = parse(renderer(feed.nodes)()[0].decode())
     exported = [key for key in samples if key[0] == "recovery_requests_total"]
     assert value(samples, "recovery_fleet_breakers_omitted", node="big") == 500 - len(exported)

@@ -21,7 +21,7 @@ from recovery.testing import FakeClock
 from tests.dashboard.test_http_and_stream import XSS
 from tests.dashboard.test_page_in_a_browser import Page, browser, expect, page, tile  # noqa: F401
 from tests.helpers import StubPluginManager
-from tests.manager.test_learned_strategy_order import Wedged, _episodes
+from tests.manager.test_learned_strategy_order import Wedged, run_episodes
 
 
 class Noop:
@@ -49,7 +49,7 @@ def test_a_tile_shows_the_learned_order_and_why(
         rm.register_strategy(XSS, Noop())
         rm.register_plugin(plugin.name, health_check=plugin.healthy)
         rm.start()
-        _episodes(rm, plugin, clock, audit, 12)
+        run_episodes(rm, plugin, clock, audit, 12)
         page.goto(boards(rm).url)
         expect(page.locator("#connection")).to_have_text("live")
         order = tile(page, "payments").locator(".orders .line")

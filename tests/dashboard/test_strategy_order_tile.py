@@ -21,8 +21,9 @@ from recovery.dashboard.hub import Hub
 from recovery.failures import FailureInfo
 from recovery.manager import RecoveryManager
 from recovery.testing import FakeClock
+from tests.dashboard.helpers import tick
 from tests.helpers import StubPluginManager, settle
-from tests.manager.test_learned_strategy_order import Wedged, _episodes
+from tests.manager.test_learned_strategy_order import Wedged, run_episodes
 
 Build = Callable[..., tuple[RecoveryManager, Wedged, MemoryAuditLogger, Feed]]
 
@@ -52,7 +53,7 @@ def wedged(clock: FakeClock) -> Iterator[Build]:
 
 
 def orders(feed: Feed) -> list[dict[str, Any]]:
-    feed._tick()
+    tick(feed)
     (tile,) = feed.snapshot()["tiles"]
     assert "strategy_order" not in tile["recovery"]  # said once, in words
     return tile["strategy_order"]  # type: ignore[no-any-return]
@@ -67,7 +68,7 @@ def test_a_learned_order_shows_what_worked_first_and_why(
     wedged: Build, clock: FakeClock
 ) -> None:
     rm, plugin, audit, feed = wedged(strategy_order="learned")
-    _episodes(rm, plugin, clock, audit, 12)
+    run_episodes(rm, plugin, clock, audit, 12)
     # Restart failed its verification once (the first episode); reload has fixed
     # every one since, in its 1 s; backoff (never tried) is drawn ahead of restart.
     assert orders(feed) == [{"failure_type": "error", "mode": "learned",
@@ -78,19 +79,19 @@ def test_the_priority_order_shows_restart_first_however_often_it_failed(
     wedged: Build, clock: FakeClock
 ) -> None:
     rm, plugin, audit, feed = wedged(strategy_order="priority")
-    _episodes(rm, plugin, clock, audit, 3)  # restart three times each, then marked failed
+    run_episodes(rm, plugin, clock, audit, 3)  # restart three times each, then marked failed
     assert orders(feed) == [{"failure_type": "error", "mode": "priority",
                              "text": "restart 0/9, reload, backoff"}]
 
 
 def test_the_latest_failure_type_comes_first(wedged: Build, clock: FakeClock) -> None:
     rm, plugin, audit, feed = wedged(strategy_order="learned")
-    _episodes(rm, plugin, clock, audit, 2)
+    run_episodes(rm, plugin, clock, audit, 2)
     assert [order["failure_type"] for order in orders(feed)] == ["error"]
     plugin.wedged = True
     rm.record_failure(plugin.name, FailureInfo("timeout"))
     settle(rm, clock)
     assert rm.wait_idle(5)
     assert [order["failure_type"] for order in orders(feed)] == ["timeout", "error"]
-    _episodes(rm, plugin, clock, audit, 1)  # an error again: it leads again
+    run_episodes(rm, plugin, clock, audit, 1)  # an error again: it leads again
     assert [order["failure_type"] for order in orders(feed)] == ["error", "timeout"]

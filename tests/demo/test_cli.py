@@ -9,7 +9,7 @@ import pytest
 from recovery import __main__ as cli
 from recovery import demo
 from tests.demo.process import run_demo
-from tests.redis_server import _free_port
+from tests.redis_server import free_port
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_the_audit_path_error_happens_before_anything_starts(tmp_path: Path) -> 
 
 def test_an_unreachable_redis_is_one_plain_line(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("redis")
-    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"  # nobody listens there
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nobody listens there
     assert cli.main(["demo", "--cluster", url]) == 2
     out, err = capsys.readouterr()
     assert out == ""

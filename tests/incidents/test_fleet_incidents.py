@@ -296,9 +296,24 @@ def offline(clock: FakeClock) -> Iterator[RecoveryManager]:
     yield rm
 
 
+def fleet_share(rm: RecoveryManager) -> Any:
+    """The manager's share of the fleet's onsets. Its channel's thread takes each onset
+    off Redis and expires remote members between messages; these tests take those two
+    steps themselves (:func:`heard`, :func:`expire`), with no Redis, on the fake clock."""
+    share = rm._fleet_incidents  # private: the manager holds its share, shows only its status
+    assert share is not None
+    return share
+
+
 def heard(rm: RecoveryManager, name: str, kind: str = "trip", *needs: str) -> None:
-    assert rm._fleet_incidents is not None
-    rm._fleet_incidents._received(Onset(kind, name, 1000.0, "there", "there/1", needs))
+    """An onset of ``name`` from another node, as the channel's thread hands it over."""
+    onset = Onset(kind, name, 1000.0, "there", "there/1", needs)
+    fleet_share(rm)._received(onset)  # private: the channel thread's step for one onset
+
+
+def expire(rm: RecoveryManager) -> None:
+    """The channel thread's step between messages: remote members without news expire."""
+    fleet_share(rm)._expire()  # private: run at the test's moment on the fake clock
 
 
 def remote(rm: RecoveryManager) -> dict[str, int]:
@@ -324,12 +339,11 @@ def test_a_remote_member_without_news_expires_as_recovered(
 ) -> None:
     heard(offline, "db")
     assert offline.incidents(active_only=True)[0].root == "db"
-    assert offline._fleet_incidents is not None
     clock.advance(20.0)  # twice the hold timeout: not yet
-    offline._fleet_incidents._expire()
+    expire(offline)
     assert offline.incidents(active_only=True)
     clock.advance(0.5)
-    offline._fleet_incidents._expire()
+    expire(offline)
     assert offline.incidents(active_only=True) == []
     assert remote(offline)["expired"] == 1
 

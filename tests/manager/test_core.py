@@ -34,6 +34,7 @@ from tests.helpers import (
     StubPluginManager,
     eventually,
     failing_strategy,
+    manager_lock,
     no_episode,
     recovery_threads,
     settle,
@@ -284,8 +285,7 @@ def test_a_crash_loop_probe_that_verifies_the_plugin_ends_the_loop(
                       crash_loop_delay=5.0)
     rm.add_alert_handler(alerts.append)
     # Health checking off in this fixture, but the check verifies the restart.
-    rm._health_checks["p"] = (healthy.is_set, HealthCheckConfig())
-    rm.register_plugin("p")
+    rm.register_plugin("p", health_check=healthy.is_set, health_check_config=HealthCheckConfig())
     rm.record_failure("p", fail("error"))
     settle(rm, clock)
     assert [record[3] for record in audit.records] == [False, False]  # restarted, not well
@@ -893,8 +893,8 @@ def test_listeners_and_alert_handlers_run_with_the_manager_s_lock_free(
               crash_loop_delay=5.0)
     rm.register_strategy("bad", failing_strategy())
     breaker = rm.register_plugin("p")
-    breaker.add_listener(lambda b, old, new: seen.append((new, free_elsewhere(rm._lock))))
-    rm.add_alert_handler(lambda alert: seen.append((alert.kind, free_elsewhere(rm._lock))))
+    breaker.add_listener(lambda b, old, new: seen.append((new, free_elsewhere(manager_lock(rm)))))
+    rm.add_alert_handler(lambda alert: seen.append((alert.kind, free_elsewhere(manager_lock(rm)))))
     rm.record_failure("p", fail("error"))
     settle(rm, clock)  # one failed attempt: a crash loop, held open
     assert clock.wait_for_waiters(1)

@@ -69,7 +69,7 @@ def _records(audit: Any) -> list[dict[str, Any]]:
     return audit.query()  # type: ignore[no-any-return]
 
 
-def _episodes(rm: RecoveryManager, plugin: Wedged, clock: FakeClock, audit: Any,
+def run_episodes(rm: RecoveryManager, plugin: Wedged, clock: FakeClock, audit: Any,
               count: int) -> list[list[str]]:
     """Wedge the plugin ``count`` times; the actions each episode ran, in order."""
     runs: list[list[str]] = []
@@ -114,7 +114,7 @@ def test_learned_reloads_first_once_restarts_never_helped(
 ) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, strategy_order="learned")
-    runs = _episodes(rm, plugin, clock, audit, 12)
+    runs = run_episodes(rm, plugin, clock, audit, 12)
     # With no history, the priority order: restart, which fails its verification;
     # the next attempt of the episode tries what has not failed yet (seed 7: reload).
     assert runs[0] == ["restart", "reload"]
@@ -130,7 +130,7 @@ def test_whatever_the_seed_reload_comes_first_in_the_end(
 ) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, strategy_order="learned", random_seed=seed)
-    runs = _episodes(rm, plugin, clock, audit, 15)
+    runs = run_episodes(rm, plugin, clock, audit, 15)
     assert runs[0][0] == "restart"  # no history: the priority order
     # Thompson sampling still tries another now and then: not always, mostly.
     assert sum(run == ["reload"] for run in runs[-10:]) >= 8
@@ -139,7 +139,7 @@ def test_whatever_the_seed_reload_comes_first_in_the_end(
 def test_priority_keeps_restarting_first(manager: Any, clock: FakeClock) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, strategy_order="priority", max_recovery_attempts=2)
-    runs = _episodes(rm, plugin, clock, audit, 6)
+    runs = run_episodes(rm, plugin, clock, audit, 6)
     assert runs == [["restart", "restart"]] * 6  # restart's action is done every time
     assert {record["order"] for record in audit.query()} == {"priority"}
     view = rm.status().plugins["p"].recovery.strategy_order["error"]
@@ -151,7 +151,7 @@ def test_a_configured_strategy_is_used_as_configured(manager: Any, clock: FakeCl
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, strategy_order="learned", max_recovery_attempts=2,
                          plugin_recovery_strategies={"p": "restart"})
-    runs = _episodes(rm, plugin, clock, audit, 6)
+    runs = run_episodes(rm, plugin, clock, audit, 6)
     assert runs == [["restart", "restart"]] * 6
     assert {record["order"] for record in audit.query()} == {"configured"}
     view = rm.status().plugins["p"].recovery.strategy_order["error"]
@@ -163,7 +163,7 @@ def test_audit_records_carry_the_order_and_the_runs_duration(
 ) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit)  # the fixture's order: learned
-    _episodes(rm, plugin, clock, audit, 1)  # seed 7: restart, then reload
+    run_episodes(rm, plugin, clock, audit, 1)  # seed 7: restart, then reload
     assert [(r["action"], r["success"], r["order"], r["duration"]) for r in audit.query()] == [
         ("restart", False, "learned", RESTART_TIME), ("reload", True, "learned", RELOAD_TIME)]
 
@@ -173,7 +173,7 @@ def test_a_hold_is_timed_to_its_end(manager: Any, clock: FakeClock) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, plugin_recovery_strategies={"p": "backoff"},
                          recovery_strategy_configs={"backoff": {"base": 4.0, "jitter": 0.0}})
-    _episodes(rm, plugin, clock, audit, 1)
+    run_episodes(rm, plugin, clock, audit, 1)
     assert [(r["action"], r["order"], r["duration"]) for r in audit.query()] == [
         ("backoff", "configured", 4.0)]
 
@@ -181,7 +181,7 @@ def test_a_hold_is_timed_to_its_end(manager: Any, clock: FakeClock) -> None:
 def test_status_shows_the_order_in_force_and_why(manager: Any, clock: FakeClock) -> None:
     audit = MemoryAuditLogger()
     rm, plugin = manager(audit, strategy_order="learned")
-    runs = _episodes(rm, plugin, clock, audit, 8)
+    runs = run_episodes(rm, plugin, clock, audit, 8)
     view = rm.status().plugins["p"].recovery.strategy_order["error"]
     assert view.mode == "learned"
     assert view.order is not None and view.order[0] == runs[-1][0] == "reload"
@@ -219,7 +219,7 @@ def test_a_restarted_manager_keeps_what_was_learned(
 
     first = open_log()
     rm, plugin = manager(first, strategy_order="learned")
-    runs = _episodes(rm, plugin, clock, first, 8)
+    runs = run_episodes(rm, plugin, clock, first, 8)
     before = rm.status().plugins["p"].recovery.strategy_order["error"].strategies
     assert before["reload"].successes == sum(run.count("reload") for run in runs)
     rm.stop(timeout=5.0)
@@ -231,7 +231,7 @@ def test_a_restarted_manager_keeps_what_was_learned(
     rebuilt = rm.status().plugins["p"].recovery.strategy_order["error"]
     assert rebuilt.mode is None  # nothing tried yet in this process
     assert rebuilt.strategies == before  # the same counts, times and windows
-    assert _episodes(rm, plugin, clock, again, 1) == [["reload"]] == runs[-1:]
+    assert run_episodes(rm, plugin, clock, again, 1) == [["reload"]] == runs[-1:]
     with contextlib.suppress(AttributeError):
         again.close()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from recovery.alerts import AlertKind
 from recovery.config import CircuitBreakerConfig
 from recovery.failures import FailureInfo
 from recovery.health import HealthCheckConfig
@@ -214,15 +215,21 @@ def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
     quiet = HealthCheckConfig(interval=1000.0)
     rm.register_plugin("p", CircuitBreakerConfig(health_check_interval=1000.0),
                        health_check=lambda: True, health_check_config=quiet)
-    plugin = rm._plugins["p"]
+    loops: list[str] = []
+    rm.add_alert_handler(
+        lambda alert: loops.append(alert.message) if alert.kind is AlertKind.CRASH_LOOP else None)
+
+    def announced_delay() -> str:
+        """The wait the latest crash-loop alert announces."""
+        return loops[-1].rsplit("next attempt in ", 1)[1]
 
     def loop_then_recover(expected_delay: float) -> None:
         rm.record_failure("p", FailureInfo("error"))  # the action fails: a crash loop
         settle(rm, clock)
-        assert plugin.crash_loop and plugin.crash_delay == expected_delay
+        assert recovery_of(rm)["crash_loop"] and announced_delay() == f"{expected_delay:g}s"
         assert clock.wait_for_waiters(1)
         clock.advance(expected_delay)  # the probe's action works and the check passes
-        eventually(lambda: not plugin.crash_loop)
+        eventually(lambda: not recovery_of(rm)["crash_loop"])
         assert rm.wait_idle(5)
 
     loop_then_recover(5.0)
@@ -231,7 +238,7 @@ def test_the_crash_loop_delay_grows_across_loops_until_a_stable_period(
     clock.advance(50.0)  # a stable period without trouble forgets it
     rm.record_failure("p", FailureInfo("error"))
     settle(rm, clock)
-    assert plugin.crash_delay == 5.0
+    assert len(loops) == 3 and announced_delay() == "5s"
 
 
 def test_stop_cuts_a_verification_short_without_a_verdict(audit: DetailedAudit) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.redis_server import _free_port
+from tests.redis_server import free_port
 
 APP_DIR = Path(__file__).resolve().parents[2] / "examples" / "webapp"
 SECRET = "a-test-secret"
@@ -62,7 +62,7 @@ class WebApp:
     """``gunicorn --preload -w 2 app:app`` in a process group of its own."""
 
     def __init__(self, redis_url: str, upstream: Upstream, namespace: str, log: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.namespace = namespace
         self.url = f"http://127.0.0.1:{self.port}/"
         # HOME: gunicorn >= 24 puts a control socket under ~/.gunicorn; two runs at once
