@@ -21,6 +21,7 @@ from recovery.cluster.codec import Event, Rejected, encode
 from recovery.cluster.store import key_part
 from recovery.cluster.summary import Publisher, channel, decode_summary
 from tests.cluster.conftest import trip, until
+from tests.cluster.helpers import cluster_threads
 from tests.redis_server import RedisServer, drop_namespace
 
 with contextlib.suppress(ImportError):  # without it the redis_url fixture skips or fails
@@ -49,7 +50,7 @@ def test_a_huge_forced_period_propagates_and_the_threads_go_on(nodes: Any) -> No
     until(lambda: b2.state.value == "closed")
     assert b1.state.value == "closed"
     for cluster in (c1, c2):
-        assert all(t.is_alive() for t in cluster._threads)
+        assert all(t.is_alive() for t in cluster_threads(cluster))
 
 
 def test_a_huge_configured_period_propagates_and_the_threads_go_on(nodes: Any) -> None:
@@ -62,7 +63,7 @@ def test_a_huge_configured_period_propagates_and_the_threads_go_on(nodes: Any) -
     b2.reset()
     until(lambda: b1.state.value == "closed")
     for cluster in (c1, c2):
-        assert all(t.is_alive() for t in cluster._threads)
+        assert all(t.is_alive() for t in cluster_threads(cluster))
 
 
 def test_a_forged_huge_period_is_held_at_the_local_cap_only(
@@ -77,7 +78,7 @@ def test_a_forged_huge_period_is_held_at_the_local_cap_only(
     b1.reset()  # its worker lived through the forged period: it publishes the close
     until(lambda: c1.status()["events"]["published"]["close"] == 1)
     for cluster in (c1, c2):
-        assert all(t.is_alive() for t in cluster._threads)
+        assert all(t.is_alive() for t in cluster_threads(cluster))
 
 
 def test_an_exception_on_a_cluster_thread_is_counted_logged_and_survived(
@@ -100,7 +101,7 @@ def test_an_exception_on_a_cluster_thread_is_counted_logged_and_survived(
     assert any("SystemExit" in (r.exc_text or "") for r in caplog.records)
     b1.reset()  # the subscriber lived on: the close still arrives
     until(lambda: b2.state.value == "closed")
-    assert all(t.is_alive() for t in c2._threads)
+    assert all(t.is_alive() for t in cluster_threads(c2))
 
 
 # -- a silent Redis ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 
 from recovery import CircuitBreakerConfig
 from tests.cluster.conftest import BOUND, trip, until
+from tests.cluster.helpers import cluster_threads
 
 
 def test_a_trip_made_while_the_worker_is_busy_is_queued_then_published(
@@ -25,14 +26,14 @@ def test_a_trip_made_while_the_worker_is_busy_is_queued_then_published(
     c1.attach(other)
     (_, follower) = nodes(name="other")
     busy, release = threading.Event(), threading.Event()
-    local = c1._fleet.local
+    local = c1._fleet.local  # private: the worker's Redis step, held busy to test the hand-off
 
     def slow_local(*args: Any) -> None:  # the worker, busy with the first trip's Redis work
         busy.set()
         assert release.wait(BOUND)
         local(*args)
 
-    monkeypatch.setattr(c1._fleet, "local", slow_local)
+    monkeypatch.setattr(c1._fleet, "local", slow_local)  # private: as above
     trip(b1)
     assert busy.wait(BOUND)
     tripped = threading.Event()
@@ -83,6 +84,6 @@ def test_stop_wakes_and_joins_a_worker_parked_on_a_far_deadline(
     (c1, b1) = nodes(config=config)
     b1.force_open(float("inf"))
     until(lambda: c1.status()["events"]["published"]["open"] == 1)
-    threads = list(c1._threads)
+    threads = cluster_threads(c1)
     c1.stop(timeout=BOUND)
     assert not any(thread.is_alive() for thread in threads)

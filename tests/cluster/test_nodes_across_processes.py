@@ -150,6 +150,7 @@ def test_quorum_two(fleet: Any, redis_url: str) -> None:
 def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -> None:
     from recovery import CircuitBreaker, CircuitBreakerConfig
     from recovery.cluster import Cluster
+    from tests.cluster.helpers import cluster_threads
 
     namespace = f"t{uuid.uuid4().hex[:10]}"
     cb = CircuitBreaker(node_process.BREAKER, CircuitBreakerConfig(**CONFIG))
@@ -167,11 +168,11 @@ def test_a_forked_child_gets_its_own_connection_and_subscriber(redis_url: str) -
                 eventually(lambda: cluster.status()["connected"], BOUND)
                 node_process.trip(cb)
                 eventually(lambda: cluster.status()["events_published"] == 1, BOUND)
-                report = {"node_id": cluster.node_id, "threads": len(cluster._threads)}
+                report = {"node_id": cluster.node_id, "threads": len(cluster_threads(cluster))}
                 os.write(write_end, json.dumps(report).encode())
                 code = 0
             finally:
-                os._exit(code)
+                os._exit(code)  # private: os._exit is how a forked child exits
         os.close(write_end)
         with os.fdopen(read_end) as reader:
             report = json.loads(reader.read() or "{}")
@@ -214,7 +215,7 @@ def test_a_preloading_parent_is_not_a_serving_node(redis_url: str) -> None:
                 cb.call(lambda: None)
                 os.read(read_end, 1)  # the parent closes its end when done
             finally:
-                os._exit(0)
+                os._exit(0)  # private: os._exit is how a forked child exits
         os.close(read_end)
         try:
             assert not cluster.serving()

@@ -17,6 +17,7 @@ from recovery import CircuitBreakerConfig, CircuitOpenError
 from recovery.breaker import CircuitBreaker
 from recovery.cluster.codec import Event, Rejected, decode, encode
 from tests.cluster.conftest import BOUND, trip, until
+from tests.cluster.helpers import cluster_threads
 from tests.redis_server import RedisServer
 
 try:
@@ -416,7 +417,7 @@ def test_a_full_hand_over_queue_drops_and_counts(
 
 def test_stop_joins_threads_and_is_idempotent(nodes: Any) -> None:
     (c1, _) = nodes()
-    threads = list(c1._threads)
+    threads = cluster_threads(c1)
     assert len(threads) == 3 and all(t.is_alive() for t in threads)  # and the summaries
     c1.stop()
     c1.stop()
@@ -486,7 +487,7 @@ def test_snapshot_is_what_the_summaries_are_made_of(breaker_cls: Any) -> None:
     assert (snapshot.node_id, snapshot.namespace) == ("n1", "snap")
     assert snapshot.breakers == (cb,) and snapshot.managers == (rm,)
     assert snapshot.serving and cluster.serving()
-    cluster._forked = True  # what a fork does in the parent: no call yet, not serving
+    cluster._forked = True  # private: what a fork does in the parent (no call yet, not serving)
     assert not cluster.snapshot().serving
     cb.call(lambda: None)
     assert cluster.snapshot().serving
