@@ -193,6 +193,87 @@ static int recovery_install(PyObject *type, PyMethodDef *def) {
     return 0;
 }
 
+/* The C methods above, as CPython 3.11 specialises a call to them: only when ``self``
+   is exactly of the type the method descriptor was made for. ``breaker.call(fn)`` on
+   a CircuitBreaker (a subclass of Window) would miss that every time and take the
+   generic call path (a type check, a result check: about a fifth of call's cost), so
+   every subclass gets descriptors of its own, made for it, of the methods it inherits
+   from here (none it overrides). */
+static PyMethodDef *recovery_fast_defs[] = {
+    &recovery_call_def, &recovery_call_async_def, &recovery_execute_def, NULL};
+static PyObject *recovery_window_type, *recovery_dispatcher_type;
+
+static int recovery_own_methods(PyObject *cls) {
+    PyMethodDef **def;
+    PyObject *name, *found, *descr;
+    int error;
+    for (def = recovery_fast_defs; *def != NULL; def++) {
+        name = PyUnicode_InternFromString((*def)->ml_name);
+        if (name == NULL) return -1;
+        found = _PyType_Lookup((PyTypeObject *)cls, name);  /* borrowed */
+        if (found == NULL || !Py_IS_TYPE(found, &PyMethodDescr_Type)
+                || ((PyMethodDescrObject *)found)->d_method != *def) {
+            Py_DECREF(name);
+            continue;  /* not ours here, or overridden */
+        }
+        descr = PyDescr_NewMethod((PyTypeObject *)cls, *def);
+        error = descr == NULL ? -1 : PyObject_SetAttr(cls, name, descr);
+        Py_XDECREF(descr);
+        Py_DECREF(name);
+        if (error < 0) return -1;
+    }
+    return 0;
+}
+
+/* ``__init_subclass__`` of Window (or Dispatcher, ``owner``): the subclass's own
+   descriptors, then the next ``__init_subclass__`` in its MRO. */
+static PyObject *recovery_init_subclass(PyObject *owner, PyObject *cls, PyObject *args,
+                                        PyObject *kwargs) {
+    PyObject *next, *result;
+    if (recovery_own_methods(cls) < 0) return NULL;
+    next = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type, owner, cls, NULL);
+    if (next == NULL) return NULL;
+    Py_SETREF(next, PyObject_GetAttrString(next, "__init_subclass__"));
+    if (next == NULL) return NULL;
+    result = PyObject_Call(next, args, kwargs);
+    Py_DECREF(next);
+    return result;
+}
+
+static PyObject *recovery_window_init_subclass(PyObject *cls, PyObject *args,
+                                               PyObject *kwargs) {
+    return recovery_init_subclass(recovery_window_type, cls, args, kwargs);
+}
+
+static PyObject *recovery_dispatcher_init_subclass(PyObject *cls, PyObject *args,
+                                                   PyObject *kwargs) {
+    return recovery_init_subclass(recovery_dispatcher_type, cls, args, kwargs);
+}
+
+static PyMethodDef recovery_window_init_subclass_def = {
+    "__init_subclass__", (PyCFunction)(void (*)(void))recovery_window_init_subclass,
+    METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+    "Give the subclass its own descriptors of call and call_async (the fast call path)."
+};
+
+static PyMethodDef recovery_dispatcher_init_subclass_def = {
+    "__init_subclass__", (PyCFunction)(void (*)(void))recovery_dispatcher_init_subclass,
+    METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+    "Give the subclass its own descriptor of execute_with_recovery (the fast call path)."
+};
+
+static int recovery_install_class_method(PyObject *type, PyMethodDef *def) {
+    PyObject *descr = PyDescr_NewClassMethod((PyTypeObject *)type, def);
+    if (descr == NULL) return -1;
+    if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
+        Py_DECREF(descr);
+        return -1;
+    }
+    Py_DECREF(descr);
+    PyType_Modified((PyTypeObject *)type);
+    return 0;
+}
+
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
                                     void *admit, void *reject, void *start,
                                     void *finish, void *route, void *fallback,
@@ -226,7 +307,13 @@ static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
     recovery_fallback = (recovery_fallback_fn)fallback;
     recovery_divert = (recovery_divert_fn)divert;
     if (recovery_install(window, &recovery_call_def) < 0) return -1;
-    return recovery_install(dispatcher, &recovery_execute_def);
+    if (recovery_install(dispatcher, &recovery_execute_def) < 0) return -1;
+    recovery_window_type = Py_NewRef(window);
+    recovery_dispatcher_type = Py_NewRef(dispatcher);
+    if (recovery_install_class_method(window, &recovery_window_init_subclass_def) < 0) {
+        return -1;
+    }
+    return recovery_install_class_method(dispatcher, &recovery_dispatcher_init_subclass_def);
 }
 
 #endif /* RECOVERY_WINDOW_H */
