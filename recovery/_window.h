@@ -26,10 +26,61 @@ enum {
 };
 
 
-/* A new exception of ``type`` from the type's tp_new alone (_rejection in
-   _window.pyx says why). */
-static PyObject *recovery_new_error(PyObject *type, PyObject *args) {
-    return ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+/* Set item ``i`` of a tuple to a new reference to ``value``. Only for a tuple no one
+   else refers to, and items whose release runs no code (a str, a state, a float). */
+static void recovery_refill(PyObject *tuple, Py_ssize_t i, PyObject *value) {
+    PyObject *old = PyTuple_GET_ITEM(tuple, i);
+    if (old == value) return;
+    PyTuple_SET_ITEM(tuple, i, Py_NewRef(value));
+    Py_DECREF(old);
+}
+
+/* The error of a rejected call: a new ``type(name, state, retry_after)``
+   (``retry_after`` NaN: None), made by the type's tp_new alone (_rejection in
+   _window.pyx says why).
+
+   Its ``args`` tuple is the one the breaker kept from its last rejection (``*spare``)
+   when nothing else refers to that tuple any more, filled again in place: so a breaker
+   that keeps rejecting does not make and free a tuple and a float per rejection. That
+   needs the GIL (nothing else runs between the check and the fill: nothing here runs
+   Python code); a free-threaded build makes a new tuple each time. */
+static PyObject *recovery_new_rejection(PyObject *type, PyObject *name, PyObject *state,
+                                        double retry_after, PyObject **spare) {
+    PyObject *args = NULL, *when, *error;
+#ifndef Py_GIL_DISABLED
+    if (*spare != NULL && Py_REFCNT(*spare) == 1) {
+        args = Py_NewRef(*spare);
+        recovery_refill(args, 0, name);
+        recovery_refill(args, 1, state);
+        when = PyTuple_GET_ITEM(args, 2);
+        if (isnan(retry_after)) {
+            recovery_refill(args, 2, Py_None);
+        } else if (PyFloat_CheckExact(when) && Py_REFCNT(when) == 1) {
+            ((PyFloatObject *)when)->ob_fval = retry_after;  /* only this tuple has it */
+        } else {
+            when = PyFloat_FromDouble(retry_after);
+            if (when == NULL) goto fail;
+            recovery_refill(args, 2, when);
+            Py_DECREF(when);
+        }
+    }
+#endif
+    if (args == NULL) {
+        when = isnan(retry_after) ? Py_NewRef(Py_None) : PyFloat_FromDouble(retry_after);
+        if (when == NULL) return NULL;
+        args = PyTuple_Pack(3, name, state, when);
+        Py_DECREF(when);
+        if (args == NULL) return NULL;
+#ifndef Py_GIL_DISABLED
+        if (*spare == NULL) *spare = Py_NewRef(args);
+#endif
+    }
+    error = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+    Py_DECREF(args);
+    return error;
+fail:
+    Py_DECREF(args);
+    return NULL;
 }
 
 typedef long long (*recovery_admit_fn)(PyObject *, int *, double *);
@@ -56,12 +107,32 @@ static recovery_divert_fn recovery_divert;
 typedef int (*recovery_release_fn)(PyObject *, long long);
 static recovery_release_fn recovery_release;
 
+/* Raise ``value``, a new exception (the reference is taken), as ``raise value`` would.
+   PyErr_SetObject chains it to the exception being handled, if any, and costs about a
+   tenth of a rejection even when there is none: so it serves that case only. */
+static void recovery_raise(PyObject *value) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *handled = PyErr_GetHandledException();
+#else
+    PyObject *handled_type, *handled, *handled_tb;
+    PyErr_GetExcInfo(&handled_type, &handled, &handled_tb);
+    Py_XDECREF(handled_type);
+    Py_XDECREF(handled_tb);
+    if (handled == Py_None) Py_CLEAR(handled);
+#endif
+    if (handled == NULL) {
+        PyErr_Restore(Py_NewRef(Py_TYPE(value)), value, NULL);
+        return;
+    }
+    Py_DECREF(handled);
+    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+    Py_DECREF(value);
+}
+
 /* Raise the error a rejected call gets: fresh, with no frame of ours in its traceback. */
 static int recovery_raise_rejection(PyObject *breaker, int state, double retry_after) {
     PyObject *value = recovery_reject(breaker, state, retry_after);
-    if (value == NULL) return -1;
-    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-    Py_DECREF(value);
+    if (value != NULL) recovery_raise(value);
     return -1;
 }
 

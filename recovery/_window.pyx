@@ -16,7 +16,7 @@ from libc.math cimport NAN, isinf, isnan, pow
 from libc.string cimport memmove, memset
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 import contextvars
@@ -98,6 +98,7 @@ cdef class Window:
     cdef Settings* _settings        # &_rules.settings: the config's numbers
     cdef Py_ssize_t _pos, _count, _window_failures, _window_slow
     cdef unsigned long long* _latency_counts   # LATENCY_SLOTS counts; NULL unless record_latency
+    cdef PyObject* _spare_args      # the args of the last rejection's error (recovery_new_rejection)
     cdef double _latency_sum
 
     cdef int _state
@@ -115,6 +116,7 @@ cdef class Window:
         self._ring = NULL
         self._slots = NULL
         self._latency_counts = NULL
+        self._spare_args = NULL
 
     def __init__(self, str name, config, clock=None):
         self.name = name
@@ -139,6 +141,7 @@ cdef class Window:
     def __dealloc__(self):
         PyMem_Free(self._ring)
         PyMem_Free(self._latency_counts)
+        Py_XDECREF(self._spare_args)
 
     @cython.final
     cdef int _ensure_ring(self) except -1:
@@ -164,11 +167,16 @@ cdef class Window:
     cdef inline int _ready(self) except -1:
         """Refuse to run on a window whose ``__init__`` never ran (it has no config)."""
         if self._config is None:
-            raise RuntimeError(
-                f"{type(self).__name__} was not initialised: a subclass's __init__ must "
-                f"call super().__init__(name, config, clock)"
-            )
+            return self._not_initialised()
         return 0
+
+    @cython.final
+    cdef int _not_initialised(self) except -1:
+        # Apart from _ready, so that the check itself is inlined where it is made.
+        raise RuntimeError(
+            f"{type(self).__name__} was not initialised: a subclass's __init__ must "
+            f"call super().__init__(name, config, clock)"
+        )
 
     # -- rules: pure C, called inside the critical section ------------------------------
 
@@ -414,7 +422,7 @@ cdef class Window:
         cdef double retry_after
         cdef long long token = self._admit_call(&state, &retry_after)
         if token == REJECTED:
-            raise _rejection(self.name, state, retry_after)
+            raise _rejection(self, state, retry_after)
         return token
 
     @cython.final
@@ -793,17 +801,22 @@ cdef class Window:
 include "_window_dispatch.pxi"
 
 
-cdef object _rejection(str name, int state, double retry_after):
+# What a rejection reads, held in C variables: no module dictionary lookup per rejection.
+cdef tuple _states = STATES
+cdef object _open_error = CircuitOpenError
+cdef object _repairing_error = CircuitRepairingError
+
+
+cdef object _rejection(Window window, int state, double retry_after):
     """The error for a rejected call; built outside the lock, raised by the caller."""
     # The type's tp_new alone: BaseException's fills ``args`` in C; the Python
     # __init__ would only store the same three values again, at a cost on every
     # rejection (it about doubles it).
     if state == REPAIRING:
-        return _new_error(CircuitRepairingError, (name, STATES[state], None))
-    return _new_error(
-        CircuitOpenError,
-        (name, STATES[state], None if isnan(retry_after) or isinf(retry_after) else retry_after),
-    )
+        return _new_rejection(_repairing_error, window.name, _states[state], NAN,
+                              &window._spare_args)
+    return _new_rejection(_open_error, window.name, _states[state],
+                          NAN if isinf(retry_after) else retry_after, &window._spare_args)
 
 
 
@@ -816,7 +829,7 @@ cdef long long _admit_hook(object self, int* state, double* retry_after) except?
 
 
 cdef object _reject_hook(object self, int state, double retry_after):
-    return _rejection((<Window>self).name, state, retry_after)
+    return _rejection(<Window>self, state, retry_after)
 
 
 cdef double _start_hook(object self, long long token) except? START_ERROR:
