@@ -310,6 +310,20 @@ def test_each_rejection_is_a_new_error_with_its_own_values(
     ]
 
 
+def test_a_rejection_while_handling_an_exception_is_chained_to_it(
+    make_breaker: MakeBreaker,
+) -> None:
+    cb = make_breaker()
+    cb.force_open()
+    try:
+        raise KeyError("first")
+    except KeyError as first:
+        handled = first
+        error = _rejected(cb)
+    assert error.__context__ is handled
+    assert _rejected(cb).__context__ is None
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 
