@@ -22,7 +22,8 @@
 enum {
     RECOVERY_REJECTED = -1,     /* admission: the call is rejected (tokens are >= 0) */
     RECOVERY_START_ERROR = -2,  /* a call's start time: reading the clock raised */
-    RECOVERY_ADMIT_ERROR = -3,  /* admission: a user clock or a listener raised */
+    RECOVERY_ADMIT_ERROR = -3,  /* admission (or its start time): a user clock or a
+                                   listener raised */
 };
 
 
@@ -83,15 +84,13 @@ fail:
     return NULL;
 }
 
-typedef long long (*recovery_admit_fn)(PyObject *, int *, double *);
+typedef long long (*recovery_admit_fn)(PyObject *, int *, double *, double *);
 typedef PyObject *(*recovery_reject_fn)(PyObject *, int, double);
-typedef double (*recovery_start_fn)(PyObject *, long long);
 typedef PyObject *(*recovery_refuse_fn)(PyObject *, long long, PyObject *);
 typedef PyObject *(*recovery_uncallable_fn)(const char *, PyObject *);
 typedef int (*recovery_finish_fn)(PyObject *, long long, PyObject *, double);
 static recovery_admit_fn recovery_admit;
 static recovery_reject_fn recovery_reject;
-static recovery_start_fn recovery_start;
 static recovery_refuse_fn recovery_refuse;
 static recovery_uncallable_fn recovery_uncallable;
 static recovery_finish_fn recovery_finish;
@@ -156,7 +155,8 @@ static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *
     int state;
     double start, retry_after;
     PyObject *result, *value, *fallback;
-    token = recovery_admit(breaker, &state, &retry_after);
+    /* A user clock that raises reading the start time gives the admission back. */
+    token = recovery_admit(breaker, &state, &retry_after, &start);
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) return NULL;
     if (token == RECOVERY_REJECTED) {
         if (route != NULL && (fallback = recovery_fallback(route)) != NULL) {
@@ -165,9 +165,6 @@ static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *
         recovery_raise_rejection(breaker, state, retry_after);
         return NULL;
     }
-    /* A user clock that raises here gives the admission back. */
-    start = recovery_start(breaker, token);
-    if (start == RECOVERY_START_ERROR && PyErr_Occurred()) return NULL;
     result = PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     if (result == NULL) {
         recovery_finish_failed(breaker, token, start);
@@ -346,7 +343,7 @@ static int recovery_install_class_method(PyObject *type, PyMethodDef *def) {
 }
 
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
-                                    void *admit, void *reject, void *start,
+                                    void *admit, void *reject,
                                     void *finish, void *route, void *fallback,
                                     void *divert, void *refuse, void *uncallable,
                                     void *release, void *enter, void *exit) {
@@ -372,7 +369,6 @@ static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
     recovery_uncallable = (recovery_uncallable_fn)uncallable;
     recovery_admit = (recovery_admit_fn)admit;
     recovery_reject = (recovery_reject_fn)reject;
-    recovery_start = (recovery_start_fn)start;
     recovery_finish = (recovery_finish_fn)finish;
     recovery_route = (recovery_route_fn)route;
     recovery_fallback = (recovery_fallback_fn)fallback;

@@ -126,6 +126,6 @@ cdef extern from "_window.h":
     object _new_guard "recovery_guard_new"(object breaker, object fn, int is_async)
     object _done "recovery_ready_new"(object value)
     int _install_methods "recovery_install_methods"(
-        object window, object dispatcher, void* admit, void* reject, void* start,
-        void* finish, void* route, void* fallback, void* divert, void* refuse,
-        void* uncallable, void* release, void* enter, void* exit) except -1
+        object window, object dispatcher, void* admit, void* reject, void* finish,
+        void* route, void* fallback, void* divert, void* refuse, void* uncallable,
+        void* release, void* enter, void* exit) except -1

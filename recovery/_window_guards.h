@@ -88,15 +88,13 @@ static int recovery_awaiting_start(recovery_Awaiting *self) {
     double retry_after;
     PyObject *awaitable, *inner;
     PyObject *fn = self->fn;
-    long long token = recovery_admit(self->breaker, &state, &retry_after);
+    long long token = recovery_admit(self->breaker, &state, &retry_after, &self->start);
     self->stage = AWAITING_DONE;  /* until it runs */
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) goto fail;
     if (token == RECOVERY_REJECTED) {
         recovery_raise_rejection(self->breaker, state, retry_after);
         goto fail;
     }
-    self->start = recovery_start(self->breaker, token);
-    if (self->start == RECOVERY_START_ERROR && PyErr_Occurred()) goto fail;
     self->token = token;
     awaitable = PyObject_Vectorcall(fn, self->args, (size_t)self->nargs, self->kwnames);
     recovery_awaiting_drop_call(self);
