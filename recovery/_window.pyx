@@ -545,12 +545,16 @@ cdef class Window:
         return 0
 
     @cython.final
-    cdef int _enter_block(self) except -1:
+    cdef int _enter_block(self, int* state, double* retry_after) except -1:
         """Admit a ``with`` or ``async with`` block and keep its admission in the
-        blocks of the current context, so that its exit records against it."""
+        blocks of the current context, so that its exit records against it. 1 if the
+        block is rejected (``state`` and ``retry_after`` say why): the caller raises,
+        so that the error's traceback holds no frame of this module."""
         cdef _Blocks blocks = _blocks(True)
         blocks.reserve()  # before the admission: nothing can fail after it
-        cdef long long token = self._try_admit()
+        cdef long long token = self._admit_call(state, retry_after)
+        if token == REJECTED:
+            return 1
         blocks.push(self, token, self._start_time(token))
         return 0
 
@@ -575,7 +579,10 @@ cdef class Window:
     def __aenter__(self):
         """Admit the block now (``async with`` awaits the result at once): nothing
         here blocks, so the awaitable returned is already done."""
-        self._enter_block()
+        cdef int state
+        cdef double retry_after
+        if self._enter_block(&state, &retry_after):
+            raise _rejection(self, state, retry_after)
         return _done(self)
 
     def __aexit__(self, exc_type, exc, tb):

@@ -57,8 +57,8 @@ cdef int _finish_hook(object self, long long token, PyObject* exc, double start)
     return window._finish(token, None if exc == NULL else <object>exc, start)
 
 
-cdef int _enter_hook(object self) except -1:
-    return (<Window>self)._enter_block()
+cdef int _enter_hook(object self, int* state, double* retry_after) except -1:
+    return (<Window>self)._enter_block(state, retry_after)
 
 
 cdef int _exit_hook(object self, object exc) except -1:

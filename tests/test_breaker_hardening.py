@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -322,6 +323,26 @@ def test_a_rejection_while_handling_an_exception_is_chained_to_it(
         error = _rejected(cb)
     assert error.__context__ is handled
     assert _rejected(cb).__context__ is None
+
+
+def _enter_rejected(cb: Any) -> None:
+    with cb:
+        pass
+
+
+@pytest.mark.parametrize("use", [lambda cb: cb.call(int), _enter_rejected])
+def test_a_rejection_carries_no_frame_of_the_compiled_window(
+    make_breaker: MakeBreaker, use: Any
+) -> None:
+    # Raised from C, as a bare raise would be: no traceback entry for the window's
+    # Cython functions (each one costs about the rejection itself, and reads as noise).
+    cb = make_breaker()
+    cb.force_open()
+    with pytest.raises(CircuitOpenError) as rejected:
+        use(cb)
+    files = [frame.filename for frame in traceback.extract_tb(rejected.value.__traceback__)]
+    assert files[0] == __file__
+    assert not [name for name in files if name.endswith((".pyx", ".pxi"))]
 
 
 # -- bad input ------------------------------------------------------------------------------------
