@@ -22,7 +22,7 @@ of where the back-off's periods fall, so every outage of 5 to 30 s must be CLOSE
 Among the candidates that meet all five, the default is the one of lowest cost (``tune``'s
 default cost: good calls rejected plus calls sent to a dead dependency) summed over the
 project's seven traces (``benchmarks/traces``) and the four scenarios' own calls. The tests
-(``tests/test_breaker_defaults.py``) drive ``CircuitBreakerConfig()`` through the same
+(``tests/breaker/test_defaults.py``) drive ``CircuitBreakerConfig()`` through the same
 scenarios call by call, on each window, with :func:`drive`.
 """
 

@@ -24,7 +24,7 @@ import logging
 import weakref
 
 from recovery import state as _codes
-from recovery._window_py import WindowSettings, window_settings
+from recovery._window_settings import mismatched, window_settings
 from recovery.config import LATENCY_BUCKETS, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
@@ -743,7 +743,7 @@ cdef class Window:
     def _read_settings(self):
         """The settings this window runs on, read back (tests check the copy is whole)."""
         self._ready()
-        return WindowSettings(**self._settings[0])
+        return self._settings[0]
 
     def _snapshot(self):
         """A consistent copy of the counters, taken under the lock."""

@@ -33,8 +33,10 @@ cdef enum Control:
     END_REPAIR      # arg: 1.0 on success
     ALLOW_TRIAL
 
-# _window_py.WindowSettings in C: the config's numbers, converted from it by field
-# name at construction. The module refuses to import if the two lists differ.
+# The settings table (recovery/_window_settings.py) in C: the config's numbers, converted
+# from window_settings(config) by field name at construction. A field's kind is its
+# row's: Py_ssize_t for int, double for float, bint for bool. The module refuses to import
+# if the struct and the table differ in a name or a kind.
 cdef struct Settings:
     Py_ssize_t size
     Py_ssize_t trial_limit
@@ -53,10 +55,10 @@ cdef struct Settings:
 
 cdef Settings _no_settings
 memset(&_no_settings, 0, sizeof(Settings))
-_settings_fields = tuple(<dict>_no_settings)
-if _settings_fields != WindowSettings._fields:
-    raise ImportError(f"recovery._window's Settings has {_settings_fields}, "
-                      f"WindowSettings {WindowSettings._fields}: rebuild it")
+_settings_mismatched = mismatched(<dict>_no_settings)
+if _settings_mismatched:
+    raise ImportError(f"recovery._window's Settings differs from the settings table in "
+                      f"{_settings_mismatched}: rebuild it")
 
 cdef enum:
     FAILED = 1

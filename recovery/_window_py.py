@@ -32,9 +32,10 @@ import threading
 import time
 import types
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, NamedTuple
+from typing import Any
 
 from recovery._clock import Clock
+from recovery._window_settings import SETTINGS, WindowSettings, window_settings
 from recovery.config import LATENCY_BUCKETS, CircuitBreakerConfig, matches, split_matchers
 from recovery.errors import (
     CircuitOpenError,
@@ -92,74 +93,12 @@ class _Done:
         yield  # a generator that returns at once
 
 
-class WindowSettings(NamedTuple):
-    """The numbers of a config that a window runs on, in the form it runs on them.
+class Window(WindowSettings):
+    """Outcome window, state machine and admission for one breaker, behind one lock.
 
-    The one list of what a window copies from its config: this twin sets ``_<field>``
-    for each field, and the compiled window converts the fields, by name, into a C
-    struct of the same names (one missing on either side fails its import-time
-    check). A new config field the rules need is added here, in
-    :func:`window_settings`, to the C struct and to the twin's typed attributes;
-    the copy is made once, at construction, never per call.
+    Its config's numbers are the typed attributes ``_<name>`` it inherits from the
+    settings table, set once here from :func:`window_settings`.
     """
-
-    size: int  # sliding_window_size
-    trial_limit: int  # half-open trial slots (config.trial_calls)
-    minimum_requests: int
-    failure_threshold: int
-    failure_rate: float  # failure_rate_threshold; 0.0: rule off
-    slow_rate: float  # slow_call_rate_threshold; 0.0: rule off
-    slow_duration: float  # slow_call_duration; -1.0: no call is slow
-    success_threshold: int
-    timeout: float
-    factor: float  # retry_backoff_factor
-    max_interval: float  # max_retry_interval
-    max_half_open_wait: float  # -1.0: half-open waits for its trials
-    fast_fail: bool  # enable_fast_fail
-    record_latency: bool
-
-
-def window_settings(config: CircuitBreakerConfig) -> WindowSettings:
-    """What a window takes from ``config``: "off" as a number the hot path compares."""
-    slow = config.slow_call_duration
-    wait = config.max_half_open_wait
-    return WindowSettings(
-        size=config.sliding_window_size,
-        trial_limit=config.trial_calls,
-        minimum_requests=config.minimum_requests,
-        failure_threshold=config.failure_threshold,
-        failure_rate=config.failure_rate_threshold or 0.0,
-        slow_rate=config.slow_call_rate_threshold or 0.0,
-        slow_duration=-1.0 if slow is None else slow,
-        success_threshold=config.success_threshold,
-        timeout=config.timeout,
-        factor=config.retry_backoff_factor,
-        max_interval=config.max_retry_interval,
-        max_half_open_wait=-1.0 if wait is None else wait,
-        fast_fail=config.enable_fast_fail,
-        record_latency=config.record_latency,
-    )
-
-
-class Window:
-    """Outcome window, state machine and admission for one breaker, behind one lock."""
-
-    # The config's numbers, copied in by __init__ from window_settings() (each
-    # WindowSettings field f becomes the attribute _f).
-    _size: int
-    _trial_limit: int
-    _minimum_requests: int
-    _failure_threshold: int
-    _failure_rate: float
-    _slow_rate: float
-    _slow_duration: float
-    _success_threshold: int
-    _timeout: float
-    _factor: float
-    _max_interval: float
-    _max_half_open_wait: float
-    _fast_fail: bool
-    _record_latency: bool
 
     def __init__(
         self, name: str, config: CircuitBreakerConfig, clock: Clock | None = None
@@ -170,8 +109,8 @@ class Window:
         self._now: Callable[[], float] = time.monotonic if clock is None else clock.monotonic
         self._lock = threading.Lock()
 
-        for field, value in zip(WindowSettings._fields, window_settings(config), strict=True):
-            setattr(self, "_" + field, value)
+        for name, value in window_settings(config).items():
+            setattr(self, "_" + name, value)
         self._ring = bytearray(self._size)
         self._pos = 0
         self._count = 0
@@ -212,9 +151,9 @@ class Window:
         )
         self._latency_sum = 0.0
 
-    def _read_settings(self) -> WindowSettings:
+    def _read_settings(self) -> dict[str, float]:
         """The settings this window runs on, read back (tests check the copy is whole)."""
-        return WindowSettings(*(getattr(self, "_" + field) for field in WindowSettings._fields))
+        return {name: getattr(self, "_" + name) for name in SETTINGS}
 
     @property
     def name(self) -> str:

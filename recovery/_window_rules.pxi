@@ -13,7 +13,7 @@ cdef class _Rules:
     cdef object __weakref__
 
     def __init__(self, config):
-        self.settings = window_settings(config)._asdict()
+        self.settings = window_settings(config)
         if not 0 < self.settings.trial_limit <= SLOT_BITS:  # the token's slot bits: never overrun
             raise ValueError(
                 f"half_open_max_calls must be <= {SLOT_BITS}, got {self.settings.trial_limit}"

@@ -538,13 +538,14 @@ CREATE TABLE IF NOT EXISTS recovery_audit (
     action_succeeded INTEGER,
     verified INTEGER,
     "order" TEXT,
-    duration REAL
+    duration REAL,
+    incident TEXT
 );
 CREATE INDEX IF NOT EXISTS recovery_audit_plugin_ts ON recovery_audit (plugin, ts);
 """
 
 _ADDED_COLUMNS = (("action_succeeded", "INTEGER"), ("verified", "INTEGER"),
-                  ("order", "TEXT"), ("duration", "REAL"))
+                  ("order", "TEXT"), ("duration", "REAL"), ("incident", "TEXT"))
 """Columns added after the first release: a database without them gains them on open."""
 
 _TEXT_FIELDS = ("plugin", "failure_type", "action")
@@ -578,8 +579,11 @@ class SqliteAuditLogger(_RecordWriter):
     also forced to disk, otherwise (``NORMAL``) it survives a crash of the process but
     not necessarily a power loss, matching :class:`JsonlAuditLogger`.
 
-    A database written before ``action_succeeded``, ``verified``, ``order`` and
-    ``duration`` existed gains the missing columns on open (``ALTER TABLE``, in a
+    A record made while its plugin was in an incident carries ``incident`` (the
+    id), as with the other loggers; the others have no ``incident`` key.
+
+    A database written before ``action_succeeded``, ``verified``, ``order``,
+    ``duration`` and ``incident`` existed gains the missing columns on open (``ALTER TABLE``, in a
     transaction, so two processes opening it at once do not race); its old rows read
     back with None in them.
 
@@ -644,14 +648,16 @@ class SqliteAuditLogger(_RecordWriter):
     def _emit(self, record: dict[str, Any]) -> None:
         for field in _TEXT_FIELDS:
             record[field] = _sql_text(record[field])
+        incident = record.get("incident")
+        record["incident"] = None if incident is None else _sql_text(incident)
         with self._lock:
             self._connection().execute(
                 "INSERT INTO recovery_audit"
                 " (ts, plugin, failure_type, action, success, action_succeeded, verified,"
-                ' "order", duration)'
+                ' "order", duration, incident)'
                 " VALUES (:ts, CAST(:plugin AS TEXT), CAST(:failure_type AS TEXT),"
                 " CAST(:action AS TEXT), :success, :action_succeeded, :verified,"
-                " :order, :duration)",
+                " :order, :duration, CAST(:incident AS TEXT))",
                 record,
             )
 
@@ -676,7 +682,7 @@ class SqliteAuditLogger(_RecordWriter):
         with self._lock:
             rows = self._connection().execute(
                 "SELECT ts, plugin, failure_type, action, success, action_succeeded, verified,"
-                f' "order", duration FROM recovery_audit{where} ORDER BY id',
+                f' "order", duration, incident FROM recovery_audit{where} ORDER BY id',
                 params,
             ).fetchall()
         return [
@@ -690,8 +696,10 @@ class SqliteAuditLogger(_RecordWriter):
                 "verified": _optional_bool(verified),
                 "order": order,
                 "duration": duration,
+                **({} if incident is None else {"incident": incident}),
             }
-            for ts, name, kind, action, ok, action_ok, verified, order, duration in rows
+            for ts, name, kind, action, ok, action_ok, verified, order, duration, incident
+            in rows
         ]
 
     def close(self) -> None:

@@ -119,6 +119,18 @@ def exception_message(exc: BaseException) -> str:
         return f"<{type(exc).__name__}: str() raised {type(error).__name__}>"
 
 
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a stand-in naming the class when that raises; never raises.
+
+    What a user's code returned (a health check's value, a strategy's, a classifier's)
+    is shown in messages; its ``__repr__`` is user code too.
+    """
+    try:
+        return repr(value)
+    except Exception as error:
+        return f"<{type(value).__name__} object; its repr() raised {type(error).__name__}>"
+
+
 def _raised_in_initialize(tb: TracebackType | None) -> bool:
     """True if a frame of the traceback is a plugin's ``initialize`` method.
 

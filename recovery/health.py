@@ -92,7 +92,7 @@ import attrs
 
 from recovery import _validate
 from recovery._clock import REAL_CLOCK, Clock, iso_utc, wait
-from recovery.failures import exception_message
+from recovery.failures import exception_message, safe_repr
 
 __all__ = [
     "DEFAULT_DETACH_AFTER",
@@ -137,7 +137,7 @@ def _copy_details(value: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise TypeError(
-            f"details must be a mapping or None, got {_safe_repr(value)} "
+            f"details must be a mapping or None, got {safe_repr(value)} "
             f"({type(value).__name__})"
         )
     return dict(value)
@@ -149,24 +149,16 @@ def _check_tuple(value: Iterable[HealthCheck] | None) -> tuple[HealthCheck, ...]
         return ()
     if callable(value) or isinstance(value, (str, bytes)):
         raise TypeError(
-            f"custom_checks must be a sequence of callables or None, got {_safe_repr(value)} "
+            f"custom_checks must be a sequence of callables or None, got {safe_repr(value)} "
             f"({type(value).__name__}); wrap a single check as (check,)"
         )
     try:
         return tuple(value)
     except TypeError:
         raise TypeError(
-            f"custom_checks must be a sequence of callables or None, got {_safe_repr(value)} "
+            f"custom_checks must be a sequence of callables or None, got {safe_repr(value)} "
             f"({type(value).__name__})"
         ) from None
-
-
-def _safe_repr(value: object) -> str:
-    """``repr(value)``, or a stand-in when that raises: a check's return value is user code."""
-    try:
-        return repr(value)
-    except Exception as exc:
-        return f"<{type(value).__name__} object; its repr() raised {type(exc).__name__}>"
 
 
 @attrs.frozen
@@ -256,8 +248,9 @@ def _phase(name: str) -> float:
     return zlib.crc32(name.encode("utf-8", "surrogatepass")) / 2.0**32
 
 
-def _describe(check: object) -> str:
-    return str(getattr(check, "__qualname__", None) or _safe_repr(check))
+def _name_of(check: object) -> str:
+    """A custom check as its failure message names it: its qualified name, else its repr."""
+    return str(getattr(check, "__qualname__", None) or safe_repr(check))
 
 
 @attrs.define(eq=False)
@@ -739,7 +732,7 @@ class HealthMonitor:
         for index, check in enumerate(watch.config.custom_checks):
             extra = self._call(watch.name, check, check_type)
             if not extra.healthy:
-                message = f"custom_checks[{index}] ({_describe(check)}) failed"
+                message = f"custom_checks[{index}] ({_name_of(check)}) failed"
                 if extra.message:
                     message = f"{message}: {extra.message}"
                 return attrs.evolve(extra, message=message)
@@ -760,7 +753,7 @@ class HealthMonitor:
             return value
         if isinstance(value, bool):
             return HealthCheckResult(value, check_type=check_type)
-        shown = _safe_repr(value)
+        shown = safe_repr(value)
         self._logger.warning(
             "health check of %r returned %s, not a bool or HealthCheckResult", name, shown
         )

@@ -49,7 +49,7 @@ import itertools
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import attrs
@@ -138,12 +138,15 @@ class IncidentEvent:
     """An alert to raise: ``kind`` is "incident_opened", "incident_updated" or
     "incident_resolved"; ``incident`` the incident after the change; ``joined`` the
     members this event announces joining (all of them for "incident_opened");
-    ``message`` a readable line."""
+    ``message`` a readable line; ``renamed_from`` the id the incident had before
+    this event, when its new root renamed it (only with a ``namer``: see
+    :class:`IncidentTracker`)."""
 
     kind: str
     incident: Incident
     joined: tuple[str, ...]
     message: str
+    renamed_from: str | None = None
 
 
 @attrs.frozen
@@ -217,6 +220,13 @@ class IncidentTracker:
     declaration is added); ``window``, ``min_group`` and ``hold_timeout`` are the
     recovery manager's ``incident_window``, ``incident_min_group`` and
     ``incident_hold_timeout``.
+
+    ``namer`` (default None: ids ``inc-<random>-<n>``) names an incident after its
+    root: ``namer(root)`` is its id, asked again whenever the root changes, so that
+    trackers on several nodes fed the same onsets name the incident alike (the
+    manager with a cluster names it after the root's first onset; see
+    :mod:`recovery.incidents_remote`). It is called under the tracker's lock and must
+    not call the tracker.
     """
 
     def __init__(
@@ -227,7 +237,11 @@ class IncidentTracker:
         min_group: int = 3,
         hold_timeout: float = 120.0,
         clock: Clock | None = None,
+        namer: Callable[[str], str] | None = None,
     ) -> None:
+        if namer is not None and not callable(namer):
+            raise TypeError(f"namer must be callable, got {namer!r}")
+        self._namer = namer
         self._graph = _checked_graph(DependencyGraph() if graph is None else graph)
         self.window = v.check(v.positive_seconds, "window", v.seconds(window))
         self.min_group = v.check(v.integer(ge=2), "min_group", min_group)
@@ -405,7 +419,7 @@ class IncidentTracker:
             self._reroot(survivor, (name,), now, events)
             return survivor
         member = _Member(name, kind, now, now, "first")
-        incident = _Open(f"inc-{self._prefix}-{next(self._ids)}", now, {name: member}, name)
+        incident = _Open(self._new_id(name), now, {name: member}, name)
         self._open[incident.id] = incident
         self._of[name] = incident.id
         return incident
@@ -432,6 +446,7 @@ class IncidentTracker:
         for member in first.members.values():
             member.reason = "simultaneity"
         first.root = self._root(first)
+        self._rename(first)  # not announced yet: nobody knew the old id
 
     def _best_link(self, name: str, incident: _Open, now: float) -> _Member | None:
         """``name`` as a member of ``incident`` if linked to one of its members whose
@@ -476,14 +491,39 @@ class IncidentTracker:
         joined = tuple(joined)
         old = incident.root
         incident.root = self._root(incident)
+        renamed = None
         if incident.root != old:
             incident.root_verified = incident.members[incident.root].recovered
+            renamed = self._rename(incident)
         if incident.announced:
             moved = f"; root now {incident.root} (was {old})" if incident.root != old else ""
+            if renamed is not None:
+                moved += f"; was incident {renamed}"
             events.append(IncidentEvent(
                 UPDATED, incident.snapshot(), joined,
                 f"{', '.join(joined)} joined incident {incident.id} "
-                f"(root {incident.root}){moved}"))
+                f"(root {incident.root}){moved}", renamed))
+
+    def _new_id(self, root: str) -> str:
+        if self._namer is not None:
+            named = self._namer(root)
+            if named not in self._open:
+                return named
+        return f"inc-{self._prefix}-{next(self._ids)}"
+
+    def _rename(self, incident: _Open) -> str | None:
+        """With a namer: give ``incident`` its new root's id; the old id if it changed."""
+        if self._namer is None:
+            return None
+        old, new = incident.id, self._namer(incident.root)
+        if new == old or new in self._open:
+            return None
+        del self._open[old]
+        incident.id = new
+        self._open[new] = incident
+        for name in incident.members:
+            self._of[name] = new
+        return old
 
     def _root(self, incident: _Open) -> str:
         members = incident.members

@@ -89,7 +89,7 @@ from __future__ import annotations
 import importlib.metadata
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -113,6 +113,7 @@ from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.state import CircuitBreakerState
 from recovery.status import (
+    ClusterStatus,
     EarlyWarning,
     HealthCheckStatus,
     PluginRecovery,
@@ -252,7 +253,7 @@ def _warnings(read: Callable[[EarlyWarning], int]) -> Observe:
     return observe
 
 
-def _cluster(read: Callable[[Mapping[str, Any]], int]) -> Observe:
+def _cluster(read: Callable[[ClusterStatus], int]) -> Observe:
     """A number of the manager's cluster view (``Cluster.status()``); nothing without one."""
 
     def observe(snapshot: _Snapshot) -> Iterator[Observation]:

@@ -90,7 +90,7 @@ Counters restart from zero with the process, as Prometheus expects of counters.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 try:
@@ -111,7 +111,7 @@ from recovery import _registry, _validate
 from recovery._labels import label as _label
 from recovery.breaker import BreakerMixin, CircuitBreakerMetrics, cumulative_buckets
 from recovery.state import CircuitBreakerState
-from recovery.status import PluginStatus, StatusSource
+from recovery.status import ClusterStatus, PluginStatus, StatusSource
 
 __all__ = ["RecoveryCollector"]
 
@@ -257,7 +257,7 @@ _CLUSTER_FAMILIES = (
 )
 
 
-def _add_cluster(families: dict[str, _Family], cluster: Mapping[str, Any]) -> None:
+def _add_cluster(families: dict[str, _Family], cluster: ClusterStatus) -> None:
     """From the cluster's own view (``Cluster.status()``)."""
     families["recovery_cluster_connected"].add_metric([], float(cluster["connected"]))
     for direction, kinds in cluster["events"].items():

@@ -18,7 +18,7 @@ builds hundreds of them); the defaults are a plugin nothing has happened to yet.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import attrs
 
@@ -27,6 +27,8 @@ from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 
 __all__ = [
     "ActionCounts",
+    "ClusterBreaker",
+    "ClusterStatus",
     "EarlyWarning",
     "EpisodeCounts",
     "HealthCheckStatus",
@@ -325,6 +327,36 @@ class StuckStrategy:
         return {"label": self.label, "since": iso_utc(self.since)}
 
 
+class ClusterBreaker(TypedDict):
+    """One attached breaker in :class:`ClusterStatus`: its local state and the fleet's view."""
+
+    state: str  # the local breaker's state
+    fleet: str  # "closed", "open" or "trial" (a trial lease is out)
+    epoch: int
+    opened_by: str | None  # the node whose trip opened the fleet, once known
+    trial_lease: bool  # this process holds the fleet's trial lease
+
+
+class ClusterStatus(TypedDict):
+    """:meth:`recovery.cluster.Cluster.status`: the node's connection, its message
+    counters and every attached breaker. A dict (the JSON-ready shape scripts read)
+    whose keys the type checker knows, so a reader of a renamed key is a type error."""
+
+    connected: bool
+    node_id: str
+    namespace: str
+    quorum: int
+    events_published: int
+    events_received: int
+    events_dropped: int
+    events_stale: int
+    errors: int
+    last_error: str | None
+    events: dict[str, dict[str, int]]  # "published"/"received" -> "open"/"close" -> count
+    dropped: dict[str, int]  # by reason
+    breakers: dict[str, ClusterBreaker]  # by name
+
+
 @attrs.frozen
 class RecoveryStatus:
     """The whole manager: its switches, what is stuck, every plugin in registration order,
@@ -338,11 +370,14 @@ class RecoveryStatus:
     stuck_strategies: tuple[StuckStrategy, ...]  # oldest first
     stuck_health_checks: int  # abandoned health-check threads still alive
     plugins: Mapping[str, PluginStatus]
-    cluster: Mapping[str, Any] | None = None
+    cluster: ClusterStatus | None = None
     # Alert handlers, audit and log records past callback_timeout, or that raised.
     callback_timeouts: int = 0
     callback_errors: int = 0
     incidents: tuple[Mapping[str, Any], ...] = ()  # open ones, Incident.to_dict(), oldest first
+    # With a cluster: the incident onsets the manager shares through it (counters; in
+    # to_dict() under "cluster" as "onsets"). See recovery.incidents_remote.
+    onsets: Mapping[str, Any] | None = None
 
     def to_dict(self, *, plugins: bool = True) -> dict[str, Any]:
         """JSON-ready; ``plugins=False`` leaves the plugins out (the dashboard sends each
@@ -362,7 +397,8 @@ class RecoveryStatus:
         if plugins:
             data["plugins"] = {name: plugin.to_dict() for name, plugin in self.plugins.items()}
         if self.cluster is not None:
-            data["cluster"] = self.cluster
+            data["cluster"] = self.cluster if self.onsets is None else {
+                **self.cluster, "onsets": dict(self.onsets)}
         return data
 
 

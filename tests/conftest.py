@@ -94,7 +94,7 @@ def make_manager(clock: FakeClock, audit: Any, plugins: Any) -> Iterator[MakeMan
 @pytest.fixture
 def boards() -> Iterator[Callable[..., Any]]:
     """``boards(rm, **serve_kwargs)`` serves a manager's dashboard, stopped after the test
-    (tests/test_dashboard_fleet.py has its own, serving the fleet's)."""
+    (tests/dashboard/test_fleet.py has its own, serving the fleet's)."""
     from recovery.dashboard import serve
 
     yield from closed_after(serve, lambda board: board.stop())

@@ -47,6 +47,7 @@ from recovery.cluster.store import Store
 from recovery.cluster.summary import channel as summary_channel
 from recovery.cluster.summary import summary_thread
 from recovery.state import CircuitBreakerState
+from recovery.status import ClusterStatus, StatusSource
 
 try:
     import redis
@@ -187,7 +188,7 @@ class ClusterSnapshot:
     node_id: str
     namespace: str
     breakers: tuple[Any, ...]
-    managers: tuple[Any, ...]
+    managers: tuple[StatusSource, ...]
     serving: bool
 
 
@@ -223,7 +224,7 @@ class Cluster:
         self._clock: _clock.Clock = clock if clock is not None else _clock.REAL_CLOCK
         self._tracked: dict[str, Tracked] = {}
         # Managers whose plugins' recovery state goes into this node's fleet summary.
-        self._managers: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._managers: weakref.WeakSet[StatusSource] = weakref.WeakSet()
         self._running = False
         self._threads: list[threading.Thread] = []
         self._lifecycle = threading.Lock()
@@ -282,7 +283,7 @@ class Cluster:
         if self._running:
             self._inbox.put((_ATTACH, tracked))
 
-    def report_for(self, manager: Any) -> None:
+    def report_for(self, manager: StatusSource) -> None:
         """Put ``manager``'s plugin recovery state (failed, crash loop, last action) in
         the fleet summary; held weakly. ``RecoveryManager(cluster=...)`` calls this."""
         if not callable(getattr(manager, "status", None)):
@@ -411,32 +412,33 @@ class Cluster:
 
     # -- status ---------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> ClusterStatus:
         """A JSON-ready view of the connection, the counters and every attached breaker."""
         with self._lifecycle:
             tracked = list(self._tracked.values())
         with self._stats_lock:
             events = dict(self._events)
             drops = dict(self._drops)
-            status = {
-                "connected": self._connected,
-                "node_id": self.node_id,
-                "namespace": self.config.namespace,
-                "quorum": self.config.quorum,
-                "events_published": sum(n for (d, _), n in events.items() if d == "published"),
-                "events_received": sum(n for (d, _), n in events.items() if d == "received"),
-                "events_dropped": sum(drops.values()),
-                "events_stale": self._stale,
-                "errors": self._errors,
-                "last_error": self._last_error,
-            }
-        status["events"] = {
-            direction: {kind: events.get((direction, kind), 0) for kind in ("open", "close")}
-            for direction in ("published", "received")
-        }
-        status["dropped"] = drops
-        status["breakers"] = {t.breaker.name: t.view() for t in tracked}
-        return status
+            connected, stale, errors = self._connected, self._stale, self._errors
+            last_error = self._last_error
+        return ClusterStatus(
+            connected=connected,
+            node_id=self.node_id,
+            namespace=self.config.namespace,
+            quorum=self.config.quorum,
+            events_published=sum(n for (d, _), n in events.items() if d == "published"),
+            events_received=sum(n for (d, _), n in events.items() if d == "received"),
+            events_dropped=sum(drops.values()),
+            events_stale=stale,
+            errors=errors,
+            last_error=last_error,
+            events={
+                direction: {kind: events.get((direction, kind), 0) for kind in ("open", "close")}
+                for direction in ("published", "received")
+            },
+            dropped=drops,
+            breakers={t.breaker.name: t.view() for t in tracked},
+        )
 
     def _count_drop(self, reason: str) -> None:
         with self._stats_lock:

@@ -27,6 +27,7 @@ import attrs
 from recovery.cluster.codec import Event, Rejected
 from recovery.cluster.store import Record, Store
 from recovery.state import CircuitBreakerState
+from recovery.status import ClusterBreaker
 
 CLOSED = CircuitBreakerState.CLOSED
 OPEN = CircuitBreakerState.OPEN
@@ -76,11 +77,11 @@ class Tracked:
     calls_seen: float = 0.0  # when that count last moved, or the lease was taken
     idle: bool = False  # gave the lease up for want of calls; none came since
 
-    def view(self) -> dict[str, Any]:
-        return {
-            "state": self.breaker.state.value, "fleet": self.fleet, "epoch": self.epoch,
-            "opened_by": self.opened_by, "trial_lease": self.lease_epoch is not None,
-        }
+    def view(self) -> ClusterBreaker:
+        return ClusterBreaker(
+            state=self.breaker.state.value, fleet=self.fleet, epoch=self.epoch,
+            opened_by=self.opened_by, trial_lease=self.lease_epoch is not None,
+        )
 
 
 class Fleet:

@@ -42,7 +42,7 @@ from recovery.cluster.codec import (
     check_namespace,
     open_frame,
 )
-from recovery.status import PluginRecovery
+from recovery.status import PluginRecovery, StatusSource
 
 if TYPE_CHECKING:  # the cluster imports this module
     from recovery.cluster.core import Cluster, ClusterSnapshot
@@ -395,7 +395,7 @@ class Publisher:
         return (max(requests - last[1], 0) / elapsed, max(failures - last[2], 0) / elapsed)
 
 
-def _plugin_views(managers: tuple[Any, ...]) -> tuple[
+def _plugin_views(managers: tuple[StatusSource, ...]) -> tuple[
         dict[int, tuple[PluginRecovery, str | None]], list[dict[str, Any]]]:
     """The recovery and open incident of each breaker that is one of ``managers``'
     plugins, by ``id(breaker)`` (a manager given ``cluster=`` reports itself to the

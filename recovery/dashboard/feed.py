@@ -28,11 +28,11 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from recovery._clock import iso_utc
-from recovery._early_warning import warning_message
 from recovery.alerts import Alert, AlertHandler, AlertKind
 from recovery.breaker import CircuitBreaker, CircuitBreakerMetrics
 from recovery.dashboard.history import RateHistory
 from recovery.dashboard.hub import Hub, Subscriber
+from recovery.manager.early_warning import warning_message
 from recovery.state import CircuitBreakerState
 from recovery.status import (
     PluginRecovery,

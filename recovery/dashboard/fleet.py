@@ -301,7 +301,7 @@ class FleetFeed(Published):
                           "received": self._received, "dropped": dict(self._drops)},
                 "nodes": nodes,
                 "breakers": _by_breaker(nodes),
-                "incidents": _by_incident(nodes),
+                "incidents": by_incident(nodes),
                 "server": {"clients": self._hub.clients, "dropped_clients": self._hub.dropped},
             }
             self._publish(encode("tick", self._view))
@@ -335,7 +335,7 @@ def _by_breaker(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return views
 
 
-def _by_incident(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def by_incident(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The live nodes' open incidents, each shown once for the whole fleet.
 
     Every node's manager correlates on its own, so one outage is an incident on each

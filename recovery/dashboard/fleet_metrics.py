@@ -8,7 +8,12 @@ label, so the Grafana dashboard and the alerts in ``contrib/`` read them alike.
 
 A summary carries a breaker's state, its request, failure, rejection and slow
 call counts, its window failure ratio, and a plugin's failed, crash-loop and
-degraded flags: those are exported. The rest of the collector's metrics
+degraded flags, and its open incidents: those are exported. Each node's incidents
+come under the collector's names (``recovery_incidents_open``,
+``recovery_incident_members``) with a ``node`` label; the fleet's, each outage
+counted once however many nodes it reached (as the fleet page shows them), as
+``recovery_fleet_incidents_open`` and, by root, ``recovery_fleet_incident_members``
+and ``recovery_fleet_incident_nodes``. The rest of the collector's metrics
 (recovery attempts, episodes, health checks, latency, fallbacks served) stay in
 each process's own ``/metrics``. A node with more breakers than fit one summary
 leaves some out (trouble first); ``recovery_fleet_breakers_omitted`` says how
@@ -27,6 +32,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from recovery._labels import label
 from recovery.cluster.summary import STATES
+from recovery.dashboard.fleet import by_incident
 from recovery.prometheus import FAMILIES
 
 _Family = CounterMetricFamily | GaugeMetricFamily
@@ -59,6 +65,7 @@ class FleetCollector:
             node = label(node_id)
             families["recovery_fleet_node_live"].add_metric([node], float(not silent))
             families["recovery_fleet_breakers_omitted"].add_metric([node], summary["omitted"])
+            _add_incidents(families, node, summary)
             seen: set[str] = set()
             for entry in summary["breakers"]:
                 name = label(entry["name"])
@@ -66,6 +73,7 @@ class FleetCollector:
                     continue
                 seen.add(name)
                 _add_breaker(families, [node, name], entry)
+        _add_fleet_incidents(families, nodes)
         families["recovery_fleet_redis_connected"].add_metric([], float(redis["connected"]))
         families["recovery_fleet_summaries_received_total"].add_metric([], redis["received"])
         for reason, count in sorted(redis["dropped"].items()):
@@ -85,6 +93,17 @@ def _families() -> dict[str, _Family]:
     for name in (*_COUNTS, "recovery_window_failure_ratio", *_FLAGS):
         documentation, kind = _HELP[name]
         add(name, kind, documentation, _BY_NODE)
+    for name, labels in (("recovery_incidents_open", ("node",)),
+                         ("recovery_incident_members", ("node", "incident", "root"))):
+        documentation, kind = _HELP[name]
+        add(name, kind, documentation, labels)
+    add("recovery_fleet_incidents_open", "gauge",
+        "Open incidents across the live nodes, each counted once however many nodes it "
+        "reached.", ())
+    add("recovery_fleet_incident_members", "gauge",
+        "Members of each open fleet incident (names, across its nodes).", ("root",))
+    add("recovery_fleet_incident_nodes", "gauge",
+        "Live nodes on which each open fleet incident is open.", ("root",))
     add("recovery_fleet_node_live", "gauge",
         "1 while the node publishes its summary, 0 once it is silent (until forgotten).",
         ("node",))
@@ -112,6 +131,29 @@ def _add_breaker(families: dict[str, _Family], labels: list[str], entry: dict[st
     if plugin is not None:
         for name, flag in _FLAGS.items():
             families[name].add_metric(labels, float(plugin[flag]))
+
+
+def _add_incidents(families: dict[str, _Family], node: str, summary: dict[str, Any]) -> None:
+    """The node's own incidents, as its own ``/metrics`` says them, with its label."""
+    families["recovery_incidents_open"].add_metric([node], summary["incidents_total"])
+    seen: set[str] = set()
+    for incident in summary["incidents"]:
+        key = label(incident["id"])
+        if key not in seen:  # one series each, whatever a summary says
+            seen.add(key)
+            families["recovery_incident_members"].add_metric(
+                [node, key, label(incident["root"])], incident["members_total"])
+
+
+def _add_fleet_incidents(families: dict[str, _Family], nodes: Nodes) -> None:
+    """The fleet's incidents, as the fleet page groups them (live nodes only)."""
+    shown = by_incident([{"id": node_id, "silent": silent, "incidents": summary["incidents"]}
+                         for node_id, silent, summary in nodes])
+    families["recovery_fleet_incidents_open"].add_metric([], len(shown))
+    for incident in shown:
+        root = [label(incident["root"])]
+        families["recovery_fleet_incident_members"].add_metric(root, len(incident["members"]))
+        families["recovery_fleet_incident_nodes"].add_metric(root, incident["nodes_affected"])
 
 
 def renderer(source: Callable[[], tuple[Nodes, dict[str, Any]]]

@@ -192,7 +192,7 @@ def _node(spec: NodeSpec, outbox: _ParentLine) -> None:
         audit.close()
     counts = tally.snapshot()
     status = scene.rm.status()
-    cluster_view = status.cluster or {}
+    cluster_view = cluster.status()
     left = join_leftovers(before)
     outbox.put(("done", spec.node, {
         "rows": node_rows(status, counts),

@@ -103,6 +103,42 @@ class _Decayed:
         return self.total / self.weight if self.weight > 0 else None
 
 
+class _Memory:
+    """What a detector remembers of its signal: the baseline's long and medium averages,
+    learned only while the signal looks normal, and the present's short, recent and far
+    ones, which a reset forgets."""
+
+    __slots__ = ("calls", "far", "long", "medium", "recent", "seconds", "short")
+
+    def __init__(self) -> None:
+        self.long = _Decayed(LONG_SECONDS)
+        self.medium = _Decayed(MEDIUM_SECONDS)
+        self.seconds = 0.0  # learned this long
+        self.calls = 0  # from this many calls
+        self.forget_present()
+
+    def forget_present(self) -> None:
+        self.short = _Decayed(SHORT_SECONDS)
+        self.recent = _Decayed(RECENT_SECONDS)
+        self.far = _Decayed(TREND_SECONDS)
+
+    def warm(self) -> bool:
+        """Learned long enough, from enough calls, to give a baseline."""
+        return self.seconds >= WARMUP_SECONDS and self.calls >= WARMUP_CALLS
+
+    def see(self, seconds: float, calls: int, total: float) -> None:
+        """Add a sample to the present's averages."""
+        for decayed in (self.short, self.recent, self.far):
+            decayed.add(seconds, calls, total)
+
+    def learn(self, seconds: float, calls: int, total: float, squares: float = 0.0) -> None:
+        """Add a sample that looks normal to the baseline's averages."""
+        self.long.add(seconds, calls, total, squares)
+        self.medium.add(seconds, calls, total, squares)
+        self.seconds += seconds
+        self.calls += calls
+
+
 def growth(short: float, far: float) -> float | None:
     """Growth per second of a signal rising geometrically, from its averages over
     ``SHORT_SECONDS`` and ``TREND_SECONDS`` (an average over memory ``m`` of ``e^(gt)``
@@ -119,13 +155,7 @@ class FailureRateDetector:
 
     def __init__(self, trip_rate: float) -> None:
         self.trip_rate = trip_rate  # the rate at which the breaker's own rules open it
-        self._long = _Decayed(LONG_SECONDS)
-        self._medium = _Decayed(MEDIUM_SECONDS)
-        self._short = _Decayed(SHORT_SECONDS)
-        self._recent = _Decayed(RECENT_SECONDS)
-        self._far = _Decayed(TREND_SECONDS)
-        self._learned_seconds = 0.0
-        self._learned_calls = 0
+        self._memory = _Memory()
         self._evidence = [0.0] * len(SHIFTS)  # one CUSUM per shift
         self.alarmed = False
         self._back = 0.0  # the end test, while alarmed
@@ -133,14 +163,14 @@ class FailureRateDetector:
     def baseline(self) -> float | None:
         """The normal failure rate: the long average, unless the recent one is confidently
         lower. None until warmed up."""
-        if self._learned_seconds < WARMUP_SECONDS or self._learned_calls < WARMUP_CALLS:
+        if not self._memory.warm():
             return None
         # An upper bound rather than the average: a baseline learned too low turns noise
         # into warnings, one learned a little high only delays them.
-        failures = self._long.total
+        failures = self._memory.long.total
         margin = BASELINE_MARGIN * math.sqrt(failures + 1.0)
-        long = (failures + 1.0 + margin) / (self._long.weight + 1.0)
-        medium = self._medium
+        long = (failures + 1.0 + margin) / (self._memory.long.weight + 1.0)
+        medium = self._memory.medium
         if medium.weight > 0:
             upper = (medium.total + 1.0 + 2.0 * math.sqrt(medium.total + 1.0)) / medium.weight
             long = min(long, upper)
@@ -148,11 +178,11 @@ class FailureRateDetector:
 
     def current(self) -> float:
         """The failure rate of the last few seconds."""
-        return self._short.mean() or 0.0
+        return self._memory.short.mean() or 0.0
 
     def expected_trip_in(self) -> float | None:
         """Seconds until the rate reaches the breaker's trip rate at its present growth."""
-        short, far = self._short.mean(), self._far.mean()
+        short, far = self._memory.short.mean(), self._memory.far.mean()
         if short is None or far is None:
             return None
         rate = growth(short, far)
@@ -168,9 +198,7 @@ class FailureRateDetector:
         self._evidence = [0.0] * len(SHIFTS)
         self.alarmed = False
         self._back = 0.0
-        self._short = _Decayed(SHORT_SECONDS)
-        self._recent = _Decayed(RECENT_SECONDS)
-        self._far = _Decayed(TREND_SECONDS)
+        self._memory.forget_present()
 
     @property
     def evidence(self) -> float:
@@ -179,12 +207,11 @@ class FailureRateDetector:
 
     def update(self, seconds: float, calls: int, failures: int) -> str | None:
         """Feed one sample; returns ``"raise"``, ``"end"`` or None."""
-        level = self._recent.mean() or 0.0  # the last second, before this sample
-        for decayed in (self._short, self._recent, self._far):
-            decayed.add(seconds, calls, failures)
+        level = self._memory.recent.mean() or 0.0  # the last second, before this sample
+        self._memory.see(seconds, calls, failures)
         base = self.baseline()
         if base is None:
-            self._learn(seconds, calls, failures)
+            self._memory.learn(seconds, calls, failures)
             return None
         base = min(max(base, 1e-6), 0.5)
         if calls:
@@ -206,18 +233,12 @@ class FailureRateDetector:
                 return "end"
             return None
         if self.evidence < FAILURE_THRESHOLD / 2:
-            self._learn(seconds, calls, failures)
+            self._memory.learn(seconds, calls, failures)
         if self.evidence >= FAILURE_THRESHOLD:
             self.alarmed = True
             self._back = 0.0
             return "raise"
         return None
-
-    def _learn(self, seconds: float, calls: int, failures: int) -> None:
-        self._long.add(seconds, calls, failures)
-        self._medium.add(seconds, calls, failures)
-        self._learned_seconds += seconds
-        self._learned_calls += calls
 
 
 def _bernoulli_llr(calls: int, failures: int, rate: float, against: float) -> float:
@@ -248,25 +269,19 @@ class LatencyDetector:
             None if slow_duration is None or slow_rate is None
             else (math.log(slow_duration), slow_rate)
         )
-        self._long = _Decayed(LONG_SECONDS)
-        self._medium = _Decayed(MEDIUM_SECONDS)
-        self._short = _Decayed(SHORT_SECONDS)
-        self._recent = _Decayed(RECENT_SECONDS)
-        self._far = _Decayed(TREND_SECONDS)
-        self._learned_seconds = 0.0
-        self._learned_calls = 0
+        self._memory = _Memory()
         self.evidence = 0.0
         self.alarmed = False
         self._back = 0.0
 
     def _reference(self) -> tuple[float, float] | None:
         """Baseline mean and spread of log latency; None until warmed up."""
-        if self._learned_seconds < WARMUP_SECONDS or self._learned_calls < WARMUP_CALLS:
+        if not self._memory.warm():
             return None
-        long = self._long
+        long = self._memory.long
         mean = long.total / long.weight
         spread = max(math.sqrt(max(long.squares / long.weight - mean * mean, 0.0)), MIN_SPREAD)
-        medium = self._medium
+        medium = self._memory.medium
         if medium.weight > 0:
             mean = min(mean, medium.total / medium.weight + 2.0 * spread / math.sqrt(medium.weight))
         return mean, spread
@@ -278,13 +293,13 @@ class LatencyDetector:
 
     def current(self) -> float:
         """Typical latency (geometric mean) of the last few seconds; 0.0 before any call."""
-        mean = self._short.mean()
+        mean = self._memory.short.mean()
         return 0.0 if mean is None else math.exp(mean)
 
     def expected_trip_in(self) -> float | None:
         """Seconds until enough calls are slow for the slow-call rule, at the present trend."""
         reference = self._reference()
-        short, far = self._short.mean(), self._far.mean()
+        short, far = self._memory.short.mean(), self._memory.far.mean()
         if self._trip_log is None or reference is None or short is None or far is None:
             return None
         rise = (short - far) / (TREND_SECONDS - SHORT_SECONDS)  # log latency per second
@@ -301,9 +316,7 @@ class LatencyDetector:
         self.evidence = 0.0
         self.alarmed = False
         self._back = 0.0
-        self._short = _Decayed(SHORT_SECONDS)
-        self._recent = _Decayed(RECENT_SECONDS)
-        self._far = _Decayed(TREND_SECONDS)
+        self._memory.forget_present()
 
     def update(self, seconds: float, counts: Sequence[int]) -> str | None:
         """Feed one sample: the histogram counts added since the last one."""
@@ -313,12 +326,11 @@ class LatencyDetector:
             if count:
                 total += count * value
                 squares += count * value * value
-        before = self._recent.mean()  # the last second, before this sample
-        for decayed in (self._short, self._recent, self._far):
-            decayed.add(seconds, calls, total)
+        before = self._memory.recent.mean()  # the last second, before this sample
+        self._memory.see(seconds, calls, total)
         reference = self._reference()
         if reference is None:
-            self._learn(seconds, calls, total, squares)
+            self._memory.learn(seconds, calls, total, squares)
             return None
         mean, spread = reference
         scores = 0.0  # the sample's standardised, clipped log latencies, summed
@@ -338,15 +350,9 @@ class LatencyDetector:
                 return "end"
             return None
         if self.evidence < LATENCY_THRESHOLD / 2:
-            self._learn(seconds, calls, total, squares)
+            self._memory.learn(seconds, calls, total, squares)
         if self.evidence >= LATENCY_THRESHOLD:
             self.alarmed = True
             self._back = 0.0
             return "raise"
         return None
-
-    def _learn(self, seconds: float, calls: int, total: float, squares: float) -> None:
-        self._long.add(seconds, calls, total, squares)
-        self._medium.add(seconds, calls, total, squares)
-        self._learned_seconds += seconds
-        self._learned_calls += calls

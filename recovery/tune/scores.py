@@ -71,7 +71,6 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
             f"admitted and states must have one entry per event ({n}), "
             f"got {len(admitted)} and {len(states)}"
         )
-    t, latency = trace.t, trace.latency
     # The state before the first event is CLOSED: a leading CLOSED lets one regex see it.
     opens = [match.start() for match in _OPENS.finditer(bytes([CLOSED]) + states)]
     rejected = n - admitted.count(1)
@@ -79,37 +78,10 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
     if healthy is None:
         return Scores(events=n, rejected=rejected, opens=len(opens))
 
-    def ended(i: int) -> float:
-        return t[i] + latency[i]
-
     runs = label_runs(trace, healthy)
-    detection: list[float] = []
-    outages = missed = 0
-    for start, end in runs.unhealthy:
-        outages += 1
-        if start > 0 and states[start - 1] == OPEN:
-            detection.append(0.0)
-            continue
-        first_open = states.find(OPEN, start, end)
-        if first_open < 0:
-            missed += 1
-        else:
-            detection.append(ended(first_open) - t[start])
-
-    recovery: list[float] = []
-    recoveries = unrecovered = 0
-    for start, end in runs.healthy:
-        if start == 0:
-            continue  # not after an outage
-        recoveries += 1
-        if states[start - 1] == CLOSED:
-            recovery.append(0.0)
-            continue
-        closed = states.find(CLOSED, start, end)
-        if closed < 0:
-            unrecovered += 1
-        else:
-            recovery.append(ended(closed) - t[start])
+    detection, missed = _delays_to(OPEN, runs.unhealthy, trace, states)
+    after_outages = [run for run in runs.healthy if run[0] > 0]  # not the trace's first run
+    recovery, unrecovered = _delays_to(CLOSED, after_outages, trace, states)
 
     # One byte per event holding 0 or 1 is one bit per event in a big integer:
     # "rejected while healthy" is healthy AND NOT admitted, counted by bit_count().
@@ -120,17 +92,38 @@ def score(trace: Trace, admitted: bytes, states: bytes) -> Scores:
         rejected=rejected,
         opens=len(opens),
         false_opens=sum(healthy[i] for i in opens),
-        outages=outages,
+        outages=len(runs.unhealthy),
         missed_outages=missed,
         detection_delay_mean=_mean(detection),
         detection_delay_max=max(detection, default=None),
         rejected_healthy=(healthy_bits & ~admitted_bits).bit_count(),
         passed_unhealthy=(admitted_bits & ~healthy_bits).bit_count(),
-        recoveries=recoveries,
+        recoveries=len(after_outages),
         unrecovered=unrecovered,
         recovery_delay_mean=_mean(recovery),
         recovery_delay_max=max(recovery, default=None),
     )
+
+
+def _delays_to(
+    state: int, runs: Sequence[tuple[int, int]], trace: Trace, states: bytes
+) -> tuple[list[float], int]:
+    """How long after the start of each run the breaker was in ``state`` (0.0 when it was
+    already, before the run's first event; else until the end of the first event that put
+    it there), and in how many runs it never was: an outage's detection (OPEN) or a
+    recovery (CLOSED)."""
+    delays: list[float] = []
+    never = 0
+    for start, end in runs:
+        if start > 0 and states[start - 1] == state:
+            delays.append(0.0)
+            continue
+        reached = states.find(state, start, end)
+        if reached < 0:
+            never += 1
+        else:
+            delays.append(trace.t[reached] + trace.latency[reached] - trace.t[start])
+    return delays, never
 
 
 @attrs.frozen
