@@ -34,6 +34,7 @@ from benchmarks.compare import (
     measure,
     never_opening,
     rows,
+    thread_scaling,
     work,
 )
 from recovery import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
@@ -183,10 +184,16 @@ def test_thread_scaling_runs(fn: Any, threads: int) -> None:
     assert calls_per_second(cb, fn, threads, 0.05) > 0
 
 
+def test_thread_scaling_is_measured_beside_its_floor() -> None:
+    one, two, ratio = thread_scaling({"breaker": never_opening()}, 0.02, 1)["breaker"]
+    assert one > 0 and two > 0 and ratio == two / one
+
+
 def test_compare_runs_every_case_of_every_installed_peer() -> None:
     """Smoke-runs compare.py's cases once each, so none can rot (its numbers come from it)."""
     libraries = [lib for lib in LIBRARIES if lib == "recovery" or installed(lib)]
     results = measure(build_cases(libraries), number=ASYNC_BATCH, rounds=1)
     assert {form for form, library in results if library == "recovery"} == set(FORMS)
+    assert ("rejection", "floor") in results
     assert all(ns > 0 for ns in results.values())
     assert bytes_per_breaker(CircuitBreaker, count=100) > 0

@@ -16,6 +16,10 @@ case's number is the median of its rounds less the median of the same bare call
 (``work()``, ``await async_work()``; for a rejection, an empty statement). Then the
 memory each library holds per breaker (10,000 breakers, default settings, measured
 with tracemalloc), and thread scaling.
+
+What the interpreter alone costs is measured in the same rounds and printed as floors:
+raising and catching a fresh exception in one frame (no rejection can cost less), and a
+plain method's 1 -> 2 thread scaling (no breaker can scale better under the GIL).
 """
 
 from __future__ import annotations
@@ -350,14 +354,21 @@ def installed(library: str) -> bool:
     return True
 
 
+# The floor of the rejection row, timed with it: the interpreter raising a fresh
+# exception and catching it in the same frame, with no call and no breaker.
+RAISE_AND_CATCH = 'try:\n    raise Boom("open")\nexcept Boom:\n    pass'
+
+
 def build_cases(libraries: list[str]) -> dict[tuple[str, str], Case]:
-    """(form, library) -> its case; the bare call of each form is the library "bare"."""
+    """(form, library) -> its case; the bare call of each form is the library "bare",
+    the rejection's floor ``("rejection", "floor")``."""
     loop = asyncio.new_event_loop()
-    ns: dict[str, Any] = {"work": work, "async_work": async_work,
+    ns: dict[str, Any] = {"work": work, "async_work": async_work, "Boom": Boom,
                           "run": loop.run_until_complete}
     cases: dict[tuple[str, str], Case] = {}
     for form, (bare, _) in FORMS.items():
         cases[form, "bare"] = Case(bare, ns, form in ASYNC_FORMS)
+    cases["rejection", "floor"] = Case(RAISE_AND_CATCH, ns, False)
     for library in libraries:
         for form, statement in BUILDERS[library](ns).items():
             cases[form, library] = Case(statement, ns, form in ASYNC_FORMS)
@@ -492,6 +503,24 @@ def median_rate(target: Any, fn: Callable[[], object], threads: int, seconds: fl
     return statistics.median(calls_per_second(target, fn, threads, seconds) for _ in range(runs))
 
 
+def thread_scaling(targets: dict[str, Any], seconds: float, runs: int) -> dict[
+        str, tuple[float, float, float]]:
+    """label -> (calls/s with 1 thread, with 2, the median of the 2/1 ratios): a CPU-bound
+    fn, the targets interleaved run after run and each ratio taken from one run's two
+    measurements, so a change of load on a shared machine touches them alike."""
+    rates: dict[str, list[tuple[float, float]]] = {label: [] for label in targets}
+    for _ in range(runs):
+        for label, target in targets.items():
+            rates[label].append((calls_per_second(target, work, 1, seconds),
+                                 calls_per_second(target, work, 2, seconds)))
+    return {
+        label: (statistics.median(one for one, _ in pairs),
+                statistics.median(two for _, two in pairs),
+                statistics.median(two / one for one, two in pairs))
+        for label, pairs in rates.items()
+    }
+
+
 def io_wait() -> None:
     time.sleep(0.0005)  # releases the GIL, as a blocking socket or driver call does
 
@@ -518,6 +547,9 @@ def print_table(results: dict[tuple[str, str], float], libraries: list[str],
     print("bare calls (ns): " + ", ".join(
         f"{bare} {results[form, 'bare']:.0f}" for form, (bare, _) in FORMS.items()
         if form in ("call", "rejection", "call_async")))
+    floor = results["rejection", "floor"] - results["rejection", "bare"]
+    print(f"rejection floor (ns, same rounds): raise and catch a fresh exception in one "
+          f"frame {floor:.0f}")
 
 
 def main() -> None:
@@ -549,14 +581,15 @@ def main() -> None:
         f"{form}: {what}" for form, (_, what) in FORMS.items()))
     print_table(results, libraries, memory)
 
-    # Thread scaling is noisy on a shared VM: medians of several runs, and the same
-    # measurement on a plain method shows what the interpreter alone does.
-    runs = 1 if args.quick else 5
-    for label, target in (("plain method", Plain()), ("breaker", never_opening())):
-        one = median_rate(target, work, 1, seconds, runs)
-        two = median_rate(target, work, 2, seconds, runs)
+    # Thread scaling is noisy on a shared VM: interleaved runs, medians, and the same
+    # measurement on a plain method (the floor) shows what the interpreter alone does.
+    runs = 1 if args.quick else 9
+    scaling = thread_scaling({"plain method": Plain(), "breaker": never_opening()},
+                             seconds, runs)
+    for label, (one, two, ratio) in scaling.items():
         print(f"{label:12} CPU-bound fn, 1 -> 2 threads: {one:,.0f}/s -> {two:,.0f}/s "
-              f"({two / one:.2f}x)")
+              f"({ratio:.2f}x, median of {runs} interleaved runs)")
+    runs = 1 if args.quick else 5
     cb = never_opening()
     one = median_rate(cb, io_wait, 1, seconds, runs)
     four = median_rate(cb, io_wait, 4, seconds, runs)

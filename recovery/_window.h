@@ -22,25 +22,75 @@
 enum {
     RECOVERY_REJECTED = -1,     /* admission: the call is rejected (tokens are >= 0) */
     RECOVERY_START_ERROR = -2,  /* a call's start time: reading the clock raised */
-    RECOVERY_ADMIT_ERROR = -3,  /* admission: a user clock or a listener raised */
+    RECOVERY_ADMIT_ERROR = -3,  /* admission (or its start time): a user clock or a
+                                   listener raised */
 };
 
 
-/* A new exception of ``type`` from the type's tp_new alone (_rejection in
-   _window.pyx says why). */
-static PyObject *recovery_new_error(PyObject *type, PyObject *args) {
-    return ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+/* Set item ``i`` of a tuple to a new reference to ``value``. Only for a tuple no one
+   else refers to, and items whose release runs no code (a str, a state, a float). */
+static void recovery_refill(PyObject *tuple, Py_ssize_t i, PyObject *value) {
+    PyObject *old = PyTuple_GET_ITEM(tuple, i);
+    if (old == value) return;
+    PyTuple_SET_ITEM(tuple, i, Py_NewRef(value));
+    Py_DECREF(old);
 }
 
-typedef long long (*recovery_admit_fn)(PyObject *, int *, double *);
+/* The error of a rejected call: a new ``type(name, state, retry_after)``
+   (``retry_after`` NaN: None), made by the type's tp_new alone (_rejection in
+   _window.pyx says why).
+
+   Its ``args`` tuple is the one the breaker kept from its last rejection (``*spare``)
+   when nothing else refers to that tuple any more, filled again in place: so a breaker
+   that keeps rejecting does not make and free a tuple and a float per rejection. That
+   needs the GIL (nothing else runs between the check and the fill: nothing here runs
+   Python code); a free-threaded build makes a new tuple each time. */
+static PyObject *recovery_new_rejection(PyObject *type, PyObject *name, PyObject *state,
+                                        double retry_after, PyObject **spare) {
+    PyObject *args = NULL, *when, *error;
+#ifndef Py_GIL_DISABLED
+    if (*spare != NULL && Py_REFCNT(*spare) == 1) {
+        args = Py_NewRef(*spare);
+        recovery_refill(args, 0, name);
+        recovery_refill(args, 1, state);
+        when = PyTuple_GET_ITEM(args, 2);
+        if (isnan(retry_after)) {
+            recovery_refill(args, 2, Py_None);
+        } else if (PyFloat_CheckExact(when) && Py_REFCNT(when) == 1) {
+            ((PyFloatObject *)when)->ob_fval = retry_after;  /* only this tuple has it */
+        } else {
+            when = PyFloat_FromDouble(retry_after);
+            if (when == NULL) goto fail;
+            recovery_refill(args, 2, when);
+            Py_DECREF(when);
+        }
+    }
+#endif
+    if (args == NULL) {
+        when = isnan(retry_after) ? Py_NewRef(Py_None) : PyFloat_FromDouble(retry_after);
+        if (when == NULL) return NULL;
+        args = PyTuple_Pack(3, name, state, when);
+        Py_DECREF(when);
+        if (args == NULL) return NULL;
+#ifndef Py_GIL_DISABLED
+        if (*spare == NULL) *spare = Py_NewRef(args);
+#endif
+    }
+    error = ((PyTypeObject *)type)->tp_new((PyTypeObject *)type, args, NULL);
+    Py_DECREF(args);
+    return error;
+fail:
+    Py_DECREF(args);
+    return NULL;
+}
+
+typedef long long (*recovery_admit_fn)(PyObject *, int *, double *, double *);
 typedef PyObject *(*recovery_reject_fn)(PyObject *, int, double);
-typedef double (*recovery_start_fn)(PyObject *, long long);
 typedef PyObject *(*recovery_refuse_fn)(PyObject *, long long, PyObject *);
 typedef PyObject *(*recovery_uncallable_fn)(const char *, PyObject *);
 typedef int (*recovery_finish_fn)(PyObject *, long long, PyObject *, double);
 static recovery_admit_fn recovery_admit;
 static recovery_reject_fn recovery_reject;
-static recovery_start_fn recovery_start;
 static recovery_refuse_fn recovery_refuse;
 static recovery_uncallable_fn recovery_uncallable;
 static recovery_finish_fn recovery_finish;
@@ -56,12 +106,32 @@ static recovery_divert_fn recovery_divert;
 typedef int (*recovery_release_fn)(PyObject *, long long);
 static recovery_release_fn recovery_release;
 
+/* Raise ``value``, a new exception (the reference is taken), as ``raise value`` would.
+   PyErr_SetObject chains it to the exception being handled, if any, and costs about a
+   tenth of a rejection even when there is none: so it serves that case only. */
+static void recovery_raise(PyObject *value) {
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *handled = PyErr_GetHandledException();
+#else
+    PyObject *handled_type, *handled, *handled_tb;
+    PyErr_GetExcInfo(&handled_type, &handled, &handled_tb);
+    Py_XDECREF(handled_type);
+    Py_XDECREF(handled_tb);
+    if (handled == Py_None) Py_CLEAR(handled);
+#endif
+    if (handled == NULL) {
+        PyErr_Restore(Py_NewRef(Py_TYPE(value)), value, NULL);
+        return;
+    }
+    Py_DECREF(handled);
+    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+    Py_DECREF(value);
+}
+
 /* Raise the error a rejected call gets: fresh, with no frame of ours in its traceback. */
 static int recovery_raise_rejection(PyObject *breaker, int state, double retry_after) {
     PyObject *value = recovery_reject(breaker, state, retry_after);
-    if (value == NULL) return -1;
-    PyErr_SetObject((PyObject *)Py_TYPE(value), value);
-    Py_DECREF(value);
+    if (value != NULL) recovery_raise(value);
     return -1;
 }
 
@@ -85,7 +155,8 @@ static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *
     int state;
     double start, retry_after;
     PyObject *result, *value, *fallback;
-    token = recovery_admit(breaker, &state, &retry_after);
+    /* A user clock that raises reading the start time gives the admission back. */
+    token = recovery_admit(breaker, &state, &retry_after, &start);
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) return NULL;
     if (token == RECOVERY_REJECTED) {
         if (route != NULL && (fallback = recovery_fallback(route)) != NULL) {
@@ -94,9 +165,6 @@ static PyObject *recovery_guarded(PyObject *breaker, PyObject *route, PyObject *
         recovery_raise_rejection(breaker, state, retry_after);
         return NULL;
     }
-    /* A user clock that raises here gives the admission back. */
-    start = recovery_start(breaker, token);
-    if (start == RECOVERY_START_ERROR && PyErr_Occurred()) return NULL;
     result = PyObject_Vectorcall(fn, args, (size_t)nargs, kwnames);
     if (result == NULL) {
         recovery_finish_failed(breaker, token, start);
@@ -193,8 +261,89 @@ static int recovery_install(PyObject *type, PyMethodDef *def) {
     return 0;
 }
 
+/* The C methods above, as CPython 3.11 specialises a call to them: only when ``self``
+   is exactly of the type the method descriptor was made for. ``breaker.call(fn)`` on
+   a CircuitBreaker (a subclass of Window) would miss that every time and take the
+   generic call path (a type check, a result check: about a fifth of call's cost), so
+   every subclass gets descriptors of its own, made for it, of the methods it inherits
+   from here (none it overrides). */
+static PyMethodDef *recovery_fast_defs[] = {
+    &recovery_call_def, &recovery_call_async_def, &recovery_execute_def, NULL};
+static PyObject *recovery_window_type, *recovery_dispatcher_type;
+
+static int recovery_own_methods(PyObject *cls) {
+    PyMethodDef **def;
+    PyObject *name, *found, *descr;
+    int error;
+    for (def = recovery_fast_defs; *def != NULL; def++) {
+        name = PyUnicode_InternFromString((*def)->ml_name);
+        if (name == NULL) return -1;
+        found = _PyType_Lookup((PyTypeObject *)cls, name);  /* borrowed */
+        if (found == NULL || !Py_IS_TYPE(found, &PyMethodDescr_Type)
+                || ((PyMethodDescrObject *)found)->d_method != *def) {
+            Py_DECREF(name);
+            continue;  /* not ours here, or overridden */
+        }
+        descr = PyDescr_NewMethod((PyTypeObject *)cls, *def);
+        error = descr == NULL ? -1 : PyObject_SetAttr(cls, name, descr);
+        Py_XDECREF(descr);
+        Py_DECREF(name);
+        if (error < 0) return -1;
+    }
+    return 0;
+}
+
+/* ``__init_subclass__`` of Window (or Dispatcher, ``owner``): the subclass's own
+   descriptors, then the next ``__init_subclass__`` in its MRO. */
+static PyObject *recovery_init_subclass(PyObject *owner, PyObject *cls, PyObject *args,
+                                        PyObject *kwargs) {
+    PyObject *next, *result;
+    if (recovery_own_methods(cls) < 0) return NULL;
+    next = PyObject_CallFunctionObjArgs((PyObject *)&PySuper_Type, owner, cls, NULL);
+    if (next == NULL) return NULL;
+    Py_SETREF(next, PyObject_GetAttrString(next, "__init_subclass__"));
+    if (next == NULL) return NULL;
+    result = PyObject_Call(next, args, kwargs);
+    Py_DECREF(next);
+    return result;
+}
+
+static PyObject *recovery_window_init_subclass(PyObject *cls, PyObject *args,
+                                               PyObject *kwargs) {
+    return recovery_init_subclass(recovery_window_type, cls, args, kwargs);
+}
+
+static PyObject *recovery_dispatcher_init_subclass(PyObject *cls, PyObject *args,
+                                                   PyObject *kwargs) {
+    return recovery_init_subclass(recovery_dispatcher_type, cls, args, kwargs);
+}
+
+static PyMethodDef recovery_window_init_subclass_def = {
+    "__init_subclass__", (PyCFunction)(void (*)(void))recovery_window_init_subclass,
+    METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+    "Give the subclass its own descriptors of call and call_async (the fast call path)."
+};
+
+static PyMethodDef recovery_dispatcher_init_subclass_def = {
+    "__init_subclass__", (PyCFunction)(void (*)(void))recovery_dispatcher_init_subclass,
+    METH_VARARGS | METH_KEYWORDS | METH_CLASS,
+    "Give the subclass its own descriptor of execute_with_recovery (the fast call path)."
+};
+
+static int recovery_install_class_method(PyObject *type, PyMethodDef *def) {
+    PyObject *descr = PyDescr_NewClassMethod((PyTypeObject *)type, def);
+    if (descr == NULL) return -1;
+    if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
+        Py_DECREF(descr);
+        return -1;
+    }
+    Py_DECREF(descr);
+    PyType_Modified((PyTypeObject *)type);
+    return 0;
+}
+
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
-                                    void *admit, void *reject, void *start,
+                                    void *admit, void *reject,
                                     void *finish, void *route, void *fallback,
                                     void *divert, void *refuse, void *uncallable,
                                     void *release, void *enter, void *exit) {
@@ -220,13 +369,18 @@ static int recovery_install_methods(PyObject *window, PyObject *dispatcher,
     recovery_uncallable = (recovery_uncallable_fn)uncallable;
     recovery_admit = (recovery_admit_fn)admit;
     recovery_reject = (recovery_reject_fn)reject;
-    recovery_start = (recovery_start_fn)start;
     recovery_finish = (recovery_finish_fn)finish;
     recovery_route = (recovery_route_fn)route;
     recovery_fallback = (recovery_fallback_fn)fallback;
     recovery_divert = (recovery_divert_fn)divert;
     if (recovery_install(window, &recovery_call_def) < 0) return -1;
-    return recovery_install(dispatcher, &recovery_execute_def);
+    if (recovery_install(dispatcher, &recovery_execute_def) < 0) return -1;
+    recovery_window_type = Py_NewRef(window);
+    recovery_dispatcher_type = Py_NewRef(dispatcher);
+    if (recovery_install_class_method(window, &recovery_window_init_subclass_def) < 0) {
+        return -1;
+    }
+    return recovery_install_class_method(dispatcher, &recovery_dispatcher_init_subclass_def);
 }
 
 #endif /* RECOVERY_WINDOW_H */

@@ -16,7 +16,7 @@ from libc.math cimport NAN, isinf, isnan, pow
 from libc.string cimport memmove, memset
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_DECREF, Py_INCREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 import contextvars
@@ -62,6 +62,13 @@ include "_window_blocks.pxi"
 cdef class Window
 
 
+cdef struct Slide:
+    # The window's counts after one more outcome, before they are stored (Window._slide).
+    Py_ssize_t count
+    Py_ssize_t failures
+    Py_ssize_t slow
+
+
 cdef inline bint _closed_token(Window window, int* state, long long* token) noexcept:
     """A closed circuit's token, without the lock, as the twin's ``try_admit`` takes it.
 
@@ -98,6 +105,7 @@ cdef class Window:
     cdef Settings* _settings        # &_rules.settings: the config's numbers
     cdef Py_ssize_t _pos, _count, _window_failures, _window_slow
     cdef unsigned long long* _latency_counts   # LATENCY_SLOTS counts; NULL unless record_latency
+    cdef PyObject* _spare_args      # the args of the last rejection's error (recovery_new_rejection)
     cdef double _latency_sum
 
     cdef int _state
@@ -115,6 +123,7 @@ cdef class Window:
         self._ring = NULL
         self._slots = NULL
         self._latency_counts = NULL
+        self._spare_args = NULL
 
     def __init__(self, str name, config, clock=None):
         self.name = name
@@ -139,6 +148,7 @@ cdef class Window:
     def __dealloc__(self):
         PyMem_Free(self._ring)
         PyMem_Free(self._latency_counts)
+        Py_XDECREF(self._spare_args)
 
     @cython.final
     cdef int _ensure_ring(self) except -1:
@@ -164,11 +174,16 @@ cdef class Window:
     cdef inline int _ready(self) except -1:
         """Refuse to run on a window whose ``__init__`` never ran (it has no config)."""
         if self._config is None:
-            raise RuntimeError(
-                f"{type(self).__name__} was not initialised: a subclass's __init__ must "
-                f"call super().__init__(name, config, clock)"
-            )
+            return self._not_initialised()
         return 0
+
+    @cython.final
+    cdef int _not_initialised(self) except -1:
+        # Apart from _ready, so that the check itself is inlined where it is made.
+        raise RuntimeError(
+            f"{type(self).__name__} was not initialised: a subclass's __init__ must "
+            f"call super().__init__(name, config, clock)"
+        )
 
     # -- rules: pure C, called inside the critical section ------------------------------
 
@@ -289,6 +304,62 @@ cdef class Window:
         return REJECTED
 
     @cython.final
+    cdef inline int _slide(self, int flags, Slide* after) noexcept:
+        """The window's counts with one more outcome (``flags``) at the current position,
+        a full window letting its oldest go, into ``after``; nothing is stored. Returns
+        the rule those counts make fire: a TRIP_ code, TRIP_NONE if none."""
+        cdef unsigned char old
+        after.count = self._count
+        after.failures = self._window_failures
+        after.slow = self._window_slow
+        if after.count == self._settings.size:
+            old = self._ring[self._pos]
+            after.failures -= old & FAILED
+            after.slow -= (old & SLOW) >> 1
+        else:
+            after.count += 1
+        after.failures += flags & FAILED
+        after.slow += (flags & SLOW) >> 1
+        # A rate rule cannot fire without one failure (or slow call) in the window: the
+        # division is skipped on the common, all-good path.
+        if after.count < self._settings.minimum_requests or not (after.failures or after.slow):
+            return TRIP_NONE
+        if after.failures >= self._settings.failure_threshold or (
+            self._settings.failure_rate > 0 and after.failures
+            and <double>after.failures / after.count >= self._settings.failure_rate
+        ):
+            return TRIP_FAILURES
+        if (self._settings.slow_rate > 0 and after.slow
+                and <double>after.slow / after.count >= self._settings.slow_rate):
+            return TRIP_SLOW_CALLS
+        return TRIP_NONE
+
+    @cython.final
+    cdef inline void _store(self, int flags, Slide* after) noexcept:
+        """Put the outcome ``_slide`` counted in the window, with its counts."""
+        self._ring[self._pos] = flags
+        self._pos = self._pos + 1 if self._pos + 1 < self._settings.size else 0
+        self._count = after.count
+        self._window_failures = after.failures
+        self._window_slow = after.slow
+
+    @cython.final
+    cdef inline void _tally(self, int flags, double duration) noexcept:
+        """The lifetime totals (and latency, ``duration`` >= 0) of one finished call."""
+        self._total_requests += 1
+        if duration >= 0 and self._settings.record_latency:
+            self._latency_counts[_latency_slot(duration)] += 1
+            self._latency_sum += duration
+        if flags & FAILED:
+            self._total_failures += 1
+            self._last_failure = _wall(CLOCK_REALTIME_COARSE)
+        else:
+            self._total_successes += 1
+            self._last_success = _wall(CLOCK_REALTIME_COARSE)
+        if flags & SLOW:
+            self._total_slow += 1
+
+    @cython.final
     cdef int _record(self, long long token, int flags, double now, double duration) noexcept:
         """Count one finished call (``duration`` < 0: untimed): a transition,
         NO_TRANSITION or NEED_CLOCK.
@@ -299,42 +370,15 @@ cdef class Window:
         cdef int kind = token & 3
         cdef bint current = (token >> GEN_SHIFT) == self._generation
         cdef bint failed = flags & FAILED
-        cdef Py_ssize_t pos, count, failures, slow
-        cdef unsigned char old
+        cdef Slide after
         cdef int result = NO_TRANSITION
-        cdef int fires = TRIP_NONE     # the rule that opens the circuit, if one does
+        cdef int fires     # the rule that opens the circuit, if one does
 
         if current and kind == NORMAL:
-            pos = self._pos
-            count = self._count
-            failures = self._window_failures
-            slow = self._window_slow
-            if count == self._settings.size:
-                old = self._ring[pos]
-                failures -= old & FAILED
-                slow -= (old & SLOW) >> 1
-            else:
-                count += 1
-            failures += flags & FAILED
-            slow += (flags & SLOW) >> 1
-            # A rate rule cannot fire without one failure (or slow call) in the
-            # window: the division is skipped on the common, all-good path.
-            if count >= self._settings.minimum_requests and (failures or slow):
-                if failures >= self._settings.failure_threshold or (
-                    self._settings.failure_rate > 0 and failures
-                    and <double>failures / count >= self._settings.failure_rate
-                ):
-                    fires = TRIP_FAILURES
-                elif (self._settings.slow_rate > 0 and slow
-                      and <double>slow / count >= self._settings.slow_rate):
-                    fires = TRIP_SLOW_CALLS
+            fires = self._slide(flags, &after)
             if fires != TRIP_NONE and not self._read_now(&now):
                 return NEED_CLOCK
-            self._ring[pos] = flags
-            self._pos = pos + 1 if pos + 1 < self._settings.size else 0
-            self._count = count
-            self._window_failures = failures
-            self._window_slow = slow
+            self._store(flags, &after)
             if fires != TRIP_NONE:
                 result = self._open(now, NAN, fires)
         elif current and kind == TRIAL:
@@ -354,19 +398,24 @@ cdef class Window:
                 self._trials -= 1
                 self._trial_successes += 1
 
-        self._total_requests += 1
-        if duration >= 0 and self._settings.record_latency:
-            self._latency_counts[_latency_slot(duration)] += 1
-            self._latency_sum += duration
-        if failed:
-            self._total_failures += 1
-            self._last_failure = _wall(CLOCK_REALTIME_COARSE)
-        else:
-            self._total_successes += 1
-            self._last_success = _wall(CLOCK_REALTIME_COARSE)
-        if flags & SLOW:
-            self._total_slow += 1
+        self._tally(flags, duration)
         return result
+
+    @cython.final
+    cdef inline bint _record_success(self, long long token) noexcept:
+        """Count an untimed success of a call admitted while closed (the common case) in
+        one locked block, without the general path's dispatch. False, with nothing
+        changed, when it is not that case, or when this outcome opens the circuit (a rate
+        rule, once the window holds minimum_requests outcomes): ``_record_outcome`` then
+        counts it."""
+        cdef Slide after
+        with cython.critical_section(self):
+            if (token & 3 != NORMAL or (token >> GEN_SHIFT) != self._generation
+                    or self._ring == NULL or self._slide(0, &after) != TRIP_NONE):
+                return False
+            self._store(0, &after)
+            self._tally(0, -1.0)
+        return True
 
     @cython.final
     cdef inline void _release(self, long long token) noexcept:
@@ -414,7 +463,7 @@ cdef class Window:
         cdef double retry_after
         cdef long long token = self._admit_call(&state, &retry_after)
         if token == REJECTED:
-            raise _rejection(self.name, state, retry_after)
+            raise _rejection(self, state, retry_after)
         return token
 
     @cython.final
@@ -445,6 +494,15 @@ cdef class Window:
     cdef int _notify(self, int transition) except -1:
         self._transitioned(transition >> 4, transition & 15)
         return 0
+
+    @cython.final
+    cdef inline double _start_time(self, long long token) except? START_ERROR:
+        """The start time of an admitted call, or -1.0 when nothing times it (no slow-call
+        rule, no observer, no latency histogram)."""
+        if (self._settings.slow_duration < 0 and self._observer is None
+                and not self._settings.record_latency):
+            return -1.0
+        return self._timed_start(token)
 
     @cython.final
     cdef double _timed_start(self, long long token) except? START_ERROR:
@@ -487,17 +545,17 @@ cdef class Window:
         return 0
 
     @cython.final
-    cdef int _enter_block(self) except -1:
+    cdef int _enter_block(self, int* state, double* retry_after) except -1:
         """Admit a ``with`` or ``async with`` block and keep its admission in the
-        blocks of the current context, so that its exit records against it."""
+        blocks of the current context, so that its exit records against it. 1 if the
+        block is rejected (``state`` and ``retry_after`` say why): the caller raises,
+        so that the error's traceback holds no frame of this module."""
         cdef _Blocks blocks = _blocks(True)
         blocks.reserve()  # before the admission: nothing can fail after it
-        cdef long long token = self._try_admit()
-        cdef double start = -1.0
-        if (self._settings.slow_duration >= 0 or self._observer is not None
-                or self._settings.record_latency):
-            start = self._timed_start(token)
-        blocks.push(self, token, start)
+        cdef long long token = self._admit_call(state, retry_after)
+        if token == REJECTED:
+            return 1
+        blocks.push(self, token, self._start_time(token))
         return 0
 
     @cython.final
@@ -511,8 +569,9 @@ cdef class Window:
             self._lost_admission()
             raise foreign_exit(self.name, "thread or task")
         blocks.take(index, &token, &start)
-        if exc is None and start < 0 and token & 3 == NORMAL:
-            self._record_outcome(token, 0, None, -1.0)
+        if exc is None and start < 0:
+            if not self._record_success(token):
+                self._record_outcome(token, 0, None, -1.0)
         else:
             self._finish(token, exc, start)
         return 0
@@ -520,7 +579,10 @@ cdef class Window:
     def __aenter__(self):
         """Admit the block now (``async with`` awaits the result at once): nothing
         here blocks, so the awaitable returned is already done."""
-        self._enter_block()
+        cdef int state
+        cdef double retry_after
+        if self._enter_block(&state, &retry_after):
+            raise _rejection(self, state, retry_after)
         return _done(self)
 
     def __aexit__(self, exc_type, exc, tb):
@@ -560,11 +622,7 @@ cdef class Window:
         """Admit a call that is not one callable (a generator, a coroutine): its token
         and start time, for :meth:`_end`. Raises :class:`CircuitOpenError`."""
         cdef long long token = self._try_admit()
-        cdef double start = -1.0
-        if (self._settings.slow_duration >= 0 or self._observer is not None
-                or self._settings.record_latency):
-            start = self._timed_start(token)
-        return token, start
+        return token, self._start_time(token)
 
     def _end(self, long long token, double start, exc):
         """Record how a call admitted by :meth:`_begin` ended (``exc`` None: success)."""
@@ -792,76 +850,4 @@ cdef class Window:
 
 include "_window_dispatch.pxi"
 
-
-cdef object _rejection(str name, int state, double retry_after):
-    """The error for a rejected call; built outside the lock, raised by the caller."""
-    # The type's tp_new alone: BaseException's fills ``args`` in C; the Python
-    # __init__ would only store the same three values again, at a cost on every
-    # rejection (it about doubles it).
-    if state == REPAIRING:
-        return _new_error(CircuitRepairingError, (name, STATES[state], None))
-    return _new_error(
-        CircuitOpenError,
-        (name, STATES[state], None if isnan(retry_after) or isinf(retry_after) else retry_after),
-    )
-
-
-
-
-cdef long long _admit_hook(object self, int* state, double* retry_after) except? ADMIT_ERROR:
-    cdef long long token
-    if _closed_token(<Window>self, state, &token):
-        return token
-    return (<Window>self)._admit_call(state, retry_after)
-
-
-cdef object _reject_hook(object self, int state, double retry_after):
-    return _rejection((<Window>self).name, state, retry_after)
-
-
-cdef double _start_hook(object self, long long token) except? START_ERROR:
-    cdef Window window = <Window>self
-    if (window._settings.slow_duration < 0 and window._observer is None
-            and not window._settings.record_latency):
-        return -1.0  # untimed: nothing can fail here
-    return window._timed_start(token)
-
-
-cdef object _refuse_hook(object self, long long token, object result):
-    """fn returned a coroutine or generator: free the admission, close it, say what to use."""
-    (<Window>self).release(token)
-    return refusal(result)
-
-
-cdef object _uncallable_hook(const char* api, object fn):
-    return not_callable(api.decode(), fn)
-
-
-cdef int _finish_hook(object self, long long token, PyObject* exc, double start) except -1:
-    cdef Window window = <Window>self
-    if exc == NULL and start < 0 and token & 3 == NORMAL:
-        # The common case, inlined: a closed-state success with nothing timed.
-        return window._record_outcome(token, 0, None, -1.0)
-    return window._finish(token, None if exc == NULL else <object>exc, start)
-
-
-cdef int _enter_hook(object self) except -1:
-    return (<Window>self)._enter_block()
-
-
-cdef int _exit_hook(object self, object exc) except -1:
-    return (<Window>self)._exit_block(exc)
-
-
-cdef int _release_hook(object self, long long token) except -1:
-    cdef Window window = <Window>self
-    with cython.critical_section(window):
-        window._release(token)
-    return 0
-
-
-_install_methods(Window, Dispatcher, <void*>_admit_hook, <void*>_reject_hook,
-                 <void*>_start_hook, <void*>_finish_hook, <void*>_route_hook,
-                 <void*>_fallback_hook, <void*>_divert_hook, <void*>_refuse_hook,
-                 <void*>_uncallable_hook, <void*>_release_hook, <void*>_enter_hook,
-                 <void*>_exit_hook)
+include "_window_hooks.pxi"

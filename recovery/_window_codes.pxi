@@ -123,10 +123,11 @@ cdef extern from "_window.h":
         REJECTED "RECOVERY_REJECTED"        # an admission's answer: not admitted
         START_ERROR "RECOVERY_START_ERROR"  # the except? value of a call's start time
         ADMIT_ERROR "RECOVERY_ADMIT_ERROR"  # the except? value of an admission
-    object _new_error "recovery_new_error"(object type, object args)
+    object _new_rejection "recovery_new_rejection"(
+        object type, object name, object state, double retry_after, PyObject** spare)
     object _new_guard "recovery_guard_new"(object breaker, object fn, int is_async)
     object _done "recovery_ready_new"(object value)
     int _install_methods "recovery_install_methods"(
-        object window, object dispatcher, void* admit, void* reject, void* start,
-        void* finish, void* route, void* fallback, void* divert, void* refuse,
-        void* uncallable, void* release, void* enter, void* exit) except -1
+        object window, object dispatcher, void* admit, void* reject, void* finish,
+        void* route, void* fallback, void* divert, void* refuse, void* uncallable,
+        void* release, void* enter, void* exit) except -1

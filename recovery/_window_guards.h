@@ -88,15 +88,13 @@ static int recovery_awaiting_start(recovery_Awaiting *self) {
     double retry_after;
     PyObject *awaitable, *inner;
     PyObject *fn = self->fn;
-    long long token = recovery_admit(self->breaker, &state, &retry_after);
+    long long token = recovery_admit(self->breaker, &state, &retry_after, &self->start);
     self->stage = AWAITING_DONE;  /* until it runs */
     if (token == RECOVERY_ADMIT_ERROR && PyErr_Occurred()) goto fail;
     if (token == RECOVERY_REJECTED) {
         recovery_raise_rejection(self->breaker, state, retry_after);
         goto fail;
     }
-    self->start = recovery_start(self->breaker, token);
-    if (self->start == RECOVERY_START_ERROR && PyErr_Occurred()) goto fail;
     self->token = token;
     awaitable = PyObject_Vectorcall(fn, self->args, (size_t)self->nargs, self->kwnames);
     recovery_awaiting_drop_call(self);
@@ -502,18 +500,23 @@ static PyMethodDef recovery_call_async_def = {
 
 /* -- with: the block's methods, in C so that a with statement costs one C call each ---- */
 
-typedef int (*recovery_enter_fn)(PyObject *);
+typedef int (*recovery_enter_fn)(PyObject *, int *, double *);
 typedef int (*recovery_exit_fn)(PyObject *, PyObject *);
 static recovery_enter_fn recovery_enter_block;
 static recovery_exit_fn recovery_exit_block;
 
 static int recovery_enter_call(PyObject *breaker, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames, PyObject **result) {
+    int state, status;
+    double retry_after;
     if (nargs != 0 || kwnames != NULL) {
         PyErr_SetString(PyExc_TypeError, "__enter__() takes no arguments");
         return -1;
     }
-    if (recovery_enter_block(breaker) < 0) return -1;
+    status = recovery_enter_block(breaker, &state, &retry_after);
+    if (status < 0) return -1;
+    /* Raised here, like call's: the error's traceback holds no frame of ours. */
+    if (status > 0) return recovery_raise_rejection(breaker, state, retry_after);
     *result = Py_NewRef(breaker);
     return 0;
 }

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import traceback
 from collections.abc import Iterator
 from typing import Any
 
@@ -253,6 +254,95 @@ def test_held_open_until_reset_has_no_retry_time(
     assert data["next_retry_time"] is None
     json.dumps(data, allow_nan=False)
     assert CircuitOpenError("x", OPEN, math.inf).retry_after is None
+
+
+def _rejected(cb: Any) -> CircuitOpenError:
+    try:
+        cb.call(int)
+    except CircuitOpenError as error:
+        return error
+    raise AssertionError("not rejected")
+
+
+@pytest.mark.parametrize("keep", ["error", "args", "retry_after"])
+def test_what_a_caller_keeps_of_a_rejection_is_never_changed_by_a_later_one(
+    make_breaker: MakeBreaker, clock: FakeClock, keep: str
+) -> None:
+    # The compiled window refills the args of its last rejection's error in place once
+    # nothing else refers to them: an error, its args or its retry_after that a caller
+    # still holds must keep their values.
+    cb = make_breaker(timeout=10.0)
+    cb.force_open()
+    _rejected(cb)  # the args a later rejection may refill
+    clock.advance(1.0)
+    first = _rejected(cb)
+    kept = {"error": first, "args": first.args, "retry_after": first.retry_after}[keep]
+    del first
+    for _ in range(2):
+        clock.advance(1.0)
+        later = _rejected(cb)
+    cb.begin_repair()
+    repairing = _rejected(cb)
+    expected = {"error": ("dep", OPEN, 9.0), "args": ("dep", OPEN, 9.0), "retry_after": 9.0}
+    assert (kept.args if keep == "error" else kept) == expected[keep]
+    assert later.args == ("dep", OPEN, 7.0)
+    assert repairing.args == ("dep", CircuitBreakerState.REPAIRING, None)
+    assert cb.metrics().total_rejections == 5
+
+
+def test_each_rejection_is_a_new_error_with_its_own_values(
+    make_breaker: MakeBreaker, clock: FakeClock
+) -> None:
+    cb = make_breaker(timeout=10.0, half_open_max_calls=1)
+    cb.force_open()
+    seen = []
+    for _ in range(4):
+        error = _rejected(cb)
+        seen.append((error.state, error.retry_after, error.__traceback__ is not None))
+        del error
+        clock.advance(2.5)
+    token = cb.try_admit()  # the one trial: half-open now
+    error = _rejected(cb)
+    seen.append((error.state, error.retry_after, error.__traceback__ is not None))
+    cb.release(token)
+    assert seen == [
+        (OPEN, 10.0, True), (OPEN, 7.5, True), (OPEN, 5.0, True), (OPEN, 2.5, True),
+        (HALF_OPEN, None, True),
+    ]
+
+
+def test_a_rejection_while_handling_an_exception_is_chained_to_it(
+    make_breaker: MakeBreaker,
+) -> None:
+    cb = make_breaker()
+    cb.force_open()
+    try:
+        raise KeyError("first")
+    except KeyError as first:
+        handled = first
+        error = _rejected(cb)
+    assert error.__context__ is handled
+    assert _rejected(cb).__context__ is None
+
+
+def _enter_rejected(cb: Any) -> None:
+    with cb:
+        pass
+
+
+@pytest.mark.parametrize("use", [lambda cb: cb.call(int), _enter_rejected])
+def test_a_rejection_carries_no_frame_of_the_compiled_window(
+    make_breaker: MakeBreaker, use: Any
+) -> None:
+    # Raised from C, as a bare raise would be: no traceback entry for the window's
+    # Cython functions (each one costs about the rejection itself, and reads as noise).
+    cb = make_breaker()
+    cb.force_open()
+    with pytest.raises(CircuitOpenError) as rejected:
+        use(cb)
+    files = [frame.filename for frame in traceback.extract_tb(rejected.value.__traceback__)]
+    assert files[0] == __file__
+    assert not [name for name in files if name.endswith((".pyx", ".pxi"))]
 
 
 # -- bad input ------------------------------------------------------------------------------------

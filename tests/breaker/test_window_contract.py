@@ -277,6 +277,55 @@ def test_state_codes_drive_the_state_on_both_windows(make_breaker: Any) -> None:
     assert cb.state_code == state.REPAIRING_CODE
 
 
+# -- subclasses ------------------------------------------------------------------------------------
+# The compiled window gives each subclass descriptors of its own of the C methods it
+# inherits (so CPython specialises calls to them): that must change nothing a subclass
+# can see.
+
+
+class Tagged:
+    """A mixin after the window in the MRO, with an ``__init_subclass__`` of its own."""
+
+    tag: Any = None
+
+    def __init_subclass__(cls, tag: Any = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.tag = tag
+
+
+def test_a_subclass_and_its_subclasses_keep_an_overridden_call(breaker_cls: Any) -> None:
+    class Counting(breaker_cls):  # type: ignore[misc, valid-type]
+        __slots__ = ("calls",)
+
+        def call(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return super().call(fn, *args, **kwargs)
+
+    class Deeper(Counting):
+        __slots__ = ()
+
+    for cls in (Counting, Deeper):
+        cb = cls("sub", CircuitBreakerConfig())
+        cb.calls = 0
+        assert cb.call(len, "abc") == 3
+        assert cb.calls == 1
+        assert cb.metrics().total_successes == 1
+
+
+def test_a_subclass_calls_through_its_window_and_passes_keywords_on(breaker_cls: Any) -> None:
+    class Plain(breaker_cls, Tagged, tag="plain"):  # type: ignore[misc, valid-type]
+        pass
+
+    cb = Plain("sub", CircuitBreakerConfig())
+    assert Plain.tag == "plain"
+    assert cb.call(len, "abcd") == 4
+    assert cb.metrics().total_successes == 1
+    with pytest.raises(TypeError):
+
+        class Unknown(breaker_cls, unknown=1):  # type: ignore[misc, valid-type, call-arg]
+            pass
+
+
 # -- window_counts --------------------------------------------------------------------------------
 
 
