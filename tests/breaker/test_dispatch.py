@@ -55,7 +55,7 @@ def setup(module: Any) -> Any:
 def test_routes_to_the_breaker_and_forwards_arguments(setup: Any) -> None:
     dispatcher, breaker, Route = setup
     cb = breaker()
-    dispatcher._add_route("p", Route(cb))
+    dispatcher._add_route("p", Route(cb))  # private: the manager's entry, under test
     assert dispatcher.execute_with_recovery("p", lambda a, *, b: (a, b), 1, b=2) == (1, 2)
     assert cb.metrics().total_successes == 1
 
@@ -75,7 +75,7 @@ def test_too_few_arguments_is_a_type_error(setup: Any) -> None:
 def test_exception_passes_through_unchanged(setup: Any) -> None:
     dispatcher, breaker, Route = setup
     cb = breaker(failure_threshold=5, minimum_requests=5)
-    dispatcher._add_route("p", Route(cb))
+    dispatcher._add_route("p", Route(cb))  # private: the manager's entry, under test
     with pytest.raises(Boom, match="down"):
         dispatcher.execute_with_recovery("p", boom)
     assert cb.metrics().total_failures == 1
@@ -85,7 +85,7 @@ def test_rejection_is_answered_by_the_fallback_and_counted(setup: Any) -> None:
     dispatcher, breaker, Route = setup
     cb = breaker(timeout=60.0)
     route = Route(cb, lambda *a, **k: ("fallback", a, k))
-    dispatcher._add_route("p", route)
+    dispatcher._add_route("p", route)  # private: the manager's entry, under test
     cb.force_open()
     assert dispatcher.execute_with_recovery("p", boom, 1, x=2) == ("fallback", (1,), {"x": 2})
     cb.begin_repair()
@@ -97,7 +97,7 @@ def test_rejection_is_answered_by_the_fallback_and_counted(setup: Any) -> None:
 def test_rejection_without_fallback_raises(setup: Any) -> None:
     dispatcher, breaker, Route = setup
     cb = breaker()
-    dispatcher._add_route("p", Route(cb))
+    dispatcher._add_route("p", Route(cb))  # private: the manager's entry, under test
     cb.begin_repair()
     with pytest.raises(CircuitRepairingError):
         dispatcher.execute_with_recovery("p", int)
@@ -110,7 +110,7 @@ def test_diverted_route_goes_to_the_slow_path(setup: Any) -> None:
     dispatcher, breaker, Route = setup
     cb = breaker()
     route = Route(cb, lambda: "fallback")
-    dispatcher._add_route("p", route)
+    dispatcher._add_route("p", route)  # private: the manager's entry, under test
     route.diverted = True
     assert dispatcher.execute_with_recovery("p", int, "7", base=8) == "diverted"
     assert dispatcher.diverted == [("p", int, ("7",), {"base": 8})]
@@ -173,7 +173,7 @@ def test_a_result_passed_for_a_function_is_refused_before_routing(setup: Any) ->
     dispatcher, breaker, Route = setup
     route = Route(breaker())
     route.diverted = True
-    dispatcher._add_route("p", route)
+    dispatcher._add_route("p", route)  # private: the manager's entry, under test
     with pytest.raises(TypeError, match="fn must be callable"):
         dispatcher.execute_with_recovery("p", "a result")
     assert dispatcher.diverted == []

@@ -85,6 +85,7 @@ def _is_property(node: ast.AST) -> bool:
     )
 
 
+# private: the type of inspect.Parameter.kind
 def _stub_parameters(node: ast.FunctionDef) -> list[tuple[str, inspect._ParameterKind]]:
     args = node.args
     kinds = inspect.Parameter
@@ -98,6 +99,7 @@ def _stub_parameters(node: ast.FunctionDef) -> list[tuple[str, inspect._Paramete
     return params
 
 
+# private: the type of inspect.Parameter.kind
 def _parameters(fn: Any) -> list[tuple[str, inspect._ParameterKind, Any]]:
     """Name, kind and default of each parameter; ``self`` only by name (C methods make
     it positional-only, Python ones do not, and nobody passes it by keyword)."""
@@ -184,6 +186,7 @@ DISTINCT = CircuitBreakerConfig(
 @pytest.mark.parametrize("config", [DISTINCT, CircuitBreakerConfig()], ids=["distinct", "defaults"])
 def test_both_windows_copy_every_setting(breaker_cls: Any, config: CircuitBreakerConfig) -> None:
     window = breaker_cls("w", config)
+    # private: the window's copy of its config, the contract under test
     assert window._read_settings() == window_settings(config)
 
 
@@ -194,6 +197,7 @@ def test_both_windows_hold_each_setting_in_the_kind_of_its_row(
     """The twin holds what the table's function returns, the compiled window what its C
     struct converts that to: either differs from the row's kind (an int where a float
     was declared, a struct line of another type) and the windows may run on other numbers."""
+    # private: the window's copy of its config, the contract under test
     held = breaker_cls("w", config)._read_settings()
     assert {name: type(value) for name, value in held.items()} == {
         name: row.kind for name, row in SETTINGS.items()
@@ -237,6 +241,7 @@ def test_a_row_that_is_not_a_kind_and_a_function_is_refused(hint: Any) -> None:
 
 @needs_compiled
 def test_the_compiled_settings_struct_is_the_table() -> None:
+    # private: the import-time check of the C struct, under test
     assert compiled._settings_mismatched == []
 
 
@@ -356,8 +361,8 @@ def test_window_counts_are_the_calls_and_failures_in_the_sliding_window(make_bre
     cb.call(int)
     cb.call(int)  # and then both failures
     assert cb.window_counts() == (4, 0)
-    assert cb.window_counts() == (cb._snapshot()["window_count"],
-                                  cb._snapshot()["window_failures"])
+    raw = cb._snapshot()  # private: the window's raw counts, against the public ones
+    assert cb.window_counts() == (raw["window_count"], raw["window_failures"])
 
 
 def test_window_counts_start_again_at_each_transition(make_breaker: Any) -> None:
@@ -451,7 +456,7 @@ def test_a_trial_exited_on_another_thread_reports_trial_failed(
     _fail(cb)
     clock.advance(5.0)
     cb.try_admit()
-    cb._lost_admission()
+    cb._lost_admission()  # private: the window's hook for an admission never ended, under test
     assert cb.trip_reason is TripReason.TRIAL_FAILED
 
 
