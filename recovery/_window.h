@@ -249,16 +249,20 @@ static PyMethodDef recovery_call_def = {
     "Run fn(*args, **kwargs) through the breaker; return its value or re-raise its exception."
 };
 
-static int recovery_install(PyObject *type, PyMethodDef *def) {
-    PyObject *descr = PyDescr_NewMethod((PyTypeObject *)type, def);
+/* Put a new descriptor (a reference it steals; NULL when making it failed) in the type's
+   dict under its method's name. */
+static int recovery_put_descriptor(PyObject *type, PyMethodDef *def, PyObject *descr) {
+    int result;
     if (descr == NULL) return -1;
-    if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
-        Py_DECREF(descr);
-        return -1;
-    }
+    result = PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr);
     Py_DECREF(descr);
+    if (result < 0) return -1;
     PyType_Modified((PyTypeObject *)type);
     return 0;
+}
+
+static int recovery_install(PyObject *type, PyMethodDef *def) {
+    return recovery_put_descriptor(type, def, PyDescr_NewMethod((PyTypeObject *)type, def));
 }
 
 /* The C methods above, as CPython 3.11 specialises a call to them: only when ``self``
@@ -331,15 +335,8 @@ static PyMethodDef recovery_dispatcher_init_subclass_def = {
 };
 
 static int recovery_install_class_method(PyObject *type, PyMethodDef *def) {
-    PyObject *descr = PyDescr_NewClassMethod((PyTypeObject *)type, def);
-    if (descr == NULL) return -1;
-    if (PyDict_SetItemString(((PyTypeObject *)type)->tp_dict, def->ml_name, descr) < 0) {
-        Py_DECREF(descr);
-        return -1;
-    }
-    Py_DECREF(descr);
-    PyType_Modified((PyTypeObject *)type);
-    return 0;
+    return recovery_put_descriptor(type, def,
+                                   PyDescr_NewClassMethod((PyTypeObject *)type, def));
 }
 
 static int recovery_install_methods(PyObject *window, PyObject *dispatcher,

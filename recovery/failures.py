@@ -42,7 +42,7 @@ class Severity(StrEnum):
     INFO = "info"
 
 
-def _enum_member(enum: type[Enum], field: str, value: Any) -> Any:
+def enum_member(enum: type[Enum], field: str, value: Any) -> Any:
     """Accept a member, its string value or its name, in any case ("timeout", "TIMEOUT").
 
     Anything else is a ValueError naming the field and the value.
@@ -57,11 +57,11 @@ def _enum_member(enum: type[Enum], field: str, value: Any) -> Any:
 
 
 def _failure_type(value: Any) -> FailureType:
-    return _enum_member(FailureType, "type", value)  # type: ignore[no-any-return]
+    return enum_member(FailureType, "type", value)  # type: ignore[no-any-return]
 
 
 def _severity(value: Any) -> Severity:
-    return _enum_member(Severity, "severity", value)  # type: ignore[no-any-return]
+    return enum_member(Severity, "severity", value)  # type: ignore[no-any-return]
 
 
 def _context(value: Any) -> dict[str, Any]:

@@ -64,7 +64,7 @@ import attrs
 
 from recovery import _validate as v
 from recovery.audit import JsonlAuditLogger, MemoryAuditLogger, SqliteAuditLogger
-from recovery.failures import FailureType, _enum_member
+from recovery.failures import FailureType, enum_member
 
 _logger = logging.getLogger("recovery.learning")
 
@@ -147,7 +147,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def _kind(failure_type: Any) -> str:
-    member: FailureType = _enum_member(FailureType, "failure_type", failure_type)
+    member: FailureType = enum_member(FailureType, "failure_type", failure_type)
     return member.value
 
 

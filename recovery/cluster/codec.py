@@ -59,6 +59,12 @@ def _signature(secret: bytes | None, body: bytes) -> bytes:
     return hmac.new(secret, body, hashlib.sha256).hexdigest().encode()
 
 
+def frame(body: bytes, secret: bytes | None) -> bytes:
+    """``body`` as a message: version, signature (``-`` without a ``secret``), body; the
+    counterpart of :func:`open_frame`, shared by events, summaries and onsets."""
+    return b" ".join((VERSION, _signature(secret, body), body))
+
+
 def encode(event: Event, secret: bytes | None, namespace: str | None = None) -> bytes:
     """Frame ``event`` (signed with ``secret``); ``namespace`` goes into the signed body,
     so that a message signed for one namespace is never acted on in another."""
@@ -69,7 +75,7 @@ def encode(event: Event, secret: bytes | None, namespace: str | None = None) -> 
     if namespace is not None:
         fields["ns"] = namespace
     body = json.dumps(fields, separators=(",", ":")).encode()
-    return b" ".join((VERSION, _signature(secret, body), body))
+    return frame(body, secret)
 
 
 def _text(data: dict[str, Any], key: str, allow_empty: bool = False) -> str:

@@ -44,10 +44,9 @@ import redis
 
 from recovery.cluster.codec import (
     MAX_TEXT,
-    VERSION,
     Rejected,
-    _signature,
     check_namespace,
+    frame,
     open_frame,
 )
 
@@ -96,7 +95,7 @@ def encode(onset: Onset, secret: bytes | None, namespace: str) -> bytes:
         "sender": onset.sender, "depends_on": list(onset.depends_on),
         "tags": dict(onset.tags), "ns": namespace,
     }, separators=(",", ":")).encode()
-    return b" ".join((VERSION, _signature(secret, body), body))
+    return frame(body, secret)
 
 
 def decode(message: bytes, secret: bytes | None, namespace: str) -> Onset:

@@ -38,8 +38,8 @@ from recovery.cluster.codec import (
     MAX_TEXT,
     VERSION,
     Rejected,
-    _signature,
     check_namespace,
+    frame,
     open_frame,
 )
 from recovery.status import PluginRecovery, StatusSource
@@ -158,7 +158,7 @@ def encode_summary(head: dict[str, Any], entries: list[dict[str, Any]],
         kept.append(encoded)
         budget -= cost
     body = start(total - len(kept)) + b",".join(kept) + b"]}"
-    return b" ".join((VERSION, _signature(secret, body), body))
+    return frame(body, secret)
 
 
 def _incidents_within(incidents: list[dict[str, Any]]) -> dict[str, Any]:
