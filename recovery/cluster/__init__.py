@@ -19,8 +19,8 @@ from recovery.cluster.codec import Event as Event
 from recovery.cluster.codec import Rejected as Rejected
 from recovery.cluster.codec import decode as decode
 from recovery.cluster.codec import encode as encode
-from recovery.cluster.core import BACKOFF_CAP as BACKOFF_CAP
-from recovery.cluster.core import BACKOFF_FIRST as BACKOFF_FIRST
+from recovery.cluster.connection import BACKOFF_CAP as BACKOFF_CAP
+from recovery.cluster.connection import BACKOFF_FIRST as BACKOFF_FIRST
 from recovery.cluster.core import QUEUE_LIMIT as QUEUE_LIMIT
 from recovery.cluster.core import WARN_EVERY as WARN_EVERY
 from recovery.cluster.core import Cluster, ClusterSnapshot

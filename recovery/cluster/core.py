@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import queue
-import random
 import socket
 import threading
 import time
@@ -51,13 +50,19 @@ from recovery.status import ClusterStatus, StatusSource
 
 try:
     import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "recovery.cluster needs redis-py, which the 'redis' extra installs: "
         "pip install 'recovery[redis]'"
     ) from exc
+
+from recovery.cluster.connection import (
+    FAULTS,
+    POLL,
+    client,
+    confirm_subscription,
+    subscribe_until_stopped,
+)
 
 __all__ = ["Cluster", "ClusterSnapshot"]
 
@@ -65,15 +70,9 @@ _logger = logging.getLogger("recovery.cluster")
 
 QUEUE_LIMIT = 10_000
 """Local transitions waiting for the worker; beyond this they are dropped and counted."""
-BACKOFF_FIRST, BACKOFF_CAP = 0.05, 5.0
-"""Reconnection waits double from the first to the cap, each drawn from [w/2, w]."""
-_POLL = 0.2  # how often the subscriber looks up from the socket (stop, reconnect requests)
-_SOCKET_TIMEOUT = 2.0  # a Redis that stops answering is a fault, not a wait
-_HEALTH_CHECK = 5.0  # an idle subscriber PINGs this often: a silent partition is found too
 _MAX_WAIT = 60.0  # the worker's longest sleep: no deadline, however far, overflows a timer
 WARN_EVERY = 60.0
 """Seconds between two WARNINGs that Redis cannot be reached (the first is logged at once)."""
-_FAULTS = (redis.RedisError, OSError)
 _get_ident = threading.get_ident
 
 _LOCAL, _REMOTE, _ATTACH, _CONNECTED, _DISCONNECTED, _STOP, _WAKE = range(7)
@@ -235,11 +234,7 @@ class Cluster:
     def _fresh_process(self, node_id: str) -> None:
         """Everything that belongs to one process: identity, connection, queue, counters."""
         self.node_id = node_id
-        self._client: Any = redis.Redis.from_url(
-            self.config.url, socket_timeout=_SOCKET_TIMEOUT,
-            socket_connect_timeout=_SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0),
-            health_check_interval=_HEALTH_CHECK,
-        )
+        self._client: Any = client(self.config.url)
         self._store = Store(self._client, self.config.namespace)
         self._fleet = Fleet(
             self._store, node_id, self.config.quorum, self.config.quorum_window,
@@ -484,39 +479,29 @@ class Cluster:
             self._own.discard(ident)  # a later thread may get this id: its moves are news
 
     def _subscribe_until_stopped(self) -> None:
-        backoff = BACKOFF_FIRST
-        while not self._stopping.is_set():
-            pubsub = self._client.pubsub()
-            try:
-                self._listen(pubsub)
-                backoff = BACKOFF_FIRST
-            except BaseException as exc:  # Redis faults; anything else is
-                if isinstance(exc, _FAULTS):  # logged too; then it reconnects
-                    self._fault(exc)
-                    self._connection_log.failed(exc)
-                else:
-                    self._failed("subscriber", exc, None)
-                self._inbox.put((_DISCONNECTED,))
-                if self._stopping.wait(random.uniform(backoff / 2, backoff)):
-                    break
-                backoff = min(backoff * 2, BACKOFF_CAP)
-            finally:
-                with contextlib.suppress(*_FAULTS):
-                    pubsub.close()
+        subscribe_until_stopped(self._client, self._stopping, self._listen,
+                                self._subscription_ended)
+
+    def _subscription_ended(self, exc: BaseException) -> None:
+        """Redis faults are counted and logged as the connection's; anything else is
+        logged as a failure. Either way the worker hears that we are disconnected."""
+        if isinstance(exc, FAULTS):
+            self._fault(exc)
+            self._connection_log.failed(exc)
+        else:
+            self._failed("subscriber", exc, None)
+        self._inbox.put((_DISCONNECTED,))
 
     def _listen(self, pubsub: Any) -> None:
         """Subscribe, tell the worker (which then reads the records), then relay messages."""
         self._reconnect.clear()
-        pubsub.subscribe(self._store.channel)
-        message = pubsub.get_message(timeout=_SOCKET_TIMEOUT)
-        if message is None or message["type"] != "subscribe":
-            raise redis.ConnectionError(f"no subscription confirmation, got {message!r}")
+        confirm_subscription(pubsub, self._store.channel)
         self._inbox.put((_CONNECTED,))
         secret, namespace = self.config.secret, self.config.namespace
         while not self._stopping.is_set():
             if self._reconnect.is_set():
                 raise redis.ConnectionError("the worker lost Redis")
-            message = pubsub.get_message(timeout=_POLL)
+            message = pubsub.get_message(timeout=POLL)
             if message is None or message["type"] != "message":
                 continue
             data = message["data"]
@@ -563,7 +548,7 @@ class Cluster:
                         self._handle(item)
                     if self._connected:
                         self._run_deadlines()
-            except _FAULTS as exc:
+            except FAULTS as exc:
                 self._fault(exc)
                 self._connection_log.failed(exc)
                 self._set_connected(False)
@@ -640,7 +625,7 @@ class Cluster:
             for t in tracked:
                 try:
                     step(t)
-                except _FAULTS:
+                except FAULTS:
                     raise  # Redis is gone again: the next connection starts over
                 except BaseException as exc:  # one breaker's trouble is not the others'
                     self._failed("worker", exc, t)

@@ -32,7 +32,6 @@ import logging
 import math
 import os
 import queue
-import random
 import threading
 import uuid
 from collections import Counter
@@ -40,7 +39,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import redis
 
 from recovery.cluster.codec import (
     MAX_TEXT,
@@ -48,6 +46,13 @@ from recovery.cluster.codec import (
     check_namespace,
     frame,
     open_frame,
+)
+from recovery.cluster.connection import (
+    FAULTS,
+    POLL,
+    client,
+    confirm_subscription,
+    subscribe_until_stopped,
 )
 
 _logger = logging.getLogger("recovery.cluster")
@@ -62,10 +67,6 @@ QUEUE_LIMIT = 1000
 """Onsets waiting for the publisher; beyond this they are dropped and counted."""
 KINDS = ("trip", "early_warning", "recovered")
 """What a message says of its name: an onset of either kind, or a verified recovery."""
-_POLL = 0.2  # how often the subscriber looks up from the socket (stop)
-_SOCKET_TIMEOUT = 2.0
-_BACKOFF_FIRST, _BACKOFF_CAP = 0.05, 5.0
-_FAULTS = (redis.RedisError, OSError)
 
 
 def channel(namespace: str) -> str:
@@ -163,9 +164,7 @@ class OnsetChannel:
         if self._threads:
             return
         self._pid = os.getpid()
-        self._client = redis.Redis.from_url(
-            self._url, socket_timeout=_SOCKET_TIMEOUT,
-            socket_connect_timeout=_SOCKET_TIMEOUT, health_check_interval=5.0)
+        self._client = client(self._url)
         self._stopping = threading.Event()
         self._queue = queue.Queue(QUEUE_LIMIT)  # nothing from before a stop() is sent
         self._threads = [
@@ -214,7 +213,7 @@ class OnsetChannel:
             try:
                 self._client.publish(channel(self._namespace), message)
                 self._count("published")
-            except _FAULTS:
+            except FAULTS:
                 self.count_drop("unsent")  # a moment that has passed: not resent
             except BaseException as exc:  # the thread must outlive anything
                 self._failed(exc)
@@ -222,34 +221,21 @@ class OnsetChannel:
     # -- receiving --------------------------------------------------------------------------
 
     def _subscribe(self) -> None:
-        backoff = _BACKOFF_FIRST
-        while not self._stopping.is_set():
-            pubsub = self._client.pubsub()
-            try:
-                self._listen(pubsub)
-            except BaseException as exc:
-                if not isinstance(exc, _FAULTS):
-                    self._failed(exc)
-                with self._stats_lock:
-                    self._connected = False
-                if self._stopping.wait(random.uniform(backoff / 2, backoff)):
-                    break
-                backoff = min(backoff * 2, _BACKOFF_CAP)
-            else:
-                backoff = _BACKOFF_FIRST
-            finally:
-                with contextlib.suppress(*_FAULTS):
-                    pubsub.close()
+        subscribe_until_stopped(self._client, self._stopping, self._listen,
+                                self._subscription_ended)
+
+    def _subscription_ended(self, exc: BaseException) -> None:
+        if not isinstance(exc, FAULTS):
+            self._failed(exc)
+        with self._stats_lock:
+            self._connected = False
 
     def _listen(self, pubsub: Any) -> None:
-        pubsub.subscribe(channel(self._namespace))
-        message = pubsub.get_message(timeout=_SOCKET_TIMEOUT)
-        if message is None or message["type"] != "subscribe":
-            raise redis.ConnectionError(f"no subscription confirmation, got {message!r}")
+        confirm_subscription(pubsub, channel(self._namespace))
         with self._stats_lock:
             self._connected = True
         while not self._stopping.is_set():
-            message = pubsub.get_message(timeout=_POLL)
+            message = pubsub.get_message(timeout=POLL)
             try:
                 if message is not None and message["type"] == "message":
                     self._take(message["data"])
